@@ -1,0 +1,232 @@
+"""Typed models of one sync configuration file (one YAML file per sync)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sync_pipelines.config.cron import to_dagster_cron
+from sync_pipelines.types import SyncMode
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+_DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+SIMPLE_TYPES = ("string", "integer", "float", "boolean", "date", "datetime")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_type(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text == "decimal":
+        return "decimal(38,9)"
+    match = _DECIMAL_RE.match(text)
+    if match:
+        precision, scale = int(match.group(1)), int(match.group(2))
+        if not 1 <= precision <= 38 or scale > precision:
+            raise ValueError(f"decimal({precision},{scale}): precision must be 1-38 and scale <= precision")
+        return f"decimal({precision},{scale})"
+    if text not in SIMPLE_TYPES:
+        raise ValueError(f"unknown type {value!r}; expected one of {', '.join(SIMPLE_TYPES)}, decimal(p,s)")
+    return text
+
+
+class FieldSpec(_Model):
+    """How one target column is filled: from a source column (renamed and cast), or a constant."""
+
+    source: str | None = Field(
+        default=None,
+        description="Source column to read. Defaults to the target column's own name unless `constant` is set.",
+    )
+    type: str | None = Field(
+        default=None,
+        description="Declared type to cast to: string, integer, float, boolean, date, datetime or decimal(p,s). "
+        "Left out, the source's type is kept.",
+    )
+    default: Any = Field(default=None, description="Value used when the source value is NULL.")
+    constant: Any = Field(default=None, description="A fixed value for every record; no source column is read.")
+
+    _check = field_validator("type")(lambda cls, v: _check_type(v))  # noqa: E731
+
+    @model_validator(mode="after")
+    def _source_or_constant(self) -> FieldSpec:
+        if self.constant is not None and self.source is not None:
+            raise ValueError("set either `source` or `constant`, not both")
+        return self
+
+
+class SqlSource(_Model):
+    """Read rows from a SQL database (any SQLAlchemy URL), from a table or a query."""
+
+    kind: Literal["sql"] = "sql"
+    url: str = Field(description="SQLAlchemy URL. Put secrets in `${ENV_VAR}` references, resolved at run time.")
+    table: str | None = Field(default=None, description="Table to read. Set this or `query`.")
+    db_schema: str | None = Field(default=None, alias="schema", description="Database schema of `table`.")
+    query: str | None = Field(
+        default=None, description="A SELECT statement to read instead of a table (filters and cursor wrap it)."
+    )
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("set exactly one of `table` or `query`")
+        return self
+
+
+class SqlTarget(_Model):
+    """Write rows into a SQL table, upserting on its key columns."""
+
+    kind: Literal["sql"] = "sql"
+    url: str = Field(description="SQLAlchemy URL. Put secrets in `${ENV_VAR}` references, resolved at run time.")
+    table: str = Field(description="Target table. Bookkeeping tables `_sync_*` are kept beside it.")
+    db_schema: str | None = Field(default=None, alias="schema", description="Database schema of `table`.")
+    key: list[str] = Field(min_length=1, description="Target columns that identify a record (unique on the target).")
+    create: bool = Field(
+        default=True, description="Create the table (key as primary key) when it does not exist yet."
+    )
+
+
+Source = Annotated[SqlSource, Field(discriminator="kind")]
+Target = Annotated[SqlTarget, Field(discriminator="kind")]
+
+FilterOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
+
+
+class FilterCondition(_Model):
+    """One condition on a source column; a sync's conditions are combined with AND."""
+
+    column: str = Field(description="Source column.")
+    op: FilterOp = Field(default="eq", description="eq, ne, lt, le, gt, ge, in, not_in, is_null or not_null.")
+    value: Any = Field(default=None, description="Compared value (a list for `in` / `not_in`).")
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> FilterCondition:
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise ValueError(f"`{self.op}` needs a list `value`")
+        if self.op in ("is_null", "not_null") and self.value is not None:
+            raise ValueError(f"`{self.op}` takes no `value`")
+        if self.op not in ("in", "not_in", "is_null", "not_null") and (self.value is None or isinstance(self.value, list)):
+            raise ValueError(f"`{self.op}` needs a single `value`")
+        return self
+
+
+class Schedule(_Model):
+    """When the sync runs on its own."""
+
+    cron: str = Field(description="5-field cron, or Quartz 6/7-field cron such as `0 0 2 * * ?`.")
+    enabled: bool = Field(default=True, description="Default status of the schedule; the UI toggle still works.")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        to_dagster_cron(value)
+        return value
+
+    @property
+    def dagster_cron(self) -> str:
+        """The schedule as the 5-field cron Dagster runs."""
+        return to_dagster_cron(self.cron)
+
+
+class SyncConfig(_Model):
+    """One sync: read a source, map the fields, write the target."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name; names the Dagster job and asset.")
+    description: str = Field(default="", description="Shown on the job and asset in the Dagster UI.")
+    source: Source
+    target: Target
+    mapping: dict[str, FieldSpec] = Field(
+        default_factory=dict,
+        description="Target column -> field spec (or just the source column's name). Empty: copy every source column.",
+    )
+    filter: list[FilterCondition] = Field(default_factory=list, description="Source conditions, combined with AND.")
+    mode: SyncMode = Field(default=SyncMode.FULL, description="`incremental` (on `cursor`) or `full`.")
+    cursor: str | None = Field(
+        default=None, description="Source column that grows when a row changes (e.g. updated_at). Incremental only."
+    )
+    batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per batch and per transaction.")
+    delete_missing: bool = Field(
+        default=False, description="In a full sync, delete target rows whose key is gone from the source."
+    )
+    max_delete_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="Refuse a full sync that would delete more than this share of the target."
+    )
+    max_failure_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="A run with more failed records than this share is `failed`, else `partial`."
+    )
+    schedule: Schedule | None = Field(default=None, description="Cron schedule; none means manual runs only.")
+    timezone: str = Field(default="UTC", description="IANA timezone of the schedule, e.g. Asia/Shanghai.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _mapping_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ({"source": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyncConfig:
+        if self.mode is SyncMode.INCREMENTAL and not self.cursor:
+            raise ValueError("mode `incremental` needs a `cursor` column")
+        if self.mode is SyncMode.FULL and self.cursor:
+            raise ValueError("`cursor` is only used with mode `incremental`")
+        if self.delete_missing and self.mode is not SyncMode.FULL:
+            raise ValueError("`delete_missing` needs mode `full` (an incremental read does not see deleted rows)")
+        if self.mapping:
+            missing = [k for k in self.target.key if k not in self.mapping]
+            if missing:
+                raise ValueError(f"target.key: column(s) {', '.join(missing)} are not in `mapping`")
+            constant_keys = [k for k in self.target.key if self.field(k).constant is not None]
+            if constant_keys:
+                raise ValueError(f"target.key: column(s) {', '.join(constant_keys)} cannot be constants")
+        return self
+
+    def field(self, target_column: str) -> FieldSpec:
+        """The field spec of a mapped target column."""
+        return self.mapping[target_column]
+
+    def source_column(self, target_column: str) -> str | None:
+        """The source column feeding ``target_column`` (None for a constant)."""
+        if not self.mapping:
+            return target_column
+        spec = self.field(target_column)
+        if spec.constant is not None:
+            return None
+        return spec.source or target_column
+
+    @property
+    def source_key(self) -> list[str]:
+        """Source columns that carry the target key, in key order."""
+        return [self.source_column(k) or k for k in self.target.key]
+
+
+def decimal_parts(type_name: str) -> tuple[int, int] | None:
+    """``(precision, scale)`` of a ``decimal(p,s)`` type name, else None."""
+    match = _DECIMAL_RE.match(type_name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+__all__ = [
+    "FieldSpec",
+    "FilterCondition",
+    "Schedule",
+    "SqlSource",
+    "SqlTarget",
+    "SyncConfig",
+    "decimal_parts",
+]

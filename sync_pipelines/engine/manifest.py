@@ -1,0 +1,132 @@
+"""Small, JSON-friendly descriptions of staged data and of a run's result, passed between the stages."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus
+
+STAGING_DIR_ENV = "SYNC_PIPELINES_STAGING_DIR"
+
+
+def default_staging_root() -> Path:
+    """``$SYNC_PIPELINES_STAGING_DIR``, else ``$DAGSTER_HOME/sync_staging``, else ``.sync_pipelines/staging``."""
+    if os.environ.get(STAGING_DIR_ENV):
+        return Path(os.environ[STAGING_DIR_ENV])
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"]) / "sync_staging"
+    return Path(".sync_pipelines") / "staging"
+
+
+@dataclass
+class RunOptions:
+    """How one run of a sync is executed.
+
+    ``stop_requested`` is checked at every batch boundary: set it to stop a run cleanly between
+    two committed batches.
+    """
+
+    run_id: str
+    full_sync: bool = False
+    dry_run: bool = False
+    staging_root: Path = field(default_factory=default_staging_root)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("sync_pipelines"))
+    sample_size: int = 20
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+
+    def staging_dir(self, sync: str) -> Path:
+        """The run-scoped staging folder of one sync."""
+        return Path(self.staging_root) / self.run_id / sync
+
+
+@dataclass
+class BatchFile:
+    """One staged Parquet batch."""
+
+    index: int
+    path: str
+    rows: int
+    failed: int = 0
+
+
+@dataclass
+class Manifest:
+    """What a stage produced: staged batch files plus what the next stage needs to know."""
+
+    sync: str
+    run_id: str
+    stage: str
+    full_sync: bool
+    batches: list[BatchFile] = field(default_factory=list)
+    watermark_before: dict[str, Any] | None = None
+    state_version: int = 0
+    rows: int = 0
+    failed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        values = dict(data)
+        values["batches"] = [BatchFile(**b) for b in values.get("batches", [])]
+        return cls(**values)
+
+
+@dataclass
+class SyncResult:
+    """The outcome of one run: status, counts, watermarks and a sample of record outcomes."""
+
+    sync: str
+    run_id: str
+    status: RunStatus
+    counts: Counts
+    dry_run: bool
+    full_sync: bool
+    duration_s: float = 0.0
+    watermark_before: dict[str, Any] | None = None
+    watermark_after: dict[str, Any] | None = None
+    samples: list[RecordOutcome] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (the shape the CLI's ``--json`` prints, plus details)."""
+        return {
+            "run_id": self.run_id,
+            "sync": self.sync,
+            "status": self.status.value,
+            "counts": self.counts.as_dict(),
+            "watermark": self.watermark_after,
+            "watermark_before": self.watermark_before,
+            "dry_run": self.dry_run,
+            "full_sync": self.full_sync,
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+            "samples": [
+                {"key": s.key, "action": s.action.value, "changes": s.changes, "error": s.error} for s in self.samples
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SyncResult:
+        return cls(
+            sync=data["sync"],
+            run_id=data["run_id"],
+            status=RunStatus(data["status"]),
+            counts=Counts.from_dict(data["counts"]),
+            dry_run=data["dry_run"],
+            full_sync=data["full_sync"],
+            duration_s=data.get("duration_s", 0.0),
+            watermark_before=data.get("watermark_before"),
+            watermark_after=data.get("watermark"),
+            samples=[
+                RecordOutcome(s["key"], RecordAction(s["action"]), s.get("changes") or {}, s.get("error"))
+                for s in data.get("samples", [])
+            ],
+            error=data.get("error"),
+        )
