@@ -52,6 +52,7 @@ class BatchFile:
     path: str
     rows: int
     failed: int = 0
+    position: dict[str, Any] | None = None
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Manifest:
     state_version: int = 0
     rows: int = 0
     failed: int = 0
+    types: dict[str, str] = field(default_factory=dict)
+    final_position: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
-
-
-def extract(config: SyncConfig, options: RunOptions) -> Manifest:
-    """Stream the source in batches of ``config.batch_size`` into run-scoped Parquet files."""
-    raise NotImplementedError
-
-
-def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
-    """Map each staged batch to the target schema; failing records are kept with their reason."""
-    raise NotImplementedError
-
-
-def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
-    """Upsert each batch in its own transaction (rows, outcomes and watermark together)."""
-    raise NotImplementedError
+from sync_pipelines.engine.extract import extract
+from sync_pipelines.engine.load import load
+from sync_pipelines.engine.manifest import RunOptions, SyncResult
+from sync_pipelines.engine.transform import transform
 
 
 def run_sync(config: SyncConfig, options: RunOptions) -> SyncResult:
     """Run the three stages one after the other."""
     return load(config, transform(config, extract(config, options), options), options)
+
+
+__all__ = ["extract", "load", "run_sync", "transform"]

@@ -1,0 +1,1 @@
+"""Connectors: plain Python readers and writers behind a small interface. They never import dagster."""

@@ -1,0 +1,616 @@
+"""SQL source and target through SQLAlchemy Core: streaming reads, dialect upserts, bookkeeping tables.
+
+Every identifier goes through SQLAlchemy's quoting and every value is a bound parameter; no SQL
+is built by formatting config or data values into strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
+from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.connectors.values import decode, encode
+from sync_pipelines.errors import (
+    ConcurrentRunError,
+    ConnectorError,
+    PermanentConnectorError,
+    TransientConnectorError,
+)
+
+_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+_TRANSIENT_HINTS = (
+    "could not connect",
+    "connection refused",
+    "connection reset",
+    "server closed the connection",
+    "timeout",
+    "timed out",
+    "deadlock",
+    "lost connection",
+    "can't connect",
+    "database is locked",
+    "too many connections",
+    "terminating connection",
+)
+
+
+def display_url(template: str) -> str:
+    """The URL as shown to people: the password hidden, ``${VAR}`` references left unresolved."""
+    try:
+        return make_url(template).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<invalid URL>"
+
+
+def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
+    """Resolve secrets in ``template`` and create an engine; returns it with the display URL."""
+    shown = display_url(template)
+    try:
+        url: URL = make_url(resolve(template, where=where))
+    except sa_exc.ArgumentError as exc:
+        raise PermanentConnectorError(f"invalid SQLAlchemy URL ({exc.__class__.__name__})", endpoint=shown) from None
+    if url.drivername in _DEFAULT_DRIVERS:
+        url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 60}
+    elif url.get_backend_name() in ("postgresql", "mysql", "mariadb"):
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        return sa.create_engine(url, **kwargs), shown
+    except (sa_exc.ArgumentError, ImportError) as exc:
+        raise PermanentConnectorError(f"cannot create engine: {exc}", endpoint=shown) from None
+
+
+def classify(error: BaseException, endpoint: str, action: str) -> ConnectorError:
+    """Turn a driver error into a transient or permanent :class:`ConnectorError` without secrets."""
+    original = getattr(error, "orig", None) or error
+    text = redact(" ".join(str(original).split()))[:500]
+    message = f"{action} failed: {text}"
+    lowered = text.lower()
+    transient = isinstance(error, sa_exc.OperationalError | sa_exc.TimeoutError | sa_exc.DisconnectionError) and any(
+        hint in lowered for hint in _TRANSIENT_HINTS
+    )
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        transient = True
+    cls = TransientConnectorError if transient else PermanentConnectorError
+    return cls(message, endpoint=endpoint)
+
+
+@contextlib.contextmanager
+def translate_errors(endpoint: str, action: str) -> Iterator[None]:
+    """Re-raise SQLAlchemy and driver errors as connector errors naming the endpoint."""
+    try:
+        yield
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
+        raise classify(exc, endpoint, action) from None
+
+
+# --------------------------------------------------------------------------- types
+
+
+def arrow_type_of(column_type: sa.types.TypeEngine[Any], *, sqlite: bool) -> pa.DataType:
+    """The Arrow type a source column is staged and (without a declared type) written as."""
+    if isinstance(column_type, sa.Boolean):
+        return pa.bool_()
+    if isinstance(column_type, sa.Integer):
+        return pa.int64()
+    if isinstance(column_type, sa.Float):
+        return pa.float64()
+    if isinstance(column_type, sa.Numeric):
+        precision, scale = column_type.precision, column_type.scale
+        if precision and 0 < precision <= 38:
+            return pa.decimal128(precision, scale or 0)
+        return pa.decimal128(38, 9)
+    if isinstance(column_type, sa.DateTime):
+        return pa.timestamp("us", tz="UTC" if column_type.timezone else None)
+    if isinstance(column_type, sa.Date):
+        return pa.date32()
+    if isinstance(column_type, sa.LargeBinary):
+        return pa.binary()
+    return pa.string()
+
+
+def sql_type_of(arrow: pa.DataType, *, key: bool) -> sa.types.TypeEngine[Any]:
+    """The column type used when a target table is created from the staged schema."""
+    if pa.types.is_boolean(arrow):
+        return sa.Boolean()
+    if pa.types.is_integer(arrow):
+        return sa.BigInteger()
+    if pa.types.is_floating(arrow):
+        return sa.Double()
+    if pa.types.is_decimal(arrow):
+        return sa.Numeric(arrow.precision, arrow.scale)
+    if pa.types.is_timestamp(arrow):
+        tz = arrow.tz is not None
+        return sa.DateTime(timezone=tz).with_variant(mysql.DATETIME(fsp=6, timezone=tz), "mysql", "mariadb")
+    if pa.types.is_date(arrow):
+        return sa.Date()
+    if pa.types.is_binary(arrow):
+        return sa.LargeBinary()
+    return sa.String(255) if key else sa.Text()
+
+
+# --------------------------------------------------------------------------- source
+
+
+def _condition(column: sa.ColumnElement[Any], cond: FilterCondition) -> sa.ColumnElement[bool]:
+    ops = {
+        "eq": lambda: column == cond.value,
+        "ne": lambda: column != cond.value,
+        "lt": lambda: column < cond.value,
+        "le": lambda: column <= cond.value,
+        "gt": lambda: column > cond.value,
+        "ge": lambda: column >= cond.value,
+        "in": lambda: column.in_(cond.value),
+        "not_in": lambda: column.not_in(cond.value),
+        "is_null": lambda: column.is_(None),
+        "not_null": lambda: column.is_not(None),
+    }
+    return ops[cond.op]()
+
+
+@dataclass
+class SourceBatch:
+    """Rows of one source batch as an Arrow table, and the ``(cursor, key)`` position of its last row."""
+
+    table: pa.Table
+    last_position: dict[str, Any] | None
+
+
+class SqlSourceReader:
+    """Streams a SQL table or query in batches, in ``(cursor, key)`` or key order."""
+
+    def __init__(self, config: SyncConfig):
+        assert isinstance(config.source, SqlSource)
+        self.config = config
+        self.source: SqlSource = config.source
+        self.engine, self.endpoint = create_sql_engine(self.source.url, where=f"{config.name}: source.url")
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+
+    def _selectable(self, conn: Connection) -> sa.FromClause:
+        if self.source.table is not None:
+            try:
+                return sa.Table(self.source.table, sa.MetaData(), schema=self.source.db_schema, autoload_with=conn)
+            except sa_exc.NoSuchTableError:
+                where = f"{self.source.db_schema}.{self.source.table}" if self.source.db_schema else self.source.table
+                raise PermanentConnectorError(
+                    f"source table {where!r} does not exist", endpoint=self.endpoint
+                ) from None
+        assert self.source.query is not None
+        probe = conn.execution_options(stream_results=True).execute(sa.text(self.source.query))
+        names = list(probe.keys())
+        probe.close()
+        return sa.text(self.source.query).columns(*[sa.column(n) for n in names]).subquery("src")
+
+    def needed_columns(self, available: Sequence[str]) -> list[str]:
+        """Source columns this sync reads; raises naming any that the source does not have."""
+        if not self.config.mapping:
+            names = list(available)
+        else:
+            names = []
+            for target in self.config.mapping:
+                col = self.config.source_column(target)
+                if col is not None and col not in names:
+                    names.append(col)
+        extra = [*self.config.source_key, *([self.config.cursor] if self.config.cursor else [])]
+        extra += [c.column for c in self.config.filter]
+        missing = sorted({c for c in [*names, *extra] if c not in available})
+        if missing:
+            raise PermanentConnectorError(
+                f"source has no column(s) {', '.join(missing)} (sync {self.config.name}); "
+                f"available: {', '.join(available)}",
+                endpoint=self.endpoint,
+            )
+        for col in extra:
+            if col not in names and col in [*self.config.source_key, self.config.cursor]:
+                names.append(col)
+        return names
+
+    def _column(self, selectable: sa.FromClause, name: str) -> sa.ColumnElement[Any]:
+        column = selectable.c[name]
+        # SQLite keeps dates as text: read them raw so one malformed value fails one record, not the batch.
+        if (
+            self.is_sqlite
+            and isinstance(column.type, sa.Date | sa.DateTime | sa.Numeric)
+            and not isinstance(column.type, sa.Float)
+        ):
+            return sa.type_coerce(column, sa.String()).label(name)
+        return column
+
+    def arrow_schema(self) -> dict[str, pa.DataType]:
+        """Arrow types of the columns this sync reads (strings for SQLite text-stored dates)."""
+        with translate_errors(self.endpoint, "reading the source schema"), self.engine.connect() as conn:
+            selectable = self._selectable(conn)
+            names = self.needed_columns(list(selectable.c.keys()))
+            return {n: arrow_type_of(selectable.c[n].type, sqlite=self.is_sqlite) for n in names}
+
+    def read(self, watermark: dict[str, Any] | None, *, incremental: bool) -> Iterator[SourceBatch]:
+        """Yield batches after ``watermark`` (incremental) or of the whole source."""
+        cfg = self.config
+        with translate_errors(self.endpoint, "reading the source"), self.engine.connect() as conn:
+            selectable = self._selectable(conn)
+            names = self.needed_columns(list(selectable.c.keys()))
+            cols = {n: self._column(selectable, n) for n in names}
+            query = sa.select(*cols.values())
+            for cond in cfg.filter:
+                query = query.where(_condition(selectable.c[cond.column], cond))
+            keys = [cols[k] for k in cfg.source_key]
+            order: list[sa.ColumnElement[Any]] = []
+            if incremental:
+                assert cfg.cursor is not None
+                cursor = cols[cfg.cursor]
+                order.append(cursor)
+                if watermark:
+                    c_val = decode(watermark["cursor"])
+                    k_vals = [decode(v) for v in watermark["key"]]
+                    tail = keys[0] > k_vals[0] if len(keys) == 1 else sa.tuple_(*keys) > sa.tuple_(*k_vals)
+                    query = query.where(sa.or_(cursor > c_val, sa.and_(cursor == c_val, tail)))
+                query = query.where(cursor.is_not(None))
+            order.extend(keys)
+            query = query.order_by(*order)
+            result = conn.execution_options(stream_results=True, yield_per=cfg.batch_size).execute(query)
+            for rows in result.partitions(cfg.batch_size):
+                table = _rows_to_arrow(names, rows)
+                last = rows[-1]._mapping
+                position = None
+                if incremental and cfg.cursor is not None:
+                    position = {
+                        "cursor": encode(last[cfg.cursor]),
+                        "key": [encode(last[k]) for k in cfg.source_key],
+                    }
+                yield SourceBatch(table, position)
+
+
+def _rows_to_arrow(names: list[str], rows: Sequence[sa.Row[Any]]) -> pa.Table:
+    arrays = []
+    for i, _name in enumerate(names):
+        values = [row[i] for row in rows]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # Mixed or odd values: keep them as text so that transform can report the bad ones.
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+# --------------------------------------------------------------------------- target
+
+
+@dataclass
+class SyncState:
+    """The committed position of a sync in its target database."""
+
+    watermark: dict[str, Any] | None = None
+    version: int = 0
+    last_run_id: str | None = None
+    last_batch: int = -1
+    lease_holder: str | None = None
+
+
+def _short(name: str, prefix: str) -> str:
+    full = f"{prefix}{name}"
+    if len(full) <= 60:
+        return full
+    return f"{full[:51]}_{hashlib.blake2b(name.encode()).hexdigest()[:8]}"
+
+
+class SqlTargetWriter:
+    """Reads, upserts and deletes target rows; keeps the `_sync_*` bookkeeping tables beside them."""
+
+    def __init__(self, config: SyncConfig):
+        assert isinstance(config.target, SqlTarget)
+        self.config = config
+        self.target: SqlTarget = config.target
+        self.engine, self.endpoint = create_sql_engine(self.target.url, where=f"{config.name}: target.url")
+        self.dialect = self.engine.dialect.name
+        self.metadata = sa.MetaData(schema=self.target.db_schema)
+        self.state_table = sa.Table(
+            "_sync_state",
+            self.metadata,
+            sa.Column("sync", sa.String(128), primary_key=True),
+            sa.Column("watermark", sa.Text),
+            sa.Column("version", sa.BigInteger, nullable=False, default=0),
+            sa.Column("last_run_id", sa.String(64)),
+            sa.Column("last_batch", sa.Integer, nullable=False, default=-1),
+            sa.Column("lease_holder", sa.String(64)),
+            sa.Column("updated_at", sa.DateTime),
+        )
+        self.records_table = sa.Table(
+            "_sync_records",
+            self.metadata,
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+            sa.Column("run_id", sa.String(64), nullable=False, index=True),
+            sa.Column("sync", sa.String(128), nullable=False, index=True),
+            sa.Column("batch", sa.Integer, nullable=False),
+            sa.Column("record_key", sa.Text, nullable=False),
+            sa.Column("action", sa.String(16), nullable=False),
+            sa.Column("changes", sa.Text),
+            sa.Column("error", sa.Text),
+            sa.Column("recorded_at", sa.DateTime, nullable=False),
+        )
+        self.table: sa.Table | None = None
+        self.seen_table: sa.Table | None = None
+
+    # -- schema
+
+    def prepare(self, schema: dict[str, pa.DataType]) -> sa.Table:
+        """Create the bookkeeping tables, and the target table if allowed; check the target's columns."""
+        with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
+            self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(self.target.table, schema=self.target.db_schema):
+                if not self.target.create:
+                    raise PermanentConnectorError(
+                        f"target table {self.target.table!r} does not exist and target.create is false",
+                        endpoint=self.endpoint,
+                    )
+                columns = [
+                    sa.Column(name, sql_type_of(t, key=name in self.target.key), primary_key=name in self.target.key)
+                    for name, t in schema.items()
+                ]
+                sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), *columns).create(conn)
+            table = sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), autoload_with=conn)
+            missing = [c for c in schema if c not in table.c]
+            if missing:
+                raise PermanentConnectorError(
+                    f"target table {self.target.table!r} has no column(s) {', '.join(missing)}",
+                    endpoint=self.endpoint,
+                )
+            self.table = table
+            self.prepare_seen_definition()
+            return table
+
+    def prepare_seen_definition(self) -> None:
+        """Define (not create) the table of keys seen in a full sync, typed like the target's key."""
+        assert self.table is not None
+        key_cols = [sa.Column(k, self.table.c[k].type, primary_key=True, autoincrement=False) for k in self.target.key]
+        name = _short(self.config.name, "_sync_seen_")
+        if name in self.metadata.tables or f"{self.target.db_schema}.{name}" in self.metadata.tables:
+            self.metadata.remove(
+                self.metadata.tables[f"{self.target.db_schema}.{name}" if self.target.db_schema else name]
+            )
+        self.seen_table = sa.Table(name, self.metadata, *key_cols)
+
+    # -- state
+
+    def read_state(self, conn: Connection) -> SyncState:
+        row = (
+            conn.execute(sa.select(self.state_table).where(self.state_table.c.sync == self.config.name))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return SyncState()
+        return SyncState(
+            watermark=_loads(row["watermark"]),
+            version=int(row["version"]),
+            last_run_id=row["last_run_id"],
+            last_batch=int(row["last_batch"]),
+            lease_holder=row["lease_holder"],
+        )
+
+    def current_state(self) -> SyncState:
+        with translate_errors(self.endpoint, "reading the sync state"), self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("_sync_state", schema=self.target.db_schema):
+                return SyncState()
+            return self.read_state(conn)
+
+    def save_state(self, conn: Connection, state: SyncState) -> None:
+        values = {
+            "watermark": _dumps_or_none(state.watermark),
+            "version": state.version,
+            "last_run_id": state.last_run_id,
+            "last_batch": state.last_batch,
+            "lease_holder": state.lease_holder,
+            "updated_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        }
+        updated = conn.execute(
+            sa.update(self.state_table).where(self.state_table.c.sync == self.config.name).values(**values)
+        )
+        if updated.rowcount == 0:
+            conn.execute(sa.insert(self.state_table).values(sync=self.config.name, **values))
+
+    # -- rows
+
+    def key_columns(self) -> list[sa.Column[Any]]:
+        assert self.table is not None
+        return [self.table.c[k] for k in self.target.key]
+
+    def fetch_existing(
+        self, conn: Connection, keys: list[tuple[Any, ...]], columns: list[str]
+    ) -> dict[tuple[Any, ...], dict[str, Any]]:
+        """Current target rows for ``keys``, keyed by key tuple."""
+        assert self.table is not None
+        key_cols = self.key_columns()
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        select_cols = [self.table.c[c] for c in columns]
+        chunk = 500
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            cond = key_cols[0].in_([k[0] for k in part]) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(part)
+            for row in conn.execute(sa.select(*select_cols).where(cond)).mappings():
+                found[tuple(_norm_key(row[k]) for k in self.target.key)] = dict(row)
+        return found
+
+    def upsert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Insert or update ``rows`` with the dialect's own upsert."""
+        if not rows:
+            return
+        assert self.table is not None
+        table = self.table
+        non_key = [c for c in rows[0] if c not in self.target.key]
+        if self.dialect in ("postgresql", "sqlite"):
+            module = postgresql if self.dialect == "postgresql" else sqlite
+            stmt = module.insert(table)
+            if non_key:
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=self.target.key, set_={c: stmt.excluded[c] for c in non_key}
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=self.target.key)
+        elif self.dialect in ("mysql", "mariadb"):
+            my = mysql.insert(table)
+            update = {c: my.inserted[c] for c in (non_key or self.target.key[:1])}
+            stmt = my.on_duplicate_key_update(update)
+        else:
+            raise PermanentConnectorError(f"no upsert for dialect {self.dialect}", endpoint=self.endpoint)
+        conn.execute(stmt, rows)
+
+    def record_outcomes(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(sa.insert(self.records_table), rows)
+
+    # -- deletes (full sync with delete_missing)
+
+    def reset_seen(self, conn: Connection) -> None:
+        assert self.seen_table is not None
+        self.seen_table.create(conn, checkfirst=True)
+        conn.execute(sa.delete(self.seen_table))
+
+    def add_seen(self, conn: Connection, keys: list[tuple[Any, ...]], table: sa.Table | None = None) -> None:
+        """Remember keys the source still has (``table``: a dry run's temporary copy)."""
+        target = table if table is not None else self.seen_table
+        assert target is not None
+        if keys:
+            conn.execute(sa.insert(target), [dict(zip(self.target.key, k, strict=True)) for k in keys])
+
+    def _missing_condition(self, seen: sa.Table) -> sa.ColumnElement[bool]:
+        assert self.table is not None
+        match = sa.and_(*[seen.c[k] == self.table.c[k] for k in self.target.key])
+        return ~sa.exists().where(match)
+
+    def count_missing(self, conn: Connection, seen: sa.Table) -> tuple[int, int]:
+        """``(rows the source no longer has, rows in the target)``."""
+        assert self.table is not None
+        total = conn.execute(sa.select(sa.func.count()).select_from(self.table)).scalar_one()
+        missing = conn.execute(
+            sa.select(sa.func.count()).select_from(self.table).where(self._missing_condition(seen))
+        ).scalar_one()
+        return int(missing), int(total)
+
+    def missing_keys(self, conn: Connection, seen: sa.Table, limit: int | None = None) -> list[tuple[Any, ...]]:
+        query = sa.select(*self.key_columns()).where(self._missing_condition(seen))
+        if limit is not None:
+            query = query.limit(limit)
+        return [tuple(r) for r in conn.execute(query)]
+
+    def delete_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
+        key_cols = self.key_columns()
+        assert self.table is not None
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            cond = key_cols[0].in_([k[0] for k in part]) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(part)
+            conn.execute(sa.delete(self.table).where(cond))
+
+    def temp_seen_table(self, conn: Connection) -> sa.Table:
+        """A session-scoped copy of the seen-keys table, for dry runs that must write nothing."""
+        assert self.seen_table is not None
+        cols = [sa.Column(c.name, c.type, primary_key=True, autoincrement=False) for c in self.seen_table.columns]
+        temp = sa.Table("_sync_dry_seen", sa.MetaData(), *cols, prefixes=["TEMPORARY"])
+        temp.create(conn, checkfirst=False)
+        return temp
+
+    # -- lease
+
+    @contextlib.contextmanager
+    def lease(self, run_id: str, timeout_s: float = 60.0) -> Iterator[None]:
+        """Hold the per-sync lease while loading, so two runs of one sync never interleave."""
+        name = f"sync_pipelines:{self.config.name}"
+        deadline = time.monotonic() + timeout_s
+        if self.dialect == "sqlite":
+            with self._file_lease(deadline):
+                yield
+            return
+        with translate_errors(self.endpoint, "taking the sync lease"), self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                lock_id = int.from_bytes(hashlib.blake2b(name.encode()).digest()[:8], "big", signed=True)
+                while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock_id))).scalar():
+                    self._wait_or_fail(deadline)
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(sa_exc.SQLAlchemyError):
+                        conn.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
+                        conn.commit()
+            elif self.dialect in ("mysql", "mariadb"):
+                while conn.execute(sa.select(sa.func.get_lock(name[:64], 1))).scalar() != 1:
+                    self._wait_or_fail(deadline)
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(sa_exc.SQLAlchemyError):
+                        conn.execute(sa.select(sa.func.release_lock(name[:64])))
+            else:
+                yield
+
+    @contextlib.contextmanager
+    def _file_lease(self, deadline: float) -> Iterator[None]:
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        path = Path(f"{database}.{self.config.name}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    self._wait_or_fail(deadline)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _wait_or_fail(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            holder = self.current_state().lease_holder
+            raise ConcurrentRunError(
+                f"sync {self.config.name}: another run{f' ({holder})' if holder else ''} is loading it; "
+                "wait for it to finish"
+            )
+        time.sleep(0.25)
+
+
+def _norm_key(value: Any) -> Any:
+    """Key values as compared between staged rows and target rows."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def norm_key(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_norm_key(v) for v in values)
+
+
+def _dumps_or_none(value: Any) -> str | None:
+    import json
+
+    return None if value is None else json.dumps(value)
+
+
+def _loads(text: str | None) -> Any:
+    import json
+
+    return None if text is None else json.loads(text)

@@ -1,0 +1,328 @@
+"""Load: upsert batch by batch, each batch one transaction with its outcomes and the watermark."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.registry import target_writer
+from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, translate_errors
+from sync_pipelines.connectors.values import arrow_type, display, dumps, same
+from sync_pipelines.engine.extract import RunCancelled
+from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.staging import read_batch, remove
+from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
+from sync_pipelines.errors import ConcurrentRunError
+from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus
+
+
+@dataclass
+class _Plan:
+    """What one batch does to the target."""
+
+    upserts: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    seen_keys: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _plan_batch(writer: SqlTargetWriter, conn: Connection | None, table: pa.Table, columns: list[str]) -> _Plan:
+    """Classify every record of a batch against the current target rows (read-only)."""
+    plan = _Plan()
+    key_names = writer.target.key
+    errors = table.column(ERROR_COLUMN).to_pylist()
+    raw_keys = table.column(KEY_COLUMN).to_pylist()
+    ok_mask = pc.is_null(table.column(ERROR_COLUMN))
+    plan.counts.processed = table.num_rows
+    for err, raw_key in zip(errors, raw_keys, strict=True):
+        if err is not None:
+            plan.outcomes.append(RecordOutcome(json.loads(raw_key), RecordAction.FAILED, error=err))
+            plan.counts.add(RecordAction.FAILED)
+    # Keys of failed rows whose key itself is fine still count as present in the source.
+    key_cols = [table.column(k).to_pylist() for k in key_names]
+    plan.seen_keys = [norm_key(k) for k in zip(*key_cols, strict=True) if all(v is not None for v in k)]
+    good = table.filter(ok_mask).select(columns).to_pylist()
+    keys = [norm_key([row[k] for k in key_names]) for row in good]
+    existing = writer.fetch_existing(conn, keys, columns) if conn is not None and keys else {}
+    for key, row in zip(keys, good, strict=True):
+        key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
+        before = existing.get(key)
+        if before is None:
+            plan.upserts.append(row)
+            plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
+            plan.counts.add(RecordAction.CREATED)
+            continue
+        changes = {
+            c: [display(before[c]), display(row[c])]
+            for c in columns
+            if c not in key_names and not same(before[c], row[c])
+        }
+        if changes:
+            plan.upserts.append(row)
+            plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UPDATED, changes))
+            plan.counts.add(RecordAction.UPDATED)
+        else:
+            plan.counts.add(RecordAction.UNCHANGED)
+    return plan
+
+
+def _outcome_rows(config: SyncConfig, run_id: str, batch: int, outcomes: list[RecordOutcome]) -> list[dict[str, Any]]:
+    now = _utcnow()
+    return [
+        {
+            "run_id": run_id,
+            "sync": config.name,
+            "batch": batch,
+            "record_key": dumps(o.key),
+            "action": o.action.value,
+            "changes": dumps(o.changes) if o.changes else None,
+            "error": o.error,
+            "recorded_at": now,
+        }
+        for o in outcomes
+    ]
+
+
+def _utcnow() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _status(config: SyncConfig, counts: Counts) -> RunStatus:
+    if counts.failed == 0:
+        return RunStatus.COMPLETED
+    if counts.processed and counts.failed / counts.processed <= config.max_failure_ratio:
+        return RunStatus.PARTIAL
+    return RunStatus.FAILED
+
+
+class _Samples:
+    """The first few outcomes of every action, so that rare failures are not crowded out."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.by_action: dict[RecordAction, list[RecordOutcome]] = {}
+
+    def add(self, outcomes: list[RecordOutcome]) -> None:
+        for outcome in outcomes:
+            bucket = self.by_action.setdefault(outcome.action, [])
+            if len(bucket) < self.size:
+                bucket.append(outcome)
+
+    @property
+    def items(self) -> list[RecordOutcome]:
+        """Up to ``size`` outcomes, taken in turn from each action (failures first)."""
+        order = sorted(self.by_action, key=lambda a: (a is not RecordAction.FAILED, list(RecordAction).index(a)))
+        picked: list[RecordOutcome] = []
+        for i in range(self.size):
+            for action in order:
+                if len(picked) < self.size and i < len(self.by_action[action]):
+                    picked.append(self.by_action[action][i])
+        return picked
+
+
+def _schema(manifest: Manifest) -> dict[str, pa.DataType]:
+    return {name: arrow_type(t) for name, t in manifest.types.items()}
+
+
+def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
+    """Upsert each batch in its own transaction (rows, outcomes and watermark together).
+
+    A dry run plans the same work read-only. Returns a result whose status is completed, partial or
+    failed (too many failed records, or a delete the guard refused); connector errors raise.
+    """
+    started = time.monotonic()
+    writer = target_writer(config)
+    result = SyncResult(
+        sync=config.name,
+        run_id=options.run_id,
+        status=RunStatus.COMPLETED,
+        counts=Counts(),
+        dry_run=options.dry_run,
+        full_sync=manifest.full_sync,
+        watermark_before=manifest.watermark_before,
+        watermark_after=manifest.watermark_before,
+    )
+    samples = _Samples(options.sample_size)
+    if options.dry_run:
+        _dry_run(config, manifest, options, writer, result, samples)
+    else:
+        _commit_run(config, manifest, options, writer, result, samples)
+    result.samples = samples.items
+    if result.status is RunStatus.COMPLETED:
+        result.status = _status(config, result.counts)
+        if result.status is RunStatus.FAILED:
+            result.error = (
+                f"sync {config.name}: {result.counts.failed} of {result.counts.processed} records failed, "
+                f"more than max_failure_ratio {config.max_failure_ratio}"
+            )
+    result.duration_s = time.monotonic() - started
+    remove(options.staging_dir(config.name))
+    options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
+    return result
+
+
+def _commit_run(
+    config: SyncConfig,
+    manifest: Manifest,
+    options: RunOptions,
+    writer: SqlTargetWriter,
+    result: SyncResult,
+    samples: _Samples,
+) -> None:
+    writer.prepare(_schema(manifest))
+    columns = list(manifest.types)
+    deleting = config.delete_missing and manifest.full_sync
+    with writer.lease(options.run_id):
+        with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
+            state = writer.read_state(conn)
+        resuming = state.last_run_id == options.run_id
+        if state.version != manifest.state_version and not resuming:
+            raise ConcurrentRunError(
+                f"sync {config.name}: run {state.last_run_id} wrote the target after this run read its source; "
+                "start a new run"
+            )
+        done = state.last_batch if resuming else -1
+        for batch in manifest.batches:
+            if batch.index <= done:
+                result.counts.merge(_committed_counts(writer, options.run_id, batch))
+                continue
+            if options.stop_requested.is_set():
+                raise RunCancelled(
+                    f"sync {config.name}: stopped before batch {batch.index}; earlier batches are committed"
+                )
+            table = read_batch(batch.path)
+            with translate_errors(writer.endpoint, f"loading batch {batch.index}"), writer.engine.begin() as conn:
+                plan = _plan_batch(writer, conn, table, columns)
+                writer.upsert(conn, plan.upserts)
+                writer.record_outcomes(conn, _outcome_rows(config, options.run_id, batch.index, plan.outcomes))
+                if deleting:
+                    if batch.index == 0:
+                        writer.reset_seen(conn)
+                    writer.add_seen(conn, plan.seen_keys)
+                if batch.position is not None and not manifest.full_sync:
+                    state.watermark = batch.position
+                state.version += 1
+                state.last_run_id, state.last_batch = options.run_id, batch.index
+                writer.save_state(conn, state)
+            result.counts.merge(plan.counts)
+            samples.add(plan.outcomes)
+            options.logger.info(
+                "%s: batch %d committed (%d rows; %d processed so far)",
+                config.name,
+                batch.index,
+                batch.rows,
+                result.counts.processed,
+            )
+        with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
+            if deleting:
+                assert writer.seen_table is not None
+                if not manifest.batches:
+                    writer.reset_seen(conn)
+                refused = _delete_missing(config, options, writer, conn, writer.seen_table, result, samples, write=True)
+                if refused:
+                    return
+            if manifest.full_sync and manifest.final_position is not None:
+                state.watermark = manifest.final_position
+            state.version += 1
+            state.last_run_id, state.last_batch = options.run_id, len(manifest.batches)
+            writer.save_state(conn, state)
+    result.watermark_after = state.watermark
+
+
+def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) -> Counts:
+    """Counts of a batch committed by an earlier attempt of this run (re-execution from failure)."""
+    records = writer.records_table
+    with writer.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(records.c.action, sa.func.count())
+            .where(records.c.run_id == run_id, records.c.batch == batch.index)
+            .group_by(records.c.action)
+        ).all()
+    counts = Counts(processed=batch.rows)
+    for action, n in rows:
+        counts.add(RecordAction(action), int(n))
+    counts.unchanged = max(0, batch.rows - counts.created - counts.updated - counts.failed - counts.conflicted)
+    return counts
+
+
+def _delete_missing(
+    config: SyncConfig,
+    options: RunOptions,
+    writer: SqlTargetWriter,
+    conn: Connection,
+    seen: sa.Table,
+    result: SyncResult,
+    samples: _Samples,
+    *,
+    write: bool,
+) -> bool:
+    """Delete (or plan to delete) target rows gone from the source. Returns True if the guard refused."""
+    missing, total = writer.count_missing(conn, seen)
+    if total and missing / total > config.max_delete_ratio:
+        result.status = RunStatus.FAILED
+        result.error = (
+            f"sync {config.name}: refusing to delete {missing} of {total} target rows "
+            f"({missing / total:.0%} > max_delete_ratio {config.max_delete_ratio:.0%}); nothing was deleted"
+        )
+        return True
+    if not missing:
+        return False
+    if not write:
+        keys = writer.missing_keys(conn, seen, limit=options.sample_size)
+        samples.add([_deleted(writer, k) for k in keys])
+        result.counts.add(RecordAction.DELETED, missing)
+        return False
+    while True:
+        keys = writer.missing_keys(conn, seen, limit=1000)
+        if not keys:
+            return False
+        outcomes = [_deleted(writer, k) for k in keys]
+        writer.delete_keys(conn, keys)
+        writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, outcomes))
+        result.counts.add(RecordAction.DELETED, len(keys))
+        samples.add(outcomes)
+
+
+def _deleted(writer: SqlTargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
+    return RecordOutcome({k: display(v) for k, v in zip(writer.target.key, key, strict=True)}, RecordAction.DELETED)
+
+
+def _dry_run(
+    config: SyncConfig,
+    manifest: Manifest,
+    options: RunOptions,
+    writer: SqlTargetWriter,
+    result: SyncResult,
+    samples: _Samples,
+) -> None:
+    columns = list(manifest.types)
+    with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
+        exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
+        if exists:
+            writer.table = sa.Table(
+                config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn
+            )
+            writer.prepare_seen_definition()
+        temp = writer.temp_seen_table(conn) if exists and config.delete_missing and manifest.full_sync else None
+        for batch in manifest.batches:
+            plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns)
+            if temp is not None:
+                writer.add_seen(conn, plan.seen_keys, table=temp)
+            result.counts.merge(plan.counts)
+            samples.add(plan.outcomes)
+        if temp is not None:
+            _delete_missing(config, options, writer, conn, temp, result, samples, write=False)
+        conn.rollback()
+
+
+__all__ = ["SyncState", "load"]

@@ -1,0 +1,203 @@
+"""Transform: map staged source batches to the target schema; bad records fail alone, with a reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.values import arrow_type, display
+from sync_pipelines.engine.extract import RunCancelled
+from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
+from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
+
+ERROR_COLUMN = "__error"
+KEY_COLUMN = "__key"
+
+
+def target_types(config: SyncConfig, source_types: dict[str, str]) -> dict[str, str]:
+    """Declared type per target column: the mapping's `type`, else the source column's own type."""
+    if not config.mapping:
+        return dict(source_types)
+    out: dict[str, str] = {}
+    for target, spec in config.mapping.items():
+        if spec.type:
+            out[target] = spec.type
+        elif spec.constant is not None:
+            out[target] = _type_of_value(spec.constant)
+        else:
+            out[target] = source_types.get(config.source_column(target) or target, "string")
+    return out
+
+
+def _type_of_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    return "string"
+
+
+class _DuplicateTracker:
+    """Finds keys seen earlier in the run.
+
+    A full read is ordered by key, so only the previous batch's last key matters (constant
+    memory). An incremental read is ordered by cursor; there 8 bytes per record (a key hash) are kept.
+    """
+
+    def __init__(self, ordered_by_key: bool):
+        self.ordered_by_key = ordered_by_key
+        self.last_key: tuple[Any, ...] | None = None
+        self.hashes = np.empty(0, dtype=np.int64)
+
+    def earlier(self, keys: list[tuple[Any, ...]]) -> set[int]:
+        """Indexes of ``keys`` already seen in an earlier batch."""
+        if not keys:
+            return set()
+        if self.ordered_by_key:
+            hits = {i for i, k in enumerate(keys) if k == self.last_key}
+            self.last_key = keys[-1]
+            return hits
+        batch = np.fromiter((hash(k) for k in keys), dtype=np.int64, count=len(keys))
+        hits = set(np.nonzero(np.isin(batch, self.hashes))[0].tolist())
+        self.hashes = np.union1d(self.hashes, batch)
+        return hits
+
+
+def cast_column(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[int, Any]]:
+    """Cast ``values`` to ``target``; returns the cast array and ``{row: raw value}`` of failures."""
+    try:
+        return _cast(values, target), {}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError):
+        pass
+    good: list[Any] = []
+    bad: dict[int, Any] = {}
+    for i, raw in enumerate(values.to_pylist()):
+        if raw is None:
+            good.append(None)
+            continue
+        try:
+            good.append(_cast(pa.array([raw]), target)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError, ValueError):
+            bad[i] = raw
+            good.append(None)
+    return pa.array(good, type=target), bad
+
+
+def _cast(values: pa.Array, target: pa.DataType) -> pa.Array:
+    if values.type == target:
+        return values
+    if pa.types.is_string(target) and not pa.types.is_string(values.type):
+        return pc.cast(values, pa.string())
+    if pa.types.is_decimal(target) and pa.types.is_integer(values.type):
+        values = pc.cast(values, pa.decimal128(38, target.scale))
+    if pa.types.is_decimal(target) and pa.types.is_string(values.type):
+        values = pc.cast(pc.utf8_trim_whitespace(values), pa.decimal128(38, target.scale))
+    if pa.types.is_timestamp(target) and pa.types.is_timestamp(values.type) and values.type.tz != target.tz:
+        # Instants are kept in UTC; a naive value is read as UTC wall time.
+        micros = pc.cast(values, pa.timestamp("us", tz=values.type.tz)).cast(pa.int64())
+        return micros.cast(target)
+    if pa.types.is_boolean(target) and pa.types.is_string(values.type):
+        values = pc.utf8_lower(pc.utf8_trim_whitespace(values))
+    return pc.cast(values, target, safe=True)
+
+
+def map_batch(
+    config: SyncConfig, table: pa.Table, types: dict[str, str], duplicates: _DuplicateTracker
+) -> tuple[pa.Table, int]:
+    """Map one source batch to the target columns plus ``__error`` and ``__key``; returns it and its failures."""
+    n = table.num_rows
+    errors: list[list[str]] = [[] for _ in range(n)]
+    columns: dict[str, pa.Array] = {}
+    targets = list(config.mapping) if config.mapping else list(table.column_names)
+    for target in targets:
+        spec = config.mapping.get(target) if config.mapping else None
+        wanted = arrow_type(types[target])
+        if spec is not None and spec.constant is not None:
+            raw: pa.Array = pa.array([spec.constant] * n)
+        else:
+            source = config.source_column(target) or target
+            raw = table.column(source).combine_chunks()
+        cast, bad = cast_column(raw, wanted)
+        for row, value in bad.items():
+            errors[row].append(f"{target}: cannot convert {_short(value)} to {types[target]}")
+        if spec is not None and spec.default is not None:
+            default, bad_default = cast_column(pa.array([spec.default]), wanted)
+            if bad_default:
+                raise ValueError(f"{config.name}: mapping.{target}.default: cannot convert {spec.default!r}")
+            cast = pc.fill_null(cast, default[0])
+        columns[target] = cast
+    key_lists = [columns[k].to_pylist() for k in config.target.key]
+    raw_keys = [table.column(config.source_column(k) or k).to_pylist() for k in config.target.key]
+    keys = list(zip(*key_lists, strict=True)) if key_lists else [()] * n
+    seen_in_batch: set[tuple[Any, ...]] = set()
+    valid_rows: list[int] = []
+    valid_keys: list[tuple[Any, ...]] = []
+    for i, key in enumerate(keys):
+        nulls = [k for k, v in zip(config.target.key, key, strict=True) if v is None]
+        if nulls and not errors[i]:
+            errors[i].append(f"key {', '.join(nulls)} is null")
+        if errors[i] or nulls:
+            continue
+        if key in seen_in_batch:
+            errors[i].append("duplicate key within the run")
+            continue
+        seen_in_batch.add(key)
+        valid_rows.append(i)
+        valid_keys.append(key)
+    for pos in duplicates.earlier(valid_keys):
+        errors[valid_rows[pos]].append("duplicate key within the run")
+    error_texts = ["; ".join(e) if e else None for e in errors]
+    key_texts = (
+        [
+            json.dumps(
+                dict(zip(config.target.key, (display(v) for v in raw), strict=True)), default=str, ensure_ascii=False
+            )
+            for raw in zip(*raw_keys, strict=True)
+        ]
+        if raw_keys
+        else ["{}"] * n
+    )
+    out = pa.table(
+        {**columns, ERROR_COLUMN: pa.array(error_texts, pa.string()), KEY_COLUMN: pa.array(key_texts, pa.string())}
+    )
+    return out, sum(1 for e in error_texts if e)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
+    """Map each staged batch to the target schema; failing records are kept with their reason."""
+    folder = prepare_dir(options.staging_dir(config.name) / "transform")
+    types = target_types(config, manifest.types)
+    out = Manifest(
+        sync=manifest.sync,
+        run_id=manifest.run_id,
+        stage="transform",
+        full_sync=manifest.full_sync,
+        watermark_before=manifest.watermark_before,
+        state_version=manifest.state_version,
+        types=types,
+        final_position=manifest.final_position,
+    )
+    duplicates = _DuplicateTracker(ordered_by_key=manifest.full_sync)
+    for batch in manifest.batches:
+        if options.stop_requested.is_set():
+            raise RunCancelled(f"sync {config.name}: stopped while transforming (batch {batch.index})")
+        mapped, failed = map_batch(config, read_batch(batch.path), types, duplicates)
+        path = folder / f"batch-{batch.index:06d}.parquet"
+        write_batch(mapped, path)
+        out.batches.append(BatchFile(batch.index, str(path), mapped.num_rows, failed, batch.position))
+        out.rows += mapped.num_rows
+        out.failed += failed
+    options.logger.info("%s: transformed %d rows, %d failed", config.name, out.rows, out.failed)
+    return out
