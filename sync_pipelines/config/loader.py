@@ -30,9 +30,7 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -73,6 +71,8 @@ def parse_config(path: Path) -> tuple[SyncConfig | None, list[str]]:
         problem = getattr(exc, "problem", None) or str(exc)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         return None, [f"{where}: {line}invalid YAML: {problem}"]
+    if data is None:
+        return None, [f"{where}: file is empty; expected a mapping of sync settings"]
     if not isinstance(data, dict):
         return None, [f"{where}: expected a mapping of sync settings, got {type(data).__name__}"]
     try:

@@ -52,7 +52,7 @@ class FieldSpec(_Model):
     default: Any = Field(default=None, description="Value used when the source value is NULL.")
     constant: Any = Field(default=None, description="A fixed value for every record; no source column is read.")
 
-    _check = field_validator("type")(lambda cls, v: _check_type(v))  # noqa: E731
+    _check = field_validator("type")(lambda cls, v: _check_type(v))
 
     @model_validator(mode="after")
     def _source_or_constant(self) -> FieldSpec:
@@ -87,9 +87,7 @@ class SqlTarget(_Model):
     table: str = Field(description="Target table. Bookkeeping tables `_sync_*` are kept beside it.")
     db_schema: str | None = Field(default=None, alias="schema", description="Database schema of `table`.")
     key: list[str] = Field(min_length=1, description="Target columns that identify a record (unique on the target).")
-    create: bool = Field(
-        default=True, description="Create the table (key as primary key) when it does not exist yet."
-    )
+    create: bool = Field(default=True, description="Create the table (key as primary key) when it does not exist yet.")
 
 
 Source = Annotated[SqlSource, Field(discriminator="kind")]
@@ -111,7 +109,9 @@ class FilterCondition(_Model):
             raise ValueError(f"`{self.op}` needs a list `value`")
         if self.op in ("is_null", "not_null") and self.value is not None:
             raise ValueError(f"`{self.op}` takes no `value`")
-        if self.op not in ("in", "not_in", "is_null", "not_null") and (self.value is None or isinstance(self.value, list)):
+        if self.op not in ("in", "not_in", "is_null", "not_null") and (
+            self.value is None or isinstance(self.value, list)
+        ):
             raise ValueError(f"`{self.op}` needs a single `value`")
         return self
 
@@ -158,7 +158,10 @@ class SyncConfig(_Model):
         default=0.2, ge=0, le=1, description="Refuse a full sync that would delete more than this share of the target."
     )
     max_failure_ratio: float = Field(
-        default=0.0, ge=0, le=1, description="A run with more failed records than this share is `failed`, else `partial`."
+        default=0.0,
+        ge=0,
+        le=1,
+        description="A run with more failed records than this share is `failed`, else `partial`.",
     )
     schedule: Schedule | None = Field(default=None, description="Cron schedule; none means manual runs only.")
     timezone: str = Field(default="UTC", description="IANA timezone of the schedule, e.g. Asia/Shanghai.")
@@ -181,12 +184,13 @@ class SyncConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> SyncConfig:
+        # Errors raised here have no location of their own: each message starts with its field.
         if self.mode is SyncMode.INCREMENTAL and not self.cursor:
-            raise ValueError("mode `incremental` needs a `cursor` column")
+            raise ValueError("cursor: mode `incremental` needs a `cursor` column")
         if self.mode is SyncMode.FULL and self.cursor:
-            raise ValueError("`cursor` is only used with mode `incremental`")
+            raise ValueError("cursor: only used with mode `incremental`")
         if self.delete_missing and self.mode is not SyncMode.FULL:
-            raise ValueError("`delete_missing` needs mode `full` (an incremental read does not see deleted rows)")
+            raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
         if self.mapping:
             missing = [k for k in self.target.key if k not in self.mapping]
             if missing:

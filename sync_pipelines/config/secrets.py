@@ -24,7 +24,7 @@ def resolve(template: str, *, where: str = "") -> str:
     The values are remembered so that :func:`redact` can remove them from messages. A missing
     variable raises :class:`SecretError` naming the variable (never a value).
     """
-    missing = [name for name in references(template) if name not in os.environ]
+    missing = [name for name in dict.fromkeys(references(template)) if name not in os.environ]
     if missing:
         prefix = f"{where}: " if where else ""
         raise SecretError([f"{prefix}environment variable {name} is not set" for name in missing])
