@@ -53,9 +53,12 @@ _TRANSIENT_HINTS = (
 def display_url(template: str) -> str:
     """The URL as shown to people: the password hidden, ``${VAR}`` references left unresolved."""
     try:
-        return make_url(template).render_as_string(hide_password=True)
+        shown = make_url(template).render_as_string(hide_password=True)
     except sa_exc.ArgumentError:
         return "<invalid URL>"
+    for encoded, plain in (("%24%7B", "${"), ("%7D", "}")):
+        shown = shown.replace(encoded, plain)
+    return shown
 
 
 def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
