@@ -1,0 +1,194 @@
+"""``sync-pipelines``: validate and list the sync configurations, run syncs through Dagster, run the demo.
+
+Runs started here execute in this process on the persistent Dagster instance (``$DAGSTER_HOME``,
+or ``./.dagster_home``), so they show in the UI with their metadata.
+
+Exit codes: 0 completed, 1 failed (or invalid configuration), 2 usage error (e.g. an unknown sync),
+3 partial (some records failed, within ``max_failure_ratio``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import IntEnum
+from pathlib import Path
+
+import click
+
+from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.errors import ConfigError
+from sync_pipelines.orchestration import RunReport, execute_sync, get_instance, last_runs
+from sync_pipelines.types import RunStatus
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of the CLI."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    PARTIAL = 3
+
+
+def exit_code(status: RunStatus) -> ExitCode:
+    """0 for completed, 3 for partial, 1 for anything else."""
+    if status is RunStatus.COMPLETED:
+        return ExitCode.OK
+    if status is RunStatus.PARTIAL:
+        return ExitCode.PARTIAL
+    return ExitCode.FAILED
+
+
+def _config_folder(ctx: click.Context) -> Path:
+    folder: Path | None = ctx.obj.get("config_dir") if ctx.obj else None
+    return folder or config_dir()
+
+
+def _load(ctx: click.Context) -> list[SyncConfig]:
+    """Every configuration, or exit 1 printing each problem on its own line."""
+    try:
+        return load_configs(_config_folder(ctx))
+    except ConfigError as exc:
+        for line in exc.problems:
+            click.echo(line, err=True)
+        ctx.exit(ExitCode.FAILED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder of sync configurations [default: $SYNC_PIPELINES_CONFIG_DIR or ./syncs].",
+)
+@click.pass_context
+def main(ctx: click.Context, config_dir: Path | None) -> None:
+    """Data-sync pipelines (extract -> transform -> load) run by Dagster, one YAML file per sync."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_dir"] = config_dir
+
+
+@main.command()
+@click.pass_context
+def validate(ctx: click.Context) -> None:
+    """Check every sync configuration; print each problem (file, field, message)."""
+    configs = _load(ctx)
+    click.echo(f"{len(configs)} sync configuration(s) valid")
+
+
+def _schedule_text(cfg: SyncConfig) -> str:
+    if cfg.schedule is None:
+        return "manual"
+    state = "enabled" if cfg.schedule.enabled else "disabled"
+    return f"{cfg.schedule.cron} ({state}, {cfg.timezone})"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+@main.command("list")
+@click.pass_context
+def list_syncs(ctx: click.Context) -> None:
+    """List the syncs: name, mode, schedule, and the status of their latest run."""
+    configs = _load(ctx)
+    with get_instance() as instance:
+        latest = last_runs(instance, [cfg.name for cfg in configs])
+    rows = [("NAME", "MODE", "SCHEDULE", "LAST STATUS", "LAST RUN")]
+    for cfg in configs:
+        last = latest.get(cfg.name)
+        when = ""
+        if last is not None and last.started is not None:
+            when = datetime.fromtimestamp(last.started, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        run = f"{when} ({last.run_id[:8]})" if last else "-"
+        rows.append((cfg.name, cfg.mode.value, _schedule_text(cfg), last.status if last else "never run", run))
+    click.echo(_table(rows))
+
+
+def _counts_text(report: RunReport, keys: Sequence[str]) -> str:
+    return " ".join(f"{key}={report.counts.get(key, 0)}" for key in keys)
+
+
+def _summary(report: RunReport) -> str:
+    lines = [
+        f"{report.sync}: {report.status.value} in {report.duration_s:.2f} s"
+        + (" (dry run, nothing written)" if report.dry_run else "")
+        + f"  run {report.run_id}",
+        "  " + _counts_text(report, list(report.counts)),
+        f"  watermark: {json.dumps(report.watermark, default=str, ensure_ascii=False)}",
+    ]
+    if report.error:
+        lines.append(f"  error: {report.error}")
+    return "\n".join(lines)
+
+
+def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool) -> RunReport:
+    with get_instance() as instance:
+        return execute_sync(
+            cfg.name, instance=instance, config_directory=_config_folder(ctx), full_sync=full_sync, dry_run=dry_run
+        )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--full-sync", is_flag=True, help="Ignore the watermark and read the whole source.")
+@click.option("--dry-run", is_flag=True, help="Compute the plan and the sample changes, write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run_id, sync, status, counts, watermark.")
+@click.pass_context
+def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: bool) -> None:
+    """Run the sync NAME through Dagster and print its outcome.
+
+    Exit code 0 when completed, 3 when partial, 1 when failed.
+    """
+    configs = {cfg.name: cfg for cfg in _load(ctx)}
+    if name not in configs:
+        known = ", ".join(sorted(configs)) or "(none)"
+        click.echo(f"unknown sync {name!r}; known syncs: {known}", err=True)
+        ctx.exit(ExitCode.USAGE)
+    if as_json:
+        # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
+        with contextlib.redirect_stdout(sys.stderr):
+            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run)
+        click.echo(json.dumps(report.to_json(), default=str, ensure_ascii=False))
+        if report.error:
+            click.echo(f"error: {report.error}", err=True)
+    else:
+        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run)
+        click.echo(_summary(report))
+    ctx.exit(exit_code(report.status))
+
+
+@main.command()
+@click.option(
+    "--directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("demo"),
+    show_default=True,
+    help="Where the demo source databases are created (kept when they exist).",
+)
+@click.pass_context
+def demo(ctx: click.Context, directory: Path) -> None:
+    """Create the demo databases when missing, then run every configured sync through Dagster."""
+    from sync_pipelines.demo import build_demo_databases
+
+    databases = build_demo_databases(directory)
+    click.echo(f"demo databases in {directory}: {', '.join(sorted(databases))}")
+    failed = []
+    for cfg in _load(ctx):
+        report = _run(ctx, cfg, full_sync=False, dry_run=False)
+        counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))
+        click.echo(f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s")
+        if report.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+            failed.append(cfg.name)
+            if report.error:
+                click.echo(f"  error: {report.error}", err=True)
+    if failed:
+        click.echo(f"failed: {', '.join(failed)}", err=True)
+        ctx.exit(ExitCode.FAILED)

@@ -1,0 +1,56 @@
+"""The graph-backed asset of a sync: its target table, materialized by extract -> transform -> load.
+
+No postponed annotations here: Dagster reads the `Config` class of a config mapping from its annotation.
+"""
+
+from typing import Any
+
+from dagster import AssetKey, AssetsDefinition, ConfigMapping, config_mapping, graph_asset
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
+from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
+from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops
+
+
+def asset_key(cfg: SyncConfig) -> AssetKey:
+    """The asset key of a sync: its name."""
+    return AssetKey(cfg.name)
+
+
+def asset_description(cfg: SyncConfig) -> str:
+    """The config's description, or one naming the source and target tables."""
+    if cfg.description.strip():
+        return cfg.description.strip()
+    source = cfg.source.table or "a query"
+    return f"Sync of {source} into {cfg.target.table} ({cfg.mode.value})."
+
+
+def _graph_config(cfg: SyncConfig) -> ConfigMapping:
+    """Give the same ``full_sync`` / ``dry_run`` to the three ops, so they can never disagree."""
+
+    @config_mapping
+    def _flags(config: SyncRunConfig) -> dict[str, Any]:
+        flags = {"full_sync": config.full_sync, "dry_run": config.dry_run}
+        return {op_name(cfg.name, stage): {"config": flags} for stage in Stage}
+
+    return _flags
+
+
+def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
+    """The asset ``<name>`` (group ``syncs``) computed by the ops ``<name>_extract/_transform/_load``."""
+    extract_op, transform_op, load_op = build_sync_ops(cfg)
+
+    @graph_asset(
+        name=cfg.name,
+        group_name=GROUP_NAME,
+        description=asset_description(cfg),
+        metadata=asset_metadata(cfg),
+        kinds=asset_kinds(cfg),
+        tags={Tag.SYNC_NAME.value: cfg.name, "sync/mode": cfg.mode.value},
+        config=_graph_config(cfg),
+    )
+    def _sync_asset() -> Any:
+        return load_op(transform_op(extract_op()))
+
+    return _sync_asset

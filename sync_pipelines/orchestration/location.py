@@ -1,0 +1,29 @@
+"""The whole code location: every sync's asset, job and schedule in one ``Definitions``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import Definitions, FilesystemIOManager, in_process_executor
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.orchestration.assets import build_sync_asset
+from sync_pipelines.orchestration.jobs import build_sync_job
+from sync_pipelines.orchestration.schedules import build_schedule
+
+
+def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
+    """Definitions for the given syncs.
+
+    The default IO manager keeps step outputs (small manifests) in the instance's storage folder, so
+    that a run re-executed from its failed step, in another process, finds the outputs of the steps
+    before it. The in-process executor also applies to assets materialized from the asset graph.
+    """
+    jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
+    return Definitions(
+        assets=[build_sync_asset(cfg) for cfg in configs],
+        jobs=list(jobs.values()),
+        schedules=[build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None],
+        resources={"io_manager": FilesystemIOManager()},
+        executor=in_process_executor,
+    )

@@ -1,0 +1,176 @@
+"""Metadata shown in Dagster for a sync: on its asset (what it syncs) and on its steps (what a run did)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.sql import display_url
+from sync_pipelines.engine.manifest import Manifest, SyncResult
+from sync_pipelines.orchestration.names import Tag
+from sync_pipelines.types import COUNT_KEYS, RecordOutcome
+
+_KIND_OF_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mariadb", "sqlite": "sqlite"}
+
+SAMPLES_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("key", "string", description="Key of the record in the target."),
+        TableColumn("action", "string", description="created, updated, unchanged, deleted, failed, skipped, conflict."),
+        TableColumn("changes", "string", description="Changed fields: `field: before -> after`."),
+        TableColumn("error", "string", description="Why the record failed or was skipped."),
+    ]
+)
+
+
+def _qualified(schema: str | None, table: str) -> str:
+    return f"{schema}.{table}" if schema else table
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def asset_kinds(config: SyncConfig) -> set[str]:
+    """Kinds (UI icons) of a sync asset: the source and target database systems."""
+    kinds = set()
+    for url in (config.source.url, config.target.url):
+        dialect = url.split(":", 1)[0].split("+", 1)[0].lower()
+        kinds.add(_KIND_OF_DIALECT.get(dialect, dialect or "sql"))
+    return kinds
+
+
+def asset_metadata(config: SyncConfig) -> dict[str, Any]:
+    """Static metadata of a sync asset: target table, URLs without passwords, mode, key, schedule."""
+    source, target = config.source, config.target
+    metadata: dict[str, Any] = {
+        # The key Dagster's catalog reads a table's name from.
+        "dagster/table_name": MetadataValue.text(_qualified(target.db_schema, target.table)),
+        "target_table": MetadataValue.text(_qualified(target.db_schema, target.table)),
+        "target_url": MetadataValue.text(display_url(target.url)),
+        "target_key": MetadataValue.text(", ".join(target.key)),
+        "source_url": MetadataValue.text(display_url(source.url)),
+        "source": MetadataValue.text(
+            _qualified(source.db_schema, source.table)
+            if source.table
+            else "query: " + " ".join(str(source.query).split())
+        ),
+        "mode": MetadataValue.text(config.mode.value),
+        "batch_size": MetadataValue.int(config.batch_size),
+    }
+    if config.cursor:
+        metadata["cursor"] = MetadataValue.text(config.cursor)
+    if config.schedule:
+        state = "enabled" if config.schedule.enabled else "disabled"
+        metadata["schedule"] = MetadataValue.text(f"{config.schedule.cron} ({config.timezone}, {state})")
+    return metadata
+
+
+def stage_metadata(manifest: Manifest) -> dict[str, Any]:
+    """Output metadata of the extract and transform steps."""
+    return {
+        "rows": MetadataValue.int(manifest.rows),
+        "batches": MetadataValue.int(len(manifest.batches)),
+        "failed": MetadataValue.int(manifest.failed),
+        "full_sync": MetadataValue.bool(manifest.full_sync),
+    }
+
+
+def _format_key(key: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={_show(value)}" for name, value in key.items())
+
+
+def _format_changes(changes: Mapping[str, list[Any]]) -> str:
+    parts = []
+    for name, pair in changes.items():
+        before, after = [*pair, None, None][:2]
+        parts.append(f"{name}: {_show(before)} -> {_show(after)}")
+    return "; ".join(parts)
+
+
+def samples_table(samples: list[RecordOutcome]) -> MetadataValue:
+    """A table of sample record outcomes: key, action, changed fields (before -> after), error."""
+    records = [
+        TableRecord(
+            {
+                "key": redact(_format_key(sample.key)),
+                "action": sample.action.value,
+                "changes": redact(_format_changes(sample.changes)),
+                "error": redact(sample.error) if sample.error else None,
+            }
+        )
+        for sample in samples
+    ]
+    return MetadataValue.table(records=records, schema=SAMPLES_SCHEMA)
+
+
+def _json_or_null(value: Any) -> MetadataValue:
+    if value is None:
+        return MetadataValue.null()
+    return MetadataValue.json(_jsonable(value))
+
+
+def result_metadata(result: SyncResult, *, trigger: str, run_seconds: float | None = None) -> dict[str, Any]:
+    """Output metadata of the load step: status, counts, duration, watermarks, flags and samples.
+
+    ``duration_s`` is the time since the run started (all three steps) when ``run_seconds`` is
+    given, else the engine's load time; ``load_duration_s`` is always the engine's load time.
+    """
+    counts = result.counts.as_dict()
+    metadata: dict[str, Any] = {"status": MetadataValue.text(result.status.value)}
+    metadata.update({key: MetadataValue.int(counts[key]) for key in COUNT_KEYS})
+    metadata.update(
+        {
+            "duration_s": MetadataValue.float(round(float(run_seconds or result.duration_s), 3)),
+            "load_duration_s": MetadataValue.float(round(float(result.duration_s), 3)),
+            "watermark_before": _json_or_null(result.watermark_before),
+            "watermark_after": _json_or_null(result.watermark_after),
+            "dry_run": MetadataValue.bool(result.dry_run),
+            "full_sync": MetadataValue.bool(result.full_sync),
+            "trigger": MetadataValue.text(trigger),
+            "samples": samples_table(result.samples),
+        }
+    )
+    if result.error:
+        metadata["error"] = MetadataValue.text(redact(result.error))
+    return metadata
+
+
+def summary_from_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Read back what :func:`result_metadata` recorded (values of the metadata entries)."""
+
+    def value(key: str) -> Any:
+        entry = metadata.get(key)
+        return getattr(entry, "value", entry)
+
+    return {
+        "status": value("status"),
+        "counts": {key: int(value(key) or 0) for key in COUNT_KEYS},
+        "watermark": value("watermark_after"),
+        "watermark_before": value("watermark_before"),
+        "duration_s": float(value("duration_s") or 0.0),
+        "dry_run": bool(value("dry_run")),
+        "full_sync": bool(value("full_sync")),
+        "error": value("error"),
+    }
+
+
+def trigger_of(tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+    """What started a run: schedule, sensor, backfill, retry (a re-execution), cli or manual (UI)."""
+    if "dagster/schedule_name" in tags:
+        return "schedule"
+    if "dagster/sensor_name" in tags:
+        return "sensor"
+    if "dagster/backfill" in tags:
+        return "backfill"
+    if parent_run_id or "dagster/parent_run_id" in tags:
+        return "retry"
+    return tags.get(Tag.TRIGGER.value, "manual")

@@ -1,0 +1,60 @@
+"""Names of the Dagster objects built for a sync, and the tags they carry, in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+GROUP_NAME = "syncs"
+"""Asset group of every sync asset."""
+
+CODE_LOCATION_NAME = "sync_pipelines"
+"""Code location name used by ``workspace.yaml`` (and ``[tool.dagster]`` in pyproject.toml)."""
+
+REPOSITORY_NAME = "__repository__"
+"""Repository name Dagster gives to a ``Definitions`` object."""
+
+DEFINITIONS_MODULE = "sync_pipelines.definitions"
+
+
+class Stage(StrEnum):
+    """The three ops of a sync, in execution order."""
+
+    EXTRACT = "extract"
+    TRANSFORM = "transform"
+    LOAD = "load"
+
+
+class Tag(StrEnum):
+    """Run tags written by sync_pipelines."""
+
+    SYNC_NAME = "sync/name"
+    """The sync a run belongs to (set on every run of a sync job)."""
+    STATUS = "sync/status"
+    """running, completed, partial, failed or cancelled, kept current by the ops."""
+    TRIGGER = "sync/trigger"
+    """Who started the run when Dagster cannot tell (``cli``)."""
+
+
+def job_name(sync: str) -> str:
+    """``sync_<name>``: the job that materializes one sync's asset."""
+    return f"sync_{sync}"
+
+
+def schedule_name(sync: str) -> str:
+    """``<name>_schedule``."""
+    return f"{sync}_schedule"
+
+
+def op_name(sync: str, stage: Stage) -> str:
+    """``<name>_extract``, ``<name>_transform`` or ``<name>_load``."""
+    return f"{sync}_{stage.value}"
+
+
+def step_key(sync: str, stage: Stage) -> str:
+    """Step key of one op inside the sync's graph asset, e.g. ``customers.customers_load``."""
+    return f"{sync}.{op_name(sync, stage)}"
+
+
+def pool_name(sync: str) -> str:
+    """Concurrency pool shared by the ops of one sync: ``sync/<name>``."""
+    return f"sync/{sync}"

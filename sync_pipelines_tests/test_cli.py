@@ -1,0 +1,219 @@
+"""The ``sync-pipelines`` command: validate, list, run (with --json and exit codes) and demo."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from click.testing import CliRunner, Result
+from dagster import DagsterInstance, RunsFilter
+
+from sync_pipelines.cli import main
+from sync_pipelines.orchestration import ensure_dagster_home
+
+GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
+BAD = {"id": 10, "name": "p10", "age": "unknown"}
+JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}
+COUNT_KEYS = {"processed", "succeeded", "failed", "created", "updated", "unchanged", "deleted", "skipped", "conflicted"}
+
+
+def make_source(path: Path, rows: list[dict[str, Any]]) -> None:
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "people",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("name", sa.String(50)),
+        sa.Column("age", sa.String(10)),
+    )
+    engine = sa.create_engine(f"sqlite:///{path}")
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), rows)
+    engine.dispose()
+
+
+def write_config(folder: Path, name: str, source: Path, **overrides: Any) -> None:
+    data: dict[str, Any] = {
+        "name": name,
+        "source": {"kind": "sql", "url": f"sqlite:///{source}", "table": "people"},
+        "target": {"kind": "sql", "url": f"sqlite:///{folder.parent / 'target.db'}", "table": name, "key": ["id"]},
+        "mapping": {"id": {"type": "integer"}, "name": {"type": "string"}, "age": {"type": "integer"}},
+    }
+    data.update(overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+
+
+@pytest.fixture
+def syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three syncs over SQLite: ``clean`` completes, ``tolerant`` ends partial, ``strict`` fails."""
+    monkeypatch.chdir(tmp_path)
+    make_source(tmp_path / "clean.db", GOOD)
+    make_source(tmp_path / "dirty.db", [*GOOD, BAD])
+    folder = tmp_path / "syncs"
+    write_config(folder, "clean", tmp_path / "clean.db", schedule={"cron": "0 0 2 * * ?", "enabled": True})
+    write_config(folder, "tolerant", tmp_path / "dirty.db", max_failure_ratio=0.2)
+    write_config(folder, "strict", tmp_path / "dirty.db", max_failure_ratio=0)
+    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(folder))
+    return folder
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def run_json(name: str, *flags: str) -> tuple[int, dict[str, Any]]:
+    result = invoke("run", name, "--json", *flags)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout  # exactly one JSON object on stdout
+    return result.exit_code, json.loads(lines[0])
+
+
+def test_validate_counts_the_valid_configurations(syncs: Path) -> None:
+    result = invoke("validate")
+
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "3 sync configuration(s) valid"
+
+
+def test_validate_prints_every_problem_and_exits_1(syncs: Path) -> None:
+    (syncs / "broken.yaml").write_text("name: broken\nbatch_size: 0\n", encoding="utf-8")
+    (syncs / "garbled.yaml").write_text("name: [unclosed\n", encoding="utf-8")
+
+    result = invoke("validate")
+
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("syncs/broken.yaml:") and "batch_size" in line for line in lines)
+    assert any(line.startswith("syncs/broken.yaml:") and "source" in line for line in lines)
+    assert any(line.startswith("syncs/garbled.yaml:") and "YAML" in line for line in lines)
+    assert "valid" not in result.stdout
+
+
+def test_run_json_reports_a_completed_run_recorded_on_the_instance(syncs: Path) -> None:
+    code, report = run_json("clean")
+
+    assert code == 0
+    assert set(report) == JSON_KEYS
+    assert set(report["counts"]) == COUNT_KEYS
+    assert report["sync"] == "clean" and report["status"] == "completed"
+    assert (report["counts"]["processed"], report["counts"]["created"]) == (9, 9)
+
+    [record] = DagsterInstance.get().get_run_records(RunsFilter(run_ids=[report["run_id"]]))
+    run = record.dagster_run
+    assert run.job_name == "sync_clean" and run.is_success
+    assert run.tags["sync/name"] == "clean" and run.tags["sync/status"] == "completed"
+    assert run.tags["sync/trigger"] == "cli"
+    assert run.remote_job_origin is not None  # so the UI can re-execute it in its code location
+    assert run.remote_job_origin.location_name == "sync_pipelines"
+
+    _, again = run_json("clean")
+    assert (again["counts"]["created"], again["counts"]["unchanged"]) == (0, 9)
+
+
+def test_run_json_exit_codes_follow_the_status(syncs: Path) -> None:
+    partial_code, partial = run_json("tolerant")
+    failed_code, failed = run_json("strict")
+
+    assert (partial_code, partial["status"]) == (3, "partial")
+    assert (partial["counts"]["processed"], partial["counts"]["failed"], partial["counts"]["created"]) == (10, 1, 9)
+    assert (failed_code, failed["status"]) == (1, "failed")
+    assert failed["counts"]["failed"] == 1
+    runs = DagsterInstance.get().get_run_records()
+    assert {r.dagster_run.run_id for r in runs} == {partial["run_id"], failed["run_id"]}
+
+
+def test_dry_run_and_full_sync_flags_reach_the_run(syncs: Path) -> None:
+    code, dry = run_json("clean", "--dry-run")
+    assert code == 0 and dry["counts"]["created"] == 9
+    _, real = run_json("clean", "--full-sync")
+    assert real["counts"]["created"] == 9  # the dry run wrote nothing
+
+    config = DagsterInstance.get().get_run_by_id(dry["run_id"])
+    assert config is not None and config.run_config == {"full_sync": False, "dry_run": True}
+
+
+def test_run_prints_a_readable_summary(syncs: Path) -> None:
+    result = invoke("run", "tolerant")
+
+    assert result.exit_code == 3
+    first, counts, *_ = result.stdout.splitlines()
+    assert first.startswith("tolerant: partial in ")
+    assert "processed=10" in counts and "created=9" in counts and "failed=1" in counts
+
+
+def test_run_of_an_unknown_sync_lists_the_known_ones(syncs: Path) -> None:
+    result = invoke("run", "nope")
+
+    assert result.exit_code == 2
+    assert "unknown sync 'nope'; known syncs: clean, strict, tolerant" in result.stderr
+    assert DagsterInstance.get().get_run_records() == []
+
+
+def test_list_shows_mode_schedule_and_last_status(syncs: Path) -> None:
+    run_json("tolerant")
+
+    result = invoke("list")
+
+    assert result.exit_code == 0
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "MODE", "SCHEDULE", "LAST", "STATUS", "LAST", "RUN"]
+    by_name = {row.split()[0]: row for row in rows}
+    assert sorted(by_name) == ["clean", "strict", "tolerant"]
+    assert "0 0 2 * * ? (enabled, UTC)" in by_name["clean"] and "never run" in by_name["clean"]
+    assert "manual" in by_name["tolerant"] and "partial" in by_name["tolerant"]
+
+
+def test_demo_runs_every_sync_and_fails_when_one_fails(syncs: Path, tmp_path: Path) -> None:
+    result = invoke("demo", "--directory", str(tmp_path / "demo"))
+
+    assert result.exit_code == 1
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert sorted(lines) == ["clean", "strict", "tolerant"]
+    assert "completed" in lines["clean"] and "processed=9 created=9" in lines["clean"]
+    assert "partial" in lines["tolerant"] and "failed=1" in lines["tolerant"]
+    assert "failed" in lines["strict"].split()[1]
+    assert "failed: strict" in result.stderr
+    assert any((tmp_path / "demo").iterdir())
+
+    (syncs / "strict.yaml").unlink()
+    assert invoke("demo", "--directory", str(tmp_path / "demo")).exit_code == 0
+
+
+def test_without_dagster_home_the_cli_uses_the_project_home(
+    syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME")
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+
+    code, report = run_json("clean")
+
+    home = tmp_path / ".dagster_home"
+    assert code == 0
+    assert os.environ["DAGSTER_HOME"] == str(home)
+    assert (home / "dagster.yaml").read_text(encoding="utf-8") == "telemetry:\n  enabled: false\n"
+    with DagsterInstance.get() as instance:
+        assert Path(instance.root_directory) == home
+        assert [r.dagster_run.run_id for r in instance.get_run_records()] == [report["run_id"]]
+
+
+def test_the_project_home_keeps_its_own_settings_and_needs_no_project_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert ensure_dagster_home(bare) == bare / ".dagster_home"
+    assert list((bare / ".dagster_home").iterdir()) == []  # no project dagster.yaml: Dagster's defaults
+
+    monkeypatch.delenv("DAGSTER_HOME")
+    (bare / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    (bare / ".dagster_home" / "dagster.yaml").write_text("# edited\n", encoding="utf-8")
+    ensure_dagster_home(bare)
+    assert (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8") == "# edited\n"

@@ -1,0 +1,172 @@
+"""Loading the code location: one asset, job and schedule per configuration file, or a clear load failure."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster import AssetKey, DefaultScheduleStatus, Definitions, GraphDefinition, OpDefinition
+
+from sync_pipelines.errors import ConfigError
+from sync_pipelines.orchestration import Stage, job_name, op_name, pool_name, schedule_name
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE = "sync_pipelines.definitions"
+
+
+def sync_yaml(name: str, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": name,
+        "description": f"{name} from the ERP.",
+        "source": {"kind": "sql", "url": "sqlite:///erp.db", "table": name},
+        "target": {"kind": "sql", "url": "postgresql+psycopg://app:${APP_PASSWORD}@db/app", "table": f"wh_{name}"},
+    }
+    data["target"]["key"] = ["id"]
+    data.update(overrides)
+    return data
+
+
+def write(folder: Path, data: dict[str, Any], filename: str | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / (filename or f"{data['name']}.yaml")).write_text(yaml.safe_dump(data), encoding="utf-8")
+
+
+def load_location(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Definitions:
+    """Import ``sync_pipelines.definitions`` afresh with ``folder`` as the configuration folder."""
+    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(folder))
+    monkeypatch.delitem(sys.modules, MODULE, raising=False)
+    defs = importlib.import_module(MODULE).defs
+    monkeypatch.delitem(sys.modules, MODULE, raising=False)
+    Definitions.validate_loadable(defs)
+    return defs
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "syncs"
+    write(folder, sync_yaml("orders", mode="incremental", cursor="updated_at", schedule={"cron": "0 0 2 * * ?"}))
+    write(
+        folder,
+        sync_yaml("users", schedule={"cron": "*/15 * * * *", "enabled": False}, timezone="Asia/Shanghai"),
+        filename="users.yml",
+    )
+    write(folder, sync_yaml("departments", description=""))
+    return folder
+
+
+def test_every_file_becomes_an_asset_and_a_job(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    defs = load_location(monkeypatch, folder)
+
+    assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == ["departments", "orders", "users"]
+    for name in ("orders", "users", "departments"):
+        asset = defs.resolve_assets_def(AssetKey(name))
+        spec = asset.specs_by_key[AssetKey(name)]
+        assert spec.group_name == "syncs"
+        assert spec.description
+        assert spec.metadata["target_table"].value == f"wh_{name}"
+        assert spec.metadata["target_url"].value == "postgresql+psycopg://app:***@db/app"
+        assert spec.kinds == {"sqlite", "postgres"}
+        assert spec.tags["sync/name"] == name
+        graph = asset.node_def
+        assert isinstance(graph, GraphDefinition)
+        ops = {node.name: node for node in graph.node_defs}
+        assert list(ops) == [op_name(name, stage) for stage in Stage]
+        for op in ops.values():
+            assert isinstance(op, OpDefinition)
+            assert op.pool == pool_name(name) == f"sync/{name}"
+            assert op.description
+
+        job = defs.resolve_job_def(job_name(name))
+        assert job.name == f"sync_{name}"
+        assert job.executor_def.name == "in_process"
+        assert job.run_tags["sync/name"] == name
+        assert job.description and name in job.description
+        assert job.asset_layer.executable_asset_keys == {AssetKey(name)}
+        fields = job.run_config_schema.config_type.fields  # type: ignore[attr-defined]  # the flat launchpad form
+        assert set(fields) == {"full_sync", "dry_run"}
+        assert all(field.description and field.default_value is False for field in fields.values())
+
+    descriptions = {key.to_user_string(): spec.description for key, spec in _specs(defs).items()}
+    assert descriptions["orders"] == "orders from the ERP."
+    assert descriptions["departments"] == "Sync of departments into wh_departments (full)."
+
+
+def _specs(defs: Definitions) -> dict[AssetKey, Any]:
+    return {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+
+
+def test_materializing_from_the_asset_graph_runs_in_process_with_the_same_form(
+    monkeypatch: pytest.MonkeyPatch, folder: Path
+) -> None:
+    job = load_location(monkeypatch, folder).resolve_implicit_global_asset_job_def()
+
+    assert job.executor_def.name == "in_process"
+    ops = job.run_config_schema.config_type.fields["ops"].config_type.fields  # type: ignore[attr-defined]
+    graph_form = ops["orders"].config_type.fields["config"].config_type.fields
+    assert set(graph_form) == {"full_sync", "dry_run"}  # one form per sync, not one per op
+
+
+def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    defs = load_location(monkeypatch, folder)
+
+    orders = defs.resolve_schedule_def(schedule_name("orders"))
+    assert orders.name == "orders_schedule"
+    assert orders.cron_schedule == "0 2 * * *"  # converted from Quartz `0 0 2 * * ?`
+    assert orders.execution_timezone == "UTC"
+    assert orders.default_status == DefaultScheduleStatus.RUNNING
+    assert orders.job_name == "sync_orders"
+    assert orders.description
+
+    users = defs.resolve_schedule_def("users_schedule")
+    assert (users.cron_schedule, users.execution_timezone) == ("*/15 * * * *", "Asia/Shanghai")
+    assert users.default_status == DefaultScheduleStatus.STOPPED
+
+    assert sorted(s.name for s in defs.schedules or []) == ["orders_schedule", "users_schedule"]
+
+
+def test_an_invalid_configuration_fails_the_location(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    write(folder, sync_yaml("broken", batch_size=0))
+
+    with pytest.raises(ConfigError) as failure:
+        load_location(monkeypatch, folder)
+
+    assert re.search(r"broken\.yaml: batch_size: .*greater than or equal to 1", str(failure.value))
+
+
+def test_dagster_reports_the_configuration_error_of_the_location(tmp_path: Path, folder: Path) -> None:
+    write(folder, sync_yaml("broken", mode="incremental"))
+    env = {**os.environ, "SYNC_PIPELINES_CONFIG_DIR": str(folder), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+
+    validation = subprocess.run(
+        [Path(sys.executable).parent / "dagster", "definitions", "validate", "-m", MODULE],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    output = validation.stdout + validation.stderr
+    assert validation.returncode == 1
+    assert "Validation failed for code location" in output and "ConfigError" in output
+    assert re.search(r"ConfigError: \S*broken\.yaml: .*`cursor`", output)
+
+
+def test_the_project_configurations_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    project = REPO / "syncs"
+    files = sorted(p for p in project.glob("*.y*ml"))
+    assert files, "the project ships its demo sync configurations in syncs/"
+
+    defs = load_location(monkeypatch, project)
+
+    names = [yaml.safe_load(p.read_text(encoding="utf-8"))["name"] for p in files]
+    assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == sorted(names)
+    for name in names:
+        assert defs.resolve_job_def(job_name(name)).name == f"sync_{name}"

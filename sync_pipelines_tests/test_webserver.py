@@ -1,0 +1,256 @@
+"""The real Dagster webserver: it loads the code location, and re-executes a failed CLI run from its failed step."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+import yaml
+from dagster import DagsterInstance
+
+from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.orchestration import execute_sync
+
+REPO = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 180
+
+WORKSPACE_QUERY = """
+{
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation {
+            repositories {
+              name
+              assetNodes { assetKey { path } groupName description }
+              jobs { name description }
+              schedules { name cronSchedule executionTimezone }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: FROM_FAILURE}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+RUN_STATUS = """
+query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _default_signals() -> None:
+    # Background shells may start us with SIGTERM/SIGINT ignored; the server must stay stoppable.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Webserver:
+    def __init__(self, url: str):
+        self.url = url
+
+    def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body
+        return dict(body["data"])
+
+
+@pytest.fixture
+def webserver(tmp_path: Path) -> Iterator[Webserver]:
+    """``dagster-webserver`` on a free port, loading ``sync_pipelines.definitions`` from ``tmp_path/syncs``."""
+    home = Path(os.environ["DAGSTER_HOME"])
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                # Launch re-executions at once: no daemon runs in this test to dequeue them.
+                "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
+                "telemetry": {"enabled": False},
+            }
+        ),
+        encoding="utf-8",
+    )
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "python_module": {
+                            "module_name": "sync_pipelines.definitions",
+                            "working_directory": str(REPO),
+                            "location_name": "sync_pipelines",
+                        }
+                    }
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    port = free_port()
+    env = {**os.environ, "SYNC_PIPELINES_CONFIG_DIR": str(tmp_path / "syncs")}
+    log = (tmp_path / "webserver.log").open("wb")
+    process = subprocess.Popen(
+        [Path(sys.executable).parent / "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_default_signals,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert process.poll() is None, (tmp_path / "webserver.log").read_text(errors="replace")
+            try:
+                if requests.get(f"{url}/server_info", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "dagster-webserver did not start in time"
+            time.sleep(0.5)
+        yield Webserver(url)
+    finally:
+        # The webserver and the code server it started share the new session's process group.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        log.close()
+
+
+def make_source(path: Path, n: int) -> None:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS people"))
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)"))
+        for i in range(1, n + 1):
+            conn.execute(sa.text("INSERT INTO people VALUES (:i, :name)"), {"i": i, "name": f"p{i}"})
+    engine.dispose()
+
+
+def write_config(folder: Path, name: str, tmp_path: Path, **overrides: Any) -> None:
+    data: dict[str, Any] = {
+        "name": name,
+        "description": f"People into {name}.",
+        "source": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'source.db'}", "table": "people"},
+        "target": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'target.db'}", "table": name, "key": ["id"]},
+        "batch_size": 5,
+    }
+    data.update(overrides)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+
+
+def count(path: Path, table: str) -> int:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        n = int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+    engine.dispose()
+    return n
+
+
+@pytest.fixture
+def syncs(tmp_path: Path) -> Path:
+    folder = tmp_path / "syncs"
+    write_config(folder, "people", tmp_path, schedule={"cron": "0 0 2 * * ?"}, timezone="Asia/Shanghai")
+    write_config(folder, "people_copy", tmp_path)
+    return folder
+
+
+def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) -> None:
+    data = webserver.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+
+    assert data["__typename"] == "Workspace"
+    [entry] = data["locationEntries"]
+    assert entry["name"] == "sync_pipelines"
+    location = entry["locationOrLoadError"]
+    assert location["__typename"] == "RepositoryLocation", location
+    [repository] = location["repositories"]
+    assets = {tuple(node["assetKey"]["path"]): node for node in repository["assetNodes"]}
+    assert set(assets) == {("people",), ("people_copy",)}
+    assert assets[("people",)]["groupName"] == "syncs"
+    assert assets[("people",)]["description"] == "People into people."
+    jobs = {job["name"]: job for job in repository["jobs"]}
+    assert {"sync_people", "sync_people_copy"} <= set(jobs)
+    assert all(jobs[name]["description"] for name in ("sync_people", "sync_people_copy"))
+    assert repository["schedules"] == [
+        {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"}
+    ]
+
+
+def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
+    tmp_path: Path, syncs: Path, webserver: Webserver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_source(tmp_path / "source.db", 12)
+    original = SqlTargetWriter.upsert
+    calls = {"n": 0}
+
+    def fail_in_second_batch(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("connection lost")
+        original(self, conn, rows)
+
+    monkeypatch.setattr(SqlTargetWriter, "upsert", fail_in_second_batch)
+    with DagsterInstance.get() as instance:
+        failed = execute_sync("people", instance=instance, config_directory=syncs)
+    assert failed.status.value == "failed"
+    assert count(tmp_path / "target.db", "people") == 5
+    make_source(tmp_path / "source.db", 0)  # re-reading the source would now find nothing
+
+    launched = webserver.graphql(REEXECUTE, parentRunId=failed.run_id)["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    status = "QUEUED"
+    while status not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"re-executed run still {status}"
+        time.sleep(1)
+        status = webserver.graphql(RUN_STATUS, runId=run_id)["runOrError"]["status"]
+
+    assert status == "SUCCESS"
+    assert count(tmp_path / "target.db", "people") == 12
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.parent_run_id == failed.run_id
+        assert run.tags["sync/status"] == "completed"
+        steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
+    assert steps == {"people.people_load"}
