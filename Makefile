@@ -1,0 +1,71 @@
+# Developer commands for sync_pipelines. `make` alone lists them.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := .setup-stamp
+
+# Runs started by the demo, the CLI and the UI share one Dagster home, so they all show in the UI.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Extra arguments for pytest, e.g. `make test PYTEST_ARGS='-k cron -x'`.
+PYTEST_ARGS ?=
+# A shell started in the background can pass SIGTERM/SIGINT on as ignored; long-running commands get
+# the default handling back so that Ctrl-C and `kill` stop them.
+WITH_SIGNALS := env --default-signal=TERM,INT DAGSTER_HOME="$(DAGSTER_HOME)"
+
+.PHONY: help setup demo test lint fmt typecheck ui clean distclean dagster-home
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv and install the project with its dev tools (skipped when up to date)
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs when pyproject.toml changes or .venv is created anew.
+$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+dagster-home:
+	@mkdir -p "$(DAGSTER_HOME)"
+	@[ -f "$(DAGSTER_HOME)/dagster.yaml" ] || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+demo: setup dagster-home ## Build the demo databases and run every demo sync through Dagster
+	$(WITH_SIGNALS) $(BIN)/sync-pipelines demo
+
+# Every check runs even when an earlier one fails; the target fails if any did.
+test: setup ## Start PostgreSQL/MariaDB if down, then ruff, mypy and pytest
+	scripts/ensure-services
+	@failed=""; \
+	echo "== ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed ruff-format"; \
+	echo "== ruff check"; $(BIN)/ruff check . || failed="$$failed ruff-check"; \
+	echo "== mypy"; $(BIN)/mypy || failed="$$failed mypy"; \
+	echo "== pytest"; $(BIN)/pytest $(PYTEST_ARGS) || failed="$$failed pytest"; \
+	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
+
+lint: setup ## Check formatting and lint rules (no changes)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+fmt: setup ## Format the code and apply safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: setup ## Type-check the package with mypy
+	$(BIN)/mypy
+
+ui: setup dagster-home ## Open the Dagster UI (and daemon) on http://127.0.0.1:3000
+	$(WITH_SIGNALS) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean: ## Remove demo data, the local Dagster home, staging files and caches (keeps .venv)
+	rm -rf demo .dagster_home .sync_pipelines .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean ## Also remove .venv
+	rm -rf $(VENV) $(STAMP)
