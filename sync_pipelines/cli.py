@@ -181,14 +181,21 @@ def demo(ctx: click.Context, directory: Path) -> None:
     databases = build_demo_databases(directory)
     click.echo(f"demo databases in {directory}: {', '.join(sorted(databases))}")
     failed = []
+    summary = []
     for cfg in _load(ctx):
         report = _run(ctx, cfg, full_sync=False, dry_run=False)
         counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))
-        click.echo(f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s")
+        line = f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s"
+        click.echo(line)
+        summary.append(f"{line}  run {report.run_id}")
         if report.status in (RunStatus.FAILED, RunStatus.CANCELLED):
             failed.append(cfg.name)
             if report.error:
                 click.echo(f"  error: {report.error}", err=True)
+    # Dagster's step logs above interleave with the per-sync lines: repeat them together at the end.
+    click.echo("\n== demo summary")
+    for line in summary:
+        click.echo(line)
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         ctx.exit(ExitCode.FAILED)
