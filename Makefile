@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # the default handling back so that Ctrl-C and `kill` stop them.
 WITH_SIGNALS := env --default-signal=TERM,INT DAGSTER_HOME="$(DAGSTER_HOME)"
 
-.PHONY: help setup demo test lint fmt typecheck ui clean distclean dagster-home
+.PHONY: help setup demo test lint fmt typecheck ui clean distclean dagster-home bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,3 +69,11 @@ clean: ## Remove demo data, the local Dagster home, staging files and caches (ke
 
 distclean: clean ## Also remove .venv
 	rm -rf $(VENV) $(STAMP)
+
+bench: setup ## Benchmark at 100k and 1M rows beside COPY and dlt (PostgreSQL target); prints and writes JSON
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	scripts/ensure-services
+	$(WITH_SIGNALS) $(BIN)/python bench/bench_sync.py $(BENCH_ARGS)
+
+bench-quick: setup ## The benchmark at 20k rows (about a minute)
+	$(MAKE) bench BENCH_ARGS="--quick $(BENCH_ARGS)"

@@ -1,0 +1,262 @@
+"""Benchmark: sync_pipelines beside binary COPY and dlt, on an ERP-like `orders` table, into PostgreSQL.
+
+    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, about a minute
+    .venv/bin/python bench/bench_sync.py                # 100k and 1M rows
+
+Cases, each through the engine and through the Dagster job (in-process executor):
+  1 full sync into an empty target        2 full sync, all rows unchanged
+  3 incremental after 1% updated + 0.1% inserted    4 dry run of case 3
+  5 full sync with delete_missing after 1% of the source was deleted
+Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own).
+Results are printed and written as JSON to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import Changes, create_pg, create_sqlite
+
+HERE = Path(__file__).resolve().parent
+ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+BENCH_DB = "sync_bench"
+SRC_SCHEMA, DST_SCHEMA = "bench_src", "bench_dst"
+
+
+def pg_dsn(database: str) -> str:
+    return ADMIN_DSN.rsplit("/", 1)[0] + f"/{database}"
+
+
+def sa_url(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def ensure_database() -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
+            conn.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def reset_target() -> None:
+    with psycopg.connect(pg_dsn(BENCH_DB), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {DST_SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {DST_SCHEMA}")
+        conn.execute("DROP SCHEMA IF EXISTS dlt_bench CASCADE")
+
+
+def sync_config(source: str, sqlite_path: Path, *, mode: str, batch_size: int) -> dict[str, Any]:
+    src: dict[str, Any] = {"kind": "sql", "table": "orders"}
+    if source == "postgresql":
+        src.update(url=sa_url(pg_dsn(BENCH_DB)), schema=SRC_SCHEMA)
+    else:
+        src.update(url=f"sqlite:///{sqlite_path}")
+    cfg: dict[str, Any] = {
+        "name": f"bench_orders_{mode}",
+        "source": src,
+        "target": {
+            "kind": "sql",
+            "url": sa_url(pg_dsn(BENCH_DB)),
+            "schema": DST_SCHEMA,
+            "table": "orders",
+            "key": ["id"],
+        },
+        "mapping": {
+            "id": {"type": "integer"},
+            "customer_id": {"type": "integer"},
+            "sku": {"type": "string"},
+            "qty": {"type": "integer"},
+            "unit_price": {"type": "decimal(12,2)"},
+            "status": {"type": "string"},
+            "note": {"type": "string"},
+            "created_at": {"type": "datetime"},
+            "updated_at": {"type": "datetime"},
+        },
+        "batch_size": batch_size,
+    }
+    if mode == "incremental":
+        cfg.update(mode="incremental", cursor="updated_at")
+    else:
+        cfg.update(mode="full", delete_missing=True, max_delete_ratio=0.05)
+    return cfg
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "child.py"), json.dumps(spec)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec['kind']} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "runs": [round(r["wall_s"], 3) for r in runs],
+    }
+
+
+def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    sqlite_path = work / f"orders_{size}.db"
+    with psycopg.connect(pg_dsn(BENCH_DB)) as conn:
+        create_pg(conn, SRC_SCHEMA, size)
+    create_sqlite(sqlite_path, size)
+    changes = Changes(source, size, sqlite_path=sqlite_path, pg_dsn=pg_dsn(BENCH_DB), schema=SRC_SCHEMA)
+    incremental = sync_config(source, sqlite_path, mode="incremental", batch_size=args.batch_size)
+    full = sync_config(source, sqlite_path, mode="full", batch_size=args.batch_size)
+    base = {
+        "source": source,
+        "sqlite_path": str(sqlite_path),
+        "source_dsn": pg_dsn(BENCH_DB),
+        "source_schema": SRC_SCHEMA,
+        "target_dsn": pg_dsn(BENCH_DB),
+        "target_schema": DST_SCHEMA,
+    }
+    out: dict[str, Any] = {"rows": size, "source": source}
+
+    def timed(label: str, spec: dict[str, Any], before: Any = None) -> None:
+        runs = []
+        for _ in range(args.runs):
+            if before:
+                before()
+            runs.append(child({**base, **spec}))
+        out[label] = median_of(runs)
+        print(
+            f"  {source:<10} {size:>8} {label:<22} {out[label]['wall_s']:8.3f} s  {out[label]['peak_rss_mb']:7.0f} MB",
+            flush=True,
+        )
+
+    def prepare_copy() -> None:
+        reset_target()
+        with psycopg.connect(pg_dsn(BENCH_DB), autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {DST_SCHEMA}.orders (LIKE {SRC_SCHEMA}.orders INCLUDING ALL)")
+
+    timed("copy", {"kind": "copy"}, before=prepare_copy)
+    timed("copy_upsert", {"kind": "copy_upsert"}, before=None)  # into the target the last COPY filled
+    for runner in ("engine", "dagster"):
+        run = {"kind": runner, "config": incremental, "full_sync": True, "dry_run": False}
+        timed(f"{runner}_1_full_empty", run, before=reset_target)
+        timed(f"{runner}_2_full_unchanged", run)
+        timed(f"{runner}_3_incremental", {**run, "full_sync": False}, before=changes.update_and_insert)
+
+        def change_for_dry_run() -> None:
+            child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
+            changes.update_and_insert()
+
+        timed(f"{runner}_4_dry_run", {**run, "full_sync": False, "dry_run": True}, before=change_for_dry_run)
+        child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
+        timed(f"{runner}_5_full_delete", {**run, "config": full}, before=changes.delete)
+    if args.dlt:
+
+        def prepare_dlt() -> None:
+            reset_target()
+
+        dlt_spec = {
+            "kind": "dlt",
+            "source_url": sa_url(pg_dsn(BENCH_DB)) if source == "postgresql" else f"sqlite:///{sqlite_path}",
+            # dlt insists on a password; the local server trusts 127.0.0.1 and ignores it.
+            "target_url": pg_dsn(BENCH_DB).replace("postgres@", "postgres:unused@"),
+            "dataset": "dlt_bench",
+            "work_dir": str(work / "dlt"),
+        }
+        if source != "postgresql":
+            dlt_spec["source_schema"] = None
+        try:
+            timed("dlt_merge_full", dlt_spec, before=prepare_dlt)
+        except RuntimeError as exc:
+            out["dlt_error"] = next((line for line in reversed(str(exc).splitlines()) if line.strip()), str(exc))
+            print(f"  dlt failed: {out['dlt_error']}")
+    return out
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float]:
+    r: dict[str, float] = {}
+    e1 = result["engine_1_full_empty"]["wall_s"]
+    r["case1_vs_copy_rows_per_s"] = result["copy"]["wall_s"] / e1
+    if "dlt_merge_full" in result:
+        r["case1_vs_dlt_speed"] = result["dlt_merge_full"]["wall_s"] / e1
+    r["case2_over_case1_time"] = result["engine_2_full_unchanged"]["wall_s"] / e1
+    r["case3_over_case1_time"] = result["engine_3_incremental"]["wall_s"] / e1
+    r["case4_over_case3_time"] = result["engine_4_dry_run"]["wall_s"] / result["engine_3_incremental"]["wall_s"]
+    r["dagster_minus_engine_case3_s"] = (
+        result["dagster_3_incremental"]["wall_s"] - result["engine_3_incremental"]["wall_s"]
+    )
+    return r
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one small size (20k rows) for a fast check")
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
+    parser.add_argument("--sources", default="postgresql,sqlite", help="postgresql and/or sqlite")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median)")
+    parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt baseline")
+    args = parser.parse_args()
+    sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.dlt:
+        try:
+            import dlt  # noqa: F401
+        except ImportError as exc:
+            args.dlt = False
+            print(f"dlt baseline skipped: {exc} (install it with `make bench-setup` / pip install -e '.[bench]')")
+    ensure_database()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["SYNC_PIPELINES_STAGING_DIR"] = str(work / "staging")
+        for source in args.sources.split(","):
+            for size in sizes:
+                result = measure(size, source, work, args)
+                result["ratios"] = ratios(result)
+                results.append(result)
+    report = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "args": vars(args),
+        "results": results,
+    }
+    print_table(results)
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"bench-{report['when'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nJSON: {path}")
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(f"\n{'source':<10} {'rows':>8} {'case':<24} {'median s':>9} {'rows/s':>10} {'peak MB':>8}")
+    for res in results:
+        for label, fig in res.items():
+            if isinstance(fig, dict) and "wall_s" in fig:
+                print(
+                    f"{res['source']:<10} {res['rows']:>8} {label:<24} {fig['wall_s']:9.3f} "
+                    f"{res['rows'] / fig['wall_s']:10.0f} {fig['peak_rss_mb']:8.0f}"
+                )
+        for name, value in res["ratios"].items():
+            print(f"{'':<10} {'':>8} ratio {name:<32} {value:8.3f}")
+    by_source: dict[str, dict[int, float]] = {}
+    for res in results:
+        by_source.setdefault(res["source"], {})[res["rows"]] = res["engine_1_full_empty"]["peak_rss_mb"]
+    for source, peaks in by_source.items():
+        if len(peaks) > 1:
+            small, large = min(peaks), max(peaks)
+            print(f"{source}: peak RSS at {large} rows / at {small} rows = {peaks[large] / peaks[small]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""One timed benchmark run in a fresh process, so that its peak RSS is its own. Prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+import uuid
+from typing import Any
+
+PG_TYPES = ["int8", "int8", "varchar", "int4", "numeric", "varchar", "varchar", "timestamp", "timestamp"]
+
+
+def _engine(spec: dict[str, Any]) -> dict[str, Any]:
+    from sync_pipelines.config import SyncConfig
+    from sync_pipelines.engine import RunOptions, run_sync
+
+    cfg = SyncConfig.model_validate(spec["config"])
+    started = time.perf_counter()
+    result = run_sync(cfg, RunOptions(run_id=uuid.uuid4().hex, full_sync=spec["full_sync"], dry_run=spec["dry_run"]))
+    return {"wall_s": time.perf_counter() - started, "status": result.status.value, "counts": result.counts.as_dict()}
+
+
+def _dagster(spec: dict[str, Any]) -> dict[str, Any]:
+    from dagster import DagsterInstance
+
+    from sync_pipelines.config import SyncConfig
+    from sync_pipelines.orchestration import build_definitions, job_name
+
+    cfg = SyncConfig.model_validate(spec["config"])
+    with DagsterInstance.local_temp() as instance:
+        job = build_definitions([cfg]).get_job_def(job_name(cfg.name))
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            run_config={"full_sync": spec["full_sync"], "dry_run": spec["dry_run"]}, instance=instance
+        )
+        wall = time.perf_counter() - started
+    return {"wall_s": wall, "status": "completed" if result.success else "failed"}
+
+
+def _read_source(spec: dict[str, Any]) -> Any:
+    """Yield typed source rows from SQLite (PostgreSQL sources are copied block by block instead)."""
+    import datetime as dt
+    import sqlite3
+    from decimal import Decimal
+
+    stamp = dt.datetime.fromisoformat
+    with sqlite3.connect(spec["sqlite_path"]) as db:
+        cur = db.execute("SELECT * FROM orders ORDER BY id")
+        while chunk := cur.fetchmany(50_000):
+            for r in chunk:
+                yield (*r[:4], Decimal(str(r[4])).quantize(Decimal("0.01")), r[5], r[6], stamp(r[7]), stamp(r[8]))
+
+
+def _copy(spec: dict[str, Any], *, upsert: bool) -> dict[str, Any]:
+    import psycopg
+
+    started = time.perf_counter()
+    table = f"{spec['target_schema']}.orders"
+    with psycopg.connect(spec["target_dsn"]) as dst, dst.cursor() as out:
+        into = table
+        if upsert:
+            out.execute(f"CREATE TEMP TABLE orders_stage (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+            into = "orders_stage"
+        with out.copy(f"COPY {into} FROM STDIN (FORMAT BINARY)") as sink:
+            if spec["source"] == "postgresql":
+                with psycopg.connect(spec["source_dsn"]) as src, src.cursor() as inp:
+                    query = f"COPY (SELECT * FROM {spec['source_schema']}.orders) TO STDOUT (FORMAT BINARY)"
+                    with inp.copy(query) as reader:
+                        for block in reader:
+                            sink.write(block)
+            else:
+                sink.set_types(PG_TYPES)
+                for row in _read_source(spec):
+                    sink.write_row(row)
+        if upsert:
+            cols = ["customer_id", "sku", "qty", "unit_price", "status", "note", "created_at", "updated_at"]
+            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
+            distinct = " OR ".join(f"{table}.{c} IS DISTINCT FROM EXCLUDED.{c}" for c in cols)
+            out.execute(
+                f"INSERT INTO {table} SELECT * FROM orders_stage ON CONFLICT (id) DO UPDATE SET {sets} WHERE {distinct}"
+            )
+    return {"wall_s": time.perf_counter() - started}
+
+
+def _dlt(spec: dict[str, Any]) -> dict[str, Any]:
+    import dlt
+    from dlt.sources.sql_database import sql_database
+
+    source = sql_database(
+        spec["source_url"], schema=spec.get("source_schema"), table_names=["orders"], backend="pyarrow"
+    ).with_resources("orders")
+    source.orders.apply_hints(
+        primary_key="id", write_disposition="merge", incremental=dlt.sources.incremental("updated_at")
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{uuid.uuid4().hex[:8]}",
+        pipelines_dir=spec["work_dir"],
+        destination=dlt.destinations.postgres(spec["target_url"]),
+        dataset_name=spec["dataset"],
+    )
+    started = time.perf_counter()
+    pipeline.run(source)
+    return {"wall_s": time.perf_counter() - started}
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    runners = {
+        "engine": _engine,
+        "dagster": _dagster,
+        "copy": lambda s: _copy(s, upsert=False),
+        "copy_upsert": lambda s: _copy(s, upsert=True),
+        "dlt": _dlt,
+    }
+    out = runners[spec["kind"]](spec)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
