@@ -18,6 +18,7 @@ from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, 
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import read_batch, remove
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.errors import ConcurrentRunError
@@ -192,6 +193,8 @@ def _commit_run(
                 "start a new run"
             )
         done = state.last_batch if resuming else -1
+        remaining = sum(b.rows for b in manifest.batches if b.index > done)
+        progress = Progress(config.name, "load", options.logger, total=remaining)
         for batch in manifest.batches:
             if batch.index <= done:
                 result.counts.merge(_committed_counts(writer, options.run_id, batch))
@@ -216,13 +219,7 @@ def _commit_run(
                 writer.save_state(conn, state)
             result.counts.merge(plan.counts)
             samples.add(plan.outcomes)
-            options.logger.info(
-                "%s: batch %d committed (%d rows; %d processed so far)",
-                config.name,
-                batch.index,
-                batch.rows,
-                result.counts.processed,
-            )
+            progress.batch_done(batch.rows)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
             if deleting:
                 assert writer.seen_table is not None
