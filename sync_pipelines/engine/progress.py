@@ -89,7 +89,7 @@ class Progress:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.rows / elapsed
         eta = None
-        if self.total is not None and rate > 0:
+        if self.total is not None and self.rows < self.total and rate > 0:
             eta = max(self.total - self.rows, 0) / rate
         snapshot = ProgressSnapshot(self.sync, self.stage, self.batches, self.rows, rate, self.total, eta)
         self.logger.info(snapshot.line())
