@@ -143,6 +143,18 @@ def test_missing_and_uncastable_columns(dbs: Databases) -> None:
     assert not target.ok
     assert target.error == "target table 'orders' has no column(s) label"
 
+    # A target column whose type cannot store the declared type.
+    engine = sa.create_engine(dbs.target_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE dated (id INTEGER PRIMARY KEY, qty DATE)"))
+    engine.dispose()
+    dated = config(dbs.source_url, dbs.target_url, target={"table": "dated"})
+    target = by_role(check_sync(dated))[EndpointRole.TARGET]
+    assert not target.ok
+    assert target.error is not None
+    assert target.error.startswith("target table 'dated' has no column(s) name; target column 'qty' is date (")
+    assert target.error.endswith("which cannot store integer (mapping.qty.type)")
+
 
 def test_target_without_unique_key(dbs: Databases) -> None:
     make_orders(dbs.source_url)

@@ -33,7 +33,6 @@ from sync_pipelines.connectors.compat import (
 )
 from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, display_url, translate_errors
-from sync_pipelines.connectors.values import type_name
 from sync_pipelines.errors import SyncError
 
 
@@ -108,20 +107,9 @@ def _check_sql_source(config: SyncConfig, result: EndpointCheck, context: _Conte
 # --------------------------------------------------------------------------- SQL target
 
 
-def _declared_types(config: SyncConfig, source_types: dict[str, pa.DataType] | None) -> dict[str, str] | None:
-    """Declared type per target column (None when neither the mapping nor the source tells)."""
-    from_source = {name: type_name(t) for name, t in (source_types or {}).items()}
-    if not config.mapping:
-        return from_source or None
-    declared: dict[str, str] = {}
-    for target, spec in config.mapping.items():
-        if spec.type:
-            declared[target] = spec.type
-        elif spec.constant is None:
-            column = config.source_column(target) or target
-            if column in from_source:
-                declared[target] = from_source[column]
-    return declared
+def _target_columns(config: SyncConfig, source_types: dict[str, pa.DataType] | None) -> list[str]:
+    """The target columns a run writes: the mapping's, or (without a mapping) the source's."""
+    return list(config.mapping) if config.mapping else list(source_types or {})
 
 
 def _unique_sets(inspector: Any, table: str, schema: str | None) -> list[set[str]]:
@@ -139,15 +127,16 @@ def _unique_sets(inspector: Any, table: str, schema: str | None) -> list[set[str
 
 
 def _check_columns(config: SyncConfig, table: sa.Table, context: _Context) -> list[str]:
-    """Problems with the target's columns: missing ones, and types the declared types cannot go into."""
-    declared = _declared_types(config, context.source_types) or {}
-    wanted = list(config.mapping) if config.mapping else list(declared)
+    """Problems with the target's columns: missing ones, and types that cannot store the declared types."""
     problems = []
-    missing = [c for c in wanted if c not in table.c]
+    missing = [c for c in _target_columns(config, context.source_types) if c not in table.c]
     if missing:
         problems.append(f"target table {config.target.table!r} has no column(s) {', '.join(missing)}")
-    for column, type_text in declared.items():
-        if column not in table.c:
+    # Only types the mapping declares are compared: a source's own type may be stored as text
+    # (SQLite dates), which its target column converts on write.
+    for column, spec in config.mapping.items():
+        type_text = spec.type
+        if type_text is None or column not in table.c:
             continue
         family = family_of_sql(table.c[column].type)
         if not can_store(family_of_declared(type_text), family):
