@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from sync_pipelines.cli import main
+from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.schema import SCHEMA_FILENAME, json_schema
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,14 @@ def test_new_then_validate_check_and_run(folder: Path, tmp_path: Path) -> None:
     ran = invoke("run", "erp_orders", "--json")
     assert ran.exit_code == 0, ran.output
     assert json.loads(ran.stdout)["counts"]["created"] == 2
+
+    # The commented mapping examples are valid once uncommented.
+    examples = path.read_text(encoding="utf-8")
+    for name in ("name", "amount", "updated_at", "origin"):
+        examples = examples.replace(f"  # {name}: {{", f"  {name}: {{")
+    data = yaml.safe_load(examples)
+    assert set(data["mapping"]) == {"id", "name", "amount", "updated_at", "origin"}
+    assert SyncConfig.model_validate(data).field("amount").type == "decimal(12,2)"
 
     # The filled template conforms to the JSON Schema too.
     jsonschema.validate(yaml.safe_load(path.read_text(encoding="utf-8")), json_schema())

@@ -69,7 +69,7 @@ _BODY = """
 mapping:
   id: {{source: id, type: integer}}
   # name: {{type: string}}
-  # amount: {{source: total, type: decimal(12,2)}}
+  # amount: {{source: total, type: "decimal(12,2)"}}
   # updated_at: {{type: datetime}}
   # origin: {{constant: erp}}
 
