@@ -95,6 +95,12 @@ def test_each_batch_logs_progress_with_total_and_eta(project: Path) -> None:
     extract = [(s.batches, s.rows, s.total) for s in progress_lines(second.run_id) if s.stage == "extract"]
     assert extract == [(1, 4, 4)]
 
+    # A dry run reports the progress of its planning too.
+    with get_instance() as instance:
+        dry = execute_sync("items", instance=instance, config_directory=project, full_sync=True, dry_run=True)
+    load = [(s.batches, s.rows, s.total) for s in progress_lines(dry.run_id) if s.stage == "load"]
+    assert load == [(1, 10, 27), (2, 20, 27), (3, 27, 27)]
+
 
 def test_status_of_a_finished_run_by_id_and_by_sync_name(project: Path) -> None:
     with get_instance() as instance:

@@ -207,10 +207,11 @@ def _check_sql_target(config: SyncConfig, result: EndpointCheck, context: _Conte
         writer.engine.dispose()
 
 
-SourceCheck = Callable[[SyncConfig, EndpointCheck, _Context], None]
-SOURCE_CHECKS: dict[str, SourceCheck] = {"sql": _check_sql_source}
+EndpointCheckFunction = Callable[[SyncConfig, EndpointCheck, _Context], None]
+"""Checks one endpoint, appending to ``passed`` what it verified; raises on the first failure."""
+SOURCE_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_source}
 """Connection check per source ``kind``."""
-TARGET_CHECKS: dict[str, SourceCheck] = {"sql": _check_sql_target}
+TARGET_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_target}
 """Connection check per target ``kind``."""
 
 
@@ -248,9 +249,10 @@ def _run(config: SyncConfig, role: EndpointRole, context: _Context) -> EndpointC
         check(config, result, context)
     except (SyncError, sa_exc.SQLAlchemyError, OSError) as exc:
         result.ok = False
-        message = str(exc)
-        prefix = f"{result.endpoint}: "
-        result.error = _scrub(config, message.removeprefix(prefix))
+        result.error = _scrub(config, str(exc).removeprefix(f"{result.endpoint}: "))
+    except Exception as exc:  # a check must report every endpoint, whatever fails in one
+        result.ok = False
+        result.error = _scrub(config, f"unexpected {type(exc).__name__}: {exc}")
     result.latency_ms = (time.perf_counter() - started) * 1000
     return result
 

@@ -311,12 +311,14 @@ def _dry_run(
             )
             writer.prepare_seen_definition()
         temp = writer.temp_seen_table(conn) if exists and config.delete_missing and manifest.full_sync else None
+        progress = Progress(config.name, "load", options.logger, total=manifest.rows)
         for batch in manifest.batches:
             plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns)
             if temp is not None:
                 writer.add_seen(conn, plan.seen_keys, table=temp)
             result.counts.merge(plan.counts)
             samples.add(plan.outcomes)
+            progress.batch_done(batch.rows)
         if temp is not None:
             _delete_missing(config, options, writer, conn, temp, result, samples, write=False)
         conn.rollback()
