@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, DefaultScheduleStatus
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.orchestration import build_definitions
@@ -51,6 +51,9 @@ def test_every_sync_asset_has_a_non_blocking_endpoints_check(configs: list[SyncC
     specs = list(check.check_specs)
     assert [s.name for s in specs] == [CHECK_NAME] and specs[0].blocking is False
     assert specs[0].description and "Connection test of sync `healthy`" in specs[0].description
+    schedule = defs.resolve_schedule_def("check_connections_schedule")
+    assert schedule.job_name == CHECK_JOB_NAME and schedule.cron_schedule == "0 * * * *"
+    assert schedule.default_status == DefaultScheduleStatus.STOPPED
     # A sync's own job does not run the connection check.
     job = defs.resolve_job_def("sync_healthy")
     assert all(not node.name.endswith(CHECK_NAME) for node in job.graph.node_defs)

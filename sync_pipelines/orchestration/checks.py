@@ -17,12 +17,14 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     Config,
+    DefaultScheduleStatus,
     Failure,
     JobDefinition,
     MetadataValue,
     OpExecutionContext,
     Out,
     Output,
+    ScheduleDefinition,
     TableColumn,
     TableRecord,
     TableSchema,
@@ -41,6 +43,9 @@ CHECK_JOB_NAME = "check_connections"
 """Name of the job that checks the connections of several syncs."""
 CHECK_OP_NAME = "check_sync_connections"
 """Name of the single op of ``check_connections``."""
+CHECK_SCHEDULE_NAME = "check_connections_schedule"
+"""Hourly schedule of ``check_connections`` over every sync, stopped until turned on in the UI."""
+CHECK_SCHEDULE_CRON = "0 * * * *"
 
 ENDPOINTS_SCHEMA = TableSchema(
     columns=[
@@ -176,12 +181,31 @@ def build_check_connections_job(configs: Sequence[SyncConfig]) -> JobDefinition:
     return _job
 
 
+def build_check_schedule(check_job: JobDefinition) -> ScheduleDefinition:
+    """``check_connections_schedule``: the connection test of every sync, hourly; stopped by default.
+
+    Turned on in the UI, it makes a broken credential a red ``endpoints_reachable`` check within
+    the hour, before the next run of the sync fails on it.
+    """
+    return ScheduleDefinition(
+        name=CHECK_SCHEDULE_NAME,
+        cron_schedule=CHECK_SCHEDULE_CRON,
+        job=check_job,
+        run_config={"ops": {CHECK_OP_NAME: {"config": {"syncs": []}}}},
+        default_status=DefaultScheduleStatus.STOPPED,
+        description="Hourly connection test of every sync (turn it on to see broken endpoints as red "
+        f"`{CHECK_NAME}` checks before the syncs run).",
+    )
+
+
 __all__ = [
     "CHECK_JOB_NAME",
     "CHECK_NAME",
     "CHECK_OP_NAME",
+    "CHECK_SCHEDULE_NAME",
     "CheckConnectionsConfig",
     "build_check_connections_job",
+    "build_check_schedule",
     "build_endpoint_check",
     "endpoints_table",
 ]
