@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -120,6 +121,17 @@ def test_status_of_a_finished_run_by_id_and_by_sync_name(project: Path) -> None:
     by_name = runner.invoke(main, ["status", "items"], catch_exceptions=False)
     assert by_name.exit_code == 0
     assert by_name.output == by_id.output.replace(lines[1], by_name.output.splitlines()[1])
+
+    as_json = json.loads(runner.invoke(main, ["status", "items", "--json"], catch_exceptions=False).output)
+    assert as_json["run_id"] == report.run_id and as_json["status"] == "completed"
+    assert as_json["stages"]["load"] == {
+        "batches": 3,
+        "rows": 23,
+        "total": 23,
+        "rows_per_s": as_json["stages"]["load"]["rows_per_s"],
+        "eta_s": None,
+    }
+    assert as_json["counts"]["created"] == 23 and as_json["error"] is None
 
     unknown = runner.invoke(main, ["status", "nothing"])
     assert unknown.exit_code == 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -55,28 +57,57 @@ def render(progress: RunProgress, result: str = "") -> str:
     return "\n".join(lines)
 
 
+def as_json(progress: RunProgress, counts: dict[str, int] | None, error: str | None) -> dict[str, Any]:
+    """The JSON object ``status --json`` prints."""
+    return {
+        "run_id": progress.run_id,
+        "sync": progress.sync,
+        "status": progress.sync_status or progress.run_status.lower(),
+        "dagster_status": progress.run_status,
+        "started": progress.started,
+        "ended": progress.ended,
+        "stages": {
+            name: {
+                "batches": s.batches,
+                "rows": s.rows,
+                "total": s.total,
+                "rows_per_s": round(s.rows_per_s, 1),
+                "eta_s": None if progress.finished or s.eta_s is None else round(s.eta_s, 1),
+            }
+            for name, s in progress.stages.items()
+        },
+        "counts": counts,
+        "error": error,
+    }
+
+
 @click.command()
 @click.argument("run_or_sync")
-def status(run_or_sync: str) -> None:
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON object instead of text.")
+def status(run_or_sync: str, json_output: bool) -> None:
     """Show the progress of run RUN_OR_SYNC, or of the latest run of the sync of that name.
 
     For each stage that has finished a batch: batches done, rows so far (of the total, when the
-    source could count it), rows/s and, while running, the ETA.
+    source could count it), rows/s and, while running, the ETA. A finished run also shows its counts.
     """
     with get_instance() as instance:
-        run_id = run_or_sync
         try:
-            progress = run_progress(instance, run_id)
+            progress = run_progress(instance, run_or_sync)
         except KeyError:
             latest = latest_run_id(instance, run_or_sync)
             if latest is None:
                 click.echo(f"no run with id {run_or_sync!r} and no run of a sync named {run_or_sync!r}", err=True)
                 raise SystemExit(Exit.USAGE) from None
             progress = run_progress(instance, latest)
-        result = ""
+        counts: dict[str, int] | None = None
+        error: str | None = None
         if progress.finished and progress.sync:
             report = report_for_run(instance, progress.run_id, progress.sync)
-            result = " ".join(f"{key}={value}" for key, value in report.counts.items())
-            if report.error:
-                result += f"\n  error      {report.error}"
+            counts, error = dict(report.counts), report.error
+    if json_output:
+        click.echo(json.dumps(as_json(progress, counts, error), ensure_ascii=False))
+        return
+    result = " ".join(f"{key}={value}" for key, value in (counts or {}).items())
+    if error:
+        result += f"\n  error      {error}"
     click.echo(render(progress, result))
