@@ -110,6 +110,20 @@ def test_live_endpoints_pass_and_leave_nothing_behind(dbs: Databases) -> None:
     assert tables_of(dbs.target_url) == {"orders", "_sync_state"}
 
 
+def test_query_source_and_read_only_sqlite_target(sqlite_dbs: Databases, tmp_path: Path) -> None:
+    make_orders(sqlite_dbs.source_url)
+    make_orders(sqlite_dbs.target_url)
+    query = {"table": None, "query": "SELECT id, name, qty FROM orders WHERE qty > 0"}
+    read_only = f"sqlite:///file:{tmp_path / 'target.db'}?mode=ro&uri=true"
+    results = by_role(check_sync(config(sqlite_dbs.source_url, read_only, source=query, target={"table": "orders"})))
+    source, target = results[EndpointRole.SOURCE], results[EndpointRole.TARGET]
+    assert source.ok, source.error
+    assert source.passed[1] == "query has the mapped columns"
+    assert not target.ok
+    assert target.passed[-1] == "key is unique"
+    assert target.error is not None and "attempt to write a readonly database" in target.error
+
+
 def test_missing_table(dbs: Databases) -> None:
     results = by_role(check_sync(config(dbs.source_url, dbs.target_url, target={"create": False})))
     source, target = results[EndpointRole.SOURCE], results[EndpointRole.TARGET]
