@@ -10,7 +10,12 @@ from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, 
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.orchestration import build_definitions
-from sync_pipelines.orchestration.checks import CHECK_JOB_NAME, CHECK_NAME, CHECK_OP_NAME, build_endpoint_check
+from sync_pipelines.orchestration.connection_checks import (
+    CHECK_JOB_NAME,
+    CHECK_NAME,
+    CHECK_OP_NAME,
+    build_endpoint_check,
+)
 from sync_pipelines_tests.conftest import Databases
 
 

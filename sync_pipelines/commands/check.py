@@ -9,8 +9,8 @@ from sync_pipelines.connectors.check import EndpointCheck, check_sync
 
 
 def _line(result: EndpointCheck, verbose: bool) -> str:
-    state = "OK" if result.ok else "FAILED"
-    text = f"{result.sync:<24} {result.role.value:<6} {state:<6} {result.latency_ms:6.0f} ms  {result.endpoint}"
+    verdict = f"{result.role.value:<6} {result.status.value:<6} {result.latency_ms:6.0f} ms"
+    text = f"{result.sync:<24} {verdict}  {result.endpoint}"
     if result.error:
         text += f"\n    error: {result.error}"
     elif verbose:

@@ -43,6 +43,13 @@ class EndpointRole(StrEnum):
     TARGET = "target"
 
 
+class EndpointStatus(StrEnum):
+    """The verdict on one endpoint."""
+
+    OK = "OK"
+    FAILED = "FAILED"
+
+
 @dataclass
 class EndpointCheck:
     """The outcome of checking one endpoint of one sync."""
@@ -56,10 +63,14 @@ class EndpointCheck:
     passed: list[str] = field(default_factory=list)
     """What was verified, in order (shown with an OK result)."""
 
+    @property
+    def status(self) -> EndpointStatus:
+        """OK or FAILED."""
+        return EndpointStatus.OK if self.ok else EndpointStatus.FAILED
+
     def summary(self) -> str:
         """One line: ``OK`` or ``FAILED``, the latency, and the error."""
-        state = "OK" if self.ok else "FAILED"
-        text = f"{self.sync} {self.role.value:<6} {state:<6} {self.latency_ms:7.0f} ms  {self.endpoint}"
+        text = f"{self.sync} {self.role.value:<6} {self.status.value:<6} {self.latency_ms:7.0f} ms  {self.endpoint}"
         return f"{text}\n    {self.error}" if self.error else text
 
 
@@ -263,4 +274,12 @@ def check_sync(config: SyncConfig) -> list[EndpointCheck]:
     return [_run(config, EndpointRole.SOURCE, context), _run(config, EndpointRole.TARGET, context)]
 
 
-__all__ = ["SOURCE_CHECKS", "TARGET_CHECKS", "CheckFailed", "EndpointCheck", "EndpointRole", "check_sync"]
+__all__ = [
+    "SOURCE_CHECKS",
+    "TARGET_CHECKS",
+    "CheckFailed",
+    "EndpointCheck",
+    "EndpointRole",
+    "EndpointStatus",
+    "check_sync",
+]

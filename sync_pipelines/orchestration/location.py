@@ -8,7 +8,7 @@ from dagster import Definitions, FilesystemIOManager, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
-from sync_pipelines.orchestration.checks import (
+from sync_pipelines.orchestration.connection_checks import (
     build_check_connections_job,
     build_check_schedule,
     build_endpoint_check,

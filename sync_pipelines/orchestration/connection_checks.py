@@ -68,7 +68,7 @@ def endpoints_table(results: Sequence[EndpointCheck]) -> MetadataValue:
                     "sync": r.sync,
                     "role": r.role.value,
                     "endpoint": r.endpoint,
-                    "status": "OK" if r.ok else "FAILED",
+                    "status": r.status.value,
                     "latency_ms": round(r.latency_ms, 1),
                     "detail": r.error if r.error else "; ".join(r.passed),
                 }
