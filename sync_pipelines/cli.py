@@ -199,3 +199,9 @@ def demo(ctx: click.Context, directory: Path) -> None:
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         ctx.exit(ExitCode.FAILED)
+
+
+# check, status, new and schema live in sync_pipelines.commands.
+from sync_pipelines.commands import register  # noqa: E402
+
+register(main)

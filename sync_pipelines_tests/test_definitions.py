@@ -128,7 +128,11 @@ def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, f
     assert (users.cron_schedule, users.execution_timezone) == ("*/15 * * * *", "Asia/Shanghai")
     assert users.default_status == DefaultScheduleStatus.STOPPED
 
-    assert sorted(s.name for s in defs.schedules or []) == ["orders_schedule", "users_schedule"]
+    assert sorted(s.name for s in defs.schedules or []) == [
+        "check_connections_schedule",
+        "orders_schedule",
+        "users_schedule",
+    ]
 
 
 def test_an_invalid_configuration_fails_the_location(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:

@@ -211,8 +211,9 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     jobs = {job["name"]: job for job in repository["jobs"]}
     assert {"sync_people", "sync_people_copy"} <= set(jobs)
     assert all(jobs[name]["description"] for name in ("sync_people", "sync_people_copy"))
-    assert repository["schedules"] == [
-        {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"}
+    assert sorted(repository["schedules"], key=lambda s: s["name"]) == [
+        {"name": "check_connections_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
+        {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"},
     ]
 
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.config.placeholders import find_placeholders
 from sync_pipelines.errors import ConfigError
 
 CONFIG_DIR_ENV = "SYNC_PIPELINES_CONFIG_DIR"
@@ -75,6 +76,9 @@ def parse_config(path: Path) -> tuple[SyncConfig | None, list[str]]:
         return None, [f"{where}: file is empty; expected a mapping of sync settings"]
     if not isinstance(data, dict):
         return None, [f"{where}: expected a mapping of sync settings, got {type(data).__name__}"]
+    unfilled = find_placeholders(data)
+    if unfilled:
+        return None, [f"{where}: {problem}" for problem in unfilled]
     try:
         return SyncConfig.model_validate(data), []
     except ValidationError as exc:

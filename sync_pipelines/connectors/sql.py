@@ -244,30 +244,44 @@ class SqlSourceReader:
             names = self.needed_columns(list(selectable.c.keys()))
             return {n: arrow_type_of(selectable.c[n].type, sqlite=self.is_sqlite) for n in names}
 
+    def select_rows(
+        self, conn: Connection, watermark: dict[str, Any] | None, *, incremental: bool
+    ) -> tuple[sa.Select[Any], list[str]]:
+        """The ordered SELECT of the rows this run reads (filter and watermark applied), and its columns."""
+        cfg = self.config
+        selectable = self._selectable(conn)
+        names = self.needed_columns(list(selectable.c.keys()))
+        cols = {n: self._column(selectable, n) for n in names}
+        query = sa.select(*cols.values())
+        for cond in cfg.filter:
+            query = query.where(_condition(selectable.c[cond.column], cond))
+        keys = [cols[k] for k in cfg.source_key]
+        order: list[sa.ColumnElement[Any]] = []
+        if incremental:
+            assert cfg.cursor is not None
+            cursor = cols[cfg.cursor]
+            order.append(cursor)
+            if watermark:
+                c_val = decode(watermark["cursor"])
+                k_vals = [decode(v) for v in watermark["key"]]
+                tail = keys[0] > k_vals[0] if len(keys) == 1 else sa.tuple_(*keys) > sa.tuple_(*k_vals)
+                query = query.where(sa.or_(cursor > c_val, sa.and_(cursor == c_val, tail)))
+            query = query.where(cursor.is_not(None))
+        order.extend(keys)
+        return query.order_by(*order), names
+
+    def count(self, watermark: dict[str, Any] | None, *, incremental: bool) -> int:
+        """How many rows :meth:`read` will yield: a ``COUNT(*)`` with the same filter and watermark."""
+        with translate_errors(self.endpoint, "counting the source rows"), self.engine.connect() as conn:
+            query, _ = self.select_rows(conn, watermark, incremental=incremental)
+            counted = sa.select(sa.func.count()).select_from(query.order_by(None).subquery("counted"))
+            return int(conn.execute(counted).scalar_one())
+
     def read(self, watermark: dict[str, Any] | None, *, incremental: bool) -> Iterator[SourceBatch]:
         """Yield batches after ``watermark`` (incremental) or of the whole source."""
         cfg = self.config
         with translate_errors(self.endpoint, "reading the source"), self.engine.connect() as conn:
-            selectable = self._selectable(conn)
-            names = self.needed_columns(list(selectable.c.keys()))
-            cols = {n: self._column(selectable, n) for n in names}
-            query = sa.select(*cols.values())
-            for cond in cfg.filter:
-                query = query.where(_condition(selectable.c[cond.column], cond))
-            keys = [cols[k] for k in cfg.source_key]
-            order: list[sa.ColumnElement[Any]] = []
-            if incremental:
-                assert cfg.cursor is not None
-                cursor = cols[cfg.cursor]
-                order.append(cursor)
-                if watermark:
-                    c_val = decode(watermark["cursor"])
-                    k_vals = [decode(v) for v in watermark["key"]]
-                    tail = keys[0] > k_vals[0] if len(keys) == 1 else sa.tuple_(*keys) > sa.tuple_(*k_vals)
-                    query = query.where(sa.or_(cursor > c_val, sa.and_(cursor == c_val, tail)))
-                query = query.where(cursor.is_not(None))
-            order.extend(keys)
-            query = query.order_by(*order)
+            query, names = self.select_rows(conn, watermark, incremental=incremental)
             result = conn.execution_options(stream_results=True, yield_per=cfg.batch_size).execute(query)
             for rows in result.partitions(cfg.batch_size):
                 table = _rows_to_arrow(names, rows)

@@ -7,11 +7,13 @@ from typing import Any
 import pyarrow as pa
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.compat import check_drift
 from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.values import decode, encode, type_name
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
+from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, write_batch
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import ConnectorError, SyncError
 from sync_pipelines.types import SyncMode
 
 
@@ -32,6 +34,8 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     watermark = state.watermark if incremental else None
     folder = prepare_dir(options.staging_dir(config.name) / "extract")
     types = reader.arrow_schema()
+    check_drift(config, types, reader.endpoint)
+    progress = Progress(config.name, "extract", options.logger, total=_count(reader, watermark, incremental, options))
     manifest = Manifest(
         sync=config.name,
         run_id=options.run_id,
@@ -51,14 +55,24 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
         manifest.rows += batch.table.num_rows
         if not incremental and config.cursor:
             best = _max_position(config, batch.table, best)
-        options.logger.info(
-            "%s: extracted batch %d (%d rows, %d so far)", config.name, index, batch.table.num_rows, manifest.rows
-        )
+        progress.batch_done(batch.table.num_rows)
     if incremental and manifest.batches:
         manifest.final_position = manifest.batches[-1].position
     elif best is not None:
         manifest.final_position = {"cursor": encode(best[0]), "key": [encode(v) for v in best[1:]]}
     return manifest
+
+
+def _count(reader: Any, watermark: dict[str, Any] | None, incremental: bool, options: RunOptions) -> int | None:
+    """The number of rows the run will read, when the source can count them; None otherwise."""
+    count = getattr(reader, "count", None)
+    if count is None:
+        return None
+    try:
+        return int(count(watermark, incremental=incremental))
+    except ConnectorError as exc:
+        options.logger.warning("cannot count the source rows, progress shows no total: %s", exc)
+        return None
 
 
 def _max_position(config: SyncConfig, table: pa.Table, best: tuple[Any, ...] | None) -> tuple[Any, ...] | None:

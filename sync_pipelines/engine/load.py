@@ -18,6 +18,7 @@ from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, 
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import read_batch, remove
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.errors import ConcurrentRunError
@@ -192,6 +193,8 @@ def _commit_run(
                 "start a new run"
             )
         done = state.last_batch if resuming else -1
+        remaining = sum(b.rows for b in manifest.batches if b.index > done)
+        progress = Progress(config.name, "load", options.logger, total=remaining)
         for batch in manifest.batches:
             if batch.index <= done:
                 result.counts.merge(_committed_counts(writer, options.run_id, batch))
@@ -216,13 +219,7 @@ def _commit_run(
                 writer.save_state(conn, state)
             result.counts.merge(plan.counts)
             samples.add(plan.outcomes)
-            options.logger.info(
-                "%s: batch %d committed (%d rows; %d processed so far)",
-                config.name,
-                batch.index,
-                batch.rows,
-                result.counts.processed,
-            )
+            progress.batch_done(batch.rows)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
             if deleting:
                 assert writer.seen_table is not None
@@ -314,12 +311,14 @@ def _dry_run(
             )
             writer.prepare_seen_definition()
         temp = writer.temp_seen_table(conn) if exists and config.delete_missing and manifest.full_sync else None
+        progress = Progress(config.name, "load", options.logger, total=manifest.rows)
         for batch in manifest.batches:
             plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns)
             if temp is not None:
                 writer.add_seen(conn, plan.seen_keys, table=temp)
             result.counts.merge(plan.counts)
             samples.add(plan.outcomes)
+            progress.batch_done(batch.rows)
         if temp is not None:
             _delete_missing(config, options, writer, conn, temp, result, samples, write=False)
         conn.rollback()

@@ -13,6 +13,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.values import arrow_type, display
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
+from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 
 ERROR_COLUMN = "__error"
@@ -190,6 +191,7 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
         final_position=manifest.final_position,
     )
     duplicates = _DuplicateTracker(ordered_by_key=manifest.full_sync)
+    progress = Progress(config.name, "transform", options.logger, total=manifest.rows)
     for batch in manifest.batches:
         if options.stop_requested.is_set():
             raise RunCancelled(f"sync {config.name}: stopped while transforming (batch {batch.index})")
@@ -199,5 +201,6 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
         out.batches.append(BatchFile(batch.index, str(path), mapped.num_rows, failed, batch.position))
         out.rows += mapped.num_rows
         out.failed += failed
+        progress.batch_done(mapped.num_rows)
     options.logger.info("%s: transformed %d rows, %d failed", config.name, out.rows, out.failed)
     return out

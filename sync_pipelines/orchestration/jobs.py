@@ -34,7 +34,7 @@ def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
     """
     return define_asset_job(
         name=job_name(cfg.name),
-        selection=AssetSelection.assets(asset_key(cfg)),
+        selection=AssetSelection.assets(asset_key(cfg)).without_checks(),
         config=run_config_mapping(cfg),
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
         tags={Tag.SYNC_NAME.value: cfg.name},

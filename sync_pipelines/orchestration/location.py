@@ -8,6 +8,11 @@ from dagster import Definitions, FilesystemIOManager, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
+from sync_pipelines.orchestration.connection_checks import (
+    build_check_connections_job,
+    build_check_schedule,
+    build_endpoint_check,
+)
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.schedules import build_schedule
 
@@ -20,10 +25,15 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
     before it. The in-process executor also applies to assets materialized from the asset graph.
     """
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
+    check_job = build_check_connections_job(configs)
     return Definitions(
         assets=[build_sync_asset(cfg) for cfg in configs],
-        jobs=list(jobs.values()),
-        schedules=[build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None],
+        asset_checks=[build_endpoint_check(cfg) for cfg in configs],
+        jobs=[*jobs.values(), check_job],
+        schedules=[
+            *(build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None),
+            build_check_schedule(check_job),
+        ],
         resources={"io_manager": FilesystemIOManager()},
         executor=in_process_executor,
     )

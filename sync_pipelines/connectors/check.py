@@ -1,0 +1,285 @@
+"""Connection test of a sync's endpoints: can this sync run at all, and why not.
+
+For the source: secrets resolve, the server answers, the table (or query) and every mapped column
+exist, their types can be cast to the declared ones, and one row can be read. For the target: the
+server answers, the table exists (or may be created), the mapped columns exist with types that can
+store the declared ones, the key columns form a primary key or unique index (an upsert needs one),
+and the account can write: test writes inside a transaction that is rolled back.
+
+Every message has credentials removed: passwords of the URLs and resolved ``${VAR}`` values.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.compat import (
+    can_store,
+    family_of_declared,
+    family_of_sql,
+    type_mismatches,
+)
+from sync_pipelines.connectors.registry import source_reader, target_writer
+from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, display_url, translate_errors
+from sync_pipelines.errors import SyncError
+
+
+class EndpointRole(StrEnum):
+    """Which side of a sync an endpoint is."""
+
+    SOURCE = "source"
+    TARGET = "target"
+
+
+class EndpointStatus(StrEnum):
+    """The verdict on one endpoint."""
+
+    OK = "OK"
+    FAILED = "FAILED"
+
+
+@dataclass
+class EndpointCheck:
+    """The outcome of checking one endpoint of one sync."""
+
+    sync: str
+    role: EndpointRole
+    endpoint: str
+    ok: bool = True
+    latency_ms: float = 0.0
+    error: str | None = None
+    passed: list[str] = field(default_factory=list)
+    """What was verified, in order (shown with an OK result)."""
+
+    @property
+    def status(self) -> EndpointStatus:
+        """OK or FAILED."""
+        return EndpointStatus.OK if self.ok else EndpointStatus.FAILED
+
+    def summary(self) -> str:
+        """One line: ``OK`` or ``FAILED``, the latency, and the error."""
+        text = f"{self.sync} {self.role.value:<6} {self.status.value:<6} {self.latency_ms:7.0f} ms  {self.endpoint}"
+        return f"{text}\n    {self.error}" if self.error else text
+
+
+class CheckFailed(SyncError):
+    """One verification of an endpoint failed; the message says which and why."""
+
+
+@dataclass
+class _Context:
+    """What the source check learned that the target check reuses (the source's column types)."""
+
+    source_types: dict[str, pa.DataType] | None = None
+
+
+def _probe_name() -> str:
+    return f"_sync_check_{uuid.uuid4().hex[:10]}"
+
+
+# --------------------------------------------------------------------------- SQL source
+
+
+def _check_sql_source(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+    assert isinstance(config.source, SqlSource)
+    reader: SqlSourceReader = source_reader(config)
+    try:
+        with translate_errors(reader.endpoint, "connecting"), reader.engine.connect() as conn:
+            conn.execute(sa.select(sa.literal(1))).scalar()
+        result.passed.append("connected")
+        types = reader.arrow_schema()
+        what = f"table {config.source.table!r}" if config.source.table else "query"
+        result.passed.append(f"{what} has the mapped columns")
+        context.source_types = types
+        mismatches = type_mismatches(config, types)
+        if mismatches:
+            raise CheckFailed("; ".join(str(m) for m in mismatches))
+        result.passed.append("column types can be cast")
+        with translate_errors(reader.endpoint, "reading one row"), reader.engine.connect() as conn:
+            query, _ = reader.select_rows(conn, None, incremental=False)
+            conn.execute(query.limit(1)).all()
+        result.passed.append("read one row")
+    finally:
+        reader.engine.dispose()
+
+
+# --------------------------------------------------------------------------- SQL target
+
+
+def _target_columns(config: SyncConfig, source_types: dict[str, pa.DataType] | None) -> list[str]:
+    """The target columns a run writes: the mapping's, or (without a mapping) the source's."""
+    return list(config.mapping) if config.mapping else list(source_types or {})
+
+
+def _unique_sets(inspector: Any, table: str, schema: str | None) -> list[set[str]]:
+    """Column sets of the primary key, unique constraints and unique indexes of ``table``."""
+    sets: list[set[str]] = []
+    primary = inspector.get_pk_constraint(table, schema=schema).get("constrained_columns") or []
+    if primary:
+        sets.append(set(primary))
+    for constraint in inspector.get_unique_constraints(table, schema=schema):
+        sets.append(set(constraint.get("column_names") or []))
+    for index in inspector.get_indexes(table, schema=schema):
+        if index.get("unique"):
+            sets.append({c for c in index.get("column_names") or [] if c})
+    return sets
+
+
+def _check_columns(config: SyncConfig, table: sa.Table, context: _Context) -> list[str]:
+    """Problems with the target's columns: missing ones, and types that cannot store the declared types."""
+    problems = []
+    missing = [c for c in _target_columns(config, context.source_types) if c not in table.c]
+    if missing:
+        problems.append(f"target table {config.target.table!r} has no column(s) {', '.join(missing)}")
+    # Only types the mapping declares are compared: a source's own type may be stored as text
+    # (SQLite dates), which its target column converts on write.
+    for column, spec in config.mapping.items():
+        type_text = spec.type
+        if type_text is None or column not in table.c:
+            continue
+        family = family_of_sql(table.c[column].type)
+        if not can_store(family_of_declared(type_text), family):
+            problems.append(
+                f"target column {column!r} is {family.value} ({table.c[column].type}), "
+                f"which cannot store {type_text} (mapping.{column}.type)"
+            )
+    return problems
+
+
+def _test_write_existing(writer: SqlTargetWriter, conn: Connection, table: sa.Table) -> None:
+    """Statements that need INSERT and UPDATE rights on the target table but change no row."""
+    keys = [table.c[k] for k in writer.target.key]
+    conn.execute(sa.insert(table).from_select([k.name for k in keys], sa.select(*keys).where(sa.false())))
+    conn.execute(sa.update(table).where(sa.false()).values({keys[0].name: keys[0]}))
+    if sa.inspect(conn).has_table(writer.state_table.name, schema=writer.target.db_schema):
+        conn.execute(sa.insert(writer.state_table).values(sync=_probe_name(), version=0, last_batch=-1))
+
+
+def _test_create(writer: SqlTargetWriter, conn: Connection) -> None:
+    """Create, fill and drop a probe table: the run will need to create the target and bookkeeping tables.
+
+    The drop is committed with the rest: some databases commit DDL on their own (MariaDB, SQLite's
+    driver), so a rollback alone could leave the probe behind.
+    """
+    probe = sa.Table(_probe_name(), sa.MetaData(schema=writer.target.db_schema), sa.Column("id", sa.Integer))
+    probe.create(conn)
+    try:
+        conn.execute(sa.insert(probe).values(id=1))
+    finally:
+        probe.drop(conn, checkfirst=True)
+        conn.commit()
+
+
+def _check_sql_target(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+    assert isinstance(config.target, SqlTarget)
+    target = config.target
+    writer: SqlTargetWriter = target_writer(config)
+    try:
+        with translate_errors(writer.endpoint, "checking the target"), writer.engine.connect() as conn:
+            result.passed.append("connected")
+            inspector = sa.inspect(conn)
+            exists = inspector.has_table(target.table, schema=target.db_schema)
+            if not exists and not target.create:
+                raise CheckFailed(f"target table {target.table!r} does not exist and target.create is false")
+            try:
+                if exists:
+                    table = sa.Table(target.table, sa.MetaData(schema=target.db_schema), autoload_with=conn)
+                    result.passed.append(f"table {target.table!r} exists")
+                    problems = _check_columns(config, table, context)
+                    if problems:
+                        raise CheckFailed("; ".join(problems))
+                    result.passed.append("mapped columns exist with fitting types")
+                    if set(target.key) not in _unique_sets(inspector, target.table, target.db_schema):
+                        raise CheckFailed(
+                            f"target key ({', '.join(target.key)}) is not the primary key or a unique index of "
+                            f"table {target.table!r}; an upsert needs one (add a unique index on these columns)"
+                        )
+                    result.passed.append("key is unique")
+                    _test_write_existing(writer, conn, table)
+                else:
+                    result.passed.append(f"table {target.table!r} will be created (key as primary key)")
+                    _test_create(writer, conn)
+                result.passed.append("test write rolled back")
+            finally:
+                conn.rollback()
+    finally:
+        writer.engine.dispose()
+
+
+EndpointCheckFunction = Callable[[SyncConfig, EndpointCheck, _Context], None]
+"""Checks one endpoint, appending to ``passed`` what it verified; raises on the first failure."""
+SOURCE_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_source}
+"""Connection check per source ``kind``."""
+TARGET_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_target}
+"""Connection check per target ``kind``."""
+
+
+def _passwords(config: SyncConfig) -> list[str]:
+    found = []
+    for url in (getattr(config.source, "url", None), getattr(config.target, "url", None)):
+        if not url:
+            continue
+        try:
+            password = sa.make_url(url).password
+        except sa_exc.ArgumentError:
+            continue
+        if password and "${" not in str(password):
+            found.append(str(password))
+    return found
+
+
+def _scrub(config: SyncConfig, text: str) -> str:
+    text = redact(" ".join(text.split()))
+    for password in _passwords(config):
+        text = text.replace(password, "***")
+    return text
+
+
+def _run(config: SyncConfig, role: EndpointRole, context: _Context) -> EndpointCheck:
+    endpoint_config = config.source if role is EndpointRole.SOURCE else config.target
+    url = getattr(endpoint_config, "url", "")
+    result = EndpointCheck(config.name, role, display_url(url) if url else endpoint_config.kind)
+    checks = SOURCE_CHECKS if role is EndpointRole.SOURCE else TARGET_CHECKS
+    check = checks.get(endpoint_config.kind)
+    started = time.perf_counter()
+    try:
+        if check is None:
+            raise CheckFailed(f"no connection check for {role.value} kind {endpoint_config.kind!r}")
+        check(config, result, context)
+    except (SyncError, sa_exc.SQLAlchemyError, OSError) as exc:
+        result.ok = False
+        result.error = _scrub(config, str(exc).removeprefix(f"{result.endpoint}: "))
+    except Exception as exc:  # a check must report every endpoint, whatever fails in one
+        result.ok = False
+        result.error = _scrub(config, f"unexpected {type(exc).__name__}: {exc}")
+    result.latency_ms = (time.perf_counter() - started) * 1000
+    return result
+
+
+def check_sync(config: SyncConfig) -> list[EndpointCheck]:
+    """Check the source, then the target, of one sync; never raises for an endpoint's failure."""
+    context = _Context()
+    return [_run(config, EndpointRole.SOURCE, context), _run(config, EndpointRole.TARGET, context)]
+
+
+__all__ = [
+    "SOURCE_CHECKS",
+    "TARGET_CHECKS",
+    "CheckFailed",
+    "EndpointCheck",
+    "EndpointRole",
+    "EndpointStatus",
+    "check_sync",
+]

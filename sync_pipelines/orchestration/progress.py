@@ -1,0 +1,71 @@
+"""A run's progress read back from the Dagster instance: the latest progress line of each stage.
+
+The engine logs one :class:`~sync_pipelines.engine.progress.ProgressSnapshot` line per batch to
+the run's event log; this module finds the run (by id, or the latest run of a sync) and reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dagster import DagsterInstance, RunsFilter
+
+from sync_pipelines.engine.progress import ProgressSnapshot, parse_progress
+from sync_pipelines.orchestration.names import Tag
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands: Dagster's run status, the ``sync/status`` tag, and per-stage progress."""
+
+    run_id: str
+    sync: str | None
+    run_status: str
+    sync_status: str | None
+    started: float | None
+    ended: float | None
+    stages: dict[str, ProgressSnapshot] = field(default_factory=dict)
+    """Latest snapshot per stage, in the order the stages ran."""
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended (successfully or not)."""
+        return self.ended is not None
+
+
+def latest_run_id(instance: DagsterInstance, sync: str) -> str | None:
+    """The id of the latest run of ``sync`` (by its ``sync/name`` tag), or None."""
+    records = instance.get_run_records(RunsFilter(tags={Tag.SYNC_NAME.value: sync}), limit=1)
+    return records[0].dagster_run.run_id if records else None
+
+
+def run_progress(instance: DagsterInstance, run_id: str) -> RunProgress:
+    """The progress of run ``run_id``, running or finished.
+
+    Raises:
+        KeyError: when the instance has no such run.
+    """
+    records = instance.get_run_records(RunsFilter(run_ids=[run_id]), limit=1)
+    if not records:
+        raise KeyError(run_id)
+    record = records[0]
+    run = record.dagster_run
+    progress = RunProgress(
+        run_id=run.run_id,
+        sync=run.tags.get(Tag.SYNC_NAME.value),
+        run_status=run.status.value,
+        sync_status=run.tags.get(Tag.STATUS.value),
+        started=record.start_time,
+        ended=record.end_time if run.is_finished else None,
+    )
+    for entry in instance.all_logs(run_id):
+        if entry.dagster_event is not None:
+            continue
+        snapshot = parse_progress(entry.user_message)
+        if snapshot is not None:
+            progress.stages[snapshot.stage] = snapshot
+            progress.sync = progress.sync or snapshot.sync
+    return progress
+
+
+__all__ = ["RunProgress", "latest_run_id", "run_progress"]
