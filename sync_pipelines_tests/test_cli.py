@@ -174,7 +174,11 @@ def test_demo_runs_every_sync_and_fails_when_one_fails(syncs: Path, tmp_path: Pa
     result = invoke("demo", "--directory", str(tmp_path / "demo"))
 
     assert result.exit_code == 1
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    progress, summary = result.stdout.split("\n== demo summary\n")
+    lines = {line.split()[0]: line for line in progress.splitlines()[1:]}
+    summed = {line.split()[0]: line for line in summary.splitlines()}
+    assert sorted(summed) == ["clean", "strict", "tolerant"]
+    assert all(summed[name].startswith(lines[name]) and " run " in summed[name] for name in summed)
     assert sorted(lines) == ["clean", "strict", "tolerant"]
     assert "completed" in lines["clean"] and "processed=9 created=9" in lines["clean"]
     assert "partial" in lines["tolerant"] and "failed=1" in lines["tolerant"]
