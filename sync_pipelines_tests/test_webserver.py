@@ -205,14 +205,15 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     assert location["__typename"] == "RepositoryLocation", location
     [repository] = location["repositories"]
     assets = {tuple(node["assetKey"]["path"]): node for node in repository["assetNodes"]}
-    assert set(assets) == {("people",), ("people_copy",)}
+    assert set(assets) == {("people",), ("people_copy",), ("sync_statistics",)}
     assert assets[("people",)]["groupName"] == "syncs"
     assert assets[("people",)]["description"] == "People into people."
     jobs = {job["name"]: job for job in repository["jobs"]}
     assert {"sync_people", "sync_people_copy"} <= set(jobs)
     assert all(jobs[name]["description"] for name in ("sync_people", "sync_people_copy"))
     assert repository["schedules"] == [
-        {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"}
+        {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"},
+        {"name": "sync_statistics_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
     ]
 
 
@@ -252,5 +253,6 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.parent_run_id == failed.run_id
         assert run.tags["sync/status"] == "completed"
+        assert run.tags["sync/triggered_by"] == "retry"
         steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
     assert steps == {"people.people_load"}

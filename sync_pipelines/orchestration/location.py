@@ -9,7 +9,13 @@ from dagster import Definitions, FilesystemIOManager, in_process_executor
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
 from sync_pipelines.orchestration.jobs import build_sync_job
+from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
 from sync_pipelines.orchestration.schedules import build_schedule
+from sync_pipelines.orchestration.statistics import (
+    build_statistics_asset,
+    build_statistics_job,
+    build_statistics_schedule,
+)
 
 
 def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
@@ -20,10 +26,15 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
     before it. The in-process executor also applies to assets materialized from the asset graph.
     """
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
+    statistics_job = build_statistics_job()
     return Definitions(
-        assets=[build_sync_asset(cfg) for cfg in configs],
-        jobs=list(jobs.values()),
-        schedules=[build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None],
+        assets=[*(build_sync_asset(cfg) for cfg in configs), build_statistics_asset(configs)],
+        jobs=[*jobs.values(), statistics_job],
+        schedules=[
+            *(build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None),
+            build_statistics_schedule(statistics_job),
+        ],
+        sensors=build_ledger_sensors(configs, list(jobs.values())),
         resources={"io_manager": FilesystemIOManager()},
         executor=in_process_executor,
     )
