@@ -162,12 +162,15 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
         cfg, entry = found
         click.echo("\n".join(_summary_lines(entry)))
         rows: list[Sequence[Any]] = [("KEY", "ENTITY", "ACTION", "CHANGES", "ERROR")]
-        more = 0
+        more = False
         with open_ledger(cfg) as ledger:
-            for record in ledger.iter_records(entry.records_run_id or entry.run_id, actions=wanted or None):
+            chunk = min(limit + 1, 5000)
+            for record in ledger.iter_records(
+                entry.records_run_id or entry.run_id, actions=wanted or None, chunk=chunk
+            ):
                 if len(rows) > limit:
-                    more += 1
-                    continue
+                    more = True
+                    break
                 _, changes = format_changes(record.get("changes"))
                 rows.append(
                     (
@@ -183,7 +186,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
         return
     click.echo(_table(rows))
     if more:
-        click.echo(f"... and {more} more record(s); export the run to see them all")
+        click.echo(f"... more records than --limit {limit}; export the run to see them all")
 
 
 @click.command()
@@ -216,7 +219,19 @@ def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool) -> Non
         click.echo(json.dumps({"days": days, "syncs": data}))
         return
     rows: list[Sequence[Any]] = [
-        ("SYNC", "RUNS", "SUCCESS", "FAILED RUNS", "CREATED", "UPDATED", "DELETED", "UNCHANGED", "FAILED", "P50", "P95")
+        (
+            "SYNC",
+            "RUNS",
+            "SUCCESS",
+            "FAILED RUNS",
+            "CREATED",
+            "UPDATED",
+            "DELETED",
+            "UNCHANGED",
+            "FAILED RECS",
+            "P50",
+            "P95",
+        )
     ]
     for name, s in per_sync.items():
         rate = f"{s.success_rate:.0%}" if s.success_rate is not None else "-"
