@@ -18,8 +18,11 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 
+from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import execute_sync
+from sync_pipelines.types import RunStatus
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
@@ -56,6 +59,22 @@ mutation Reexecute($parentRunId: String!) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
     ... on PythonError { message }
+  }
+}
+"""
+
+# The launch shown in the README ("Launching a sync through the GraphQL API").
+LAUNCH = """
+mutation Launch($job: String!, $user: String!) {
+  launchRun(executionParams: {
+    selector: {repositoryLocationName: "sync_pipelines", repositoryName: "__repository__", jobName: $job}
+    runConfigData: {full_sync: true}
+    executionMetadata: {tags: [{key: "sync/trigger", value: "api"}, {key: "sync/user", value: $user}]}
+  }) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
   }
 }
 """
@@ -256,3 +275,35 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         assert run.tags["sync/triggered_by"] == "retry"
         steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
     assert steps == {"people.people_load"}
+
+
+def wait_for(webserver: Webserver, run_id: str) -> str:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    status = "QUEUED"
+    while status not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"run still {status}"
+        time.sleep(1)
+        status = webserver.graphql(RUN_STATUS, runId=run_id)["runOrError"]["status"]
+    return status
+
+
+def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
+    tmp_path: Path, syncs: Path, webserver: Webserver
+) -> None:
+    make_source(tmp_path / "source.db", 7)
+
+    launched = webserver.graphql(LAUNCH, job="sync_people", user="alice")["launchRun"]
+
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    assert wait_for(webserver, run_id) == "SUCCESS"
+    [cfg] = [c for c in load_configs(syncs) if c.name == "people"]
+    with open_ledger(cfg) as ledger:
+        entry = ledger.get(run_id)
+    assert entry is not None
+    assert (entry.trigger, entry.user, entry.mode, entry.status) == (Trigger.API, "alice", "full", RunStatus.COMPLETED)
+    assert entry.counts["created"] == 7
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.tags["sync/triggered_by"] == "api" and run.tags["sync/user"] == "alice"
+        assert run.run_config == {"full_sync": True}
