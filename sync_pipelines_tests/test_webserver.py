@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -63,21 +64,13 @@ mutation Reexecute($parentRunId: String!) {
 }
 """
 
-# The launch shown in the README ("Launching a sync through the GraphQL API").
-LAUNCH = """
-mutation Launch($job: String!, $user: String!) {
-  launchRun(executionParams: {
-    selector: {repositoryLocationName: "sync_pipelines", repositoryName: "__repository__", jobName: $job}
-    runConfigData: {full_sync: true}
-    executionMetadata: {tags: [{key: "sync/trigger", value: "api"}, {key: "sync/user", value: $user}]}
-  }) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
+
+def readme_launch() -> dict[str, Any]:
+    """The JSON body of the README's ``curl`` launch through the GraphQL API."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    body = text.split("<<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
+    return dict(json.loads(body))
+
 
 RUN_STATUS = """
 query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
@@ -292,7 +285,9 @@ def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
 ) -> None:
     make_source(tmp_path / "source.db", 7)
 
-    launched = webserver.graphql(LAUNCH, job="sync_people", user="alice")["launchRun"]
+    launch = readme_launch()
+    assert launch["variables"]["user"] == "alice"
+    launched = webserver.graphql(launch["query"], **{**launch["variables"], "job": "sync_people"})["launchRun"]
 
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
