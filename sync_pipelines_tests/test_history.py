@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 from click.testing import CliRunner, Result
 from dagster import (
     DagsterEvent,
@@ -393,3 +394,26 @@ def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) ->
     assert meta["runs"].value == 3
     assert meta["success_rate"].value == pytest.approx(1 / 3, abs=1e-3)
     assert meta["tolerant_success_rate"].value == 1.0 and meta["tolerant_records"].value == 10
+
+
+def test_history_before_any_run_reads_nothing_and_creates_nothing(syncs: Path, tmp_path: Path) -> None:
+    result = invoke("history")
+
+    assert result.exit_code == 0 and "no runs" in result.stdout
+    assert invoke("stats", "clean").stdout.splitlines()[2].split()[:3] == ["clean", "0", "-"]
+    assert invoke("show", "0123456789").exit_code == 2
+    assert not (tmp_path / "target.db").exists()
+
+
+def test_history_names_an_unreachable_ledger_database(syncs: Path, tmp_path: Path) -> None:
+    unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/ledger"
+    write_config(syncs, "clean", tmp_path / "clean.db")
+    config_file = syncs / "clean.yaml"
+    data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    data["target"]["url"] = unreachable
+    config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    result = invoke("history", "clean")
+
+    assert result.exit_code == 1
+    assert "127.0.0.1:1/ledger" in result.stderr and "_sync_runs" in result.stderr

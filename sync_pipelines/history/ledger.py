@@ -13,6 +13,7 @@ import enum
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -153,6 +154,17 @@ class Ledger:
         with translate_errors(self.endpoint, f"creating {LEDGER_TABLE}"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.runs])
 
+    @property
+    def missing_database(self) -> bool:
+        """True for a SQLite target whose file does not exist yet (no run wrote it): nothing to read."""
+        url = self.engine.url
+        return (
+            url.get_backend_name() == "sqlite"
+            and bool(url.database)
+            and url.database != ":memory:"
+            and (not Path(str(url.database)).exists())
+        )
+
     def _exists(self, conn: Connection, table: str) -> bool:
         return sa.inspect(conn).has_table(table, schema=self.metadata.schema)
 
@@ -242,6 +254,8 @@ class Ledger:
 
     def get(self, run_id: str) -> RunEntry | None:
         """The ledger row of one run."""
+        if self.missing_database:
+            return None
         with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
             if not self._exists(conn, LEDGER_TABLE):
                 return None
@@ -250,6 +264,8 @@ class Ledger:
 
     def get_by_prefix(self, prefix: str) -> RunEntry | None:
         """The row whose run id starts with ``prefix`` when exactly one does."""
+        if self.missing_database:
+            return None
         with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
             if not self._exists(conn, LEDGER_TABLE):
                 return None
@@ -275,6 +291,8 @@ class Ledger:
         limit: int | None = None,
     ) -> list[RunEntry]:
         """Rows, newest first, filtered by sync names, status and start time."""
+        if self.missing_database:
+            return []
         query = sa.select(self.runs).order_by(self.runs.c.started_at.desc(), self.runs.c.run_id.desc())
         if syncs is not None:
             query = query.where(self.runs.c.sync.in_(syncs))
@@ -291,6 +309,8 @@ class Ledger:
 
     def count(self, *, syncs: list[str] | None = None, status: RunStatus | None = None) -> int:
         """Number of rows matching the filters."""
+        if self.missing_database:
+            return 0
         query = sa.select(sa.func.count()).select_from(self.runs)
         if syncs is not None:
             query = query.where(self.runs.c.sync.in_(syncs))
@@ -305,6 +325,8 @@ class Ledger:
         self, records_run_id: str, *, actions: list[RecordAction] | None = None, chunk: int = 5000
     ) -> Iterator[dict[str, Any]]:
         """The stored record outcomes of a run, in order, streamed ``chunk`` rows at a time."""
+        if self.missing_database:
+            return
         last_id = 0
         while True:
             with translate_errors(self.endpoint, f"reading {RECORDS_TABLE}"), self.engine.connect() as conn:
