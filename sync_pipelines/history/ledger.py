@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.config.models import SyncConfig
@@ -44,6 +45,11 @@ class Trigger(enum.StrEnum):
 FINISHED = (RunStatus.COMPLETED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+def _timestamp() -> sa.types.TypeEngine[Any]:
+    """A naive UTC timestamp to the microsecond (MariaDB's DATETIME keeps whole seconds by default)."""
+    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
 def ledger_table(metadata: sa.MetaData) -> sa.Table:
     """The definition of ``_sync_runs`` in ``metadata``."""
     counts = [sa.Column(key, sa.BigInteger, nullable=False, default=0) for key in COUNT_KEYS]
@@ -60,8 +66,8 @@ def ledger_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
         sa.Column("status", sa.String(16), nullable=False, index=True),
         *counts,
-        sa.Column("started_at", sa.DateTime, nullable=False, index=True),
-        sa.Column("finished_at", sa.DateTime),
+        sa.Column("started_at", _timestamp(), nullable=False, index=True),
+        sa.Column("finished_at", _timestamp()),
         sa.Column("duration_s", sa.Float),
         sa.Column("error", sa.Text),
         sa.Column("error_details", sa.Text),
@@ -135,8 +141,8 @@ class RunEntry:
 
 
 def utcnow() -> dt.datetime:
-    """The current UTC time, naive (as every ``_sync_*`` table stores it), to the second."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    """The current UTC time, naive (as every ``_sync_*`` table stores it)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Ledger:

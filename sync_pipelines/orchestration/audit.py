@@ -39,7 +39,7 @@ def attribution(context: OpExecutionContext) -> tuple[Trigger, str | None]:
 def _started_at(context: OpExecutionContext) -> dt.datetime:
     record = context.instance.get_run_record_by_id(context.run_id)
     if record and record.start_time:
-        return dt.datetime.fromtimestamp(record.start_time, dt.UTC).replace(tzinfo=None, microsecond=0)
+        return dt.datetime.fromtimestamp(record.start_time, dt.UTC).replace(tzinfo=None)
     return utcnow()
 
 
