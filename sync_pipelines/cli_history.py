@@ -161,7 +161,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
             return
         cfg, entry = found
         click.echo("\n".join(_summary_lines(entry)))
-        rows: list[Sequence[Any]] = [("KEY", "ENTITY", "ACTION", "CHANGES", "ERROR")]
+        rows: list[Sequence[Any]] = [("KEY", "ENTITY", "ACTION", "TIME (UTC)", "CHANGES", "ERROR")]
         more = False
         with open_ledger(cfg) as ledger:
             chunk = min(limit + 1, 5000)
@@ -177,6 +177,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
                         redact(format_key(record["record_key"])),
                         record.get("entity") or "",
                         record["action"],
+                        _when(record["recorded_at"]),
                         redact(changes.replace("\n", "; ")),
                         redact(record["error"] or ""),
                     )
