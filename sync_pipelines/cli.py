@@ -10,6 +10,7 @@ Exit codes: 0 completed, 1 failed (or invalid configuration), 2 usage error (e.g
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ import click
 
 from sync_pipelines.config import SyncConfig, config_dir, load_configs
 from sync_pipelines.errors import ConfigError
-from sync_pipelines.orchestration import RunReport, execute_sync, get_instance, last_runs
+from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
 from sync_pipelines.types import RunStatus
 
 
@@ -129,10 +130,22 @@ def _summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool) -> RunReport:
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool, user: str | None = None) -> RunReport:
     with get_instance() as instance:
         return execute_sync(
-            cfg.name, instance=instance, config_directory=_config_folder(ctx), full_sync=full_sync, dry_run=dry_run
+            cfg.name,
+            instance=instance,
+            config_directory=_config_folder(ctx),
+            full_sync=full_sync,
+            dry_run=dry_run,
+            tags={Tag.USER.value: user or _os_user()},
         )
 
 
@@ -141,8 +154,9 @@ def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool)
 @click.option("--full-sync", is_flag=True, help="Ignore the watermark and read the whole source.")
 @click.option("--dry-run", is_flag=True, help="Compute the plan and the sample changes, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run_id, sync, status, counts, watermark.")
+@click.option("--user", default=None, help="Who runs the sync, recorded in the run ledger [default: the OS user].")
 @click.pass_context
-def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: bool) -> None:
+def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: bool, user: str | None) -> None:
     """Run the sync NAME through Dagster and print its outcome.
 
     Exit code 0 when completed, 3 when partial, 1 when failed.
@@ -155,12 +169,12 @@ def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: 
     if as_json:
         # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
-            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run)
+            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user)
         click.echo(json.dumps(report.to_json(), default=str, ensure_ascii=False))
         if report.error:
             click.echo(f"error: {report.error}", err=True)
     else:
-        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run)
+        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user)
         click.echo(_summary(report))
     ctx.exit(exit_code(report.status))
 
@@ -201,7 +215,11 @@ def demo(ctx: click.Context, directory: Path) -> None:
         ctx.exit(ExitCode.FAILED)
 
 
-# check, status, new and schema live in sync_pipelines.commands.
+# check, status, new and schema live in sync_pipelines.commands; history, show, stats and export in
+# sync_pipelines.cli_history.
+from sync_pipelines.cli_history import COMMANDS as HISTORY_COMMANDS  # noqa: E402
 from sync_pipelines.commands import register  # noqa: E402
 
 register(main)
+for _command in HISTORY_COMMANDS:
+    main.add_command(_command)

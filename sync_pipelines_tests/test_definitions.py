@@ -64,7 +64,12 @@ def folder(tmp_path: Path) -> Path:
 def test_every_file_becomes_an_asset_and_a_job(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     defs = load_location(monkeypatch, folder)
 
-    assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == ["departments", "orders", "users"]
+    assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == [
+        "departments",
+        "orders",
+        "sync_statistics",
+        "users",
+    ]
     for name in ("orders", "users", "departments"):
         asset = defs.resolve_assets_def(AssetKey(name))
         spec = asset.specs_by_key[AssetKey(name)]
@@ -131,6 +136,7 @@ def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, f
     assert sorted(s.name for s in defs.schedules or []) == [
         "check_connections_schedule",
         "orders_schedule",
+        "sync_statistics_schedule",
         "users_schedule",
     ]
 
@@ -171,6 +177,6 @@ def test_the_project_configurations_load(monkeypatch: pytest.MonkeyPatch) -> Non
     defs = load_location(monkeypatch, project)
 
     names = [yaml.safe_load(p.read_text(encoding="utf-8"))["name"] for p in files]
-    assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == sorted(names)
+    assert sorted(key.to_user_string() for key in defs.resolve_all_asset_keys()) == sorted([*names, "sync_statistics"])
     for name in names:
         assert defs.resolve_job_def(job_name(name)).name == f"sync_{name}"

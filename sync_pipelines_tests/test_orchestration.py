@@ -21,8 +21,10 @@ from dagster import (
 
 from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration import runs as runs_module
+from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import PG_ADMIN_URL
 
 ROWS = [
@@ -303,6 +305,14 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
     assert meta["trigger"] == "retry"
     assert run_tags(retried.run_id)[Tag.STATUS.value] == "completed"
     assert DagsterEventType.STEP_FAILURE not in {e.event_type for e in retried.all_events}
+    [cfg] = load_configs(sync.folder)
+    with open_ledger(cfg) as ledger:
+        parent, child = ledger.get(first.run_id), ledger.get(retried.run_id)
+    assert parent is not None and child is not None
+    assert parent.status is RunStatus.FAILED and "connection lost" in (parent.error or "")
+    assert parent.counts["created"] == 7  # the batch it committed
+    assert (child.trigger, child.parent_run_id, child.records_run_id) == (Trigger.RETRY, first.run_id, first.run_id)
+    assert (child.status, child.counts["processed"]) == (RunStatus.COMPLETED, 21)
 
 
 def test_materializing_from_the_asset_graph_tags_the_run_with_its_sync(tmp_path: Path) -> None:

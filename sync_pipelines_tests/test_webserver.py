@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,8 +19,11 @@ import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 
+from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import execute_sync
+from sync_pipelines.types import RunStatus
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 120
@@ -59,6 +63,14 @@ mutation Reexecute($parentRunId: String!) {
   }
 }
 """
+
+
+def readme_launch() -> dict[str, Any]:
+    """The JSON body of the README's ``curl`` launch through the GraphQL API."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    body = text.split("<<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
+    return dict(json.loads(body))
+
 
 RUN_STATUS = """
 query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
@@ -205,7 +217,7 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     assert location["__typename"] == "RepositoryLocation", location
     [repository] = location["repositories"]
     assets = {tuple(node["assetKey"]["path"]): node for node in repository["assetNodes"]}
-    assert set(assets) == {("people",), ("people_copy",)}
+    assert set(assets) == {("people",), ("people_copy",), ("sync_statistics",)}
     assert assets[("people",)]["groupName"] == "syncs"
     assert assets[("people",)]["description"] == "People into people."
     jobs = {job["name"]: job for job in repository["jobs"]}
@@ -214,6 +226,7 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     assert sorted(repository["schedules"], key=lambda s: s["name"]) == [
         {"name": "check_connections_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
         {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"},
+        {"name": "sync_statistics_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
     ]
 
 
@@ -253,5 +266,40 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.parent_run_id == failed.run_id
         assert run.tags["sync/status"] == "completed"
+        assert run.tags["sync/triggered_by"] == "retry"
         steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
     assert steps == {"people.people_load"}
+
+
+def wait_for(webserver: Webserver, run_id: str) -> str:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    status = "QUEUED"
+    while status not in ("SUCCESS", "FAILURE", "CANCELED"):
+        assert time.monotonic() < deadline, f"run still {status}"
+        time.sleep(1)
+        status = webserver.graphql(RUN_STATUS, runId=run_id)["runOrError"]["status"]
+    return status
+
+
+def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
+    tmp_path: Path, syncs: Path, webserver: Webserver
+) -> None:
+    make_source(tmp_path / "source.db", 7)
+
+    launch = readme_launch()
+    assert launch["variables"]["user"] == "alice"
+    launched = webserver.graphql(launch["query"], **{**launch["variables"], "job": "sync_people"})["launchRun"]
+
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    assert wait_for(webserver, run_id) == "SUCCESS"
+    [cfg] = [c for c in load_configs(syncs) if c.name == "people"]
+    with open_ledger(cfg) as ledger:
+        entry = ledger.get(run_id)
+    assert entry is not None
+    assert (entry.trigger, entry.user, entry.mode, entry.status) == (Trigger.API, "alice", "full", RunStatus.COMPLETED)
+    assert entry.counts["created"] == 7
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.tags["sync/triggered_by"] == "api" and run.tags["sync/user"] == "alice"
+        assert run.run_config == {"full_sync": True}

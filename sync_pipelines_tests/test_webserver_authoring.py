@@ -90,7 +90,8 @@ def test_a_new_file_shows_after_a_reload_and_the_check_job_records_checks(
     webserver.graphql(RELOAD)
     jobs, checks = repository(webserver)
     assert {"sync_people", "check_connections"} <= jobs
-    assert checks == {"people": [{"name": "endpoints_reachable", "blocking": False}]}
+    # sync_statistics is not a sync: it carries no endpoint check.
+    assert checks == {"people": [{"name": "endpoints_reachable", "blocking": False}], "sync_statistics": []}
 
     created = CliRunner().invoke(main, ["--config-dir", str(folder), "new", "people_copy"], catch_exceptions=False)
     assert created.exit_code == 0

@@ -134,6 +134,19 @@ class Schedule(_Model):
         return to_dagster_cron(self.cron)
 
 
+class HistoryOptions(_Model):
+    """What the per-record history (`_sync_records`) keeps of each run."""
+
+    store_unchanged: bool = Field(
+        default=False,
+        description="Also store one row per unchanged record (they are always counted). Off keeps the table small.",
+    )
+    entity: str | None = Field(
+        default=None,
+        description="Entity type written beside each record (e.g. `users`, `departments`); default: the target table.",
+    )
+
+
 class SyncConfig(_Model):
     """One sync: read a source, map the fields, write the target."""
 
@@ -165,6 +178,9 @@ class SyncConfig(_Model):
     )
     schedule: Schedule | None = Field(default=None, description="Cron schedule; none means manual runs only.")
     timezone: str = Field(default="UTC", description="IANA timezone of the schedule, e.g. Asia/Shanghai.")
+    history: HistoryOptions = Field(
+        default_factory=HistoryOptions, description="What the per-record history of each run keeps."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -228,6 +244,7 @@ def decimal_parts(type_name: str) -> tuple[int, int] | None:
 __all__ = [
     "FieldSpec",
     "FilterCondition",
+    "HistoryOptions",
     "Schedule",
     "SqlSource",
     "SqlTarget",

@@ -357,6 +357,7 @@ class SqlTargetWriter:
             sa.Column("sync", sa.String(128), nullable=False, index=True),
             sa.Column("batch", sa.Integer, nullable=False),
             sa.Column("record_key", sa.Text, nullable=False),
+            sa.Column("entity", sa.String(128)),
             sa.Column("action", sa.String(16), nullable=False),
             sa.Column("changes", sa.Text),
             sa.Column("error", sa.Text),
@@ -372,6 +373,7 @@ class SqlTargetWriter:
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
             inspector = sa.inspect(conn)
+            _add_missing_columns(conn, inspector, self.records_table)
             if not inspector.has_table(self.target.table, schema=self.target.db_schema):
                 if not self.target.create:
                     raise PermanentConnectorError(
@@ -608,6 +610,18 @@ class SqlTargetWriter:
                 "wait for it to finish"
             )
         time.sleep(0.25)
+
+
+def _add_missing_columns(conn: Connection, inspector: sa.Inspector, table: sa.Table) -> None:
+    """Add nullable columns a bookkeeping table created by an earlier release lacks (e.g. ``entity``)."""
+    present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
+    preparer = conn.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name not in present and column.nullable:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(
+                sa.text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.quote(column.name)} {kind}")
+            )
 
 
 def _norm_key(value: Any) -> Any:

@@ -35,8 +35,18 @@ class _Plan:
     seen_keys: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _plan_batch(writer: SqlTargetWriter, conn: Connection | None, table: pa.Table, columns: list[str]) -> _Plan:
-    """Classify every record of a batch against the current target rows (read-only)."""
+def _plan_batch(
+    writer: SqlTargetWriter,
+    conn: Connection | None,
+    table: pa.Table,
+    columns: list[str],
+    *,
+    keep_unchanged: bool = False,
+) -> _Plan:
+    """Classify every record of a batch against the current target rows (read-only).
+
+    Unchanged records are counted; they get an outcome of their own only with ``keep_unchanged``.
+    """
     plan = _Plan()
     key_names = writer.target.key
     errors = table.column(ERROR_COLUMN).to_pylist()
@@ -72,6 +82,8 @@ def _plan_batch(writer: SqlTargetWriter, conn: Connection | None, table: pa.Tabl
             plan.counts.add(RecordAction.UPDATED)
         else:
             plan.counts.add(RecordAction.UNCHANGED)
+            if keep_unchanged:
+                plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UNCHANGED))
     return plan
 
 
@@ -83,6 +95,7 @@ def _outcome_rows(config: SyncConfig, run_id: str, batch: int, outcomes: list[Re
             "sync": config.name,
             "batch": batch,
             "record_key": dumps(o.key),
+            "entity": config.history.entity or config.target.table,
             "action": o.action.value,
             "changes": dumps(o.changes) if o.changes else None,
             "error": o.error,
@@ -205,7 +218,7 @@ def _commit_run(
                 )
             table = read_batch(batch.path)
             with translate_errors(writer.endpoint, f"loading batch {batch.index}"), writer.engine.begin() as conn:
-                plan = _plan_batch(writer, conn, table, columns)
+                plan = _plan_batch(writer, conn, table, columns, keep_unchanged=config.history.store_unchanged)
                 writer.upsert(conn, plan.upserts)
                 writer.record_outcomes(conn, _outcome_rows(config, options.run_id, batch.index, plan.outcomes))
                 if deleting:

@@ -14,7 +14,13 @@ from sync_pipelines.orchestration.connection_checks import (
     build_endpoint_check,
 )
 from sync_pipelines.orchestration.jobs import build_sync_job
+from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
 from sync_pipelines.orchestration.schedules import build_schedule
+from sync_pipelines.orchestration.statistics import (
+    build_statistics_asset,
+    build_statistics_job,
+    build_statistics_schedule,
+)
 
 
 def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
@@ -26,14 +32,17 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
     """
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
     check_job = build_check_connections_job(configs)
+    statistics_job = build_statistics_job()
     return Definitions(
-        assets=[build_sync_asset(cfg) for cfg in configs],
+        assets=[*(build_sync_asset(cfg) for cfg in configs), build_statistics_asset(configs)],
         asset_checks=[build_endpoint_check(cfg) for cfg in configs],
-        jobs=[*jobs.values(), check_job],
+        jobs=[*jobs.values(), check_job, statistics_job],
         schedules=[
             *(build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None),
             build_check_schedule(check_job),
+            build_statistics_schedule(statistics_job),
         ],
+        sensors=build_ledger_sensors(configs, list(jobs.values())),
         resources={"io_manager": FilesystemIOManager()},
         executor=in_process_executor,
     )

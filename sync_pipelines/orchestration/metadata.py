@@ -12,6 +12,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.sql import display_url
 from sync_pipelines.engine.manifest import Manifest, SyncResult
+from sync_pipelines.history.ledger import Trigger
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import COUNT_KEYS, RecordOutcome
 
@@ -118,7 +119,9 @@ def _json_or_null(value: Any) -> MetadataValue:
     return MetadataValue.json(_jsonable(value))
 
 
-def result_metadata(result: SyncResult, *, trigger: str, run_seconds: float | None = None) -> dict[str, Any]:
+def result_metadata(
+    result: SyncResult, *, trigger: str, run_seconds: float | None = None, user: str | None = None
+) -> dict[str, Any]:
     """Output metadata of the load step: status, counts, duration, watermarks, flags and samples.
 
     ``duration_s`` is the time since the run started (all three steps) when ``run_seconds`` is
@@ -136,6 +139,7 @@ def result_metadata(result: SyncResult, *, trigger: str, run_seconds: float | No
             "dry_run": MetadataValue.bool(result.dry_run),
             "full_sync": MetadataValue.bool(result.full_sync),
             "trigger": MetadataValue.text(trigger),
+            "user": MetadataValue.text(user or "-"),
             "samples": samples_table(result.samples),
         }
     )
@@ -163,14 +167,33 @@ def summary_from_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def trigger_of(tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
-    """What started a run: schedule, sensor, backfill, retry (a re-execution), cli or manual (UI)."""
-    if "dagster/schedule_name" in tags:
-        return "schedule"
-    if "dagster/sensor_name" in tags:
-        return "sensor"
-    if "dagster/backfill" in tags:
-        return "backfill"
+_CLI_HINT = "cli"
+"""The ``sync/trigger`` value the CLI sets: a manual run."""
+
+
+def trigger_of(tags: Mapping[str, str], parent_run_id: str | None = None) -> Trigger:
+    """What started a run, from Dagster's run tags.
+
+    A re-execution (``dagster/parent_run_id``) is a ``retry`` even when its parent came from a
+    schedule, whose tags it copies. Then ``dagster/schedule_name`` means ``schedule``,
+    ``dagster/sensor_name`` ``sensor`` and ``dagster/backfill`` ``backfill``. Otherwise the
+    ``sync/trigger`` tag decides: ``api`` (set by a GraphQL launch, see the README) or ``cli``
+    (the CLI: ``manual``); a run without any of these was launched from the UI: ``manual``.
+    """
     if parent_run_id or "dagster/parent_run_id" in tags:
-        return "retry"
-    return tags.get(Tag.TRIGGER.value, "manual")
+        return Trigger.RETRY
+    if "dagster/schedule_name" in tags:
+        return Trigger.SCHEDULE
+    if "dagster/sensor_name" in tags:
+        return Trigger.SENSOR
+    if "dagster/backfill" in tags:
+        return Trigger.BACKFILL
+    hint = tags.get(Tag.TRIGGER.value, "").strip().lower()
+    if hint == Trigger.API.value:
+        return Trigger.API
+    return Trigger.MANUAL
+
+
+def user_of(tags: Mapping[str, str]) -> str | None:
+    """Who launched a run: the ``sync/user`` tag, else Dagster's own ``dagster/user`` tag when set."""
+    return (tags.get(Tag.USER.value) or tags.get("dagster/user") or "").strip() or None

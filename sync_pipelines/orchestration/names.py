@@ -32,7 +32,11 @@ class Tag(StrEnum):
     STATUS = "sync/status"
     """running, completed, partial, failed or cancelled, kept current by the ops."""
     TRIGGER = "sync/trigger"
-    """Who started the run when Dagster cannot tell (``cli``)."""
+    """Who started the run when Dagster cannot tell: ``cli`` (set by the CLI) or ``api`` (set by a GraphQL launch)."""
+    TRIGGERED_BY = "sync/triggered_by"
+    """What started the run as the ledger records it: manual, schedule, sensor, backfill, retry or api."""
+    USER = "sync/user"
+    """Who launched the run (the CLI's ``--user`` or the OS user; set by hand in a GraphQL launch)."""
 
 
 def job_name(sync: str) -> str:

@@ -32,7 +32,8 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.engine.manifest import Manifest, RunOptions
 from sync_pipelines.errors import SyncError, TransientConnectorError
-from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata, trigger_of
+from sync_pipelines.orchestration import audit
+from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
 from sync_pipelines.types import RunStatus
 
@@ -93,24 +94,31 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
     """
     _tag_sync_name(context, cfg)
     _set_status(context, RunStatus.RUNNING)
+    audit.record_start(context, cfg)
     where = f"sync {cfg.name!r}, {stage.value}"
     try:
         yield
     except DagsterExecutionInterruptedError:
         _set_status(context, RunStatus.CANCELLED)
+        audit.record_end(context, cfg, RunStatus.CANCELLED, f"{where}: the run was cancelled")
         raise
     except TransientConnectorError as exc:
         if context.retry_number < TRANSIENT_RETRIES:
             context.log.warning(f"{where}: {redact(str(exc))}; retrying in {TRANSIENT_RETRY_WAIT_S:.0f} s")
             raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_RETRY_WAIT_S) from None
         _set_status(context, RunStatus.FAILED)
+        audit.record_end(context, cfg, RunStatus.FAILED, f"{where}: {exc}", type(exc).__name__)
         raise Failure(description=redact(f"{where}: {exc}"), metadata={"error_type": type(exc).__name__}) from None
     except SyncError as exc:
         _set_status(context, RunStatus.FAILED)
+        audit.record_end(context, cfg, RunStatus.FAILED, f"{where}: {exc}", type(exc).__name__)
         raise Failure(description=redact(f"{where}: {exc}"), metadata={"error_type": type(exc).__name__}) from None
     except Exception as exc:
         _set_status(context, RunStatus.FAILED)
         context.log.error(redact(traceback.format_exc()))
+        audit.record_end(
+            context, cfg, RunStatus.FAILED, f"{where}: unexpected {type(exc).__name__}: {exc}", traceback.format_exc()
+        )
         raise Failure(
             description=redact(f"{where}: unexpected {type(exc).__name__}: {exc}"),
             metadata={"error_type": type(exc).__name__},
@@ -194,8 +202,11 @@ def build_load_op(cfg: SyncConfig) -> OpDefinition:
         with engine_step(context, cfg, Stage.LOAD):
             staged = Manifest.from_dict(manifest)
             result = engine.load(cfg, staged, run_options(context, config, staged))
-        trigger = trigger_of(context.run.tags, context.run.parent_run_id)
-        metadata = result_metadata(result, trigger=trigger, run_seconds=_run_seconds(context))
+        trigger, user = audit.attribution(context)
+        run_seconds = _run_seconds(context)
+        metadata = result_metadata(result, trigger=trigger.value, run_seconds=run_seconds, user=user)
+        metadata.update(audit.ledger_metadata(cfg, context.run_id, trigger, user))
+        audit.record_result(context, cfg, result, run_seconds)
         _set_status(context, result.status)
         if result.status is RunStatus.FAILED:
             reason = result.error or "the run failed"

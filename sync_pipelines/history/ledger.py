@@ -1,0 +1,380 @@
+"""The run ledger ``_sync_runs``: one row per run of a sync, kept in the sync's target database.
+
+A run opens its row (``running``) when its first step starts and closes it with the outcome when the
+load step ends or a step fails. Runs that end outside the ops (a crash, a cancel before a step, a
+killed process) are closed by the run status sensors, and :func:`close_run` is idempotent so that a
+sweep can close any row still ``running`` whose Dagster run has finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.sql import create_sql_engine, translate_errors
+from sync_pipelines.types import COUNT_KEYS, RecordAction, RunStatus
+
+LEDGER_TABLE = "_sync_runs"
+RECORDS_TABLE = "_sync_records"
+
+
+class Trigger(enum.StrEnum):
+    """What started a run."""
+
+    MANUAL = "manual"
+    """Launched by a person from the UI or the CLI."""
+    SCHEDULE = "schedule"
+    SENSOR = "sensor"
+    BACKFILL = "backfill"
+    RETRY = "retry"
+    """A re-execution of an earlier run (its parent)."""
+    API = "api"
+    """Launched through Dagster's GraphQL API with the tag ``sync/trigger=api``."""
+
+
+FINISHED = (RunStatus.COMPLETED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def _timestamp() -> sa.types.TypeEngine[Any]:
+    """A naive UTC timestamp to the microsecond (MariaDB's DATETIME keeps whole seconds by default)."""
+    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def ledger_table(metadata: sa.MetaData) -> sa.Table:
+    """The definition of ``_sync_runs`` in ``metadata``."""
+    counts = [sa.Column(key, sa.BigInteger, nullable=False, default=0) for key in COUNT_KEYS]
+    return sa.Table(
+        LEDGER_TABLE,
+        metadata,
+        sa.Column("run_id", sa.String(64), primary_key=True),
+        sa.Column("sync", sa.String(128), nullable=False, index=True),
+        sa.Column("trigger", sa.String(16), nullable=False),
+        sa.Column("user", sa.String(128)),
+        sa.Column("parent_run_id", sa.String(64)),
+        sa.Column("records_run_id", sa.String(64)),
+        sa.Column("mode", sa.String(128), nullable=False),
+        sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
+        sa.Column("status", sa.String(16), nullable=False, index=True),
+        *counts,
+        sa.Column("started_at", _timestamp(), nullable=False, index=True),
+        sa.Column("finished_at", _timestamp()),
+        sa.Column("duration_s", sa.Float),
+        sa.Column("error", sa.Text),
+        sa.Column("error_details", sa.Text),
+    )
+
+
+@dataclass
+class RunEntry:
+    """One row of the ledger."""
+
+    run_id: str
+    sync: str
+    trigger: Trigger
+    mode: str
+    status: RunStatus = RunStatus.RUNNING
+    user: str | None = None
+    parent_run_id: str | None = None
+    records_run_id: str | None = None
+    dry_run: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    started_at: dt.datetime = field(default_factory=lambda: utcnow())
+    finished_at: dt.datetime | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    error_details: str | None = None
+
+    @property
+    def success(self) -> bool:
+        """A run that reached every record it could (completed, or partial within its failure ratio)."""
+        return self.status in (RunStatus.COMPLETED, RunStatus.PARTIAL)
+
+    def to_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "run_id": self.run_id,
+            "sync": self.sync,
+            "trigger": self.trigger.value,
+            "user": self.user,
+            "parent_run_id": self.parent_run_id,
+            "records_run_id": self.records_run_id,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "status": self.status.value,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration_s": self.duration_s,
+            "error": self.error,
+            "error_details": self.error_details,
+        }
+        row.update({key: int(self.counts.get(key, 0)) for key in COUNT_KEYS})
+        return row
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> RunEntry:
+        return cls(
+            run_id=row["run_id"],
+            sync=row["sync"],
+            trigger=Trigger(row["trigger"]),
+            mode=row["mode"],
+            status=RunStatus(row["status"]),
+            user=row["user"],
+            parent_run_id=row["parent_run_id"],
+            records_run_id=row["records_run_id"],
+            dry_run=bool(row["dry_run"]),
+            counts={key: int(row[key] or 0) for key in COUNT_KEYS},
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            duration_s=row["duration_s"],
+            error=row["error"],
+            error_details=row["error_details"],
+        )
+
+
+def utcnow() -> dt.datetime:
+    """The current UTC time, naive (as every ``_sync_*`` table stores it)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Ledger:
+    """The ledger and per-record history in one target database (``target.url`` and ``target.schema``)."""
+
+    def __init__(self, engine: Engine, endpoint: str, schema: str | None):
+        self.engine = engine
+        self.endpoint = endpoint
+        self.metadata = sa.MetaData(schema=schema)
+        self.runs = ledger_table(self.metadata)
+        self._records: sa.Table | None = None
+
+    def ensure(self) -> None:
+        """Create ``_sync_runs`` when missing."""
+        with translate_errors(self.endpoint, f"creating {LEDGER_TABLE}"), self.engine.begin() as conn:
+            self.metadata.create_all(conn, tables=[self.runs])
+
+    @property
+    def missing_database(self) -> bool:
+        """True for a SQLite target whose file does not exist yet (no run wrote it): nothing to read."""
+        url = self.engine.url
+        return (
+            url.get_backend_name() == "sqlite"
+            and bool(url.database)
+            and url.database != ":memory:"
+            and (not Path(str(url.database)).exists())
+        )
+
+    def _exists(self, conn: Connection, table: str) -> bool:
+        return sa.inspect(conn).has_table(table, schema=self.metadata.schema)
+
+    def records(self, conn: Connection) -> sa.Table | None:
+        """``_sync_records`` as it is in the database (reflected), or None before any run wrote one."""
+        if self._records is None and self._exists(conn, RECORDS_TABLE):
+            self._records = sa.Table(RECORDS_TABLE, sa.MetaData(schema=self.metadata.schema), autoload_with=conn)
+        return self._records
+
+    # -- writing
+
+    def open_run(self, entry: RunEntry) -> None:
+        """Insert the row of a starting run; keep an existing row (a later step of the same run)."""
+        self.ensure()
+        where = f"opening run {entry.run_id} in {LEDGER_TABLE}"
+        with translate_errors(self.endpoint, where), self.engine.begin() as conn:
+            found = conn.execute(sa.select(self.runs.c.run_id).where(self.runs.c.run_id == entry.run_id)).first()
+            if found is None:
+                conn.execute(sa.insert(self.runs), [entry.to_row()])
+
+    def finish_run(self, entry: RunEntry) -> None:
+        """Write the final row of a run (insert or replace), with its counts and outcome."""
+        self.ensure()
+        where = f"finishing run {entry.run_id} in {LEDGER_TABLE}"
+        with translate_errors(self.endpoint, where), self.engine.begin() as conn:
+            old = conn.execute(sa.select(self.runs).where(self.runs.c.run_id == entry.run_id)).mappings().first()
+            row = entry.to_row()
+            if old is None:
+                conn.execute(sa.insert(self.runs), [row])
+                return
+            row["started_at"] = old["started_at"]
+            row["duration_s"] = _duration(old["started_at"], entry.finished_at, entry.duration_s)
+            conn.execute(sa.update(self.runs).where(self.runs.c.run_id == entry.run_id).values(row))
+
+    def close_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: str | None,
+        error_details: str | None = None,
+        finished_at: dt.datetime | None = None,
+    ) -> bool:
+        """Close a row that is still ``running`` (failed or cancelled outside the load step).
+
+        Counts are taken from the records the run committed. Returns False (and changes nothing)
+        when the row is missing or already closed, so sensors and sweeps may call it again.
+        """
+        self.ensure()
+        finished = finished_at or utcnow()
+        with translate_errors(self.endpoint, f"closing run {run_id} in {LEDGER_TABLE}"), self.engine.begin() as conn:
+            old = conn.execute(sa.select(self.runs).where(self.runs.c.run_id == run_id)).mappings().first()
+            if old is None or old["status"] != RunStatus.RUNNING.value:
+                return False
+            values: dict[str, Any] = {
+                "status": status.value,
+                "finished_at": finished,
+                "duration_s": _duration(old["started_at"], finished, None),
+                "error": old["error"] or error,
+                "error_details": old["error_details"] or error_details,
+            }
+            values.update(self._committed_counts(conn, old["records_run_id"] or run_id))
+            conn.execute(
+                sa.update(self.runs)
+                .where(self.runs.c.run_id == run_id, self.runs.c.status == RunStatus.RUNNING.value)
+                .values(values)
+            )
+        return True
+
+    def _committed_counts(self, conn: Connection, records_run_id: str) -> dict[str, int]:
+        records = self.records(conn)
+        if records is None:
+            return {}
+        rows = conn.execute(
+            sa.select(records.c.action, sa.func.count())
+            .where(records.c.run_id == records_run_id)
+            .group_by(records.c.action)
+        ).all()
+        counts = dict.fromkeys(("created", "updated", "deleted", "failed", "skipped", "conflicted"), 0)
+        for action, n in rows:
+            key = "conflicted" if action == RecordAction.CONFLICT.value else str(action)
+            if key in counts:
+                counts[key] += int(n)
+        return counts
+
+    # -- reading
+
+    def get(self, run_id: str) -> RunEntry | None:
+        """The ledger row of one run."""
+        if self.missing_database:
+            return None
+        with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
+            if not self._exists(conn, LEDGER_TABLE):
+                return None
+            row = conn.execute(sa.select(self.runs).where(self.runs.c.run_id == run_id)).mappings().first()
+        return RunEntry.from_row(row) if row else None
+
+    def get_by_prefix(self, prefix: str) -> RunEntry | None:
+        """The row whose run id starts with ``prefix`` when exactly one does."""
+        if self.missing_database:
+            return None
+        with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
+            if not self._exists(conn, LEDGER_TABLE):
+                return None
+            rows = (
+                conn.execute(
+                    sa.select(self.runs).where(self.runs.c.run_id.startswith(prefix, autoescape=True)).limit(2)
+                )
+                .mappings()
+                .all()
+            )
+        return RunEntry.from_row(rows[0]) if len(rows) == 1 else None
+
+    def running(self) -> list[RunEntry]:
+        """Rows still marked ``running``."""
+        return self.select(status=RunStatus.RUNNING)
+
+    def select(
+        self,
+        *,
+        syncs: list[str] | None = None,
+        status: RunStatus | None = None,
+        since: dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RunEntry]:
+        """Rows, newest first, filtered by sync names, status and start time."""
+        if self.missing_database:
+            return []
+        query = sa.select(self.runs).order_by(self.runs.c.started_at.desc(), self.runs.c.run_id.desc())
+        if syncs is not None:
+            query = query.where(self.runs.c.sync.in_(syncs))
+        if status is not None:
+            query = query.where(self.runs.c.status == status.value)
+        if since is not None:
+            query = query.where(self.runs.c.started_at >= since)
+        if limit is not None:
+            query = query.limit(limit)
+        with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
+            if not self._exists(conn, LEDGER_TABLE):
+                return []
+            return [RunEntry.from_row(row) for row in conn.execute(query).mappings()]
+
+    def count(self, *, syncs: list[str] | None = None, status: RunStatus | None = None) -> int:
+        """Number of rows matching the filters."""
+        if self.missing_database:
+            return 0
+        query = sa.select(sa.func.count()).select_from(self.runs)
+        if syncs is not None:
+            query = query.where(self.runs.c.sync.in_(syncs))
+        if status is not None:
+            query = query.where(self.runs.c.status == status.value)
+        with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
+            if not self._exists(conn, LEDGER_TABLE):
+                return 0
+            return int(conn.execute(query).scalar_one())
+
+    def iter_records(
+        self, records_run_id: str, *, actions: list[RecordAction] | None = None, chunk: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        """The stored record outcomes of a run, in order, streamed ``chunk`` rows at a time."""
+        if self.missing_database:
+            return
+        last_id = 0
+        while True:
+            with translate_errors(self.endpoint, f"reading {RECORDS_TABLE}"), self.engine.connect() as conn:
+                records = self.records(conn)
+                if records is None:
+                    return
+                query = (
+                    sa.select(records)
+                    .where(records.c.run_id == records_run_id, records.c.id > last_id)
+                    .order_by(records.c.id)
+                    .limit(chunk)
+                )
+                if actions:
+                    query = query.where(records.c.action.in_([a.value for a in actions]))
+                rows = [dict(row) for row in conn.execute(query).mappings()]
+            yield from rows
+            if len(rows) < chunk:
+                return
+            last_id = rows[-1]["id"]
+
+
+def _duration(started: dt.datetime | None, finished: dt.datetime | None, given: float | None) -> float | None:
+    if given is not None:
+        return round(given, 3)
+    if started is None or finished is None:
+        return None
+    return round(max(0.0, (finished - started).total_seconds()), 3)
+
+
+@contextmanager
+def open_ledger(config: SyncConfig) -> Iterator[Ledger]:
+    """The ledger in the target database of ``config``; its engine is disposed afterwards."""
+    engine, endpoint = create_sql_engine(config.target.url, where=f"{config.name}: target.url")
+    try:
+        yield Ledger(engine, endpoint, config.target.db_schema)
+    finally:
+        engine.dispose()
+
+
+def ledger_groups(configs: list[SyncConfig]) -> list[list[SyncConfig]]:
+    """Syncs grouped by the database (target URL and schema) that holds their ledger."""
+    groups: dict[tuple[str, str | None], list[SyncConfig]] = {}
+    for cfg in configs:
+        groups.setdefault((cfg.target.url, cfg.target.db_schema), []).append(cfg)
+    return list(groups.values())

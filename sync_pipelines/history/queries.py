@@ -1,0 +1,67 @@
+"""Queries over every ledger of a set of syncs (syncs may keep their ledgers in different databases)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.history.ledger import RunEntry, ledger_groups, open_ledger
+from sync_pipelines.types import RunStatus
+
+
+@dataclass
+class Page:
+    """One page of runs, newest first, and the number of runs matching the filters."""
+
+    entries: list[RunEntry]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        """Number of pages (at least 1)."""
+        return max(1, -(-self.total // self.page_size))
+
+
+def list_runs(
+    configs: Sequence[SyncConfig], *, status: RunStatus | None = None, page: int = 1, page_size: int = 20
+) -> Page:
+    """Page ``page`` (from 1) of the runs of ``configs``, newest first, optionally of one status."""
+    if page < 1 or page_size < 1:
+        raise ValueError("page and page size start at 1")
+    wanted = page * page_size
+    entries: list[RunEntry] = []
+    total = 0
+    for group in ledger_groups(list(configs)):
+        names = [cfg.name for cfg in group]
+        with open_ledger(group[0]) as ledger:
+            total += ledger.count(syncs=names, status=status)
+            entries.extend(ledger.select(syncs=names, status=status, limit=wanted))
+    entries.sort(key=lambda e: (e.started_at, e.run_id), reverse=True)
+    start = (page - 1) * page_size
+    return Page(entries[start : start + page_size], total, page, page_size)
+
+
+def runs_since(configs: Sequence[SyncConfig], since: dt.datetime) -> list[RunEntry]:
+    """Every run of ``configs`` started at or after ``since`` (naive UTC)."""
+    entries: list[RunEntry] = []
+    for group in ledger_groups(list(configs)):
+        with open_ledger(group[0]) as ledger:
+            entries.extend(ledger.select(syncs=[cfg.name for cfg in group], since=since))
+    return entries
+
+
+def find_run(configs: Sequence[SyncConfig], run_id: str) -> tuple[SyncConfig, RunEntry] | None:
+    """The ledger row of ``run_id`` (a full id, or a unique prefix of at least 8 characters) and its sync."""
+    for group in ledger_groups(list(configs)):
+        names = {cfg.name: cfg for cfg in group}
+        with open_ledger(group[0]) as ledger:
+            entry = ledger.get(run_id)
+            if entry is None and len(run_id) >= 8:
+                entry = ledger.get_by_prefix(run_id)
+        if entry is not None and entry.sync in names:
+            return names[entry.sync], entry
+    return None

@@ -1,0 +1,145 @@
+"""Keep the run ledger true for runs that end outside the ops: run status sensors and a sweep.
+
+A step that fails or is interrupted closes its ledger row itself. A run can still end without a
+step doing so: it is cancelled before a step starts, its process is killed, or it fails to start.
+The failure and cancel sensors close the row when Dagster reports the run's end; the sweep closes
+any row still ``running`` whose Dagster run has finished (or is gone), so no row stays ``running``
+for ever. The sweep runs from its own sensor, the CLI's history commands and ``sync_statistics``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    JobDefinition,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    run_status_sensor,
+    sensor,
+)
+
+from sync_pipelines.config.models import SyncConfig
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.errors import SyncError
+from sync_pipelines.history.ledger import ledger_groups, open_ledger, utcnow
+from sync_pipelines.orchestration.names import Tag
+from sync_pipelines.types import RunStatus
+
+FAILURE_SENSOR_NAME = "sync_ledger_failure_sensor"
+CANCEL_SENSOR_NAME = "sync_ledger_cancel_sensor"
+SWEEP_SENSOR_NAME = "sync_ledger_sweep_sensor"
+SWEEP_INTERVAL_S = 300
+MISSING_RUN_GRACE = dt.timedelta(hours=1)
+"""A ``running`` row whose run is not on the instance is closed once it is this old."""
+
+
+def close_from_run_end(
+    configs: Sequence[SyncConfig], run_id: str, sync: str | None, status: RunStatus, error: str
+) -> bool:
+    """Close the ledger row of a run that ended; False when it was closed already (or has no sync)."""
+    cfg = next((c for c in configs if c.name == sync), None)
+    if cfg is None:
+        return False
+    with open_ledger(cfg) as ledger:
+        return ledger.close_run(run_id, status, error=redact(error))
+
+
+def _end_status(instance: DagsterInstance, run_id: str) -> tuple[RunStatus, str] | None:
+    """The ledger status of a finished run with the reason it is closed by the sweep; None if running."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return RunStatus.FAILED, "the run is not on the Dagster instance; it never reported its end"
+    if not run.is_finished:
+        return None
+    if run.status is DagsterRunStatus.CANCELED:
+        return RunStatus.CANCELLED, "the run was cancelled before its load step recorded the outcome"
+    if run.status is DagsterRunStatus.SUCCESS:
+        tag = run.tags.get(Tag.STATUS.value)
+        status = RunStatus(tag) if tag and tag != RunStatus.RUNNING.value else RunStatus.COMPLETED
+        return status, "the run ended without writing its outcome to the ledger"
+    return RunStatus.FAILED, f"the run ended ({run.status.value}) before its load step recorded the outcome"
+
+
+def sweep(instance: DagsterInstance, configs: Sequence[SyncConfig]) -> list[str]:
+    """Close every ledger row still ``running`` whose Dagster run has finished; returns their run ids."""
+    closed: list[str] = []
+    now = utcnow()
+    for group in ledger_groups(list(configs)):
+        names = {cfg.name for cfg in group}
+        with open_ledger(group[0]) as ledger:
+            for entry in ledger.running():
+                if entry.sync not in names:
+                    continue
+                end = _end_status(instance, entry.run_id)
+                if end is None:
+                    continue
+                missing = instance.get_run_by_id(entry.run_id) is None
+                if missing and now - entry.started_at < MISSING_RUN_GRACE:
+                    continue
+                if ledger.close_run(entry.run_id, end[0], error=end[1]):
+                    closed.append(entry.run_id)
+    return closed
+
+
+def build_ledger_sensors(
+    configs: Sequence[SyncConfig], jobs: Sequence[JobDefinition | UnresolvedAssetJobDefinition]
+) -> list[SensorDefinition]:
+    """The failure and cancel sensors of the sync jobs, and the periodic sweep of the ledgers (none without syncs)."""
+    configs = list(configs)
+    if not configs:
+        return []
+
+    @run_failure_sensor(
+        name=FAILURE_SENSOR_NAME,
+        description="Closes the `_sync_runs` row of a failed sync run as `failed` with the run's error, "
+        "when no step could (e.g. the run failed to start or its process died).",
+        monitored_jobs=list(jobs),
+        default_status=DefaultSensorStatus.RUNNING,
+    )
+    def _failed(context: RunFailureSensorContext) -> None:
+        run = context.dagster_run
+        message = context.failure_event.message or "the run failed"
+        if close_from_run_end(configs, run.run_id, run.tags.get(Tag.SYNC_NAME.value), RunStatus.FAILED, message):
+            context.log.info(f"closed the ledger row of run {run.run_id} as failed")
+
+    @run_status_sensor(
+        name=CANCEL_SENSOR_NAME,
+        run_status=DagsterRunStatus.CANCELED,
+        description="Closes the `_sync_runs` row of a cancelled sync run as `cancelled`.",
+        monitored_jobs=list(jobs),
+        default_status=DefaultSensorStatus.RUNNING,
+    )
+    def _cancelled(context: RunStatusSensorContext) -> None:
+        run = context.dagster_run
+        sync = run.tags.get(Tag.SYNC_NAME.value)
+        if close_from_run_end(configs, run.run_id, sync, RunStatus.CANCELLED, "the run was cancelled"):
+            context.log.info(f"closed the ledger row of run {run.run_id} as cancelled")
+
+    @sensor(
+        name=SWEEP_SENSOR_NAME,
+        description="Every few minutes, closes `_sync_runs` rows still `running` whose Dagster run has ended.",
+        minimum_interval_seconds=SWEEP_INTERVAL_S,
+        default_status=DefaultSensorStatus.RUNNING,
+    )
+    def _sweep(context: SensorEvaluationContext) -> SkipReason:
+        try:
+            closed = sweep(context.instance, configs)
+        except SyncError as exc:
+            context.log.warning(redact(f"ledger sweep incomplete: {exc}"))
+            return SkipReason(redact(f"ledger sweep incomplete: {exc}"))
+        return SkipReason(f"closed {len(closed)} ledger row(s): {', '.join(closed)}" if closed else "nothing to close")
+
+    return [_failed, _cancelled, _sweep]
