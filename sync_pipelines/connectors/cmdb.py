@@ -152,8 +152,12 @@ class CmdbWriter:
         were found; otherwise it is ``not_in_pool``. Failed and no-data hosts write no resources.
         """
         with translate_errors(self.endpoint, "writing the CMDB"), self.engine.begin() as conn:
-            pool = self._pool(conn, [h.host_ip for h in hosts])
-            existing = self._resources(conn, list(pool.values()))
+            # A dry run may come before the tables exist: then every host is new.
+            ready = not dry_run or all(
+                sa.inspect(conn).has_table(t.name, schema=self.target.db_schema) for t in (self.hosts, self.resources)
+            )
+            pool = self._pool(conn, [h.host_ip for h in hosts]) if ready else {}
+            existing = self._resources(conn, list(pool.values())) if ready else {}
             results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
             if dry_run:
                 conn.rollback()
