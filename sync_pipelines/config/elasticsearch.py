@@ -97,6 +97,15 @@ class HostMetricFields(_Model):
     disk: str = Field(default="disk", description="Numeric disk space field.")
 
 
+class HostFileDrop(_Model):
+    """A folder watched for host list files (one IP per line; blank lines and `#` comments allowed)."""
+
+    folder: str = Field(description="Folder to watch; finished files move to its `processed/` or `failed/`.")
+    pattern: str = Field(default="*.txt", description="Glob of the host list files in `folder`.")
+    interval_s: int = Field(default=30, ge=5, le=86_400, description="Seconds between two looks at the folder.")
+    enabled: bool = Field(default=True, description="Default status of the sensor; the UI toggle still works.")
+
+
 class ElasticsearchHostsSource(EsConnection):
     """Per-host resource metrics aggregated in Elasticsearch: one row per host with its status."""
 
@@ -113,6 +122,9 @@ class ElasticsearchHostsSource(EsConnection):
     )
     max_concurrency: int = Field(default=10, ge=1, le=100, description="Hosts queried at the same time.")
     fields: HostMetricFields = Field(default_factory=HostMetricFields, description="Document field names.")
+    host_files: HostFileDrop | None = Field(
+        default=None, description="Start one run per host list file dropped into a folder (a sensor)."
+    )
 
     _range = field_validator("query_time_range")(lambda cls, v: check_time_range(v))
 
@@ -165,6 +177,7 @@ __all__ = [
     "ElasticsearchHostsSource",
     "ElasticsearchSource",
     "EsConnection",
+    "HostFileDrop",
     "HostMetricFields",
     "HostSelection",
     "check_time_range",

@@ -8,6 +8,7 @@ from dagster import Definitions, FilesystemIOManager, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
+from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.schedules import build_schedule
 
@@ -24,6 +25,7 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         assets=[build_sync_asset(cfg) for cfg in configs],
         jobs=list(jobs.values()),
         schedules=[build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None],
+        sensors=[build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)],
         resources={"io_manager": FilesystemIOManager()},
         executor=in_process_executor,
     )
