@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import click
 
+from sync_pipelines.cli_hosts import host_run_config, print_host_results
 from sync_pipelines.config import SyncConfig, config_dir, load_configs
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, execute_sync, get_instance, last_runs
@@ -129,10 +131,17 @@ def _summary(report: RunReport) -> str:
     return "\n".join(lines)
 
 
-def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool) -> RunReport:
+def _run(
+    ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool, extra: dict[str, Any] | None = None
+) -> RunReport:
     with get_instance() as instance:
         return execute_sync(
-            cfg.name, instance=instance, config_directory=_config_folder(ctx), full_sync=full_sync, dry_run=dry_run
+            cfg.name,
+            instance=instance,
+            config_directory=_config_folder(ctx),
+            full_sync=full_sync,
+            dry_run=dry_run,
+            run_config=extra,
         )
 
 
@@ -141,27 +150,46 @@ def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool)
 @click.option("--full-sync", is_flag=True, help="Ignore the watermark and read the whole source.")
 @click.option("--dry-run", is_flag=True, help="Compute the plan and the sample changes, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run_id, sync, status, counts, watermark.")
+@click.option("--host", "hosts", multiple=True, help="Host-metrics syncs: query this host IP (repeatable).")
+@click.option(
+    "--hosts-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Host-metrics syncs: query the IPs of this file (one per line, blank lines and # comments allowed).",
+)
+@click.option("--time-range", help="Host-metrics syncs: query range for this run (7d, 30d, 1h, 24h...).")
 @click.pass_context
-def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: bool) -> None:
+def run(
+    ctx: click.Context,
+    name: str,
+    full_sync: bool,
+    dry_run: bool,
+    as_json: bool,
+    hosts: tuple[str, ...],
+    hosts_file: Path | None,
+    time_range: str | None,
+) -> None:
     """Run the sync NAME through Dagster and print its outcome.
 
-    Exit code 0 when completed, 3 when partial, 1 when failed.
+    For a host-metrics sync, --full-sync is a group full sync (new hosts are registered). Exit code 0
+    when completed, 3 when partial, 1 when failed.
     """
     configs = {cfg.name: cfg for cfg in _load(ctx)}
     if name not in configs:
         known = ", ".join(sorted(configs)) or "(none)"
         click.echo(f"unknown sync {name!r}; known syncs: {known}", err=True)
         ctx.exit(ExitCode.USAGE)
+    extra = host_run_config(configs[name], hosts, hosts_file, time_range)
     if as_json:
         # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
-            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run)
+            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, extra=extra)
         click.echo(json.dumps(report.to_json(), default=str, ensure_ascii=False))
         if report.error:
             click.echo(f"error: {report.error}", err=True)
     else:
-        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run)
+        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, extra=extra)
         click.echo(_summary(report))
+        print_host_results(configs[name], report.run_id)
     ctx.exit(exit_code(report.status))
 
 
