@@ -205,18 +205,23 @@ def run(
 def demo(ctx: click.Context, directory: Path) -> None:
     """Create the demo databases when missing, then run every configured sync through Dagster."""
     from sync_pipelines.demo import build_demo_databases
+    from sync_pipelines.demo_hosts import host_metrics_demo
 
     databases = build_demo_databases(directory)
     click.echo(f"demo databases in {directory}: {', '.join(sorted(databases))}")
     failed = []
-    for cfg in _load(ctx):
-        report = _run(ctx, cfg, full_sync=False, dry_run=False)
-        counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))
-        click.echo(f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s")
-        if report.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-            failed.append(cfg.name)
-            if report.error:
-                click.echo(f"  error: {report.error}", err=True)
+    configs = _load(ctx)
+    with host_metrics_demo(configs, directory) as es_note:
+        if es_note:
+            click.echo(es_note)
+        for cfg in configs:
+            report = _run(ctx, cfg, full_sync=False, dry_run=False)
+            counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))
+            click.echo(f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s")
+            if report.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+                failed.append(cfg.name)
+                if report.error:
+                    click.echo(f"  error: {report.error}", err=True)
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         ctx.exit(ExitCode.FAILED)

@@ -52,6 +52,19 @@ def _same(a: Any, b: Any) -> bool:
     return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
 
 
+def hosts_pool_table(metadata: sa.MetaData, name: str = "hosts_pool") -> sa.Table:
+    """The registered hosts: ``id`` (the ``pool_id`` of resources), unique ``host_ip``, ``host_name``."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("host_ip", sa.String(64), nullable=False, unique=True),
+        sa.Column("host_name", sa.String(255)),
+        sa.Column("created_at", sa.DateTime),
+        sa.Column("updated_at", sa.DateTime),
+    )
+
+
 class CmdbWriter:
     """Reads the host pool and writes resources and per-host results into the CMDB database."""
 
@@ -61,15 +74,7 @@ class CmdbWriter:
         self.target: CmdbTarget = config.target
         self.engine, self.endpoint = create_sql_engine(self.target.url, where=f"{config.name}: target.url")
         metadata = sa.MetaData(schema=self.target.db_schema)
-        self.hosts = sa.Table(
-            self.target.hosts_table,
-            metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("host_ip", sa.String(64), nullable=False, unique=True),
-            sa.Column("host_name", sa.String(255)),
-            sa.Column("created_at", sa.DateTime),
-            sa.Column("updated_at", sa.DateTime),
-        )
+        self.hosts = hosts_pool_table(metadata, self.target.hosts_table)
         self.resources = sa.Table(
             self.target.table,
             metadata,
@@ -247,4 +252,4 @@ class CmdbWriter:
             return [dict(row) for row in conn.execute(query).mappings()]
 
 
-__all__ = ["RESOURCE_COLUMNS", "RESULTS_TABLE", "CmdbWriter", "HostResult"]
+__all__ = ["RESOURCE_COLUMNS", "RESULTS_TABLE", "CmdbWriter", "HostResult", "hosts_pool_table"]
