@@ -8,7 +8,6 @@ import datetime as dt
 import http.server
 import json
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -81,12 +80,13 @@ def seed_hosts(es: Elasticsearch, index: str, docs: list[dict[str, Any]]) -> Non
 
 @dataclass
 class FaultProxy:
-    """An HTTP proxy to the server: requests whose body names a failing host get an ES error (or stall)."""
+    """An HTTP proxy to the server: a request naming a `fail` host gets an ES error; one naming a `stall` host
+    gets no answer until the proxy stops."""
 
     upstream: str
     fail: set[str] = field(default_factory=set)
     stall: set[str] = field(default_factory=set)
-    stall_s: float = 5.0
+    released: threading.Event = field(default_factory=threading.Event)
     url: str = ""
     in_flight: int = 0
     max_in_flight: int = 0
@@ -109,7 +109,7 @@ class FaultProxy:
                     proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
                 try:
                     if any(f'"{ip}"' in text for ip in proxy.stall):
-                        time.sleep(proxy.stall_s)
+                        proxy.released.wait(timeout=120)  # held until the test ends: the client times out first
                     if any(f'"{ip}"' in text for ip in proxy.fail):
                         self._send(
                             500,
@@ -163,6 +163,7 @@ class FaultProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.released.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

@@ -113,7 +113,11 @@ def test_file_sensor_runs_each_file_once_and_files_it_away(
         "good.txt.report.txt",
     ]
     report = (processed / "bad.txt.report.txt").read_text()
-    assert f"run: {runs[str(bad)].run_id}" in report and "invalid lines skipped: 3, 4" in report
+    assert f"run: {runs[str(bad)].run_id}" in report and "status: completed" in report
+    assert "skipped line 3: 'not-an-ip' is not an IP address" in report
+    assert "skipped line 4: '10.1.1.300' is not an IP address" in report
+    run_meta = runs[str(bad)].asset_materializations_for_node("host_metrics")[0].metadata
+    assert run_meta["host_file"].value == str(bad) and run_meta["host_file_invalid_lines"].value == "3, 4"
     assert (inbox / "notes.md").exists()
 
     # The same list dropped again (under another name) is never run twice.

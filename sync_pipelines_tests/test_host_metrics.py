@@ -182,9 +182,8 @@ def test_a_timed_out_host_fails_alone_and_concurrency_is_bounded(
     seed_metrics(es, index_prefix)
     register_pool(sqlite_dbs.target_url, ["10.1.1.1", "10.1.1.3", "10.1.2.1", "10.1.2.2", "10.1.1.99"])
     fault_proxy.stall.add("10.1.1.3")
-    fault_proxy.stall_s = 3.0
     config = host_config(
-        fault_proxy.url, sqlite_dbs.target_url, f"{index_prefix}-*", request_timeout_s=1.0, max_concurrency=2
+        fault_proxy.url, sqlite_dbs.target_url, f"{index_prefix}-*", request_timeout_s=3.0, max_concurrency=2
     )
     result = run_sync(config, RunOptions(run_id="run-timeout"))
     hosts = by_ip(result)

@@ -76,7 +76,11 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
         elif selection is HostSource.GROUP:
             hosts = reader.discover(source.group, time_range)
         else:
-            hosts = sorted(CmdbWriter(config).pool())
+            pool_reader = CmdbWriter(config)
+            try:
+                hosts = sorted(pool_reader.pool())
+            finally:
+                pool_reader.engine.dispose()
         options.logger.info(
             "%s: querying %d host(s) from %s over %s, %d at a time",
             config.name,
@@ -129,16 +133,19 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     writer = CmdbWriter(config)
     register = manifest.details.get("host_source") == HostSource.GROUP.value
     time_range = str(manifest.details.get("query_time_range") or _source(config).query_time_range)
-    if not options.dry_run:
-        writer.prepare()
     results: list[HostResult] = []
-    for batch in manifest.batches:
-        if options.stop_requested.is_set():
-            raise RunCancelled(f"sync {config.name}: stopped before batch {batch.index}")
-        hosts = [_metrics(row) for row in read_batch(batch.path).to_pylist()]
-        results += writer.apply(
-            hosts, run_id=options.run_id, register=register, query_time_range=time_range, dry_run=options.dry_run
-        )
+    try:
+        if not options.dry_run:
+            writer.prepare()
+        for batch in manifest.batches:
+            if options.stop_requested.is_set():
+                raise RunCancelled(f"sync {config.name}: stopped before batch {batch.index}")
+            hosts = [_metrics(row) for row in read_batch(batch.path).to_pylist()]
+            results += writer.apply(
+                hosts, run_id=options.run_id, register=register, query_time_range=time_range, dry_run=options.dry_run
+            )
+    finally:
+        writer.engine.dispose()
     counts = Counts(processed=len(results))
     for outcome in results:
         counts.add(outcome.action)

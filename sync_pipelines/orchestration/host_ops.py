@@ -33,6 +33,7 @@ from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
+from sync_pipelines.orchestration.host_sensors import HOST_FILE_TAG, INVALID_LINES_TAG
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata, trigger_of
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
 from sync_pipelines.orchestration.ops import (
@@ -215,6 +216,9 @@ def build_host_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
         trigger = trigger_of(context.run.tags, context.run.parent_run_id)
         metadata = result_metadata(result, trigger=trigger, run_seconds=_run_seconds(context))
         metadata.update(host_metadata(result))
+        for tag, key in ((HOST_FILE_TAG, "host_file"), (INVALID_LINES_TAG, "host_file_invalid_lines")):
+            if tag in context.run.tags:
+                metadata[key] = MetadataValue.text(context.run.tags[tag])
         _set_status(context, result.status)
         if result.status is RunStatus.FAILED:
             raise Failure(

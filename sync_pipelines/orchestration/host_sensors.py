@@ -84,11 +84,8 @@ def _settle(context: SensorEvaluationContext, cfg: SyncConfig, pending: dict[str
         status = run.tags.get(Tag.STATUS.value, run.status.value.lower())
         ok = run.status is DagsterRunStatus.SUCCESS
         outcome = FileOutcome.PROCESSED if ok else FileOutcome.FAILED
-        invalid = run.tags.get(INVALID_LINES_TAG)
-        report = _report(
-            path,
-            [f"run: {run.run_id}", f"status: {status}", *([f"invalid lines skipped: {invalid}"] if invalid else [])],
-        )
+        invalid = parse_host_list(path.read_text(encoding="utf-8", errors="replace")).invalid
+        report = _report(path, [f"run: {run.run_id}", f"status: {status}", *[f"skipped {line}" for line in invalid]])
         moved = file_away(path, outcome, report)
         context.log.info(f"{name}: run {run.run_id} ended {status}; moved to {moved}")
     return waiting
