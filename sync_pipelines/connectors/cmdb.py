@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.elasticsearch import CmdbTarget
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.es_hosts import HostMetrics
-from sync_pipelines.connectors.sql import create_sql_engine, translate_errors
+from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction
 
@@ -27,6 +28,8 @@ RESOURCE_COLUMNS = {"cpu_load": "max_cpu", "used_memory": "max_memory", "total_d
 """Resources column <- host metric (the seed's mapping)."""
 RESULTS_TABLE = "_sync_host_results"
 _IN_CHUNK = 500
+WRITE_ATTEMPTS = 3
+"""Attempts of one batch's transaction when a concurrent run wrote the same host first."""
 
 
 @dataclass
@@ -155,19 +158,41 @@ class CmdbWriter:
 
         A host missing from the pool is registered when ``register`` (a group sync) and its metrics
         were found; otherwise it is ``not_in_pool``. Failed and no-data hosts write no resources.
+        When another sync registers the same host or creates the same resources row meanwhile, the
+        unique constraints refuse the write; the transaction is then replayed on the fresh rows
+        (up to :data:`WRITE_ATTEMPTS` times).
         """
-        with translate_errors(self.endpoint, "writing the CMDB"), self.engine.begin() as conn:
-            # A dry run may come before the tables exist: then every host is new.
-            ready = not dry_run or all(
-                sa.inspect(conn).has_table(t.name, schema=self.target.db_schema) for t in (self.hosts, self.resources)
-            )
-            pool = self._pool(conn, [h.host_ip for h in hosts]) if ready else {}
-            existing = self._resources(conn, list(pool.values())) if ready else {}
-            results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
-            if dry_run:
-                conn.rollback()
-            elif results:
-                conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return self._apply(conn, hosts, run_id, register, query_time_range, dry_run)
+            except sa_exc.IntegrityError as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    raise classify(exc, self.endpoint, f"writing the CMDB ({attempt} attempts)") from None
+            except (sa_exc.SQLAlchemyError, OSError) as exc:
+                raise classify(exc, self.endpoint, "writing the CMDB") from None
+        raise AssertionError("unreachable")
+
+    def _apply(
+        self,
+        conn: Connection,
+        hosts: Sequence[HostMetrics],
+        run_id: str,
+        register: bool,
+        query_time_range: str,
+        dry_run: bool,
+    ) -> list[HostResult]:
+        # A dry run may come before the tables exist: then every host is new.
+        ready = not dry_run or all(
+            sa.inspect(conn).has_table(t.name, schema=self.target.db_schema) for t in (self.hosts, self.resources)
+        )
+        pool = self._pool(conn, [h.host_ip for h in hosts]) if ready else {}
+        existing = self._resources(conn, list(pool.values())) if ready else {}
+        results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
+        if dry_run:
+            conn.rollback()
+        elif results:
+            conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
         return results
 
     def _resources(self, conn: Connection, pool_ids: list[int]) -> dict[int, dict[str, Any]]:
