@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch, helpers
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
+from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import Databases
 
@@ -96,3 +98,35 @@ def test_incremental_documents_with_cursor_ties(dbs: Databases, es: Elasticsearc
     # A full read leaves a (cursor, key) watermark: the next incremental run re-reads only the last timestamp.
     after_full = run_sync(config, RunOptions(run_id="docs-4"))
     assert (after_full.counts.processed, after_full.counts.unchanged) == (2, 2)
+
+
+def test_unknown_fields_and_the_time_range(sqlite_dbs: Databases, es: Elasticsearch, index_prefix: str) -> None:
+    index = f"{index_prefix}-docs"
+    es.indices.create(
+        index=index, mappings={"properties": {"code": {"type": "keyword"}, "updated_at": {"type": "date"}}}
+    )
+    recent = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
+    put(
+        es,
+        index,
+        {
+            "old": {"code": "OLD", "updated_at": T0.isoformat() + "Z"},
+            "new": {"code": "NEW", "updated_at": recent.isoformat() + "Z"},
+        },
+    )
+    url = es.transport.node_pool.get().base_url
+    wrong = doc_config(url, index, sqlite_dbs.target_url)
+    with pytest.raises(PermanentConnectorError, match=r"has no mapped field\(s\) amount, meta.site \(sync es_docs\)"):
+        run_sync(wrong, RunOptions(run_id="docs-wrong"))
+
+    recent_only = SyncConfig.model_validate(
+        {
+            "name": "es_recent",
+            "source": {"kind": "elasticsearch", "endpoint": url, "index": index, "query_time_range": "7d"},
+            "target": {"kind": "sql", "url": sqlite_dbs.target_url, "table": "es_recent", "key": ["_id"]},
+            "mode": "incremental",
+            "cursor": "updated_at",
+        }
+    )
+    result = run_sync(recent_only, RunOptions(run_id="docs-recent"))
+    assert result.counts.created == 1 and result.samples[0].key == {"_id": "new"}
