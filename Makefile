@@ -28,7 +28,8 @@ $(VENV)/pyvenv.cfg:
 	$(PYTHON) -m venv $(VENV)
 
 # Re-installs when pyproject.toml changes or .venv is created anew.
-$(STAMP): pyproject.toml $(VENV)/pyvenv.cfg
+$(STAMP): pyproject.toml requirements/noida-db.txt $(VENV)/pyvenv.cfg
+	$(BIN)/python -m pip install --disable-pip-version-check --require-hashes -r requirements/noida-db.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
 	touch $@
 

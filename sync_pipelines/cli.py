@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import click
 
+from sync_pipelines.cli_hosts import host_run_config, print_host_results
 from sync_pipelines.config import SyncConfig, config_dir, load_configs
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
@@ -137,7 +139,15 @@ def _os_user() -> str:
         return "unknown"
 
 
-def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool, user: str | None = None) -> RunReport:
+def _run(
+    ctx: click.Context,
+    cfg: SyncConfig,
+    *,
+    full_sync: bool,
+    dry_run: bool,
+    user: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> RunReport:
     with get_instance() as instance:
         return execute_sync(
             cfg.name,
@@ -146,6 +156,7 @@ def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool,
             full_sync=full_sync,
             dry_run=dry_run,
             tags={Tag.USER.value: user or _os_user()},
+            run_config=extra,
         )
 
 
@@ -155,27 +166,47 @@ def _run(ctx: click.Context, cfg: SyncConfig, *, full_sync: bool, dry_run: bool,
 @click.option("--dry-run", is_flag=True, help="Compute the plan and the sample changes, write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: run_id, sync, status, counts, watermark.")
 @click.option("--user", default=None, help="Who runs the sync, recorded in the run ledger [default: the OS user].")
+@click.option("--host", "hosts", multiple=True, help="Host-metrics syncs: query this host IP (repeatable).")
+@click.option(
+    "--hosts-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Host-metrics syncs: query the IPs of this file (one per line, blank lines and # comments allowed).",
+)
+@click.option("--time-range", help="Host-metrics syncs: query range for this run (7d, 30d, 1h, 24h...).")
 @click.pass_context
-def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: bool, user: str | None) -> None:
+def run(
+    ctx: click.Context,
+    name: str,
+    full_sync: bool,
+    dry_run: bool,
+    as_json: bool,
+    user: str | None,
+    hosts: tuple[str, ...],
+    hosts_file: Path | None,
+    time_range: str | None,
+) -> None:
     """Run the sync NAME through Dagster and print its outcome.
 
-    Exit code 0 when completed, 3 when partial, 1 when failed.
+    For a host-metrics sync, --full-sync is a group full sync (new hosts are registered). Exit code 0
+    when completed, 3 when partial, 1 when failed.
     """
     configs = {cfg.name: cfg for cfg in _load(ctx)}
     if name not in configs:
         known = ", ".join(sorted(configs)) or "(none)"
         click.echo(f"unknown sync {name!r}; known syncs: {known}", err=True)
         ctx.exit(ExitCode.USAGE)
+    extra = host_run_config(configs[name], hosts, hosts_file, time_range)
     if as_json:
         # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
         with contextlib.redirect_stdout(sys.stderr):
-            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user)
+            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra)
         click.echo(json.dumps(report.to_json(), default=str, ensure_ascii=False))
         if report.error:
             click.echo(f"error: {report.error}", err=True)
     else:
-        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user)
+        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra)
         click.echo(_summary(report))
+        print_host_results(configs[name], report.run_id)
     ctx.exit(exit_code(report.status))
 
 
@@ -191,21 +222,26 @@ def run(ctx: click.Context, name: str, full_sync: bool, dry_run: bool, as_json: 
 def demo(ctx: click.Context, directory: Path) -> None:
     """Create the demo databases when missing, then run every configured sync through Dagster."""
     from sync_pipelines.demo import build_demo_databases
+    from sync_pipelines.demo_hosts import host_metrics_demo
 
     databases = build_demo_databases(directory)
     click.echo(f"demo databases in {directory}: {', '.join(sorted(databases))}")
     failed = []
     summary = []
-    for cfg in _load(ctx):
-        report = _run(ctx, cfg, full_sync=False, dry_run=False)
-        counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))
-        line = f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s"
-        click.echo(line)
-        summary.append(f"{line}  run {report.run_id}")
-        if report.status in (RunStatus.FAILED, RunStatus.CANCELLED):
-            failed.append(cfg.name)
-            if report.error:
-                click.echo(f"  error: {report.error}", err=True)
+    configs = _load(ctx)
+    with host_metrics_demo(configs, directory) as es_note:
+        if es_note:
+            click.echo(es_note)
+        for cfg in configs:
+            report = _run(ctx, cfg, full_sync=False, dry_run=False)
+            counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))
+            line = f"{cfg.name:<24} {report.status.value:<10} {counts}  {report.duration_s:.2f}s"
+            click.echo(line)
+            summary.append(f"{line}  run {report.run_id}")
+            if report.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+                failed.append(cfg.name)
+                if report.error:
+                    click.echo(f"  error: {report.error}", err=True)
     # Dagster's step logs above interleave with the per-sync lines: repeat them together at the end.
     click.echo("\n== demo summary")
     for line in summary:

@@ -94,3 +94,16 @@ class RecordOutcome:
     action: RecordAction
     changes: dict[str, list[Any]] = field(default_factory=dict)
     error: str | None = None
+
+
+class HostStatus(StrEnum):
+    """Outcome of one host in a host-metrics sync (the seed's per-host `sync_status`)."""
+
+    SUCCESS = "success"
+    """Metrics found and written to the resources table."""
+    FAILED = "failed"
+    """The Elasticsearch query (or the write) failed; the error says why."""
+    NO_DATA = "no_data"
+    """The query succeeded but found no data point in the time range."""
+    NOT_IN_POOL = "not_in_pool"
+    """A host of a given host list that is not registered in `hosts_pool` (never written)."""

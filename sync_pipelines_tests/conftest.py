@@ -88,3 +88,6 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNC_PIPELINES_STAGING_DIR", str(tmp_path / "staging"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
+
+
+pytest_plugins = ["sync_pipelines_tests.es_support"]

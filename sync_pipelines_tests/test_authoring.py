@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from sync_pipelines.cli import main
-from sync_pipelines.config import SyncConfig
+from sync_pipelines.config import SyncConfig, parse_config
 from sync_pipelines.config.schema import SCHEMA_FILENAME, json_schema
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -101,10 +102,35 @@ def test_new_then_validate_check_and_run(folder: Path, tmp_path: Path) -> None:
     assert "already exists (use --force to overwrite it)" in again.stderr
 
 
+def test_new_elasticsearch_template_validates_once_filled(folder: Path) -> None:
+    created = CliRunner().invoke(main, ["new", "app_logs", "--source", "elasticsearch"])
+    assert created.exit_code == 0, created.output
+    path = folder / "app_logs.yaml"
+    unfilled = CliRunner().invoke(main, ["validate"])
+    assert unfilled.exit_code == 1
+    assert "source.endpoint" in unfilled.output and "source.index" in unfilled.output
+    values = {
+        "one sentence": "Application logs from Elasticsearch.",
+        "Elasticsearch URL": "http://127.0.0.1:9200",
+        "index pattern": "app-logs-*",
+        "target SQLAlchemy URL": "sqlite:///logs.db",
+        "target table": "app_logs",
+    }
+    text = path.read_text(encoding="utf-8")
+    for description, value in values.items():
+        text = re.sub(rf"<fill in: {description}[^>]*>", value, text)
+    assert "<fill in" not in text.split("\nname:")[1]
+    path.write_text(text, encoding="utf-8")
+    ok = CliRunner().invoke(main, ["validate"])
+    assert ok.exit_code == 0, ok.output
+    cfg = parse_config(path)[0]
+    assert cfg is not None and cfg.source.kind == "elasticsearch"
+
+
 def test_new_refuses_unknown_kinds_and_bad_names(folder: Path) -> None:
-    result = CliRunner().invoke(main, ["new", "logs", "--source", "elasticsearch"])
+    result = CliRunner().invoke(main, ["new", "logs", "--source", "mongodb"])
     assert result.exit_code == 2
-    assert "source kind 'elasticsearch' is not available in this version; available: sql" in result.stderr
+    assert "source kind 'mongodb' is not available in this version; available: " in result.stderr
     assert not (folder / "logs.yaml").exists()
     bad = CliRunner().invoke(main, ["new", "Bad-Name"])
     assert bad.exit_code == 2
@@ -143,7 +169,7 @@ def test_the_project_has_configs() -> None:
     ("change", "message"),
     [
         ({"colour": "blue"}, "Additional properties are not allowed ('colour' was unexpected)"),
-        ({"source": {"kind": "ftp", "url": "x", "table": "t"}}, "'sql' was expected"),
+        ({"source": {"kind": "ftp", "url": "x", "table": "t"}}, "is not valid under any of the given schemas"),
         ({"mode": "sometimes"}, "'sometimes' is not one of ['full', 'incremental']"),
         ({"name": "Bad Name"}, "'Bad Name' does not match"),
         ({"mapping": {"id": 5}}, "5 is not valid under any of the given schemas"),

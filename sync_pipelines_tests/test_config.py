@@ -115,7 +115,9 @@ def test_files_load_sorted_and_other_files_are_ignored(tmp_path: Path) -> None:
 def test_the_demo_configurations_load() -> None:
     configs = {c.name: c for c in load_configs(REPO / "syncs")}
 
-    assert set(configs) == {"erp_orders", "directory_departments", "directory_users"}
+    assert {"erp_orders", "directory_departments", "directory_users", "host_metrics", "host_metrics_group"} <= set(
+        configs
+    )
     orders = configs["erp_orders"]
     assert orders.mode is SyncMode.INCREMENTAL
     assert orders.schedule is not None and orders.schedule.dagster_cron == "0 2 * * *"

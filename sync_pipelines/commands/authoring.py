@@ -16,7 +16,7 @@ from sync_pipelines.errors import ConfigError
 
 @click.command()
 @click.argument("name")
-@click.option("--source", "source_kind", default="sql", show_default=True, help="Source kind, e.g. sql.")
+@click.option("--source", "source_kind", default="sql", show_default=True, help="Source kind: sql or elasticsearch.")
 @click.option("--target", "target_kind", default="sql", show_default=True, help="Target kind, e.g. sql.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file of that name.")
 @click.pass_context

@@ -29,6 +29,22 @@ source:
   # Or read a query instead of a table (remove `table`); filters and the cursor wrap it:
   # query: SELECT id, name, updated_at FROM orders WHERE deleted = 0
 """,
+    "elasticsearch": f"""\
+source:
+  kind: elasticsearch
+  # Cluster URL and index pattern. Credentials come from the environment when the sync runs.
+  endpoint: "{placeholder("Elasticsearch URL, e.g. https://es.example.com:9200")}"
+  index: "{placeholder("index pattern, e.g. app-logs-*")}"
+  # username: ${{{{ENV}}_ES_USER}}
+  # password: ${{{{ENV}}_ES_PASSWORD}}
+  # api_key: ${{{{ENV}}_ES_API_KEY}}
+  request_timeout_s: 30
+  # Only documents of the last 7d / 30d / 24h / 1h... of `time_field` (the cursor by default):
+  # query_time_range: 30d
+  # time_field: "@timestamp"
+  # Documents are read with a point in time and `search_after`; columns are `_id` plus the mapped
+  # fields (dotted paths for objects), so a sync keyed on the document id maps `id: _id`.
+""",
 }
 """Source block of the template per source ``kind``."""
 

@@ -14,7 +14,7 @@ from sync_pipelines.config.placeholders import find_placeholders
 from sync_pipelines.errors import ConfigError
 
 CONFIG_DIR_ENV = "SYNC_PIPELINES_CONFIG_DIR"
-_UNION_TAGS = {"sql"}
+_UNION_TAGS = {"sql", "elasticsearch", "elasticsearch_hosts", "cmdb"}
 
 
 def config_dir() -> Path:

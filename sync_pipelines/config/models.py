@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync_pipelines.config.cron import to_dagster_cron
+from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
 from sync_pipelines.types import SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -90,8 +91,8 @@ class SqlTarget(_Model):
     create: bool = Field(default=True, description="Create the table (key as primary key) when it does not exist yet.")
 
 
-Source = Annotated[SqlSource, Field(discriminator="kind")]
-Target = Annotated[SqlTarget, Field(discriminator="kind")]
+Source = Annotated[SqlSource | ElasticsearchSource | ElasticsearchHostsSource, Field(discriminator="kind")]
+Target = Annotated[SqlTarget | CmdbTarget, Field(discriminator="kind")]
 
 FilterOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]
 
@@ -205,6 +206,7 @@ class SyncConfig(_Model):
             raise ValueError("cursor: mode `incremental` needs a `cursor` column")
         if self.mode is SyncMode.FULL and self.cursor:
             raise ValueError("cursor: only used with mode `incremental`")
+        _check_host_metrics(self)
         if self.delete_missing and self.mode is not SyncMode.FULL:
             raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
         if self.mapping:
@@ -233,6 +235,23 @@ class SyncConfig(_Model):
     def source_key(self) -> list[str]:
         """Source columns that carry the target key, in key order."""
         return [self.source_column(k) or k for k in self.target.key]
+
+
+def _check_host_metrics(config: SyncConfig) -> None:
+    """A CMDB target takes host metrics (and only it does); they need no mapping, cursor or deletes."""
+    hosts_source = isinstance(config.source, ElasticsearchHostsSource)
+    if isinstance(config.target, CmdbTarget) != hosts_source:
+        raise ValueError(
+            "target.kind: a `cmdb` target goes with an `elasticsearch_hosts` source, and that source with that target"
+        )
+    if hosts_source:
+        for name in ("mapping", "cursor", "filter", "delete_missing"):
+            if getattr(config, name):
+                raise ValueError(f"{name}: not used by a host-metrics sync (the CMDB columns are fixed)")
+        if config.mode is not SyncMode.FULL:
+            raise ValueError("mode: a host-metrics sync always reads its whole time range (`full`)")
+    elif config.filter and not isinstance(config.source, SqlSource):
+        raise ValueError("filter: only SQL sources take filters")
 
 
 def decimal_parts(type_name: str) -> tuple[int, int] | None:

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader
 from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter
 from sync_pipelines.errors import ConfigError
 
-SOURCES: dict[str, Callable[[SyncConfig], Any]] = {"sql": SqlSourceReader}
+SOURCES: dict[str, Callable[[SyncConfig], Any]] = {"sql": SqlSourceReader, "elasticsearch": ElasticsearchDocumentReader}
 TARGETS: dict[str, Callable[[SyncConfig], Any]] = {"sql": SqlTargetWriter}
 
 

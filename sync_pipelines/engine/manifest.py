@@ -38,6 +38,10 @@ class RunOptions:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("sync_pipelines"))
     sample_size: int = 20
     stop_requested: threading.Event = field(default_factory=threading.Event)
+    host_ips: list[str] | None = None
+    """Host-metrics syncs: query just these hosts (a manual run); None uses the config's selection."""
+    query_time_range: str | None = None
+    """Host-metrics syncs: overrides the source's ``query_time_range`` for this run."""
 
     def staging_dir(self, sync: str) -> Path:
         """The run-scoped staging folder of one sync."""
@@ -70,6 +74,8 @@ class Manifest:
     failed: int = 0
     types: dict[str, str] = field(default_factory=dict)
     final_position: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    """Source-specific facts the later stages need (e.g. a host-metrics run's host selection)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +102,8 @@ class SyncResult:
     watermark_after: dict[str, Any] | None = None
     samples: list[RecordOutcome] = field(default_factory=list)
     error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    """Source-specific results (e.g. per-host outcomes of a host-metrics run)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (the shape the CLI's ``--json`` prints, plus details)."""
@@ -110,6 +118,7 @@ class SyncResult:
             "full_sync": self.full_sync,
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
+            **({"details": self.details} if self.details else {}),
             "samples": [
                 {"key": s.key, "action": s.action.value, "changes": s.changes, "error": s.error} for s in self.samples
             ],
@@ -132,4 +141,5 @@ class SyncResult:
                 for s in data.get("samples", [])
             ],
             error=data.get("error"),
+            details=data.get("details") or {},
         )

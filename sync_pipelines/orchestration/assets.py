@@ -7,7 +7,9 @@ from typing import Any
 
 from dagster import AssetKey, AssetsDefinition, ConfigMapping, config_mapping, graph_asset
 
-from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.config.models import SqlSource, SyncConfig
+from sync_pipelines.engine.host_metrics import is_host_metrics
+from sync_pipelines.orchestration.host_ops import build_host_ops, host_graph_config
 from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
 from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
 from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops
@@ -18,11 +20,17 @@ def asset_key(cfg: SyncConfig) -> AssetKey:
     return AssetKey(cfg.name)
 
 
+def _source_name(cfg: SyncConfig) -> str:
+    if isinstance(cfg.source, SqlSource):
+        return cfg.source.table or "a query"
+    return f"Elasticsearch {cfg.source.index}"
+
+
 def asset_description(cfg: SyncConfig) -> str:
     """The config's description, or one naming the source and target tables."""
     if cfg.description.strip():
         return cfg.description.strip()
-    source = cfg.source.table or "a query"
+    source = _source_name(cfg)
     return f"Sync of {source} into {cfg.target.table} ({cfg.mode.value})."
 
 
@@ -39,7 +47,8 @@ def _graph_config(cfg: SyncConfig) -> ConfigMapping:
 
 def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
     """The asset ``<name>`` (group ``syncs``) computed by the ops ``<name>_extract/_transform/_load``."""
-    extract_op, transform_op, load_op = build_sync_ops(cfg)
+    hosts = is_host_metrics(cfg)
+    extract_op, transform_op, load_op = build_host_ops(cfg) if hosts else build_sync_ops(cfg)
 
     @graph_asset(
         name=cfg.name,
@@ -48,7 +57,7 @@ def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
         metadata=asset_metadata(cfg),
         kinds=asset_kinds(cfg),
         tags={Tag.SYNC_NAME.value: cfg.name, "sync/mode": cfg.mode.value},
-        config=_graph_config(cfg),
+        config=host_graph_config(cfg) if hosts else _graph_config(cfg),
     )
     def _sync_asset() -> Any:
         return load_op(transform_op(extract_op()))

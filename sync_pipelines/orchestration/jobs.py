@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from dagster import AssetSelection, ConfigMapping, config_mapping, define_asset_job, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.engine.host_metrics import is_host_metrics
 from sync_pipelines.orchestration.assets import asset_description, asset_key
+from sync_pipelines.orchestration.host_ops import host_job_config
 from sync_pipelines.orchestration.names import Tag, job_name
 from sync_pipelines.orchestration.ops import SyncRunConfig
 
@@ -35,7 +37,7 @@ def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
     return define_asset_job(
         name=job_name(cfg.name),
         selection=AssetSelection.assets(asset_key(cfg)).without_checks(),
-        config=run_config_mapping(cfg),
+        config=host_job_config(cfg) if is_host_metrics(cfg) else run_config_mapping(cfg),
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
         tags={Tag.SYNC_NAME.value: cfg.name},
         executor_def=in_process_executor,

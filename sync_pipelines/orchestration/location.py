@@ -13,6 +13,7 @@ from sync_pipelines.orchestration.connection_checks import (
     build_check_schedule,
     build_endpoint_check,
 )
+from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
 from sync_pipelines.orchestration.schedules import build_schedule
@@ -42,7 +43,10 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
             build_check_schedule(check_job),
             build_statistics_schedule(statistics_job),
         ],
-        sensors=build_ledger_sensors(configs, list(jobs.values())),
+        sensors=[
+            *build_ledger_sensors(configs, list(jobs.values())),
+            *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
+        ],
         resources={"io_manager": FilesystemIOManager()},
         executor=in_process_executor,
     )

@@ -8,8 +8,9 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
-from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.config.models import SqlSource, SyncConfig
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.es_client import display_endpoint
 from sync_pipelines.connectors.sql import display_url
 from sync_pipelines.engine.manifest import Manifest, SyncResult
 from sync_pipelines.history.ledger import Trigger
@@ -43,7 +44,12 @@ def _show(value: Any) -> str:
 def asset_kinds(config: SyncConfig) -> set[str]:
     """Kinds (UI icons) of a sync asset: the source and target database systems."""
     kinds = set()
-    for url in (config.source.url, config.target.url):
+    urls = [config.target.url]
+    if isinstance(config.source, SqlSource):
+        urls.append(config.source.url)
+    else:
+        kinds.add("elasticsearch")
+    for url in urls:
         dialect = url.split(":", 1)[0].split("+", 1)[0].lower()
         kinds.add(_KIND_OF_DIALECT.get(dialect, dialect or "sql"))
     return kinds
@@ -51,28 +57,40 @@ def asset_kinds(config: SyncConfig) -> set[str]:
 
 def asset_metadata(config: SyncConfig) -> dict[str, Any]:
     """Static metadata of a sync asset: target table, URLs without passwords, mode, key, schedule."""
-    source, target = config.source, config.target
+    target = config.target
     metadata: dict[str, Any] = {
         # The key Dagster's catalog reads a table's name from.
         "dagster/table_name": MetadataValue.text(_qualified(target.db_schema, target.table)),
         "target_table": MetadataValue.text(_qualified(target.db_schema, target.table)),
         "target_url": MetadataValue.text(display_url(target.url)),
         "target_key": MetadataValue.text(", ".join(target.key)),
-        "source_url": MetadataValue.text(display_url(source.url)),
-        "source": MetadataValue.text(
-            _qualified(source.db_schema, source.table)
-            if source.table
-            else "query: " + " ".join(str(source.query).split())
-        ),
         "mode": MetadataValue.text(config.mode.value),
         "batch_size": MetadataValue.int(config.batch_size),
     }
+    metadata.update(_source_metadata(config))
     if config.cursor:
         metadata["cursor"] = MetadataValue.text(config.cursor)
     if config.schedule:
         state = "enabled" if config.schedule.enabled else "disabled"
         metadata["schedule"] = MetadataValue.text(f"{config.schedule.cron} ({config.timezone}, {state})")
     return metadata
+
+
+def _source_metadata(config: SyncConfig) -> dict[str, Any]:
+    source = config.source
+    if not isinstance(source, SqlSource):
+        return {
+            "source_url": MetadataValue.text(display_endpoint(source.endpoint)),
+            "source": MetadataValue.text(f"{source.kind}: {source.index}"),
+        }
+    return {
+        "source_url": MetadataValue.text(display_url(source.url)),
+        "source": MetadataValue.text(
+            _qualified(source.db_schema, source.table)
+            if source.table
+            else "query: " + " ".join(str(source.query).split())
+        ),
+    }
 
 
 def stage_metadata(manifest: Manifest) -> dict[str, Any]:

@@ -7,7 +7,7 @@ staged batches instead of reading the source again.
 
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,7 +30,7 @@ from pydantic import Field
 from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.engine.manifest import Manifest, RunOptions
+from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
@@ -202,25 +202,37 @@ def build_load_op(cfg: SyncConfig) -> OpDefinition:
         with engine_step(context, cfg, Stage.LOAD):
             staged = Manifest.from_dict(manifest)
             result = engine.load(cfg, staged, run_options(context, config, staged))
-        trigger, user = audit.attribution(context)
-        run_seconds = _run_seconds(context)
-        metadata = result_metadata(result, trigger=trigger.value, run_seconds=run_seconds, user=user)
-        metadata.update(audit.ledger_metadata(cfg, context.run_id, trigger, user))
-        audit.record_result(context, cfg, result, run_seconds)
-        _set_status(context, result.status)
-        if result.status is RunStatus.FAILED:
-            reason = result.error or "the run failed"
-            raise Failure(description=redact(f"sync {cfg.name!r}: {reason}"), metadata=metadata)
-        if result.dry_run:
-            context.log_event(
-                AssetObservation(
-                    asset_key=AssetKey(cfg.name), description="Dry run: nothing was written.", metadata=metadata
-                )
-            )
-            return
-        yield Output(result.to_dict(), metadata=metadata)
+        yield from report_load(context, cfg, result)
 
     return _load
+
+
+def report_load(
+    context: OpExecutionContext, cfg: SyncConfig, result: SyncResult, extra: Mapping[str, Any] | None = None
+) -> Iterator[Output[dict[str, Any]]]:
+    """Finish a load step: metadata (plus ``extra``), the ledger row, the ``sync/status`` tag, the output.
+
+    A ``failed`` result fails the step with its metadata attached; a dry run records an asset
+    observation instead of a materialization, since nothing was written.
+    """
+    trigger, user = audit.attribution(context)
+    run_seconds = _run_seconds(context)
+    metadata = result_metadata(result, trigger=trigger.value, run_seconds=run_seconds, user=user)
+    metadata.update(extra or {})
+    metadata.update(audit.ledger_metadata(cfg, context.run_id, trigger, user))
+    audit.record_result(context, cfg, result, run_seconds)
+    _set_status(context, result.status)
+    if result.status is RunStatus.FAILED:
+        reason = result.error or "the run failed"
+        raise Failure(description=redact(f"sync {cfg.name!r}: {reason}"), metadata=metadata)
+    if result.dry_run:
+        context.log_event(
+            AssetObservation(
+                asset_key=AssetKey(cfg.name), description="Dry run: nothing was written.", metadata=metadata
+            )
+        )
+        return
+    yield Output(result.to_dict(), metadata=metadata)
 
 
 def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefinition]:

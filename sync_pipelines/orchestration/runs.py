@@ -99,11 +99,13 @@ def execute_sync(
     full_sync: bool = False,
     dry_run: bool = False,
     tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> RunReport:
     """Run the job of ``sync`` in this process on ``instance`` and report its outcome.
 
     The run carries the job's tags, ``sync/trigger=cli`` and ``tags``. Step failures do not raise:
-    they are part of the report.
+    they are part of the report. ``run_config`` adds launchpad options of the sync's job (e.g. the
+    ``host_ip_list`` of a host-metrics sync).
     """
     directory = str(Path(config_directory).resolve())
     recon = build_reconstructable_job(
@@ -114,7 +116,7 @@ def execute_sync(
     job = recon.get_definition()
     run = instance.create_run_for_job(
         job_def=job,
-        run_config={"full_sync": full_sync, "dry_run": dry_run},
+        run_config={"full_sync": full_sync, "dry_run": dry_run, **(run_config or {})},
         tags={**job.run_tags, Tag.TRIGGER.value: "cli", **(tags or {})},
         remote_job_origin=_remote_origin(sync, os.getcwd()),
         job_code_origin=recon.get_python_origin(),

@@ -1,0 +1,280 @@
+"""The CMDB target: `hosts_pool` (registered hosts) and `server_resources` (latest resources per host).
+
+``server_resources`` is upserted by ``pool_id`` with the maxima of the range, as the seed says:
+``cpu_load`` <- max cpu, ``used_memory`` <- max memory, ``total_disk`` <- max disk. Each host's
+outcome is kept in ``_sync_host_results`` (the seed's execution details), written in the same
+transaction as the rows it describes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from sync_pipelines.config.elasticsearch import CmdbTarget
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.es_hosts import HostMetrics
+from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
+from sync_pipelines.errors import PermanentConnectorError
+from sync_pipelines.types import HostStatus, RecordAction
+
+RESOURCE_COLUMNS = {"cpu_load": "max_cpu", "used_memory": "max_memory", "total_disk": "max_disk"}
+"""Resources column <- host metric (the seed's mapping)."""
+RESULTS_TABLE = "_sync_host_results"
+_IN_CHUNK = 500
+WRITE_ATTEMPTS = 3
+"""Attempts of one batch's transaction when a concurrent run wrote the same host first."""
+
+
+@dataclass
+class HostResult:
+    """What a run did for one host: its metrics, pool id, write action, and whether it was registered."""
+
+    metrics: HostMetrics
+    status: HostStatus
+    action: RecordAction
+    pool_id: int | None = None
+    registered: bool = False
+    error: str | None = None
+    changes: dict[str, list[Any]] | None = None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+
+
+def hosts_pool_table(metadata: sa.MetaData, name: str = "hosts_pool") -> sa.Table:
+    """The registered hosts: ``id`` (the ``pool_id`` of resources), unique ``host_ip``, ``host_name``."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("host_ip", sa.String(64), nullable=False, unique=True),
+        sa.Column("host_name", sa.String(255)),
+        sa.Column("created_at", sa.DateTime),
+        sa.Column("updated_at", sa.DateTime),
+    )
+
+
+class CmdbWriter:
+    """Reads the host pool and writes resources and per-host results into the CMDB database."""
+
+    def __init__(self, config: SyncConfig):
+        assert isinstance(config.target, CmdbTarget)
+        self.config = config
+        self.target: CmdbTarget = config.target
+        self.engine, self.endpoint = create_sql_engine(self.target.url, where=f"{config.name}: target.url")
+        metadata = sa.MetaData(schema=self.target.db_schema)
+        self.hosts = hosts_pool_table(metadata, self.target.hosts_table)
+        self.resources = sa.Table(
+            self.target.table,
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("pool_id", sa.Integer, nullable=False, unique=True),
+            sa.Column("ip", sa.String(64)),
+            *[sa.Column(name, sa.Float) for name in RESOURCE_COLUMNS],
+            sa.Column("created_at", sa.DateTime),
+            sa.Column("updated_at", sa.DateTime),
+        )
+        self.results = sa.Table(
+            RESULTS_TABLE,
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("run_id", sa.String(64), nullable=False, index=True),
+            sa.Column("sync", sa.String(128), nullable=False),
+            sa.Column("host_ip", sa.String(64), nullable=False),
+            sa.Column("host_name", sa.String(255)),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("action", sa.String(16), nullable=False),
+            sa.Column("registered", sa.Boolean, nullable=False),
+            sa.Column("pool_id", sa.Integer),
+            sa.Column("error", sa.Text),
+            *[sa.Column(f"{kind}_{m}", sa.Float) for m in ("cpu", "memory", "disk") for kind in ("max", "avg")],
+            sa.Column("data_points", sa.BigInteger, nullable=False),
+            sa.Column("query_time_range", sa.String(16)),
+            sa.Column("recorded_at", sa.DateTime, nullable=False),
+        )
+
+    def prepare(self) -> None:
+        """Create missing tables (when ``create``) and check that existing ones have the needed columns."""
+        with translate_errors(self.endpoint, "preparing the CMDB tables"), self.engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            for table in (self.hosts, self.resources):
+                if inspector.has_table(table.name, schema=self.target.db_schema):
+                    present = {c["name"] for c in inspector.get_columns(table.name, schema=self.target.db_schema)}
+                    missing = [c.name for c in table.columns if c.name not in present]
+                    if missing:
+                        raise PermanentConnectorError(
+                            f"table {table.name} lacks column(s) {', '.join(missing)} (sync {self.config.name})",
+                            endpoint=self.endpoint,
+                        )
+                elif not self.target.create:
+                    raise PermanentConnectorError(
+                        f"table {table.name} does not exist and `create` is off (sync {self.config.name})",
+                        endpoint=self.endpoint,
+                    )
+            self.hosts.metadata.create_all(conn, checkfirst=True)
+
+    def pool(self, host_ips: Iterable[str] | None = None) -> dict[str, int]:
+        """``host_ip -> pool id`` of the registered hosts (all of them, or those of ``host_ips``)."""
+        with translate_errors(self.endpoint, "reading the host pool"), self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(self.hosts.name, schema=self.target.db_schema):
+                return {}
+            return self._pool(conn, host_ips)
+
+    def _pool(self, conn: Connection, host_ips: Iterable[str] | None) -> dict[str, int]:
+        query = sa.select(self.hosts.c.host_ip, self.hosts.c.id)
+        if host_ips is None:
+            return {str(ip): int(pk) for ip, pk in conn.execute(query)}
+        wanted = sorted(set(host_ips))
+        found: dict[str, int] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            found.update({str(ip): int(pk) for ip, pk in conn.execute(query.where(self.hosts.c.host_ip.in_(chunk)))})
+        return found
+
+    def apply(
+        self,
+        hosts: Sequence[HostMetrics],
+        *,
+        run_id: str,
+        register: bool,
+        query_time_range: str,
+        dry_run: bool = False,
+    ) -> list[HostResult]:
+        """Write the resources of ``hosts`` in one transaction (or only plan it in a dry run).
+
+        A host missing from the pool is registered when ``register`` (a group sync) and its metrics
+        were found; otherwise it is ``not_in_pool``. Failed and no-data hosts write no resources.
+        When another sync registers the same host or creates the same resources row meanwhile, the
+        unique constraints refuse the write; the transaction is then replayed on the fresh rows
+        (up to :data:`WRITE_ATTEMPTS` times).
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return self._apply(conn, hosts, run_id, register, query_time_range, dry_run)
+            except sa_exc.IntegrityError as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    raise classify(exc, self.endpoint, f"writing the CMDB ({attempt} attempts)") from None
+            except (sa_exc.SQLAlchemyError, OSError) as exc:
+                raise classify(exc, self.endpoint, "writing the CMDB") from None
+        raise AssertionError("unreachable")
+
+    def _apply(
+        self,
+        conn: Connection,
+        hosts: Sequence[HostMetrics],
+        run_id: str,
+        register: bool,
+        query_time_range: str,
+        dry_run: bool,
+    ) -> list[HostResult]:
+        # A dry run may come before the tables exist: then every host is new.
+        ready = not dry_run or all(
+            sa.inspect(conn).has_table(t.name, schema=self.target.db_schema) for t in (self.hosts, self.resources)
+        )
+        pool = self._pool(conn, [h.host_ip for h in hosts]) if ready else {}
+        existing = self._resources(conn, list(pool.values())) if ready else {}
+        results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
+        if dry_run:
+            conn.rollback()
+        elif results:
+            conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
+        return results
+
+    def _resources(self, conn: Connection, pool_ids: list[int]) -> dict[int, dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        columns = [self.resources.c.pool_id, *[self.resources.c[c] for c in RESOURCE_COLUMNS]]
+        for start in range(0, len(pool_ids), _IN_CHUNK):
+            chunk = pool_ids[start : start + _IN_CHUNK]
+            rows = conn.execute(sa.select(*columns).where(self.resources.c.pool_id.in_(chunk))).mappings()
+            found.update({int(row["pool_id"]): dict(row) for row in rows})
+        return found
+
+    def _apply_one(
+        self,
+        conn: Connection,
+        host: HostMetrics,
+        pool: dict[str, int],
+        existing: dict[int, dict[str, Any]],
+        *,
+        register: bool,
+        write: bool,
+    ) -> HostResult:
+        pool_id = pool.get(host.host_ip)
+        if host.status is HostStatus.FAILED:
+            return HostResult(host, HostStatus.FAILED, RecordAction.FAILED, pool_id, error=host.error)
+        if pool_id is None and not (register and host.status is HostStatus.SUCCESS):
+            if register:
+                return HostResult(host, host.status, RecordAction.SKIPPED, error=host.error)
+            return HostResult(host, HostStatus.NOT_IN_POOL, RecordAction.SKIPPED, error="host is not in the host pool")
+        if host.status is HostStatus.NO_DATA:
+            return HostResult(host, HostStatus.NO_DATA, RecordAction.SKIPPED, pool_id, error=host.error)
+        now = _now()
+        registered = False
+        if pool_id is None:
+            registered = True
+            if write:
+                inserted = conn.execute(
+                    sa.insert(self.hosts).values(
+                        host_ip=host.host_ip, host_name=host.host_name, created_at=now, updated_at=now
+                    )
+                )
+                pool_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+        values = {column: getattr(host, metric) for column, metric in RESOURCE_COLUMNS.items()}
+        before = existing.get(pool_id) if pool_id is not None else None
+        if before is None:
+            if write:
+                conn.execute(
+                    sa.insert(self.resources).values(
+                        pool_id=pool_id, ip=host.host_ip, created_at=now, updated_at=now, **values
+                    )
+                )
+            return HostResult(host, HostStatus.SUCCESS, RecordAction.CREATED, pool_id, registered)
+        changes = {c: [before[c], v] for c, v in values.items() if not _same(before[c], v)}
+        if not changes:
+            return HostResult(host, HostStatus.SUCCESS, RecordAction.UNCHANGED, pool_id, registered)
+        if write:
+            conn.execute(
+                sa.update(self.resources)
+                .where(self.resources.c.pool_id == pool_id)
+                .values(ip=host.host_ip, updated_at=now, **values)
+            )
+        return HostResult(host, HostStatus.SUCCESS, RecordAction.UPDATED, pool_id, registered, changes=changes)
+
+    def _result_row(self, result: HostResult, run_id: str, query_time_range: str) -> dict[str, Any]:
+        metrics = result.metrics.row()
+        return {
+            **{k: v for k, v in metrics.items() if k not in ("status", "error")},
+            "run_id": run_id,
+            "sync": self.config.name,
+            "status": result.status.value,
+            "action": result.action.value,
+            "registered": result.registered,
+            "pool_id": result.pool_id,
+            "error": (result.error or "")[:4000] or None,
+            "query_time_range": query_time_range,
+            "recorded_at": _now(),
+        }
+
+    def host_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The per-host rows a run recorded (for reports and tests)."""
+        with translate_errors(self.endpoint, "reading host results"), self.engine.connect() as conn:
+            query = sa.select(self.results).where(self.results.c.run_id == run_id).order_by(self.results.c.id)
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+
+__all__ = ["RESOURCE_COLUMNS", "RESULTS_TABLE", "CmdbWriter", "HostResult", "hosts_pool_table"]

@@ -1,0 +1,80 @@
+"""Host list files: parsing (one IP per line, blank lines and `#` comments), content keys, filing away.
+
+A file is identified by the SHA-256 of its content, so the same list dropped twice is one run.
+Finished files move to ``processed/`` or ``failed/`` beside a ``.report.txt`` saying what happened;
+nothing is deleted, and an existing file of the same name is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from sync_pipelines.connectors.es_hosts import is_ip
+
+
+class FileOutcome(StrEnum):
+    """Where a finished host list file goes."""
+
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    """A line that is neither an IP, blank, nor a comment."""
+
+    number: int
+    text: str
+
+    def __str__(self) -> str:
+        return f"line {self.number}: {self.text!r} is not an IP address"
+
+
+@dataclass
+class HostList:
+    """The IPs of a host list file (first occurrence order, no duplicates) and its invalid lines."""
+
+    ips: list[str] = field(default_factory=list)
+    invalid: list[InvalidLine] = field(default_factory=list)
+
+
+def parse_host_list(text: str) -> HostList:
+    """Parse a host list: one IP per line; blank lines, `#` comment lines and trailing comments are allowed."""
+    result = HostList()
+    seen: set[str] = set()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not is_ip(line):
+            result.invalid.append(InvalidLine(number, line))
+        elif line not in seen:
+            seen.add(line)
+            result.ips.append(line)
+    return result
+
+
+def content_key(data: bytes) -> str:
+    """The SHA-256 of a file's content (hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_away(path: Path, outcome: FileOutcome, report: str) -> Path:
+    """Move ``path`` into ``<its folder>/<outcome>/`` with a report beside it; returns the new path."""
+    target_dir = path.parent / outcome.value
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    counter = 1
+    while target.exists():
+        target = target_dir / f"{path.stem}.{counter}{path.suffix}"
+        counter += 1
+    os.replace(path, target)
+    target.with_name(target.name + ".report.txt").write_text(report, encoding="utf-8")
+    return target
+
+
+__all__ = ["FileOutcome", "HostList", "InvalidLine", "content_key", "file_away", "parse_host_list"]

@@ -1,0 +1,57 @@
+"""``sync-pipelines run`` for host-metrics syncs: host lists, host files, time ranges, group full sync."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from elasticsearch import Elasticsearch
+
+from sync_pipelines.cli import main
+from sync_pipelines_tests.test_host_metrics import register_pool, resources, seed_metrics
+from sync_pipelines_tests.test_host_orchestration import write_host_config
+
+
+@pytest.fixture
+def folder(tmp_path: Path, es: Elasticsearch, index_prefix: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    seed_metrics(es, index_prefix)
+    target = f"sqlite:///{tmp_path / 'cmdb.db'}"
+    register_pool(target, ["10.1.1.1", "10.1.1.2"])
+    write_host_config(tmp_path / "syncs", es.transport.node_pool.get().base_url, target, f"{index_prefix}-*")
+    return tmp_path / "syncs"
+
+
+def cli(folder: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["--config-dir", str(folder), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_for_a_host_list_and_a_file(folder: Path, tmp_path: Path) -> None:
+    code, out, _ = cli(
+        folder, "run", "host_metrics", "--host", "10.1.1.1", "--host", "10.1.1.99", "--time-range", "60d"
+    )
+    assert code == 0, out
+    assert "host_metrics: completed" in out
+    lines = {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.startswith("  10.")}
+    assert lines == {"10.1.1.1": ["success", "created"], "10.1.1.99": ["not_in_pool", "skipped"]}
+    assert [r["cpu_load"] for r in resources(f"sqlite:///{tmp_path / 'cmdb.db'}").values()] == [99.0]
+
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("# pool hosts\n10.1.1.2\nbogus\n\n", encoding="utf-8")
+    code, out, err = cli(folder, "run", "host_metrics", "--hosts-file", str(hosts), "--json")
+    assert code == 0
+    assert f"{hosts}: line 3: 'bogus' is not an IP address; skipped" in err
+    report = json.loads(out)
+    assert report["status"] == "completed" and report["counts"]["skipped"] == 1  # 10.1.1.2: no data in 30d
+
+
+def test_group_full_sync_and_usage_errors(folder: Path, tmp_path: Path) -> None:
+    code, out, _ = cli(folder, "run", "host_metrics", "--full-sync")
+    assert code == 0, out
+    assert "10.1.2.1" in out and len(resources(f"sqlite:///{tmp_path / 'cmdb.db'}")) == 5
+
+    code, _, err = cli(folder, "run", "host_metrics", "--time-range", "7x")
+    assert code == 2 and "invalid time range '7x'" in err

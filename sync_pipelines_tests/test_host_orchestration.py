@@ -1,0 +1,112 @@
+"""Host-metrics syncs through Dagster: launchpad options, per-host metadata, the Quartz schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from elasticsearch import Elasticsearch
+
+from sync_pipelines.config import load_configs
+from sync_pipelines.orchestration import Tag, build_definitions, job_name, schedule_name
+from sync_pipelines_tests.es_support import FaultProxy
+from sync_pipelines_tests.test_host_metrics import register_pool, resources, seed_metrics
+
+
+def write_host_config(folder: Path, es_url: str, target_url: str, index: str, **extra: Any) -> None:
+    data = {
+        "name": "host_metrics",
+        "description": "Host resources from Elasticsearch into the CMDB.",
+        "source": {"kind": "elasticsearch_hosts", "endpoint": es_url, "index": index, "query_time_range": "30d"},
+        "target": {"kind": "cmdb", "url": target_url},
+        "schedule": {"cron": "0 0 2 * * ?"},
+        "timezone": "Asia/Shanghai",
+        "max_failure_ratio": 0.5,
+        **extra,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "host_metrics.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+def run(defs: Definitions, **run_config: Any) -> ExecuteInProcessResult:
+    job = defs.resolve_job_def(job_name("host_metrics"))
+    return job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False)
+
+
+def load_metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node("host_metrics")
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_launchpad_host_list_and_time_range_with_per_host_metadata(
+    tmp_path: Path, es: Elasticsearch, index_prefix: str, fault_proxy: FaultProxy
+) -> None:
+    seed_metrics(es, index_prefix)
+    target = f"sqlite:///{tmp_path / 'cmdb.db'}"
+    pool = register_pool(target, ["10.1.1.1", "10.1.1.2", "10.1.1.3"])
+    fault_proxy.fail.add("10.1.1.3")
+    write_host_config(tmp_path / "syncs", fault_proxy.url, target, f"{index_prefix}-*")
+    defs = build_definitions(load_configs(tmp_path / "syncs"))
+
+    result = run(defs, host_ip_list=["10.1.1.1", "10.1.1.2", "10.1.1.3", "10.1.1.99"], query_time_range="60d")
+
+    assert result.success
+    meta = load_metadata(result)
+    assert meta["status"] == "partial" and meta["query_time_range"] == "60d" and meta["host_source"] == "host_list"
+    assert (meta["hosts_success"], meta["hosts_failed"], meta["hosts_no_data"], meta["hosts_not_in_pool"]) == (
+        2,
+        1,
+        0,
+        1,
+    )
+    assert meta["failed_ip_list"] == ["10.1.1.3"] and meta["not_in_pool_ip_list"] == ["10.1.1.99"]
+    rows = {r.data["host_ip"]: r.data for r in meta["hosts"].records}
+    assert rows["10.1.1.3"]["status"] == "failed" and "Data too large" in rows["10.1.1.3"]["error"]
+    assert rows["10.1.1.1"]["max_cpu"] == 99.0 and rows["10.1.1.1"]["data_points"] == 3
+    assert rows["10.1.1.99"]["status"] == "not_in_pool"
+    assert resources(target)[pool["10.1.1.2"]]["cpu_load"] == 50.0
+    run_record = DagsterInstance.get().get_run_by_id(result.run_id)
+    assert run_record is not None and run_record.tags[Tag.STATUS.value] == "partial"
+
+
+def test_group_full_sync_from_the_launchpad_and_the_quartz_schedule(
+    tmp_path: Path, es: Elasticsearch, index_prefix: str
+) -> None:
+    seed_metrics(es, index_prefix)
+    target = f"sqlite:///{tmp_path / 'cmdb.db'}"
+    write_host_config(tmp_path / "syncs", es.transport.node_pool.get().base_url, target, f"{index_prefix}-*")
+    defs = build_definitions(load_configs(tmp_path / "syncs"))
+
+    schedule = defs.resolve_schedule_def(schedule_name("host_metrics"))
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Asia/Shanghai"
+    job = defs.resolve_job_def(job_name("host_metrics"))
+    launchpad = job.run_config_schema.config_type.fields  # type: ignore[attr-defined]  # the flat launchpad form
+    assert sorted(launchpad) == ["dry_run", "full_sync", "host_ip_list", "query_time_range"]
+    assert all(field.description for field in launchpad.values())
+
+    dry = run(defs, full_sync=True, dry_run=True)
+    assert dry.success and dry.asset_materializations_for_node("host_metrics") == []
+    [observation] = [e.asset_observation_data.asset_observation for e in dry.all_events if e.is_asset_observation]
+    assert observation.metadata["new_host_ip_list"].value == [
+        "10.1.1.1",
+        "10.1.1.3",
+        "10.1.1.99",
+        "10.1.2.1",
+        "10.1.2.2",
+    ]
+    assert not sa.inspect(sa.create_engine(target)).has_table("hosts_pool")
+
+    result = run(defs, full_sync=True)
+    assert result.success
+    meta = load_metadata(result)
+    assert meta["host_source"] == "group"
+    assert meta["new_host_ip_list"] == ["10.1.1.1", "10.1.1.3", "10.1.1.99", "10.1.2.1", "10.1.2.2"]
+    assert meta["updated_host_ip_list"] == [] and meta["failed_ip_list"] == []
+    assert len(resources(target)) == 5
+
+    scheduled = run(defs)  # what the schedule starts: every host of the pool, default range
+    meta = load_metadata(scheduled)
+    assert meta["host_source"] == "pool" and meta["hosts_total"] == 5 and meta["unchanged"] == 5
