@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync_pipelines.config.cron import to_dagster_cron
-from sync_pipelines.types import SyncMode
+from sync_pipelines.types import ConflictPolicy, SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
@@ -162,6 +162,15 @@ class SyncConfig(_Model):
         ge=0,
         le=1,
         description="A run with more failed records than this share is `failed`, else `partial`.",
+    )
+    on_conflict: ConflictPolicy = Field(
+        default=ConflictPolicy.MANUAL,
+        description="A record changed on both sides since the last write: `manual` keeps the target and records "
+        "a conflict for a person to resolve; `source_wins` overwrites the target; `target_wins` keeps the target.",
+    )
+    block_on_conflicts: bool = Field(
+        default=False,
+        description="Make the `no_open_conflicts` check blocking, so downstream assets wait while conflicts are open.",
     )
     schedule: Schedule | None = Field(default=None, description="Cron schedule; none means manual runs only.")
     timezone: str = Field(default="UTC", description="IANA timezone of the schedule, e.g. Asia/Shanghai.")

@@ -13,9 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, translate_errors
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
+from sync_pipelines.engine.conflicts import Reconciler, conflict_store
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import read_batch, remove
@@ -32,10 +34,17 @@ class _Plan:
     outcomes: list[RecordOutcome] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     seen_keys: list[tuple[Any, ...]] = field(default_factory=list)
+    conflicts: list[NewConflict] = field(default_factory=list)
 
 
-def _plan_batch(writer: SqlTargetWriter, conn: Connection | None, table: pa.Table, columns: list[str]) -> _Plan:
-    """Classify every record of a batch against the current target rows (read-only)."""
+def _plan_batch(
+    writer: SqlTargetWriter,
+    conn: Connection | None,
+    table: pa.Table,
+    columns: list[str],
+    reconciler: Reconciler | None = None,
+) -> _Plan:
+    """Classify every record of a batch against the current target rows and their baselines (read-only)."""
     plan = _Plan()
     key_names = writer.target.key
     errors = table.column(ERROR_COLUMN).to_pylist()
@@ -52,6 +61,8 @@ def _plan_batch(writer: SqlTargetWriter, conn: Connection | None, table: pa.Tabl
     good = table.filter(ok_mask).select(columns).to_pylist()
     keys = [norm_key([row[k] for k in key_names]) for row in good]
     existing = writer.fetch_existing(conn, keys, columns) if conn is not None and keys else {}
+    if reconciler is not None:
+        reconciler.start_batch(conn, keys)
     for key, row in zip(keys, good, strict=True):
         key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
         before = existing.get(key)
@@ -59,7 +70,21 @@ def _plan_batch(writer: SqlTargetWriter, conn: Connection | None, table: pa.Tabl
             plan.upserts.append(row)
             plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
             plan.counts.add(RecordAction.CREATED)
+            if reconciler is not None:
+                reconciler.agreed(key, key_dict, row)
             continue
+        verdict = reconciler.judge(key, key_dict, row, before) if reconciler is not None else None
+        if verdict is not None:
+            if verdict.write:
+                plan.upserts.append(row)
+            if verdict.conflict is not None:
+                plan.conflicts.append(verdict.conflict)
+            if verdict.action is not RecordAction.UNCHANGED:
+                plan.outcomes.append(RecordOutcome(key_dict, verdict.action, verdict.changes))
+            plan.counts.add(verdict.action)
+            continue
+        if reconciler is not None:
+            reconciler.agreed(key, key_dict, row)
         changes = {
             c: [display(before[c]), display(row[c])]
             for c in columns
@@ -181,6 +206,9 @@ def _commit_run(
 ) -> None:
     writer.prepare(_schema(manifest))
     columns = list(manifest.types)
+    reconciler = Reconciler(config, conflict_store(writer), manifest.types, columns)
+    with translate_errors(writer.endpoint, "preparing the baselines"), writer.engine.begin() as conn:
+        reconciler.store.create(conn)
     deleting = config.delete_missing and manifest.full_sync
     with writer.lease(options.run_id):
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
@@ -202,8 +230,9 @@ def _commit_run(
                 )
             table = read_batch(batch.path)
             with translate_errors(writer.endpoint, f"loading batch {batch.index}"), writer.engine.begin() as conn:
-                plan = _plan_batch(writer, conn, table, columns)
+                plan = _plan_batch(writer, conn, table, columns, reconciler)
                 writer.upsert(conn, plan.upserts)
+                reconciler.flush(conn, options.run_id, plan.conflicts)
                 writer.record_outcomes(conn, _outcome_rows(config, options.run_id, batch.index, plan.outcomes))
                 if deleting:
                     if batch.index == 0:
@@ -228,7 +257,9 @@ def _commit_run(
                 assert writer.seen_table is not None
                 if not manifest.batches:
                     writer.reset_seen(conn)
-                refused = _delete_missing(config, options, writer, conn, writer.seen_table, result, samples, write=True)
+                refused = _delete_missing(
+                    config, options, writer, conn, writer.seen_table, result, samples, write=True, reconciler=reconciler
+                )
                 if refused:
                     return
             if manifest.full_sync and manifest.final_position is not None:
@@ -251,7 +282,10 @@ def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) ->
     counts = Counts(processed=batch.rows)
     for action, n in rows:
         counts.add(RecordAction(action), int(n))
-    counts.unchanged = max(0, batch.rows - counts.created - counts.updated - counts.failed - counts.conflicted)
+    counts.unchanged = max(
+        0,
+        batch.rows - counts.created - counts.updated - counts.failed - counts.conflicted - counts.target_modified,
+    )
     return counts
 
 
@@ -265,6 +299,7 @@ def _delete_missing(
     samples: _Samples,
     *,
     write: bool,
+    reconciler: Reconciler | None = None,
 ) -> bool:
     """Delete (or plan to delete) target rows gone from the source. Returns True if the guard refused."""
     missing, total = writer.count_missing(conn, seen)
@@ -288,6 +323,8 @@ def _delete_missing(
             return False
         outcomes = [_deleted(writer, k) for k in keys]
         writer.delete_keys(conn, keys)
+        if reconciler is not None:
+            reconciler.store.delete_baselines(conn, [reconciler.key_hash(k) for k in keys])
         writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, outcomes))
         result.counts.add(RecordAction.DELETED, len(keys))
         samples.add(outcomes)
@@ -306,6 +343,7 @@ def _dry_run(
     samples: _Samples,
 ) -> None:
     columns = list(manifest.types)
+    reconciler = Reconciler(config, conflict_store(writer), manifest.types, columns)
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:
@@ -315,7 +353,7 @@ def _dry_run(
             writer.prepare_seen_definition()
         temp = writer.temp_seen_table(conn) if exists and config.delete_missing and manifest.full_sync else None
         for batch in manifest.batches:
-            plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns)
+            plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns, reconciler)
             if temp is not None:
                 writer.add_seen(conn, plan.seen_keys, table=temp)
             result.counts.merge(plan.counts)
