@@ -8,7 +8,9 @@ from dagster import Definitions, FilesystemIOManager, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
+from sync_pipelines.orchestration.checks import build_conflict_check
 from sync_pipelines.orchestration.jobs import build_sync_job
+from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
 
 
@@ -22,7 +24,8 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
     return Definitions(
         assets=[build_sync_asset(cfg) for cfg in configs],
-        jobs=list(jobs.values()),
+        asset_checks=[build_conflict_check(cfg) for cfg in configs],
+        jobs=[*jobs.values(), build_resolve_job(configs)],
         schedules=[build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None],
         resources={"io_manager": FilesystemIOManager()},
         executor=in_process_executor,
