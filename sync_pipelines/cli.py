@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.conflicts_cli import conflicts
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, execute_sync, get_instance, last_runs
 from sync_pipelines.types import RunStatus
@@ -192,3 +193,6 @@ def demo(ctx: click.Context, directory: Path) -> None:
     if failed:
         click.echo(f"failed: {', '.join(failed)}", err=True)
         ctx.exit(ExitCode.FAILED)
+
+
+main.add_command(conflicts)

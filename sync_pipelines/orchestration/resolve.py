@@ -26,11 +26,19 @@ class ResolveConflictsConfig(Config):
         default_factory=list, description="Ids of the conflicts to resolve (see the check's table). Or set `all`."
     )
     all: bool = Field(default=False, description="Resolve every open conflict of the sync instead of `conflict_ids`.")
-    choice: ConflictChoice = Field(
+    choice: str = Field(
         description="`keep_source` writes the source's values to the target; `keep_target` keeps the target's "
         "values (later runs then report the record as `target_modified` and leave it alone)."
     )
     resolved_by: str = Field(description="Who resolves the conflicts; stored with each of them.")
+
+
+def _choice(config: ResolveConflictsConfig) -> ConflictChoice:
+    try:
+        return ConflictChoice(config.choice.strip())
+    except ValueError:
+        choices = ", ".join(c.value for c in ConflictChoice)
+        raise Failure(description=f"unknown choice {config.choice!r}; expected one of {choices}") from None
 
 
 def _ids(config: ResolveConflictsConfig) -> list[int] | None:
@@ -63,7 +71,7 @@ def build_resolve_job(configs: Sequence[SyncConfig]) -> JobDefinition:
             raise Failure(description=f"unknown sync {config.sync!r}; known syncs: {known}")
         try:
             resolution = resolve_conflicts(
-                cfg, _ids(config), ConflictChoice(config.choice), config.resolved_by, run_id=context.run_id
+                cfg, _ids(config), _choice(config), config.resolved_by, run_id=context.run_id
             )
         except SyncError as exc:
             raise Failure(description=redact(str(exc))) from None
