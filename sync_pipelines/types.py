@@ -34,6 +34,21 @@ class RecordAction(StrEnum):
     """Both sides changed the record; the source values overwrote the target (policy ``source_wins``)."""
     TARGET_WON = "target_won"
     """Both sides changed the record; the target's values were kept (policy ``target_wins``)."""
+    SOURCE_CREATED = "source_created"
+    """Bidirectional: a record created on the target was created in the source."""
+    SOURCE_UPDATED = "source_updated"
+    """Bidirectional: a record changed on the target was written back to the source."""
+    SOURCE_DELETED = "source_deleted"
+    """Bidirectional: a record deleted from the target was deleted from the source."""
+
+
+class SyncDirection(StrEnum):
+    """Which way changes flow."""
+
+    ONE_WAY = "one_way"
+    """Source to target only; edits on the target are detected and reported."""
+    BIDIRECTIONAL = "bidirectional"
+    """Both ways: changes on either side reach the other; changes on both sides are conflicts."""
 
 
 class ConflictPolicy(StrEnum):
@@ -84,6 +99,9 @@ _COUNTED_AS: dict[str, str] = {
     "conflict": "conflicted",
     "source_won": "conflicted",
     "target_won": "conflicted",
+    "source_created": "created",
+    "source_updated": "updated",
+    "source_deleted": "deleted",
 }
 """Actions counted under another name: every record that both sides changed counts as ``conflicted``."""
 

@@ -35,7 +35,7 @@ from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, translate_errors
 from sync_pipelines.connectors.values import display
 from sync_pipelines.errors import SyncError
-from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction
+from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction, SyncDirection
 
 _POLICY_ACTION = {
     ConflictPolicy.MANUAL: RecordAction.CONFLICT,
@@ -56,6 +56,10 @@ class Verdict:
     write: bool
     changes: dict[str, list[Any]] = field(default_factory=dict)
     conflict: NewConflict | None = None
+    reverse: dict[str, Any] | None = None
+    """Bidirectional: the target row to write back to the source."""
+    reverse_delete: bool = False
+    """Bidirectional: the record was deleted from the target; delete it from the source."""
 
 
 class Reconciler:
@@ -77,6 +81,8 @@ class Reconciler:
         self.baselines: dict[str, Baseline] = {}
         self.to_save: list[BaselineRow] = []
         self.settled: list[str] = []
+        self.bidirectional = config.direction is SyncDirection.BIDIRECTIONAL
+        self.propagate_deletes = self.bidirectional and config.delete_missing
 
     def key_hash(self, key: Sequence[Any]) -> str:
         """The key hash of a record (see :func:`~sync_pipelines.connectors.fingerprint.key_hash`)."""
@@ -115,6 +121,9 @@ class Reconciler:
         if not source_changed:
             edited = [f for f in self.fields if target[f] != baseline.values.get(f)]
             changes = {f: [baseline.values.get(f), target[f]] for f in edited}
+            if self.bidirectional:
+                self.agreed(key, record_key, before)
+                return Verdict(RecordAction.SOURCE_UPDATED, write=False, changes=changes, reverse=before)
             return Verdict(RecordAction.TARGET_MODIFIED, write=False, changes=changes)
         if not differing:
             self.agreed(key, record_key, row)
@@ -125,10 +134,23 @@ class Reconciler:
         if policy is ConflictPolicy.MANUAL:
             conflict = NewConflict(khash, record_key, dict(row), target, baseline.values, differing, self.types)
             return Verdict(RecordAction.CONFLICT, write=False, changes=changes, conflict=conflict)
-        # Both rules leave the source's values as the baseline: after `target_wins` the kept target
-        # values read as a target edit, so later runs leave them alone too.
+        if policy is ConflictPolicy.TARGET_WINS and self.bidirectional:
+            self.agreed(key, record_key, before)
+            return Verdict(RecordAction.TARGET_WON, write=False, changes=changes, reverse=before)
+        # One way, both rules leave the source's values as the baseline: after `target_wins` the kept
+        # target values read as a target edit, so later runs leave them alone too.
         self.agreed(key, record_key, row)
         return Verdict(_POLICY_ACTION[policy], write=policy is ConflictPolicy.SOURCE_WINS, changes=changes)
+
+    def judge_missing(self, key: Sequence[Any], record_key: dict[str, Any]) -> Verdict | None:
+        """Bidirectional: the verdict on a source record missing from the target, or None to create it there.
+
+        A record with a baseline was deleted from the target; with ``delete_missing`` the delete
+        reaches the source (at the end of the run, under the delete guard).
+        """
+        if not self.propagate_deletes or self.key_hash(key) not in self.baselines:
+            return None
+        return Verdict(RecordAction.SOURCE_DELETED, write=False, reverse_delete=True)
 
     def flush(self, conn: Connection, run_id: str, conflicts: Sequence[NewConflict]) -> None:
         """Save the batch's baselines and conflicts, and close conflicts whose sides now agree."""

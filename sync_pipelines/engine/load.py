@@ -16,7 +16,9 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, translate_errors
+from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
+from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.conflicts import Reconciler, conflict_store
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
@@ -35,6 +37,8 @@ class _Plan:
     counts: Counts = field(default_factory=Counts)
     seen_keys: list[tuple[Any, ...]] = field(default_factory=list)
     conflicts: list[NewConflict] = field(default_factory=list)
+    reverse_rows: list[dict[str, Any]] = field(default_factory=list)
+    reverse_deletes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plan_batch(
@@ -66,6 +70,11 @@ def _plan_batch(
     for key, row in zip(keys, good, strict=True):
         key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
         before = existing.get(key)
+        gone = reconciler.judge_missing(key, key_dict) if reconciler is not None and before is None else None
+        if gone is not None:
+            # Counted and logged when the delete is applied, at the end of the run under the delete guard.
+            plan.reverse_deletes.append(key_dict)
+            continue
         if before is None:
             plan.upserts.append(row)
             plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
@@ -79,6 +88,8 @@ def _plan_batch(
                 plan.upserts.append(row)
             if verdict.conflict is not None:
                 plan.conflicts.append(verdict.conflict)
+            if verdict.reverse is not None:
+                plan.reverse_rows.append(verdict.reverse)
             if verdict.action is not RecordAction.UNCHANGED:
                 plan.outcomes.append(RecordOutcome(key_dict, verdict.action, verdict.changes))
             plan.counts.add(verdict.action)
@@ -210,6 +221,9 @@ def _commit_run(
     with translate_errors(writer.endpoint, "preparing the baselines"), writer.engine.begin() as conn:
         reconciler.store.create(conn)
     deleting = config.delete_missing and manifest.full_sync
+    source_writer = SqlSourceWriter(config) if reconciler.bidirectional else None
+    tracking = deleting or source_writer is not None
+    source_deletes: list[dict[str, Any]] = []
     with writer.lease(options.run_id):
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
             state = writer.read_state(conn)
@@ -231,10 +245,13 @@ def _commit_run(
             table = read_batch(batch.path)
             with translate_errors(writer.endpoint, f"loading batch {batch.index}"), writer.engine.begin() as conn:
                 plan = _plan_batch(writer, conn, table, columns, reconciler)
+                if source_writer is not None:
+                    source_writer.write(plan.reverse_rows)
+                    source_deletes += plan.reverse_deletes
                 writer.upsert(conn, plan.upserts)
                 reconciler.flush(conn, options.run_id, plan.conflicts)
                 writer.record_outcomes(conn, _outcome_rows(config, options.run_id, batch.index, plan.outcomes))
-                if deleting:
+                if tracking:
                     if batch.index == 0:
                         writer.reset_seen(conn)
                     writer.add_seen(conn, plan.seen_keys)
@@ -253,10 +270,31 @@ def _commit_run(
                 result.counts.processed,
             )
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
-            if deleting:
+            if tracking:
                 assert writer.seen_table is not None
                 if not manifest.batches:
                     writer.reset_seen(conn)
+            if source_writer is not None:
+                assert writer.seen_table is not None
+                finish = finish_bidirectional(
+                    config,
+                    writer,
+                    conn,
+                    writer.seen_table,
+                    reconciler,
+                    source_writer,
+                    source_deletes,
+                    run_id=options.run_id,
+                    write=True,
+                )
+                writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, finish.outcomes))
+                result.counts.merge(finish.counts)
+                samples.add(finish.outcomes)
+                if finish.error:
+                    result.status, result.error = RunStatus.FAILED, finish.error
+                    return
+            elif deleting:
+                assert writer.seen_table is not None
                 refused = _delete_missing(
                     config, options, writer, conn, writer.seen_table, result, samples, write=True, reconciler=reconciler
                 )
@@ -351,14 +389,33 @@ def _dry_run(
                 config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn
             )
             writer.prepare_seen_definition()
-        temp = writer.temp_seen_table(conn) if exists and config.delete_missing and manifest.full_sync else None
+        tracking = (config.delete_missing and manifest.full_sync) or reconciler.bidirectional
+        temp = writer.temp_seen_table(conn) if exists and tracking else None
+        source_deletes: list[dict[str, Any]] = []
         for batch in manifest.batches:
             plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns, reconciler)
+            source_deletes += plan.reverse_deletes
             if temp is not None:
                 writer.add_seen(conn, plan.seen_keys, table=temp)
             result.counts.merge(plan.counts)
             samples.add(plan.outcomes)
-        if temp is not None:
+        if temp is not None and reconciler.bidirectional:
+            finish = finish_bidirectional(
+                config,
+                writer,
+                conn,
+                temp,
+                reconciler,
+                SqlSourceWriter(config),
+                source_deletes,
+                run_id=options.run_id,
+                write=False,
+            )
+            result.counts.merge(finish.counts)
+            samples.add(finish.outcomes)
+            if finish.error:
+                result.status, result.error = RunStatus.FAILED, finish.error
+        elif temp is not None:
             _delete_missing(config, options, writer, conn, temp, result, samples, write=False)
         conn.rollback()
 
