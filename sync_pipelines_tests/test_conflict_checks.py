@@ -184,6 +184,8 @@ def test_blocking_follows_the_config(sqlite_dbs: Databases, tmp_path: Path) -> N
     [config] = load_configs(blocking.folder)
     [spec] = build_conflict_check(config).check_specs
     assert spec.blocking and spec.key == CHECK
+    [asset_spec] = blocking.defs().resolve_assets_def("people").specs
+    assert (asset_spec.metadata["on_conflict"].value, asset_spec.metadata["direction"].value) == ("manual", "one_way")
     assert not next(
         iter(build_conflict_check(config.model_copy(update={"block_on_conflicts": False})).check_specs)
     ).blocking

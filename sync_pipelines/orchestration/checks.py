@@ -12,6 +12,7 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetRecordsFilter,
     DagsterInstance,
     Failure,
     MetadataValue,
@@ -19,6 +20,9 @@ from dagster import (
     TableRecord,
     TableSchema,
     asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
 )
 
 from sync_pipelines.config.models import SyncConfig
@@ -141,11 +145,19 @@ def build_conflict_check(cfg: SyncConfig) -> AssetChecksDefinition:
 def record_conflict_check(instance: DagsterInstance, cfg: SyncConfig) -> bool:
     """Evaluate a sync's conflicts now and record the result as the check's latest evaluation.
 
-    Used after a resolution, so that the check turns green without running the sync. Returns whether
-    the check passed.
+    Used after a resolution, so that the check turns green without running the sync; the evaluation
+    points at the asset's latest materialization, as the UI expects. Returns whether the check passed.
     """
     summary = _summary(cfg)
     key = conflict_check_key(cfg)
+    latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key.asset_key), limit=1).records
+    target = (
+        AssetCheckEvaluationTargetMaterializationData(
+            storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp
+        )
+        if latest
+        else None
+    )
     instance.report_runless_asset_event(
         AssetCheckEvaluation(
             asset_key=key.asset_key,
@@ -155,6 +167,7 @@ def record_conflict_check(instance: DagsterInstance, cfg: SyncConfig) -> bool:
             description=_description(cfg, summary),
             metadata=conflict_metadata(cfg, summary),
             blocking=cfg.block_on_conflicts,
+            target_materialization_data=target,
         )
     )
     return summary.open_count == 0

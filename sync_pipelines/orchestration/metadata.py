@@ -20,7 +20,12 @@ _KIND_OF_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mari
 SAMPLES_SCHEMA = TableSchema(
     columns=[
         TableColumn("key", "string", description="Key of the record in the target."),
-        TableColumn("action", "string", description="created, updated, unchanged, deleted, failed, skipped, conflict."),
+        TableColumn(
+            "action",
+            "string",
+            description="created, updated, unchanged, deleted, failed, skipped, conflict, target_modified, "
+            "source_won, target_won; bidirectional: source_created, source_updated, source_deleted.",
+        ),
         TableColumn("changes", "string", description="Changed fields: `field: before -> after`."),
         TableColumn("error", "string", description="Why the record failed or was skipped."),
     ]
@@ -65,6 +70,8 @@ def asset_metadata(config: SyncConfig) -> dict[str, Any]:
         ),
         "mode": MetadataValue.text(config.mode.value),
         "batch_size": MetadataValue.int(config.batch_size),
+        "direction": MetadataValue.text(config.direction.value),
+        "on_conflict": MetadataValue.text(config.on_conflict.value),
     }
     if config.cursor:
         metadata["cursor"] = MetadataValue.text(config.cursor)
