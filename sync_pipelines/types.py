@@ -79,7 +79,7 @@ class ConflictChoice(StrEnum):
     KEEP_SOURCE = "keep_source"
     """Write the source's values to the target."""
     KEEP_TARGET = "keep_target"
-    """Keep the target's values; later runs report the record as ``target_modified``."""
+    """Keep the target's values; later runs leave the record alone until the source changes it again."""
 
 
 COUNT_KEYS: tuple[str, ...] = (

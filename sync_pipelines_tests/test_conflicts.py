@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.fingerprint import key_hash, normalise, values_hash
@@ -19,7 +21,16 @@ from sync_pipelines.engine.conflicts import (
 )
 from sync_pipelines.types import ConflictChoice, ConflictStatus, RecordAction, RunStatus
 from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.test_engine import bookkeeping, config, make_source, order, run, target_rows, update_source
+from sync_pipelines_tests.test_engine import (
+    T0,
+    bookkeeping,
+    config,
+    make_source,
+    order,
+    run,
+    target_rows,
+    update_source,
+)
 
 
 def full_config(dbs: Databases, **overrides: Any) -> SyncConfig:
@@ -138,7 +149,7 @@ def test_source_wins_overwrites_and_logs_it(synced: tuple[Databases, sa.Table]) 
     assert run(cfg, "run-3").counts.unchanged == 10
 
 
-def test_target_wins_keeps_the_edit_on_later_runs(synced: tuple[Databases, sa.Table]) -> None:
+def test_target_wins_keeps_the_edit_until_the_source_changes_again(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     edit_target(dbs, 5, customer="edited by hand")
     update_source(dbs, source, [5], customer="changed at source")
@@ -151,8 +162,11 @@ def test_target_wins_keeps_the_edit_on_later_runs(synced: tuple[Databases, sa.Ta
     assert target_rows(dbs)[5]["customer"] == "edited by hand"
     assert list_conflicts(cfg, status=None) == []
     later = run(cfg, "run-3")
-    assert (later.counts.target_modified, later.counts.conflicted) == (1, 0)
+    assert (later.counts.unchanged, later.counts.target_modified, later.counts.conflicted) == (10, 0, 0)
     assert target_rows(dbs)[5]["customer"] == "edited by hand"
+    update_source(dbs, source, [5], customer="changed again")
+    assert run(cfg, "run-4").counts.updated == 1
+    assert target_rows(dbs)[5]["customer"] == "changed again"
 
 
 def test_dry_run_reports_conflicts_without_recording_them(synced: tuple[Databases, sa.Table]) -> None:
@@ -223,7 +237,8 @@ def test_resolve_keep_target_keeps_the_edit(synced: tuple[Databases, sa.Table]) 
     assert len(resolution.resolved) == 2 and resolution.remaining_open == 0
     assert target_rows(dbs)[3]["customer"] == "hand 3"
     later = run(cfg, "run-3")
-    assert (later.counts.conflicted, later.counts.target_modified) == (0, 2)
+    assert (later.counts.conflicted, later.counts.target_modified, later.counts.unchanged) == (0, 0, 10)
+    assert target_rows(dbs)[4]["customer"] == "hand 4"
     assert {r[0] for r in bookkeeping(dbs, "SELECT resolution FROM _sync_conflicts")} == {"keep_target"}
 
 
@@ -262,3 +277,32 @@ def test_deleted_records_lose_their_baseline(synced: tuple[Databases, sa.Table])
 
     assert result.counts.deleted == 1
     assert len(bookkeeping(dbs, "SELECT key_hash FROM _sync_baselines")) == 9
+
+
+def test_a_target_column_with_less_precision_is_not_an_edit(dbs: Databases) -> None:
+    """The target keeps whole seconds and one decimal; what it stored is its side of the baseline."""
+    precise = T0 + dt.timedelta(microseconds=123_456)
+    make_source(dbs, [order(i, updated_at=precise, price=Decimal("1.25")) for i in range(1, 6)])
+    engine = dbs.target()
+    timestamp = sa.DateTime().with_variant(postgresql.TIMESTAMP(precision=0), "postgresql")
+    sa.Table(
+        "wh_orders",
+        sa.MetaData(),
+        sa.Column("order_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("customer", sa.Text),
+        sa.Column("qty", sa.BigInteger),
+        sa.Column("price", sa.Numeric(12, 1)),
+        sa.Column("status", sa.Text),
+        sa.Column("updated_at", timestamp),
+        sa.Column("origin", sa.Text),
+    ).create(engine)
+    engine.dispose()
+    cfg = full_config(dbs)
+    assert run(cfg, "run-1").counts.created == 5
+
+    again = run(cfg, "run-2")
+
+    assert (again.counts.unchanged, again.counts.target_modified, again.counts.updated) == (5, 0, 0)
+    edit_target(dbs, 2, price=Decimal("9.9"))
+    edited = run(cfg, "run-3")
+    assert (edited.counts.target_modified, edited.counts.unchanged) == (1, 4)

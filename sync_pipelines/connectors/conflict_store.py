@@ -1,8 +1,10 @@
 """The `_sync_baselines` and `_sync_conflicts` tables kept beside a sync's target table.
 
-A baseline is what the sync last wrote (or last agreed on) for one record: the normalised values of
-its synced fields and their hash. A conflict is a record that both the source and the target changed
-since its baseline, held with the source, target and baseline values until a person resolves it.
+A baseline is the last state both sides agreed on for one record: the hash of the source's values
+as staged, and the hash and values of the target row as read back after the write (so a target
+column that stores less precision than the source sends is not mistaken for an edit). A conflict is
+a record that both the source and the target changed since its baseline, held with the source,
+target and baseline values until a person resolves it.
 """
 
 from __future__ import annotations
@@ -41,16 +43,26 @@ def decode_row(text: str) -> dict[str, Any]:
     return {k: decode(v) for k, v in json.loads(text).items()}
 
 
-BaselineRow = tuple[str, dict[str, Any], str, dict[str, Any]]
-"""``(key_hash, record_key, row_hash, normalised values)`` of one baseline to save."""
+@dataclass(frozen=True)
+class Baseline:
+    """The last agreed state of one record.
+
+    ``values`` are the normalised target values; ``source_hash`` and ``target_hash`` hash each
+    side's normalised values.
+    """
+
+    source_hash: str
+    target_hash: str
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Baseline:
-    """The last agreed state of one record: normalised values of its synced fields and their hash."""
+class BaselineRow:
+    """One baseline to save."""
 
-    row_hash: str
-    values: dict[str, Any]
+    key_hash: str
+    record_key: dict[str, Any]
+    baseline: Baseline
 
 
 @dataclass
@@ -121,10 +133,12 @@ class ConflictStore:
             sa.Column("sync", sa.String(128), primary_key=True),
             sa.Column("key_hash", sa.String(64), primary_key=True),
             sa.Column("record_key", sa.Text, nullable=False),
-            sa.Column("row_hash", sa.String(64), nullable=False),
-            sa.Column("row_values", sa.Text, nullable=False),
+            sa.Column("source_hash", sa.String(64), nullable=False),
+            sa.Column("target_hash", sa.String(64), nullable=False),
+            sa.Column("target_values", sa.Text, nullable=False),
             sa.Column("run_id", sa.String(64), nullable=False),
             sa.Column("updated_at", sa.DateTime, nullable=False),
+            extend_existing=True,
         )
         self.conflicts = sa.Table(
             "_sync_conflicts",
@@ -145,6 +159,7 @@ class ConflictStore:
             sa.Column("resolved_by", sa.String(128)),
             sa.Column("resolved_at", sa.DateTime),
             sa.Column("resolution", sa.String(16)),
+            extend_existing=True,
         )
 
     # -- schema
@@ -164,32 +179,33 @@ class ConflictStore:
         table, found = self.baselines, {}
         for start in range(0, len(key_hashes), _CHUNK):
             part = list(key_hashes[start : start + _CHUNK])
-            query = sa.select(table.c.key_hash, table.c.row_hash, table.c.row_values).where(
+            query = sa.select(table.c.key_hash, table.c.source_hash, table.c.target_hash, table.c.target_values).where(
                 table.c.sync == self.sync, table.c.key_hash.in_(part)
             )
-            for key_hash, row_hash, values in conn.execute(query):
-                found[key_hash] = Baseline(row_hash, json.loads(values))
+            for key_hash, source_hash, target_hash, values in conn.execute(query):
+                found[key_hash] = Baseline(source_hash, target_hash, json.loads(values))
         return found
 
     def save_baselines(self, conn: Connection, run_id: str, rows: Sequence[BaselineRow]) -> None:
-        """Replace the baselines of ``rows``: ``(key_hash, record_key, row_hash, normalised values)``."""
+        """Replace the baselines of ``rows``."""
         if not rows:
             return
-        self.delete_baselines(conn, [r[0] for r in rows])
+        self.delete_baselines(conn, [r.key_hash for r in rows])
         now = utcnow()
         conn.execute(
             sa.insert(self.baselines),
             [
                 {
                     "sync": self.sync,
-                    "key_hash": key_hash,
-                    "record_key": _json(record_key),
-                    "row_hash": row_hash,
-                    "row_values": _json(values),
+                    "key_hash": row.key_hash,
+                    "record_key": _json(row.record_key),
+                    "source_hash": row.baseline.source_hash,
+                    "target_hash": row.baseline.target_hash,
+                    "target_values": _json(row.baseline.values),
                     "run_id": run_id,
                     "updated_at": now,
                 }
-                for key_hash, record_key, row_hash, values in rows
+                for row in rows
             ],
         )
 

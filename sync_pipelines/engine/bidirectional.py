@@ -103,7 +103,7 @@ def finish_bidirectional(
 
     source.write(list(rows.values()), "creating rows of the target in the source")
     source.delete(source_deletes)
-    reconciler.store.save_baselines(conn, run_id, reconciler.to_save)
+    reconciler.save(conn, run_id)
     writer.delete_keys(conn, deleted_at_source)
     gone = [reconciler.key_hash([k[n] for n in key_names]) for k in source_deletes]
     reconciler.store.delete_baselines(conn, gone + [reconciler.key_hash(k) for k in deleted_at_source])

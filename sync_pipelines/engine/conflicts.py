@@ -1,9 +1,12 @@
 """Edits made on the target: judging records against their baselines, and resolving conflicts.
 
-For a record that exists on both sides and has a baseline (what the sync last wrote):
+For a record that exists on both sides and has a baseline (the last state both sides agreed on:
+a hash of the source's values and the target row as stored), each side is compared with its own
+part of the baseline:
 
 - target as baseline, source changed: an ordinary update;
-- target changed, source as baseline: ``target_modified``, left alone;
+- target changed, source as baseline: ``target_modified``, left alone (one way) or written back to
+  the source (bidirectional);
 - both changed to different values: a conflict, handled by the sync's ``on_conflict`` policy;
 - both changed to the same values: unchanged (the baseline follows).
 
@@ -32,7 +35,7 @@ from sync_pipelines.connectors.conflict_store import (
 )
 from sync_pipelines.connectors.fingerprint import key_hash, normalise_row, values_hash
 from sync_pipelines.connectors.registry import target_writer
-from sync_pipelines.connectors.sql import SqlTargetWriter, translate_errors
+from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key, translate_errors
 from sync_pipelines.connectors.values import display
 from sync_pipelines.errors import SyncError
 from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction, SyncDirection
@@ -71,15 +74,17 @@ class Reconciler:
         columns: the written columns, key columns included.
     """
 
-    def __init__(self, config: SyncConfig, store: ConflictStore, types: dict[str, str], columns: list[str]):
+    def __init__(self, config: SyncConfig, writer: SqlTargetWriter, types: dict[str, str], columns: list[str]):
         self.config = config
-        self.store = store
+        self.writer = writer
+        self.store = conflict_store(writer)
         self.types = types
+        self.columns = list(columns)
         self.key_names = list(config.target.key)
         self.key_types = [types.get(k, "string") for k in self.key_names]
         self.fields = [c for c in columns if c not in self.key_names]
         self.baselines: dict[str, Baseline] = {}
-        self.to_save: list[BaselineRow] = []
+        self.to_save: list[tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
         self.settled: list[str] = []
         self.bidirectional = config.direction is SyncDirection.BIDIRECTIONAL
         self.propagate_deletes = self.bidirectional and config.delete_missing
@@ -96,9 +101,31 @@ class Reconciler:
             self.baselines = self.store.fetch_baselines(conn, [self.key_hash(k) for k in keys])
 
     def agreed(self, key: Sequence[Any], record_key: dict[str, Any], row: dict[str, Any]) -> None:
-        """Remember that the target now holds (or already held) ``row``: its new baseline."""
-        values = normalise_row(row, self.types, self.fields)
-        self.to_save.append((self.key_hash(key), record_key, values_hash(values), values))
+        """Remember that both sides now agree on a record, the source holding ``row``: a new baseline.
+
+        The target's side of the baseline is read back when it is saved (see :meth:`save`).
+        """
+        self.to_save.append((norm_key(key), record_key, normalise_row(row, self.types, self.fields)))
+
+    def save(self, conn: Connection, run_id: str) -> list[str]:
+        """Save the baselines remembered by :meth:`agreed`, reading the target rows as now stored.
+
+        Returns the key hashes saved.
+        """
+        if not self.to_save:
+            return []
+        current = self.writer.fetch_existing(conn, [key for key, _, _ in self.to_save], self.columns)
+        rows = []
+        for key, record_key, source_values in self.to_save:
+            stored = current.get(key)
+            if stored is None:
+                continue
+            target_values = normalise_row(stored, self.types, self.fields)
+            baseline = Baseline(values_hash(source_values), values_hash(target_values), target_values)
+            rows.append(BaselineRow(self.key_hash(key), record_key, baseline))
+        self.store.save_baselines(conn, run_id, rows)
+        self.to_save = []
+        return [row.key_hash for row in rows]
 
     def judge(
         self, key: Sequence[Any], record_key: dict[str, Any], row: dict[str, Any], before: dict[str, Any]
@@ -110,8 +137,8 @@ class Reconciler:
             return None
         source = normalise_row(row, self.types, self.fields)
         target = normalise_row(before, self.types, self.fields)
-        source_changed = values_hash(source) != baseline.row_hash
-        target_changed = values_hash(target) != baseline.row_hash
+        source_changed = values_hash(source) != baseline.source_hash
+        target_changed = values_hash(target) != baseline.target_hash
         differing = [f for f in self.fields if source[f] != target[f]]
         if not target_changed:
             if not source_changed:
@@ -137,8 +164,8 @@ class Reconciler:
         if policy is ConflictPolicy.TARGET_WINS and self.bidirectional:
             self.agreed(key, record_key, before)
             return Verdict(RecordAction.TARGET_WON, write=False, changes=changes, reverse=before)
-        # One way, both rules leave the source's values as the baseline: after `target_wins` the kept
-        # target values read as a target edit, so later runs leave them alone too.
+        # The kept (or overwritten) target row becomes the target side of the baseline: later runs
+        # leave the record alone until one side changes again.
         self.agreed(key, record_key, row)
         return Verdict(_POLICY_ACTION[policy], write=policy is ConflictPolicy.SOURCE_WINS, changes=changes)
 
@@ -154,9 +181,9 @@ class Reconciler:
 
     def flush(self, conn: Connection, run_id: str, conflicts: Sequence[NewConflict]) -> None:
         """Save the batch's baselines and conflicts, and close conflicts whose sides now agree."""
-        self.store.save_baselines(conn, run_id, self.to_save)
+        saved = self.save(conn, run_id)
         self.store.record_conflicts(conn, run_id, conflicts)
-        self.store.close_settled(conn, run_id, [row[0] for row in self.to_save])
+        self.store.close_settled(conn, run_id, saved)
 
 
 def _changes(fields: Sequence[str], before: dict[str, Any], row: dict[str, Any]) -> dict[str, list[Any]]:
@@ -229,8 +256,9 @@ def resolve_conflicts(
     """Resolve conflicts of a sync (``conflict_ids``, or every open one when None) in one transaction.
 
     ``keep_source`` writes the source values the conflict holds; ``keep_target`` leaves the target.
-    Either way the baseline becomes the source's values and the conflicts are marked resolved by
-    ``resolved_by``. The sync's lease is held, so no run of the sync loads at the same time.
+    Either way the baseline becomes those source values and the target row as it now is, so later
+    runs leave the record alone until one side changes again, and the conflicts are marked resolved
+    by ``resolved_by``. The sync's lease is held, so no run of the sync loads at the same time.
 
     Raises:
         ConflictResolutionError: if an id is unknown or already resolved, if no conflict is open (with
@@ -246,17 +274,15 @@ def resolve_conflicts(
         conflicts = _chosen(config, store, conn, conflict_ids)
         writer.table = sa.Table(config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn)
         at = utcnow()
-        baselines: list[BaselineRow] = []
         for conflict in conflicts:
             row = conflict.source_row
             if choice is ConflictChoice.KEEP_SOURCE:
                 writer.upsert(conn, [row])
-            fields = [c for c in row if c not in config.target.key]
-            values = normalise_row(row, conflict.field_types, fields)
-            baselines.append((conflict.key_hash, conflict.record_key, values_hash(values), values))
+            reconciler = Reconciler(config, writer, conflict.field_types, list(conflict.field_types))
+            reconciler.agreed([row[k] for k in config.target.key], conflict.record_key, row)
+            reconciler.save(conn, run_id)
             if not store.mark_resolved(conn, conflict.id, choice=choice, resolved_by=resolved_by, at=at):
                 raise ConflictResolutionError(f"sync {config.name}: conflict {conflict.id} was resolved meanwhile")
-        store.save_baselines(conn, run_id, baselines)
         remaining = store.summary(conn, 0).open_count
     return Resolution(config.name, [c.id for c in conflicts], choice, resolved_by, remaining)
 

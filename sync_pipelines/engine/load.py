@@ -19,7 +19,7 @@ from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, 
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
-from sync_pipelines.engine.conflicts import Reconciler, conflict_store
+from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import read_batch, remove
@@ -217,7 +217,7 @@ def _commit_run(
 ) -> None:
     writer.prepare(_schema(manifest))
     columns = list(manifest.types)
-    reconciler = Reconciler(config, conflict_store(writer), manifest.types, columns)
+    reconciler = Reconciler(config, writer, manifest.types, columns)
     with translate_errors(writer.endpoint, "preparing the baselines"), writer.engine.begin() as conn:
         reconciler.store.create(conn)
     deleting = config.delete_missing and manifest.full_sync
@@ -381,7 +381,7 @@ def _dry_run(
     samples: _Samples,
 ) -> None:
     columns = list(manifest.types)
-    reconciler = Reconciler(config, conflict_store(writer), manifest.types, columns)
+    reconciler = Reconciler(config, writer, manifest.types, columns)
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:

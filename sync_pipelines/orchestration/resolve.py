@@ -28,7 +28,7 @@ class ResolveConflictsConfig(Config):
     all: bool = Field(default=False, description="Resolve every open conflict of the sync instead of `conflict_ids`.")
     choice: str = Field(
         description="`keep_source` writes the source's values to the target; `keep_target` keeps the target's "
-        "values (later runs then report the record as `target_modified` and leave it alone)."
+        "values (later runs leave the record alone until the source changes it again)."
     )
     resolved_by: str = Field(description="Who resolves the conflicts; stored with each of them.")
 
