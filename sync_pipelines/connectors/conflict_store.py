@@ -263,10 +263,15 @@ class ConflictStore:
 
     def close_settled(self, conn: Connection, run_id: str, key_hashes: Sequence[str]) -> int:
         """Close open conflicts of records whose two sides came to agree; returns how many were closed."""
+        table = self.conflicts
+        any_open = conn.execute(
+            sa.select(table.c.id).where(table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value).limit(1)
+        ).first()
+        if any_open is None or not key_hashes:
+            return 0
         open_ids = self._open_ids(conn, key_hashes)
         if not open_ids:
             return 0
-        table = self.conflicts
         conn.execute(
             sa.update(table)
             .where(table.c.id.in_(list(open_ids.values())))
