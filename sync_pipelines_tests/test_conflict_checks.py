@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,39 @@ def test_blocking_follows_the_config(sqlite_dbs: Databases, tmp_path: Path) -> N
     ).blocking
 
 
+def test_a_blocking_check_fails_the_run_but_not_the_sync_status(sqlite_dbs: Databases, tmp_path: Path) -> None:
+    sync = PeopleSync(sqlite_dbs, tmp_path, block_on_conflicts=True)
+
+    result = make_conflict(sync)
+
+    assert not result.success
+    assert [e.step_key for e in result.all_events if e.is_step_failure] == ["people_no_open_conflicts"]
+    assert DagsterInstance.get().get_run_by_id(result.run_id).tags[Tag.STATUS.value] == "completed"
+    assert result.asset_materializations_for_node("people")[0].metadata["conflicted"].value == 1
+    assert sync.resolve(all=True, choice="keep_source", resolved_by="alice").success
+    assert sync.run().success
+
+
+def test_a_dry_run_reports_the_conflicts_it_would_raise(sqlite_dbs: Databases, tmp_path: Path) -> None:
+    sync = PeopleSync(sqlite_dbs, tmp_path)
+    assert sync.run().success
+    sync.edit("target", 2, name="fixed by hand")
+    sync.edit("source", 2, name="renamed at source")
+    job = sync.defs().resolve_job_def(job_name("people"))
+
+    result = job.execute_in_process(run_config={"dry_run": True}, instance=DagsterInstance.get())
+
+    [observation] = [e.asset_observation_data.asset_observation for e in result.all_events if e.is_asset_observation]
+    assert observation.metadata["conflicted"].value == 1
+    [sample] = observation.metadata["samples"].value.records
+    assert (sample.data["action"], sample.data["changes"]) == (
+        "conflict",
+        'name: "fixed by hand" -> "renamed at source"',
+    )
+    assert sync.conflict_ids() == []
+    assert sync.target_name(2) == "fixed by hand"
+
+
 def invoke(folder: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["--config-dir", str(folder), *args], catch_exceptions=False)
 
@@ -247,5 +281,18 @@ def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) 
         assert again.exit_code == 1
         assert "conflict 1 (by carol at" in again.output and "already resolved; nothing was resolved" in again.output
         assert sync.target_name(3) == "fixed by hand"
+        as_json = json.loads(invoke(sync.folder, "conflicts", "show", "people", "1", "--json").output)
+        assert (as_json["status"], as_json["resolution"], as_json["resolved_by"]) == (
+            "resolved",
+            "keep_target",
+            "carol",
+        )
+        assert as_json["differences"]["name"] == {
+            "source": "renamed at source",
+            "target": "fixed by hand",
+            "baseline": "p3",
+        }
+        listed_json = json.loads(invoke(sync.folder, "conflicts", "list", "people", "--all", "--json").output)
+        assert [c["key"] for c in listed_json] == [{"id": 3}]
         unknown = CliRunner().invoke(main, ["--config-dir", str(sync.folder), "conflicts", "list", "nobody"])
         assert unknown.exit_code == 2 and "unknown sync 'nobody'" in unknown.output
