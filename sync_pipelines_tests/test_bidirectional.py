@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.engine.conflicts import list_conflicts
-from sync_pipelines.types import RecordAction, RunStatus
+from sync_pipelines.engine.conflicts import list_conflicts, resolve_conflicts
+from sync_pipelines.types import ConflictChoice, RecordAction, RunStatus
 from sync_pipelines_tests.conftest import Databases
 from sync_pipelines_tests.test_engine import make_source, order, run, target_rows
 
@@ -130,6 +130,25 @@ def test_a_change_on_both_sides_is_a_conflict(synced: tuple[Databases, sa.Table]
     assert actions(target_wins) == {"4": RecordAction.TARGET_WON}
     assert (source_rows(dbs)[4]["customer"], target_rows(dbs)[4]["customer"]) == ("target side", "target side")
     assert run(two_way(dbs), "run-4").counts.unchanged == 10
+
+
+@pytest.mark.parametrize("choice", [ConflictChoice.KEEP_SOURCE, ConflictChoice.KEEP_TARGET])
+def test_a_resolved_conflict_leaves_both_sides_equal(
+    synced: tuple[Databases, sa.Table], choice: ConflictChoice
+) -> None:
+    dbs, source = synced
+    target = wh_orders(dbs)
+    execute(dbs.target(), target.update().where(target.c.order_id == 4).values(customer="target side"))
+    execute(dbs.source(), source.update().where(source.c.id == 4).values(customer="source side"))
+    cfg = two_way(dbs)
+    assert run(cfg, "run-2").counts.conflicted == 1
+
+    resolve_conflicts(cfg, None, choice, "alice", run_id="resolve-1")
+
+    kept = "source side" if choice is ConflictChoice.KEEP_SOURCE else "target side"
+    assert (source_rows(dbs)[4]["customer"], target_rows(dbs)[4]["customer"]) == (kept, kept)
+    after = run(cfg, "run-3")
+    assert (after.counts.unchanged, after.counts.conflicted, after.counts.updated) == (10, 0, 0)
 
 
 def test_deletes_propagate_under_the_delete_guard(synced: tuple[Databases, sa.Table]) -> None:

@@ -36,6 +36,7 @@ from sync_pipelines.connectors.conflict_store import (
 from sync_pipelines.connectors.fingerprint import key_hash, normalise_row, values_hash
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key, translate_errors
+from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
 from sync_pipelines.errors import SyncError
 from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction, SyncDirection
@@ -255,7 +256,8 @@ def resolve_conflicts(
 ) -> Resolution:
     """Resolve conflicts of a sync (``conflict_ids``, or every open one when None) in one transaction.
 
-    ``keep_source`` writes the source values the conflict holds; ``keep_target`` leaves the target.
+    ``keep_source`` writes the source values the conflict holds; ``keep_target`` leaves the target
+    (and, in a bidirectional sync, writes its values to the source).
     Either way the baseline becomes those source values and the target row as it now is, so later
     runs leave the record alone until one side changes again, and the conflicts are marked resolved
     by ``resolved_by``. The sync's lease is held, so no run of the sync loads at the same time.
@@ -274,15 +276,26 @@ def resolve_conflicts(
         conflicts = _chosen(config, store, conn, conflict_ids)
         writer.table = sa.Table(config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn)
         at = utcnow()
+        write_back: list[dict[str, Any]] = []
         for conflict in conflicts:
-            row = conflict.source_row
-            if choice is ConflictChoice.KEEP_SOURCE:
-                writer.upsert(conn, [row])
-            reconciler = Reconciler(config, writer, conflict.field_types, list(conflict.field_types))
-            reconciler.agreed([row[k] for k in config.target.key], conflict.record_key, row)
-            reconciler.save(conn, run_id)
             if not store.mark_resolved(conn, conflict.id, choice=choice, resolved_by=resolved_by, at=at):
                 raise ConflictResolutionError(f"sync {config.name}: conflict {conflict.id} was resolved meanwhile")
+            row = conflict.source_row
+            key = norm_key([row[k] for k in config.target.key])
+            reconciler = Reconciler(config, writer, conflict.field_types, list(conflict.field_types))
+            kept = None
+            if choice is ConflictChoice.KEEP_SOURCE:
+                writer.upsert(conn, [row])
+            elif reconciler.bidirectional:
+                kept = writer.fetch_existing(conn, [key], reconciler.columns).get(key)
+            if kept is not None:
+                write_back.append(kept)
+            reconciler.agreed(key, conflict.record_key, kept or row)
+            reconciler.save(conn, run_id)
+        # A bidirectional sync gives the kept target values to the source too; that commits before
+        # the target transaction, whose failure would leave two sides that agree.
+        if write_back:
+            SqlSourceWriter(config).write(write_back, "writing the kept target values back to the source")
         remaining = store.summary(conn, 0).open_count
     return Resolution(config.name, [c.id for c in conflicts], choice, resolved_by, remaining)
 
