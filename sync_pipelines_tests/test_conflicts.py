@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from sync_pipelines.config import SyncConfig
@@ -67,6 +69,21 @@ def test_fingerprint_is_stable_across_driver_representations() -> None:
     )
     assert key_hash([7], ["integer"]) == key_hash([Decimal(7)], ["integer"])
     assert values_hash({"a": "1"}) != values_hash({"a": "2"})
+
+
+@given(
+    st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False, allow_infinity=False),
+    st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2100, 1, 1)),
+    st.integers(min_value=-14, max_value=14),
+)
+def test_normalised_values_do_not_depend_on_the_driver_representation(
+    amount: Decimal, moment: dt.datetime, offset_hours: int
+) -> None:
+    assert normalise(amount, "decimal(12,2)") == normalise(str(amount), "decimal(12,2)")
+    assert normalise(amount, "decimal(12,2)") == normalise(amount.quantize(Decimal("0.0001")), "decimal(12,2)")
+    zone = dt.timezone(dt.timedelta(hours=offset_hours))
+    aware = moment.replace(tzinfo=dt.UTC).astimezone(zone)
+    assert normalise(aware, "datetime") == normalise(moment, "datetime") == normalise(moment.isoformat(), "datetime")
 
 
 def test_every_written_record_has_a_baseline(synced: tuple[Databases, sa.Table]) -> None:
