@@ -23,6 +23,7 @@ import click
 
 from sync_pipelines.cli_hosts import host_run_config, print_host_results
 from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.conflicts_cli import conflicts
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
 from sync_pipelines.types import RunStatus
@@ -259,3 +260,4 @@ from sync_pipelines.commands import register  # noqa: E402
 register(main)
 for _command in HISTORY_COMMANDS:
     main.add_command(_command)
+main.add_command(conflicts)

@@ -27,6 +27,36 @@ class RecordAction(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CONFLICT = "conflict"
+    """Both the source and the target changed the record; it waits for a person (policy ``manual``)."""
+    TARGET_MODIFIED = "target_modified"
+    """Someone edited the record on the target and the source did not change it: left alone."""
+    SOURCE_WON = "source_won"
+    """Both sides changed the record; the source values overwrote the target (policy ``source_wins``)."""
+    TARGET_WON = "target_won"
+    """Both sides changed the record; the target's values were kept (policy ``target_wins``)."""
+    SOURCE_CREATED = "source_created"
+    """Bidirectional: a record created on the target was created in the source."""
+    SOURCE_UPDATED = "source_updated"
+    """Bidirectional: a record changed on the target was written back to the source."""
+    SOURCE_DELETED = "source_deleted"
+    """Bidirectional: a record deleted from the target was deleted from the source."""
+
+
+class SyncDirection(StrEnum):
+    """Which way changes flow."""
+
+    ONE_WAY = "one_way"
+    """Source to target only; edits on the target are detected and reported."""
+    BIDIRECTIONAL = "bidirectional"
+    """Both ways: changes on either side reach the other; changes on both sides are conflicts."""
+
+
+class ConflictPolicy(StrEnum):
+    """What a sync does with a record that both the source and the target changed."""
+
+    MANUAL = "manual"
+    SOURCE_WINS = "source_wins"
+    TARGET_WINS = "target_wins"
 
 
 class SyncMode(StrEnum):
@@ -34,6 +64,22 @@ class SyncMode(StrEnum):
 
     FULL = "full"
     INCREMENTAL = "incremental"
+
+
+class ConflictStatus(StrEnum):
+    """Whether a conflict still waits for a person."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class ConflictChoice(StrEnum):
+    """How a person resolved a conflict."""
+
+    KEEP_SOURCE = "keep_source"
+    """Write the source's values to the target."""
+    KEEP_TARGET = "keep_target"
+    """Keep the target's values; later runs leave the record alone until the source changes it again."""
 
 
 COUNT_KEYS: tuple[str, ...] = (
@@ -46,7 +92,18 @@ COUNT_KEYS: tuple[str, ...] = (
     "deleted",
     "skipped",
     "conflicted",
+    "target_modified",
 )
+
+_COUNTED_AS: dict[str, str] = {
+    "conflict": "conflicted",
+    "source_won": "conflicted",
+    "target_won": "conflicted",
+    "source_created": "created",
+    "source_updated": "updated",
+    "source_deleted": "deleted",
+}
+"""Actions counted under another name: every record that both sides changed counts as ``conflicted``."""
 
 
 @dataclass
@@ -61,6 +118,7 @@ class Counts:
     failed: int = 0
     skipped: int = 0
     conflicted: int = 0
+    target_modified: int = 0
 
     @property
     def succeeded(self) -> int:
@@ -69,12 +127,12 @@ class Counts:
 
     def add(self, action: RecordAction, n: int = 1) -> None:
         """Count ``n`` records with ``action``."""
-        attr = "conflicted" if action is RecordAction.CONFLICT else action.value
+        attr = _COUNTED_AS.get(action.value, action.value)
         setattr(self, attr, getattr(self, attr) + n)
 
     def merge(self, other: Counts) -> None:
         """Add every count of ``other`` to this one."""
-        for name in ("processed", "created", "updated", "unchanged", "deleted", "failed", "skipped", "conflicted"):
+        for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:

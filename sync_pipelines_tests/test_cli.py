@@ -19,7 +19,18 @@ from sync_pipelines.orchestration import ensure_dagster_home
 GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
 BAD = {"id": 10, "name": "p10", "age": "unknown"}
 JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}
-COUNT_KEYS = {"processed", "succeeded", "failed", "created", "updated", "unchanged", "deleted", "skipped", "conflicted"}
+COUNT_KEYS = {
+    "processed",
+    "succeeded",
+    "failed",
+    "created",
+    "updated",
+    "unchanged",
+    "deleted",
+    "skipped",
+    "conflicted",
+    "target_modified",
+}
 
 
 def make_source(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -120,6 +120,7 @@ def test_created_updated_unchanged_failed(dbs: Databases) -> None:
         "deleted": 0,
         "skipped": 0,
         "conflicted": 0,
+        "target_modified": 0,
     }
     failed = [s for s in first.samples if s.action is RecordAction.FAILED]
     assert failed[0].key == {"order_id": 31}

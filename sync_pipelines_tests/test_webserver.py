@@ -268,7 +268,48 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         assert run.tags["sync/status"] == "completed"
         assert run.tags["sync/triggered_by"] == "retry"
         steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
-    assert steps == {"people.people_load"}
+    assert steps == {"people.people_load", "people_no_open_conflicts"}
+
+
+CONFLICT_CHECK = """
+{
+  assetNodes {
+    assetKey { path }
+    assetChecksOrError {
+      ... on AssetChecks {
+        checks { name blocking executionForLatestMaterialization { status evaluation { severity } } }
+      }
+    }
+  }
+}
+"""
+
+LAUNCH_RESOLVE = """
+mutation Launch($config: RunConfigData!) {
+  launchRun(executionParams: {
+    selector: {
+      repositoryLocationName: "sync_pipelines", repositoryName: "__repository__", jobName: "resolve_conflicts"
+    },
+    runConfigData: $config
+  }) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+
+
+def conflict_check_status(webserver: Webserver, asset: str) -> tuple[str | None, str | None]:
+    for node in webserver.graphql(CONFLICT_CHECK)["assetNodes"]:
+        if node["assetKey"]["path"] == [asset]:
+            [check] = [c for c in node["assetChecksOrError"]["checks"] if c["name"] == "no_open_conflicts"]
+            execution = check["executionForLatestMaterialization"]
+            if execution is None:
+                return None, None
+            return execution["status"], (execution["evaluation"] or {}).get("severity")
+    raise AssertionError(f"no asset {asset}")
 
 
 def wait_for(webserver: Webserver, run_id: str) -> str:
@@ -303,3 +344,40 @@ def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.tags["sync/triggered_by"] == "api" and run.tags["sync/user"] == "alice"
         assert run.run_config == {"full_sync": True}
+
+
+def test_the_ui_shows_a_red_conflict_check_that_the_launchpad_resolution_turns_green(
+    tmp_path: Path, syncs: Path, webserver: Webserver
+) -> None:
+    make_source(tmp_path / "source.db", 6)
+    with DagsterInstance.get() as instance:
+        assert execute_sync("people", instance=instance, config_directory=syncs).status.value == "completed"
+    assert conflict_check_status(webserver, "people") == ("SUCCEEDED", "ERROR")
+    for path, name in ((tmp_path / "target.db", "edited in the app"), (tmp_path / "source.db", "renamed")):
+        engine = sa.create_engine(f"sqlite:///{path}")
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE people SET name = :name WHERE id = 4"), {"name": name})
+        engine.dispose()
+    with DagsterInstance.get() as instance:
+        report = execute_sync("people", instance=instance, config_directory=syncs)
+    assert (report.status.value, report.counts["conflicted"]) == ("completed", 1)
+    assert conflict_check_status(webserver, "people") == ("FAILED", "ERROR")
+
+    config = {
+        "ops": {
+            "resolve_selected_conflicts": {
+                "config": {"sync": "people", "all": True, "choice": "keep_target", "resolved_by": "alice"}
+            }
+        }
+    }
+    launched = webserver.graphql(LAUNCH_RESOLVE, config=config)["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+
+    assert wait_for(webserver, launched["run"]["runId"]) == "SUCCESS"
+    assert conflict_check_status(webserver, "people") == ("SUCCEEDED", "ERROR")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'target.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM people WHERE id = 4")).scalar_one() == "edited in the app"
+        resolved = conn.execute(sa.text("SELECT status, resolved_by, resolution FROM _sync_conflicts")).one()
+    engine.dispose()
+    assert tuple(resolved) == ("resolved", "alice", "keep_target")

@@ -90,8 +90,15 @@ def test_a_new_file_shows_after_a_reload_and_the_check_job_records_checks(
     webserver.graphql(RELOAD)
     jobs, checks = repository(webserver)
     assert {"sync_people", "check_connections"} <= jobs
-    # sync_statistics is not a sync: it carries no endpoint check.
-    assert checks == {"people": [{"name": "endpoints_reachable", "blocking": False}], "sync_statistics": []}
+    # sync_statistics is not a sync: it carries no checks.
+    both = sorted(
+        [{"name": "endpoints_reachable", "blocking": False}, {"name": "no_open_conflicts", "blocking": False}],
+        key=lambda c: str(c["name"]),
+    )
+    assert {k: sorted(v, key=lambda c: str(c["name"])) for k, v in checks.items()} == {
+        "people": both,
+        "sync_statistics": [],
+    }
 
     created = CliRunner().invoke(main, ["--config-dir", str(folder), "new", "people_copy"], catch_exceptions=False)
     assert created.exit_code == 0
@@ -112,7 +119,7 @@ def test_a_new_file_shows_after_a_reload_and_the_check_job_records_checks(
     assert reloaded["__typename"] == "WorkspaceLocationEntry"
     jobs, checks = repository(webserver)
     assert "sync_people_copy" in jobs
-    assert checks["people_copy"] == [{"name": "endpoints_reachable", "blocking": False}]
+    assert sorted(checks["people_copy"], key=lambda c: str(c["name"])) == both
 
     launched = webserver.graphql(
         LAUNCH, runConfigData={"ops": {"check_sync_connections": {"config": {"syncs": ["people_copy"]}}}}

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sync_pipelines.config.cron import to_dagster_cron
 from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
-from sync_pipelines.types import SyncMode
+from sync_pipelines.types import ConflictPolicy, SyncDirection, SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
@@ -177,6 +177,20 @@ class SyncConfig(_Model):
         le=1,
         description="A run with more failed records than this share is `failed`, else `partial`.",
     )
+    on_conflict: ConflictPolicy = Field(
+        default=ConflictPolicy.MANUAL,
+        description="A record changed on both sides since the last write: `manual` keeps the target and records "
+        "a conflict for a person to resolve; `source_wins` overwrites the target; `target_wins` keeps the target.",
+    )
+    direction: SyncDirection = Field(
+        default=SyncDirection.ONE_WAY,
+        description="`one_way` (source to target) or `bidirectional`: changes made on the target are written "
+        "back to the source as well (SQL tables on both sides, mode `full`, deletes only with `delete_missing`).",
+    )
+    block_on_conflicts: bool = Field(
+        default=False,
+        description="Make the `no_open_conflicts` check blocking, so downstream assets wait while conflicts are open.",
+    )
     schedule: Schedule | None = Field(default=None, description="Cron schedule; none means manual runs only.")
     timezone: str = Field(default="UTC", description="IANA timezone of the schedule, e.g. Asia/Shanghai.")
     history: HistoryOptions = Field(
@@ -209,6 +223,8 @@ class SyncConfig(_Model):
         _check_host_metrics(self)
         if self.delete_missing and self.mode is not SyncMode.FULL:
             raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
+        if self.direction is SyncDirection.BIDIRECTIONAL:
+            self._check_bidirectional()
         if self.mapping:
             missing = [k for k in self.target.key if k not in self.mapping]
             if missing:
@@ -217,6 +233,19 @@ class SyncConfig(_Model):
             if constant_keys:
                 raise ValueError(f"target.key: column(s) {', '.join(constant_keys)} cannot be constants")
         return self
+
+    def _check_bidirectional(self) -> None:
+        if self.source.kind != "sql" or self.source.table is None:
+            raise ValueError("direction: `bidirectional` needs a SQL source `table` (not a query)")
+        if self.mode is not SyncMode.FULL:
+            raise ValueError("direction: `bidirectional` needs mode `full` (edits on the target have no cursor)")
+        if self.filter:
+            raise ValueError(
+                "direction: `bidirectional` cannot use `filter` (rows created on the target may not match)"
+            )
+        constants = [name for name, spec in self.mapping.items() if spec.constant is not None]
+        if constants:
+            raise ValueError(f"direction: `bidirectional` cannot write constant column(s) {', '.join(constants)} back")
 
     def field(self, target_column: str) -> FieldSpec:
         """The field spec of a mapped target column."""

@@ -13,9 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, translate_errors
+from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
+from sync_pipelines.engine.bidirectional import finish_bidirectional
+from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.progress import Progress
@@ -33,6 +37,9 @@ class _Plan:
     outcomes: list[RecordOutcome] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     seen_keys: list[tuple[Any, ...]] = field(default_factory=list)
+    conflicts: list[NewConflict] = field(default_factory=list)
+    reverse_rows: list[dict[str, Any]] = field(default_factory=list)
+    reverse_deletes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plan_batch(
@@ -40,10 +47,11 @@ def _plan_batch(
     conn: Connection | None,
     table: pa.Table,
     columns: list[str],
+    reconciler: Reconciler | None = None,
     *,
     keep_unchanged: bool = False,
 ) -> _Plan:
-    """Classify every record of a batch against the current target rows (read-only).
+    """Classify every record of a batch against the current target rows and their baselines (read-only).
 
     Unchanged records are counted; they get an outcome of their own only with ``keep_unchanged``.
     """
@@ -63,14 +71,37 @@ def _plan_batch(
     good = table.filter(ok_mask).select(columns).to_pylist()
     keys = [norm_key([row[k] for k in key_names]) for row in good]
     existing = writer.fetch_existing(conn, keys, columns) if conn is not None and keys else {}
+    if reconciler is not None:
+        reconciler.start_batch(conn, keys)
     for key, row in zip(keys, good, strict=True):
         key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
         before = existing.get(key)
+        gone = reconciler.judge_missing(key, key_dict) if reconciler is not None and before is None else None
+        if gone is not None:
+            # Counted and logged when the delete is applied, at the end of the run under the delete guard.
+            plan.reverse_deletes.append(key_dict)
+            continue
         if before is None:
             plan.upserts.append(row)
             plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
             plan.counts.add(RecordAction.CREATED)
+            if reconciler is not None:
+                reconciler.agreed(key, key_dict, row)
             continue
+        verdict = reconciler.judge(key, key_dict, row, before) if reconciler is not None else None
+        if verdict is not None:
+            if verdict.write:
+                plan.upserts.append(row)
+            if verdict.conflict is not None:
+                plan.conflicts.append(verdict.conflict)
+            if verdict.reverse is not None:
+                plan.reverse_rows.append(verdict.reverse)
+            if verdict.action is not RecordAction.UNCHANGED or keep_unchanged:
+                plan.outcomes.append(RecordOutcome(key_dict, verdict.action, verdict.changes))
+            plan.counts.add(verdict.action)
+            continue
+        if reconciler is not None:
+            reconciler.agreed(key, key_dict, row)
         changes = {
             c: [display(before[c]), display(row[c])]
             for c in columns
@@ -195,7 +226,13 @@ def _commit_run(
 ) -> None:
     writer.prepare(_schema(manifest))
     columns = list(manifest.types)
+    reconciler = Reconciler(config, writer, manifest.types, columns)
+    with translate_errors(writer.endpoint, "preparing the baselines"), writer.engine.begin() as conn:
+        reconciler.store.create(conn)
     deleting = config.delete_missing and manifest.full_sync
+    source_writer = SqlSourceWriter(config) if reconciler.bidirectional else None
+    tracking = deleting or source_writer is not None
+    source_deletes: list[dict[str, Any]] = []
     with writer.lease(options.run_id):
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
             state = writer.read_state(conn)
@@ -218,10 +255,16 @@ def _commit_run(
                 )
             table = read_batch(batch.path)
             with translate_errors(writer.endpoint, f"loading batch {batch.index}"), writer.engine.begin() as conn:
-                plan = _plan_batch(writer, conn, table, columns, keep_unchanged=config.history.store_unchanged)
+                plan = _plan_batch(
+                    writer, conn, table, columns, reconciler, keep_unchanged=config.history.store_unchanged
+                )
+                if source_writer is not None:
+                    source_writer.write(plan.reverse_rows)
+                    source_deletes += plan.reverse_deletes
                 writer.upsert(conn, plan.upserts)
+                reconciler.flush(conn, options.run_id, plan.conflicts)
                 writer.record_outcomes(conn, _outcome_rows(config, options.run_id, batch.index, plan.outcomes))
-                if deleting:
+                if tracking:
                     if batch.index == 0:
                         writer.reset_seen(conn)
                     writer.add_seen(conn, plan.seen_keys)
@@ -234,11 +277,34 @@ def _commit_run(
             samples.add(plan.outcomes)
             progress.batch_done(batch.rows)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
-            if deleting:
+            if tracking:
                 assert writer.seen_table is not None
                 if not manifest.batches:
                     writer.reset_seen(conn)
-                refused = _delete_missing(config, options, writer, conn, writer.seen_table, result, samples, write=True)
+            if source_writer is not None:
+                assert writer.seen_table is not None
+                finish = finish_bidirectional(
+                    config,
+                    writer,
+                    conn,
+                    writer.seen_table,
+                    reconciler,
+                    source_writer,
+                    source_deletes,
+                    run_id=options.run_id,
+                    write=True,
+                )
+                writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, finish.outcomes))
+                result.counts.merge(finish.counts)
+                samples.add(finish.outcomes)
+                if finish.error:
+                    result.status, result.error = RunStatus.FAILED, finish.error
+                    return
+            elif deleting:
+                assert writer.seen_table is not None
+                refused = _delete_missing(
+                    config, options, writer, conn, writer.seen_table, result, samples, write=True, reconciler=reconciler
+                )
                 if refused:
                     return
             if manifest.full_sync and manifest.final_position is not None:
@@ -261,7 +327,10 @@ def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) ->
     counts = Counts(processed=batch.rows)
     for action, n in rows:
         counts.add(RecordAction(action), int(n))
-    counts.unchanged = max(0, batch.rows - counts.created - counts.updated - counts.failed - counts.conflicted)
+    counts.unchanged = max(
+        0,
+        batch.rows - counts.created - counts.updated - counts.failed - counts.conflicted - counts.target_modified,
+    )
     return counts
 
 
@@ -275,6 +344,7 @@ def _delete_missing(
     samples: _Samples,
     *,
     write: bool,
+    reconciler: Reconciler | None = None,
 ) -> bool:
     """Delete (or plan to delete) target rows gone from the source. Returns True if the guard refused."""
     missing, total = writer.count_missing(conn, seen)
@@ -298,6 +368,8 @@ def _delete_missing(
             return False
         outcomes = [_deleted(writer, k) for k in keys]
         writer.delete_keys(conn, keys)
+        if reconciler is not None:
+            reconciler.store.delete_baselines(conn, [reconciler.key_hash(k) for k in keys])
         writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, outcomes))
         result.counts.add(RecordAction.DELETED, len(keys))
         samples.add(outcomes)
@@ -316,6 +388,7 @@ def _dry_run(
     samples: _Samples,
 ) -> None:
     columns = list(manifest.types)
+    reconciler = Reconciler(config, writer, manifest.types, columns)
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:
@@ -323,16 +396,35 @@ def _dry_run(
                 config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn
             )
             writer.prepare_seen_definition()
-        temp = writer.temp_seen_table(conn) if exists and config.delete_missing and manifest.full_sync else None
+        tracking = (config.delete_missing and manifest.full_sync) or reconciler.bidirectional
+        temp = writer.temp_seen_table(conn) if exists and tracking else None
+        source_deletes: list[dict[str, Any]] = []
         progress = Progress(config.name, "load", options.logger, total=manifest.rows)
         for batch in manifest.batches:
-            plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns)
+            plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns, reconciler)
+            source_deletes += plan.reverse_deletes
             if temp is not None:
                 writer.add_seen(conn, plan.seen_keys, table=temp)
             result.counts.merge(plan.counts)
             samples.add(plan.outcomes)
             progress.batch_done(batch.rows)
-        if temp is not None:
+        if temp is not None and reconciler.bidirectional:
+            finish = finish_bidirectional(
+                config,
+                writer,
+                conn,
+                temp,
+                reconciler,
+                SqlSourceWriter(config),
+                source_deletes,
+                run_id=options.run_id,
+                write=False,
+            )
+            result.counts.merge(finish.counts)
+            samples.add(finish.outcomes)
+            if finish.error:
+                result.status, result.error = RunStatus.FAILED, finish.error
+        elif temp is not None:
             _delete_missing(config, options, writer, conn, temp, result, samples, write=False)
         conn.rollback()
 

@@ -10,6 +10,7 @@ from dagster import AssetSelection, ConfigMapping, config_mapping, define_asset_
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.engine.host_metrics import is_host_metrics
 from sync_pipelines.orchestration.assets import asset_description, asset_key
+from sync_pipelines.orchestration.checks import conflict_check_key, has_conflict_check
 from sync_pipelines.orchestration.host_ops import host_job_config
 from sync_pipelines.orchestration.names import Tag, job_name
 from sync_pipelines.orchestration.ops import SyncRunConfig
@@ -28,15 +29,25 @@ def run_config_mapping(cfg: SyncConfig) -> ConfigMapping:
     return _run_config
 
 
+def _selection(cfg: SyncConfig) -> AssetSelection:
+    """The sync's asset, plus its conflict check where it has one; the connection check is left to
+    the ``check_connections`` job."""
+    selection = AssetSelection.assets(asset_key(cfg)).without_checks()
+    if has_conflict_check(cfg):
+        selection = selection | AssetSelection.checks(conflict_check_key(cfg))
+    return selection
+
+
 def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
     """The job ``sync_<name>``: materializes the sync's asset with the in-process executor.
 
     The in-process executor starts a run in well under a second; the three steps run one after the
-    other anyway. Runs carry the tag ``sync/name``.
+    other anyway. Runs carry the tag ``sync/name``. After the load step, the ``no_open_conflicts``
+    check is evaluated; the connection check is left to the ``check_connections`` job.
     """
     return define_asset_job(
         name=job_name(cfg.name),
-        selection=AssetSelection.assets(asset_key(cfg)).without_checks(),
+        selection=_selection(cfg),
         config=host_job_config(cfg) if is_host_metrics(cfg) else run_config_mapping(cfg),
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
         tags={Tag.SYNC_NAME.value: cfg.name},

@@ -8,6 +8,7 @@ from dagster import Definitions, FilesystemIOManager, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
+from sync_pipelines.orchestration.checks import build_conflict_check, has_conflict_check
 from sync_pipelines.orchestration.connection_checks import (
     build_check_connections_job,
     build_check_schedule,
@@ -16,6 +17,7 @@ from sync_pipelines.orchestration.connection_checks import (
 from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
+from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
 from sync_pipelines.orchestration.statistics import (
     build_statistics_asset,
@@ -36,8 +38,16 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
     statistics_job = build_statistics_job()
     return Definitions(
         assets=[*(build_sync_asset(cfg) for cfg in configs), build_statistics_asset(configs)],
-        asset_checks=[build_endpoint_check(cfg) for cfg in configs],
-        jobs=[*jobs.values(), check_job, statistics_job],
+        asset_checks=[
+            *(build_conflict_check(cfg) for cfg in configs if has_conflict_check(cfg)),
+            *(build_endpoint_check(cfg) for cfg in configs),
+        ],
+        jobs=[
+            *jobs.values(),
+            check_job,
+            statistics_job,
+            build_resolve_job([cfg for cfg in configs if has_conflict_check(cfg)]),
+        ],
         schedules=[
             *(build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None),
             build_check_schedule(check_job),

@@ -22,7 +22,12 @@ _KIND_OF_DIALECT = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mari
 SAMPLES_SCHEMA = TableSchema(
     columns=[
         TableColumn("key", "string", description="Key of the record in the target."),
-        TableColumn("action", "string", description="created, updated, unchanged, deleted, failed, skipped, conflict."),
+        TableColumn(
+            "action",
+            "string",
+            description="created, updated, unchanged, deleted, failed, skipped, conflict, target_modified, "
+            "source_won, target_won; bidirectional: source_created, source_updated, source_deleted.",
+        ),
         TableColumn("changes", "string", description="Changed fields: `field: before -> after`."),
         TableColumn("error", "string", description="Why the record failed or was skipped."),
     ]
@@ -66,6 +71,8 @@ def asset_metadata(config: SyncConfig) -> dict[str, Any]:
         "target_key": MetadataValue.text(", ".join(target.key)),
         "mode": MetadataValue.text(config.mode.value),
         "batch_size": MetadataValue.int(config.batch_size),
+        "direction": MetadataValue.text(config.direction.value),
+        "on_conflict": MetadataValue.text(config.on_conflict.value),
     }
     metadata.update(_source_metadata(config))
     if config.cursor:

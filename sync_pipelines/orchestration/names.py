@@ -15,6 +15,12 @@ REPOSITORY_NAME = "__repository__"
 
 DEFINITIONS_MODULE = "sync_pipelines.definitions"
 
+CONFLICT_CHECK_NAME = "no_open_conflicts"
+"""Asset check on every sync's asset, failing while conflicts wait for a person."""
+
+RESOLVE_JOB_NAME = "resolve_conflicts"
+"""The job that resolves conflicts of any sync."""
+
 
 class Stage(StrEnum):
     """The three ops of a sync, in execution order."""

@@ -1,0 +1,344 @@
+"""The `_sync_baselines` and `_sync_conflicts` tables kept beside a sync's target table.
+
+A baseline is the last state both sides agreed on for one record: the hash of the source's values
+as staged, and the hash and values of the target row as read back after the write (so a target
+column that stores less precision than the source sends is not mistaken for an edit). A conflict is
+a record that both the source and the target changed since its baseline, held with the source,
+target and baseline values until a person resolves it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sync_pipelines.connectors.values import decode, display, encode
+from sync_pipelines.types import ConflictChoice, ConflictStatus
+
+_CHUNK = 500
+
+
+def utcnow() -> dt.datetime:
+    """The current UTC time, naive (as every `_sync_*` table stores it)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def encode_row(row: dict[str, Any]) -> str:
+    """A staged row as JSON that :func:`decode_row` turns back into writable values."""
+    return _json({k: encode(v) for k, v in row.items()})
+
+
+def decode_row(text: str) -> dict[str, Any]:
+    """The inverse of :func:`encode_row`."""
+    return {k: decode(v) for k, v in json.loads(text).items()}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The last agreed state of one record.
+
+    ``values`` are the normalised target values; ``source_hash`` and ``target_hash`` hash each
+    side's normalised values.
+    """
+
+    source_hash: str
+    target_hash: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    """One baseline to save."""
+
+    key_hash: str
+    record_key: dict[str, Any]
+    baseline: Baseline
+
+
+@dataclass
+class NewConflict:
+    """A conflict found by a run, before it is stored."""
+
+    key_hash: str
+    record_key: dict[str, Any]
+    source_row: dict[str, Any]
+    target_values: dict[str, Any]
+    baseline_values: dict[str, Any]
+    changed_fields: list[str]
+    field_types: dict[str, str]
+
+
+@dataclass
+class Conflict:
+    """A stored conflict."""
+
+    id: int
+    sync: str
+    key_hash: str
+    record_key: dict[str, Any]
+    source_row: dict[str, Any]
+    target_values: dict[str, Any]
+    baseline_values: dict[str, Any]
+    changed_fields: list[str]
+    field_types: dict[str, str]
+    run_id: str
+    status: ConflictStatus
+    detected_at: dt.datetime
+    updated_at: dt.datetime
+    resolved_by: str | None = None
+    resolved_at: dt.datetime | None = None
+    resolution: ConflictChoice | None = None
+
+    @property
+    def source_values(self) -> dict[str, Any]:
+        """The source's values of the record, readable (dates and decimals as text)."""
+        return {k: display(v) for k, v in self.source_row.items()}
+
+    def differences(self) -> dict[str, dict[str, Any]]:
+        """Each changed field with its ``source``, ``target`` and ``baseline`` value."""
+        source = self.source_values
+        return {
+            f: {"source": source.get(f), "target": self.target_values.get(f), "baseline": self.baseline_values.get(f)}
+            for f in self.changed_fields
+        }
+
+
+@dataclass
+class ConflictSummary:
+    """Open conflicts of one sync: how many, since when, and a few of them."""
+
+    open_count: int
+    oldest_detected_at: dt.datetime | None
+    samples: list[Conflict] = field(default_factory=list)
+
+
+class ConflictStore:
+    """Reads and writes the baselines and conflicts of one sync, inside the caller's transactions."""
+
+    def __init__(self, metadata: sa.MetaData, sync: str):
+        self.sync = sync
+        self.baselines = sa.Table(
+            "_sync_baselines",
+            metadata,
+            sa.Column("sync", sa.String(128), primary_key=True),
+            sa.Column("key_hash", sa.String(64), primary_key=True),
+            sa.Column("record_key", sa.Text, nullable=False),
+            sa.Column("source_hash", sa.String(64), nullable=False),
+            sa.Column("target_hash", sa.String(64), nullable=False),
+            sa.Column("target_values", sa.Text, nullable=False),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("updated_at", sa.DateTime, nullable=False),
+            extend_existing=True,
+        )
+        self.conflicts = sa.Table(
+            "_sync_conflicts",
+            metadata,
+            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+            sa.Column("sync", sa.String(128), nullable=False, index=True),
+            sa.Column("key_hash", sa.String(64), nullable=False),
+            sa.Column("record_key", sa.Text, nullable=False),
+            sa.Column("source_values", sa.Text, nullable=False),
+            sa.Column("target_values", sa.Text, nullable=False),
+            sa.Column("baseline_values", sa.Text, nullable=False),
+            sa.Column("changed_fields", sa.Text, nullable=False),
+            sa.Column("field_types", sa.Text, nullable=False),
+            sa.Column("run_id", sa.String(64), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False),
+            sa.Column("detected_at", sa.DateTime, nullable=False),
+            sa.Column("updated_at", sa.DateTime, nullable=False),
+            sa.Column("resolved_by", sa.String(128)),
+            sa.Column("resolved_at", sa.DateTime),
+            sa.Column("resolution", sa.String(16)),
+            extend_existing=True,
+        )
+
+    # -- schema
+
+    def create(self, conn: Connection) -> None:
+        """Create both tables when missing."""
+        self.baselines.metadata.create_all(conn, tables=[self.baselines, self.conflicts])
+
+    def exists(self, conn: Connection) -> bool:
+        """Whether the tables exist (a dry run against a target never synced has none)."""
+        return sa.inspect(conn).has_table(self.baselines.name, schema=self.baselines.schema)
+
+    # -- baselines
+
+    def fetch_baselines(self, conn: Connection, key_hashes: Sequence[str]) -> dict[str, Baseline]:
+        """Baselines of the given records, by key hash."""
+        table, found = self.baselines, {}
+        for start in range(0, len(key_hashes), _CHUNK):
+            part = list(key_hashes[start : start + _CHUNK])
+            query = sa.select(table.c.key_hash, table.c.source_hash, table.c.target_hash, table.c.target_values).where(
+                table.c.sync == self.sync, table.c.key_hash.in_(part)
+            )
+            for key_hash, source_hash, target_hash, values in conn.execute(query):
+                found[key_hash] = Baseline(source_hash, target_hash, json.loads(values))
+        return found
+
+    def save_baselines(self, conn: Connection, run_id: str, rows: Sequence[BaselineRow]) -> None:
+        """Replace the baselines of ``rows``."""
+        if not rows:
+            return
+        self.delete_baselines(conn, [r.key_hash for r in rows])
+        now = utcnow()
+        conn.execute(
+            sa.insert(self.baselines),
+            [
+                {
+                    "sync": self.sync,
+                    "key_hash": row.key_hash,
+                    "record_key": _json(row.record_key),
+                    "source_hash": row.baseline.source_hash,
+                    "target_hash": row.baseline.target_hash,
+                    "target_values": _json(row.baseline.values),
+                    "run_id": run_id,
+                    "updated_at": now,
+                }
+                for row in rows
+            ],
+        )
+
+    def delete_baselines(self, conn: Connection, key_hashes: Sequence[str]) -> None:
+        """Forget the baselines of deleted (or re-baselined) records."""
+        table = self.baselines
+        for start in range(0, len(key_hashes), _CHUNK):
+            part = list(key_hashes[start : start + _CHUNK])
+            conn.execute(sa.delete(table).where(table.c.sync == self.sync, table.c.key_hash.in_(part)))
+
+    # -- conflicts
+
+    def record_conflicts(self, conn: Connection, run_id: str, found: Sequence[NewConflict]) -> None:
+        """Store conflicts found by ``run_id``; a record already in an open conflict has it refreshed."""
+        if not found:
+            return
+        table, now = self.conflicts, utcnow()
+        open_ids = self._open_ids(conn, [c.key_hash for c in found])
+        inserts = []
+        for item in found:
+            values = {
+                "source_values": encode_row(item.source_row),
+                "target_values": _json(item.target_values),
+                "baseline_values": _json(item.baseline_values),
+                "changed_fields": _json(item.changed_fields),
+                "field_types": _json(item.field_types),
+                "run_id": run_id,
+                "updated_at": now,
+            }
+            if item.key_hash in open_ids:
+                conn.execute(sa.update(table).where(table.c.id == open_ids[item.key_hash]).values(**values))
+            else:
+                inserts.append(
+                    {
+                        "sync": self.sync,
+                        "key_hash": item.key_hash,
+                        "record_key": _json(item.record_key),
+                        "status": ConflictStatus.OPEN.value,
+                        "detected_at": now,
+                        **values,
+                    }
+                )
+        if inserts:
+            conn.execute(sa.insert(table), inserts)
+
+    def _open_ids(self, conn: Connection, key_hashes: Sequence[str]) -> dict[str, int]:
+        table, found = self.conflicts, {}
+        for start in range(0, len(key_hashes), _CHUNK):
+            part = list(key_hashes[start : start + _CHUNK])
+            query = sa.select(table.c.key_hash, table.c.id).where(
+                table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value, table.c.key_hash.in_(part)
+            )
+            found.update({key_hash: int(conflict_id) for key_hash, conflict_id in conn.execute(query)})
+        return found
+
+    def close_settled(self, conn: Connection, run_id: str, key_hashes: Sequence[str]) -> int:
+        """Close open conflicts of records whose two sides came to agree; returns how many were closed."""
+        table = self.conflicts
+        any_open = conn.execute(
+            sa.select(table.c.id).where(table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value).limit(1)
+        ).first()
+        if any_open is None or not key_hashes:
+            return 0
+        open_ids = self._open_ids(conn, key_hashes)
+        if not open_ids:
+            return 0
+        conn.execute(
+            sa.update(table)
+            .where(table.c.id.in_(list(open_ids.values())))
+            .values(
+                status=ConflictStatus.RESOLVED.value,
+                resolved_by=f"run {run_id} (source and target agree)",
+                resolved_at=utcnow(),
+                updated_at=utcnow(),
+            )
+        )
+        return len(open_ids)
+
+    def find(
+        self, conn: Connection, *, status: ConflictStatus | None = None, ids: Sequence[int] | None = None
+    ) -> list[Conflict]:
+        """Conflicts of this sync, oldest first, optionally only those with ``status`` or ``ids``."""
+        table = self.conflicts
+        query = sa.select(table).where(table.c.sync == self.sync).order_by(table.c.id)
+        if status is not None:
+            query = query.where(table.c.status == status.value)
+        if ids is not None:
+            query = query.where(table.c.id.in_(list(ids)))
+        return [_conflict(row) for row in conn.execute(query).mappings()]
+
+    def summary(self, conn: Connection, sample_size: int = 10) -> ConflictSummary:
+        """Open count, oldest detection time and the first ``sample_size`` open conflicts."""
+        table = self.conflicts
+        where = sa.and_(table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value)
+        count, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(table.c.detected_at)).where(where)).one()
+        rows = conn.execute(sa.select(table).where(where).order_by(table.c.id).limit(sample_size)).mappings()
+        return ConflictSummary(int(count), oldest, [_conflict(r) for r in rows])
+
+    def mark_resolved(
+        self, conn: Connection, conflict_id: int, *, choice: ConflictChoice, resolved_by: str, at: dt.datetime
+    ) -> bool:
+        """Mark one open conflict resolved; False when it was no longer open (a concurrent resolution)."""
+        table = self.conflicts
+        updated = conn.execute(
+            sa.update(table)
+            .where(table.c.id == conflict_id, table.c.status == ConflictStatus.OPEN.value)
+            .values(
+                status=ConflictStatus.RESOLVED.value,
+                resolution=choice.value,
+                resolved_by=resolved_by,
+                resolved_at=at,
+                updated_at=at,
+            )
+        )
+        return bool(updated.rowcount)
+
+
+def _conflict(row: Any) -> Conflict:
+    return Conflict(
+        id=int(row["id"]),
+        sync=row["sync"],
+        key_hash=row["key_hash"],
+        record_key=json.loads(row["record_key"]),
+        source_row=decode_row(row["source_values"]),
+        target_values=json.loads(row["target_values"]),
+        baseline_values=json.loads(row["baseline_values"]),
+        changed_fields=json.loads(row["changed_fields"]),
+        field_types=json.loads(row["field_types"]),
+        run_id=row["run_id"],
+        status=ConflictStatus(row["status"]),
+        detected_at=row["detected_at"],
+        updated_at=row["updated_at"],
+        resolved_by=row["resolved_by"],
+        resolved_at=row["resolved_at"],
+        resolution=ConflictChoice(row["resolution"]) if row["resolution"] else None,
+    )

@@ -1,0 +1,104 @@
+"""Dialect-independent forms of synced values, and the hashes of records and keys built from them.
+
+A value read back from PostgreSQL, MariaDB or SQLite must hash like the staged value that was
+written, whatever the driver returns (``1`` for a MariaDB boolean, ``Decimal('1.50')`` for a
+``decimal(12,1)`` value, an aware datetime from a ``timestamptz`` column, text from SQLite). Each
+value is therefore normalised by the field's declared type before it is hashed or compared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sync_pipelines.config.models import decimal_parts
+
+_TRUE_TEXT = {"1", "true", "t", "yes", "y", "on"}
+
+
+def _datetime(value: Any) -> str:
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="microseconds")
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time()).isoformat(timespec="microseconds")
+    raise TypeError(f"not a datetime: {value!r}")
+
+
+def _date(value: Any) -> str:
+    if isinstance(value, str):
+        value = dt.date.fromisoformat(value[:10])
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"not a date: {value!r}")
+
+
+def _decimal(value: Any, scale: int) -> str:
+    number = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    return str(number.quantize(Decimal(1).scaleb(-scale)))
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in _TRUE_TEXT
+    return bool(value)
+
+
+def normalise(value: Any, type_name: str) -> Any:
+    """The JSON-safe, dialect-independent form of ``value`` for a field of declared type ``type_name``.
+
+    Values that do not fit the type (a hand-edited text in a number column, say) keep their text
+    form, so they still compare and hash, as different from any proper value.
+    """
+    if value is None:
+        return None
+    try:
+        parts = decimal_parts(type_name)
+        if parts is not None:
+            return _decimal(value, parts[1])
+        if type_name == "boolean":
+            return _boolean(value)
+        if type_name == "integer":
+            return int(value)
+        if type_name == "float":
+            return repr(float(value))
+        if type_name == "datetime":
+            return _datetime(value)
+        if type_name == "date":
+            return _date(value)
+    except (ValueError, TypeError, ArithmeticError, InvalidOperation):
+        pass
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def normalise_row(row: Mapping[str, Any], types: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any]:
+    """``columns`` of ``row`` in normalised form (see :func:`normalise`)."""
+    return {c: normalise(row.get(c), types.get(c, "string")) for c in columns}
+
+
+def _digest(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def values_hash(values: Mapping[str, Any]) -> str:
+    """The hash of normalised field values (as returned by :func:`normalise_row`)."""
+    return _digest(dict(values))
+
+
+def key_hash(key: Sequence[Any], key_types: Sequence[str]) -> str:
+    """The hash identifying a record by its key values, the same whichever side they were read from."""
+    return _digest([normalise(v, t) for v, t in zip(key, key_types, strict=True)])

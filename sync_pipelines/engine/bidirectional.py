@@ -1,0 +1,110 @@
+"""The end of a bidirectional run: records that exist on one side only.
+
+The batches have already carried source changes to the target and target changes back to the
+source (see :class:`~sync_pipelines.engine.conflicts.Reconciler`). What is left is decided here,
+from the keys the source still has and the baselines:
+
+- a target row the source does not have and that has no baseline was created on the target: it is
+  created in the source;
+- a target row the source does not have but that has a baseline was deleted from the source: with
+  ``delete_missing`` it is deleted from the target, otherwise restored in the source;
+- a source row that has a baseline but is gone from the target was deleted from the target: with
+  ``delete_missing`` it is deleted from the source (collected by the batches).
+
+Deletes on either side are refused together, and the run fails, when they exceed
+``max_delete_ratio`` of that side. Source writes are committed before the target transaction that
+records the new baselines, so a crash in between leaves two sides that agree, which the next run
+settles without a conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
+from sync_pipelines.connectors.values import display
+from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.types import Counts, RecordAction, RecordOutcome
+
+
+@dataclass
+class Finish:
+    """What the end of a bidirectional run did (or, in a dry run, would do)."""
+
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    error: str | None = None
+
+
+def _guard(config: SyncConfig, side: str, deletes: int, total: int) -> str | None:
+    if total and deletes / total > config.max_delete_ratio:
+        return (
+            f"sync {config.name}: refusing to delete {deletes} of {total} {side} rows "
+            f"({deletes / total:.0%} > max_delete_ratio {config.max_delete_ratio:.0%}); nothing was deleted"
+        )
+    return None
+
+
+def finish_bidirectional(
+    config: SyncConfig,
+    writer: SqlTargetWriter,
+    conn: Connection,
+    seen: sa.Table,
+    reconciler: Reconciler,
+    source: SqlSourceWriter,
+    source_deletes: list[dict[str, Any]],
+    *,
+    run_id: str,
+    write: bool,
+) -> Finish:
+    """Settle the records present on one side only (see the module docstring)."""
+    assert writer.table is not None
+    done = Finish()
+    reconciler.to_save = []
+    key_names = list(config.target.key)
+    only_target = writer.missing_keys(conn, seen)
+    hashes = [reconciler.key_hash(k) for k in only_target]
+    known = reconciler.store.fetch_baselines(conn, hashes) if write or reconciler.store.exists(conn) else {}
+    deleted_at_source = [k for k, h in zip(only_target, hashes, strict=True) if h in known]
+    created_on_target = [k for k, h in zip(only_target, hashes, strict=True) if h not in known]
+    if reconciler.propagate_deletes:
+        target_total = int(conn.execute(sa.select(sa.func.count()).select_from(writer.table)).scalar_one())
+        error = _guard(config, "target", len(deleted_at_source), target_total) or _guard(
+            config, "source", len(source_deletes), source.count()
+        )
+        if error:
+            done.error = error
+            return done
+    else:
+        created_on_target += deleted_at_source
+        deleted_at_source = []
+
+    rows = writer.fetch_existing(conn, created_on_target, list(reconciler.types)) if created_on_target else {}
+    for key, row in rows.items():
+        record_key = {k: display(v) for k, v in zip(key_names, key, strict=True)}
+        done.outcomes.append(RecordOutcome(record_key, RecordAction.SOURCE_CREATED))
+        reconciler.agreed(key, record_key, row)
+    done.counts.add(RecordAction.SOURCE_CREATED, len(rows))
+    done.outcomes += [RecordOutcome(k, RecordAction.SOURCE_DELETED) for k in source_deletes]
+    done.counts.add(RecordAction.SOURCE_DELETED, len(source_deletes))
+    done.outcomes += [
+        RecordOutcome({k: display(v) for k, v in zip(key_names, key, strict=True)}, RecordAction.DELETED)
+        for key in deleted_at_source
+    ]
+    done.counts.add(RecordAction.DELETED, len(deleted_at_source))
+    if not write:
+        return done
+
+    source.write(list(rows.values()), "creating rows of the target in the source")
+    source.delete(source_deletes)
+    reconciler.save(conn, run_id)
+    writer.delete_keys(conn, deleted_at_source)
+    gone = [reconciler.key_hash([k[n] for n in key_names]) for k in source_deletes]
+    reconciler.store.delete_baselines(conn, gone + [reconciler.key_hash(k) for k in deleted_at_source])
+    return done

@@ -1,0 +1,178 @@
+"""The ``no_open_conflicts`` asset check of a sync, and its evaluation recorded after a resolution."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetRecordsFilter,
+    DagsterInstance,
+    Failure,
+    MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    asset_check,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
+from sync_pipelines.config.models import SqlTarget, SyncConfig
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.conflict_store import ConflictSummary, utcnow
+from sync_pipelines.engine.conflicts import conflict_summary
+from sync_pipelines.errors import SyncError
+from sync_pipelines.orchestration.assets import asset_key
+from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME, RESOLVE_JOB_NAME
+
+CONFLICTS_SCHEMA = TableSchema(
+    columns=[
+        TableColumn("id", "int", description="Conflict id (give it to the resolve job or command)."),
+        TableColumn("key", "string", description="Key of the record in the target."),
+        TableColumn("fields", "string", description="Fields that differ: `field: source | target | baseline`."),
+        TableColumn("detected_at", "string", description="When a run first found the conflict (UTC)."),
+        TableColumn("run_id", "string", description="The run that last found it."),
+    ]
+)
+
+
+def has_conflict_check(cfg: SyncConfig) -> bool:
+    """Whether a sync keeps baselines and conflicts: SQL targets do; the CMDB target of host metrics does not."""
+    return isinstance(cfg.target, SqlTarget)
+
+
+def conflict_check_key(cfg: SyncConfig) -> AssetCheckKey:
+    """The key of a sync's ``no_open_conflicts`` check."""
+    return AssetCheckKey(asset_key(cfg), CONFLICT_CHECK_NAME)
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _age(since: dt.datetime, now: dt.datetime) -> str:
+    seconds = max(0, int((now - since).total_seconds()))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if hours or days else []
+    parts += [f"{minutes}m", f"{seconds}s"] if not days else [f"{minutes}m"]
+    return " ".join(parts)
+
+
+def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, Any]:
+    """Open count, oldest conflict's age and a table of sample conflicts with their differing fields."""
+    now = utcnow()
+    records = [
+        TableRecord(
+            {
+                "id": c.id,
+                "key": redact(", ".join(f"{k}={_show(v)}" for k, v in c.record_key.items())),
+                "fields": redact(
+                    "; ".join(
+                        f"{name}: {_show(d['source'])} | {_show(d['target'])} | {_show(d['baseline'])}"
+                        for name, d in c.differences().items()
+                    )
+                ),
+                "detected_at": c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "run_id": c.run_id,
+            }
+        )
+        for c in summary.samples
+    ]
+    metadata: dict[str, Any] = {
+        "open_conflicts": MetadataValue.int(summary.open_count),
+        "sample_conflicts": MetadataValue.table(records=records, schema=CONFLICTS_SCHEMA),
+    }
+    if summary.oldest_detected_at is not None:
+        metadata["oldest_conflict_age"] = MetadataValue.text(_age(summary.oldest_detected_at, now))
+        metadata["oldest_conflict_age_s"] = MetadataValue.float(
+            max(0.0, (now - summary.oldest_detected_at).total_seconds())
+        )
+    if summary.open_count:
+        metadata["how_to_resolve"] = MetadataValue.md(
+            f"Launch the `{RESOLVE_JOB_NAME}` job with `sync: {cfg.name}`, the conflict ids (or `all: true`), "
+            "`choice: keep_source` or `keep_target` and `resolved_by`; or run "
+            f"`sync-pipelines conflicts resolve {cfg.name} --all --choice keep_source --by <name>`."
+        )
+    return metadata
+
+
+def _description(cfg: SyncConfig, summary: ConflictSummary) -> str:
+    if not summary.open_count:
+        return f"No open conflicts in `{cfg.target.table}`."
+    return f"{summary.open_count} record(s) of `{cfg.target.table}` changed on both sides and wait for a person."
+
+
+def _summary(cfg: SyncConfig) -> ConflictSummary:
+    try:
+        return conflict_summary(cfg)
+    except SyncError as exc:
+        raise Failure(description=redact(f"sync {cfg.name}: cannot read the conflicts: {exc}")) from None
+
+
+def build_conflict_check(cfg: SyncConfig) -> AssetChecksDefinition:
+    """``no_open_conflicts`` on the sync's asset: fails (severity ERROR) while conflicts are open.
+
+    It is blocking when the sync sets ``block_on_conflicts``, so downstream assets of the same run
+    wait for the conflicts to be resolved.
+    """
+
+    @asset_check(
+        asset=asset_key(cfg),
+        name=CONFLICT_CHECK_NAME,
+        description=f"Fails while records of `{cfg.target.table}` that were changed both by the source and on "
+        f"the target wait for a person (sync `{cfg.name}`, policy `{cfg.on_conflict.value}`). Resolve them with "
+        f"the `{RESOLVE_JOB_NAME}` job or `sync-pipelines conflicts resolve`.",
+        blocking=cfg.block_on_conflicts,
+    )
+    def _no_open_conflicts() -> AssetCheckResult:
+        summary = _summary(cfg)
+        return AssetCheckResult(
+            passed=summary.open_count == 0,
+            severity=AssetCheckSeverity.ERROR,
+            description=_description(cfg, summary),
+            metadata=conflict_metadata(cfg, summary),
+        )
+
+    return _no_open_conflicts
+
+
+def record_conflict_check(instance: DagsterInstance, cfg: SyncConfig) -> bool:
+    """Evaluate a sync's conflicts now and record the result as the check's latest evaluation.
+
+    Used after a resolution, so that the check turns green without running the sync; the evaluation
+    points at the asset's latest materialization, as the UI expects. Returns whether the check passed.
+    """
+    summary = _summary(cfg)
+    key = conflict_check_key(cfg)
+    latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key.asset_key), limit=1).records
+    target = (
+        AssetCheckEvaluationTargetMaterializationData(
+            storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp
+        )
+        if latest
+        else None
+    )
+    instance.report_runless_asset_event(
+        AssetCheckEvaluation(
+            asset_key=key.asset_key,
+            check_name=key.name,
+            passed=summary.open_count == 0,
+            severity=AssetCheckSeverity.ERROR,
+            description=_description(cfg, summary),
+            metadata=conflict_metadata(cfg, summary),
+            blocking=cfg.block_on_conflicts,
+            target_materialization_data=target,
+        )
+    )
+    return summary.open_count == 0
