@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync_pipelines.config.cron import to_dagster_cron
+from sync_pipelines.config.operations import Partitions, RealtimeSensor, Retry
 from sync_pipelines.types import SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -165,6 +166,13 @@ class SyncConfig(_Model):
     )
     schedule: Schedule | None = Field(default=None, description="Cron schedule; none means manual runs only.")
     timezone: str = Field(default="UTC", description="IANA timezone of the schedule, e.g. Asia/Shanghai.")
+    partitions: Partitions | None = Field(
+        default=None, description="Daily or hourly partitions of the cursor, for backfills. Incremental only."
+    )
+    realtime: RealtimeSensor | None = Field(
+        default=None, description="Start a run whenever the source's `MAX(cursor)` moves. Incremental only."
+    )
+    retry: Retry = Field(default_factory=Retry, description="Retries of a step after a transient connector error.")
 
     @field_validator("timezone")
     @classmethod
@@ -189,6 +197,10 @@ class SyncConfig(_Model):
             raise ValueError("cursor: mode `incremental` needs a `cursor` column")
         if self.mode is SyncMode.FULL and self.cursor:
             raise ValueError("cursor: only used with mode `incremental`")
+        if self.partitions is not None and self.mode is not SyncMode.INCREMENTAL:
+            raise ValueError("partitions: need mode `incremental` (partitions are windows of the cursor)")
+        if self.realtime is not None and self.mode is not SyncMode.INCREMENTAL:
+            raise ValueError("realtime: needs mode `incremental` (the sensor polls the cursor's maximum)")
         if self.delete_missing and self.mode is not SyncMode.FULL:
             raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
         if self.mapping:

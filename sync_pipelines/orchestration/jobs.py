@@ -26,16 +26,27 @@ def run_config_mapping(cfg: SyncConfig) -> ConfigMapping:
     return _run_config
 
 
+def flat_run_config(sync: str, *, partitioned: bool, full_sync: bool, dry_run: bool) -> dict[str, Any]:
+    """The run config of a sync job with these flags.
+
+    Dagster refuses a config mapping on a partitioned job, so a partitioned sync's job takes the
+    flags at ``ops.<name>.config`` instead of at the top level.
+    """
+    flags = {"full_sync": full_sync, "dry_run": dry_run}
+    return {"ops": {sync: {"config": flags}}} if partitioned else flags
+
+
 def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
     """The job ``sync_<name>``: materializes the sync's asset with the in-process executor.
 
     The in-process executor starts a run in well under a second; the three steps run one after the
-    other anyway. Runs carry the tag ``sync/name``.
+    other anyway. Runs carry the tag ``sync/name``. A partitioned sync's job is partitioned like
+    its asset and takes its flags at ``ops.<name>.config`` (see :func:`flat_run_config`).
     """
     return define_asset_job(
         name=job_name(cfg.name),
         selection=AssetSelection.assets(asset_key(cfg)),
-        config=run_config_mapping(cfg),
+        config=run_config_mapping(cfg) if cfg.partitions is None else None,
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
         tags={Tag.SYNC_NAME.value: cfg.name},
         executor_def=in_process_executor,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import Definitions, FilesystemIOManager, in_process_executor
+from dagster import Definitions, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
+from sync_pipelines.orchestration.io import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.schedules import build_schedule
+from sync_pipelines.orchestration.sensors import build_failure_sensor, build_source_sensor
 
 
 def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
@@ -24,6 +26,8 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         assets=[build_sync_asset(cfg) for cfg in configs],
         jobs=list(jobs.values()),
         schedules=[build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None],
-        resources={"io_manager": FilesystemIOManager()},
+        sensors=[build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None]
+        + ([build_failure_sensor(list(jobs.values()))] if jobs else []),
+        resources={"io_manager": SyncIOManager()},
         executor=in_process_executor,
     )

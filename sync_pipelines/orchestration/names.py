@@ -45,6 +45,15 @@ def schedule_name(sync: str) -> str:
     return f"{sync}_schedule"
 
 
+def source_sensor_name(sync: str) -> str:
+    """``<name>_source_sensor``: starts a run of the sync when its source's high-water mark moves."""
+    return f"{sync}_source_sensor"
+
+
+FAILURE_SENSOR_NAME = "sync_run_failure_sensor"
+"""The sensor that records every failed sync run."""
+
+
 def op_name(sync: str, stage: Stage) -> str:
     """``<name>_extract``, ``<name>_transform`` or ``<name>_load``."""
     return f"{sync}_{stage.value}"
