@@ -165,12 +165,19 @@ class LiveDagster:
         return (self.root / f"{name}.log").read_text(errors="replace")
 
     def start(self) -> None:
-        """Start both processes and wait until the code location is loaded."""
+        """Start the webserver, wait until it loaded the code location, then start the daemon.
+
+        One after the other: both create the instance's SQLite tables on a fresh home, and two
+        processes doing it at once collide ("table instigators already exists").
+        """
         self._start(
             "webserver",
             [str(BIN / "dagster-webserver"), "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
         )
+        self._wait_loaded()
         self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+
+    def _wait_loaded(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             for name, process in self.processes.items():

@@ -236,3 +236,47 @@ def test_a_transient_source_failure_is_retried_to_success(live: LiveDagster) -> 
     warnings = [e["message"] for e in events if "transient, retry" in (e["message"] or "")]
     assert len(warnings) == 2 and "connection refused" in warnings[0]
     assert target_ids(live, "live_flaky") == list(range(1, ROWS + 1))
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def test_the_asset_page_shows_the_sync_in_a_browser(live: LiveDagster, tmp_path: Path) -> None:
+    """Debian's Chromium, driven by Playwright (no browser download), on the asset page of a synced asset."""
+    from playwright.sync_api import Page, expect, sync_playwright
+
+    run = live.wait_finished(live.launch("sync_live_people", {"full_sync": True}))
+    assert run.status == "SUCCESS"
+    screenshot = tmp_path / "live_people_asset.png"
+
+    def metadata_value(page: Page, key: str) -> Any:
+        row = page.locator("tr").filter(has=page.get_by_text(key, exact=True))
+        return expect(row.first)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(f"{live.url}/assets/live_people", wait_until="domcontentloaded")
+            expect(page.get_by_text("People into live_people, incrementally on updated_at.").first).to_be_visible(
+                timeout=60_000
+            )
+            # The last materialization's metadata: a full sync re-reading 40 unchanged people.
+            metadata_value(page, "status").to_contain_text("completed", timeout=30_000)
+            metadata_value(page, "processed").to_contain_text("40")
+            metadata_value(page, "unchanged").to_contain_text("40")
+            metadata_value(page, "created").to_contain_text("0")
+            # CHECK-ASSERTION: expect(page.get_by_text("no_open_conflicts").first).to_be_visible()
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
