@@ -149,6 +149,25 @@ def test_partitioned_job_runs_one_partition_and_still_runs_without_one(sqlite_db
         assert len(target_ids(sqlite_dbs)) == 12
 
 
+def test_a_single_run_backfill_reads_the_whole_range_in_one_run(sqlite_dbs: Databases) -> None:
+    make_orders(sqlite_dbs.source_url, orders())
+    partitions = {"granularity": "daily", "start": "2024-01-01", "backfill": "single_run"}
+    job = build_definitions([config(sqlite_dbs, partitions=partitions)]).resolve_job_def(job_name("orders"))
+    with DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2024-01-01",
+                "dagster/asset_partition_range_end": "2024-01-02",
+            },
+        )
+    assert result.success
+    assert target_ids(sqlite_dbs) == [1, 2, 3, 4, 101, 102, 103, 104]
+    [*materializations] = result.asset_materializations_for_node("orders")
+    assert {m.partition for m in materializations} == {"2024-01-01", "2024-01-02"}
+    assert {m.metadata["window"].value for m in materializations} == {"[2024-01-01 00:00:00, 2024-01-03 00:00:00)"}
+
+
 def test_backfill_policy_follows_the_config(sqlite_dbs: Databases) -> None:
     multi = build_definitions([config(sqlite_dbs)]).resolve_assets_def("orders")
     single = build_definitions(
