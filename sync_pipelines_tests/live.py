@@ -29,6 +29,8 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 30
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+CONTROL_ENV = "SYNC_LIVE_CONTROL"
+"""Names the fault-injection file ``live_definitions`` reads (see :func:`write_control`)."""
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {

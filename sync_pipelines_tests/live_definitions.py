@@ -1,5 +1,8 @@
 """The code location of the live tests: the project's definitions, with faults the tests switch on.
 
+Only the live deployment's code server imports this module: importing it patches the SQL
+connectors of the whole process. Without ``$SYNC_LIVE_CONTROL`` the patches do nothing.
+
 ``$SYNC_LIVE_CONTROL`` names a JSON file read on every batch: ``delay`` maps a sync to seconds of
 sleep before each batch is written (a long run to terminate), ``fail`` maps a sync to how many
 more source reads fail with a transient error (a source that comes back).
@@ -18,14 +21,15 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.sql import SourceBatch, SqlSourceReader, SqlTargetWriter
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.orchestration import build_definitions
-
-CONTROL_ENV = "SYNC_LIVE_CONTROL"
+from sync_pipelines_tests.live import CONTROL_ENV
 
 _upsert = SqlTargetWriter.upsert
 _read = SqlSourceReader.read
 
 
 def _control() -> dict[str, Any]:
+    if not os.environ.get(CONTROL_ENV):
+        return {"delay": {}, "fail": {}}
     return dict(json.loads(Path(os.environ[CONTROL_ENV]).read_text(encoding="utf-8")))
 
 

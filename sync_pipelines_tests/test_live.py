@@ -17,8 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.live import LiveDagster, write_control
-from sync_pipelines_tests.live_definitions import CONTROL_ENV
+from sync_pipelines_tests.live import CONTROL_ENV, LiveDagster, write_control
 
 ROWS = 40
 DAYS = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4)]

@@ -26,7 +26,7 @@ def run_config_mapping(cfg: SyncConfig) -> ConfigMapping:
     return _run_config
 
 
-def flat_run_config(sync: str, *, partitioned: bool, full_sync: bool, dry_run: bool) -> dict[str, Any]:
+def job_run_config(sync: str, *, partitioned: bool, full_sync: bool, dry_run: bool) -> dict[str, Any]:
     """The run config of a sync job with these flags.
 
     Dagster refuses a config mapping on a partitioned job, so a partitioned sync's job takes the
@@ -41,7 +41,7 @@ def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
 
     The in-process executor starts a run in well under a second; the three steps run one after the
     other anyway. Runs carry the tag ``sync/name``. A partitioned sync's job is partitioned like
-    its asset and takes its flags at ``ops.<name>.config`` (see :func:`flat_run_config`).
+    its asset and takes its flags at ``ops.<name>.config`` (see :func:`job_run_config`).
     """
     return define_asset_job(
         name=job_name(cfg.name),

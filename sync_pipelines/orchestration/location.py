@@ -8,7 +8,7 @@ from dagster import Definitions, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
-from sync_pipelines.orchestration.io import SyncIOManager
+from sync_pipelines.orchestration.io_manager import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.schedules import build_schedule
 from sync_pipelines.orchestration.sensors import build_failure_sensor, build_source_sensor
