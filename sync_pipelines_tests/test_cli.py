@@ -174,7 +174,9 @@ def test_demo_runs_every_sync_and_fails_when_one_fails(syncs: Path, tmp_path: Pa
     result = invoke("demo", "--directory", str(tmp_path / "demo"))
 
     assert result.exit_code == 1
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    # The per-sync lines come after the databases line and again, with run ids, after "== demo summary".
+    per_sync = result.stdout.split("\n== demo summary")[0].splitlines()[1:]
+    lines = {line.split()[0]: line for line in per_sync if line.strip()}
     assert sorted(lines) == ["clean", "strict", "tolerant"]
     assert "completed" in lines["clean"] and "processed=9 created=9" in lines["clean"]
     assert "partial" in lines["tolerant"] and "failed=1" in lines["tolerant"]
