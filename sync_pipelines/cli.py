@@ -22,6 +22,7 @@ import click
 from sync_pipelines.config import SyncConfig, config_dir, load_configs
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, execute_sync, get_instance, last_runs
+from sync_pipelines.signals import restore_default_signals
 from sync_pipelines.types import RunStatus
 
 
@@ -68,6 +69,7 @@ def _load(ctx: click.Context) -> list[SyncConfig]:
 @click.pass_context
 def main(ctx: click.Context, config_dir: Path | None) -> None:
     """Data-sync pipelines (extract -> transform -> load) run by Dagster, one YAML file per sync."""
+    restore_default_signals()
     ctx.ensure_object(dict)
     ctx.obj["config_dir"] = config_dir
 

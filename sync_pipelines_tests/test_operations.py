@@ -331,3 +331,36 @@ def test_failure_sensor_records_a_failed_run(sqlite_dbs: Databases) -> None:
         sensor(context)  # type: ignore[operator]
         updated = instance.get_run_by_id(run.run_id)
     assert updated is not None and updated.tags[Tag.STATUS.value] == "failed"
+
+
+# ----------------------------------------------------------------------------- signals
+
+
+def test_the_cli_gets_default_signal_handling_back_when_started_with_them_ignored(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    def ignore_signals() -> None:  # what a shell started in the background passes on
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    probe = (
+        "import signal, sys\n"
+        "from sync_pipelines import cli\n"
+        "before = signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
+        "before = before and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN\n"
+        "try:\n"
+        "    cli.main(['validate'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "after = signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "after = after and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n"
+        "print('BEFORE', before, 'AFTER', after)\n"
+    )
+    folder = tmp_path / "empty_syncs"
+    folder.mkdir()
+    env = {**os.environ, "SYNC_PIPELINES_CONFIG_DIR": str(folder)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, preexec_fn=ignore_signals, timeout=120
+    )
+    assert "BEFORE True AFTER True" in out.stdout, out.stdout + out.stderr
