@@ -319,6 +319,15 @@ def test_failure_sensor_records_a_failed_run(sqlite_dbs: Databases) -> None:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
         assert not result.success
         run = result.dagster_run
+        # A permanent error (a missing table) fails the step at once, with a message naming what is wrong.
+        events = instance.all_logs(run.run_id)
+        assert not [e for e in events if e.dagster_event_type is DagsterEventType.STEP_UP_FOR_RETRY]
+        [step_failure] = [e for e in events if e.dagster_event_type is DagsterEventType.STEP_FAILURE]
+        assert step_failure.dagster_event is not None
+        failure_data = step_failure.dagster_event.step_failure_data.user_failure_data
+        assert failure_data is not None and failure_data.description is not None
+        assert "sync 'orders', extract:" in failure_data.description
+        assert "source table 'missing' does not exist" in failure_data.description
         instance.add_run_tags(run.run_id, {Tag.STATUS.value: "running"})  # as if the run died before saying so
         [failure] = [e for e in instance.all_logs(run.run_id) if e.dagster_event_type is DagsterEventType.RUN_FAILURE]
         assert failure.dagster_event is not None
