@@ -68,6 +68,7 @@ SYNCS = {
     "live_queue": {},
     "live_other": {"batch_size": 20},
     "live_flaky": {"batch_size": 20, "retry": {"max_retries": 3, "delay_s": 0.5, "max_delay_s": 2}},
+    "live_watch": {"batch_size": 20, "realtime": {"enabled": True, "interval_seconds": 5}},
 }
 
 
@@ -75,10 +76,14 @@ SYNCS = {
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     root = tmp_path_factory.mktemp("live")
     make_source(root / "source.db")
+    make_source(root / "source_watch.db")  # the source-change test adds rows to its own source
     folder = root / "syncs"
     folder.mkdir()
     for name, overrides in SYNCS.items():
-        (folder / f"{name}.yaml").write_text(yaml.safe_dump(sync_config(root, name, **overrides)), encoding="utf-8")
+        data = sync_config(root, name, **overrides)
+        if name == "live_watch":
+            data["source"]["url"] = f"sqlite:///{root / 'source_watch.db'}"
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     control = root / "control.json"
     write_control(control)
     env = {
@@ -235,6 +240,32 @@ def test_a_transient_source_failure_is_retried_to_success(live: LiveDagster) -> 
     warnings = [e["message"] for e in events if "transient, retry" in (e["message"] or "")]
     assert len(warnings) == 2 and "connection refused" in warnings[0]
     assert target_ids(live, "live_flaky") == list(range(1, ROWS + 1))
+
+
+def test_the_source_sensor_starts_a_run_when_the_source_moves(live: LiveDagster) -> None:
+    """The sensor is on by default (``realtime.enabled``); the daemon ticks it every 5 seconds."""
+
+    def finished_runs() -> list[Any]:
+        runs = live.runs(**{"sync/name": "live_watch"})
+        return runs if runs and all(r.status in ("SUCCESS", "FAILURE", "CANCELED") for r in runs) else []
+
+    [first] = live.wait(finished_runs, "the sensor's first run")
+    assert first.status == "SUCCESS"
+    assert json.loads(first.tags["sync/high_water_mark"]) == {"$datetime": "2024-01-04T09:00:00"}
+    assert target_ids(live, "live_watch") == list(range(1, ROWS + 1))
+
+    engine = sa.create_engine(f"sqlite:///{live.root / 'source_watch.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO people VALUES (41, 'late', '2024-01-05 08:00:00.000000')"))
+    engine.dispose()
+    runs = live.wait(lambda: len(found := finished_runs()) == 2 and found, "a run for the new row")
+
+    second = next(r for r in runs if r.run_id != first.run_id)
+    assert second.status == "SUCCESS"
+    assert json.loads(second.tags["sync/high_water_mark"]) == {"$datetime": "2024-01-05T08:00:00"}
+    assert target_ids(live, "live_watch") == list(range(1, ROWS + 2))
+    created = query(live, "live_watch", f"SELECT record_key FROM _sync_records WHERE run_id = '{second.run_id}'")
+    assert [json.loads(key)["id"] for (key,) in created] == [41]  # incremental: only the new row
 
 
 CHROMIUM = "/usr/bin/chromium"
