@@ -400,7 +400,12 @@ class SqlTargetWriter:
                         endpoint=self.endpoint,
                     )
                 columns = [
-                    sa.Column(name, sql_type_of(t, key=name in self.target.key), primary_key=name in self.target.key)
+                    sa.Column(
+                        name,
+                        sql_type_of(t, key=name in self.target.key),
+                        primary_key=name in self.target.key,
+                        autoincrement=False,
+                    )
                     for name, t in schema.items()
                 ]
                 sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), *columns).create(conn)
