@@ -26,6 +26,7 @@ from sync_pipelines.config import SyncConfig, config_dir, load_configs
 from sync_pipelines.conflicts_cli import conflicts
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
+from sync_pipelines.signals import restore_default_signals
 from sync_pipelines.types import RunStatus
 
 
@@ -72,6 +73,7 @@ def _load(ctx: click.Context) -> list[SyncConfig]:
 @click.pass_context
 def main(ctx: click.Context, config_dir: Path | None) -> None:
     """Data-sync pipelines (extract -> transform -> load) run by Dagster, one YAML file per sync."""
+    restore_default_signals()
     ctx.ensure_object(dict)
     ctx.obj["config_dir"] = config_dir
 

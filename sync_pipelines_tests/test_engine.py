@@ -308,3 +308,15 @@ def test_missing_source_table_is_permanent_and_hides_password(sqlite_dbs: Databa
     cfg = config(sqlite_dbs)
     with pytest.raises(PermanentConnectorError, match="source table 'orders' does not exist"):
         run(cfg, "r")
+
+
+def test_a_zero_key_is_written_as_zero(dbs: Databases) -> None:
+    """A created target table gives its key no AUTO_INCREMENT: MariaDB would turn key 0 into a new number."""
+    make_source(dbs, [order(0), order(1)])
+    result = run_sync(config(dbs), RunOptions(run_id="zero"))
+    assert result.counts.created == 2
+    engine = dbs.target()
+    with engine.connect() as conn:
+        ids = sorted(int(r[0]) for r in conn.execute(sa.text("SELECT order_id FROM wh_orders")))
+    engine.dispose()
+    assert ids == [0, 1]

@@ -67,7 +67,7 @@ def test_the_ui_launches_a_host_list_run_and_lists_the_file_sensor(
     assert set(sensors) == {
         "host_metrics_host_files",
         "sync_ledger_cancel_sensor",
-        "sync_ledger_failure_sensor",
+        "sync_run_failure_sensor",
         "sync_ledger_sweep_sensor",
     }
     sensor = sensors["host_metrics_host_files"]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sync_pipelines.config.cron import to_dagster_cron
 from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
+from sync_pipelines.config.operations import Partitions, RealtimeSensor, Retry
 from sync_pipelines.types import ConflictPolicy, SyncDirection, SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -196,6 +197,13 @@ class SyncConfig(_Model):
     history: HistoryOptions = Field(
         default_factory=HistoryOptions, description="What the per-record history of each run keeps."
     )
+    partitions: Partitions | None = Field(
+        default=None, description="Daily or hourly partitions of the cursor, for backfills. Incremental only."
+    )
+    realtime: RealtimeSensor | None = Field(
+        default=None, description="Start a run whenever the source's `MAX(cursor)` moves. Incremental only."
+    )
+    retry: Retry = Field(default_factory=Retry, description="Retries of a step after a transient connector error.")
 
     @field_validator("timezone")
     @classmethod
@@ -221,6 +229,12 @@ class SyncConfig(_Model):
         if self.mode is SyncMode.FULL and self.cursor:
             raise ValueError("cursor: only used with mode `incremental`")
         _check_host_metrics(self)
+        if self.partitions is not None and self.mode is not SyncMode.INCREMENTAL:
+            raise ValueError("partitions: need mode `incremental` (partitions are windows of the cursor)")
+        if self.realtime is not None and self.mode is not SyncMode.INCREMENTAL:
+            raise ValueError("realtime: needs mode `incremental` (the sensor polls the cursor's maximum)")
+        if (self.partitions is not None or self.realtime is not None) and not isinstance(self.source, SqlSource):
+            raise ValueError("partitions/realtime: only SQL sources can read a cursor window or poll its maximum")
         if self.delete_missing and self.mode is not SyncMode.FULL:
             raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
         if self.direction is SyncDirection.BIDIRECTIONAL:

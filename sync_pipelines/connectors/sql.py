@@ -244,17 +244,51 @@ class SqlSourceReader:
             names = self.needed_columns(list(selectable.c.keys()))
             return {n: arrow_type_of(selectable.c[n].type, sqlite=self.is_sqlite) for n in names}
 
+    def _filtered(self, selectable: sa.FromClause, query: sa.Select[Any]) -> sa.Select[Any]:
+        for cond in self.config.filter:
+            query = query.where(_condition(selectable.c[cond.column], cond))
+        return query
+
+    def _in_window(self, selectable: sa.FromClause, window: tuple[dt.datetime, dt.datetime]) -> sa.ColumnElement[bool]:
+        """``start <= cursor < end``. SQLite keeps datetimes as text: compare its normalised form."""
+        assert self.config.cursor is not None
+        column: sa.ColumnElement[Any] = selectable.c[self.config.cursor]
+        start, end = window
+        if self.is_sqlite:
+            column = sa.func.datetime(column)
+            return sa.and_(column >= f"{start:%Y-%m-%d %H:%M:%S}", column < f"{end:%Y-%m-%d %H:%M:%S}")
+        return sa.and_(column >= start, column < end)
+
+    def high_water_mark(self) -> Any:
+        """``MAX(cursor)`` of the rows this sync reads (filters applied), encoded; None when there are none.
+
+        One aggregate query, cheap on an indexed cursor: the source-change sensor polls it.
+        """
+        cursor = self.config.cursor
+        if cursor is None:
+            raise PermanentConnectorError(f"sync {self.config.name} has no cursor to poll", endpoint=self.endpoint)
+        with translate_errors(self.endpoint, "reading the source's high-water mark"), self.engine.connect() as conn:
+            selectable = self._selectable(conn)
+            self.needed_columns(list(selectable.c.keys()))
+            query = self._filtered(selectable, sa.select(sa.func.max(selectable.c[cursor])))
+            return encode(conn.execute(query).scalar())
+
     def select_rows(
-        self, conn: Connection, watermark: dict[str, Any] | None, *, incremental: bool
+        self,
+        conn: Connection,
+        watermark: dict[str, Any] | None,
+        *,
+        incremental: bool,
+        window: tuple[dt.datetime, dt.datetime] | None = None,
     ) -> tuple[sa.Select[Any], list[str]]:
-        """The ordered SELECT of the rows this run reads (filter and watermark applied), and its columns."""
+        """The ordered SELECT of the rows this run reads (filter, window and watermark applied), and its columns."""
         cfg = self.config
         selectable = self._selectable(conn)
         names = self.needed_columns(list(selectable.c.keys()))
         cols = {n: self._column(selectable, n) for n in names}
-        query = sa.select(*cols.values())
-        for cond in cfg.filter:
-            query = query.where(_condition(selectable.c[cond.column], cond))
+        query = self._filtered(selectable, sa.select(*cols.values()))
+        if window is not None:
+            query = query.where(self._in_window(selectable, window))
         keys = [cols[k] for k in cfg.source_key]
         order: list[sa.ColumnElement[Any]] = []
         if incremental:
@@ -270,18 +304,30 @@ class SqlSourceReader:
         order.extend(keys)
         return query.order_by(*order), names
 
-    def count(self, watermark: dict[str, Any] | None, *, incremental: bool) -> int:
-        """How many rows :meth:`read` will yield: a ``COUNT(*)`` with the same filter and watermark."""
+    def count(
+        self,
+        watermark: dict[str, Any] | None,
+        *,
+        incremental: bool,
+        window: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> int:
+        """How many rows :meth:`read` will yield: a ``COUNT(*)`` with the same filter, window and watermark."""
         with translate_errors(self.endpoint, "counting the source rows"), self.engine.connect() as conn:
-            query, _ = self.select_rows(conn, watermark, incremental=incremental)
+            query, _ = self.select_rows(conn, watermark, incremental=incremental, window=window)
             counted = sa.select(sa.func.count()).select_from(query.order_by(None).subquery("counted"))
             return int(conn.execute(counted).scalar_one())
 
-    def read(self, watermark: dict[str, Any] | None, *, incremental: bool) -> Iterator[SourceBatch]:
-        """Yield batches after ``watermark`` (incremental) or of the whole source."""
+    def read(
+        self,
+        watermark: dict[str, Any] | None,
+        *,
+        incremental: bool,
+        window: tuple[dt.datetime, dt.datetime] | None = None,
+    ) -> Iterator[SourceBatch]:
+        """Yield batches after ``watermark`` (incremental), of a cursor ``window``, or of the whole source."""
         cfg = self.config
         with translate_errors(self.endpoint, "reading the source"), self.engine.connect() as conn:
-            query, names = self.select_rows(conn, watermark, incremental=incremental)
+            query, names = self.select_rows(conn, watermark, incremental=incremental, window=window)
             result = conn.execution_options(stream_results=True, yield_per=cfg.batch_size).execute(query)
             for rows in result.partitions(cfg.batch_size):
                 table = _rows_to_arrow(names, rows)
@@ -381,7 +427,12 @@ class SqlTargetWriter:
                         endpoint=self.endpoint,
                     )
                 columns = [
-                    sa.Column(name, sql_type_of(t, key=name in self.target.key), primary_key=name in self.target.key)
+                    sa.Column(
+                        name,
+                        sql_type_of(t, key=name in self.target.key),
+                        primary_key=name in self.target.key,
+                        autoincrement=False,
+                    )
                     for name, t in schema.items()
                 ]
                 sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), *columns).create(conn)

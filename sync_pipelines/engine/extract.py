@@ -30,8 +30,9 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     """Stream the source in batches of ``config.batch_size`` into run-scoped Parquet files."""
     reader = source_reader(config)
     state = target_writer(config).current_state()
-    incremental = is_incremental(config, options)
-    watermark = state.watermark if incremental else None
+    window = options.window
+    incremental = is_incremental(config, options) or window is not None
+    watermark = state.watermark if incremental and window is None else None
     folder = prepare_dir(options.staging_dir(config.name) / "extract")
     types = reader.arrow_schema()
     check_drift(config, types, reader.endpoint)
@@ -46,12 +47,21 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
         types={name: type_name(t) for name, t in types.items()},
     )
     best: tuple[Any, ...] | None = None
-    for index, batch in enumerate(reader.read(watermark, incremental=incremental)):
+    if window is not None:
+        options.logger.info("%s: reading the cursor window [%s, %s)", config.name, *window)
+    batches = (
+        reader.read(watermark, incremental=incremental)
+        if window is None
+        else reader.read(watermark, incremental=incremental, window=window)
+    )
+    for index, batch in enumerate(batches):
         if options.stop_requested.is_set():
             raise RunCancelled(f"sync {config.name}: stopped while extracting (batch {index})")
         path = folder / f"batch-{index:06d}.parquet"
         write_batch(batch.table, path)
-        manifest.batches.append(BatchFile(index, str(path), batch.table.num_rows, position=batch.last_position))
+        # A window's rows may lie before the watermark: a partitioned run never moves it.
+        position = None if window is not None else batch.last_position
+        manifest.batches.append(BatchFile(index, str(path), batch.table.num_rows, position=position))
         manifest.rows += batch.table.num_rows
         if not incremental and config.cursor:
             best = _max_position(config, batch.table, best)
@@ -69,6 +79,8 @@ def _count(reader: Any, watermark: dict[str, Any] | None, incremental: bool, opt
     if count is None:
         return None
     try:
+        if options.window is not None:
+            return int(count(watermark, incremental=incremental, window=options.window))
         return int(count(watermark, incremental=incremental))
     except ConnectorError as exc:
         options.logger.warning("cannot count the source rows, progress shows no total: %s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -28,7 +29,8 @@ class RunOptions:
     """How one run of a sync is executed.
 
     ``stop_requested`` is checked at every batch boundary: set it to stop a run cleanly between
-    two committed batches.
+    two committed batches. ``window`` (a partitioned run) reads the rows whose cursor is in
+    ``[start, end)`` instead of those after the watermark, and leaves the watermark where it is.
     """
 
     run_id: str
@@ -42,6 +44,7 @@ class RunOptions:
     """Host-metrics syncs: query just these hosts (a manual run); None uses the config's selection."""
     query_time_range: str | None = None
     """Host-metrics syncs: overrides the source's ``query_time_range`` for this run."""
+    window: tuple[dt.datetime, dt.datetime] | None = None
 
     def staging_dir(self, sync: str) -> Path:
         """The run-scoped staging folder of one sync."""

@@ -13,6 +13,7 @@ from sync_pipelines.orchestration.host_ops import build_host_ops, host_graph_con
 from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
 from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
 from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops
+from sync_pipelines.orchestration.partitions import backfill_policy, partitions_def
 
 
 def asset_key(cfg: SyncConfig) -> AssetKey:
@@ -58,6 +59,8 @@ def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
         kinds=asset_kinds(cfg),
         tags={Tag.SYNC_NAME.value: cfg.name, "sync/mode": cfg.mode.value},
         config=host_graph_config(cfg) if hosts else _graph_config(cfg),
+        partitions_def=partitions_def(cfg),
+        backfill_policy=backfill_policy(cfg),
     )
     def _sync_asset() -> Any:
         return load_op(transform_op(extract_op()))

@@ -38,17 +38,37 @@ def _selection(cfg: SyncConfig) -> AssetSelection:
     return selection
 
 
+def job_run_config(sync: str, *, partitioned: bool, full_sync: bool, dry_run: bool) -> dict[str, Any]:
+    """The run config of a sync job with these flags.
+
+    Dagster refuses a config mapping on a partitioned job, so a partitioned sync's job takes the
+    flags at ``ops.<name>.config`` instead of at the top level.
+    """
+    flags = {"full_sync": full_sync, "dry_run": dry_run}
+    return {"ops": {sync: {"config": flags}}} if partitioned else flags
+
+
+def _job_config(cfg: SyncConfig) -> Any:
+    """The launchpad form: host options for host metrics, none for a partitioned sync (Dagster refuses a
+    config mapping on a partitioned job), else the flat ``full_sync`` / ``dry_run`` form."""
+    if is_host_metrics(cfg):
+        return host_job_config(cfg)
+    return run_config_mapping(cfg) if cfg.partitions is None else None
+
+
 def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
     """The job ``sync_<name>``: materializes the sync's asset with the in-process executor.
 
     The in-process executor starts a run in well under a second; the three steps run one after the
     other anyway. Runs carry the tag ``sync/name``. After the load step, the ``no_open_conflicts``
-    check is evaluated; the connection check is left to the ``check_connections`` job.
+    check is evaluated; the connection check is left to the ``check_connections`` job. A partitioned
+    sync's job is partitioned like its asset and takes its flags at ``ops.<name>.config`` (see
+    :func:`job_run_config`).
     """
     return define_asset_job(
         name=job_name(cfg.name),
         selection=_selection(cfg),
-        config=host_job_config(cfg) if is_host_metrics(cfg) else run_config_mapping(cfg),
+        config=_job_config(cfg),
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
         tags={Tag.SYNC_NAME.value: cfg.name},
         executor_def=in_process_executor,

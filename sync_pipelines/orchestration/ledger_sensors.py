@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import ledger_groups, open_ledger, utcnow
+from sync_pipelines.orchestration.failures import RunFailure, record_run_failure
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus
 
-FAILURE_SENSOR_NAME = "sync_ledger_failure_sensor"
+FAILURE_SENSOR_NAME = "sync_run_failure_sensor"
 CANCEL_SENSOR_NAME = "sync_ledger_cancel_sensor"
 SWEEP_SENSOR_NAME = "sync_ledger_sweep_sensor"
 SWEEP_INTERVAL_S = 300
@@ -104,14 +105,17 @@ def build_ledger_sensors(
 
     @run_failure_sensor(
         name=FAILURE_SENSOR_NAME,
-        description="Closes the `_sync_runs` row of a failed sync run as `failed` with the run's error, "
-        "when no step could (e.g. the run failed to start or its process died).",
+        description="Records every failed sync run: its `sync/status` tag, the error log, and its `_sync_runs` "
+        "row closed as `failed` with the run's error when no step could (the run failed to start or its process died).",
         monitored_jobs=list(jobs),
         default_status=DefaultSensorStatus.RUNNING,
     )
     def _failed(context: RunFailureSensorContext) -> None:
         run = context.dagster_run
         message = context.failure_event.message or "the run failed"
+        sync = run.tags.get(Tag.SYNC_NAME.value, run.job_name)
+        context.log.error(redact(f"sync {sync}: run {run.run_id} failed: {message}"))
+        record_run_failure(context.instance, RunFailure(sync=sync, run_id=run.run_id, job=run.job_name, error=message))
         if close_from_run_end(configs, run.run_id, run.tags.get(Tag.SYNC_NAME.value), RunStatus.FAILED, message):
             context.log.info(f"closed the ledger row of run {run.run_id} as failed")
 
@@ -138,8 +142,9 @@ def build_ledger_sensors(
         try:
             closed = sweep(context.instance, configs)
         except SyncError as exc:
-            context.log.warning(redact(f"ledger sweep incomplete: {exc}"))
-            return SkipReason(redact(f"ledger sweep incomplete: {exc}"))
+            # An unreachable ledger is an error of the tick, shown in the UI, never a quiet skip.
+            context.log.error(redact(f"ledger sweep incomplete: {exc}"))
+            raise
         return SkipReason(f"closed {len(closed)} ledger row(s): {', '.join(closed)}" if closed else "nothing to close")
 
     return [_failed, _cancelled, _sweep]

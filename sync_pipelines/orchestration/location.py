@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import Definitions, FilesystemIOManager, in_process_executor
+from dagster import Definitions, in_process_executor
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
@@ -15,10 +15,12 @@ from sync_pipelines.orchestration.connection_checks import (
     build_endpoint_check,
 )
 from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
+from sync_pipelines.orchestration.io_manager import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
 from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
+from sync_pipelines.orchestration.sensors import build_source_sensor
 from sync_pipelines.orchestration.statistics import (
     build_statistics_asset,
     build_statistics_job,
@@ -56,7 +58,8 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         sensors=[
             *build_ledger_sensors(configs, list(jobs.values())),
             *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
+            *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],
-        resources={"io_manager": FilesystemIOManager()},
+        resources={"io_manager": SyncIOManager()},
         executor=in_process_executor,
     )

@@ -55,6 +55,14 @@ def schedule_name(sync: str) -> str:
     return f"{sync}_schedule"
 
 
+def source_sensor_name(sync: str) -> str:
+    """``<name>_source_sensor``: starts a run of the sync when its source's high-water mark moves."""
+    return f"{sync}_source_sensor"
+
+
+"""The sensor that records every failed sync run."""
+
+
 def op_name(sync: str, stage: Stage) -> str:
     """``<name>_extract``, ``<name>_transform`` or ``<name>_load``."""
     return f"{sync}_{stage.value}"

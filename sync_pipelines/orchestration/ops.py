@@ -33,8 +33,11 @@ from sync_pipelines.config.secrets import redact
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.orchestration import audit
+from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
+from sync_pipelines.orchestration.partitions import run_window, window_text
+from sync_pipelines.orchestration.retries import retry_wait
 from sync_pipelines.types import RunStatus
 
 FULL_SYNC_DESCRIPTION = (
@@ -42,10 +45,6 @@ FULL_SYNC_DESCRIPTION = (
     "from the source when the sync has `delete_missing`)."
 )
 DRY_RUN_DESCRIPTION = "Compute the plan and the sample changes, write nothing, keep the watermark."
-
-TRANSIENT_RETRIES = 2
-"""Retries of a step that failed with a transient connector error (connection lost, timeout, deadlock)."""
-TRANSIENT_RETRY_WAIT_S = 10.0
 
 
 class SyncRunConfig(Config):
@@ -67,7 +66,13 @@ def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Ma
     run_id = manifest.run_id if manifest is not None else context.run_id
     if run_id != context.run_id:
         context.log.info(f"re-using the batches staged by run {run_id}")
-    return RunOptions(run_id=run_id, full_sync=config.full_sync, dry_run=config.dry_run, logger=context.log)
+    return RunOptions(
+        run_id=run_id,
+        full_sync=config.full_sync,
+        dry_run=config.dry_run,
+        logger=context.log,
+        window=run_window(context),
+    )
 
 
 def _set_status(context: OpExecutionContext, status: RunStatus) -> None:
@@ -88,9 +93,12 @@ def _tag_sync_name(context: OpExecutionContext, cfg: SyncConfig) -> None:
 def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> Iterator[None]:
     """Run one engine call: keep the ``sync/status`` tag current and turn errors into redacted failures.
 
-    Transient connector errors are retried (``TRANSIENT_RETRIES`` times). Every other error sets
-    ``sync/status=failed`` and fails the step with a :class:`dagster.Failure` whose description has
-    every secret removed; the original exception is not chained, so its text never reaches the UI.
+    Transient connector errors are retried (``retry.max_retries`` times, waiting exponentially
+    longer with jitter, see :func:`retry_wait`). Every other error sets ``sync/status=failed`` and
+    fails the step at once with a :class:`dagster.Failure` (``allow_retries=False``) whose
+    description has every secret removed; the original exception is not chained, so its text never
+    reaches the UI. A run termination (``DagsterExecutionInterruptedError``, not an ``Exception``)
+    sets ``sync/status=cancelled`` and ends the step.
     """
     _tag_sync_name(context, cfg)
     _set_status(context, RunStatus.RUNNING)
@@ -103,16 +111,26 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
         audit.record_end(context, cfg, RunStatus.CANCELLED, f"{where}: the run was cancelled")
         raise
     except TransientConnectorError as exc:
-        if context.retry_number < TRANSIENT_RETRIES:
-            context.log.warning(f"{where}: {redact(str(exc))}; retrying in {TRANSIENT_RETRY_WAIT_S:.0f} s")
-            raise RetryRequested(max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_RETRY_WAIT_S) from None
+        retries = cfg.retry.max_retries
+        if context.retry_number < retries:
+            wait = retry_wait(cfg.retry, context.retry_number)
+            context.log.warning(
+                f"{where}: {redact(str(exc))}; transient, retry {context.retry_number + 1} of {retries} in {wait:.1f} s"
+            )
+            raise RetryRequested(max_retries=retries, seconds_to_wait=wait) from None
         _set_status(context, RunStatus.FAILED)
         audit.record_end(context, cfg, RunStatus.FAILED, f"{where}: {exc}", type(exc).__name__)
-        raise Failure(description=redact(f"{where}: {exc}"), metadata={"error_type": type(exc).__name__}) from None
+        raise Failure(
+            description=redact(f"{where}: {exc} (still failing after {retries} retries)"),
+            metadata={"error_type": type(exc).__name__},
+            allow_retries=False,
+        ) from None
     except SyncError as exc:
         _set_status(context, RunStatus.FAILED)
         audit.record_end(context, cfg, RunStatus.FAILED, f"{where}: {exc}", type(exc).__name__)
-        raise Failure(description=redact(f"{where}: {exc}"), metadata={"error_type": type(exc).__name__}) from None
+        raise Failure(
+            description=redact(f"{where}: {exc}"), metadata={"error_type": type(exc).__name__}, allow_retries=False
+        ) from None
     except Exception as exc:
         _set_status(context, RunStatus.FAILED)
         context.log.error(redact(traceback.format_exc()))
@@ -122,6 +140,7 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
         raise Failure(
             description=redact(f"{where}: unexpected {type(exc).__name__}: {exc}"),
             metadata={"error_type": type(exc).__name__},
+            allow_retries=False,
         ) from None
 
 
@@ -146,7 +165,8 @@ def build_extract_op(cfg: SyncConfig) -> OpDefinition:
     )
     def _extract(context: OpExecutionContext, config: SyncRunConfig) -> Output[dict[str, Any]]:
         with engine_step(context, cfg, Stage.EXTRACT):
-            manifest = engine.extract(cfg, run_options(context, config))
+            options = run_options(context, config)
+            manifest = run_interruptible(context, options, lambda: engine.extract(cfg, options))
         return Output(manifest.to_dict(), metadata=stage_metadata(manifest))
 
     return _extract
@@ -169,7 +189,8 @@ def build_transform_op(cfg: SyncConfig) -> OpDefinition:
     ) -> Output[dict[str, Any]]:
         with engine_step(context, cfg, Stage.TRANSFORM):
             staged = Manifest.from_dict(manifest)
-            result = engine.transform(cfg, staged, run_options(context, config, staged))
+            options = run_options(context, config, staged)
+            result = run_interruptible(context, options, lambda: engine.transform(cfg, staged, options))
         return Output(result.to_dict(), metadata=stage_metadata(result))
 
     return _transform
@@ -201,8 +222,10 @@ def build_load_op(cfg: SyncConfig) -> OpDefinition:
     ) -> Iterator[Output[dict[str, Any]]]:
         with engine_step(context, cfg, Stage.LOAD):
             staged = Manifest.from_dict(manifest)
-            result = engine.load(cfg, staged, run_options(context, config, staged))
-        yield from report_load(context, cfg, result)
+            options = run_options(context, config, staged)
+            result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
+        extra = {"window": window_text(options.window)} if options.window is not None else None
+        yield from report_load(context, cfg, result, extra)
 
     return _load
 

@@ -35,6 +35,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from sync_pipelines.config.loader import load_configs
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.orchestration.jobs import job_run_config
 from sync_pipelines.orchestration.location import build_definitions
 from sync_pipelines.orchestration.metadata import summary_from_metadata
 from sync_pipelines.orchestration.names import (
@@ -116,7 +117,10 @@ def execute_sync(
     job = recon.get_definition()
     run = instance.create_run_for_job(
         job_def=job,
-        run_config={"full_sync": full_sync, "dry_run": dry_run, **(run_config or {})},
+        run_config={
+            **job_run_config(sync, partitioned=job.partitions_def is not None, full_sync=full_sync, dry_run=dry_run),
+            **(run_config or {}),
+        },
         tags={**job.run_tags, Tag.TRIGGER.value: "cli", **(tags or {})},
         remote_job_origin=_remote_origin(sync, os.getcwd()),
         job_code_origin=recon.get_python_origin(),
