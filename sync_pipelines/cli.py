@@ -10,6 +10,7 @@ Exit codes: 0 completed, 1 failed (or invalid configuration), 2 usage error (e.g
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import sys
@@ -26,6 +27,7 @@ from sync_pipelines.config import SyncConfig, config_dir, load_configs
 from sync_pipelines.conflicts_cli import conflicts
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
+from sync_pipelines.orchestration.runs import UnknownPartitionError
 from sync_pipelines.signals import restore_default_signals
 from sync_pipelines.types import RunStatus
 
@@ -150,6 +152,7 @@ def _run(
     dry_run: bool,
     user: str | None = None,
     extra: dict[str, Any] | None = None,
+    partition: str | None = None,
 ) -> RunReport:
     with get_instance() as instance:
         return execute_sync(
@@ -160,6 +163,7 @@ def _run(
             dry_run=dry_run,
             tags={Tag.USER.value: user or _os_user()},
             run_config=extra,
+            partition=partition,
         )
 
 
@@ -176,6 +180,9 @@ def _run(
     help="Host-metrics syncs: query the IPs of this file (one per line, blank lines and # comments allowed).",
 )
 @click.option("--time-range", help="Host-metrics syncs: query range for this run (7d, 30d, 1h, 24h...).")
+@click.option(
+    "--partition", help="Partitioned syncs: run just this partition (e.g. 2024-03-01), as a re-run of one batch."
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -187,6 +194,7 @@ def run(
     hosts: tuple[str, ...],
     hosts_file: Path | None,
     time_range: str | None,
+    partition: str | None,
 ) -> None:
     """Run the sync NAME through Dagster and print its outcome.
 
@@ -199,15 +207,28 @@ def run(
         click.echo(f"unknown sync {name!r}; known syncs: {known}", err=True)
         ctx.exit(ExitCode.USAGE)
     extra = host_run_config(configs[name], hosts, hosts_file, time_range)
+    if partition is not None and configs[name].partitions is None:
+        click.echo(f"sync {name} has no partitions; --partition needs `partitions:` in its file", err=True)
+        ctx.exit(ExitCode.USAGE)
+    try:
+        run_sync = functools.partial(
+            _run, ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra, partition=partition
+        )
+        if as_json:
+            # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
+            with contextlib.redirect_stdout(sys.stderr):
+                report = run_sync()
+        else:
+            report = run_sync()
+    except UnknownPartitionError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(ExitCode.USAGE)
+        return
     if as_json:
-        # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
-        with contextlib.redirect_stdout(sys.stderr):
-            report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra)
         click.echo(json.dumps(report.to_json(), default=str, ensure_ascii=False))
         if report.error:
             click.echo(f"error: {report.error}", err=True)
     else:
-        report = _run(ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra)
         click.echo(_summary(report))
         print_host_results(configs[name], report.run_id)
     ctx.exit(exit_code(report.status))

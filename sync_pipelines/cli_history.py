@@ -21,7 +21,7 @@ from sync_pipelines.errors import SyncError
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx, format_changes, format_key
 from sync_pipelines.history.ledger import RunEntry, open_ledger, utcnow
 from sync_pipelines.history.queries import find_run, list_runs, runs_since
-from sync_pipelines.history.stats import compute_stats
+from sync_pipelines.history.stats import compute_partition_stats, compute_stats
 from sync_pipelines.orchestration import get_instance
 from sync_pipelines.orchestration.ledger_sensors import sweep
 from sync_pipelines.types import RecordAction, RunStatus
@@ -196,13 +196,21 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
     "--days", type=click.IntRange(min=1), default=30, show_default=True, help="Window: runs started in the last N days."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@click.option(
+    "--by-partition",
+    is_flag=True,
+    help="Per partition of partitioned syncs: runs, failed runs and the latest run (the batch view).",
+)
 @click.pass_context
-def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool) -> None:
+def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool, by_partition: bool) -> None:
     """Runs, success rate, records per action and p50/p95 duration per sync over a window."""
     configs = _configs(ctx, sync)
     with _ledger_errors(ctx):
         _sweep(configs)
         entries = runs_since(configs, utcnow() - dt.timedelta(days=days))
+    if by_partition:
+        _partition_stats(entries, days, as_json)
+        return
     per_sync = compute_stats(entries, [cfg.name for cfg in configs])
     if as_json:
         data = {
@@ -244,6 +252,44 @@ def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool) -> Non
         )  # fmt: skip
     click.echo(f"last {days} day(s)")
     click.echo(_table(rows))
+
+
+def _partition_stats(entries: Sequence[RunEntry], days: int, as_json: bool) -> None:
+    parts = compute_partition_stats(entries)
+    if as_json:
+        data = [
+            {
+                "sync": p.sync,
+                "partition": p.partition,
+                "runs": p.runs,
+                "failed_runs": p.failed_runs,
+                "last_run_id": p.last.run_id if p.last else None,
+                "last_status": p.last.status.value if p.last else None,
+                "last_counts": p.last.counts if p.last else None,
+                "needs_rerun": p.needs_rerun,
+            }
+            for p in parts
+        ]
+        click.echo(json.dumps({"days": days, "partitions": data}))
+        return
+    rows: list[Sequence[Any]] = [
+        ("SYNC", "PARTITION", "RUNS", "FAILED RUNS", "LAST STATUS", "PROCESSED", "FAILED RECS", "LAST RUN")
+    ]
+    for p in parts:
+        assert p.last is not None
+        counts = p.last.counts
+        rows.append(
+            (p.sync, p.partition, p.runs, p.failed_runs, p.last.status.value, counts.get("processed", 0),
+             counts.get("failed", 0), p.last.run_id)
+        )  # fmt: skip
+    click.echo(f"partitions run in the last {days} day(s)")
+    click.echo(_table(rows))
+    failed = [p for p in parts if p.needs_rerun]
+    if failed:
+        click.echo(
+            "re-run a failed partition on its own: "
+            + "; ".join(f"sync-pipelines run {p.sync} --partition {p.partition}" for p in failed)
+        )
 
 
 @click.command()

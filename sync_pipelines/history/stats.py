@@ -75,3 +75,44 @@ def compute_stats(entries: Iterable[RunEntry], syncs: Sequence[str] = ()) -> dic
     for entry in entries:
         stats.setdefault(entry.sync, SyncStats(entry.sync)).add(entry)
     return dict(sorted(stats.items()))
+
+
+PARTITION_PREFIX = "partition "
+
+
+@dataclass
+class PartitionStats:
+    """The runs of one partition (a batch, in seed 002's words) of a partitioned sync."""
+
+    sync: str
+    partition: str
+    runs: int = 0
+    failed_runs: int = 0
+    last: RunEntry | None = None
+
+    def add(self, entry: RunEntry) -> None:
+        """Count one run of the partition; the latest run decides its current state."""
+        self.runs += 1
+        if entry.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+            self.failed_runs += 1
+        if self.last is None or entry.started_at >= self.last.started_at:
+            self.last = entry
+
+    @property
+    def needs_rerun(self) -> bool:
+        """Whether the partition's latest run failed or was cancelled."""
+        return self.last is not None and self.last.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def compute_partition_stats(entries: Iterable[RunEntry]) -> list[PartitionStats]:
+    """Statistics per (sync, partition) of the partitioned runs among ``entries`` (dry runs left out).
+
+    A run of a partition range (a single-run backfill) counts under its range, e.g. ``2024-03-01..2024-03-03``.
+    """
+    stats: dict[tuple[str, str], PartitionStats] = {}
+    for entry in entries:
+        if entry.dry_run or not entry.mode.startswith(PARTITION_PREFIX):
+            continue
+        partition = entry.mode.removeprefix(PARTITION_PREFIX)
+        stats.setdefault((entry.sync, partition), PartitionStats(entry.sync, partition)).add(entry)
+    return [stats[key] for key in sorted(stats)]

@@ -25,7 +25,7 @@ from sync_pipelines.types import RunStatus, SyncMode
 
 def run_mode(context: OpExecutionContext, cfg: SyncConfig, full_sync: bool) -> str:
     """``full``, ``incremental`` or ``partition <key or range>`` for a partitioned run."""
-    if context.has_partition_key_range:
+    if context.has_partition_key or context.has_partition_key_range:
         window = context.partition_key_range
         return f"partition {window.start}" if window.start == window.end else f"partition {window.start}..{window.end}"
     return SyncMode.FULL.value if full_sync or cfg.mode is SyncMode.FULL else SyncMode.INCREMENTAL.value

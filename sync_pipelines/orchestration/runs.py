@@ -31,6 +31,7 @@ from dagster._core.remote_origin import (
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from sync_pipelines.config.loader import load_configs
@@ -92,6 +93,10 @@ def _remote_origin(sync: str, working_directory: str) -> RemoteJobOrigin:
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name(sync))
 
 
+class UnknownPartitionError(ValueError):
+    """A partition was asked of a sync that has no such partition."""
+
+
 def execute_sync(
     sync: str,
     *,
@@ -101,12 +106,16 @@ def execute_sync(
     dry_run: bool = False,
     tags: Mapping[str, str] | None = None,
     run_config: Mapping[str, Any] | None = None,
+    partition: str | None = None,
 ) -> RunReport:
     """Run the job of ``sync`` in this process on ``instance`` and report its outcome.
 
     The run carries the job's tags, ``sync/trigger=cli`` and ``tags``. Step failures do not raise:
     they are part of the report. ``run_config`` adds launchpad options of the sync's job (e.g. the
-    ``host_ip_list`` of a host-metrics sync).
+    ``host_ip_list`` of a host-metrics sync). ``partition`` runs one partition of a partitioned sync.
+
+    Raises:
+        UnknownPartitionError: ``partition`` is given for a sync without partitions, or is not one of its keys.
     """
     directory = str(Path(config_directory).resolve())
     recon = build_reconstructable_job(
@@ -115,13 +124,20 @@ def execute_sync(
         reconstructable_args=(directory, sync),  # type: ignore[arg-type]  # Dagster types it tuple[object]
     )
     job = recon.get_definition()
+    partition_tags = {}
+    if partition is not None:
+        if job.partitions_def is None:
+            raise UnknownPartitionError(f"sync {sync} has no partitions")
+        if not job.partitions_def.has_partition_key(partition):
+            raise UnknownPartitionError(f"sync {sync} has no partition {partition!r}")
+        partition_tags = {PARTITION_NAME_TAG: partition}
     run = instance.create_run_for_job(
         job_def=job,
         run_config={
             **job_run_config(sync, partitioned=job.partitions_def is not None, full_sync=full_sync, dry_run=dry_run),
             **(run_config or {}),
         },
-        tags={**job.run_tags, Tag.TRIGGER.value: "cli", **(tags or {})},
+        tags={**job.run_tags, Tag.TRIGGER.value: "cli", **(tags or {}), **partition_tags},
         remote_job_origin=_remote_origin(sync, os.getcwd()),
         job_code_origin=recon.get_python_origin(),
     )
