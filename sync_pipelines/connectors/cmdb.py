@@ -8,8 +8,9 @@ transaction as the rows it describes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sync_pipelines.config.elasticsearch import CmdbTarget
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.es_hosts import HostMetrics
+from sync_pipelines.connectors.lease import sync_lease
 from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction
@@ -106,6 +108,12 @@ class CmdbWriter:
             sa.Column("query_time_range", sa.String(16)),
             sa.Column("recorded_at", sa.DateTime, nullable=False),
         )
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        """Hold the sync's lease (see :mod:`sync_pipelines.connectors.lease`) while writing the CMDB."""
+        with translate_errors(self.endpoint, "taking the sync lease"), sync_lease(self.engine, self.config.name):
+            yield
 
     def prepare(self) -> None:
         """Create missing tables (when ``create``) and check that existing ones have the needed columns."""

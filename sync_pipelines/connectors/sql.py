@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
-import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -25,9 +21,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.connectors.lease import sync_lease
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import (
-    ConcurrentRunError,
     ConnectorError,
     PermanentConnectorError,
     TransientConnectorError,
@@ -364,7 +360,6 @@ class SyncState:
     version: int = 0
     last_run_id: str | None = None
     last_batch: int = -1
-    lease_holder: str | None = None
 
 
 def _short(name: str, prefix: str) -> str:
@@ -392,7 +387,6 @@ class SqlTargetWriter:
             sa.Column("version", sa.BigInteger, nullable=False, default=0),
             sa.Column("last_run_id", sa.String(64)),
             sa.Column("last_batch", sa.Integer, nullable=False, default=-1),
-            sa.Column("lease_holder", sa.String(64)),
             sa.Column("updated_at", sa.DateTime),
         )
         self.records_table = sa.Table(
@@ -473,7 +467,6 @@ class SqlTargetWriter:
             version=int(row["version"]),
             last_run_id=row["last_run_id"],
             last_batch=int(row["last_batch"]),
-            lease_holder=row["lease_holder"],
         )
 
     def current_state(self) -> SyncState:
@@ -488,7 +481,6 @@ class SqlTargetWriter:
             "version": state.version,
             "last_run_id": state.last_run_id,
             "last_batch": state.last_batch,
-            "lease_holder": state.lease_holder,
             "updated_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }
         updated = conn.execute(
@@ -602,65 +594,11 @@ class SqlTargetWriter:
     @contextlib.contextmanager
     def lease(self, run_id: str, timeout_s: float = 60.0) -> Iterator[None]:
         """Hold the per-sync lease while loading, so two runs of one sync never interleave."""
-        name = f"sync_pipelines:{self.config.name}"
-        deadline = time.monotonic() + timeout_s
-        if self.dialect == "sqlite":
-            with self._file_lease(deadline):
-                yield
-            return
-        with translate_errors(self.endpoint, "taking the sync lease"), self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                lock_id = int.from_bytes(hashlib.blake2b(name.encode()).digest()[:8], "big", signed=True)
-                while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock_id))).scalar():
-                    self._wait_or_fail(deadline)
-                conn.commit()
-                try:
-                    yield
-                finally:
-                    with contextlib.suppress(sa_exc.SQLAlchemyError):
-                        conn.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
-                        conn.commit()
-            elif self.dialect in ("mysql", "mariadb"):
-                while conn.execute(sa.select(sa.func.get_lock(name[:64], 1))).scalar() != 1:
-                    self._wait_or_fail(deadline)
-                try:
-                    yield
-                finally:
-                    with contextlib.suppress(sa_exc.SQLAlchemyError):
-                        conn.execute(sa.select(sa.func.release_lock(name[:64])))
-            else:
-                yield
-
-    @contextlib.contextmanager
-    def _file_lease(self, deadline: float) -> Iterator[None]:
-        database = self.engine.url.database
-        if not database or database == ":memory:":
+        with (
+            translate_errors(self.endpoint, "taking the sync lease"),
+            sync_lease(self.engine, self.config.name, timeout_s),
+        ):
             yield
-            return
-        path = Path(f"{database}.{self.config.name}.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    self._wait_or_fail(deadline)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-    def _wait_or_fail(self, deadline: float) -> None:
-        if time.monotonic() > deadline:
-            holder = self.current_state().lease_holder
-            raise ConcurrentRunError(
-                f"sync {self.config.name}: another run{f' ({holder})' if holder else ''} is loading it; "
-                "wait for it to finish"
-            )
-        time.sleep(0.25)
 
 
 def _add_missing_columns(conn: Connection, inspector: sa.Inspector, table: sa.Table) -> None:

@@ -8,6 +8,7 @@ the resources of each batch, and each host's outcome, in one transaction per bat
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from enum import StrEnum
@@ -135,15 +136,21 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     time_range = str(manifest.details.get("query_time_range") or _source(config).query_time_range)
     results: list[HostResult] = []
     try:
-        if not options.dry_run:
-            writer.prepare()
-        for batch in manifest.batches:
-            if options.stop_requested.is_set():
-                raise RunCancelled(f"sync {config.name}: stopped before batch {batch.index}")
-            hosts = [_metrics(row) for row in read_batch(batch.path).to_pylist()]
-            results += writer.apply(
-                hosts, run_id=options.run_id, register=register, query_time_range=time_range, dry_run=options.dry_run
-            )
+        # A dry run only reads; a real run holds the sync's lease so two runs never write at once.
+        with contextlib.nullcontext() if options.dry_run else writer.lease():
+            if not options.dry_run:
+                writer.prepare()
+            for batch in manifest.batches:
+                if options.stop_requested.is_set():
+                    raise RunCancelled(f"sync {config.name}: stopped before batch {batch.index}")
+                hosts = [_metrics(row) for row in read_batch(batch.path).to_pylist()]
+                results += writer.apply(
+                    hosts,
+                    run_id=options.run_id,
+                    register=register,
+                    query_time_range=time_range,
+                    dry_run=options.dry_run,
+                )
     finally:
         writer.engine.dispose()
     counts = Counts(processed=len(results))
