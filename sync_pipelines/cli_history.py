@@ -154,12 +154,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
         wanted = [RecordAction.FAILED]
     with _ledger_errors(ctx):
         _sweep(configs)
-        found = find_run(configs, run_id)
-        if found is None:
-            click.echo(f"run {run_id!r} is not in the run ledger of any configured sync", err=True)
-            ctx.exit(USAGE_EXIT)
-            return
-        cfg, entry = found
+        cfg, entry = _find_run_or_exit(ctx, configs, run_id)
         click.echo("\n".join(_summary_lines(entry)))
         rows: list[Sequence[Any]] = [("KEY", "ENTITY", "ACTION", "TIME (UTC)", "CHANGES", "ERROR")]
         more = False
@@ -254,6 +249,15 @@ def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool, by_par
     click.echo(_table(rows))
 
 
+def _find_run_or_exit(ctx: click.Context, configs: Sequence[SyncConfig], run_id: str) -> tuple[SyncConfig, RunEntry]:
+    """The ledger row of ``run_id`` (a unique prefix is enough); exits with a usage error when unknown."""
+    found = find_run(configs, run_id)
+    if found is None:
+        click.echo(f"run {run_id!r} is not in the run ledger of any configured sync", err=True)
+        raise click.exceptions.Exit(USAGE_EXIT)
+    return found
+
+
 def _partition_stats(entries: Sequence[RunEntry], days: int, as_json: bool) -> None:
     parts = compute_partition_stats(entries)
     if as_json:
@@ -302,12 +306,7 @@ def export(ctx: click.Context, run_id: str, fmt: str, output: Path) -> None:
     configs = _configs(ctx, None)
     with _ledger_errors(ctx):
         _sweep(configs)
-        found = find_run(configs, run_id)
-        if found is None:
-            click.echo(f"run {run_id!r} is not in the run ledger of any configured sync", err=True)
-            ctx.exit(USAGE_EXIT)
-            return
-        cfg, entry = found
+        cfg, entry = _find_run_or_exit(ctx, configs, run_id)
         with open_ledger(cfg) as ledger:
             writer = export_xlsx if ExportFormat(fmt) is ExportFormat.XLSX else export_csv
             n = writer(output, ledger, entry)

@@ -19,19 +19,9 @@ import pytest
 from elasticsearch import Elasticsearch, helpers
 
 from sync_pipelines import local_es
+from sync_pipelines.demo_hosts import MAPPING as HOST_MAPPING
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-HOST_MAPPING = {
-    "properties": {
-        "hostIp": {"type": "keyword"},
-        "hostName": {"type": "keyword"},
-        "group": {"type": "keyword"},
-        "@timestamp": {"type": "date"},
-        "cpu": {"type": "float"},
-        "memory": {"type": "float"},
-        "disk": {"type": "float"},
-    }
-}
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,18 @@ from sync_pipelines.config.secrets import redact, resolve
 from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
 
 
+def dig(document: dict[str, Any], path: str) -> Any:
+    """A field of a document's ``_source`` by dotted path (or the literal dotted key); None when absent."""
+    if path in document:
+        return document[path]
+    value: Any = document
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def display_endpoint(template: str) -> str:
     """The endpoint as shown to people: no user or password, ``${VAR}`` references left as written."""
     parts = urlsplit(template)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from sync_pipelines.config.elasticsearch import ElasticsearchSource, es_date_math
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.es_client import check_complete, display_endpoint, es_client, translate_es_errors
+from sync_pipelines.connectors.es_client import check_complete, dig, display_endpoint, es_client, translate_es_errors
 from sync_pipelines.connectors.sql import SourceBatch
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import PermanentConnectorError
@@ -53,17 +53,6 @@ def _flatten(properties: dict[str, Any], prefix: str, out: dict[str, str]) -> No
             _flatten(spec["properties"], f"{path}.", out)
         else:
             out[path] = str(spec.get("type", "object"))
-
-
-def _dig(document: dict[str, Any], path: str) -> Any:
-    if path in document:
-        return document[path]
-    value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def _to_datetime(value: Any) -> Any:
@@ -210,7 +199,7 @@ class ElasticsearchDocumentReader:
             if name == ID_COLUMN:
                 row[name] = hit["_id"]
                 continue
-            value = _dig(document, name)
+            value = dig(document, name)
             if pa.types.is_timestamp(types[name]):
                 value = _to_datetime(value)
             elif isinstance(value, dict | list) and pa.types.is_string(types[name]):

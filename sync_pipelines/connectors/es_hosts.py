@@ -19,6 +19,7 @@ from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, es_dat
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.es_client import (
     check_complete,
+    dig,
     display_endpoint,
     error_text,
     es_client,
@@ -154,7 +155,7 @@ class EsHostMetricsReader:
             return HostMetrics(host_ip, HostStatus.NO_DATA, error="no data point in the time range")
         values = {name: (agg or {}).get("value") for name, agg in (response.get("aggregations") or {}).items()}
         hits = response["hits"]["hits"]
-        name = _dig(hits[0].get("_source") or {}, fields.host_name) if hits else None
+        name = dig(hits[0].get("_source") or {}, fields.host_name) if hits else None
         metrics = HostMetrics(host_ip, HostStatus.SUCCESS, host_name=None if name is None else str(name))
         metrics.data_points = count
         for key in _METRIC_KEYS:
@@ -181,18 +182,6 @@ class EsHostMetricsReader:
 
 
 _METRIC_KEYS = {f"{kind}_{metric}" for kind in ("max", "avg") for metric in METRICS}
-
-
-def _dig(document: dict[str, Any], path: str) -> Any:
-    """A field of ``_source`` by dotted path (or the literal dotted key)."""
-    if path in document:
-        return document[path]
-    value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 __all__ = ["HOST_SCHEMA", "EsHostMetricsReader", "HostMetrics", "error_text", "hosts_table", "is_ip"]
