@@ -9,8 +9,9 @@ when it reaches the n-th occurrence of a phase:
 - ``load-txn``: rows and outcomes of a batch are written, its transaction not yet committed;
 - ``between``: the previous batch is committed and the next one not started.
 
-With ``SYNC_FAULT_PAUSE_AT=<phase>:<n>`` it prints ``PAUSED`` there and sleeps, waiting for SIGKILL.
-The last line of a run that finishes is ``RESULT <json>``.
+With ``SYNC_FAULT_PAUSE_AT=<phase>:<n>`` it prints ``PAUSED`` there and sleeps, waiting for SIGKILL, or,
+with ``SYNC_FAULT_RESUME_FILE=<path>``, until that file exists (the test breaks something meanwhile).
+The last line of a run that finishes is ``RESULT <json>``; of one that fails, ``ERROR <message>``.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from typing import Any
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors import sql as sql_connector
 from sync_pipelines.engine import RunOptions, run_sync
+from sync_pipelines.errors import SyncError
 
 extract_module = importlib.import_module("sync_pipelines.engine.extract")
 transform_module = importlib.import_module("sync_pipelines.engine.transform")
 load_module = importlib.import_module("sync_pipelines.engine.load")
 
 PAUSE_ENV = "SYNC_FAULT_PAUSE_AT"
+RESUME_ENV = "SYNC_FAULT_RESUME_FILE"
 _seen: Counter[str] = Counter()
 
 
@@ -42,7 +45,10 @@ def _reached(phase: str) -> None:
     print(f"AT {phase} {number}", flush=True)
     if os.environ.get(PAUSE_ENV) == f"{phase}:{number}":
         print("PAUSED", flush=True)
-        time.sleep(600)
+        resume = os.environ.get(RESUME_ENV)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not (resume and os.path.exists(resume)):
+            time.sleep(0.05)
 
 
 def _install() -> None:
@@ -80,7 +86,11 @@ def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as handle:
         config = SyncConfig.model_validate(json.load(handle))
     _install()
-    result = run_sync(config, RunOptions(run_id=argv[1]))
+    try:
+        result = run_sync(config, RunOptions(run_id=argv[1]))
+    except SyncError as exc:
+        print(f"ERROR {type(exc).__name__}: {exc}", flush=True)
+        return 1
     print("RESULT " + json.dumps({"status": result.status.value, "counts": result.counts.as_dict()}), flush=True)
     return 0
 
