@@ -11,6 +11,9 @@ when it reaches the n-th occurrence of a phase:
 
 With ``SYNC_FAULT_PAUSE_AT=<phase>:<n>`` it prints ``PAUSED`` there and sleeps, waiting for SIGKILL, or,
 with ``SYNC_FAULT_RESUME_FILE=<path>``, until that file exists (the test breaks something meanwhile).
+``SYNC_FAULT_SLOW_S=<seconds>`` sleeps that long at every marker (to make two runs overlap), and
+``SYNC_FAULT_FSIZE=<bytes>`` caps the size of any file the child writes (``RLIMIT_FSIZE``, SIGXFSZ
+ignored), so a staged file that outgrows it fails with a real ``EFBIG`` from the kernel.
 The last line of a run that finishes is ``RESULT <json>``; of one that fails, ``ERROR <message>``.
 """
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
+import signal
 import sys
 import time
 from collections import Counter
@@ -35,6 +40,8 @@ load_module = importlib.import_module("sync_pipelines.engine.load")
 
 PAUSE_ENV = "SYNC_FAULT_PAUSE_AT"
 RESUME_ENV = "SYNC_FAULT_RESUME_FILE"
+SLOW_ENV = "SYNC_FAULT_SLOW_S"
+FSIZE_ENV = "SYNC_FAULT_FSIZE"
 _seen: Counter[str] = Counter()
 
 
@@ -43,6 +50,7 @@ def _reached(phase: str) -> None:
     number = _seen[phase]
     _seen[phase] += 1
     print(f"AT {phase} {number}", flush=True)
+    time.sleep(float(os.environ.get(SLOW_ENV, "0")))
     if os.environ.get(PAUSE_ENV) == f"{phase}:{number}":
         print("PAUSED", flush=True)
         resume = os.environ.get(RESUME_ENV)
@@ -86,6 +94,10 @@ def main(argv: list[str]) -> int:
     with open(argv[0], encoding="utf-8") as handle:
         config = SyncConfig.model_validate(json.load(handle))
     _install()
+    if os.environ.get(FSIZE_ENV):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limit = int(os.environ[FSIZE_ENV])
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     try:
         result = run_sync(config, RunOptions(run_id=argv[1]))
     except SyncError as exc:
