@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import (
     ConcurrentRunError,
@@ -146,8 +147,8 @@ def sql_type_of(arrow: pa.DataType, *, key: bool) -> sa.types.TypeEngine[Any]:
     if pa.types.is_date(arrow):
         return sa.Date()
     if pa.types.is_binary(arrow):
-        return sa.LargeBinary()
-    return sa.String(255) if key else sa.Text()
+        return LONG_BINARY
+    return sa.String(255) if key else LONG_TEXT
 
 
 # --------------------------------------------------------------------------- source
@@ -405,7 +406,7 @@ class SqlTargetWriter:
             sa.Column("record_key", sa.Text, nullable=False),
             sa.Column("entity", sa.String(128)),
             sa.Column("action", sa.String(16), nullable=False),
-            sa.Column("changes", sa.Text),
+            sa.Column("changes", LONG_TEXT),
             sa.Column("error", sa.Text),
             sa.Column("recorded_at", sa.DateTime, nullable=False),
         )
