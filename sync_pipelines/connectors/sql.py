@@ -417,6 +417,15 @@ class SqlTargetWriter:
 
     def prepare(self, schema: dict[str, pa.DataType]) -> sa.Table:
         """Create the bookkeeping tables, and the target table if allowed; check the target's columns."""
+        if self.dialect in ("mysql", "mariadb"):
+            # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.
+            ticked = [n for n in (self.target.table, *schema) if "`" in n]
+            if ticked:
+                raise PermanentConnectorError(
+                    f"name(s) {', '.join(map(repr, ticked))} contain a backtick, which this database's "
+                    "table reflection cannot read back; rename them in the sync's mapping or target.table",
+                    endpoint=self.endpoint,
+                )
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
             inspector = sa.inspect(conn)
