@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sync_pipelines.connectors.column_types import LONG_TEXT
 from sync_pipelines.connectors.values import decode, display, encode
 from sync_pipelines.types import ConflictChoice, ConflictStatus
 
@@ -135,7 +136,7 @@ class ConflictStore:
             sa.Column("record_key", sa.Text, nullable=False),
             sa.Column("source_hash", sa.String(64), nullable=False),
             sa.Column("target_hash", sa.String(64), nullable=False),
-            sa.Column("target_values", sa.Text, nullable=False),
+            sa.Column("target_values", LONG_TEXT, nullable=False),
             sa.Column("run_id", sa.String(64), nullable=False),
             sa.Column("updated_at", sa.DateTime, nullable=False),
             extend_existing=True,
@@ -147,9 +148,9 @@ class ConflictStore:
             sa.Column("sync", sa.String(128), nullable=False, index=True),
             sa.Column("key_hash", sa.String(64), nullable=False),
             sa.Column("record_key", sa.Text, nullable=False),
-            sa.Column("source_values", sa.Text, nullable=False),
-            sa.Column("target_values", sa.Text, nullable=False),
-            sa.Column("baseline_values", sa.Text, nullable=False),
+            sa.Column("source_values", LONG_TEXT, nullable=False),
+            sa.Column("target_values", LONG_TEXT, nullable=False),
+            sa.Column("baseline_values", LONG_TEXT, nullable=False),
             sa.Column("changed_fields", sa.Text, nullable=False),
             sa.Column("field_types", sa.Text, nullable=False),
             sa.Column("run_id", sa.String(64), nullable=False),

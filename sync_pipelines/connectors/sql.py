@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT
 from sync_pipelines.connectors.lease import sync_lease
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import (
@@ -142,8 +143,8 @@ def sql_type_of(arrow: pa.DataType, *, key: bool) -> sa.types.TypeEngine[Any]:
     if pa.types.is_date(arrow):
         return sa.Date()
     if pa.types.is_binary(arrow):
-        return sa.LargeBinary()
-    return sa.String(255) if key else sa.Text()
+        return LONG_BINARY
+    return sa.String(255) if key else LONG_TEXT
 
 
 # --------------------------------------------------------------------------- source
@@ -399,7 +400,7 @@ class SqlTargetWriter:
             sa.Column("record_key", sa.Text, nullable=False),
             sa.Column("entity", sa.String(128)),
             sa.Column("action", sa.String(16), nullable=False),
-            sa.Column("changes", sa.Text),
+            sa.Column("changes", LONG_TEXT),
             sa.Column("error", sa.Text),
             sa.Column("recorded_at", sa.DateTime, nullable=False),
         )
@@ -410,6 +411,15 @@ class SqlTargetWriter:
 
     def prepare(self, schema: dict[str, pa.DataType]) -> sa.Table:
         """Create the bookkeeping tables, and the target table if allowed; check the target's columns."""
+        if self.dialect in ("mysql", "mariadb"):
+            # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.
+            ticked = [n for n in (self.target.table, *schema) if "`" in n]
+            if ticked:
+                raise PermanentConnectorError(
+                    f"name(s) {', '.join(map(repr, ticked))} contain a backtick, which this database's "
+                    "table reflection cannot read back; rename them in the sync's mapping or target.table",
+                    endpoint=self.endpoint,
+                )
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
             inspector = sa.inspect(conn)

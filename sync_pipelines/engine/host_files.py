@@ -46,7 +46,8 @@ def parse_host_list(text: str) -> HostList:
     """Parse a host list: one IP per line; blank lines, `#` comment lines and trailing comments are allowed."""
     result = HostList()
     seen: set[str] = set()
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Editors on Windows start UTF-8 files with a byte-order mark; it is not part of the first IP.
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue

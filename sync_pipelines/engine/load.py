@@ -236,7 +236,9 @@ def _commit_run(
     with writer.lease(options.run_id):
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
             state = writer.read_state(conn)
-        resuming = state.last_run_id == options.run_id
+        # Resume only when this manifest predates the batches an earlier attempt of this run committed:
+        # a manifest extracted after them already starts past them, so nothing of it may be skipped.
+        resuming = state.last_run_id == options.run_id and state.version != manifest.state_version
         if state.version != manifest.state_version and not resuming:
             raise ConcurrentRunError(
                 f"sync {config.name}: run {state.last_run_id} wrote the target after this run read its source; "

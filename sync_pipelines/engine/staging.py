@@ -33,6 +33,8 @@ def write_batch(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
     except OSError as exc:
+        # A partial file on a full disk would keep holding the space that is missing.
+        tmp.unlink(missing_ok=True)
         raise StagingError(f"cannot write staged batch {path}: {exc.strerror or exc}") from None
 
 

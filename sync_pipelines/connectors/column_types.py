@@ -1,0 +1,18 @@
+"""Column types for values of any length, on every dialect.
+
+MariaDB's ``TEXT`` and ``BLOB`` stop at 64 KB, less than one PostgreSQL or SQLite value can hold; a
+longer value would fail its whole batch. These types are ``LONGTEXT`` / ``LONGBLOB`` there.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+LONG_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+"""Text of any length: target data columns and the JSON of values kept in bookkeeping tables."""
+
+LONG_BINARY = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+"""Bytes of any length."""
+
+__all__ = ["LONG_BINARY", "LONG_TEXT"]

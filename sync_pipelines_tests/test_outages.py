@@ -1,0 +1,195 @@
+"""Outages: a source or target that is unreachable at start or drops mid-run, and an Elasticsearch host timing out.
+
+Each failure gives the right status and a message naming the endpoint without its password; nothing
+committed is lost; the next run completes. Connection drops are real: the test terminates the
+PostgreSQL backend of the sync's connection with ``pg_terminate_backend`` (the server keeps running).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from dagster import DagsterInstance
+from elasticsearch import Elasticsearch
+
+from sync_pipelines.config import SyncConfig
+from sync_pipelines.engine import RunOptions, run_sync
+from sync_pipelines.orchestration import execute_sync
+from sync_pipelines.types import HostStatus, RunStatus
+from sync_pipelines_tests import fault_support as fs
+from sync_pipelines_tests.conftest import Databases, make_databases
+from sync_pipelines_tests.es_support import FaultProxy
+from sync_pipelines_tests.test_host_metrics import by_ip, register_pool, seed_metrics
+
+SECRET = "Sup3r-S3cret-Outage-pw"
+CLOSED = "127.0.0.1:1"
+OUTAGES: list[str] = []
+
+
+@pytest.fixture
+def pg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """PostgreSQL source and target whose URLs carry a password from ``${SYNC_OUTAGE_PW}``."""
+    monkeypatch.setenv("SYNC_OUTAGE_PW", SECRET)
+    gen = make_databases("postgresql", tmp_path)
+    dbs = next(gen)
+    yield dbs
+    for _ in gen:
+        pass
+
+
+def with_password(url: str) -> str:
+    """``url`` with ``postgres:${SYNC_OUTAGE_PW}@`` as its credentials (the local server trusts 127.0.0.1)."""
+    return url.replace("postgres@", "postgres:${SYNC_OUTAGE_PW}@")
+
+
+def closed_port(url: str) -> str:
+    """``url`` pointing at a port nothing listens on."""
+    return url.replace("127.0.0.1:5432", CLOSED)
+
+
+def outage_config(dbs: Databases, *, source: str | None = None, target: str | None = None) -> dict[str, Any]:
+    data = fs.sync_config(dbs, batch_size=4)
+    data["source"]["url"] = source or with_password(dbs.source_url)
+    data["target"]["url"] = target or with_password(dbs.target_url)
+    data["retry"] = {"max_retries": 1, "delay_s": 0}  # one quick retry: a closed port stays closed
+    return data
+
+
+def execute(folder: Path, data: dict[str, Any]) -> Any:
+    """Run the sync through Dagster from a folder of its own (Dagster caches a job per folder and process)."""
+    folder = folder / f"attempt-{len(list(folder.parent.glob(folder.name + '/attempt-*')))}"
+    folder.mkdir(parents=True)
+    (folder / "items_sync.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return execute_sync("items_sync", instance=DagsterInstance.get(), config_directory=folder)
+
+
+def assert_same(dbs: Databases) -> None:
+    fs.assert_no_duplicates(dbs)
+    assert fs.checksum(fs.target_rows(dbs)) == fs.checksum(fs.source_rows(dbs))
+    fs.assert_watermark_committed(dbs)
+    fs.assert_bookkeeping_agrees(dbs)
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_unreachable_at_start_fails_naming_the_endpoint(pg: Databases, tmp_path: Path, side: str) -> None:
+    fs.seed_source(pg, 20)
+    folder = tmp_path / "syncs"
+    good = outage_config(pg)
+    assert execute(folder, good).status is RunStatus.COMPLETED
+    before = fs.checksum(fs.target_rows(pg))
+    fs.change_source(pg, random.Random(1), 1, updates=8, inserts=2)
+
+    broken = dict(good)
+    broken[side] = {**good[side], "url": closed_port(good[side]["url"])}
+    report = execute(folder, broken)
+    assert report.status is RunStatus.FAILED
+    assert report.error is not None and CLOSED in report.error, report.error
+    assert SECRET not in report.error and "***" in report.error
+    assert fs.checksum(fs.target_rows(pg)) == before  # nothing committed is lost or half-written
+    fs.assert_watermark_committed(pg)
+
+    assert execute(folder, good).status is RunStatus.COMPLETED
+    assert_same(pg)
+    OUTAGES.append(f"{side} unreachable at start")
+
+
+def terminate(url: str) -> int:
+    """Terminate every backend connected to the database of ``url`` except ours; returns how many."""
+    database = sa.make_url(url).database
+    admin = sa.create_engine(sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return len(
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": database},
+                ).all()
+            )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize(("side", "pause"), [("source", "extract:1"), ("target", "load-txn:1")])
+def test_connection_dropped_mid_run(pg: Databases, tmp_path: Path, side: str, pause: str) -> None:
+    fs.seed_source(pg, 40)
+    data = outage_config(pg)
+    config = SyncConfig.model_validate(data)
+    assert run_sync(config, RunOptions(run_id="first")).status is RunStatus.COMPLETED
+    fs.change_source(pg, random.Random(2), 1, updates=20, inserts=4)
+    before = fs.target_rows(pg)
+
+    resume = tmp_path / "resume"
+    proc = fs.start_child(data, "dropped", tmp_path, SYNC_FAULT_PAUSE_AT=pause, SYNC_FAULT_RESUME_FILE=str(resume))
+    fs.wait_for_line(proc, "PAUSED")
+    assert terminate(pg.source_url if side == "source" else pg.target_url) >= 1
+    resume.write_text("go")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    error = out.strip().splitlines()[-1]
+    assert error.startswith("ERROR "), error
+    database = sa.make_url(pg.source_url if side == "source" else pg.target_url).database
+    assert f"127.0.0.1:5432/{database}" in error and "***" in error, error
+    assert SECRET not in out + err
+
+    after = fs.target_rows(pg)
+    if side == "source":
+        assert after == before  # the extract failed: the target was never touched
+    else:
+        assert {k: v for k, v in before.items() if k not in after} == {}  # nothing committed is lost
+    fs.assert_no_duplicates(pg)
+    fs.assert_watermark_committed(pg)
+    fs.assert_bookkeeping_agrees(pg)
+
+    assert run_sync(config, RunOptions(run_id="next")).status is RunStatus.COMPLETED
+    assert_same(pg)
+    OUTAGES.append(f"{side} dropped at {pause}")
+
+
+def test_elasticsearch_host_timeout_is_a_partial_run_then_completes(
+    sqlite_dbs: Databases,
+    es: Elasticsearch,
+    index_prefix: str,
+    fault_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SYNC_OUTAGE_ES_PW", SECRET)
+    seed_metrics(es, index_prefix)
+    register_pool(sqlite_dbs.target_url, ["10.1.1.1", "10.1.1.3", "10.1.2.1", "10.1.2.2"])
+    fault_proxy.stall.add("10.1.1.3")
+    config = SyncConfig.model_validate(
+        {
+            "name": "host_metrics",
+            "source": {
+                "kind": "elasticsearch_hosts",
+                "endpoint": fault_proxy.url,
+                "index": f"{index_prefix}-*",
+                "username": "metrics",
+                "password": "${SYNC_OUTAGE_ES_PW}",
+                "request_timeout_s": 2.0,
+            },
+            "target": {"kind": "cmdb", "url": sqlite_dbs.target_url},
+            "max_failure_ratio": 0.5,
+        }
+    )
+    first = run_sync(config, RunOptions(run_id="es-timeout"))
+    assert first.status is RunStatus.PARTIAL
+    hosts = by_ip(first)
+    assert hosts["10.1.1.3"]["status"] == HostStatus.FAILED and "10.1.1.3" in str(hosts["10.1.1.3"])
+    assert "Timeout" in hosts["10.1.1.3"]["error"]
+    assert SECRET not in repr(first)
+    committed = {ip for ip, h in hosts.items() if h["status"] == HostStatus.SUCCESS}
+    assert committed == {"10.1.1.1", "10.1.2.1", "10.1.2.2"}
+
+    fault_proxy.stall.clear()
+    second = run_sync(config, RunOptions(run_id="es-next"))
+    assert second.status is RunStatus.COMPLETED
+    assert {ip for ip, h in by_ip(second).items() if h["status"] == HostStatus.SUCCESS} >= committed | {"10.1.1.3"}
+    OUTAGES.append("elasticsearch host timeout")

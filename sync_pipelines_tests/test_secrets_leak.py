@@ -1,0 +1,243 @@
+"""Secrets never leak, and identifiers are always quoted.
+
+A real PostgreSQL role and a real MariaDB user with passwords given as ``${ENV}`` references run syncs
+through Dagster, successfully and failing (PostgreSQL trusts 127.0.0.1 and ignores the password, so
+the failing login is MariaDB's, with a wrong password that the server really refuses). Then every place
+a value could land is scanned for the password: the event log, run tags and config, every file under
+``DAGSTER_HOME`` and the staging folder, the run ledger, ``_sync_records``, CSV and XLSX exports and
+the error messages.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+import sqlalchemy as sa
+import yaml
+from dagster import DagsterInstance
+from dagster._serdes import serialize_value
+
+from sync_pipelines.config import SyncConfig
+from sync_pipelines.engine import RunOptions, run_sync
+from sync_pipelines.errors import PermanentConnectorError
+from sync_pipelines.history import open_ledger
+from sync_pipelines.history.export import export_csv, export_xlsx
+from sync_pipelines.orchestration import execute_sync
+from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
+
+SECRET = "Leak-Canary-7f3a9c1e-pw"
+WRONG = "Wrong-Canary-0b8d2e4f-pw"
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def account(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Databases]:
+    """Databases reached as a fresh user whose password is ``${SYNC_LEAK_PW}``."""
+    monkeypatch.setenv("SYNC_LEAK_PW", SECRET)
+    monkeypatch.setenv("SYNC_LEAK_WRONG_PW", WRONG)
+    backend = request.param
+    gen = make_databases(backend, tmp_path)
+    dbs = next(gen)
+    user = f"sp_leak_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(
+        PG_ADMIN_URL if backend == "postgresql" else MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT"
+    )
+    databases = [sa.make_url(u).database for u in (dbs.source_url, dbs.target_url)]
+    with admin.connect() as conn:
+        if backend == "postgresql":
+            conn.execute(sa.text(f"CREATE ROLE {user} LOGIN PASSWORD '{SECRET}'"))
+            for name in databases:
+                conn.execute(sa.text(f"ALTER DATABASE {name} OWNER TO {user}"))
+        else:
+            conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'"))
+            conn.execute(sa.text(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY '{SECRET}'"))
+            for name in databases:
+                conn.execute(sa.text(f"GRANT ALL ON `{name}`.* TO '{user}'@'%'"))
+                conn.execute(sa.text(f"GRANT ALL ON `{name}`.* TO '{user}'@'localhost'"))
+
+    def as_user(url: str) -> str:
+        parsed = sa.make_url(url)
+        return f"{parsed.drivername}://{user}:${{SYNC_LEAK_PW}}@{parsed.host}:{parsed.port}/{parsed.database}"
+
+    try:
+        yield Databases(backend, as_user(dbs.source_url), as_user(dbs.target_url))
+    finally:
+        for _ in gen:
+            pass
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(sa.text(f"DROP ROLE IF EXISTS {user}"))
+            else:
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'localhost'"))
+        admin.dispose()
+
+
+def resolved(url: str) -> str:
+    return url.replace("${SYNC_LEAK_PW}", SECRET)
+
+
+def seed(dbs: Databases) -> None:
+    engine = sa.create_engine(resolved(dbs.source_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(40), note VARCHAR(80))"))
+        conn.execute(
+            sa.text("INSERT INTO people VALUES (1, 'ann', 'ok'), (2, 'bob', 'ok'), (3, 'cy', 'ok')"),
+        )
+    engine.dispose()
+
+
+def sync_data(dbs: Databases, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "people_sync",
+        "source": {"kind": "sql", "url": dbs.source_url, "table": "people"},
+        "target": {"kind": "sql", "url": dbs.target_url, "table": "wh_people", "key": ["id"]},
+        "mapping": {"id": "id", "name": {"type": "string"}, "note": {"type": "integer"}},
+        "max_failure_ratio": 1.0,
+        "retry": {"max_retries": 0},
+    }
+    data.update(overrides)
+    return data
+
+
+def execute(folder: Path, data: dict[str, Any]) -> Any:
+    folder.mkdir(parents=True)
+    (folder / "people_sync.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    return execute_sync("people_sync", instance=DagsterInstance.get(), config_directory=folder)
+
+
+def scan_run(instance: DagsterInstance, run_id: str) -> list[str]:
+    """Everything Dagster keeps about one run, as text."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    texts = [serialize_value(run), repr(run.tags), repr(run.run_config)]
+    texts += [serialize_value(entry) for entry in instance.all_logs(run_id)]
+    return texts
+
+
+def scan_files(*roots: Path) -> list[Path]:
+    """Files under ``roots`` whose bytes contain a password."""
+    found = []
+    for root in roots:
+        for path in root.rglob("*") if root.exists() else []:
+            if path.is_file():
+                data = path.read_bytes()
+                if SECRET.encode() in data or WRONG.encode() in data:
+                    found.append(path)
+    return found
+
+
+def assert_clean(texts: list[str]) -> None:
+    for text in texts:
+        assert SECRET not in text and WRONG not in text, text[:2000]
+
+
+def test_secret_never_leaks_after_successful_partial_and_failed_runs(account: Databases, tmp_path: Path) -> None:
+    seed(account)
+    instance = DagsterInstance.get()
+    good = execute(tmp_path / "good", sync_data(account))
+    # note 'ok' is no integer: every record fails, with its value in the error, and the run is partial
+    assert good.status in (RunStatus.PARTIAL, RunStatus.FAILED)
+    wrong_target = {
+        **sync_data(account)["target"],
+        "url": account.target_url.replace("SYNC_LEAK_PW", "SYNC_LEAK_WRONG_PW"),
+    }
+    missing_table = {**sync_data(account)["source"], "table": "no_such_table"}
+    ok = execute(tmp_path / "ok", sync_data(account, mapping={"id": "id", "name": {"type": "string"}}))
+    assert ok.status is RunStatus.COMPLETED
+    runs = [good, ok]
+    if account.backend == "mariadb":
+        refused = execute(tmp_path / "wrong", sync_data(account, target=wrong_target))
+        assert refused.status is RunStatus.FAILED
+        assert "Access denied" in (refused.error or "") and "127.0.0.1:3306" in (refused.error or "")
+        runs.append(refused)
+    missing = execute(tmp_path / "missing", sync_data(account, source=missing_table))
+    assert missing.status is RunStatus.FAILED and "no_such_table" in (missing.error or "")
+    runs.append(missing)
+
+    texts: list[str] = []
+    for report in runs:
+        texts += [report.error or "", repr(report.to_json())]
+        texts += scan_run(instance, report.run_id)
+    assert_clean(texts)
+    assert scan_files(Path(os.environ["DAGSTER_HOME"]), Path(os.environ["SYNC_PIPELINES_STAGING_DIR"])) == []
+
+    config = SyncConfig.model_validate(sync_data(account))
+    with open_ledger(config) as ledger:
+        entry = ledger.get(ok.run_id)
+        assert entry is not None and entry.status is RunStatus.COMPLETED
+        failed_entry = ledger.get(missing.run_id)
+        assert failed_entry is not None and failed_entry.status is RunStatus.FAILED
+        csv_path, xlsx_path = tmp_path / "out.csv", tmp_path / "out.xlsx"
+        assert export_csv(csv_path, ledger, ledger.get(good.run_id)) == 3  # type: ignore[arg-type]
+        export_xlsx(xlsx_path, ledger, failed_entry)
+    cells = [
+        str(cell)
+        for sheet in openpyxl.load_workbook(xlsx_path, read_only=True).worksheets
+        for row in sheet.iter_rows(values_only=True)
+        for cell in row
+    ]
+    assert_clean([csv_path.read_text(encoding="utf-8"), *cells])
+    engine = sa.create_engine(resolved(account.target_url))
+    with engine.connect() as conn:
+        for table in ("_sync_runs", "_sync_records", "_sync_state"):
+            assert_clean([repr(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}"))])
+    engine.dispose()
+
+
+HOSTILE_TABLE = 'wh"; DROP TABLE canary; --'
+HOSTILE_COLUMNS = {"id": "id", "na`me'; DELETE FROM canary; --": {"source": 'we"ird col'}, "Mixed Case": "mixed"}
+
+
+def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
+    for url in (dbs.source_url, dbs.target_url):
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE canary (id INTEGER)"))
+            conn.execute(sa.text("INSERT INTO canary VALUES (1)"))
+        engine.dispose()
+    metadata = sa.MetaData()
+    source = sa.Table(
+        "src'; DROP TABLE canary; --",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column('we"ird col', sa.String(40)),
+        sa.Column("mixed", sa.String(40)),
+    )
+    engine = dbs.source()
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(source.insert(), [{"id": i, 'we"ird col': f"v{i}'; --", "mixed": "m"} for i in range(1, 6)])
+    engine.dispose()
+    data: dict[str, Any] = {
+        "name": "hostile",
+        "source": {"kind": "sql", "url": dbs.source_url, "table": source.name},
+        "target": {"kind": "sql", "url": dbs.target_url, "table": HOSTILE_TABLE, "key": ["id"]},
+        "mapping": HOSTILE_COLUMNS,
+        "filter": [{"column": 'we"ird col', "op": "ne", "value": "x' OR '1'='1"}],
+    }
+    config = SyncConfig.model_validate(data)
+    if dbs.backend == "mariadb":
+        with pytest.raises(PermanentConnectorError, match="contain a backtick"):
+            run_sync(config, RunOptions(run_id="backtick"))
+        mapping = {k.replace("`", ""): v for k, v in HOSTILE_COLUMNS.items()}
+        config = config.model_copy(update={"mapping": SyncConfig.model_validate({**data, "mapping": mapping}).mapping})
+    assert run_sync(config, RunOptions(run_id="hostile")).status is RunStatus.COMPLETED
+    for url in (dbs.source_url, dbs.target_url):
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM canary")).scalar() == 1
+        engine.dispose()
+    engine = dbs.target()
+    target = sa.Table(HOSTILE_TABLE, sa.MetaData(), autoload_with=engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(target).order_by(target.c.id)).mappings().all()
+    engine.dispose()
+    name = next(k for k in config.mapping if k.startswith("na"))
+    assert [(r["id"], r[name], r["Mixed Case"]) for r in rows] == [(i, f"v{i}'; --", "m") for i in range(1, 6)]
