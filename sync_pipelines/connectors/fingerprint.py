@@ -76,6 +76,17 @@ def _converter(type_name: str) -> Callable[[Any], Any] | None:
     return _CONVERTERS.get(type_name)
 
 
+_FAILED_CONVERSION = (ValueError, TypeError, ArithmeticError, InvalidOperation)
+
+
+def _unconverted(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
 def normalise(value: Any, type_name: str) -> Any:
     """The JSON-safe, dialect-independent form of ``value`` for a field of declared type ``type_name``.
 
@@ -88,13 +99,32 @@ def normalise(value: Any, type_name: str) -> Any:
     if convert is not None:
         try:
             return convert(value)
-        except (ValueError, TypeError, ArithmeticError, InvalidOperation):
+        except _FAILED_CONVERSION:
             pass
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return str(value)
+    return _unconverted(value)
+
+
+def row_normaliser(types: Mapping[str, str], columns: Sequence[str]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """A function doing :func:`normalise_row` for fixed ``types`` and ``columns``, faster on many rows."""
+    plan = [(c, _converter(types.get(c, "string"))) for c in columns]
+
+    def run(row: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for column, convert in plan:
+            value = row.get(column)
+            if value is None:
+                out[column] = None
+                continue
+            if convert is not None:
+                try:
+                    out[column] = convert(value)
+                    continue
+                except _FAILED_CONVERSION:
+                    pass
+            out[column] = value if type(value) is str else _unconverted(value)
+        return out
+
+    return run
 
 
 def normalise_row(row: Mapping[str, Any], types: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any]:
