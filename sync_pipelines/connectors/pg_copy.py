@@ -94,6 +94,7 @@ def copy_upsert(conn: Connection, table: sa.Table, key: Sequence[str], rows: Seq
         for c in columns
     )
     non_key = [c for c in columns if c not in key]
+    action: sql.Composable
     if non_key:
         sets = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key)
         action = sql.SQL("DO UPDATE SET {}").format(sets)
