@@ -1,6 +1,6 @@
 """Benchmark: sync_pipelines beside binary COPY and dlt, on an ERP-like `orders` table, into PostgreSQL.
 
-    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, about a minute
+    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, under 2 minutes
     .venv/bin/python bench/bench_sync.py                # 100k and 1M rows
 
 Cases, each through the engine and through the Dagster job (in-process executor):
@@ -200,14 +200,18 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one small size (20k rows) for a fast check")
+    parser.add_argument(
+        "--quick", action="store_true", help="20k rows from the PostgreSQL source only, for a check under 2 minutes"
+    )
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
-    parser.add_argument("--sources", default="postgresql,sqlite", help="postgresql and/or sqlite")
+    parser.add_argument("--sources", default=None, help="postgresql and/or sqlite (default: both; --quick: postgresql)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt baseline")
     args = parser.parse_args()
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.sources is None:
+        args.sources = "postgresql" if args.quick else "postgresql,sqlite"
     if args.dlt:
         try:
             import dlt  # noqa: F401

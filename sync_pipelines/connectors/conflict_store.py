@@ -13,11 +13,13 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from sync_pipelines.connectors import pg_copy
 from sync_pipelines.connectors.column_types import LONG_TEXT
 from sync_pipelines.connectors.values import decode, display, encode
 from sync_pipelines.types import ConflictChoice, ConflictStatus
@@ -25,13 +27,25 @@ from sync_pipelines.types import ConflictChoice, ConflictStatus
 _CHUNK = 500
 
 
+def _chunk(conn: Connection) -> int:
+    """Keys per query: PostgreSQL takes them as one array parameter, others as one parameter each."""
+    return 20_000 if conn.dialect.name == "postgresql" else _CHUNK
+
+
+def _within(conn: Connection, column: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
+    return pg_copy.any_of(column, values) if conn.dialect.name == "postgresql" else column.in_(values)
+
+
 def utcnow() -> dt.datetime:
     """The current UTC time, naive (as every `_sync_*` table stores it)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def encode_row(row: dict[str, Any]) -> str:
@@ -178,10 +192,11 @@ class ConflictStore:
     def fetch_baselines(self, conn: Connection, key_hashes: Sequence[str]) -> dict[str, Baseline]:
         """Baselines of the given records, by key hash."""
         table, found = self.baselines, {}
-        for start in range(0, len(key_hashes), _CHUNK):
-            part = list(key_hashes[start : start + _CHUNK])
+        chunk = _chunk(conn)
+        for start in range(0, len(key_hashes), chunk):
+            part = list(key_hashes[start : start + chunk])
             query = sa.select(table.c.key_hash, table.c.source_hash, table.c.target_hash, table.c.target_values).where(
-                table.c.sync == self.sync, table.c.key_hash.in_(part)
+                table.c.sync == self.sync, _within(conn, table.c.key_hash, part)
             )
             for key_hash, source_hash, target_hash, values in conn.execute(query):
                 found[key_hash] = Baseline(source_hash, target_hash, json.loads(values))
@@ -193,8 +208,12 @@ class ConflictStore:
             return
         self.delete_baselines(conn, [r.key_hash for r in rows])
         now = utcnow()
-        conn.execute(
-            sa.insert(self.baselines),
+        write = (
+            partial(pg_copy.copy_rows, conn, self.baselines)
+            if pg_copy.supports_copy(conn)
+            else partial(conn.execute, sa.insert(self.baselines))
+        )
+        write(
             [
                 {
                     "sync": self.sync,
@@ -213,9 +232,10 @@ class ConflictStore:
     def delete_baselines(self, conn: Connection, key_hashes: Sequence[str]) -> None:
         """Forget the baselines of deleted (or re-baselined) records."""
         table = self.baselines
-        for start in range(0, len(key_hashes), _CHUNK):
-            part = list(key_hashes[start : start + _CHUNK])
-            conn.execute(sa.delete(table).where(table.c.sync == self.sync, table.c.key_hash.in_(part)))
+        chunk = _chunk(conn)
+        for start in range(0, len(key_hashes), chunk):
+            part = list(key_hashes[start : start + chunk])
+            conn.execute(sa.delete(table).where(table.c.sync == self.sync, _within(conn, table.c.key_hash, part)))
 
     # -- conflicts
 

@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.connectors import pg_copy
 from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT
 from sync_pipelines.connectors.lease import sync_lease
 from sync_pipelines.connectors.values import decode, encode
@@ -513,10 +514,16 @@ class SqlTargetWriter:
         key_cols = self.key_columns()
         found: dict[tuple[Any, ...], dict[str, Any]] = {}
         select_cols = [self.table.c[c] for c in columns]
-        chunk = 500
+        single_pg = len(key_cols) == 1 and self.dialect == "postgresql"
+        chunk = 20_000 if single_pg else 500
         for start in range(0, len(keys), chunk):
             part = keys[start : start + chunk]
-            cond = key_cols[0].in_([k[0] for k in part]) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(part)
+            if single_pg:
+                cond = pg_copy.any_of(key_cols[0], [k[0] for k in part])
+            elif len(key_cols) == 1:
+                cond = key_cols[0].in_([k[0] for k in part])
+            else:
+                cond = sa.tuple_(*key_cols).in_(part)
             for row in conn.execute(sa.select(*select_cols).where(cond)).mappings():
                 found[tuple(_norm_key(row[k]) for k in self.target.key)] = dict(row)
         return found
@@ -543,10 +550,15 @@ class SqlTargetWriter:
             stmt = my.on_duplicate_key_update(update)
         else:
             raise PermanentConnectorError(f"no upsert for dialect {self.dialect}", endpoint=self.endpoint)
+        if pg_copy.supports_copy(conn):
+            pg_copy.copy_upsert(conn, table, self.target.key, rows)
+            return
         conn.execute(stmt, rows)
 
     def record_outcomes(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        if rows:
+        if rows and pg_copy.supports_copy(conn):
+            pg_copy.copy_rows(conn, self.records_table, rows)
+        elif rows:
             conn.execute(sa.insert(self.records_table), rows)
 
     # -- deletes (full sync with delete_missing)
@@ -560,8 +572,11 @@ class SqlTargetWriter:
         """Remember keys the source still has (``table``: a dry run's temporary copy)."""
         target = table if table is not None else self.seen_table
         assert target is not None
-        if keys:
-            conn.execute(sa.insert(target), [dict(zip(self.target.key, k, strict=True)) for k in keys])
+        rows = [dict(zip(self.target.key, k, strict=True)) for k in keys]
+        if rows and pg_copy.supports_copy(conn):
+            pg_copy.copy_rows(conn, target, rows)
+        elif rows:
+            conn.execute(sa.insert(target), rows)
 
     def _missing_condition(self, seen: sa.Table) -> sa.ColumnElement[bool]:
         assert self.table is not None

@@ -33,7 +33,7 @@ from sync_pipelines.connectors.conflict_store import (
     NewConflict,
     utcnow,
 )
-from sync_pipelines.connectors.fingerprint import key_hash, normalise_row, values_hash
+from sync_pipelines.connectors.fingerprint import key_hash, row_normaliser, values_hash
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
@@ -84,7 +84,10 @@ class Reconciler:
         self.key_names = list(config.target.key)
         self.key_types = [types.get(k, "string") for k in self.key_names]
         self.fields = [c for c in columns if c not in self.key_names]
+        self.normalise = row_normaliser(types, self.fields)
+        """Normalised field values of a row (see :func:`~sync_pipelines.connectors.fingerprint.normalise_row`)."""
         self.baselines: dict[str, Baseline] = {}
+        self._key_hashes: dict[tuple[Any, ...], str] = {}
         self.to_save: list[tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
         self.settled: list[str] = []
         self.bidirectional = config.direction is SyncDirection.BIDIRECTIONAL
@@ -92,21 +95,24 @@ class Reconciler:
 
     def key_hash(self, key: Sequence[Any]) -> str:
         """The key hash of a record (see :func:`~sync_pipelines.connectors.fingerprint.key_hash`)."""
-        return key_hash(key, self.key_types)
+        cached = self._key_hashes.get(tuple(key))
+        return cached if cached is not None else key_hash(key, self.key_types)
 
     def start_batch(self, conn: Connection | None, keys: Sequence[Sequence[Any]]) -> None:
         """Read the baselines of a batch's keys (none when the tables do not exist yet)."""
         self.to_save, self.settled = [], []
         self.baselines = {}
+        self._key_hashes = {}
+        self._key_hashes = {tuple(k): self.key_hash(k) for k in keys}
         if conn is not None and keys and self.store.exists(conn):
-            self.baselines = self.store.fetch_baselines(conn, [self.key_hash(k) for k in keys])
+            self.baselines = self.store.fetch_baselines(conn, list(self._key_hashes.values()))
 
     def agreed(self, key: Sequence[Any], record_key: dict[str, Any], row: dict[str, Any]) -> None:
         """Remember that both sides now agree on a record, the source holding ``row``: a new baseline.
 
         The target's side of the baseline is read back when it is saved (see :meth:`save`).
         """
-        self.to_save.append((norm_key(key), record_key, normalise_row(row, self.types, self.fields)))
+        self.to_save.append((norm_key(key), record_key, self.normalise(row)))
 
     def save(self, conn: Connection, run_id: str) -> list[str]:
         """Save the baselines remembered by :meth:`agreed`, reading the target rows as now stored.
@@ -121,8 +127,11 @@ class Reconciler:
             stored = current.get(key)
             if stored is None:
                 continue
-            target_values = normalise_row(stored, self.types, self.fields)
-            baseline = Baseline(values_hash(source_values), values_hash(target_values), target_values)
+            target_values = self.normalise(stored)
+            source_hash = values_hash(source_values)
+            # Equal values hash alike: the usual case (the target stored what was sent) hashes once.
+            target_hash = source_hash if target_values == source_values else values_hash(target_values)
+            baseline = Baseline(source_hash, target_hash, target_values)
             rows.append(BaselineRow(self.key_hash(key), record_key, baseline))
         self.store.save_baselines(conn, run_id, rows)
         self.to_save = []
@@ -136,14 +145,14 @@ class Reconciler:
         baseline = self.baselines.get(khash)
         if baseline is None:
             return None
-        source = normalise_row(row, self.types, self.fields)
-        target = normalise_row(before, self.types, self.fields)
+        source = self.normalise(row)
+        target = self.normalise(before)
         source_changed = values_hash(source) != baseline.source_hash
         target_changed = values_hash(target) != baseline.target_hash
+        if not target_changed and not source_changed:
+            return Verdict(RecordAction.UNCHANGED, write=False)
         differing = [f for f in self.fields if source[f] != target[f]]
         if not target_changed:
-            if not source_changed:
-                return Verdict(RecordAction.UNCHANGED, write=False)
             self.agreed(key, record_key, row)
             return Verdict(RecordAction.UPDATED, write=True, changes=_changes(differing, before, row))
         if not source_changed:
