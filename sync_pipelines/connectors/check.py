@@ -23,14 +23,18 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
 from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.connectors.compat import (
     can_store,
     family_of_declared,
     family_of_sql,
     type_mismatches,
 )
+from sync_pipelines.connectors.es_client import display_endpoint, es_client, translate_es_errors
+from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader, flatten_mapping
 from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, display_url, translate_errors
 from sync_pipelines.errors import SyncError
@@ -167,13 +171,13 @@ def _test_write_existing(writer: SqlTargetWriter, conn: Connection, table: sa.Ta
         conn.execute(sa.insert(writer.state_table).values(sync=_probe_name(), version=0, last_batch=-1))
 
 
-def _test_create(writer: SqlTargetWriter, conn: Connection) -> None:
+def _test_create(conn: Connection, schema: str | None) -> None:
     """Create, fill and drop a probe table: the run will need to create the target and bookkeeping tables.
 
     The drop is committed with the rest: some databases commit DDL on their own (MariaDB, SQLite's
     driver), so a rollback alone could leave the probe behind.
     """
-    probe = sa.Table(_probe_name(), sa.MetaData(schema=writer.target.db_schema), sa.Column("id", sa.Integer))
+    probe = sa.Table(_probe_name(), sa.MetaData(schema=schema), sa.Column("id", sa.Integer))
     probe.create(conn)
     try:
         conn.execute(sa.insert(probe).values(id=1))
@@ -210,7 +214,125 @@ def _check_sql_target(config: SyncConfig, result: EndpointCheck, context: _Conte
                     _test_write_existing(writer, conn, table)
                 else:
                     result.passed.append(f"table {target.table!r} will be created (key as primary key)")
-                    _test_create(writer, conn)
+                    _test_create(conn, target.db_schema)
+                result.passed.append("test write rolled back")
+            finally:
+                conn.rollback()
+    finally:
+        writer.engine.dispose()
+
+
+# --------------------------------------------------------------------------- Elasticsearch sources
+
+_KEYWORD = {"keyword", "constant_keyword", "ip"}
+_NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
+_DATE = {"date", "date_nanos"}
+
+
+def _es_fields(client: Any, endpoint: str, index: str) -> dict[str, str]:
+    """Type of every mapped leaf field of ``index`` (dotted paths); fails when the pattern matches no index."""
+    with translate_es_errors(endpoint, f"reading the mapping of {index}"):
+        response = client.indices.get_mapping(index=index)
+    if not response.body:
+        raise CheckFailed(f"index pattern {index!r} matches no index")
+    types: dict[str, str] = {}
+    for name in sorted(response.body):
+        flatten_mapping(response.body[name].get("mappings", {}).get("properties", {}), "", types)
+    return types
+
+
+def _es_connect(client: Any, endpoint: str, index: str, result: EndpointCheck) -> None:
+    with translate_es_errors(endpoint, "connecting"):
+        client.info()
+    result.passed.append("connected")
+
+
+def _es_read_one(client: Any, endpoint: str, index: str, result: EndpointCheck) -> None:
+    with translate_es_errors(endpoint, f"reading one document of {index}"):
+        client.search(index=index, size=1)
+    result.passed.append("read one document")
+
+
+def _check_es_documents(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+    assert isinstance(config.source, ElasticsearchSource)
+    reader = ElasticsearchDocumentReader(config)
+    try:
+        _es_connect(reader.client, reader.endpoint, config.source.index, result)
+        _es_fields(reader.client, reader.endpoint, config.source.index)
+        types = reader.arrow_schema()  # names any mapped field the index lacks
+        result.passed.append(f"index {config.source.index} has the mapped fields")
+        context.source_types = types
+        mismatches = type_mismatches(config, types)
+        if mismatches:
+            raise CheckFailed("; ".join(str(m) for m in mismatches))
+        result.passed.append("field types can be cast")
+        _es_read_one(reader.client, reader.endpoint, config.source.index, result)
+    finally:
+        reader.client.close()
+
+
+def _check_es_hosts(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+    source = config.source
+    assert isinstance(source, ElasticsearchHostsSource)
+    endpoint = display_endpoint(source.endpoint)
+    client = es_client(source, where=f"{config.name}: source")
+    try:
+        _es_connect(client, endpoint, source.index, result)
+        types = _es_fields(client, endpoint, source.index)
+        f = source.fields
+        wanted = {
+            f.host: _KEYWORD,  # terms aggregations and term filters need keyword fields
+            f.group: _KEYWORD,
+            f.timestamp: _DATE,
+            f.cpu: _NUMERIC,
+            f.memory: _NUMERIC,
+            f.disk: _NUMERIC,
+        }
+        problems = []
+        for name, allowed in wanted.items():
+            kind = types.get(name)
+            if kind is None:
+                problems.append(f"field {name!r} is not mapped in {source.index}")
+            elif kind not in allowed:
+                problems.append(f"field {name!r} is {kind}, expected one of {', '.join(sorted(allowed))}")
+        if problems:
+            raise CheckFailed("; ".join(problems))
+        result.passed.append(f"index {source.index} maps the host, group, time and metric fields")
+        _es_read_one(client, endpoint, source.index, result)
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------- CMDB target
+
+
+def _check_cmdb_target(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+    target = config.target
+    assert isinstance(target, CmdbTarget)
+    writer = CmdbWriter(config)
+    try:
+        with translate_errors(writer.endpoint, "checking the CMDB"), writer.engine.connect() as conn:
+            result.passed.append("connected")
+            inspector = sa.inspect(conn)
+            tables = (writer.hosts, writer.resources)
+            missing = [t.name for t in tables if not inspector.has_table(t.name, schema=target.db_schema)]
+            if missing and not target.create:
+                raise CheckFailed(f"table(s) {', '.join(missing)} do not exist and target.create is false")
+            try:
+                for table in tables:
+                    if table.name in missing:
+                        continue
+                    present = {c["name"] for c in inspector.get_columns(table.name, schema=target.db_schema)}
+                    lacking = [c.name for c in table.columns if c.name not in present]
+                    if lacking:
+                        raise CheckFailed(f"table {table.name!r} has no column(s) {', '.join(lacking)}")
+                    first = next(iter(table.columns))
+                    conn.execute(sa.update(table).where(sa.false()).values({first.name: first}))
+                if missing:
+                    result.passed.append(f"table(s) {', '.join(missing)} will be created")
+                    _test_create(conn, target.db_schema)
+                else:
+                    result.passed.append("hosts_pool and server_resources exist with their columns")
                 result.passed.append("test write rolled back")
             finally:
                 conn.rollback()
@@ -220,9 +342,13 @@ def _check_sql_target(config: SyncConfig, result: EndpointCheck, context: _Conte
 
 EndpointCheckFunction = Callable[[SyncConfig, EndpointCheck, _Context], None]
 """Checks one endpoint, appending to ``passed`` what it verified; raises on the first failure."""
-SOURCE_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_source}
+SOURCE_CHECKS: dict[str, EndpointCheckFunction] = {
+    "sql": _check_sql_source,
+    "elasticsearch": _check_es_documents,
+    "elasticsearch_hosts": _check_es_hosts,
+}
 """Connection check per source ``kind``."""
-TARGET_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_target}
+TARGET_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_target, "cmdb": _check_cmdb_target}
 """Connection check per target ``kind``."""
 
 
@@ -250,7 +376,9 @@ def _scrub(config: SyncConfig, text: str) -> str:
 def _run(config: SyncConfig, role: EndpointRole, context: _Context) -> EndpointCheck:
     endpoint_config = config.source if role is EndpointRole.SOURCE else config.target
     url = getattr(endpoint_config, "url", "")
-    result = EndpointCheck(config.name, role, display_url(url) if url else endpoint_config.kind)
+    es_endpoint = getattr(endpoint_config, "endpoint", "")
+    shown = display_url(url) if url else display_endpoint(es_endpoint) if es_endpoint else endpoint_config.kind
+    result = EndpointCheck(config.name, role, shown)
     checks = SOURCE_CHECKS if role is EndpointRole.SOURCE else TARGET_CHECKS
     check = checks.get(endpoint_config.kind)
     started = time.perf_counter()

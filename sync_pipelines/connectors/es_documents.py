@@ -46,11 +46,12 @@ _ARROW_OF_ES = {
 }
 
 
-def _flatten(properties: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
+def flatten_mapping(properties: dict[str, Any], prefix: str, out: dict[str, str]) -> None:
+    """Collect ``dotted.path -> type`` of every leaf field of an index mapping's ``properties`` into ``out``."""
     for name, spec in properties.items():
         path = f"{prefix}{name}"
         if "properties" in spec:
-            _flatten(spec["properties"], f"{path}.", out)
+            flatten_mapping(spec["properties"], f"{path}.", out)
         else:
             out[path] = str(spec.get("type", "object"))
 
@@ -94,7 +95,7 @@ class ElasticsearchDocumentReader:
                 response = self.client.indices.get_mapping(index=self.source.index)
             types: dict[str, str] = {}
             for index in sorted(response.body):
-                _flatten(response.body[index].get("mappings", {}).get("properties", {}), "", types)
+                flatten_mapping(response.body[index].get("mappings", {}).get("properties", {}), "", types)
             self._types = types
         return self._types
 
@@ -142,6 +143,12 @@ class ElasticsearchDocumentReader:
                 if watermark.get("ids"):
                     exclude.append({"ids": {"values": list(watermark["ids"])}})
         return {"bool": {"filter": filters, "must_not": exclude}}
+
+    def count(self, watermark: dict[str, Any] | None, *, incremental: bool) -> int:
+        """How many documents :meth:`read` will yield: the hit count of the same query (progress totals)."""
+        with translate_es_errors(self.endpoint, f"counting the documents of {self.source.index}"):
+            response = self.client.count(index=self.source.index, query=self._query(watermark, incremental))
+        return int(response["count"])
 
     def read(self, watermark: dict[str, Any] | None, *, incremental: bool) -> Iterator[SourceBatch]:
         """Yield batches in ``(cursor, _shard_doc)`` order from one point in time."""
