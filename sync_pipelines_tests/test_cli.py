@@ -15,22 +15,12 @@ from dagster import DagsterInstance, RunsFilter
 
 from sync_pipelines.cli import main
 from sync_pipelines.orchestration import ensure_dagster_home
+from sync_pipelines.types import COUNT_KEYS as ALL_COUNT_KEYS
 
 GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
 BAD = {"id": 10, "name": "p10", "age": "unknown"}
 JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}
-COUNT_KEYS = {
-    "processed",
-    "succeeded",
-    "failed",
-    "created",
-    "updated",
-    "unchanged",
-    "deleted",
-    "skipped",
-    "conflicted",
-    "target_modified",
-}
+COUNT_KEYS = set(ALL_COUNT_KEYS)
 
 
 def make_source(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner, Result
 from dagster import (
     DagsterEvent,
     DagsterEventType,
@@ -27,32 +26,16 @@ from dagster import (
 from openpyxl import load_workbook
 
 from sync_pipelines import engine
-from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.orchestration import Tag, build_definitions, execute_sync, schedule_name
 from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAILURE_SENSOR_NAME, sweep
 from sync_pipelines.orchestration.statistics import build_statistics_asset
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.test_cli import BAD, GOOD, make_source, write_config
+from sync_pipelines_tests import test_cli
+from sync_pipelines_tests.test_cli import GOOD, invoke, make_source, write_config
 
-
-@pytest.fixture
-def syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """``clean`` completes, ``tolerant`` ends partial, ``strict`` fails; one target database for all."""
-    monkeypatch.chdir(tmp_path)
-    make_source(tmp_path / "clean.db", GOOD)
-    make_source(tmp_path / "dirty.db", [*GOOD, BAD])
-    folder = tmp_path / "syncs"
-    write_config(folder, "clean", tmp_path / "clean.db", schedule={"cron": "0 0 2 * * ?", "enabled": True})
-    write_config(folder, "tolerant", tmp_path / "dirty.db", max_failure_ratio=0.2)
-    write_config(folder, "strict", tmp_path / "dirty.db", max_failure_ratio=0)
-    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(folder))
-    return folder
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+syncs = test_cli.syncs  # the same three syncs: clean, tolerant, strict
 
 
 def configs(folder: Path) -> dict[str, SyncConfig]:

@@ -9,7 +9,7 @@ import pyarrow as pa
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.compat import check_drift
 from sync_pipelines.connectors.registry import source_reader, target_writer
-from sync_pipelines.connectors.values import decode, encode, type_name
+from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, write_batch
@@ -102,4 +102,4 @@ def _max_position(config: SyncConfig, table: pa.Table, best: tuple[Any, ...] | N
     return best
 
 
-__all__ = ["RunCancelled", "decode", "extract", "is_incremental"]
+__all__ = ["RunCancelled", "extract", "is_incremental"]
