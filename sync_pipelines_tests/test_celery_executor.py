@@ -34,10 +34,21 @@ import yaml
 from celery import Celery
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._serdes import serialize_value
 from dagster_postgres import PostgresRunStorage
 
-from sync_pipelines.orchestration import Stage, Tag, execute_sync, step_key
-from sync_pipelines.orchestration.executors import BROKER_ENV, EXECUTOR_ENV, QUEUE_ENV, celery_broker
+from sync_pipelines.cli import main
+from sync_pipelines.commands.worker import worker_command, worker_environment
+from sync_pipelines.config import load_configs
+from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
+from sync_pipelines.orchestration.executors import (
+    BACKEND_ENV,
+    BROKER_ENV,
+    EXECUTOR_ENV,
+    QUEUE_ENV,
+    ExecutorSettingError,
+    celery_broker,
+)
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import PG_ADMIN_URL, Databases, _server_database, make_databases
@@ -143,6 +154,75 @@ def _expected_rows() -> list[tuple[Any, ...]]:
         for row in _source_rows()
         if row["status"] != "draft"
     ]
+
+
+# ----------------------------------------------------------------------------- choosing the executor
+
+
+def _location(executor: str | None, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The job ``sync_erp_orders`` and the asset-graph job of the project's ``syncs/``, with ``executor`` chosen."""
+    if executor is None:
+        monkeypatch.delenv(EXECUTOR_ENV, raising=False)
+    else:
+        monkeypatch.setenv(EXECUTOR_ENV, executor)
+    defs = build_definitions(load_configs(REPO / "syncs"))
+    return defs.resolve_job_def(job_name(SYNC)), defs.resolve_implicit_global_asset_job_def()
+
+
+def _executor_config(job: Any) -> dict[str, Any]:
+    """The job's executor config as Dagster resolves it when a run starts (environment variables read)."""
+    resolved = job.executor_def.config_schema.resolve_config({})
+    assert resolved.success, resolved.errors
+    return dict(resolved.value["config"])
+
+
+def test_the_executor_is_in_process_unless_celery_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [job.executor_def.name for job in _location(None, monkeypatch)] == ["in_process", "in_process"]
+
+    monkeypatch.delenv(BROKER_ENV, raising=False)
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    monkeypatch.setenv(QUEUE_ENV, "sync_staging")
+    job, graph_job = _location("Celery", monkeypatch)
+    assert job.executor_def.name == graph_job.executor_def.name == "celery"
+    config = _executor_config(job)
+    assert config["broker"] == "pyamqp://guest@127.0.0.1:5672//" and config["backend"] == "rpc://"
+    assert config["config_source"] == {"task_default_queue": "sync_staging"}
+
+    expected = "SYNC_PIPELINES_EXECUTOR='dask': expected one of in_process, celery"
+    with pytest.raises(ExecutorSettingError, match=expected):
+        _location("dask", monkeypatch)
+
+
+def test_a_broker_password_stays_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's executor refers to the variables; runs and workers read the URLs from them when they start."""
+    secret = "pyamqp://sync:s3cret-pw@rabbit.internal:5672/prod"
+    monkeypatch.setenv(BROKER_ENV, secret)
+    monkeypatch.setenv(BACKEND_ENV, "redis://:other-pw@cache:6379/1")
+    job, _ = _location("celery", monkeypatch)
+    snapshot = serialize_value(job.get_job_snapshot())
+    assert "s3cret-pw" not in snapshot and "other-pw" not in snapshot
+    assert _executor_config(job)["broker"] == secret
+
+    command = worker_command("alpha", 2, "INFO", ())
+    assert command[1:] == [
+        *("-m", "celery", "-A", "dagster_celery.app", "worker", "-n", "alpha@%h", "-c", "2"),
+        *("--prefetch-multiplier", "1", "-l", "INFO", "-Q", "dagster"),
+    ]
+    assert not any("s3cret-pw" in part for part in command)
+    env = worker_environment(None)
+    assert env["CELERY_BROKER_URL"] == secret and env["CELERY_RESULT_BACKEND"] == "redis://:other-pw@cache:6379/1"
+
+    # Read when a run starts, not captured when the definitions loaded: a rotated password applies at once.
+    monkeypatch.setenv(BROKER_ENV, secret.replace("s3cret-pw", "rotated-pw"))
+    assert _executor_config(job)["broker"] == "pyamqp://sync:rotated-pw@rabbit.internal:5672/prod"
+
+
+def test_the_worker_command_is_listed() -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(main, ["worker", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "SYNC_PIPELINES_EXECUTOR=celery" in result.output and "--concurrency" in result.output
 
 
 # ----------------------------------------------------------------------------- instance and workers
