@@ -303,6 +303,16 @@ def _wait_consuming(workers: list[Worker], queue: str) -> None:
         app.close()
 
 
+def _delete_queue(queue: str) -> None:
+    """Remove the test's queue from the broker (the workers declared it durable)."""
+    app = Celery(broker=celery_broker())
+    try:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_delete(queue)
+    finally:
+        app.close()
+
+
 @pytest.fixture
 def celery_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Worker]]:
     """Two ``sync-pipelines worker`` processes on a queue of their own, stopped at teardown whatever happened."""
@@ -333,6 +343,7 @@ def celery_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         yield workers
     finally:
         _stop(workers)
+        _delete_queue(queue)
 
 
 # ----------------------------------------------------------------------------- what the instance recorded
