@@ -32,6 +32,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from celery import Celery
+from click.testing import CliRunner
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._serdes import serialize_value
@@ -218,8 +219,6 @@ def test_a_broker_password_stays_in_the_environment(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_worker_command_is_listed() -> None:
-    from click.testing import CliRunner
-
     result = CliRunner().invoke(main, ["worker", "--help"])
     assert result.exit_code == 0, result.output
     assert "SYNC_PIPELINES_EXECUTOR=celery" in result.output and "--concurrency" in result.output
