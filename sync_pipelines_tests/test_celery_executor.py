@@ -319,6 +319,7 @@ def celery_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     monkeypatch.setenv(EXECUTOR_ENV, "celery")
     monkeypatch.setenv(QUEUE_ENV, queue)
     monkeypatch.delenv(BROKER_ENV, raising=False)  # the default: RabbitMQ on 127.0.0.1:5672
+    monkeypatch.delenv(BACKEND_ENV, raising=False)  # the default: rpc://, results over the broker
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
