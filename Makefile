@@ -41,7 +41,7 @@ demo: setup dagster-home ## Build the demo databases and run every demo sync thr
 	$(WITH_SIGNALS) $(BIN)/sync-pipelines demo
 
 # Every check runs even when an earlier one fails; the target fails if any did.
-test: setup ## Start PostgreSQL/MariaDB if down, then ruff, mypy and pytest
+test: setup ## Start PostgreSQL/MariaDB/RabbitMQ if down, then ruff, mypy and pytest
 	scripts/ensure-services
 	@failed=""; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed ruff-format"; \

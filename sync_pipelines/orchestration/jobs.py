@@ -1,16 +1,17 @@
-"""The job of a sync: materializes its asset in-process, with a flat run config.
+"""The job of a sync: materializes its asset (in-process unless Celery is chosen), with a flat run config.
 
 No postponed annotations here: Dagster reads the `Config` class of a config mapping from its annotation.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from dagster import AssetSelection, ConfigMapping, config_mapping, define_asset_job, in_process_executor
+from dagster import AssetSelection, ConfigMapping, config_mapping, define_asset_job
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.engine.host_metrics import is_host_metrics
 from sync_pipelines.orchestration.assets import asset_description, asset_key
 from sync_pipelines.orchestration.checks import conflict_check_key, has_conflict_check
+from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.host_ops import host_job_config
 from sync_pipelines.orchestration.names import Tag, job_name
 from sync_pipelines.orchestration.ops import SyncRunConfig
@@ -57,13 +58,14 @@ def _job_config(cfg: SyncConfig) -> Any:
 
 
 def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
-    """The job ``sync_<name>``: materializes the sync's asset with the in-process executor.
+    """The job ``sync_<name>``: materializes the sync's asset with the executor of :func:`sync_executor`.
 
-    The in-process executor starts a run in well under a second; the three steps run one after the
-    other anyway. Runs carry the tag ``sync/name``. After the load step, the ``no_open_conflicts``
-    check is evaluated; the connection check is left to the ``check_connections`` job. A partitioned
-    sync's job is partitioned like its asset and takes its flags at ``ops.<name>.config`` (see
-    :func:`job_run_config`).
+    By default the in-process executor: it starts a run in well under a second, and the three steps
+    run one after the other anyway. ``SYNC_PIPELINES_EXECUTOR=celery`` sends each step to Celery
+    workers instead (see :mod:`sync_pipelines.orchestration.executors`). Runs carry the tag
+    ``sync/name``. After the load step, the ``no_open_conflicts`` check is evaluated; the connection
+    check is left to the ``check_connections`` job. A partitioned sync's job is partitioned like its
+    asset and takes its flags at ``ops.<name>.config`` (see :func:`job_run_config`).
     """
     return define_asset_job(
         name=job_name(cfg.name),
@@ -71,5 +73,5 @@ def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
         config=_job_config(cfg),
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
         tags={Tag.SYNC_NAME.value: cfg.name},
-        executor_def=in_process_executor,
+        executor_def=sync_executor(),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
@@ -14,6 +14,7 @@ from sync_pipelines.orchestration.connection_checks import (
     build_check_schedule,
     build_endpoint_check,
 )
+from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
 from sync_pipelines.orchestration.io_manager import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
@@ -33,7 +34,8 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
 
     The default IO manager keeps step outputs (small manifests) in the instance's storage folder, so
     that a run re-executed from its failed step, in another process, finds the outputs of the steps
-    before it. The in-process executor also applies to assets materialized from the asset graph.
+    before it, and that steps executed by Celery workers find them. The executor of the sync jobs
+    (:func:`sync_executor`) also applies to the other jobs and to assets materialized from the asset graph.
     """
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
     check_job = build_check_connections_job(configs)
@@ -61,5 +63,5 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
             *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],
         resources={"io_manager": SyncIOManager()},
-        executor=in_process_executor,
+        executor=sync_executor(),
     )
