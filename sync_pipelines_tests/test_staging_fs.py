@@ -23,15 +23,19 @@ import fsspec
 import pyarrow as pa
 import pytest
 import upath.registry
+import yaml
+from dagster import DagsterInstance
 from fsspec.implementations.memory import MemoryFile, MemoryFileSystem
 from upath import UPath
 from upath.implementations.memory import MemoryPath
 
-from sync_pipelines.config import SyncConfig
+from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.engine.manifest import STAGING_DIR_ENV, default_staging_root
 from sync_pipelines.engine.staging import is_local, prepare_dir, read_batch, remove, staging_path, write_batch
 from sync_pipelines.errors import StagingError
+from sync_pipelines.orchestration import build_definitions, job_name
+from sync_pipelines.orchestration.io_manager import IO_DIR_ENV
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests import fault_support as fs
 from sync_pipelines_tests.conftest import Databases
@@ -157,6 +161,30 @@ def test_full_sync_with_a_file_url(sqlite_dbs: Databases, tmp_path: Path, monkey
     assert result.status is RunStatus.COMPLETED and result.counts.created == 12
     assert fs.checksum(fs.target_rows(sqlite_dbs)) == fs.checksum(fs.source_rows(sqlite_dbs))
     assert not (shared / "url-1" / "items_sync").exists()
+
+
+def test_dagster_job_with_staging_and_step_outputs_in_memory(
+    sqlite_dbs: Databases, memory_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync's Dagster job keeps batches and step outputs on the shared store, none on local disk."""
+    io_root = f"{memory_root}-io"
+    monkeypatch.setenv(IO_DIR_ENV, io_root)
+    fs.seed_source(sqlite_dbs, 25)
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    (folder / "items_sync.yaml").write_text(yaml.safe_dump(fs.sync_config(sqlite_dbs, batch_size=6)), encoding="utf-8")
+    job = build_definitions(load_configs(folder)).resolve_job_def(job_name("items_sync"))
+    result = job.execute_in_process(instance=DagsterInstance.get(), raise_on_error=False)
+    assert result.success
+    assert fs.checksum(fs.target_rows(sqlite_dbs)) == fs.checksum(fs.source_rows(sqlite_dbs))
+    outputs = _memory_files(io_root)
+    assert outputs and all("items_sync" in name for name in outputs), outputs  # the manifests between the steps
+    assert _memory_files(memory_root) == []  # batches staged, loaded, then removed
+    assert not (tmp_path / "staging").exists()
+    local_outputs = [p for p in (tmp_path / "dagster_home").rglob("*") if "items_sync" in p.name or p.name == "result"]
+    assert local_outputs == []  # the instance's storage folder holds its own databases only
+    for key in outputs:
+        MemoryFileSystem.store.pop(key, None)
 
 
 def test_staging_in_memory_failure_leaves_target_untouched(sqlite_dbs: Databases, memory_root: str) -> None:
