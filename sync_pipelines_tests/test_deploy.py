@@ -90,6 +90,49 @@ def test_deploy_settings_match_the_local_instance() -> None:
     assert set(deploy) == {*SHARED_SECTIONS, "storage"}, sorted(deploy)  # anything else is reviewed here first
 
 
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _snake_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_snake(k) if k != "applyLimitPerUniqueValue" else k: _snake_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snake_keys(v) for v in value]
+    return value
+
+
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _keys(v)
+
+
+def test_helm_values_carry_the_same_rules() -> None:
+    """deploy/k8s/values.yaml is never installed here; at least its rules cannot drift from the instance's."""
+    local, values = _yaml(REPO / "dagster.yaml"), _yaml(DEPLOY / "k8s" / "values.yaml")
+    assert values["concurrency"].pop("enabled") is True
+    assert _snake_keys(values["concurrency"]) == local["concurrency"]
+    daemon = values["dagsterDaemon"]
+    assert daemon["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    assert _snake_keys(daemon["runRetries"]) == local["run_retries"]
+    monitoring = _snake_keys(daemon["runMonitoring"])
+    assert monitoring == {k: v for k, v in local["run_monitoring"].items() if k in monitoring}
+    assert {"enabled", "start_timeout_seconds", "poll_interval_seconds"} <= set(monitoring)
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "sync_pipelines.definitions"]
+    scheme = _yaml(DEPLOY / "dagster.yaml")["storage"]["postgres"]["postgres_db"]["scheme"]
+    assert values["postgresql"]["postgresqlScheme"] == scheme
+    # Secrets come from Kubernetes Secrets only.
+    assert "postgresqlPassword" not in values["postgresql"] and values["generatePostgresqlPasswordSecret"] is False
+    assert [k for k in _keys(values) if "password" in k.lower()] == ["generatePostgresqlPasswordSecret"]
+
+
 def test_deploy_storage_takes_every_connection_value_from_the_environment() -> None:
     storage = _yaml(DEPLOY / "dagster.yaml")["storage"]
     db = storage["postgres"]["postgres_db"]
