@@ -86,6 +86,7 @@ def sqlite_dbs(tmp_path: Path) -> Iterator[Databases]:
 def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep staging and Dagster state of every test inside its own temporary folder."""
     monkeypatch.setenv("SYNC_PIPELINES_STAGING_DIR", str(tmp_path / "staging"))
+    monkeypatch.delenv("SYNC_PIPELINES_IO_DIR", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
 

@@ -129,14 +129,29 @@ class Run:
 class LiveDagster:
     """The webserver and the daemon of one temporary Dagster home, driven through GraphQL."""
 
-    def __init__(self, root: Path, definitions_module: str, env: dict[str, str]):
+    def __init__(
+        self,
+        root: Path,
+        definitions_module: str,
+        env: dict[str, str],
+        *,
+        instance_yaml: Path = REPO / "dagster.yaml",
+        workspace: Path | None = None,
+        location: str = "live",
+    ):
+        """``instance_yaml`` becomes the home's ``dagster.yaml``; ``workspace`` (naming ``location``)
+        replaces the generated workspace that loads ``definitions_module``."""
         self.root = root
         self.home = root / "dagster_home"
         self.home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "dagster.yaml", self.home / "dagster.yaml")
-        self.workspace = root / "workspace.yaml"
-        location = {"module_name": definitions_module, "working_directory": str(REPO), "location_name": "live"}
-        self.workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": location}]}), encoding="utf-8")
+        shutil.copy(instance_yaml, self.home / "dagster.yaml")
+        self.location = location
+        if workspace is not None:
+            self.workspace = workspace
+        else:
+            self.workspace = root / "workspace.yaml"
+            entry = {"module_name": definitions_module, "working_directory": str(REPO), "location_name": location}
+            self.workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": entry}]}), encoding="utf-8")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -223,7 +238,11 @@ class LiveDagster:
     def launch(self, job: str, run_config: dict[str, Any] | None = None) -> str:
         """Submit a run of ``job`` (to the queue) and return its id."""
         params = {
-            "selector": {"repositoryLocationName": "live", "repositoryName": "__repository__", "pipelineName": job},
+            "selector": {
+                "repositoryLocationName": self.location,
+                "repositoryName": "__repository__",
+                "pipelineName": job,
+            },
             "runConfigData": run_config or {},
         }
         result = self.graphql(LAUNCH, params=params)["launchPipelineExecution"]

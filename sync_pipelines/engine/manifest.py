@@ -10,18 +10,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from upath import UPath
+
+from sync_pipelines.engine.staging import StagingPath, staging_path
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus
 
 STAGING_DIR_ENV = "SYNC_PIPELINES_STAGING_DIR"
 
 
-def default_staging_root() -> Path:
-    """``$SYNC_PIPELINES_STAGING_DIR``, else ``$DAGSTER_HOME/sync_staging``, else ``.sync_pipelines/staging``."""
+def default_staging_root() -> UPath:
+    """``$SYNC_PIPELINES_STAGING_DIR``, else ``$DAGSTER_HOME/sync_staging``, else ``.sync_pipelines/staging``.
+
+    ``$SYNC_PIPELINES_STAGING_DIR`` may be a plain path or a URL (``file:///nfs/sync``, ``s3://bucket/prefix``,
+    ``memory://name``): see :mod:`sync_pipelines.engine.staging`.
+    """
     if os.environ.get(STAGING_DIR_ENV):
-        return Path(os.environ[STAGING_DIR_ENV])
+        return staging_path(os.environ[STAGING_DIR_ENV])
     if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]) / "sync_staging"
-    return Path(".sync_pipelines") / "staging"
+        return staging_path(Path(os.environ["DAGSTER_HOME"]) / "sync_staging")
+    return staging_path(Path(".sync_pipelines") / "staging")
 
 
 @dataclass
@@ -36,7 +43,8 @@ class RunOptions:
     run_id: str
     full_sync: bool = False
     dry_run: bool = False
-    staging_root: Path = field(default_factory=default_staging_root)
+    staging_root: StagingPath = field(default_factory=default_staging_root)
+    """Where the run's batches are staged: a local folder or a URL of a shared store."""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("sync_pipelines"))
     sample_size: int = 20
     stop_requested: threading.Event = field(default_factory=threading.Event)
@@ -46,9 +54,9 @@ class RunOptions:
     """Host-metrics syncs: overrides the source's ``query_time_range`` for this run."""
     window: tuple[dt.datetime, dt.datetime] | None = None
 
-    def staging_dir(self, sync: str) -> Path:
-        """The run-scoped staging folder of one sync."""
-        return Path(self.staging_root) / self.run_id / sync
+    def staging_dir(self, sync: str) -> UPath:
+        """The run-scoped staging folder of one sync (a local path or a URL on a shared store)."""
+        return staging_path(self.staging_root) / self.run_id / sync
 
 
 @dataclass

@@ -1,51 +1,135 @@
-"""Run-scoped staging of Parquet batches."""
+"""Run-scoped staging of Parquet batches, on a local folder or any fsspec filesystem.
+
+A staging location is a plain path (``/var/lib/sync``, ``staging``), a ``file://`` URL or the URL of a
+shared store (``s3://bucket/prefix``, ``memory://name``). Local locations (plain paths and ``file://``)
+come back as :class:`pathlib.Path`-compatible ``UPath`` objects and are handled with the operating
+system's own calls: a batch is written to a temporary file and renamed into place, so a reader never
+sees half a file. Every other location goes through its fsspec filesystem; there a batch is one object
+written in a single upload (a PUT, or a multipart upload completed at the end), which is atomic on
+object stores, and a failed write removes whatever it left behind.
+
+Paths stored in manifests are ``str(path)``: a plain path for local staging, the full URL otherwise, so
+:func:`staging_path` turns them back into the same location in the next step or on another machine.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
 from sync_pipelines.errors import StagingError
 
+StagingPath: TypeAlias = str | os.PathLike[str] | UPath
+"""What the staging functions accept: a path, a ``file://`` or fsspec URL, or a ``UPath``."""
 
-def prepare_dir(path: Path) -> Path:
-    """Create (or empty) a staging folder; raises :class:`StagingError` naming it."""
-    try:
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise StagingError(f"staging folder {path} is not writable: {exc.strerror or exc}") from None
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def staging_path(location: StagingPath) -> UPath:
+    """The ``UPath`` of a staging location; local locations (also ``file://`` URLs) become plain local paths."""
+    path = location if isinstance(location, UPath) else UPath(location)
+    if path.protocol in _LOCAL_PROTOCOLS and not isinstance(path, Path):
+        path = UPath(path.path)
     return path
 
 
-def write_batch(table: pa.Table, path: Path) -> None:
-    """Write one batch atomically (a temporary file renamed into place)."""
-    tmp = path.with_suffix(".tmp")
+def is_local(location: StagingPath) -> bool:
+    """Whether a staging location is on the local file system (a plain path or a ``file://`` URL)."""
+    return isinstance(staging_path(location), Path)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def prepare_dir(path: StagingPath) -> UPath:
+    """Create (or empty) a staging folder; raises :class:`StagingError` naming it."""
+    folder = staging_path(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        if isinstance(folder, Path):
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        else:
+            fs, where = folder.fs, folder.path
+            if fs.exists(where):
+                fs.rm(where, recursive=True)
+            fs.makedirs(where, exist_ok=True)
+            probe_path = f"{where.rstrip('/')}/.write-test"
+            fs.pipe_file(probe_path, b"ok")
+            fs.rm_file(probe_path)
     except OSError as exc:
-        # A partial file on a full disk would keep holding the space that is missing.
-        tmp.unlink(missing_ok=True)
-        raise StagingError(f"cannot write staged batch {path}: {exc.strerror or exc}") from None
+        raise StagingError(f"staging folder {folder} is not writable: {_reason(exc)}") from None
+    return folder
 
 
-def read_batch(path: str | Path) -> pa.Table:
-    """Read one staged batch; raises :class:`StagingError` if it is gone or unreadable."""
+def write_batch(table: pa.Table, path: StagingPath) -> None:
+    """Write one batch atomically: renamed into place locally, one upload on other filesystems.
+
+    A failed write leaves no file behind, neither the temporary one nor a partial batch.
+    """
+    target = staging_path(path)
+    if isinstance(target, Path):
+        tmp = target.with_suffix(".tmp")
+        try:
+            pq.write_table(table, str(tmp), compression="zstd")
+            os.replace(tmp, target)
+        except (OSError, pa.ArrowException) as exc:
+            # A partial file on a full disk would keep holding the space that is missing.
+            tmp.unlink(missing_ok=True)
+            raise StagingError(f"cannot write staged batch {target}: {_reason(exc)}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return
+    fs, where = target.fs, target.path
     try:
-        return pq.read_table(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise StagingError(f"cannot read staged batch {path}: {exc}") from None
+        pq.write_table(table, where, compression="zstd", filesystem=fs)
+    except (OSError, pa.ArrowException) as exc:
+        _discard(fs, where)
+        raise StagingError(f"cannot write staged batch {target}: {_reason(exc)}") from None
+    except BaseException:
+        _discard(fs, where)
+        raise
 
 
-def remove(path: Path) -> None:
-    """Remove a run's staging folder once the data is loaded."""
-    shutil.rmtree(path, ignore_errors=True)
+def _discard(fs: Any, where: str) -> None:
+    """Remove what a failed write may have left (nothing, or a partial object)."""
+    try:
+        if fs.exists(where):
+            fs.rm_file(where)
+    except OSError:
+        pass
+
+
+def read_batch(path: StagingPath) -> pa.Table:
+    """Read one staged batch; raises :class:`StagingError` if it is gone or unreadable."""
+    source = staging_path(path)
+    try:
+        if isinstance(source, Path):
+            return pq.read_table(str(source))
+        return pq.read_table(source.path, filesystem=source.fs)
+    except (OSError, pa.ArrowException) as exc:
+        raise StagingError(f"cannot read staged batch {source}: {exc}") from None
+
+
+def remove(path: StagingPath) -> None:
+    """Remove a run's staging folder once the data is loaded (nothing happens if it is gone)."""
+    folder = staging_path(path)
+    if isinstance(folder, Path):
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    try:
+        if folder.fs.exists(folder.path):
+            folder.fs.rm(folder.path, recursive=True)
+    except OSError:
+        pass

@@ -7,10 +7,15 @@ would have to be a folder). Partition outputs go to ``storage/orders__partitions
 
 A single-run backfill produces one result for a range of partitions; it is stored under each of
 them (the stock IO manager refuses such outputs).
+
+Outputs live under ``$SYNC_PIPELINES_IO_DIR`` when it is set (a path or a URL such as
+``s3://bucket/io``, like the staging root), else under the instance's storage folder. Steps that run
+on different machines need a shared one, as they need shared staging.
 """
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from dagster import FilesystemIOManager, InitResourceContext, InputContext, MetadataValue, OutputContext
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
     from upath import UPath
 
 PARTITIONS_SUFFIX = "__partitions"
+IO_DIR_ENV = "SYNC_PIPELINES_IO_DIR"
 
 
 class _PartitionsBesideAsset(PickledObjectFilesystemIOManager):
@@ -42,10 +48,10 @@ class _PartitionsBesideAsset(PickledObjectFilesystemIOManager):
 
 
 class SyncIOManager(FilesystemIOManager):
-    """Pickles step outputs (small manifests) under the instance's storage folder, as FilesystemIOManager does."""
+    """Pickles step outputs (small manifests) under ``$SYNC_PIPELINES_IO_DIR`` or the instance's storage folder."""
 
     def create_io_manager(self, context: InitResourceContext) -> PickledObjectFilesystemIOManager:
-        base_dir = self.base_dir
+        base_dir = self.base_dir or os.environ.get(IO_DIR_ENV) or None
         if base_dir is None:
             assert context.instance is not None
             base_dir = context.instance.storage_directory()
