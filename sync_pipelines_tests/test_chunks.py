@@ -16,8 +16,9 @@ from pydantic import ValidationError
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.sql import SqlSourceReader, key_ranges
-from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
+from sync_pipelines.engine import RunOptions, chunks, extract, load, run_sync, transform
 from sync_pipelines.engine.chunks import is_chunked
+from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.errors import StagingError
 from sync_pipelines.orchestration import build_definitions, job_name
 from sync_pipelines.types import RunStatus
@@ -243,3 +244,37 @@ def test_config_errors_name_the_field(sqlite_dbs: Databases, change: dict[str, A
     error = info.value.errors()[0]
     assert ".".join(str(p) for p in error["loc"]) == field
     assert message in error["msg"]
+
+
+class _Daemonic:
+    daemon = True
+
+
+def test_a_daemonic_process_runs_the_chunks_one_by_one(sqlite_dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_source(sqlite_dbs, [order(i) for i in range(1, 30)])
+    cfg = full_config(sqlite_dbs, parallel=PARALLEL)
+    monkeypatch.setattr(chunks.multiprocessing, "current_process", _Daemonic)
+    stopped = RunOptions(run_id="stopped")
+    manifest = transform(cfg, extract(cfg, stopped), stopped)
+    stopped.stop_requested.set()
+    with pytest.raises(RunCancelled, match="stopped before batch 0"):
+        load(cfg, manifest, stopped)
+    assert target_rows(sqlite_dbs) == {}
+    stopped.stop_requested.clear()
+    result = load(cfg, manifest, stopped)
+    assert (result.counts.created, result.counts.processed) == (29, 29)
+    assert sorted(target_rows(sqlite_dbs)) == list(range(1, 30))
+    assert bookkeeping(sqlite_dbs, "SELECT count(DISTINCT chunk) FROM _sync_batches") == [(3,)]
+
+
+def test_a_stop_request_stops_every_worker_at_a_batch_boundary(sqlite_dbs: Databases) -> None:
+    make_source(sqlite_dbs, [order(i) for i in range(1, 40)])
+    cfg = full_config(sqlite_dbs, parallel=PARALLEL)
+    options = RunOptions(run_id="stop")
+    manifest = transform(cfg, extract(cfg, options), options)
+    options.stop_requested.set()
+    with pytest.raises(RunCancelled, match="stopped before batch"):
+        load(cfg, manifest, options)
+    assert target_rows(sqlite_dbs) == {}
+    options.stop_requested.clear()
+    assert load(cfg, manifest, options).counts.created == 39

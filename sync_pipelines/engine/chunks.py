@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -116,6 +117,15 @@ def _context() -> BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def start_workers_early() -> None:
+    """Start the fork server in the background (about a second of imports), while this process plans the chunks."""
+    context = _context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        threading.Thread(target=forkserver.ensure_running, name="sync-forkserver", daemon=True).start()
+
+
 def run_pool(
     config: SyncConfig,
     options: RunOptions,
@@ -131,8 +141,14 @@ def run_pool(
     """
     if not jobs:
         return []
+    if multiprocessing.current_process().daemon:
+        # A daemonic process (e.g. a prefork pool's worker) may not start processes: same tasks, one by one.
+        options.logger.warning("%s: running the chunks one by one (this process may not start workers)", config.name)
+        return _run_inline(options, task, jobs, on_done)
     context = _context()
     stop = context.Event()
+    if options.stop_requested.is_set():
+        stop.set()
     results: dict[int, T] = {}
     first_error: BaseException | None = None
     with ProcessPoolExecutor(
@@ -163,6 +179,25 @@ def run_pool(
     return [results[i] for i in range(len(jobs))]
 
 
+def _run_inline(
+    options: RunOptions,
+    task: Callable[..., T],
+    jobs: Sequence[tuple[Any, ...]],
+    on_done: Callable[[int, T], None] | None,
+) -> list[T]:
+    global _stop
+    _stop = options.stop_requested  # type: ignore[assignment]  # a threading.Event reads the same
+    try:
+        results = []
+        for i, job in enumerate(jobs):
+            results.append(task(*job))
+            if on_done is not None:
+                on_done(i, results[-1])
+        return results
+    finally:
+        _stop = None
+
+
 # --------------------------------------------------------------------------- extract
 
 
@@ -175,6 +210,7 @@ class _ChunkRead:
 def extract(config: SyncConfig, options: RunOptions, workers: int) -> Manifest:
     """Split the source into key ranges and stage each range's batches in a worker of its own."""
     assert config.parallel is not None
+    start_workers_early()
     reader = source_reader(config)
     state = target_writer(config).current_state()
     staging = options.staging_dir(config.name)
