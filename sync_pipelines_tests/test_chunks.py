@@ -19,10 +19,10 @@ from sync_pipelines.connectors.sql import SqlSourceReader, key_ranges
 from sync_pipelines.engine import RunOptions, chunks, extract, load, run_sync, transform
 from sync_pipelines.engine.chunks import is_chunked
 from sync_pipelines.engine.extract import RunCancelled
-from sync_pipelines.errors import StagingError
+from sync_pipelines.errors import PermanentConnectorError, StagingError
 from sync_pipelines.orchestration import build_definitions, job_name
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.conftest import Databases, make_databases
 from sync_pipelines_tests.test_engine import bookkeeping, config, make_source, order, target_rows
 
 PARALLEL = {"workers": 2, "chunks": 3}
@@ -278,3 +278,43 @@ def test_a_stop_request_stops_every_worker_at_a_batch_boundary(sqlite_dbs: Datab
     assert target_rows(sqlite_dbs) == {}
     options.stop_requested.clear()
     assert load(cfg, manifest, options).counts.created == 39
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_a_batch_the_database_refuses_rolls_back_whole_and_resumes(backend: str, tmp_path: Path) -> None:
+    for dbs in make_databases(backend, tmp_path):
+        make_source(
+            dbs,
+            [order(i) for i in range(1, 38)] + [order(38, customer="far too long")] + [order(i) for i in range(39, 51)],
+        )
+        engine = dbs.target()
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE wh_orders (order_id BIGINT PRIMARY KEY, customer VARCHAR(3), qty BIGINT, "
+                    "price NUMERIC(12, 2), status VARCHAR(255), updated_at TIMESTAMP NULL, origin VARCHAR(255))"
+                )
+            )
+        cfg = full_config(dbs, parallel={"workers": 2})
+        options = RunOptions(run_id="refused")
+        manifest = transform(cfg, extract(cfg, options), options)
+        refused = next(b for b in manifest.batches if b.chunk == 1 and b.rows == 7 and b.index == 5)
+        with pytest.raises(PermanentConnectorError, match=f"loading batch {refused.index}"):
+            load(cfg, manifest, options)
+        committed = {int(b) for (b,) in bookkeeping(dbs, "SELECT batch FROM _sync_batches WHERE run_id = 'refused'")}
+        assert refused.index - 1 in committed and refused.index not in committed
+        assert 38 not in target_rows(dbs)
+        # Nothing of the refused batch stayed behind: rows, outcomes and seen keys went with the transaction.
+        assert not {33, 34, 35, 36, 37, 38, 39} & set(target_rows(dbs))
+        assert bookkeeping(dbs, f"SELECT count(*) FROM _sync_records WHERE batch = {refused.index}") == [(0,)]
+
+        alter = "ALTER COLUMN customer TYPE VARCHAR(50)" if backend == "postgresql" else "MODIFY customer VARCHAR(50)"
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE wh_orders {alter}"))
+        engine.dispose()
+        result = load(cfg, manifest, options)
+        assert (result.status, result.counts.created) == (RunStatus.COMPLETED, 50)
+        assert sorted(target_rows(dbs)) == list(range(1, 51))
+        assert target_rows(dbs)[38]["customer"] == "far too long"
+        assert duplicated_outcomes(dbs, "refused") == []
+        assert bookkeeping(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'refused'") == [(50,)]
