@@ -210,8 +210,13 @@ def measure_workers(size: int, work: Path, args: argparse.Namespace) -> dict[str
     for workers in counts:
         out[f"engine_1_full_empty_workers_{workers}"] = median_of(runs[workers])
     first = out[f"engine_1_full_empty_workers_{counts[0]}"]["wall_s"]
+    best = min(r["wall_s"] for r in runs[counts[0]])
     out["speedup"] = {
         f"workers_{w}_over_{counts[0]}": first / out[f"engine_1_full_empty_workers_{w}"]["wall_s"] for w in counts[1:]
+    }
+    # On a shared machine the fastest run of each count is the one least slowed by other work.
+    out["speedup_best_runs"] = {
+        f"workers_{w}_over_{counts[0]}": best / min(r["wall_s"] for r in runs[w]) for w in counts[1:]
     }
     return out
 
@@ -307,7 +312,9 @@ def main_workers(sizes: list[int], args: argparse.Namespace) -> None:
                     f"{fig['peak_rss_mb']:8.0f}  {fig['runs']}"
                 )
         for name, value in res["speedup"].items():
-            print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x")
+            print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x  (medians)")
+        for name, value in res["speedup_best_runs"].items():
+            print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x  (fastest runs)")
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-workers-{report['when'].replace(':', '')}.json"
