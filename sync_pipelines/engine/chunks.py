@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -92,7 +92,12 @@ def is_chunked(manifest: Manifest) -> bool:
 
 # --------------------------------------------------------------------------- worker pool
 
-_stop: Event | None = None
+
+class _StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+_stop: _StopFlag | None = None
 
 
 def _init_worker(stop: Event, environ: dict[str, str]) -> None:
@@ -157,21 +162,26 @@ def run_pool(
         initializer=_init_worker,
         initargs=(stop, dict(os.environ)),
     ) as pool:
-        futures: dict[Future[T], int] = {pool.submit(task, *job): i for i, job in enumerate(jobs)}
-        pending: set[Future[T]] = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                error = future.exception()
-                if error is None:
-                    results[futures[future]] = future.result()
-                    if on_done is not None:
-                        on_done(futures[future], results[futures[future]])
-                elif first_error is None:
-                    first_error = error
+        try:
+            futures: dict[Future[T], int] = {pool.submit(task, *job): i for i, job in enumerate(jobs)}
+            pending: set[Future[T]] = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    error = future.exception()
+                    if error is None:
+                        results[futures[future]] = future.result()
+                        if on_done is not None:
+                            on_done(futures[future], results[futures[future]])
+                    elif first_error is None:
+                        first_error = error
+                        stop.set()
+                if options.stop_requested.is_set():
                     stop.set()
-            if options.stop_requested.is_set():
-                stop.set()
+        except BaseException:
+            # Interrupted here (e.g. the run is terminated): the workers stop at their next batch boundary.
+            stop.set()
+            raise
     if isinstance(first_error, BrokenProcessPool):
         raise SyncError(f"sync {config.name}: a worker process ended abruptly ({first_error}); re-run to resume")
     if first_error is not None:
@@ -186,7 +196,7 @@ def _run_inline(
     on_done: Callable[[int, T], None] | None,
 ) -> list[T]:
     global _stop
-    _stop = options.stop_requested  # type: ignore[assignment]  # a threading.Event reads the same
+    _stop = options.stop_requested
     try:
         results = []
         for i, job in enumerate(jobs):
