@@ -8,7 +8,9 @@ Cases, each through the engine and through the Dagster job (in-process executor)
   1 full sync into an empty target        2 full sync, all rows unchanged
   3 incremental after 1% updated + 0.1% inserted    4 dry run of case 3
   5 full sync with delete_missing after 1% of the source was deleted
-Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own).
+Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own;
+the worker processes of `parallel:` are not counted). $BENCH_PG_DATABASE names the database used
+(default sync_bench), so that two measurements on one server do not drop each other's tables.
 Results are printed and written as JSON to bench/results/.
 """
 
