@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from dagster import DagsterInstance
+from dagster import DagsterInstance, ReexecutionOptions, build_reconstructable_job, execute_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -20,10 +20,13 @@ from sync_pipelines.engine import RunOptions, chunks, extract, load, run_sync, t
 from sync_pipelines.engine.chunks import is_chunked
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.errors import PermanentConnectorError, StagingError
-from sync_pipelines.orchestration import build_definitions, job_name
+from sync_pipelines.orchestration import Stage, build_definitions, execute_sync, job_name, step_key
+from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import Databases, make_databases
 from sync_pipelines_tests.test_engine import bookkeeping, config, make_source, order, target_rows
+from sync_pipelines_tests.test_orchestration import Sync
+from sync_pipelines_tests.test_orchestration import make_source as people_source
 
 PARALLEL = {"workers": 2, "chunks": 3}
 
@@ -318,3 +321,53 @@ def test_a_batch_the_database_refuses_rolls_back_whole_and_resumes(backend: str,
         assert target_rows(dbs)[38]["customer"] == "far too long"
         assert duplicated_outcomes(dbs, "refused") == []
         assert bookkeeping(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'refused'") == [(50,)]
+
+
+def test_dagster_reexecution_from_the_failed_load_resumes_the_chunks(tmp_path: Path) -> None:
+    rows = [
+        {"id": i, "name": f"p{i}", "age": str(20 + i), "updated_at": f"2024-01-{i % 28 + 1:02d}"} for i in range(1, 41)
+    ]
+    rows[29]["age"] = "999"  # id 30: the second batch of the second chunk breaks the target's CHECK
+    people_source(tmp_path / "source.db", rows)
+    sync = Sync(tmp_path, batch_size=7, parallel={"workers": 2})
+    target = sa.create_engine(f"sqlite:///{sync.target}")
+    create = "CREATE TABLE people (id BIGINT PRIMARY KEY, name TEXT, age BIGINT {check}, updated_at DATETIME)"
+    with target.begin() as conn:
+        conn.execute(sa.text(create.format(check="CHECK (age < 100)")))
+    instance = DagsterInstance.get()
+    first = execute_sync("people", instance=instance, config_directory=sync.folder)
+    assert first.status is RunStatus.FAILED and "CHECK constraint failed" in (first.error or "")
+    committed = {int(b) for (b,) in _sqlite_rows(sync.target, "SELECT batch FROM _sync_batches")}
+    assert 3 in committed and 4 not in committed  # chunk 1: batch 3 (ids 21-27) in, batch 4 (28-34) refused
+    # The database accepts the row now; the source is emptied, so a re-read would find nothing.
+    with target.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE people RENAME TO people_old"))
+        conn.execute(sa.text(create.format(check="")))
+        conn.execute(sa.text("INSERT INTO people SELECT * FROM people_old"))
+        conn.execute(sa.text("DROP TABLE people_old"))
+    target.dispose()
+    people_source(tmp_path / "source.db", [])
+
+    recon = build_reconstructable_job(
+        runs_module.__name__,
+        runs_module.sync_job.__name__,
+        reconstructable_args=(str(sync.folder), "people"),  # type: ignore[arg-type]  # Dagster types it tuple[object]
+    )
+    with execute_job(
+        recon, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
+    ) as retried:
+        assert retried.success
+        started = [e.step_key for e in retried.all_events if e.event_type_value == "STEP_START"]
+        meta = {k: v.value for k, v in retried.asset_materializations_for_node("people")[0].metadata.items()}
+    assert started[0] == step_key("people", Stage.LOAD)
+    assert (meta["status"], meta["processed"], meta["created"]) == ("completed", 40, 40)
+    assert sync.rows() == 40
+    assert _sqlite_rows(sync.target, "SELECT count(*), count(DISTINCT record_key) FROM _sync_records") == [(40, 40)]
+
+
+def _sqlite_rows(path: Path, sql: str) -> list[Any]:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.connect() as conn:
+        rows = list(conn.execute(sa.text(sql)).all())
+    engine.dispose()
+    return rows
