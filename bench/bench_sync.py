@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, under 2 minutes
     .venv/bin/python bench/bench_sync.py                # 100k and 1M rows
+    .venv/bin/python bench/bench_sync.py --workers 1,2 --sizes 100000   # case 1 with `parallel:` workers
 
 Cases, each through the engine and through the Dagster job (in-process executor):
   1 full sync into an empty target        2 full sync, all rows unchanged
   3 incremental after 1% updated + 0.1% inserted    4 dry run of case 3
   5 full sync with delete_missing after 1% of the source was deleted
-Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own).
+Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own;
+the worker processes of `parallel:` are not counted). $BENCH_PG_DATABASE names the database used
+(default sync_bench), so that two measurements on one server do not drop each other's tables.
 Results are printed and written as JSON to bench/results/.
 """
 
@@ -32,7 +35,7 @@ from data import Changes, create_pg, create_sqlite
 
 HERE = Path(__file__).resolve().parent
 ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-BENCH_DB = "sync_bench"
+BENCH_DB = os.environ.get("BENCH_PG_DATABASE", "sync_bench")
 SRC_SCHEMA, DST_SCHEMA = "bench_src", "bench_dst"
 
 
@@ -183,6 +186,43 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
     return out
 
 
+def measure_workers(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Case 1 (full sync into an empty target, PostgreSQL source) with each ``parallel.workers`` count.
+
+    The runs of the different counts alternate (1, 2, 1, 2, ...) so that a change in the machine's
+    load during the measurement weighs on every count alike.
+    """
+    with psycopg.connect(pg_dsn(BENCH_DB)) as conn:
+        create_pg(conn, SRC_SCHEMA, size)
+    base = {"source": "postgresql", "target_dsn": pg_dsn(BENCH_DB), "target_schema": DST_SCHEMA}
+    counts = [int(w) for w in args.workers.split(",")]
+    runs: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
+    for _ in range(args.runs):
+        for workers in counts:
+            cfg = sync_config("postgresql", work / "unused.db", mode="incremental", batch_size=args.batch_size)
+            if workers > 1:
+                cfg["parallel"] = {"workers": workers}
+            reset_target()
+            run = child({**base, "kind": "engine", "config": cfg, "full_sync": True, "dry_run": False})
+            if run["status"] != "completed" or run["counts"]["created"] != size:
+                raise RuntimeError(f"workers={workers}: unexpected result {run}")
+            runs[workers].append(run)
+            print(f"  workers={workers} {size:>8} rows  {run['wall_s']:8.3f} s", flush=True)
+    out: dict[str, Any] = {"rows": size, "source": "postgresql", "batch_size": args.batch_size}
+    for workers in counts:
+        out[f"engine_1_full_empty_workers_{workers}"] = median_of(runs[workers])
+    first = out[f"engine_1_full_empty_workers_{counts[0]}"]["wall_s"]
+    best = min(r["wall_s"] for r in runs[counts[0]])
+    out["speedup"] = {
+        f"workers_{w}_over_{counts[0]}": first / out[f"engine_1_full_empty_workers_{w}"]["wall_s"] for w in counts[1:]
+    }
+    # On a shared machine the fastest run of each count is the one least slowed by other work.
+    out["speedup_best_runs"] = {
+        f"workers_{w}_over_{counts[0]}": best / min(r["wall_s"] for r in runs[w]) for w in counts[1:]
+    }
+    return out
+
+
 def ratios(result: dict[str, Any]) -> dict[str, float]:
     r: dict[str, float] = {}
     e1 = result["engine_1_full_empty"]["wall_s"]
@@ -208,6 +248,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median)")
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt baseline")
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="only case 1 (PostgreSQL source), once per comma-separated `parallel.workers` count, e.g. 1,2",
+    )
     args = parser.parse_args()
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     if args.sources is None:
@@ -219,6 +264,9 @@ def main() -> None:
             args.dlt = False
             print(f"dlt baseline skipped: {exc} (install it with `make bench-setup` / pip install -e '.[bench]')")
     ensure_database()
+    if args.workers:
+        main_workers(sizes, args)
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         work = Path(tmp)
@@ -238,6 +286,40 @@ def main() -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"bench-{report['when'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nJSON: {path}")
+
+
+def main_workers(sizes: list[int], args: argparse.Namespace) -> None:
+    """``--workers``: case 1 per worker count, the speed-up over the first count, and the JSON report."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
+        work = Path(tmp)
+        os.environ["SYNC_PIPELINES_STAGING_DIR"] = str(work / "staging")
+        for size in sizes:
+            results.append(measure_workers(size, work, args))
+    report = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "args": vars(args),
+        "results": results,
+    }
+    # Peak RSS is the main process's: worker processes are forked by a fork server, not counted here.
+    print(f"\n{'rows':>8} {'case':<34} {'median s':>9} {'rows/s':>10} {'peak MB':>8}  runs")
+    for res in results:
+        for label, fig in res.items():
+            if isinstance(fig, dict) and "wall_s" in fig:
+                print(
+                    f"{res['rows']:>8} {label:<34} {fig['wall_s']:9.3f} {res['rows'] / fig['wall_s']:10.0f} "
+                    f"{fig['peak_rss_mb']:8.0f}  {fig['runs']}"
+                )
+        for name, value in res["speedup"].items():
+            print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x  (medians)")
+        for name, value in res["speedup_best_runs"].items():
+            print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x  (fastest runs)")
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"bench-workers-{report['when'].replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(f"\nJSON: {path}")
 

@@ -149,6 +149,34 @@ class HistoryOptions(_Model):
     )
 
 
+class Parallel(_Model):
+    """Split a full read into key-range chunks that are extracted, transformed and loaded in parallel processes."""
+
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Worker processes per stage; 1 keeps the serial path. At most the CPU cores.",
+    )
+    chunks: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Key ranges the source is split into (about equal row counts); default: `workers`.",
+    )
+
+    @model_validator(mode="after")
+    def _enough_chunks(self) -> Parallel:
+        if self.chunks is not None and self.chunks < self.workers:
+            raise ValueError(f"chunks: {self.chunks} is fewer than workers ({self.workers}); some would stay idle")
+        return self
+
+    @property
+    def chunk_count(self) -> int:
+        """How many key ranges a full read is split into."""
+        return self.chunks or self.workers
+
+
 class SyncConfig(_Model):
     """One sync: read a source, map the fields, write the target."""
 
@@ -204,6 +232,11 @@ class SyncConfig(_Model):
         default=None, description="Start a run whenever the source's `MAX(cursor)` moves. Incremental only."
     )
     retry: Retry = Field(default_factory=Retry, description="Retries of a step after a transient connector error.")
+    parallel: Parallel | None = Field(
+        default=None,
+        description="Full reads only (mode `full`, or a forced full sync): split the source into ranges of the "
+        "single-column key, processed by several worker processes. SQL source and target, one-way syncs.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -239,6 +272,8 @@ class SyncConfig(_Model):
             raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
         if self.direction is SyncDirection.BIDIRECTIONAL:
             self._check_bidirectional()
+        if self.parallel is not None:
+            self._check_parallel()
         if self.mapping:
             missing = [k for k in self.target.key if k not in self.mapping]
             if missing:
@@ -260,6 +295,14 @@ class SyncConfig(_Model):
         constants = [name for name, spec in self.mapping.items() if spec.constant is not None]
         if constants:
             raise ValueError(f"direction: `bidirectional` cannot write constant column(s) {', '.join(constants)} back")
+
+    def _check_parallel(self) -> None:
+        if not isinstance(self.source, SqlSource) or not isinstance(self.target, SqlTarget):
+            raise ValueError("parallel: needs a SQL source and a SQL target (chunks are ranges of a SQL key)")
+        if len(self.target.key) != 1:
+            raise ValueError("parallel: needs a single-column target.key (chunks are ranges of that column)")
+        if self.direction is SyncDirection.BIDIRECTIONAL:
+            raise ValueError("parallel: not available with direction `bidirectional`")
 
     def field(self, target_column: str) -> FieldSpec:
         """The field spec of a mapped target column."""
@@ -307,6 +350,7 @@ __all__ = [
     "FieldSpec",
     "FilterCondition",
     "HistoryOptions",
+    "Parallel",
     "Schedule",
     "SqlSource",
     "SqlTarget",

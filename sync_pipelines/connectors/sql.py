@@ -175,6 +175,25 @@ class SourceBatch:
     last_position: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """Rows whose (single) key column is in ``[lower, upper)``; None leaves that side open.
+
+    ``nulls`` adds the rows whose key is NULL (they belong to exactly one range, so that transform
+    still reports them as failed records).
+    """
+
+    lower: Any = None
+    upper: Any = None
+    nulls: bool = False
+
+
+def key_ranges(boundaries: Sequence[Any]) -> list[KeyRange]:
+    """Ranges ``(-inf, b0), [b0, b1), ..., [bn, +inf)`` of sorted distinct ``boundaries``; NULL keys in the first."""
+    edges: list[Any] = [None, *boundaries, None]
+    return [KeyRange(edges[i], edges[i + 1], nulls=i == 0) for i in range(len(edges) - 1)]
+
+
 class SqlSourceReader:
     """Streams a SQL table or query in batches, in ``(cursor, key)`` or key order."""
 
@@ -278,8 +297,9 @@ class SqlSourceReader:
         *,
         incremental: bool,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        key_range: KeyRange | None = None,
     ) -> tuple[sa.Select[Any], list[str]]:
-        """The ordered SELECT of the rows this run reads (filter, window and watermark applied), and its columns."""
+        """The ordered SELECT of the rows this run reads (filter, window, watermark and key range applied)."""
         cfg = self.config
         selectable = self._selectable(conn)
         names = self.needed_columns(list(selectable.c.keys()))
@@ -287,6 +307,8 @@ class SqlSourceReader:
         query = self._filtered(selectable, sa.select(*cols.values()))
         if window is not None:
             query = query.where(self._in_window(selectable, window))
+        if key_range is not None:
+            query = query.where(self._in_key_range(selectable, key_range))
         keys = [cols[k] for k in cfg.source_key]
         order: list[sa.ColumnElement[Any]] = []
         if incremental:
@@ -301,6 +323,43 @@ class SqlSourceReader:
             query = query.where(cursor.is_not(None))
         order.extend(keys)
         return query.order_by(*order), names
+
+    def _in_key_range(self, selectable: sa.FromClause, key_range: KeyRange) -> sa.ColumnElement[bool]:
+        """The rows of one key range: complementary bounds, so that adjacent ranges never share a row."""
+        (name,) = self.config.source_key
+        column = selectable.c[name]
+        bounds: list[sa.ColumnElement[bool]] = []
+        if key_range.lower is not None:
+            bounds.append(column >= key_range.lower)
+        if key_range.upper is not None:
+            bounds.append(column < key_range.upper)
+        inside = sa.and_(sa.true(), *bounds)
+        return sa.or_(inside, column.is_(None)) if key_range.nulls else inside
+
+    def key_boundaries(self, chunks: int) -> list[Any]:
+        """Up to ``chunks - 1`` sorted distinct key values splitting the rows read into ranges of about equal size.
+
+        One ``NTILE`` window query over the (filtered) single-column key: each boundary is the
+        smallest key of a tile, so equal keys (duplicates in the source) always fall in one range.
+        """
+        (name,) = self.config.source_key
+        with translate_errors(self.endpoint, "splitting the source into key ranges"), self.engine.connect() as conn:
+            selectable = self._selectable(conn)
+            self.needed_columns(list(selectable.c.keys()))
+            column = selectable.c[name]
+            tiles = self._filtered(
+                selectable,
+                sa.select(column.label("k"), sa.func.ntile(chunks).over(order_by=column).label("tile")).where(
+                    column.is_not(None)
+                ),
+            ).subquery("tiles")
+            lowest = sa.func.min(tiles.c.k)
+            firsts = [row[0] for row in conn.execute(sa.select(lowest).group_by(tiles.c.tile).order_by(lowest))]
+        distinct: list[Any] = []
+        for value in firsts[1:]:
+            if value is not None and (not distinct or value != distinct[-1]) and value != firsts[0]:
+                distinct.append(value)
+        return distinct
 
     def count(
         self,
@@ -321,11 +380,14 @@ class SqlSourceReader:
         *,
         incremental: bool,
         window: tuple[dt.datetime, dt.datetime] | None = None,
+        key_range: KeyRange | None = None,
     ) -> Iterator[SourceBatch]:
-        """Yield batches after ``watermark`` (incremental), of a cursor ``window``, or of the whole source."""
+        """Yield batches after ``watermark`` (incremental), of a cursor ``window``, of a key range, or of all rows."""
         cfg = self.config
         with translate_errors(self.endpoint, "reading the source"), self.engine.connect() as conn:
-            query, names = self.select_rows(conn, watermark, incremental=incremental, window=window)
+            query, names = self.select_rows(
+                conn, watermark, incremental=incremental, window=window, key_range=key_range
+            )
             result = conn.execution_options(stream_results=True, yield_per=cfg.batch_size).execute(query)
             for rows in result.partitions(cfg.batch_size):
                 table = _rows_to_arrow(names, rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,11 +180,15 @@ def _schema(manifest: Manifest) -> dict[str, pa.DataType]:
     return {name: arrow_type(t) for name, t in manifest.types.items()}
 
 
-def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
+Commit = Callable[[SyncConfig, Manifest, RunOptions, SqlTargetWriter, SyncResult, "_Samples"], None]
+
+
+def load(config: SyncConfig, manifest: Manifest, options: RunOptions, commit: Commit | None = None) -> SyncResult:
     """Upsert each batch in its own transaction (rows, outcomes and watermark together).
 
     A dry run plans the same work read-only. Returns a result whose status is completed, partial or
     failed (too many failed records, or a delete the guard refused); connector errors raise.
+    ``commit`` replaces the serial writing of the batches (the key-range chunks of a parallel run).
     """
     started = time.monotonic()
     writer = target_writer(config)
@@ -201,7 +206,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     if options.dry_run:
         _dry_run(config, manifest, options, writer, result, samples)
     else:
-        _commit_run(config, manifest, options, writer, result, samples)
+        (commit or _commit_run)(config, manifest, options, writer, result, samples)
     result.samples = samples.items
     if result.status is RunStatus.COMPLETED:
         result.status = _status(config, result.counts)
@@ -263,13 +268,9 @@ def _commit_run(
                 if source_writer is not None:
                     source_writer.write(plan.reverse_rows)
                     source_deletes += plan.reverse_deletes
-                writer.upsert(conn, plan.upserts)
-                reconciler.flush(conn, options.run_id, plan.conflicts)
-                writer.record_outcomes(conn, _outcome_rows(config, options.run_id, batch.index, plan.outcomes))
-                if tracking:
-                    if batch.index == 0:
-                        writer.reset_seen(conn)
-                    writer.add_seen(conn, plan.seen_keys)
+                if tracking and batch.index == 0:
+                    writer.reset_seen(conn)
+                write_plan(config, writer, conn, reconciler, options.run_id, batch.index, plan, tracking=tracking)
                 if batch.position is not None and not manifest.full_sync:
                     state.watermark = batch.position
                 state.version += 1
@@ -302,19 +303,71 @@ def _commit_run(
                 if finish.error:
                     result.status, result.error = RunStatus.FAILED, finish.error
                     return
-            elif deleting:
-                assert writer.seen_table is not None
-                refused = _delete_missing(
-                    config, options, writer, conn, writer.seen_table, result, samples, write=True, reconciler=reconciler
-                )
-                if refused:
-                    return
-            if manifest.full_sync and manifest.final_position is not None:
-                state.watermark = manifest.final_position
-            state.version += 1
-            state.last_run_id, state.last_batch = options.run_id, len(manifest.batches)
-            writer.save_state(conn, state)
+            if not finish_run(
+                config,
+                manifest,
+                options,
+                writer,
+                conn,
+                state,
+                result,
+                samples,
+                reconciler,
+                deleting=deleting and source_writer is None,
+            ):
+                return
     result.watermark_after = state.watermark
+
+
+def write_plan(
+    config: SyncConfig,
+    writer: SqlTargetWriter,
+    conn: Connection,
+    reconciler: Reconciler,
+    run_id: str,
+    batch: int,
+    plan: _Plan,
+    *,
+    tracking: bool,
+) -> None:
+    """Write one planned batch inside the caller's transaction: rows, baselines, outcomes and seen keys."""
+    writer.upsert(conn, plan.upserts)
+    reconciler.flush(conn, run_id, plan.conflicts)
+    writer.record_outcomes(conn, _outcome_rows(config, run_id, batch, plan.outcomes))
+    if tracking:
+        writer.add_seen(conn, plan.seen_keys)
+
+
+def finish_run(
+    config: SyncConfig,
+    manifest: Manifest,
+    options: RunOptions,
+    writer: SqlTargetWriter,
+    conn: Connection,
+    state: SyncState,
+    result: SyncResult,
+    samples: _Samples,
+    reconciler: Reconciler,
+    *,
+    deleting: bool,
+) -> bool:
+    """Delete what the source no longer has (``deleting``), then move the watermark and the state version.
+
+    Runs in the caller's last transaction. Returns False when the delete guard refused (nothing more written).
+    """
+    if deleting:
+        assert writer.seen_table is not None
+        refused = _delete_missing(
+            config, options, writer, conn, writer.seen_table, result, samples, write=True, reconciler=reconciler
+        )
+        if refused:
+            return False
+    if manifest.full_sync and manifest.final_position is not None:
+        state.watermark = manifest.final_position
+    state.version += 1
+    state.last_run_id, state.last_batch = options.run_id, len(manifest.batches)
+    writer.save_state(conn, state)
+    return True
 
 
 def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) -> Counts:

@@ -68,6 +68,8 @@ class BatchFile:
     rows: int
     failed: int = 0
     position: dict[str, Any] | None = None
+    chunk: int | None = None
+    """The key-range chunk of a parallel full read (see :mod:`sync_pipelines.engine.chunks`); None when serial."""
 
 
 @dataclass

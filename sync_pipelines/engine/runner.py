@@ -1,13 +1,14 @@
 """Stage entry points: extract, transform, load, and run_sync chaining them.
 
 Host-metrics syncs (Elasticsearch hosts into the CMDB) have stages of their own in
-:mod:`sync_pipelines.engine.host_metrics`; each entry point picks the right ones.
+:mod:`sync_pipelines.engine.host_metrics`, and parallel full reads (``parallel:``) run per key-range
+chunk through :mod:`sync_pipelines.engine.chunks`; each entry point picks the right ones.
 """
 
 from __future__ import annotations
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.engine import host_metrics
+from sync_pipelines.engine import chunks, host_metrics
 from sync_pipelines.engine.extract import extract as extract_rows
 from sync_pipelines.engine.load import load as load_rows
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
@@ -18,6 +19,9 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     """Read the source into staged batches."""
     if host_metrics.is_host_metrics(config):
         return host_metrics.extract(config, options)
+    workers = chunks.workers_for(config, options)
+    if workers > 1:
+        return chunks.extract(config, options, workers)
     return extract_rows(config, options)
 
 
@@ -25,6 +29,8 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
     """Map the staged batches to the target's columns."""
     if host_metrics.is_host_metrics(config):
         return host_metrics.transform(config, manifest, options)
+    if chunks.is_chunked(manifest):
+        return chunks.transform(config, manifest, options)
     return transform_rows(config, manifest, options)
 
 
@@ -32,6 +38,8 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     """Write the staged batches into the target."""
     if host_metrics.is_host_metrics(config):
         return host_metrics.load(config, manifest, options)
+    if chunks.is_chunked(manifest) and not options.dry_run:
+        return chunks.load(config, manifest, options)
     return load_rows(config, manifest, options)
 
 
