@@ -30,7 +30,7 @@ def write_batch(table: pa.Table, path: Path) -> None:
     """Write one batch atomically (a temporary file renamed into place)."""
     tmp = path.with_suffix(".tmp")
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="lz4")
         os.replace(tmp, path)
     except OSError as exc:
         # A partial file on a full disk would keep holding the space that is missing.
