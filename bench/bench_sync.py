@@ -150,6 +150,7 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
 
     timed("copy", {"kind": "copy"}, before=prepare_copy)
     timed("copy_upsert", {"kind": "copy_upsert"}, before=None)  # into the target the last COPY filled
+    timed("copy_bookkeeping", {"kind": "copy_bookkeeping"}, before=prepare_copy)
     cases = {int(c) for c in args.cases.split(",")}
     for runner in args.runners.split(","):
         run = {"kind": runner, "config": incremental, "full_sync": True, "dry_run": False}
@@ -210,6 +211,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
     copy, dlt, d3 = wall("copy"), wall("dlt_merge_full"), wall("dagster_3_incremental")
     if e1 and copy:
         r["case1_vs_copy_rows_per_s"] = copy / e1
+    floor = wall("copy_bookkeeping")
+    if e1 and floor:
+        r["case1_vs_copy_bookkeeping_rows_per_s"] = floor / e1
     if e1 and dlt:
         r["case1_vs_dlt_speed"] = dlt / e1
     if e1 and e2:

@@ -157,15 +157,18 @@ class BulkSpec:
         assert isinstance(raw, psycopg.Connection)
         target = _identifier(self.table)
         cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
-        key_match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in self.key)
+        # Lookups by key, one index probe per staged row (LATERAL ... OFFSET 0 keeps the planner from hashing the
+        # whole target or baseline table, whose statistics may be stale): the cost follows the batch, not the table.
+        key_match = sql.SQL(" AND ").join(sql.SQL("tt.{0} = s.{0}").format(sql.Identifier(k)) for k in self.key)
         baseline_join: sql.Composable
         same: sql.Composable
         no_baseline: sql.Composable
         if with_baselines:
             baselines = _identifier(sa.Table("_sync_baselines", sa.MetaData(), schema=self.table.schema))
-            baseline_join = sql.SQL("LEFT JOIN {} b ON b.sync = {} AND b.key_hash = s.__key_hash").format(
-                baselines, sql.Literal(self.sync)
-            )
+            baseline_join = sql.SQL(
+                "LEFT JOIN LATERAL (SELECT bb.key_hash, bb.source_hash, bb.target_hash FROM {} bb "
+                "WHERE bb.sync = {} AND bb.key_hash = s.__key_hash OFFSET 0) b ON true"
+            ).format(baselines, sql.Literal(self.sync))
             # Target row equal to the staged row (value by value, in the target's own types) and both sides
             # equal to the baseline: the record is unchanged, without rendering the target row.
             same = sql.SQL(
@@ -180,6 +183,8 @@ class BulkSpec:
         buffer = io.BytesIO()
         pa_csv.write_csv(rows.select([*self.columns, ORD]), buffer, _CSV_OPTIONS)
         with _driver_errors(f"staging a batch for {self.table.fullname}"), raw.cursor() as cur:
+            # JIT compiling these statements (their cost estimate passes jit_above_cost) takes longer than running them.
+            cur.execute("SET LOCAL jit = off")
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}, {}").format(_STAGE, _BATCH))
             cur.execute(
                 sql.SQL(
@@ -197,7 +202,7 @@ class BulkSpec:
                     "FROM (SELECT v.*, {shash} AS __source_hash FROM ("
                     "SELECT x.*, {values} AS __values, {khash} AS __key_hash, {rkey} AS __record_key, "
                     "{okey} AS __outcome_key FROM {stage} x OFFSET 0) v OFFSET 0) s "
-                    "LEFT JOIN {target} t ON {match} {baseline_join}"
+                    "LEFT JOIN LATERAL (SELECT tt.* FROM {target} tt WHERE {match} OFFSET 0) t ON true {baseline_join}"
                 ).format(
                     batch=_BATCH,
                     key0=sql.Identifier(self.key[0]),
