@@ -188,12 +188,17 @@ class SqlSourceReader:
 
     def _selectable(self, conn: Connection) -> sa.FromClause:
         if self.source.table is not None:
-            # Reflected once per reader (one run): its schema, count and read use the same definition.
+            # Reflected once per reader (one run): its schema, count and read use the same definition. Only the
+            # columns are read (a read needs no constraints or indexes), a fraction of a full reflection's queries.
             if self._reflected is not None:
                 return self._reflected
             try:
+                columns = sa.inspect(conn).get_columns(self.source.table, schema=self.source.db_schema)
                 self._reflected = sa.Table(
-                    self.source.table, sa.MetaData(), schema=self.source.db_schema, autoload_with=conn
+                    self.source.table,
+                    sa.MetaData(),
+                    *[sa.Column(c["name"], c["type"]) for c in columns],
+                    schema=self.source.db_schema,
                 )
                 return self._reflected
             except sa_exc.NoSuchTableError:
