@@ -193,13 +193,7 @@ class SqlSourceReader:
             if self._reflected is not None:
                 return self._reflected
             try:
-                columns = sa.inspect(conn).get_columns(self.source.table, schema=self.source.db_schema)
-                self._reflected = sa.Table(
-                    self.source.table,
-                    sa.MetaData(),
-                    *[sa.Column(c["name"], c["type"]) for c in columns],
-                    schema=self.source.db_schema,
-                )
+                self._reflected = reflect_columns(conn, self.source.table, self.source.db_schema)
                 return self._reflected
             except sa_exc.NoSuchTableError:
                 where = f"{self.source.db_schema}.{self.source.table}" if self.source.db_schema else self.source.table
@@ -387,6 +381,16 @@ def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataTyp
     return types
 
 
+def reflect_columns(conn: Connection, name: str, schema: str | None) -> sa.Table:
+    """A table's columns and their types, as reflected by the database (raises ``NoSuchTableError``).
+
+    Reads, upserts and deletes need nothing else; a full reflection also reads constraints, indexes and
+    comments, several times the queries.
+    """
+    columns = sa.inspect(conn).get_columns(name, schema=schema)
+    return sa.Table(name, sa.MetaData(schema=schema), *[sa.Column(c["name"], c["type"]) for c in columns])
+
+
 def _rows_to_arrow(names: list[str], rows: Sequence[sa.Row[Any]]) -> pa.Table:
     arrays = []
     for i, _name in enumerate(names):
@@ -489,7 +493,7 @@ class SqlTargetWriter:
                     for name, t in schema.items()
                 ]
                 sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), *columns).create(conn)
-            table = sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), autoload_with=conn)
+            table = reflect_columns(conn, self.target.table, self.target.db_schema)
             missing = [c for c in schema if c not in table.c]
             if missing:
                 raise PermanentConnectorError(

@@ -18,7 +18,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
 from sync_pipelines.connectors.registry import target_writer
-from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, translate_errors
+from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
@@ -455,9 +455,7 @@ def _dry_run(
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:
-            writer.table = sa.Table(
-                config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn
-            )
+            writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
             writer.prepare_seen_definition()
         tracking = (config.delete_missing and manifest.full_sync) or reconciler.bidirectional
         temp = writer.temp_seen_table(conn) if exists and tracking else None
