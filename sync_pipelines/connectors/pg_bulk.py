@@ -74,7 +74,11 @@ def _exact(type_name: str, column_type: sa.types.TypeEngine[Any]) -> bool:
     if type_name == "integer":
         return isinstance(column_type, sa.Integer)
     if type_name == "string":
-        return isinstance(column_type, sa.Text | sa.String) and not isinstance(column_type, sa.CHAR | sa.Enum)
+        # Plain text and varchar only, with the default (deterministic) collation: citext, enums, char(n) or a
+        # case-insensitive collation compare or store values differently from the text that was sent.
+        return type(column_type) in (sa.TEXT, sa.VARCHAR, sa.Text, sa.String) and not getattr(
+            column_type, "collation", None
+        )
     if type_name == "boolean":
         return isinstance(column_type, sa.Boolean)
     if type_name == "datetime":
