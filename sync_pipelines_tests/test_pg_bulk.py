@@ -213,5 +213,14 @@ def test_a_sync_through_the_set_based_path_keeps_baselines_the_per_record_path_r
     changes = {s.key["code"]: (s.action.value, s.changes) for s in third.samples}
     assert changes["plain"] == ("updated", {"n": [0, 5]})
     assert changes["nulls"][0] == "target_modified"
+    with target.connect() as conn:
+        written = conn.execute(sa.text("SELECT n FROM things WHERE code = 'plain'")).scalar_one()
+        recorded = conn.execute(
+            sa.text("SELECT changes FROM _sync_records WHERE run_id = 'r3' AND action = 'updated'")
+        ).scalar_one()
+    assert (written, json.loads(recorded)) == (5, {"n": [0, 5]})
+    # The update's baseline follows both sides: the next run finds the record unchanged.
+    fourth = run_sync(cfg, RunOptions(run_id="r4", full_sync=True))
+    assert (fourth.counts.updated, fourth.counts.target_modified, fourth.counts.unchanged) == (0, 1, 2)
     source.dispose()
     target.dispose()

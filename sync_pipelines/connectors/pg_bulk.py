@@ -167,6 +167,7 @@ class BulkSpec:
         baseline_join: sql.Composable
         same: sql.Composable
         no_baseline: sql.Composable
+        update: sql.Composable
         if with_baselines:
             baselines = _identifier(sa.Table("_sync_baselines", sa.MetaData(), schema=self.table.schema))
             baseline_join = sql.SQL(
@@ -180,8 +181,15 @@ class BulkSpec:
                 "AND {} IS NOT DISTINCT FROM {})"
             ).format(self._row("t"), self._row("s"))
             no_baseline = sql.SQL("b.key_hash IS NULL")
+            # Source changed since the baseline, target not (its row, rendered like the per-record path renders
+            # it, still hashes to the baseline's target side): an ordinary update, written set-based. Only rows
+            # whose source changed get their target row rendered.
+            update = sql.SQL(
+                "(b.key_hash IS NOT NULL AND b.source_hash <> s.__source_hash AND NOT {same} "
+                "AND b.target_hash = {target_hash})"
+            ).format(same=same, target_hash=_sha256(self.values_json("t")))
         else:
-            baseline_join, same, no_baseline = sql.SQL(""), sql.SQL("false"), sql.SQL("true")
+            baseline_join, same, no_baseline, update = sql.SQL(""), sql.SQL("false"), sql.SQL("true"), sql.SQL("false")
         # A target row without a baseline that equals the staged row: unchanged, and its baseline is written.
         adopt = sql.SQL("({} AND {} IS NOT DISTINCT FROM {})").format(no_baseline, self._row("t"), self._row("s"))
         buffer = io.BytesIO()
@@ -202,7 +210,8 @@ class BulkSpec:
                 sql.SQL(
                     "CREATE TEMPORARY TABLE {batch} ON COMMIT DROP AS "
                     "SELECT s.*, t.{key0} IS NOT NULL AS __present, (t.{key0} IS NOT NULL AND {same}) AS __same, "
-                    "(t.{key0} IS NOT NULL AND {adopt}) AS __adopt "
+                    "(t.{key0} IS NOT NULL AND {adopt}) AS __adopt, "
+                    "(t.{key0} IS NOT NULL AND {update}) AS __update "
                     "FROM (SELECT v.*, {shash} AS __source_hash FROM ("
                     "SELECT x.*, {values} AS __values, {khash} AS __key_hash, {rkey} AS __record_key, "
                     "{okey} AS __outcome_key FROM {stage} x OFFSET 0) v OFFSET 0) s "
@@ -212,6 +221,7 @@ class BulkSpec:
                     key0=sql.Identifier(self.key[0]),
                     same=same,
                     adopt=adopt,
+                    update=update,
                     values=self.values_json("x"),
                     khash=_sha256(self.key_json("x")),
                     rkey=self.record_key_json("x", sort=True),
@@ -224,7 +234,7 @@ class BulkSpec:
                 )
             )
             cur.execute(
-                sql.SQL("SELECT {}, __present FROM {} WHERE NOT (__same OR __adopt)").format(
+                sql.SQL("SELECT {}, __present, __update FROM {} WHERE NOT (__same OR __adopt)").format(
                     sql.Identifier(ORD), _BATCH
                 )
             )
@@ -234,9 +244,10 @@ class BulkSpec:
             )
             row = cur.fetchone()
         same_count, adopted = (int(row[0]), int(row[1])) if row else (0, 0)
-        created = np.fromiter((o for o, present in found if not present), dtype=np.int64)
-        judge = np.fromiter((o for o, present in found if present), dtype=np.int64)
-        return BulkBatch(self, np.sort(created), np.sort(judge), same_count + adopted, adopted)
+        created = np.fromiter((o for o, present, _ in found if not present), dtype=np.int64)
+        updated = np.fromiter((o for o, present, update in found if present and update), dtype=np.int64)
+        judge = np.fromiter((o for o, present, update in found if present and not update), dtype=np.int64)
+        return BulkBatch(self, np.sort(created), np.sort(judge), same_count + adopted, adopted, np.sort(updated))
 
 
 @dataclass
@@ -249,6 +260,9 @@ class BulkBatch:
     unchanged: int
     adopted: int
     """Unchanged records that had no baseline yet: theirs is written like that of a new record."""
+    updated: np.ndarray[Any, np.dtype[np.int64]]
+    """Positions of records to update (source changed, target as at the baseline); their outcomes, with
+    field-level changes, are the caller's to record."""
 
     def apply(
         self,
@@ -280,18 +294,18 @@ class BulkBatch:
         )
         keys = sql.SQL(", ").join(map(sql.Identifier, spec.key))
         with _driver_errors(f"writing a batch to {spec.table.fullname}"), raw.cursor() as cur:
-            if len(self.created):
+            if len(self.created) or len(self.updated):
                 cur.execute(
-                    sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE NOT __present ON CONFLICT ({}) {}").format(
-                        target, cols, cols, _BATCH, keys, action
-                    )
+                    sql.SQL(
+                        "INSERT INTO {} ({}) SELECT {} FROM {} WHERE NOT __present OR __update ON CONFLICT ({}) {}"
+                    ).format(target, cols, cols, _BATCH, keys, action)
                 )
-            if len(self.created) or self.adopted:
+            if len(self.created) or self.adopted or len(self.updated):
                 cur.execute(
                     sql.SQL(
                         "INSERT INTO {} (sync, key_hash, record_key, source_hash, target_hash, target_values, "
                         "run_id, updated_at) SELECT %s, __key_hash, __record_key, __source_hash, __source_hash, "
-                        "__values, %s, %s FROM {} WHERE NOT __present OR __adopt ORDER BY __key_hash "
+                        "__values, %s, %s FROM {} WHERE NOT __present OR __adopt OR __update ORDER BY __key_hash "
                         "ON CONFLICT (sync, key_hash) DO UPDATE SET "
                         "record_key = EXCLUDED.record_key, source_hash = EXCLUDED.source_hash, "
                         "target_hash = EXCLUDED.target_hash, target_values = EXCLUDED.target_values, "
@@ -304,7 +318,7 @@ class BulkBatch:
                     sql.SQL(
                         "UPDATE {} SET status = 'resolved', resolved_by = %s, resolved_at = %s, updated_at = %s "
                         "WHERE sync = %s AND status = 'open' AND key_hash IN "
-                        "(SELECT __key_hash FROM {} WHERE NOT __present OR __adopt)"
+                        "(SELECT __key_hash FROM {} WHERE NOT __present OR __adopt OR __update)"
                     ).format(conflicts, _BATCH),
                     (f"run {run_id} (source and target agree)", now, now, spec.sync),
                 )

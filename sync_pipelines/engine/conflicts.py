@@ -193,6 +193,11 @@ class Reconciler:
         self.agreed(key, record_key, row)
         return Verdict(_POLICY_ACTION[policy], write=policy is ConflictPolicy.SOURCE_WINS, changes=changes)
 
+    def changes(self, row: dict[str, Any], before: dict[str, Any]) -> dict[str, list[Any]]:
+        """``field -> [target value, source value]`` of the fields whose normalised values differ."""
+        source, target = self.normalise(row), self.normalise(before)
+        return _changes([f for f in self.fields if source[f] != target[f]], before, row)
+
     def judge_missing(self, key: Sequence[Any], record_key: dict[str, Any]) -> Verdict | None:
         """Bidirectional: the verdict on a source record missing from the target, or None to create it there.
 

@@ -112,6 +112,15 @@ def _plan_batch(
         for action, positions in sample_at:
             key_rows = table.take(pa.array(positions, pa.int64())).select(key_names).to_pylist()
             plan.bulk_samples += [RecordOutcome({k: display(r[k]) for k in key_names}, action) for r in key_rows]
+        if len(staged.updated):
+            updated = table.take(pa.array(staged.updated, pa.int64())).select(columns).to_pylist()
+            update_keys = [norm_key([row[k] for k in key_names]) for row in updated]
+            current = writer.fetch_existing(conn, update_keys, columns)
+            for key, row in zip(update_keys, updated, strict=True):
+                key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
+                changes = reconciler.changes(row, current.get(key, {}))
+                plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UPDATED, changes))
+                plan.counts.add(RecordAction.UPDATED)
         good = table.take(pa.array(staged.judge, pa.int64())).select(columns).to_pylist()
     else:
         good = table.filter(ok_mask).select(columns).to_pylist()
