@@ -10,10 +10,14 @@ hashes can be computed by the server, byte for byte:
 - one statement computes, per row, the key hash, the normalised values as JSON (the text that
   :func:`~sync_pipelines.connectors.fingerprint.values_hash` hashes), their SHA-256, and whether the
   target row and its baseline exist and still match both sides;
-- records absent from the target are inserted, baselined and given their outcome by three
+- records absent from the target are inserted, baselined and given their outcome by
   ``INSERT ... SELECT`` statements; records whose target row and source values both match their
-  baseline are unchanged and need nothing. Only the others (updated, edited on the target, without
-  a baseline...) go through the per-record path, with their field-level changes.
+  baseline are unchanged and need nothing; a target row equal to the staged one but without a
+  baseline (written before baselines existed) is unchanged and gets its baseline; a record whose
+  source changed while its target row still hashes to the baseline's target side is an ordinary
+  update, written the same way (its field-level changes are still computed from the two rows).
+  Only the others (edited on the target, conflicts, rows that differ without a baseline) go
+  through the per-record path.
 
 A target column whose type could round or reformat a value (``real``, ``timestamptz``, ``char(n)``,
 a decimal of another scale...), a target table with triggers, or a declared type outside the ones
