@@ -224,3 +224,46 @@ def test_a_sync_through_the_set_based_path_keeps_baselines_the_per_record_path_r
     assert (fourth.counts.updated, fourth.counts.target_modified, fourth.counts.unchanged) == (0, 1, 2)
     source.dispose()
     target.dispose()
+
+
+def test_a_composite_key_is_hashed_and_recorded_like_the_per_record_path_does(pg: Databases) -> None:
+    source = pg.source()
+    metadata = sa.MetaData()
+    lines = sa.Table(
+        "lines",
+        metadata,
+        sa.Column("region", sa.String(10), primary_key=True),
+        sa.Column("line_no", sa.Integer, primary_key=True),
+        sa.Column("qty", sa.Integer),
+    )
+    with source.begin() as conn:
+        metadata.create_all(conn)
+        conn.execute(sa.insert(lines), [{"region": r, "line_no": n, "qty": n} for r in ("eu", "us") for n in (1, 2)])
+    cfg = SyncConfig.model_validate(
+        {
+            "name": "lines_sync",
+            "source": {"kind": "sql", "url": pg.source_url, "table": "lines"},
+            # Key order differs from name order: outcomes keep the key order, baselines sort the names.
+            "target": {"kind": "sql", "url": pg.target_url, "table": "lines", "key": ["region", "line_no"]},
+            "mapping": {"region": {"type": "string"}, "line_no": {"type": "integer"}, "qty": {"type": "integer"}},
+            "mode": "full",
+        }
+    )
+    assert run_sync(cfg, RunOptions(run_id="r1", full_sync=True)).counts.created == 4
+    with source.begin() as conn:
+        conn.execute(lines.update().where(lines.c.region == "us", lines.c.line_no == 2).values(qty=20))
+    second = run_sync(cfg, RunOptions(run_id="r2", full_sync=True))
+    assert (second.counts.updated, second.counts.unchanged) == (1, 3)
+    target = pg.target()
+    with target.connect() as conn:
+        baselines = conn.execute(sa.text("SELECT key_hash, record_key FROM _sync_baselines")).all()
+        records = conn.execute(sa.text("SELECT record_key, action FROM _sync_records ORDER BY id")).all()
+    assert sorted(baselines) == sorted(
+        (key_hash([r, n], ["string", "integer"]), _json({"region": r, "line_no": n}))
+        for r in ("eu", "us")
+        for n in (1, 2)
+    )
+    assert records[0] == (dumps({"region": "eu", "line_no": 1}), "created")
+    assert records[-1] == (dumps({"region": "us", "line_no": 2}), "updated")
+    source.dispose()
+    target.dispose()
