@@ -114,7 +114,8 @@ def map_batch(
 ) -> tuple[pa.Table, int]:
     """Map one source batch to the target columns plus ``__error`` and ``__key``; returns it and its failures."""
     n = table.num_rows
-    errors: list[list[str]] = [[] for _ in range(n)]
+    errors: dict[int, list[str]] = {}
+    """Reasons by row, for the failing rows only."""
     columns: dict[str, pa.Array] = {}
     targets = list(config.mapping) if config.mapping else list(table.column_names)
     for target in targets:
@@ -127,7 +128,7 @@ def map_batch(
             raw = table.column(source).combine_chunks()
         cast, bad = cast_column(raw, wanted)
         for row, value in bad.items():
-            errors[row].append(f"{target}: cannot convert {_short(value)} to {types[target]}")
+            errors.setdefault(row, []).append(f"{target}: cannot convert {_short(value)} to {types[target]}")
         if spec is not None and spec.default is not None:
             default, bad_default = cast_column(pa.array([spec.default]), wanted)
             if bad_default:
@@ -136,7 +137,7 @@ def map_batch(
         columns[target] = cast
     key_names = list(config.target.key)
     raw_key_columns = [table.column(config.source_column(k) or k) for k in key_names]
-    if key_names and not any(errors) and _keys_unique(columns, key_names):
+    if key_names and not errors and _keys_unique(columns, key_names):
         # No conversion failed, no key is null and none repeats within the batch: only earlier batches can clash.
         valid_rows = list(range(n))
         valid_keys = list(zip(*[columns[k].to_pylist() for k in key_names], strict=True))
@@ -148,23 +149,27 @@ def map_batch(
         valid_keys = []
         for i, key in enumerate(keys):
             nulls = [k for k, v in zip(key_names, key, strict=True) if v is None]
-            if nulls and not errors[i]:
-                errors[i].append(f"key {', '.join(nulls)} is null")
-            if errors[i] or nulls:
+            if nulls and i not in errors:
+                errors[i] = [f"key {', '.join(nulls)} is null"]
+            if i in errors:
                 continue
             if key in seen_in_batch:
-                errors[i].append("duplicate key within the run")
+                errors[i] = ["duplicate key within the run"]
                 continue
             seen_in_batch.add(key)
             valid_rows.append(i)
             valid_keys.append(key)
     for pos in duplicates.earlier(valid_keys):
-        errors[valid_rows[pos]].append("duplicate key within the run")
-    error_texts = ["; ".join(e) if e else None for e in errors]
+        errors.setdefault(valid_rows[pos], []).append("duplicate key within the run")
+    error_column = (
+        pa.array(["; ".join(errors[i]) if i in errors else None for i in range(n)], pa.string())
+        if errors
+        else pa.nulls(n, pa.string())
+    )
     key_texts = _key_texts(key_names, raw_key_columns, n)
     key_column = key_texts if isinstance(key_texts, pa.Array) else pa.array(key_texts, pa.string())
-    out = pa.table({**columns, ERROR_COLUMN: pa.array(error_texts, pa.string()), KEY_COLUMN: key_column})
-    return out, sum(1 for e in error_texts if e)
+    out = pa.table({**columns, ERROR_COLUMN: error_column, KEY_COLUMN: key_column})
+    return out, len(errors)
 
 
 def _keys_unique(columns: dict[str, pa.Array], key_names: list[str]) -> bool:
