@@ -215,7 +215,7 @@ class BulkSpec:
                     "CREATE TEMPORARY TABLE {batch} ON COMMIT DROP AS "
                     "SELECT s.*, t.{key0} IS NOT NULL AS __present, (t.{key0} IS NOT NULL AND {same}) AS __same, "
                     "(t.{key0} IS NOT NULL AND {adopt}) AS __adopt, "
-                    "(t.{key0} IS NOT NULL AND {update}) AS __update "
+                    "(t.{key0} IS NOT NULL AND {update}) AS __update, NOT ({no_baseline}) AS __based "
                     "FROM (SELECT v.*, {shash} AS __source_hash FROM ("
                     "SELECT x.*, {values} AS __values, {khash} AS __key_hash, {rkey} AS __record_key, "
                     "{okey} AS __outcome_key FROM {stage} x OFFSET 0) v OFFSET 0) s "
@@ -226,6 +226,7 @@ class BulkSpec:
                     same=same,
                     adopt=adopt,
                     update=update,
+                    no_baseline=no_baseline,
                     values=self.values_json("x"),
                     khash=_sha256(self.key_json("x")),
                     rkey=self.record_key_json("x", sort=True),
@@ -305,16 +306,22 @@ class BulkBatch:
                     ).format(target, cols, cols, _BATCH, keys, action)
                 )
             if len(self.created) or self.adopted or len(self.updated):
+                # Records without a baseline get one by a plain insert (no arbiter check per row: the lease keeps
+                # other writers of this sync's baselines away); those with one have it replaced.
+                insert = sql.SQL(
+                    "INSERT INTO {} (sync, key_hash, record_key, source_hash, target_hash, target_values, "
+                    "run_id, updated_at) SELECT %s, __key_hash, __record_key, __source_hash, __source_hash, "
+                    "__values, %s, %s FROM {} WHERE (NOT __present OR __adopt OR __update) AND "
+                ).format(baselines, _BATCH)
+                cur.execute(insert + sql.SQL("NOT __based"), (spec.sync, run_id, now))
                 cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} (sync, key_hash, record_key, source_hash, target_hash, target_values, "
-                        "run_id, updated_at) SELECT %s, __key_hash, __record_key, __source_hash, __source_hash, "
-                        "__values, %s, %s FROM {} WHERE NOT __present OR __adopt OR __update ORDER BY __key_hash "
-                        "ON CONFLICT (sync, key_hash) DO UPDATE SET "
+                    insert
+                    + sql.SQL(
+                        "__based ON CONFLICT (sync, key_hash) DO UPDATE SET "
                         "record_key = EXCLUDED.record_key, source_hash = EXCLUDED.source_hash, "
                         "target_hash = EXCLUDED.target_hash, target_values = EXCLUDED.target_values, "
                         "run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at"
-                    ).format(baselines, _BATCH),
+                    ),
                     (spec.sync, run_id, now),
                 )
                 # An open conflict of a record whose sides now agree (its target row deleted, or equal again).
