@@ -1,6 +1,6 @@
 """Benchmark: sync_pipelines beside binary COPY and dlt, on an ERP-like `orders` table, into PostgreSQL.
 
-    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, under 2 minutes
+    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, one run each, under 2 minutes
     .venv/bin/python bench/bench_sync.py                # 100k and 1M rows
     .venv/bin/python bench/bench_sync.py --sizes 1000000 --sources postgresql --cases 1 --runners engine \
         --runs 1 --no-dlt                               # peak RSS of case 1 at 1M rows
@@ -230,11 +230,15 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="20k rows from the PostgreSQL source only, for a check under 2 minutes"
+        "--quick",
+        action="store_true",
+        help="20k rows from the PostgreSQL source only, one run per figure: a check under 2 minutes",
     )
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
     parser.add_argument("--sources", default=None, help="postgresql and/or sqlite (default: both; --quick: postgresql)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="timed runs per figure, median reported (default 3; --quick: 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt baseline")
     parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated cases to time (default: all five)")
@@ -243,6 +247,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.runs is None:
+        # A quick check times each figure once: every timed run is a fresh process, and the Dagster ones
+        # spend seconds importing, so three of each would not fit in two minutes on this machine.
+        args.runs = 1 if args.quick else 3
     if args.sources is None:
         args.sources = "postgresql" if args.quick else "postgresql,sqlite"
     if args.dlt:
