@@ -1,8 +1,10 @@
 """Benchmark: sync_pipelines beside binary COPY and dlt, on an ERP-like `orders` table, into PostgreSQL.
 
-    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, under 2 minutes
+    .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, one run each, under 2 minutes
     .venv/bin/python bench/bench_sync.py                # 100k and 1M rows
     .venv/bin/python bench/bench_sync.py --workers 1,2 --sizes 100000   # case 1 with `parallel:` workers
+    .venv/bin/python bench/bench_sync.py --sizes 1000000 --sources postgresql --cases 1 --runners engine \
+        --runs 1 --no-dlt                               # peak RSS of case 1 at 1M rows
 
 Cases, each through the engine and through the Dagster job (in-process executor):
   1 full sync into an empty target        2 full sync, all rows unchanged
@@ -117,7 +119,8 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
     sqlite_path = work / f"orders_{size}.db"
     with psycopg.connect(pg_dsn(BENCH_DB)) as conn:
         create_pg(conn, SRC_SCHEMA, size)
-    create_sqlite(sqlite_path, size)
+    if source == "sqlite":
+        create_sqlite(sqlite_path, size)
     changes = Changes(source, size, sqlite_path=sqlite_path, pg_dsn=pg_dsn(BENCH_DB), schema=SRC_SCHEMA)
     incremental = sync_config(source, sqlite_path, mode="incremental", batch_size=args.batch_size)
     full = sync_config(source, sqlite_path, mode="full", batch_size=args.batch_size)
@@ -150,19 +153,33 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
 
     timed("copy", {"kind": "copy"}, before=prepare_copy)
     timed("copy_upsert", {"kind": "copy_upsert"}, before=None)  # into the target the last COPY filled
-    for runner in ("engine", "dagster"):
+    timed("copy_bookkeeping", {"kind": "copy_bookkeeping"}, before=prepare_copy)
+    cases = {int(c) for c in args.cases.split(",")}
+    for runner in args.runners.split(","):
         run = {"kind": runner, "config": incremental, "full_sync": True, "dry_run": False}
-        timed(f"{runner}_1_full_empty", run, before=reset_target)
-        timed(f"{runner}_2_full_unchanged", run)
-        timed(f"{runner}_3_incremental", {**run, "full_sync": False}, before=changes.update_and_insert)
+
+        def fill() -> None:
+            child({**base, "kind": "engine", "config": incremental, "full_sync": True, "dry_run": False})
+
+        if 1 in cases:
+            timed(f"{runner}_1_full_empty", run, before=reset_target)
+        elif runner == args.runners.split(",")[0]:
+            reset_target()
+            fill()  # the later cases start from a synced target
+        if 2 in cases:
+            timed(f"{runner}_2_full_unchanged", run)
+        if 3 in cases:
+            timed(f"{runner}_3_incremental", {**run, "full_sync": False}, before=changes.update_and_insert)
 
         def change_for_dry_run() -> None:
             child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
             changes.update_and_insert()
 
-        timed(f"{runner}_4_dry_run", {**run, "full_sync": False, "dry_run": True}, before=change_for_dry_run)
-        child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
-        timed(f"{runner}_5_full_delete", {**run, "config": full}, before=changes.delete)
+        if 4 in cases:
+            timed(f"{runner}_4_dry_run", {**run, "full_sync": False, "dry_run": True}, before=change_for_dry_run)
+        if 5 in cases:
+            child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
+            timed(f"{runner}_5_full_delete", {**run, "config": full}, before=changes.delete)
     if args.dlt:
 
         def prepare_dlt() -> None:
@@ -224,28 +241,44 @@ def measure_workers(size: int, work: Path, args: argparse.Namespace) -> dict[str
 
 
 def ratios(result: dict[str, Any]) -> dict[str, float]:
+    """The goal ratios that this run's figures allow (a run of selected cases gives some of them)."""
     r: dict[str, float] = {}
-    e1 = result["engine_1_full_empty"]["wall_s"]
-    r["case1_vs_copy_rows_per_s"] = result["copy"]["wall_s"] / e1
-    if "dlt_merge_full" in result:
-        r["case1_vs_dlt_speed"] = result["dlt_merge_full"]["wall_s"] / e1
-    r["case2_over_case1_time"] = result["engine_2_full_unchanged"]["wall_s"] / e1
-    r["case3_over_case1_time"] = result["engine_3_incremental"]["wall_s"] / e1
-    r["case4_over_case3_time"] = result["engine_4_dry_run"]["wall_s"] / result["engine_3_incremental"]["wall_s"]
-    r["dagster_minus_engine_case3_s"] = (
-        result["dagster_3_incremental"]["wall_s"] - result["engine_3_incremental"]["wall_s"]
-    )
+
+    def wall(label: str) -> float | None:
+        return result[label]["wall_s"] if label in result else None
+
+    e1, e2, e3, e4 = (wall(f"engine_{c}") for c in ("1_full_empty", "2_full_unchanged", "3_incremental", "4_dry_run"))
+    copy, dlt, d3 = wall("copy"), wall("dlt_merge_full"), wall("dagster_3_incremental")
+    if e1 and copy:
+        r["case1_vs_copy_rows_per_s"] = copy / e1
+    floor = wall("copy_bookkeeping")
+    if e1 and floor:
+        r["case1_vs_copy_bookkeeping_rows_per_s"] = floor / e1
+    if e1 and dlt:
+        r["case1_vs_dlt_speed"] = dlt / e1
+    if e1 and e2:
+        r["case2_over_case1_time"] = e2 / e1
+    if e1 and e3:
+        r["case3_over_case1_time"] = e3 / e1
+    if e3 and e4:
+        r["case4_over_case3_time"] = e4 / e3
+    if e3 and d3:
+        r["dagster_minus_engine_case3_s"] = d3 - e3
     return r
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="20k rows from the PostgreSQL source only, for a check under 2 minutes"
+        "--quick",
+        action="store_true",
+        help="20k rows from the PostgreSQL source only, one run per figure: a check under 2 minutes",
     )
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
     parser.add_argument("--sources", default=None, help="postgresql and/or sqlite (default: both; --quick: postgresql)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per figure (median)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="timed runs per figure, median reported (default 3; --quick: 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=50_000)
     parser.add_argument("--no-dlt", dest="dlt", action="store_false", help="skip the dlt baseline")
     parser.add_argument(
@@ -253,8 +286,16 @@ def main() -> None:
         default=None,
         help="only case 1 (PostgreSQL source), once per comma-separated `parallel.workers` count, e.g. 1,2",
     )
+    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated cases to time (default: all five)")
+    parser.add_argument(
+        "--runners", default="engine,dagster", help="engine and/or dagster (e.g. --runners engine for a memory check)"
+    )
     args = parser.parse_args()
     sizes = [20_000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if args.runs is None:
+        # A quick check times each figure once: every timed run is a fresh process, and the Dagster ones
+        # spend seconds importing, so three of each would not fit in two minutes on this machine.
+        args.runs = 1 if args.quick else 3
     if args.sources is None:
         args.sources = "postgresql" if args.quick else "postgresql,sqlite"
     if args.dlt:
@@ -337,7 +378,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(f"{'':<10} {'':>8} ratio {name:<32} {value:8.3f}")
     by_source: dict[str, dict[int, float]] = {}
     for res in results:
-        by_source.setdefault(res["source"], {})[res["rows"]] = res["engine_1_full_empty"]["peak_rss_mb"]
+        if "engine_1_full_empty" in res:
+            by_source.setdefault(res["source"], {})[res["rows"]] = res["engine_1_full_empty"]["peak_rss_mb"]
     for source, peaks in by_source.items():
         if len(peaks) > 1:
             small, large = min(peaks), max(peaks)

@@ -10,12 +10,17 @@ classifies them like any other.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy import exc as sa_exc
@@ -72,6 +77,16 @@ def copy_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]])
         _copy(raw, _identifier(table), columns, ([row[c] for c in columns] for row in rows))
 
 
+def copy_tuples(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Append ``rows`` (value sequences in the order of ``columns``) to ``table`` with one ``COPY``."""
+    if not rows:
+        return
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    with _driver_errors(f"COPY {table.fullname}"):
+        _copy(raw, _identifier(table), columns, rows)
+
+
 def copy_upsert(conn: Connection, table: sa.Table, key: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
     """Insert or update ``rows`` in ``table``: ``COPY`` into a temporary table, then one set-based upsert.
 
@@ -115,4 +130,61 @@ def copy_upsert(conn: Connection, table: sa.Table, key: Sequence[str], rows: Seq
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
 
-__all__ = ["any_of", "copy_rows", "copy_upsert", "supports_copy"]
+_CSV_NULLS = {"null_values": [""], "strings_can_be_null": True, "quoted_strings_can_be_null": False}
+
+
+def _parse_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    """Rows of PostgreSQL CSV as an Arrow table; a column Arrow cannot parse as its type stays text."""
+    names = list(types)
+    read = pa_csv.ReadOptions(column_names=names, use_threads=False)
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=read,
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, true_values=["t"], false_values=["f"], **_CSV_NULLS
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    text = pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=read,
+        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), **_CSV_NULLS),
+    )
+    columns = []
+    for name, wanted in types.items():
+        column = text.column(name)
+        # Odd values (a column Arrow cannot convert) stay text, so that transform reports the records holding them.
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            column = pc.equal(column, "t") if pa.types.is_boolean(wanted) else pc.cast(column, wanted)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, names=names)
+
+
+def read_csv_batches(
+    conn: Connection, query: sa.Select[Any], types: dict[str, pa.DataType], batch_size: int
+) -> Iterator[pa.Table]:
+    """Stream ``query`` with ``COPY (query) TO STDOUT (FORMAT csv)`` and yield Arrow tables of ``batch_size`` rows.
+
+    Arrow parses each batch's text in one call instead of building one Python object per value.
+    ``types`` gives the Arrow type of every selected column, in order.
+    """
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    statement = f"COPY ({compiled}) TO STDOUT (FORMAT csv)"
+    with _driver_errors("COPY (source query) TO STDOUT"), raw.cursor() as cur:
+        cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+        with cur.copy(statement, compiled.params) as copy:
+            chunk: list[Any] = []
+            for row in copy:
+                chunk.append(row)
+                if len(chunk) >= batch_size:
+                    yield _parse_csv(b"".join(chunk), types)
+                    chunk = []
+            if chunk:
+                yield _parse_csv(b"".join(chunk), types)
+
+
+__all__ = ["any_of", "copy_rows", "copy_tuples", "copy_upsert", "read_csv_batches", "supports_copy"]

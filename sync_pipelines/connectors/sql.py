@@ -203,11 +203,17 @@ class SqlSourceReader:
         self.source: SqlSource = config.source
         self.engine, self.endpoint = create_sql_engine(self.source.url, where=f"{config.name}: source.url")
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._reflected: sa.Table | None = None
 
     def _selectable(self, conn: Connection) -> sa.FromClause:
         if self.source.table is not None:
+            # Reflected once per reader (one run): its schema, count and read use the same definition. Only the
+            # columns are read (a read needs no constraints or indexes), a fraction of a full reflection's queries.
+            if self._reflected is not None:
+                return self._reflected
             try:
-                return sa.Table(self.source.table, sa.MetaData(), schema=self.source.db_schema, autoload_with=conn)
+                self._reflected = reflect_columns(conn, self.source.table, self.source.db_schema)
+                return self._reflected
             except sa_exc.NoSuchTableError:
                 where = f"{self.source.db_schema}.{self.source.table}" if self.source.db_schema else self.source.table
                 raise PermanentConnectorError(
@@ -388,6 +394,17 @@ class SqlSourceReader:
             query, names = self.select_rows(
                 conn, watermark, incremental=incremental, window=window, key_range=key_range
             )
+            copy_types = _copy_types(conn, query)
+            if copy_types is not None:
+                for table in pg_copy.read_csv_batches(conn, query, copy_types, cfg.batch_size):
+                    position = None
+                    if incremental and cfg.cursor is not None:
+                        position = {
+                            "cursor": encode(table.column(cfg.cursor)[-1].as_py()),
+                            "key": [encode(table.column(k)[-1].as_py()) for k in cfg.source_key],
+                        }
+                    yield SourceBatch(table, position)
+                return
             result = conn.execution_options(stream_results=True, yield_per=cfg.batch_size).execute(query)
             for rows in result.partitions(cfg.batch_size):
                 table = _rows_to_arrow(names, rows)
@@ -399,6 +416,41 @@ class SqlSourceReader:
                         "key": [encode(last[k]) for k in cfg.source_key],
                     }
                 yield SourceBatch(table, position)
+
+
+def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataType] | None:
+    """Arrow types to read ``query`` with ``COPY ... TO STDOUT (FORMAT csv)``, or None to read it row by row.
+
+    Only PostgreSQL columns whose text form Arrow parses back exactly qualify: booleans, integers,
+    decimals of declared precision, timestamps without time zone, dates and text.
+    """
+    if not pg_copy.supports_copy(conn):
+        return None
+    types: dict[str, pa.DataType] = {}
+    for column in query.selected_columns:
+        kind = column.type
+        if isinstance(kind, sa.Enum | sa.Float | sa.Interval) or not isinstance(
+            kind, sa.Boolean | sa.Integer | sa.Numeric | sa.DateTime | sa.Date | sa.String
+        ):
+            return None
+        if isinstance(kind, sa.DateTime) and kind.timezone:
+            return None
+        if isinstance(kind, sa.Numeric) and not (kind.precision and 0 < kind.precision <= 38):
+            return None
+        if column.name in types:
+            return None
+        types[column.name] = arrow_type_of(kind, sqlite=False)
+    return types
+
+
+def reflect_columns(conn: Connection, name: str, schema: str | None) -> sa.Table:
+    """A table's columns and their types, as reflected by the database (raises ``NoSuchTableError``).
+
+    Reads, upserts and deletes need nothing else; a full reflection also reads constraints, indexes and
+    comments, several times the queries.
+    """
+    columns = sa.inspect(conn).get_columns(name, schema=schema)
+    return sa.Table(name, sa.MetaData(schema=schema), *[sa.Column(c["name"], c["type"]) for c in columns])
 
 
 def _rows_to_arrow(names: list[str], rows: Sequence[sa.Row[Any]]) -> pa.Table:
@@ -503,7 +555,7 @@ class SqlTargetWriter:
                     for name, t in schema.items()
                 ]
                 sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), *columns).create(conn)
-            table = sa.Table(self.target.table, sa.MetaData(schema=self.target.db_schema), autoload_with=conn)
+            table = reflect_columns(conn, self.target.table, self.target.db_schema)
             missing = [c for c in schema if c not in table.c]
             if missing:
                 raise PermanentConnectorError(
@@ -634,11 +686,10 @@ class SqlTargetWriter:
         """Remember keys the source still has (``table``: a dry run's temporary copy)."""
         target = table if table is not None else self.seen_table
         assert target is not None
-        rows = [dict(zip(self.target.key, k, strict=True)) for k in keys]
-        if rows and pg_copy.supports_copy(conn):
-            pg_copy.copy_rows(conn, target, rows)
-        elif rows:
-            conn.execute(sa.insert(target), rows)
+        if keys and pg_copy.supports_copy(conn):
+            pg_copy.copy_tuples(conn, target, self.target.key, keys)
+        elif keys:
+            conn.execute(sa.insert(target), [dict(zip(self.target.key, k, strict=True)) for k in keys])
 
     def _missing_condition(self, seen: sa.Table) -> sa.ColumnElement[bool]:
         assert self.table is not None

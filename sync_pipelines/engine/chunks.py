@@ -497,7 +497,7 @@ def _load_chunk(
                     raise
                 time.sleep(0.2 * attempt)
         counts.merge(plan.counts)
-        samples.add(plan.outcomes)
+        samples.add(plan.sampled)
     return counts, samples.items
 
 

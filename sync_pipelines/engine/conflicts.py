@@ -34,6 +34,7 @@ from sync_pipelines.connectors.conflict_store import (
     utcnow,
 )
 from sync_pipelines.connectors.fingerprint import key_hash, row_normaliser, values_hash
+from sync_pipelines.connectors.pg_bulk import BulkSpec, bulk_spec
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
@@ -92,6 +93,19 @@ class Reconciler:
         self.settled: list[str] = []
         self.bidirectional = config.direction is SyncDirection.BIDIRECTIONAL
         self.propagate_deletes = self.bidirectional and config.delete_missing
+        self._bulk: BulkSpec | None = None
+        self._bulk_checked = False
+
+    def bulk(self, conn: Connection) -> BulkSpec | None:
+        """The set-based path for this sync's batches (see :mod:`~sync_pipelines.connectors.pg_bulk`), if its
+        target allows it; checked once per run. Bidirectional syncs always judge record by record."""
+        if not self._bulk_checked:
+            self._bulk_checked = True
+            if not self.bidirectional:
+                self._bulk = bulk_spec(
+                    conn, self.writer.table, self.config.name, self.types, self.columns, self.key_names
+                )
+        return self._bulk
 
     def key_hash(self, key: Sequence[Any]) -> str:
         """The key hash of a record (see :func:`~sync_pipelines.connectors.fingerprint.key_hash`)."""
@@ -178,6 +192,11 @@ class Reconciler:
         # leave the record alone until one side changes again.
         self.agreed(key, record_key, row)
         return Verdict(_POLICY_ACTION[policy], write=policy is ConflictPolicy.SOURCE_WINS, changes=changes)
+
+    def changes(self, row: dict[str, Any], before: dict[str, Any]) -> dict[str, list[Any]]:
+        """``field -> [target value, source value]`` of the fields whose normalised values differ."""
+        source, target = self.normalise(row), self.normalise(before)
+        return _changes([f for f in self.fields if source[f] != target[f]], before, row)
 
     def judge_missing(self, key: Sequence[Any], record_key: dict[str, Any]) -> Verdict | None:
         """Bidirectional: the verdict on a source record missing from the target, or None to create it there.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -15,8 +17,9 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.conflict_store import NewConflict
+from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
 from sync_pipelines.connectors.registry import target_writer
-from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, translate_errors
+from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
@@ -41,6 +44,32 @@ class _Plan:
     conflicts: list[NewConflict] = field(default_factory=list)
     reverse_rows: list[dict[str, Any]] = field(default_factory=list)
     reverse_deletes: list[dict[str, Any]] = field(default_factory=list)
+    bulk: BulkBatch | None = None
+    """Records planned set-based (created, unchanged); their rows and outcomes are written by :func:`_apply_bulk`."""
+    bulk_samples: list[RecordOutcome] = field(default_factory=list)
+    """The first outcomes of the set-based records, for the run's samples (their rows are written in SQL)."""
+
+    @property
+    def sampled(self) -> list[RecordOutcome]:
+        """Outcomes to offer the run's samples."""
+        return self.outcomes + self.bulk_samples if self.bulk_samples else self.outcomes
+
+
+_BULK_SAMPLES = 1000
+
+
+def _seen_keys(table: pa.Table, key_names: list[str]) -> list[tuple[Any, ...]]:
+    """Keys present in a batch (also those of failed rows whose key itself is fine), as compared with the target."""
+    columns = [table.column(k) for k in key_names]
+    complete = table.filter(functools.reduce(pc.and_, [pc.is_valid(c) for c in columns])) if len(columns) > 1 else None
+    if complete is None:
+        values = columns[0].drop_null().to_pylist()
+        keys = [(v,) for v in values]
+    else:
+        keys = list(zip(*[complete.column(k).to_pylist() for k in key_names], strict=True))
+    if any(pa.types.is_timestamp(c.type) and c.type.tz is not None for c in columns):
+        return [norm_key(k) for k in keys]
+    return keys
 
 
 def _plan_batch(
@@ -55,21 +84,47 @@ def _plan_batch(
     """Classify every record of a batch against the current target rows and their baselines (read-only).
 
     Unchanged records are counted; they get an outcome of their own only with ``keep_unchanged``.
+    On a target that allows it, records are first classified set-based (see
+    :mod:`~sync_pipelines.connectors.pg_bulk`); only those that need a closer look are judged one by one.
     """
     plan = _Plan()
     key_names = writer.target.key
-    errors = table.column(ERROR_COLUMN).to_pylist()
-    raw_keys = table.column(KEY_COLUMN).to_pylist()
     ok_mask = pc.is_null(table.column(ERROR_COLUMN))
     plan.counts.processed = table.num_rows
-    for err, raw_key in zip(errors, raw_keys, strict=True):
-        if err is not None:
-            plan.outcomes.append(RecordOutcome(json.loads(raw_key), RecordAction.FAILED, error=err))
-            plan.counts.add(RecordAction.FAILED)
-    # Keys of failed rows whose key itself is fine still count as present in the source.
-    key_cols = [table.column(k).to_pylist() for k in key_names]
-    plan.seen_keys = [norm_key(k) for k in zip(*key_cols, strict=True) if all(v is not None for v in k)]
-    good = table.filter(ok_mask).select(columns).to_pylist()
+    failed = table.filter(pc.invert(ok_mask))
+    for err, raw_key in zip(
+        failed.column(ERROR_COLUMN).to_pylist(), failed.column(KEY_COLUMN).to_pylist(), strict=True
+    ):
+        plan.outcomes.append(RecordOutcome(json.loads(raw_key), RecordAction.FAILED, error=err))
+        plan.counts.add(RecordAction.FAILED)
+    plan.seen_keys = _seen_keys(table, key_names)
+    bulk = reconciler.bulk(conn) if reconciler is not None and conn is not None else None
+    if bulk is not None:
+        assert conn is not None and reconciler is not None
+        staged = bulk.stage(conn, with_positions(table, ok_mask), with_baselines=reconciler.store.exists(conn))
+        plan.bulk = staged
+        plan.counts.add(RecordAction.CREATED, len(staged.created))
+        plan.counts.add(RecordAction.UNCHANGED, staged.unchanged)
+        sample_at = [(RecordAction.CREATED, staged.created[:_BULK_SAMPLES])]
+        if keep_unchanged and staged.unchanged:
+            ok_positions = np.flatnonzero(ok_mask.to_numpy(zero_copy_only=False))
+            unchanged = np.setdiff1d(ok_positions, np.concatenate([staged.created, staged.judge]))
+            sample_at.append((RecordAction.UNCHANGED, unchanged[:_BULK_SAMPLES]))
+        for action, positions in sample_at:
+            key_rows = table.take(pa.array(positions, pa.int64())).select(key_names).to_pylist()
+            plan.bulk_samples += [RecordOutcome({k: display(r[k]) for k in key_names}, action) for r in key_rows]
+        if len(staged.updated):
+            updated = table.take(pa.array(staged.updated, pa.int64())).select(columns).to_pylist()
+            update_keys = [norm_key([row[k] for k in key_names]) for row in updated]
+            current = writer.fetch_existing(conn, update_keys, columns)
+            for key, row in zip(update_keys, updated, strict=True):
+                key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
+                changes = reconciler.changes(row, current.get(key, {}))
+                plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UPDATED, changes))
+                plan.counts.add(RecordAction.UPDATED)
+        good = table.take(pa.array(staged.judge, pa.int64())).select(columns).to_pylist()
+    else:
+        good = table.filter(ok_mask).select(columns).to_pylist()
     keys = [norm_key([row[k] for k in key_names]) for row in good]
     existing = writer.fetch_existing(conn, keys, columns) if conn is not None and keys else {}
     if reconciler is not None:
@@ -117,6 +172,20 @@ def _plan_batch(
             if keep_unchanged:
                 plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UNCHANGED))
     return plan
+
+
+def _apply_bulk(config: SyncConfig, run_id: str, batch: int, conn: Connection, plan: _Plan) -> None:
+    """Write the records a batch planned set-based: new rows, their baselines, their outcomes."""
+    if plan.bulk is not None:
+        entity = config.history.entity or config.target.table
+        plan.bulk.apply(
+            conn,
+            run_id=run_id,
+            batch=batch,
+            entity=entity,
+            now=_utcnow(),
+            keep_unchanged=config.history.store_unchanged,
+        )
 
 
 def _outcome_rows(config: SyncConfig, run_id: str, batch: int, outcomes: list[RecordOutcome]) -> list[dict[str, Any]]:
@@ -277,7 +346,7 @@ def _commit_run(
                 state.last_run_id, state.last_batch = options.run_id, batch.index
                 writer.save_state(conn, state)
             result.counts.merge(plan.counts)
-            samples.add(plan.outcomes)
+            samples.add(plan.sampled)
             progress.batch_done(batch.rows)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
             if tracking:
@@ -331,6 +400,7 @@ def write_plan(
     tracking: bool,
 ) -> None:
     """Write one planned batch inside the caller's transaction: rows, baselines, outcomes and seen keys."""
+    _apply_bulk(config, run_id, batch, conn, plan)
     writer.upsert(conn, plan.upserts)
     reconciler.flush(conn, run_id, plan.conflicts)
     writer.record_outcomes(conn, _outcome_rows(config, run_id, batch, plan.outcomes))
@@ -447,9 +517,7 @@ def _dry_run(
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:
-            writer.table = sa.Table(
-                config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn
-            )
+            writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
             writer.prepare_seen_definition()
         tracking = (config.delete_missing and manifest.full_sync) or reconciler.bidirectional
         temp = writer.temp_seen_table(conn) if exists and tracking else None
@@ -461,7 +529,7 @@ def _dry_run(
             if temp is not None:
                 writer.add_seen(conn, plan.seen_keys, table=temp)
             result.counts.merge(plan.counts)
-            samples.add(plan.outcomes)
+            samples.add(plan.sampled)
             progress.batch_done(batch.rows)
         if temp is not None and reconciler.bidirectional:
             finish = finish_bidirectional(

@@ -114,7 +114,8 @@ def map_batch(
 ) -> tuple[pa.Table, int]:
     """Map one source batch to the target columns plus ``__error`` and ``__key``; returns it and its failures."""
     n = table.num_rows
-    errors: list[list[str]] = [[] for _ in range(n)]
+    errors: dict[int, list[str]] = {}
+    """Reasons by row, for the failing rows only."""
     columns: dict[str, pa.Array] = {}
     targets = list(config.mapping) if config.mapping else list(table.column_names)
     for target in targets:
@@ -127,48 +128,96 @@ def map_batch(
             raw = table.column(source).combine_chunks()
         cast, bad = cast_column(raw, wanted)
         for row, value in bad.items():
-            errors[row].append(f"{target}: cannot convert {_short(value)} to {types[target]}")
+            errors.setdefault(row, []).append(f"{target}: cannot convert {_short(value)} to {types[target]}")
         if spec is not None and spec.default is not None:
             default, bad_default = cast_column(pa.array([spec.default]), wanted)
             if bad_default:
                 raise ValueError(f"{config.name}: mapping.{target}.default: cannot convert {spec.default!r}")
             cast = pc.fill_null(cast, default[0])
         columns[target] = cast
-    key_lists = [columns[k].to_pylist() for k in config.target.key]
-    raw_keys = [table.column(config.source_column(k) or k).to_pylist() for k in config.target.key]
-    keys = list(zip(*key_lists, strict=True)) if key_lists else [()] * n
-    seen_in_batch: set[tuple[Any, ...]] = set()
-    valid_rows: list[int] = []
-    valid_keys: list[tuple[Any, ...]] = []
-    for i, key in enumerate(keys):
-        nulls = [k for k, v in zip(config.target.key, key, strict=True) if v is None]
-        if nulls and not errors[i]:
-            errors[i].append(f"key {', '.join(nulls)} is null")
-        if errors[i] or nulls:
-            continue
-        if key in seen_in_batch:
-            errors[i].append("duplicate key within the run")
-            continue
-        seen_in_batch.add(key)
-        valid_rows.append(i)
-        valid_keys.append(key)
+    key_names = list(config.target.key)
+    raw_key_columns = [table.column(config.source_column(k) or k) for k in key_names]
+    if key_names and not errors and _keys_unique(columns, key_names):
+        # No conversion failed, no key is null and none repeats within the batch: only earlier batches can clash.
+        valid_rows = list(range(n))
+        valid_keys = list(zip(*[columns[k].to_pylist() for k in key_names], strict=True))
+    else:
+        key_lists = [columns[k].to_pylist() for k in key_names]
+        keys = list(zip(*key_lists, strict=True)) if key_lists else [()] * n
+        seen_in_batch: set[tuple[Any, ...]] = set()
+        valid_rows = []
+        valid_keys = []
+        for i, key in enumerate(keys):
+            nulls = [k for k, v in zip(key_names, key, strict=True) if v is None]
+            if nulls and i not in errors:
+                errors[i] = [f"key {', '.join(nulls)} is null"]
+            if i in errors:
+                continue
+            if key in seen_in_batch:
+                errors[i] = ["duplicate key within the run"]
+                continue
+            seen_in_batch.add(key)
+            valid_rows.append(i)
+            valid_keys.append(key)
     for pos in duplicates.earlier(valid_keys):
-        errors[valid_rows[pos]].append("duplicate key within the run")
-    error_texts = ["; ".join(e) if e else None for e in errors]
-    key_texts = (
-        [
-            json.dumps(
-                dict(zip(config.target.key, (display(v) for v in raw), strict=True)), default=str, ensure_ascii=False
-            )
-            for raw in zip(*raw_keys, strict=True)
+        errors.setdefault(valid_rows[pos], []).append("duplicate key within the run")
+    error_column = (
+        pa.array(["; ".join(errors[i]) if i in errors else None for i in range(n)], pa.string())
+        if errors
+        else pa.nulls(n, pa.string())
+    )
+    key_texts = _key_texts(key_names, raw_key_columns, n)
+    key_column = key_texts if isinstance(key_texts, pa.Array) else pa.array(key_texts, pa.string())
+    out = pa.table({**columns, ERROR_COLUMN: error_column, KEY_COLUMN: key_column})
+    return out, len(errors)
+
+
+def _keys_unique(columns: dict[str, pa.Array], key_names: list[str]) -> bool:
+    """Whether no key value is null and no key repeats within the batch (checked column-wise)."""
+    key_columns = [columns[k] for k in key_names]
+    if any(c.null_count for c in key_columns):
+        return False
+    n = len(key_columns[0])
+    if len(key_columns) == 1:
+        return bool(pc.count_distinct(key_columns[0]).as_py() == n)
+    grouped = pa.table(dict(zip(key_names, key_columns, strict=True))).group_by(key_names).aggregate([])
+    return bool(grouped.num_rows == n)
+
+
+def _json_string(values: pa.Array) -> pa.Array | None:
+    """JSON string literals of a text column (as ``json.dumps(..., ensure_ascii=False)`` writes them), or None
+    when some value holds a control character (left to ``json.dumps``)."""
+    if pc.any(pc.match_substring_regex(values, "[\\x00-\\x1f]")).as_py():
+        return None
+    escaped = pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+    return pc.binary_join_element_wise('"', escaped, '"', "")
+
+
+def _key_texts(key_names: list[str], raw_columns: list[pa.ChunkedArray], n: int) -> list[str] | pa.Array:
+    """Each record's key as JSON (the ``__key`` column), column-wise for integer and text keys."""
+    if not raw_columns:
+        return ["{}"] * n
+    parts: list[Any] = []
+    for i, (name, column) in enumerate(zip(key_names, raw_columns, strict=True)):
+        values = column.combine_chunks()
+        if pa.types.is_integer(values.type):
+            rendered: pa.Array | None = pc.cast(values, pa.string())
+        elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            rendered = _json_string(pc.cast(values, pa.string()))
+        else:
+            rendered = None
+        if rendered is None:
+            return [
+                json.dumps(
+                    dict(zip(key_names, (display(v) for v in raw), strict=True)), default=str, ensure_ascii=False
+                )
+                for raw in zip(*[c.to_pylist() for c in raw_columns], strict=True)
+            ]
+        parts += [
+            ("{" if i == 0 else ", ") + json.dumps(name, ensure_ascii=False) + ": ",
+            pc.fill_null(rendered, "null"),
         ]
-        if raw_keys
-        else ["{}"] * n
-    )
-    out = pa.table(
-        {**columns, ERROR_COLUMN: pa.array(error_texts, pa.string()), KEY_COLUMN: pa.array(key_texts, pa.string())}
-    )
-    return out, sum(1 for e in error_texts if e)
+    return pc.binary_join_element_wise(*parts, "}", "")
 
 
 def _short(value: Any) -> str:
