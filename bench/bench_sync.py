@@ -317,18 +317,8 @@ def main() -> None:
                 result = measure(size, source, work, args)
                 result["ratios"] = ratios(result)
                 results.append(result)
-    report = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "args": vars(args),
-        "results": results,
-    }
     print_table(results)
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"bench-{report['when'].replace(':', '')}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"\nJSON: {path}")
+    print(f"\nJSON: {write_report('bench', results, args)}")
 
 
 def main_workers(sizes: list[int], args: argparse.Namespace) -> None:
@@ -339,12 +329,6 @@ def main_workers(sizes: list[int], args: argparse.Namespace) -> None:
         os.environ["SYNC_PIPELINES_STAGING_DIR"] = str(work / "staging")
         for size in sizes:
             results.append(measure_workers(size, work, args))
-    report = {
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "args": vars(args),
-        "results": results,
-    }
     # Peak RSS is the main process's: worker processes are forked by a fork server, not counted here.
     print(f"\n{'rows':>8} {'case':<34} {'median s':>9} {'rows/s':>10} {'peak MB':>8}  runs")
     for res in results:
@@ -358,11 +342,23 @@ def main_workers(sizes: list[int], args: argparse.Namespace) -> None:
             print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x  (medians)")
         for name, value in res["speedup_best_runs"].items():
             print(f"{res['rows']:>8} speed-up {name:<25} {value:9.2f} x  (fastest runs)")
+    print(f"\nJSON: {write_report('bench-workers', results, args)}")
+
+
+def write_report(prefix: str, results: list[dict[str, Any]], args: argparse.Namespace) -> Path:
+    """Write the figures, the machine and the arguments to ``bench/results/<prefix>-<when>.json``."""
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    report = {
+        "when": when,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "args": vars(args),
+        "results": results,
+    }
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    path = out_dir / f"bench-workers-{report['when'].replace(':', '')}.json"
+    path = out_dir / f"{prefix}-{when.replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2))
-    print(f"\nJSON: {path}")
+    return path
 
 
 def print_table(results: list[dict[str, Any]]) -> None:

@@ -217,7 +217,7 @@ def test_dry_runs_and_incremental_reads_stay_serial(sqlite_dbs: Databases) -> No
 def test_the_dagster_job_runs_the_chunks(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 30)])
     cfg = full_config(sqlite_dbs, parallel=PARALLEL)
-    job = build_definitions([cfg]).get_job_def(job_name(cfg.name))
+    job = build_definitions([cfg]).resolve_job_def(job_name(cfg.name))
     with DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(instance=instance, raise_on_error=False)
     assert result.success

@@ -55,7 +55,7 @@ from sync_pipelines.engine.load import load as load_rows
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
-from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target_types
+from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target_types, transformed_manifest
 from sync_pipelines.errors import ConcurrentRunError, SyncError, TransientConnectorError
 from sync_pipelines.types import Counts, RecordOutcome, SyncDirection
 
@@ -306,17 +306,7 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
     staging = options.staging_dir(config.name)
     prepare_dir(staging / "transform")
     types = target_types(config, manifest.types)
-    out = Manifest(
-        sync=manifest.sync,
-        run_id=manifest.run_id,
-        stage="transform",
-        full_sync=manifest.full_sync,
-        watermark_before=manifest.watermark_before,
-        state_version=manifest.state_version,
-        types=types,
-        final_position=manifest.final_position,
-        details=dict(manifest.details),
-    )
+    out = transformed_manifest(manifest, types)
     chunks = _by_chunk(manifest.batches)
     progress = Progress(config.name, "transform", options.logger, total=manifest.rows)
     mapped = run_pool(

@@ -225,11 +225,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
-    """Map each staged batch to the target schema; failing records are kept with their reason."""
-    folder = prepare_dir(options.staging_dir(config.name) / "transform")
-    types = target_types(config, manifest.types)
-    out = Manifest(
+def transformed_manifest(manifest: Manifest, types: dict[str, str]) -> Manifest:
+    """The (still empty) transform manifest following an extract manifest: same run, state and details."""
+    return Manifest(
         sync=manifest.sync,
         run_id=manifest.run_id,
         stage="transform",
@@ -238,7 +236,15 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
         state_version=manifest.state_version,
         types=types,
         final_position=manifest.final_position,
+        details=dict(manifest.details),
     )
+
+
+def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
+    """Map each staged batch to the target schema; failing records are kept with their reason."""
+    folder = prepare_dir(options.staging_dir(config.name) / "transform")
+    types = target_types(config, manifest.types)
+    out = transformed_manifest(manifest, types)
     duplicates = _DuplicateTracker(ordered_by_key=manifest.full_sync)
     progress = Progress(config.name, "transform", options.logger, total=manifest.rows)
     for batch in manifest.batches:
