@@ -49,6 +49,7 @@ from sync_pipelines.engine.load import (
     _Samples,
     _schema,
     finish_run,
+    resuming_run,
     write_plan,
 )
 from sync_pipelines.engine.load import load as load_rows
@@ -56,7 +57,7 @@ from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, Sync
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target_types, transformed_manifest
-from sync_pipelines.errors import ConcurrentRunError, SyncError, TransientConnectorError
+from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.types import Counts, RecordOutcome, SyncDirection
 
 BATCHES_TABLE = "_sync_batches"
@@ -392,14 +393,7 @@ def _commit_chunks(
                     )
                 )
             }
-        # As in the serial path: a manifest read before this run's own earlier writes resumes after them.
-        resuming = state.last_run_id == options.run_id and state.version != manifest.state_version
-        if state.version != manifest.state_version and not resuming:
-            raise ConcurrentRunError(
-                f"sync {config.name}: run {state.last_run_id} wrote the target after this run read its source; "
-                "start a new run"
-            )
-        if not resuming:
+        if not resuming_run(config, state, manifest, options.run_id):
             done = set()
             with translate_errors(writer.endpoint, "starting the parallel load"), writer.engine.begin() as conn:
                 conn.execute(sa.delete(committed).where(committed.c.sync == config.name))

@@ -290,6 +290,25 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions, commit: Co
     return result
 
 
+def resuming_run(config: SyncConfig, state: SyncState, manifest: Manifest, run_id: str) -> bool:
+    """Whether this load resumes batches an earlier attempt of the same run committed.
+
+    Resume only when the manifest predates those batches: a manifest extracted after them already
+    starts past them, so nothing of it may be skipped. Any other write since the extract read the
+    source is another run's, and the load is refused rather than overwrite newer data with a stale read.
+
+    Raises:
+        ConcurrentRunError: another run wrote the target after this run read its source.
+    """
+    if state.version == manifest.state_version:
+        return False
+    if state.last_run_id == run_id:
+        return True
+    raise ConcurrentRunError(
+        f"sync {config.name}: run {state.last_run_id} wrote the target after this run read its source; start a new run"
+    )
+
+
 def _commit_run(
     config: SyncConfig,
     manifest: Manifest,
@@ -310,15 +329,7 @@ def _commit_run(
     with writer.lease(options.run_id):
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
             state = writer.read_state(conn)
-        # Resume only when this manifest predates the batches an earlier attempt of this run committed:
-        # a manifest extracted after them already starts past them, so nothing of it may be skipped.
-        resuming = state.last_run_id == options.run_id and state.version != manifest.state_version
-        if state.version != manifest.state_version and not resuming:
-            raise ConcurrentRunError(
-                f"sync {config.name}: run {state.last_run_id} wrote the target after this run read its source; "
-                "start a new run"
-            )
-        done = state.last_batch if resuming else -1
+        done = state.last_batch if resuming_run(config, state, manifest, options.run_id) else -1
         remaining = sum(b.rows for b in manifest.batches if b.index > done)
         progress = Progress(config.name, "load", options.logger, total=remaining)
         for batch in manifest.batches:
