@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter
-from sync_pipelines.connectors.lease import sync_lease
+from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.errors import ConcurrentRunError
 from sync_pipelines_tests.conftest import Databases
 

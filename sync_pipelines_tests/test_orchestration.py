@@ -329,3 +329,26 @@ def test_materializing_from_the_asset_graph_tags_the_run_with_its_sync(tmp_path:
     tags = run_tags(result.run_id)
     assert (tags[Tag.SYNC_NAME.value], tags[Tag.STATUS.value]) == ("people", "completed")
     assert load_metadata(result, "people")["created"] == 3
+
+
+def test_each_step_opens_the_target_database_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ledger row, the writes, the metadata and the closing row of a step share one engine (one pool)."""
+    make_source(tmp_path / "source.db", ROWS)
+    sync = Sync(tmp_path, mode="incremental", cursor="updated_at")
+    created: list[str] = []
+    real = sa.create_engine
+
+    def counting(url: Any, **kwargs: Any) -> sa.Engine:
+        engine = real(url, **kwargs)
+        created.append(str(engine.url.database))
+        return engine
+
+    monkeypatch.setattr(sa, "create_engine", counting)
+    result = sync.run()
+
+    assert result.success
+    assert load_metadata(result, "people")["created"] == 3
+    steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    assert len(steps) >= 3
+    # At most one engine per step for the target (extract reads the watermark, load writes and records).
+    assert 1 <= created.count(str(sync.target)) <= len(steps), (steps, created)

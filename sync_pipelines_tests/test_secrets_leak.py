@@ -224,7 +224,7 @@ def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
     }
     config = SyncConfig.model_validate(data)
     if dbs.backend == "mariadb":
-        with pytest.raises(PermanentConnectorError, match="contain a backtick"):
+        with pytest.raises(PermanentConnectorError, match="contains a backtick"):
             run_sync(config, RunOptions(run_id="backtick"))
         mapping = {k.replace("`", ""): v for k, v in HOSTILE_COLUMNS.items()}
         config = config.model_copy(update={"mapping": SyncConfig.model_validate({**data, "mapping": mapping}).mapping})

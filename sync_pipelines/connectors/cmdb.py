@@ -20,15 +20,16 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.elasticsearch import CmdbTarget
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.connectors.es_hosts import HostMetrics
-from sync_pipelines.connectors.lease import sync_lease
 from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction
 
 RESOURCE_COLUMNS = {"cpu_load": "max_cpu", "used_memory": "max_memory", "total_disk": "max_disk"}
 """Resources column <- host metric (the seed's mapping)."""
-RESULTS_TABLE = "_sync_host_results"
+RESULTS_TABLE = bookkeeping.HOST_RESULTS_TABLE
 _IN_CHUNK = 500
 WRITE_ATTEMPTS = 3
 """Attempts of one batch's transaction when a concurrent run wrote the same host first."""
@@ -90,24 +91,7 @@ class CmdbWriter:
             sa.Column("created_at", sa.DateTime),
             sa.Column("updated_at", sa.DateTime),
         )
-        self.results = sa.Table(
-            RESULTS_TABLE,
-            metadata,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("run_id", sa.String(64), nullable=False, index=True),
-            sa.Column("sync", sa.String(128), nullable=False),
-            sa.Column("host_ip", sa.String(64), nullable=False),
-            sa.Column("host_name", sa.String(255)),
-            sa.Column("status", sa.String(16), nullable=False),
-            sa.Column("action", sa.String(16), nullable=False),
-            sa.Column("registered", sa.Boolean, nullable=False),
-            sa.Column("pool_id", sa.Integer),
-            sa.Column("error", sa.Text),
-            *[sa.Column(f"{kind}_{m}", sa.Float) for m in ("cpu", "memory", "disk") for kind in ("max", "avg")],
-            sa.Column("data_points", sa.BigInteger, nullable=False),
-            sa.Column("query_time_range", sa.String(16)),
-            sa.Column("recorded_at", sa.DateTime, nullable=False),
-        )
+        self.results = bookkeeping.host_results_table(metadata)
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:

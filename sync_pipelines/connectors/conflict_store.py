@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sync_pipelines.connectors import pg_copy
-from sync_pipelines.connectors.column_types import LONG_TEXT
+from sync_pipelines.connectors import bookkeeping, pg_copy
+from sync_pipelines.connectors.dialects import backend
 from sync_pipelines.connectors.values import decode, display, encode
 from sync_pipelines.types import ConflictChoice, ConflictStatus
 
@@ -28,12 +28,12 @@ _CHUNK = 500
 
 
 def _chunk(conn: Connection) -> int:
-    """Keys per query: PostgreSQL takes them as one array parameter, others as one parameter each."""
-    return 20_000 if conn.dialect.name == "postgresql" else _CHUNK
+    """Keys per query, as many as the database takes in one."""
+    return backend(conn).keys_per_query
 
 
 def _within(conn: Connection, column: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
-    return pg_copy.any_of(column, values) if conn.dialect.name == "postgresql" else column.in_(values)
+    return backend(conn).key_in(column, values)
 
 
 def utcnow() -> dt.datetime:
@@ -142,40 +142,8 @@ class ConflictStore:
 
     def __init__(self, metadata: sa.MetaData, sync: str):
         self.sync = sync
-        self.baselines = sa.Table(
-            "_sync_baselines",
-            metadata,
-            sa.Column("sync", sa.String(128), primary_key=True),
-            sa.Column("key_hash", sa.String(64), primary_key=True),
-            sa.Column("record_key", sa.Text, nullable=False),
-            sa.Column("source_hash", sa.String(64), nullable=False),
-            sa.Column("target_hash", sa.String(64), nullable=False),
-            sa.Column("target_values", LONG_TEXT, nullable=False),
-            sa.Column("run_id", sa.String(64), nullable=False),
-            sa.Column("updated_at", sa.DateTime, nullable=False),
-            extend_existing=True,
-        )
-        self.conflicts = sa.Table(
-            "_sync_conflicts",
-            metadata,
-            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-            sa.Column("sync", sa.String(128), nullable=False, index=True),
-            sa.Column("key_hash", sa.String(64), nullable=False),
-            sa.Column("record_key", sa.Text, nullable=False),
-            sa.Column("source_values", LONG_TEXT, nullable=False),
-            sa.Column("target_values", LONG_TEXT, nullable=False),
-            sa.Column("baseline_values", LONG_TEXT, nullable=False),
-            sa.Column("changed_fields", sa.Text, nullable=False),
-            sa.Column("field_types", sa.Text, nullable=False),
-            sa.Column("run_id", sa.String(64), nullable=False),
-            sa.Column("status", sa.String(16), nullable=False),
-            sa.Column("detected_at", sa.DateTime, nullable=False),
-            sa.Column("updated_at", sa.DateTime, nullable=False),
-            sa.Column("resolved_by", sa.String(128)),
-            sa.Column("resolved_at", sa.DateTime),
-            sa.Column("resolution", sa.String(16)),
-            extend_existing=True,
-        )
+        self.baselines = bookkeeping.baselines_table(metadata)
+        self.conflicts = bookkeeping.conflicts_table(metadata)
 
     # -- schema
 
@@ -210,7 +178,7 @@ class ConflictStore:
         now = utcnow()
         write = (
             partial(pg_copy.copy_rows, conn, self.baselines)
-            if pg_copy.supports_copy(conn)
+            if backend(conn).can_copy(conn)
             else partial(conn.execute, sa.insert(self.baselines))
         )
         write(

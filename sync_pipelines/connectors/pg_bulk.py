@@ -43,7 +43,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import decimal_parts
-from sync_pipelines.connectors.pg_copy import _driver_errors, _identifier, supports_copy
+from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors.dialects import backend
+from sync_pipelines.connectors.pg_copy import _driver_errors, _identifier
 
 ORD = "__ord"
 """The staged column holding each row's position in its batch."""
@@ -173,7 +175,7 @@ class BulkSpec:
         no_baseline: sql.Composable
         update: sql.Composable
         if with_baselines:
-            baselines = _identifier(sa.Table("_sync_baselines", sa.MetaData(), schema=self.table.schema))
+            baselines = _identifier(sa.Table(bookkeeping.BASELINES_TABLE, sa.MetaData(), schema=self.table.schema))
             baseline_join = sql.SQL(
                 "LEFT JOIN LATERAL (SELECT bb.key_hash, bb.source_hash, bb.target_hash FROM {} bb "
                 "WHERE bb.sync = {} AND bb.key_hash = s.__key_hash OFFSET 0) b ON true"
@@ -285,9 +287,9 @@ class BulkBatch:
         assert isinstance(raw, psycopg.Connection)
         target = _identifier(spec.table)
         schema = spec.table.schema
-        baselines = _identifier(sa.Table("_sync_baselines", sa.MetaData(), schema=schema))
-        conflicts = _identifier(sa.Table("_sync_conflicts", sa.MetaData(), schema=schema))
-        records = _identifier(sa.Table("_sync_records", sa.MetaData(), schema=schema))
+        baselines = _identifier(sa.Table(bookkeeping.BASELINES_TABLE, sa.MetaData(), schema=schema))
+        conflicts = _identifier(sa.Table(bookkeeping.CONFLICTS_TABLE, sa.MetaData(), schema=schema))
+        records = _identifier(sa.Table(bookkeeping.RECORDS_TABLE, sa.MetaData(), schema=schema))
         cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
         non_key = [c for c in spec.columns if c not in spec.key]
         action: sql.Composable = (
@@ -354,7 +356,7 @@ def bulk_spec(
     key: Sequence[str],
 ) -> BulkSpec | None:
     """The set-based plan of a sync's batches, or None when its target needs the per-record path."""
-    if table is None or not key or not supports_copy(conn):
+    if table is None or not key or not backend(conn).can_copy(conn):
         return None
     if any(c not in table.c for c in columns) or any(k not in columns for k in key):
         return None

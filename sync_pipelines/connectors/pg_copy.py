@@ -24,20 +24,9 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from psycopg import sql
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 _STAGE_NUMBERS = itertools.count()
-
-
-def supports_copy(conn: Connection) -> bool:
-    """Whether ``conn`` is a PostgreSQL connection driven by psycopg 3 (the only one COPY is used on)."""
-    return conn.dialect.name == "postgresql" and isinstance(conn.connection.driver_connection, psycopg.Connection)
-
-
-def any_of(column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
-    """``column = ANY(:values)``: one array parameter instead of one parameter per value (PostgreSQL)."""
-    return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
 
 def _identifier(table: sa.Table) -> sql.Composable:
@@ -187,4 +176,4 @@ def read_csv_batches(
                 yield _parse_csv(b"".join(chunk), types)
 
 
-__all__ = ["any_of", "copy_rows", "copy_tuples", "copy_upsert", "read_csv_batches", "supports_copy"]
+__all__ = ["copy_rows", "copy_tuples", "copy_upsert", "read_csv_batches"]

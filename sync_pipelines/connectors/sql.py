@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,35 +17,18 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact, resolve
-from sync_pipelines.connectors import pg_copy
-from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT
-from sync_pipelines.connectors.lease import sync_lease
+from sync_pipelines.connectors import bookkeeping, pg_copy
+from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT, timestamp_type
+from sync_pipelines.connectors.dialects import backend, backend_of_error, sync_lease
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import (
     ConnectorError,
     PermanentConnectorError,
     TransientConnectorError,
-)
-
-_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
-_TRANSIENT_HINTS = (
-    "could not connect",
-    "connection refused",
-    "connection reset",
-    "server closed the connection",
-    "timeout",
-    "timed out",
-    "deadlock",
-    "lost connection",
-    "can't connect",
-    "database is locked",
-    "too many connections",
-    "terminating connection",
 )
 
 
@@ -59,24 +43,76 @@ def display_url(template: str) -> str:
     return shown
 
 
+class _SharedEngines:
+    """Engines kept for reuse while at least one :func:`shared_engines` block is open (any thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.engines: dict[str, Engine] = {}
+
+
+_SHARED = _SharedEngines()
+
+
+@contextlib.contextmanager
+def shared_engines() -> Iterator[None]:
+    """Within the block, :func:`create_sql_engine` gives one engine (one pool) per database URL.
+
+    A step opens the target for its ledger row, its writes and its metadata: with this, it connects
+    once instead of building an engine and a connection for each. The engines are disposed when the
+    outermost block ends; :func:`release_engine` leaves them alone until then.
+    """
+    with _SHARED.lock:
+        _SHARED.depth += 1
+    try:
+        yield
+    finally:
+        with _SHARED.lock:
+            _SHARED.depth -= 1
+            done = list(_SHARED.engines.values()) if _SHARED.depth == 0 else []
+            if done:
+                _SHARED.engines.clear()
+        for engine in done:
+            engine.dispose()
+
+
+def release_engine(engine: Engine) -> None:
+    """Dispose ``engine`` unless a :func:`shared_engines` block keeps it for the rest of the step."""
+    with _SHARED.lock:
+        if any(e is engine for e in _SHARED.engines.values()):
+            return
+    engine.dispose()
+
+
 def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
-    """Resolve secrets in ``template`` and create an engine; returns it with the display URL."""
+    """Resolve secrets in ``template`` and create an engine; returns it with the display URL.
+
+    Inside :func:`shared_engines`, the engine of a URL is created once and then reused.
+    """
     shown = display_url(template)
     try:
         url: URL = make_url(resolve(template, where=where))
     except sa_exc.ArgumentError as exc:
         raise PermanentConnectorError(f"invalid SQLAlchemy URL ({exc.__class__.__name__})", endpoint=shown) from None
-    if url.drivername in _DEFAULT_DRIVERS:
-        url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
+    db = backend(url)
+    if db.default_dbapi is not None and "+" not in url.drivername:
+        url = url.set(drivername=f"{url.drivername}+{db.default_dbapi}")
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if url.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {"timeout": 60}
-    elif url.get_backend_name() in ("postgresql", "mysql", "mariadb"):
-        kwargs["connect_args"] = {"connect_timeout": 10}
+    if db.connect_args:
+        kwargs["connect_args"] = dict(db.connect_args)
+    cache_key = url.render_as_string(hide_password=False)
+    with _SHARED.lock:
+        if _SHARED.depth and cache_key in _SHARED.engines:
+            return _SHARED.engines[cache_key], shown
     try:
-        return sa.create_engine(url, **kwargs), shown
+        engine = sa.create_engine(url, **kwargs)
     except (sa_exc.ArgumentError, ImportError) as exc:
         raise PermanentConnectorError(f"cannot create engine: {exc}", endpoint=shown) from None
+    with _SHARED.lock:
+        if _SHARED.depth:
+            engine = _SHARED.engines.setdefault(cache_key, engine)
+    return engine, shown
 
 
 def classify(error: BaseException, endpoint: str, action: str) -> ConnectorError:
@@ -84,12 +120,13 @@ def classify(error: BaseException, endpoint: str, action: str) -> ConnectorError
     original = getattr(error, "orig", None) or error
     text = redact(" ".join(str(original).split()))[:500]
     message = f"{action} failed: {text}"
-    lowered = text.lower()
-    transient = isinstance(error, sa_exc.OperationalError | sa_exc.TimeoutError | sa_exc.DisconnectionError) and any(
-        hint in lowered for hint in _TRANSIENT_HINTS
+    # Told by the driver's exception class and error code (never by message text, which changes with
+    # driver releases and server locales), or by SQLAlchemy's own pool time-out and disconnect detection.
+    transient = (
+        isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError)
+        or (isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated)
+        or backend_of_error(original).is_transient(original)
     )
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        transient = True
     cls = TransientConnectorError if transient else PermanentConnectorError
     return cls(message, endpoint=endpoint)
 
@@ -140,7 +177,7 @@ def sql_type_of(arrow: pa.DataType, *, key: bool) -> sa.types.TypeEngine[Any]:
         return sa.Numeric(arrow.precision, arrow.scale)
     if pa.types.is_timestamp(arrow):
         tz = arrow.tz is not None
-        return sa.DateTime(timezone=tz).with_variant(mysql.DATETIME(fsp=6, timezone=tz), "mysql", "mariadb")
+        return timestamp_type(timezone=tz)
     if pa.types.is_date(arrow):
         return sa.Date()
     if pa.types.is_binary(arrow):
@@ -202,7 +239,7 @@ class SqlSourceReader:
         self.config = config
         self.source: SqlSource = config.source
         self.engine, self.endpoint = create_sql_engine(self.source.url, where=f"{config.name}: source.url")
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_sqlite = backend(self.engine).stores_dates_as_text
         self._reflected: sa.Table | None = None
 
     def _selectable(self, conn: Connection) -> sa.FromClause:
@@ -424,7 +461,7 @@ def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataTyp
     Only PostgreSQL columns whose text form Arrow parses back exactly qualify: booleans, integers,
     decimals of declared precision, timestamps without time zone, dates and text.
     """
-    if not pg_copy.supports_copy(conn):
+    if not backend(conn).can_copy(conn):
         return None
     types: dict[str, pa.DataType] = {}
     for column in query.selected_columns:
@@ -493,32 +530,10 @@ class SqlTargetWriter:
         self.config = config
         self.target: SqlTarget = config.target
         self.engine, self.endpoint = create_sql_engine(self.target.url, where=f"{config.name}: target.url")
-        self.dialect = self.engine.dialect.name
+        self.backend = backend(self.engine)
         self.metadata = sa.MetaData(schema=self.target.db_schema)
-        self.state_table = sa.Table(
-            "_sync_state",
-            self.metadata,
-            sa.Column("sync", sa.String(128), primary_key=True),
-            sa.Column("watermark", sa.Text),
-            sa.Column("version", sa.BigInteger, nullable=False, default=0),
-            sa.Column("last_run_id", sa.String(64)),
-            sa.Column("last_batch", sa.Integer, nullable=False, default=-1),
-            sa.Column("updated_at", sa.DateTime),
-        )
-        self.records_table = sa.Table(
-            "_sync_records",
-            self.metadata,
-            sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-            sa.Column("run_id", sa.String(64), nullable=False, index=True),
-            sa.Column("sync", sa.String(128), nullable=False, index=True),
-            sa.Column("batch", sa.Integer, nullable=False),
-            sa.Column("record_key", sa.Text, nullable=False),
-            sa.Column("entity", sa.String(128)),
-            sa.Column("action", sa.String(16), nullable=False),
-            sa.Column("changes", LONG_TEXT),
-            sa.Column("error", sa.Text),
-            sa.Column("recorded_at", sa.DateTime, nullable=False),
-        )
+        self.state_table = bookkeeping.state_table(self.metadata)
+        self.records_table = bookkeeping.records_table(self.metadata)
         self.table: sa.Table | None = None
         self.seen_table: sa.Table | None = None
 
@@ -526,15 +541,12 @@ class SqlTargetWriter:
 
     def prepare(self, schema: dict[str, pa.DataType]) -> sa.Table:
         """Create the bookkeeping tables, and the target table if allowed; check the target's columns."""
-        if self.dialect in ("mysql", "mariadb"):
-            # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.
-            ticked = [n for n in (self.target.table, *schema) if "`" in n]
-            if ticked:
-                raise PermanentConnectorError(
-                    f"name(s) {', '.join(map(repr, ticked))} contain a backtick, which this database's "
-                    "table reflection cannot read back; rename them in the sync's mapping or target.table",
-                    endpoint=self.endpoint,
-                )
+        problems = [f"{n!r} {why}" for n in (self.target.table, *schema) if (why := self.backend.identifier_problem(n))]
+        if problems:
+            raise PermanentConnectorError(
+                f"name(s) {'; '.join(problems)}; rename them in the sync's mapping or target.table",
+                endpoint=self.endpoint,
+            )
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
             inspector = sa.inspect(conn)
@@ -569,13 +581,13 @@ class SqlTargetWriter:
     def prepare_seen_definition(self) -> None:
         """Define (not create) the table of keys seen in a full sync, typed like the target's key."""
         assert self.table is not None
-        key_cols = [sa.Column(k, self.table.c[k].type, primary_key=True, autoincrement=False) for k in self.target.key]
-        name = _short(self.config.name, "_sync_seen_")
+        key_cols = [(k, self.table.c[k].type) for k in self.target.key]
+        name = _short(self.config.name, bookkeeping.SEEN_PREFIX)
         if name in self.metadata.tables or f"{self.target.db_schema}.{name}" in self.metadata.tables:
             self.metadata.remove(
                 self.metadata.tables[f"{self.target.db_schema}.{name}" if self.target.db_schema else name]
             )
-        self.seen_table = sa.Table(name, self.metadata, *key_cols)
+        self.seen_table = bookkeeping.seen_table(self.metadata, name, key_cols)
 
     # -- state
 
@@ -596,7 +608,7 @@ class SqlTargetWriter:
 
     def current_state(self) -> SyncState:
         with translate_errors(self.endpoint, "reading the sync state"), self.engine.connect() as conn:
-            if not sa.inspect(conn).has_table("_sync_state", schema=self.target.db_schema):
+            if not sa.inspect(conn).has_table(bookkeeping.STATE_TABLE, schema=self.target.db_schema):
                 return SyncState()
             return self.read_state(conn)
 
@@ -628,14 +640,12 @@ class SqlTargetWriter:
         key_cols = self.key_columns()
         found: dict[tuple[Any, ...], dict[str, Any]] = {}
         select_cols = [self.table.c[c] for c in columns]
-        single_pg = len(key_cols) == 1 and self.dialect == "postgresql"
-        chunk = 20_000 if single_pg else 500
+        db = self.backend
+        chunk = db.keys_per_query if len(key_cols) == 1 else min(db.keys_per_query, 500)
         for start in range(0, len(keys), chunk):
             part = keys[start : start + chunk]
-            if single_pg:
-                cond = pg_copy.any_of(key_cols[0], [k[0] for k in part])
-            elif len(key_cols) == 1:
-                cond = key_cols[0].in_([k[0] for k in part])
+            if len(key_cols) == 1:
+                cond = db.key_in(key_cols[0], [k[0] for k in part])
             else:
                 cond = sa.tuple_(*key_cols).in_(part)
             for row in conn.execute(sa.select(*select_cols).where(cond)).mappings():
@@ -648,29 +658,18 @@ class SqlTargetWriter:
             return
         assert self.table is not None
         table = self.table
-        non_key = [c for c in rows[0] if c not in self.target.key]
-        if self.dialect in ("postgresql", "sqlite"):
-            module = postgresql if self.dialect == "postgresql" else sqlite
-            stmt = module.insert(table)
-            if non_key:
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=self.target.key, set_={c: stmt.excluded[c] for c in non_key}
-                )
-            else:
-                stmt = stmt.on_conflict_do_nothing(index_elements=self.target.key)
-        elif self.dialect in ("mysql", "mariadb"):
-            my = mysql.insert(table)
-            update = {c: my.inserted[c] for c in (non_key or self.target.key[:1])}
-            stmt = my.on_duplicate_key_update(update)
-        else:
-            raise PermanentConnectorError(f"no upsert for dialect {self.dialect}", endpoint=self.endpoint)
-        if pg_copy.supports_copy(conn):
+        if self.backend.can_copy(conn):
             pg_copy.copy_upsert(conn, table, self.target.key, rows)
             return
+        non_key = [c for c in rows[0] if c not in self.target.key]
+        try:
+            stmt = self.backend.upsert_statement(table, self.target.key, non_key)
+        except NotImplementedError as exc:
+            raise PermanentConnectorError(str(exc), endpoint=self.endpoint) from None
         conn.execute(stmt, rows)
 
     def record_outcomes(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        if rows and pg_copy.supports_copy(conn):
+        if rows and self.backend.can_copy(conn):
             pg_copy.copy_rows(conn, self.records_table, rows)
         elif rows:
             conn.execute(sa.insert(self.records_table), rows)
@@ -686,7 +685,7 @@ class SqlTargetWriter:
         """Remember keys the source still has (``table``: a dry run's temporary copy)."""
         target = table if table is not None else self.seen_table
         assert target is not None
-        if keys and pg_copy.supports_copy(conn):
+        if keys and self.backend.can_copy(conn):
             pg_copy.copy_tuples(conn, target, self.target.key, keys)
         elif keys:
             conn.execute(sa.insert(target), [dict(zip(self.target.key, k, strict=True)) for k in keys])

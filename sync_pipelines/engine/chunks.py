@@ -36,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 
 from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
+from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.compat import check_drift
 from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.sql import KeyRange, SqlTargetWriter, key_ranges, translate_errors
@@ -60,7 +61,7 @@ from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target
 from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.types import Counts, RecordOutcome, SyncDirection
 
-BATCHES_TABLE = "_sync_batches"
+BATCHES_TABLE = bookkeeping.BATCHES_TABLE
 _ATTEMPTS = 3
 """Tries of one batch transaction in a worker: a deadlock between chunks rolls the batch back, whole."""
 
@@ -353,16 +354,8 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
 
 
 def batches_table(writer: SqlTargetWriter) -> sa.Table:
-    """``_sync_batches``: the batches of a parallel load already committed, one row each (kept for the last run)."""
-    return sa.Table(
-        BATCHES_TABLE,
-        sa.MetaData(schema=writer.target.db_schema),
-        sa.Column("sync", sa.String(128), primary_key=True),
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("batch", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("chunk", sa.Integer, nullable=False),
-        sa.Column("committed_at", sa.DateTime, nullable=False),
-    )
+    """``_sync_batches`` in the target's schema (see :mod:`~sync_pipelines.connectors.bookkeeping`)."""
+    return bookkeeping.batches_table(sa.MetaData(schema=writer.target.db_schema))
 
 
 def _commit_chunks(

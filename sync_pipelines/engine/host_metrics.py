@@ -18,6 +18,7 @@ from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, HostSe
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter, HostResult
 from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, EsHostMetricsReader, HostMetrics, hosts_table
+from sync_pipelines.connectors.sql import release_engine
 from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
@@ -81,7 +82,7 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
             try:
                 hosts = sorted(pool_reader.pool())
             finally:
-                pool_reader.engine.dispose()
+                release_engine(pool_reader.engine)
         options.logger.info(
             "%s: querying %d host(s) from %s over %s, %d at a time",
             config.name,
@@ -152,7 +153,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
                     dry_run=options.dry_run,
                 )
     finally:
-        writer.engine.dispose()
+        release_engine(writer.engine)
     counts = Counts(processed=len(results))
     for outcome in results:
         counts.add(outcome.action)

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.sql import create_sql_engine, translate_errors
+from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors.sql import create_sql_engine, release_engine, translate_errors
 from sync_pipelines.types import COUNT_KEYS, RecordAction, RunStatus
 
-LEDGER_TABLE = "_sync_runs"
-RECORDS_TABLE = "_sync_records"
+LEDGER_TABLE = bookkeeping.RUNS_TABLE
+RECORDS_TABLE = bookkeeping.RECORDS_TABLE
 
 
 class Trigger(enum.StrEnum):
@@ -45,33 +45,9 @@ class Trigger(enum.StrEnum):
 FINISHED = (RunStatus.COMPLETED, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-def _timestamp() -> sa.types.TypeEngine[Any]:
-    """A naive UTC timestamp to the microsecond (MariaDB's DATETIME keeps whole seconds by default)."""
-    return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-
-
 def ledger_table(metadata: sa.MetaData) -> sa.Table:
     """The definition of ``_sync_runs`` in ``metadata``."""
-    counts = [sa.Column(key, sa.BigInteger, nullable=False, default=0) for key in COUNT_KEYS]
-    return sa.Table(
-        LEDGER_TABLE,
-        metadata,
-        sa.Column("run_id", sa.String(64), primary_key=True),
-        sa.Column("sync", sa.String(128), nullable=False, index=True),
-        sa.Column("trigger", sa.String(16), nullable=False),
-        sa.Column("user", sa.String(128)),
-        sa.Column("parent_run_id", sa.String(64)),
-        sa.Column("records_run_id", sa.String(64)),
-        sa.Column("mode", sa.String(128), nullable=False),
-        sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
-        sa.Column("status", sa.String(16), nullable=False, index=True),
-        *counts,
-        sa.Column("started_at", _timestamp(), nullable=False, index=True),
-        sa.Column("finished_at", _timestamp()),
-        sa.Column("duration_s", sa.Float),
-        sa.Column("error", sa.Text),
-        sa.Column("error_details", sa.Text),
-    )
+    return bookkeeping.runs_table(metadata)
 
 
 @dataclass
@@ -364,12 +340,12 @@ def _duration(started: dt.datetime | None, finished: dt.datetime | None, given: 
 
 @contextmanager
 def open_ledger(config: SyncConfig) -> Iterator[Ledger]:
-    """The ledger in the target database of ``config``; its engine is disposed afterwards."""
+    """The ledger in the target database of ``config``; its engine is released afterwards."""
     engine, endpoint = create_sql_engine(config.target.url, where=f"{config.name}: target.url")
     try:
         yield Ledger(engine, endpoint, config.target.db_schema)
     finally:
-        engine.dispose()
+        release_engine(engine)
 
 
 def ledger_groups(configs: list[SyncConfig]) -> list[list[SyncConfig]]:

@@ -30,6 +30,7 @@ from pydantic import Field
 from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.sql import shared_engines
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.orchestration import audit
@@ -100,6 +101,11 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
     reaches the UI. A run termination (``DagsterExecutionInterruptedError``, not an ``Exception``)
     sets ``sync/status=cancelled`` and ends the step.
     """
+    with shared_engines():
+        yield from _engine_step(context, cfg, stage)
+
+
+def _engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> Iterator[None]:
     _tag_sync_name(context, cfg)
     _set_status(context, RunStatus.RUNNING)
     audit.record_start(context, cfg)
@@ -220,12 +226,14 @@ def build_load_op(cfg: SyncConfig) -> OpDefinition:
     def _load(
         context: OpExecutionContext, config: SyncRunConfig, manifest: dict[str, Any]
     ) -> Iterator[Output[dict[str, Any]]]:
-        with engine_step(context, cfg, Stage.LOAD):
-            staged = Manifest.from_dict(manifest)
-            options = run_options(context, config, staged)
-            result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
-        extra = {"window": window_text(options.window)} if options.window is not None else None
-        yield from report_load(context, cfg, result, extra)
+        # One engine per database for the whole step: ledger row, writes, metadata and the closing row.
+        with shared_engines():
+            with engine_step(context, cfg, Stage.LOAD):
+                staged = Manifest.from_dict(manifest)
+                options = run_options(context, config, staged)
+                result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
+            extra = {"window": window_text(options.window)} if options.window is not None else None
+            yield from report_load(context, cfg, result, extra)
 
     return _load
 

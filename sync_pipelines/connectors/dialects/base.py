@@ -1,0 +1,100 @@
+"""What every SQL backend declares: the capabilities callers ask about, and the behaviour they delegate.
+
+Callers never test a dialect's name. They ask the backend of a connection or an engine ("can you
+COPY?", "how many keys fit in one query?", "is this driver error worth a retry?") and use what it
+answers, the way SQLAlchemy's dialects declare ``supports_*`` flags and dlt's destinations declare
+their capabilities. One subclass per database lives beside this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipelines.errors import ConcurrentRunError
+
+LEASE_POLL_S = 0.25
+
+
+class SqlBackend:
+    """The defaults of a SQL database reached through SQLAlchemy; subclasses override what differs."""
+
+    name: ClassVar[str] = "default"
+    """SQLAlchemy backend names served (``engine.url.get_backend_name()``), the first being the main one."""
+    backend_names: ClassVar[tuple[str, ...]] = ()
+    default_dbapi: ClassVar[str | None] = None
+    """DBAPI driver used when a URL names the database alone (``postgresql://`` means ``postgresql+psycopg://``)."""
+    stores_dates_as_text: ClassVar[bool] = False
+    """Whether dates, timestamps and decimals come back as the text they were stored as (SQLite)."""
+    connect_args: ClassVar[dict[str, Any]] = {}
+    """Arguments passed to every new DBAPI connection (time-outs)."""
+    keys_per_query: ClassVar[int] = 500
+    """How many key values one ``WHERE key IN (...)`` query may carry."""
+    supports_copy: ClassVar[bool] = False
+    """Whether rows can be streamed in with a bulk protocol (``COPY``) inside a transaction."""
+    driver_modules: ClassVar[tuple[str, ...]] = ()
+    """Top-level modules of the DBAPI drivers whose exceptions :meth:`is_transient` understands."""
+    max_identifier_length: ClassVar[int | None] = None
+    forbidden_identifier_chars: ClassVar[dict[str, str]] = {}
+    """Characters a table or column name may not hold on this database (beyond what quoting handles), by name."""
+
+    # -- capabilities that depend on the live connection
+
+    def can_copy(self, conn: Connection) -> bool:
+        """Whether :attr:`supports_copy` holds for this connection's driver."""
+        return False
+
+    def key_in(self, column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``column IN (values)``, in the cheapest form this database offers."""
+        return column.in_(list(values))
+
+    # -- writing
+
+    def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
+        """An ``INSERT`` that updates ``non_key`` columns of rows whose ``key`` already exists."""
+        raise NotImplementedError(f"no upsert for the {self.name} backend")
+
+    # -- identifiers
+
+    def identifier_problem(self, name: str) -> str | None:
+        """Why ``name`` cannot name a table or column on this database, or None when it can."""
+        bad = [label for char, label in self.forbidden_identifier_chars.items() if char in name]
+        if bad:
+            return f"contains {' and '.join(bad)}, which {self.name} cannot read back from its catalog"
+        if self.max_identifier_length is not None and len(name.encode()) > self.max_identifier_length:
+            return f"is longer than {self.name}'s limit of {self.max_identifier_length} bytes"
+        return None
+
+    # -- errors
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether a DBAPI error (the driver's own exception) is worth retrying: lost connection, lock, deadlock."""
+        return False
+
+    # -- lease
+
+    @contextlib.contextmanager
+    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
+        """Hold the per-sync lease until the block ends; wait until ``deadline`` (monotonic) for it.
+
+        Raises:
+            ConcurrentRunError: another run still holds it at ``deadline``.
+        """
+        yield
+
+
+def lease_name(sync: str) -> str:
+    """The server-side name of a sync's lease."""
+    return f"sync_pipelines:{sync}"
+
+
+def wait_or_fail(sync: str, deadline: float) -> None:
+    """Sleep one poll interval, or raise when the lease could not be had by ``deadline``."""
+    if time.monotonic() > deadline:
+        raise ConcurrentRunError(f"sync {sync}: another run is loading it; wait for it to finish")
+    time.sleep(LEASE_POLL_S)

@@ -1,0 +1,71 @@
+"""PostgreSQL through psycopg 3: COPY, array parameters, advisory locks, SQLSTATE-classified errors."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine
+
+from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
+
+# SQLSTATE classes and codes after which the same statement may succeed on a new attempt.
+_TRANSIENT_CLASSES = ("08", "53", "57P", "40")
+"""Connection exceptions, insufficient resources, shutdowns (57P01-57P03), rollbacks (deadlock, serialization)."""
+_TRANSIENT_CODES = frozenset({"55P03"})
+"""lock_not_available."""
+
+
+class PostgresBackend(SqlBackend):
+    """PostgreSQL: the set-based path (COPY into temporary tables) and one array parameter per key list."""
+
+    name = "postgresql"
+    backend_names = ("postgresql",)
+    default_dbapi = "psycopg"
+    connect_args: ClassVar[dict[str, Any]] = {"connect_timeout": 10}
+    keys_per_query = 20_000
+    supports_copy = True
+    driver_modules = ("psycopg", "psycopg2")
+    max_identifier_length = 63
+
+    def can_copy(self, conn: Connection) -> bool:
+        """COPY is used through psycopg 3 only (psycopg2 would need another code path)."""
+        return isinstance(conn.connection.driver_connection, psycopg.Connection)
+
+    def key_in(self, column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+        """``column = ANY(:values)``: one array parameter instead of one parameter per value."""
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+
+    def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
+        stmt = postgresql.insert(table)
+        if non_key:
+            return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in non_key})
+        return stmt.on_conflict_do_nothing(index_elements=list(key))
+
+    def is_transient(self, error: BaseException) -> bool:
+        state = getattr(error, "sqlstate", None)
+        if state:
+            return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_CODES
+        # No SQLSTATE: the client could not reach the server, or lost it.
+        return isinstance(error, psycopg.OperationalError)
+
+    @contextlib.contextmanager
+    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
+        """A session advisory lock, released by the server when the holder's connection dies."""
+        lock_id = int.from_bytes(hashlib.blake2b(lease_name(sync).encode()).digest()[:8], "big", signed=True)
+        with engine.connect() as conn:
+            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock_id))).scalar():
+                wait_or_fail(sync, deadline)
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    conn.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
+                    conn.commit()

@@ -1,0 +1,63 @@
+"""SQLite through the standard library: prepared statements in one transaction, a file lock as lease."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Engine
+
+from sync_pipelines.connectors.dialects.base import SqlBackend, wait_or_fail
+
+_TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+class SqliteBackend(SqlBackend):
+    """SQLite files (and ``:memory:`` databases, which have no lease: nobody else can reach them)."""
+
+    name = "sqlite"
+    backend_names = ("sqlite",)
+    connect_args: ClassVar[dict[str, Any]] = {"timeout": 60}
+    keys_per_query = 500
+    stores_dates_as_text = True
+    driver_modules = ("sqlite3",)
+
+    def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
+        stmt = sqlite.insert(table)
+        if non_key:
+            return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in non_key})
+        return stmt.on_conflict_do_nothing(index_elements=list(key))
+
+    def is_transient(self, error: BaseException) -> bool:
+        # The primary result code is the low byte of the extended one (SQLITE_BUSY_SNAPSHOT is BUSY too).
+        code = getattr(error, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _TRANSIENT_CODES
+
+    @contextlib.contextmanager
+    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
+        """An exclusive ``flock`` on a file beside the database, released by the OS when the holder dies."""
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        fd = os.open(Path(f"{database}.{sync}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    wait_or_fail(sync, deadline)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
