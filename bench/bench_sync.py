@@ -1,10 +1,12 @@
-"""Benchmark: sync_pipelines beside binary COPY and dlt, on an ERP-like `orders` table, into PostgreSQL.
+"""Benchmark: sync_pipelines beside binary COPY and dlt, on an ERP-like `orders` table, into PostgreSQL
+(and, with --targets, into MariaDB and SQLite beside each one's own bulk floor).
 
     .venv/bin/python bench/bench_sync.py --quick        # 20k rows, PostgreSQL source, one run each, under 2 minutes
     .venv/bin/python bench/bench_sync.py                # 100k and 1M rows
     .venv/bin/python bench/bench_sync.py --workers 1,2 --sizes 100000   # case 1 with `parallel:` workers
     .venv/bin/python bench/bench_sync.py --sizes 1000000 --sources postgresql --cases 1 --runners engine \
         --runs 1 --no-dlt                               # peak RSS of case 1 at 1M rows
+    .venv/bin/python bench/bench_sync.py --sizes 100000 --sources postgresql --targets mariadb,sqlite --runs 1
 
 Cases, each through the engine and through the Dagster job (in-process executor):
   1 full sync into an empty target        2 full sync, all rows unchanged
@@ -60,6 +62,40 @@ def reset_target() -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {DST_SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {DST_SCHEMA}")
         conn.execute("DROP SCHEMA IF EXISTS dlt_bench CASCADE")
+
+
+MARIADB_URL = os.environ.get("BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+
+
+def ensure_mariadb() -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(MARIADB_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS {BENCH_DB}"))
+    engine.dispose()
+
+
+def reset_other_target(target: str, work: Path) -> None:
+    """Empty the MariaDB database or remove the SQLite file that a non-PostgreSQL target run writes."""
+    import sqlalchemy as sa
+
+    if target == "sqlite":
+        (work / "target.db").unlink(missing_ok=True)
+        for lock in work.glob("target.db.*.lock"):
+            lock.unlink()
+        return
+    engine = sa.create_engine(MARIADB_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {BENCH_DB}"))
+        conn.execute(sa.text(f"CREATE DATABASE {BENCH_DB}"))
+    engine.dispose()
+
+
+def target_url(target: str, work: Path) -> str:
+    if target == "sqlite":
+        return f"sqlite:///{work / 'target.db'}"
+    return MARIADB_URL.rstrip("/") + f"/{BENCH_DB}"
 
 
 def sync_config(source: str, sqlite_path: Path, *, mode: str, batch_size: int) -> dict[str, Any]:
@@ -203,6 +239,56 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
     return out
 
 
+FLOORS = {"mariadb": "mariadb_load_data", "sqlite": "sqlite_executemany"}
+
+
+def measure_target(size: int, source: str, target: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Cases 1 and 2 (engine) into a MariaDB or SQLite target, beside that target's own bulk floor."""
+    sqlite_path = work / f"orders_{size}.db"
+    with psycopg.connect(pg_dsn(BENCH_DB)) as conn:
+        create_pg(conn, SRC_SCHEMA, size)
+    if source == "sqlite":
+        create_sqlite(sqlite_path, size)
+    cfg = sync_config(source, sqlite_path, mode="incremental", batch_size=args.batch_size)
+    cfg["name"] = f"bench_orders_{target}"
+    cfg["target"] = {"kind": "sql", "url": target_url(target, work), "table": "orders", "key": ["id"]}
+    base = {
+        "source": source,
+        "sqlite_path": str(sqlite_path),
+        "source_dsn": pg_dsn(BENCH_DB),
+        "source_schema": SRC_SCHEMA,
+        "mariadb_database": BENCH_DB,
+        "target_sqlite_path": str(work / "target.db"),
+    }
+    out: dict[str, Any] = {"rows": size, "source": source, "target": target}
+
+    def timed(label: str, spec: dict[str, Any], before: Any = None) -> None:
+        runs = []
+        for _ in range(args.runs):
+            if before:
+                before()
+            runs.append(child({**base, **spec}))
+        out[label] = median_of(runs)
+        print(
+            f"  {source:<10} -> {target:<8} {size:>8} {label:<22} {out[label]['wall_s']:8.3f} s "
+            f"{out[label]['peak_rss_mb']:7.0f} MB",
+            flush=True,
+        )
+
+    def reset() -> None:
+        reset_other_target(target, work)
+
+    timed("floor", {"kind": FLOORS[target]}, before=reset)
+    run = {"kind": "engine", "config": cfg, "full_sync": True, "dry_run": False}
+    timed("engine_1_full_empty", run, before=reset)
+    timed("engine_2_full_unchanged", run)
+    out["ratios"] = {
+        "case1_vs_floor_rows_per_s": out["floor"]["wall_s"] / out["engine_1_full_empty"]["wall_s"],
+        "case2_over_case1_time": out["engine_2_full_unchanged"]["wall_s"] / out["engine_1_full_empty"]["wall_s"],
+    }
+    return out
+
+
 def measure_workers(size: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Case 1 (full sync into an empty target, PostgreSQL source) with each ``parallel.workers`` count.
 
@@ -286,6 +372,12 @@ def main() -> None:
         default=None,
         help="only case 1 (PostgreSQL source), once per comma-separated `parallel.workers` count, e.g. 1,2",
     )
+    parser.add_argument(
+        "--targets",
+        default="postgresql",
+        help="postgresql, mariadb and/or sqlite: MariaDB and SQLite targets time cases 1 and 2 beside their own "
+        "bulk floor (LOAD DATA LOCAL INFILE; executemany in one transaction)",
+    )
     parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated cases to time (default: all five)")
     parser.add_argument(
         "--runners", default="engine,dagster", help="engine and/or dagster (e.g. --runners engine for a memory check)"
@@ -312,11 +404,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         work = Path(tmp)
         os.environ["SYNC_PIPELINES_STAGING_DIR"] = str(work / "staging")
+        targets = args.targets.split(",")
+        if "mariadb" in targets:
+            ensure_mariadb()
         for source in args.sources.split(","):
             for size in sizes:
-                result = measure(size, source, work, args)
-                result["ratios"] = ratios(result)
-                results.append(result)
+                for target in targets:
+                    if target == "postgresql":
+                        result = measure(size, source, work, args)
+                        result["ratios"] = ratios(result)
+                    else:
+                        result = measure_target(size, source, target, work, args)
+                    results.append(result)
     print_table(results)
     print(f"\nJSON: {write_report('bench', results, args)}")
 
@@ -362,19 +461,20 @@ def write_report(prefix: str, results: list[dict[str, Any]], args: argparse.Name
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'source':<10} {'rows':>8} {'case':<24} {'median s':>9} {'rows/s':>10} {'peak MB':>8}")
+    print(f"\n{'source':<10} {'target':<10} {'rows':>8} {'case':<24} {'median s':>9} {'rows/s':>10} {'peak MB':>8}")
     for res in results:
         for label, fig in res.items():
             if isinstance(fig, dict) and "wall_s" in fig:
                 print(
-                    f"{res['source']:<10} {res['rows']:>8} {label:<24} {fig['wall_s']:9.3f} "
+                    f"{res['source']:<10} {res.get('target', 'postgresql'):<10} {res['rows']:>8} {label:<24} "
+                    f"{fig['wall_s']:9.3f} "
                     f"{res['rows'] / fig['wall_s']:10.0f} {fig['peak_rss_mb']:8.0f}"
                 )
         for name, value in res["ratios"].items():
-            print(f"{'':<10} {'':>8} ratio {name:<32} {value:8.3f}")
+            print(f"{'':<10} {'':<10} {'':>8} ratio {name:<32} {value:8.3f}")
     by_source: dict[str, dict[int, float]] = {}
     for res in results:
-        if "engine_1_full_empty" in res:
+        if "engine_1_full_empty" in res and res.get("target", "postgresql") == "postgresql":
             by_source.setdefault(res["source"], {})[res["rows"]] = res["engine_1_full_empty"]["peak_rss_mb"]
     for source, peaks in by_source.items():
         if len(peaks) > 1:

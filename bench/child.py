@@ -152,6 +152,100 @@ def _copy_bookkeeping(spec: dict[str, Any]) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - started}
 
 
+def _source_csv(spec: dict[str, Any], path: str) -> None:
+    """The source's rows as CSV in ``path`` (``\\N`` for NULL), read with COPY (PostgreSQL) or sqlite3."""
+    import csv
+    import sqlite3
+
+    import psycopg
+
+    with open(path, "w", newline="") as out:
+        if spec["source"] == "postgresql":
+            query = f"COPY (SELECT * FROM {spec['source_schema']}.orders) TO STDOUT (FORMAT csv, NULL '\\N')"
+            with psycopg.connect(spec["source_dsn"]) as src, src.cursor() as cur, cur.copy(query) as reader:
+                for block in reader:
+                    out.write(bytes(block).decode())
+            return
+        writer = csv.writer(out)
+        with sqlite3.connect(spec["sqlite_path"]) as db:
+            for row in db.execute("SELECT * FROM orders"):
+                writer.writerow(["\\N" if v is None else v for v in row])
+
+
+_MARIADB_DDL = """
+CREATE TABLE orders (
+    id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, sku VARCHAR(16) NOT NULL, qty INTEGER NOT NULL,
+    unit_price DECIMAL(12,2) NOT NULL, status VARCHAR(16) NOT NULL, note VARCHAR(64),
+    created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) NOT NULL
+)
+"""
+
+
+def _mariadb_load_data(spec: dict[str, Any]) -> dict[str, Any]:
+    """MariaDB's bulk floor: the source's rows to a CSV file, then ``LOAD DATA LOCAL INFILE`` into an empty table."""
+    import os
+    import tempfile
+
+    import pymysql
+
+    conn = pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", database=spec["mariadb_database"], local_infile=True
+    )
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS orders")
+        cur.execute(_MARIADB_DDL)
+    conn.commit()
+    fd, path = tempfile.mkstemp(suffix=".csv")
+    os.close(fd)
+    started = time.perf_counter()
+    try:
+        _source_csv(spec, path)
+        with conn.cursor() as cur:
+            cur.execute(
+                f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE orders FIELDS TERMINATED BY ',' "
+                "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'"
+            )
+        conn.commit()
+        wall = time.perf_counter() - started
+    finally:
+        os.unlink(path)
+        conn.close()
+    return {"wall_s": wall}
+
+
+def _sqlite_executemany(spec: dict[str, Any]) -> dict[str, Any]:
+    """SQLite's bulk floor: the source's typed rows written by one ``executemany`` in one transaction."""
+    import sqlite3
+
+    import psycopg
+
+    path = spec["target_sqlite_path"]
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE IF EXISTS orders")
+        db.execute(
+            "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, sku VARCHAR(16) NOT NULL, "
+            "qty INTEGER NOT NULL, unit_price NUMERIC(12,2) NOT NULL, status VARCHAR(16) NOT NULL, "
+            "note VARCHAR(64), created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL)"
+        )
+    started = time.perf_counter()
+    if spec["source"] == "postgresql":
+        with psycopg.connect(spec["source_dsn"]) as src, src.cursor() as cur:
+            cur.execute(f"SELECT * FROM {spec['source_schema']}.orders")
+            rows: Any = ((*r[:4], str(r[4]), r[5], r[6], r[7].isoformat(" "), r[8].isoformat(" ")) for r in cur)
+            _sqlite_write(path, rows)
+    else:
+        with sqlite3.connect(spec["sqlite_path"]) as db:
+            _sqlite_write(path, db.execute("SELECT * FROM orders"))
+    return {"wall_s": time.perf_counter() - started}
+
+
+def _sqlite_write(path: str, rows: Any) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
 def _dlt(spec: dict[str, Any]) -> dict[str, Any]:
     import dlt
     from dlt.sources.sql_database import sql_database
@@ -181,6 +275,8 @@ def main() -> None:
         "copy": lambda s: _copy(s, upsert=False),
         "copy_upsert": lambda s: _copy(s, upsert=True),
         "copy_bookkeeping": _copy_bookkeeping,
+        "mariadb_load_data": _mariadb_load_data,
+        "sqlite_executemany": _sqlite_executemany,
         "dlt": _dlt,
     }
     out = runners[spec["kind"]](spec)
