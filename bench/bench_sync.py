@@ -151,6 +151,22 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+class Timer:
+    """Times one figure: the median of ``runs`` fresh-process runs, stored in ``out`` under its label and printed."""
+
+    def __init__(self, out: dict[str, Any], base: dict[str, Any], runs: int, prefix: str):
+        self.out, self.base, self.runs, self.prefix = out, base, runs, prefix
+
+    def __call__(self, label: str, spec: dict[str, Any], before: Any = None) -> None:
+        runs = []
+        for _ in range(self.runs):
+            if before:
+                before()
+            runs.append(child({**self.base, **spec}))
+        fig = self.out[label] = median_of(runs)
+        print(f"  {self.prefix} {label:<22} {fig['wall_s']:8.3f} s  {fig['peak_rss_mb']:7.0f} MB", flush=True)
+
+
 def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     sqlite_path = work / f"orders_{size}.db"
     with psycopg.connect(pg_dsn(BENCH_DB)) as conn:
@@ -169,18 +185,7 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
         "target_schema": DST_SCHEMA,
     }
     out: dict[str, Any] = {"rows": size, "source": source}
-
-    def timed(label: str, spec: dict[str, Any], before: Any = None) -> None:
-        runs = []
-        for _ in range(args.runs):
-            if before:
-                before()
-            runs.append(child({**base, **spec}))
-        out[label] = median_of(runs)
-        print(
-            f"  {source:<10} {size:>8} {label:<22} {out[label]['wall_s']:8.3f} s  {out[label]['peak_rss_mb']:7.0f} MB",
-            flush=True,
-        )
+    timed = Timer(out, base, args.runs, f"{source:<10} {size:>8}")
 
     def prepare_copy() -> None:
         reset_target()
@@ -261,19 +266,7 @@ def measure_target(size: int, source: str, target: str, work: Path, args: argpar
         "target_sqlite_path": str(work / "target.db"),
     }
     out: dict[str, Any] = {"rows": size, "source": source, "target": target}
-
-    def timed(label: str, spec: dict[str, Any], before: Any = None) -> None:
-        runs = []
-        for _ in range(args.runs):
-            if before:
-                before()
-            runs.append(child({**base, **spec}))
-        out[label] = median_of(runs)
-        print(
-            f"  {source:<10} -> {target:<8} {size:>8} {label:<22} {out[label]['wall_s']:8.3f} s "
-            f"{out[label]['peak_rss_mb']:7.0f} MB",
-            flush=True,
-        )
+    timed = Timer(out, base, args.runs, f"{source:<10} -> {target:<8} {size:>8}")
 
     def reset() -> None:
         reset_other_target(target, work)

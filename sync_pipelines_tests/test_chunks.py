@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.sql import SqlSourceReader, key_ranges
-from sync_pipelines.engine import RunOptions, chunks, extract, load, run_sync, transform
+from sync_pipelines.engine import RunOptions, extract, load, pool, run_sync, transform
 from sync_pipelines.engine.chunks import is_chunked
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.errors import PermanentConnectorError, StagingError
@@ -256,7 +256,7 @@ class _Daemonic:
 def test_a_daemonic_process_runs_the_chunks_one_by_one(sqlite_dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 30)])
     cfg = full_config(sqlite_dbs, parallel=PARALLEL)
-    monkeypatch.setattr(chunks.multiprocessing, "current_process", _Daemonic)
+    monkeypatch.setattr(pool.multiprocessing, "current_process", _Daemonic)
     stopped = RunOptions(run_id="stopped")
     manifest = transform(cfg, extract(cfg, stopped), stopped)
     stopped.stop_requested.set()

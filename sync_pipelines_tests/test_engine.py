@@ -241,7 +241,9 @@ def test_crash_between_batches_then_rerun_gives_exactly_the_source(
 
     def crash_after_three(self: SqlTargetWriter, conn: Any, state: Any) -> None:
         calls["n"] += 1
-        if calls["n"] == 4:  # inside the 4th batch's transaction: it must roll back whole
+        # The run's claim writes the state first, then each batch: the 5th call is inside the 4th batch's
+        # transaction, which must roll back whole.
+        if calls["n"] == 5:
             raise Crash("killed")
         original(self, conn, state)
 

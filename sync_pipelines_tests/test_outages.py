@@ -124,7 +124,6 @@ def test_connection_dropped_mid_run(pg: Databases, tmp_path: Path, side: str, pa
     config = SyncConfig.model_validate(data)
     assert run_sync(config, RunOptions(run_id="first")).status is RunStatus.COMPLETED
     fs.change_source(pg, random.Random(2), 1, updates=20, inserts=4)
-    before = fs.target_rows(pg)
 
     resume = tmp_path / "resume"
     proc = fs.start_child(data, "dropped", tmp_path, SYNC_FAULT_PAUSE_AT=pause, SYNC_FAULT_RESUME_FILE=str(resume))
@@ -139,14 +138,12 @@ def test_connection_dropped_mid_run(pg: Databases, tmp_path: Path, side: str, pa
         assert out.strip().splitlines()[-1].startswith("RESULT "), out[-2000:]
         assert_same(pg)
     else:
-        assert proc.returncode == 1, err[-2000:]
-        error = out.strip().splitlines()[-1]
-        assert error.startswith("ERROR "), error
-        database = sa.make_url(pg.target_url).database
-        assert f"127.0.0.1:5432/{database}" in error and "***" in error, error
+        # The batch whose connection was dropped rolls back whole and is tried again on a new connection
+        # (a transient error): the run completes with nothing lost and nothing written twice.
+        assert proc.returncode == 0, err[-2000:]
+        assert out.strip().splitlines()[-1].startswith("RESULT "), out[-2000:]
         assert SECRET not in out + err
-        after = fs.target_rows(pg)
-        assert {k: v for k, v in before.items() if k not in after} == {}  # nothing committed is lost
+        assert_same(pg)
         fs.assert_no_duplicates(pg)
         fs.assert_watermark_committed(pg)
         fs.assert_bookkeeping_agrees(pg)

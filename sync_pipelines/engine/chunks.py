@@ -19,47 +19,24 @@ Dry runs, incremental and partitioned reads, bidirectional and host-metrics sync
 
 from __future__ import annotations
 
-import datetime as dt
-import multiprocessing
-import os
-import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing.context import BaseContext
-from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-import sqlalchemy as sa
+from typing import Any, TypeVar
 
 from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.compat import check_drift
 from sync_pipelines.connectors.registry import source_reader, target_writer
-from sync_pipelines.connectors.sql import KeyRange, SqlTargetWriter, key_ranges, translate_errors
+from sync_pipelines.connectors.sql import KeyRange, key_ranges
 from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine import host_metrics
-from sync_pipelines.engine.conflicts import Reconciler
-from sync_pipelines.engine.extract import RunCancelled, _max_position, is_incremental
-from sync_pipelines.engine.load import (
-    _committed_counts,
-    _plan_batch,
-    _Samples,
-    _schema,
-    finish_run,
-    resuming_run,
-    write_plan,
-)
-from sync_pipelines.engine.load import load as load_rows
-from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.extract import _max_position, is_incremental
+from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, by_chunk, is_chunked
+from sync_pipelines.engine.pool import check_stop, run_pool, start_workers_early
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target_types, transformed_manifest
-from sync_pipelines.errors import SyncError, TransientConnectorError
-from sync_pipelines.types import Counts, RecordOutcome, SyncDirection
+from sync_pipelines.types import SyncDirection
 
 BATCHES_TABLE = bookkeeping.BATCHES_TABLE
 _ATTEMPTS = 3
@@ -85,129 +62,6 @@ def workers_for(config: SyncConfig, options: RunOptions) -> int:
     ):
         return 1
     return parallel.workers
-
-
-def is_chunked(manifest: Manifest) -> bool:
-    """Whether a manifest comes from a parallel extract (its later stages then run per chunk too)."""
-    return bool(manifest.details.get("chunks"))
-
-
-# --------------------------------------------------------------------------- worker pool
-
-
-class _StopFlag(Protocol):
-    def is_set(self) -> bool: ...
-
-
-_stop: _StopFlag | None = None
-
-
-def _init_worker(stop: Event, environ: dict[str, str]) -> None:
-    """Runs first in every worker: the stop flag, and the parent's environment (``${VAR}`` secrets)."""
-    global _stop
-    _stop = stop
-    os.environ.clear()
-    os.environ.update(environ)
-
-
-def _check_stop(config: SyncConfig, where: str) -> None:
-    if _stop is not None and _stop.is_set():
-        raise RunCancelled(f"sync {config.name}: stopped {where}; earlier batches are committed")
-
-
-def _context() -> BaseContext:
-    """A fork server with this module preloaded (fast worker starts), else spawn; never a bare fork."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        return context
-    return multiprocessing.get_context("spawn")
-
-
-def start_workers_early() -> None:
-    """Start the fork server in the background (about a second of imports), while this process plans the chunks."""
-    context = _context()
-    if context.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        threading.Thread(target=forkserver.ensure_running, name="sync-forkserver", daemon=True).start()
-
-
-def run_pool(
-    config: SyncConfig,
-    options: RunOptions,
-    workers: int,
-    task: Callable[..., T],
-    jobs: Sequence[tuple[Any, ...]],
-    on_done: Callable[[int, T], None] | None = None,
-) -> list[T]:
-    """Run ``task(*job)`` for every job in up to ``workers`` processes; results in job order.
-
-    ``options.stop_requested`` and the first failure both ask every worker to stop at its next
-    batch boundary; the first failure is raised once all of them have ended.
-    """
-    if not jobs:
-        return []
-    if multiprocessing.current_process().daemon:
-        # A daemonic process (e.g. a prefork pool's worker) may not start processes: same tasks, one by one.
-        options.logger.warning("%s: running the chunks one by one (this process may not start workers)", config.name)
-        return _run_inline(options, task, jobs, on_done)
-    context = _context()
-    stop = context.Event()
-    if options.stop_requested.is_set():
-        stop.set()
-    results: dict[int, T] = {}
-    first_error: BaseException | None = None
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=context,
-        initializer=_init_worker,
-        initargs=(stop, dict(os.environ)),
-    ) as pool:
-        try:
-            futures: dict[Future[T], int] = {pool.submit(task, *job): i for i, job in enumerate(jobs)}
-            pending: set[Future[T]] = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in done:
-                    error = future.exception()
-                    if error is None:
-                        results[futures[future]] = future.result()
-                        if on_done is not None:
-                            on_done(futures[future], results[futures[future]])
-                    elif first_error is None:
-                        first_error = error
-                        stop.set()
-                if options.stop_requested.is_set():
-                    stop.set()
-        except BaseException:
-            # Interrupted here (e.g. the run is terminated): the workers stop at their next batch boundary.
-            stop.set()
-            raise
-    if isinstance(first_error, BrokenProcessPool):
-        raise SyncError(f"sync {config.name}: a worker process ended abruptly ({first_error}); re-run to resume")
-    if first_error is not None:
-        raise first_error
-    return [results[i] for i in range(len(jobs))]
-
-
-def _run_inline(
-    options: RunOptions,
-    task: Callable[..., T],
-    jobs: Sequence[tuple[Any, ...]],
-    on_done: Callable[[int, T], None] | None,
-) -> list[T]:
-    global _stop
-    _stop = options.stop_requested
-    try:
-        results = []
-        for i, job in enumerate(jobs):
-            results.append(task(*job))
-            if on_done is not None:
-                on_done(i, results[-1])
-        return results
-    finally:
-        _stop = None
 
 
 # --------------------------------------------------------------------------- extract
@@ -251,7 +105,7 @@ def extract(config: SyncConfig, options: RunOptions, workers: int) -> Manifest:
         workers,
         _extract_chunk,
         [(config, staging, chunk, key_range) for chunk, key_range in enumerate(ranges)],
-        on_done=lambda _, read: _chunk_done(progress, [rows for _, rows in read.files]),
+        on_done=lambda _, read: progress.batches_done([rows for _, rows in read.files]),
     )
     best: tuple[Any, ...] | None = None
     for chunk, read in enumerate(reads):
@@ -269,7 +123,7 @@ def _extract_chunk(config: SyncConfig, staging: Path, chunk: int, key_range: Key
     folder = prepare_dir(staging / "extract" / f"chunk-{chunk:04d}")
     read = _ChunkRead([], None)
     for index, batch in enumerate(source_reader(config).read(None, incremental=False, key_range=key_range)):
-        _check_stop(config, f"while extracting chunk {chunk}")
+        check_stop(config, f"while extracting chunk {chunk}")
         path = folder / f"batch-{index:06d}.parquet"
         write_batch(batch.table, path)
         read.files.append((str(path), batch.table.num_rows))
@@ -287,19 +141,6 @@ def _greater(a: tuple[Any, ...] | None, b: tuple[Any, ...] | None) -> tuple[Any,
         return a
 
 
-def _chunk_done(progress: Progress, batch_rows: list[int]) -> None:
-    """One progress line per finished chunk, counting its batches and rows."""
-    progress.batches += max(len(batch_rows) - 1, 0)
-    progress.batch_done(sum(batch_rows))
-
-
-def _by_chunk(batches: list[BatchFile]) -> dict[int, list[BatchFile]]:
-    chunks: dict[int, list[BatchFile]] = {}
-    for batch in sorted(batches, key=lambda b: b.index):
-        chunks.setdefault(batch.chunk or 0, []).append(batch)
-    return chunks
-
-
 # --------------------------------------------------------------------------- transform
 
 
@@ -309,7 +150,7 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
     prepare_dir(staging / "transform")
     types = target_types(config, manifest.types)
     out = transformed_manifest(manifest, types)
-    chunks = _by_chunk(manifest.batches)
+    chunks = by_chunk(manifest.batches)
     progress = Progress(config.name, "transform", options.logger, total=manifest.rows)
     mapped = run_pool(
         config,
@@ -317,7 +158,7 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
         int(manifest.details.get("workers", 2)),
         _transform_chunk,
         [(config, staging, chunk, batches, types) for chunk, batches in chunks.items()],
-        on_done=lambda _, files: _chunk_done(progress, [b.rows for b in files]),
+        on_done=lambda _, files: progress.batches_done([b.rows for b in files]),
     )
     for files in mapped:
         for batch in files:
@@ -337,7 +178,7 @@ def _transform_chunk(
     duplicates = _DuplicateTracker(ordered_by_key=True)
     out: list[BatchFile] = []
     for batch in batches:
-        _check_stop(config, f"while transforming chunk {chunk}")
+        check_stop(config, f"while transforming chunk {chunk}")
         table, failed = map_batch(config, read_batch(batch.path), types, duplicates)
         path = folder / f"batch-{batch.index:06d}.parquet"
         write_batch(table, path)
@@ -345,137 +186,4 @@ def _transform_chunk(
     return out
 
 
-# --------------------------------------------------------------------------- load
-
-
-def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
-    """Load a chunked manifest: chunks in parallel workers, the run claimed and finished here (see module doc)."""
-    return load_rows(config, manifest, options, commit=_commit_chunks)
-
-
-def batches_table(writer: SqlTargetWriter) -> sa.Table:
-    """``_sync_batches`` in the target's schema (see :mod:`~sync_pipelines.connectors.bookkeeping`)."""
-    return bookkeeping.batches_table(sa.MetaData(schema=writer.target.db_schema))
-
-
-def _commit_chunks(
-    config: SyncConfig,
-    manifest: Manifest,
-    options: RunOptions,
-    writer: SqlTargetWriter,
-    result: SyncResult,
-    samples: _Samples,
-) -> None:
-    schema = _schema(manifest)
-    writer.prepare(schema)
-    columns = list(manifest.types)
-    reconciler = Reconciler(config, writer, manifest.types, columns)
-    committed = batches_table(writer)
-    with translate_errors(writer.endpoint, "preparing the parallel load"), writer.engine.begin() as conn:
-        reconciler.store.create(conn)
-        committed.create(conn, checkfirst=True)
-    tracking = config.delete_missing and manifest.full_sync
-    with writer.lease(options.run_id):
-        with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
-            state = writer.read_state(conn)
-            done = {
-                int(b)
-                for (b,) in conn.execute(
-                    sa.select(committed.c.batch).where(
-                        committed.c.sync == config.name, committed.c.run_id == options.run_id
-                    )
-                )
-            }
-        if not resuming_run(config, state, manifest, options.run_id):
-            done = set()
-            with translate_errors(writer.endpoint, "starting the parallel load"), writer.engine.begin() as conn:
-                conn.execute(sa.delete(committed).where(committed.c.sync == config.name))
-                if tracking:
-                    writer.reset_seen(conn)
-                state.version += 1
-                state.last_run_id, state.last_batch = options.run_id, -1
-                writer.save_state(conn, state)
-        for batch in manifest.batches:
-            if batch.index in done:
-                result.counts.merge(_committed_counts(writer, options.run_id, batch))
-        chunks = {c: [b for b in bs if b.index not in done] for c, bs in _by_chunk(manifest.batches).items()}
-        chunks = {c: bs for c, bs in chunks.items() if bs}
-        if done:
-            options.logger.info(
-                "%s: resuming run %s, %d batches already committed", config.name, options.run_id, len(done)
-            )
-        progress = Progress(
-            config.name, "load", options.logger, total=sum(b.rows for bs in chunks.values() for b in bs)
-        )
-        loaded = run_pool(
-            config,
-            options,
-            int(manifest.details.get("workers", 2)),
-            _load_chunk,
-            [
-                (config, options.run_id, schema, manifest.types, batches, tracking, options.sample_size)
-                for batches in chunks.values()
-            ],
-            on_done=lambda i, _: _chunk_done(progress, [b.rows for b in list(chunks.values())[i]]),
-        )
-        for counts, outcomes in loaded:
-            result.counts.merge(counts)
-            samples.add(outcomes)
-        with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
-            if not finish_run(
-                config, manifest, options, writer, conn, state, result, samples, reconciler, deleting=tracking
-            ):
-                return
-    result.watermark_after = state.watermark
-
-
-def _load_chunk(
-    config: SyncConfig,
-    run_id: str,
-    schema: dict[str, Any],
-    types: dict[str, str],
-    batches: list[BatchFile],
-    tracking: bool,
-    sample_size: int,
-) -> tuple[Counts, list[RecordOutcome]]:
-    """Worker: commit the batches of one chunk, each in one transaction with its ``_sync_batches`` row."""
-    writer = target_writer(config)
-    writer.prepare(schema)
-    columns = list(types)
-    reconciler = Reconciler(config, writer, types, columns)
-    committed = batches_table(writer)
-    counts = Counts()
-    samples = _Samples(sample_size)
-    for batch in batches:
-        _check_stop(config, f"before batch {batch.index}")
-        table = read_batch(batch.path)
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with (
-                    translate_errors(writer.endpoint, f"loading batch {batch.index}"),
-                    writer.engine.begin() as conn,
-                ):
-                    plan = _plan_batch(
-                        writer, conn, table, columns, reconciler, keep_unchanged=config.history.store_unchanged
-                    )
-                    write_plan(config, writer, conn, reconciler, run_id, batch.index, plan, tracking=tracking)
-                    conn.execute(
-                        sa.insert(committed).values(
-                            sync=config.name,
-                            run_id=run_id,
-                            batch=batch.index,
-                            chunk=batch.chunk or 0,
-                            committed_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                        )
-                    )
-                break
-            except TransientConnectorError:
-                if attempt == _ATTEMPTS:
-                    raise
-                time.sleep(0.2 * attempt)
-        counts.merge(plan.counts)
-        samples.add(plan.sampled)
-    return counts, samples.items
-
-
-__all__ = ["BATCHES_TABLE", "batches_table", "extract", "is_chunked", "load", "run_pool", "transform", "workers_for"]
+__all__ = ["extract", "is_chunked", "transform", "workers_for"]

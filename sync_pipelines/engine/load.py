@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
 from sync_pipelines.connectors.registry import target_writer
@@ -24,13 +24,13 @@ from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.conflicts import Reconciler
-from sync_pipelines.engine.extract import RunCancelled
-from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
+from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import read_batch, remove
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
-from sync_pipelines.errors import ConcurrentRunError
-from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus
+from sync_pipelines.errors import ConcurrentRunError, TransientConnectorError
+from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
 @dataclass
@@ -249,15 +249,13 @@ def _schema(manifest: Manifest) -> dict[str, pa.DataType]:
     return {name: arrow_type(t) for name, t in manifest.types.items()}
 
 
-Commit = Callable[[SyncConfig, Manifest, RunOptions, SqlTargetWriter, SyncResult, "_Samples"], None]
-
-
-def load(config: SyncConfig, manifest: Manifest, options: RunOptions, commit: Commit | None = None) -> SyncResult:
+def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
     """Upsert each batch in its own transaction (rows, outcomes and watermark together).
 
     A dry run plans the same work read-only. Returns a result whose status is completed, partial or
     failed (too many failed records, or a delete the guard refused); connector errors raise.
-    ``commit`` replaces the serial writing of the batches (the key-range chunks of a parallel run).
+    The batches of a parallel read are committed by worker processes, one chunk each; every other
+    run commits them inline, in order (see :func:`_commit`).
     """
     started = time.monotonic()
     writer = target_writer(config)
@@ -275,7 +273,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions, commit: Co
     if options.dry_run:
         _dry_run(config, manifest, options, writer, result, samples)
     else:
-        (commit or _commit_run)(config, manifest, options, writer, result, samples)
+        _commit(config, manifest, options, writer, result, samples)
     result.samples = samples.items
     if result.status is RunStatus.COMPLETED:
         result.status = _status(config, result.counts)
@@ -309,7 +307,111 @@ def resuming_run(config: SyncConfig, state: SyncState, manifest: Manifest, run_i
     )
 
 
-def _commit_run(
+@dataclass
+class _Committed:
+    """What committing some batches produced: counts, sample outcomes, source rows to delete (bidirectional)."""
+
+    counts: Counts = field(default_factory=Counts)
+    samples: list[RecordOutcome] = field(default_factory=list)
+    source_deletes: list[dict[str, Any]] = field(default_factory=list)
+
+
+_ATTEMPTS = 3
+"""Tries of one batch transaction: a transient error (a deadlock between chunks, a dropped connection)
+rolls the batch back whole, and it is tried again."""
+
+
+@dataclass(frozen=True)
+class LoadMode:
+    """How a run's batches are committed (passed to worker processes as is)."""
+
+    tracking: bool
+    """Record the keys read, for deletes by key difference or a bidirectional finish."""
+    incremental: bool
+    """Move the watermark with every batch."""
+    sample_size: int
+
+
+class BatchLoader:
+    """Commits batches of one run, each in one transaction: rows, baselines, outcomes and its resume record.
+
+    The same object serves the inline executor (built once by the driver) and each worker process of a
+    parallel load (built once per chunk by :func:`_load_chunk`).
+    """
+
+    def __init__(self, config: SyncConfig, run_id: str, writer: SqlTargetWriter, types: dict[str, str], mode: LoadMode):
+        self.config, self.run_id, self.writer = config, run_id, writer
+        self.columns = list(types)
+        self.reconciler = Reconciler(config, writer, types, self.columns)
+        self.committed = bookkeeping.batches_table(sa.MetaData(schema=writer.target.db_schema))
+        self.mode = mode
+        self.tracking, self.incremental = mode.tracking, mode.incremental
+        self.source_writer = SqlSourceWriter(config) if self.reconciler.bidirectional else None
+        self.source_deletes: list[dict[str, Any]] = []
+        self.samples = _Samples(mode.sample_size)
+
+    def commit(self, batch: BatchFile, state: SyncState | None = None) -> Counts:
+        """Commit ``batch``, retrying it whole on a transient error; ``state`` moves with it when given."""
+        table = read_batch(batch.path)
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with (
+                    translate_errors(self.writer.endpoint, f"loading batch {batch.index}"),
+                    self.writer.engine.begin() as conn,
+                ):
+                    plan = self._commit(conn, table, batch, state)
+                break
+            except TransientConnectorError:
+                if attempt == _ATTEMPTS or self.source_writer is not None:
+                    raise  # a batch that wrote back to the source is not replayed here
+                time.sleep(0.2 * attempt)
+        self.samples.add(plan.sampled)
+        return plan.counts
+
+    def _commit(self, conn: Connection, table: pa.Table, batch: BatchFile, state: SyncState | None) -> _Plan:
+        config, writer = self.config, self.writer
+        plan = _plan_batch(
+            writer, conn, table, self.columns, self.reconciler, keep_unchanged=config.history.store_unchanged
+        )
+        if self.source_writer is not None:
+            self.source_writer.write(plan.reverse_rows)
+            self.source_deletes += plan.reverse_deletes
+        write_plan(config, writer, conn, self.reconciler, self.run_id, batch.index, plan, tracking=self.tracking)
+        conn.execute(
+            sa.insert(self.committed).values(
+                sync=config.name, run_id=self.run_id, batch=batch.index, chunk=batch.chunk or 0, committed_at=_utcnow()
+            )
+        )
+        if state is not None:
+            # An incremental read moves the watermark with every batch, so a crash resumes from the last one.
+            if self.incremental and batch.position is not None:
+                state.watermark = batch.position
+            state.version += 1
+            state.last_run_id, state.last_batch = self.run_id, batch.index
+            writer.save_state(conn, state)
+        return plan
+
+
+def _load_chunk(
+    config: SyncConfig,
+    run_id: str,
+    schema: dict[str, Any],
+    types: dict[str, str],
+    mode: LoadMode,
+    batches: list[BatchFile],
+) -> _Committed:
+    """Worker of a parallel load: commit the batches of one chunk, in order, stopping at a batch boundary."""
+    writer = target_writer(config)
+    writer.prepare(schema)
+    loader = BatchLoader(config, run_id, writer, types, mode)
+    counts = Counts()
+    for batch in batches:
+        check_stop(config, f"before batch {batch.index}")
+        counts.merge(loader.commit(batch))
+    return _Committed(counts, loader.samples.items)
+
+
+def _commit(
     config: SyncConfig,
     manifest: Manifest,
     options: RunOptions,
@@ -317,63 +419,52 @@ def _commit_run(
     result: SyncResult,
     samples: _Samples,
 ) -> None:
-    writer.prepare(_schema(manifest))
-    columns = list(manifest.types)
-    reconciler = Reconciler(config, writer, manifest.types, columns)
-    with translate_errors(writer.endpoint, "preparing the baselines"), writer.engine.begin() as conn:
-        reconciler.store.create(conn)
-    deleting = config.delete_missing and manifest.full_sync
-    source_writer = SqlSourceWriter(config) if reconciler.bidirectional else None
-    tracking = deleting or source_writer is not None
-    source_deletes: list[dict[str, Any]] = []
+    """The load driver: claim the run under the lease, commit the batches not committed yet, finish the run.
+
+    Batches run through the worker pool, one job per chunk, for a parallel read; otherwise inline, one
+    job per batch, by the same :class:`BatchLoader`. Whatever ran them, ``_sync_batches`` names each
+    committed batch, so a re-execution of the run skips exactly those.
+    """
+    schema = _schema(manifest)
+    writer.prepare(schema)
+    loader = BatchLoader(
+        config,
+        options.run_id,
+        writer,
+        manifest.types,
+        LoadMode(
+            tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,
+            incremental=not manifest.full_sync,
+            sample_size=options.sample_size,
+        ),
+    )
+    committed = loader.committed
+    with translate_errors(writer.endpoint, "preparing the bookkeeping tables"), writer.engine.begin() as conn:
+        loader.reconciler.store.create(conn)
+        committed.create(conn, checkfirst=True)
     with writer.lease(options.run_id):
-        with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
-            state = writer.read_state(conn)
-        done = state.last_batch if resuming_run(config, state, manifest, options.run_id) else -1
-        remaining = sum(b.rows for b in manifest.batches if b.index > done)
-        progress = Progress(config.name, "load", options.logger, total=remaining)
+        state, done = _claim(config, manifest, options, writer, loader)
         for batch in manifest.batches:
-            if batch.index <= done:
+            if batch.index in done:
                 result.counts.merge(_committed_counts(writer, options.run_id, batch))
-                continue
-            if options.stop_requested.is_set():
-                raise RunCancelled(
-                    f"sync {config.name}: stopped before batch {batch.index}; earlier batches are committed"
-                )
-            table = read_batch(batch.path)
-            with translate_errors(writer.endpoint, f"loading batch {batch.index}"), writer.engine.begin() as conn:
-                plan = _plan_batch(
-                    writer, conn, table, columns, reconciler, keep_unchanged=config.history.store_unchanged
-                )
-                if source_writer is not None:
-                    source_writer.write(plan.reverse_rows)
-                    source_deletes += plan.reverse_deletes
-                if tracking and batch.index == 0:
-                    writer.reset_seen(conn)
-                write_plan(config, writer, conn, reconciler, options.run_id, batch.index, plan, tracking=tracking)
-                if batch.position is not None and not manifest.full_sync:
-                    state.watermark = batch.position
-                state.version += 1
-                state.last_run_id, state.last_batch = options.run_id, batch.index
-                writer.save_state(conn, state)
-            result.counts.merge(plan.counts)
-            samples.add(plan.sampled)
-            progress.batch_done(batch.rows)
+        todo = [b for b in manifest.batches if b.index not in done]
+        progress = Progress(config.name, "load", options.logger, total=sum(b.rows for b in todo))
+        committed_here = _run_batches(config, manifest, options, loader, state, schema, todo, progress)
+        result.counts.merge(committed_here.counts)
+        samples.add(committed_here.samples)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
-            if tracking:
-                assert writer.seen_table is not None
-                if not manifest.batches:
-                    writer.reset_seen(conn)
-            if source_writer is not None:
+            if loader.tracking and not manifest.batches:
+                writer.reset_seen(conn)
+            if loader.source_writer is not None:
                 assert writer.seen_table is not None
                 finish = finish_bidirectional(
                     config,
                     writer,
                     conn,
                     writer.seen_table,
-                    reconciler,
-                    source_writer,
-                    source_deletes,
+                    loader.reconciler,
+                    loader.source_writer,
+                    committed_here.source_deletes,
                     run_id=options.run_id,
                     write=True,
                 )
@@ -383,20 +474,84 @@ def _commit_run(
                 if finish.error:
                     result.status, result.error = RunStatus.FAILED, finish.error
                     return
+            deleting = config.delete_missing and manifest.full_sync and loader.source_writer is None
             if not finish_run(
-                config,
-                manifest,
-                options,
-                writer,
-                conn,
-                state,
-                result,
-                samples,
-                reconciler,
-                deleting=deleting and source_writer is None,
+                config, manifest, options, writer, conn, state, result, samples, loader.reconciler, deleting=deleting
             ):
                 return
     result.watermark_after = state.watermark
+
+
+def _claim(
+    config: SyncConfig, manifest: Manifest, options: RunOptions, writer: SqlTargetWriter, loader: BatchLoader
+) -> tuple[SyncState, set[int]]:
+    """Read the state under the lease; a new run claims it, a re-executed one learns its committed batches."""
+    committed = loader.committed
+    with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
+        state = writer.read_state(conn)
+        done = {
+            int(b)
+            for (b,) in conn.execute(
+                sa.select(committed.c.batch).where(
+                    committed.c.sync == config.name, committed.c.run_id == options.run_id
+                )
+            )
+        }
+    if resuming_run(config, state, manifest, options.run_id):
+        if not done and state.last_batch >= 0:
+            # Committed before batches had resume records: the state row names the last one.
+            done = {b.index for b in manifest.batches if b.index <= state.last_batch}
+        if done:
+            options.logger.info(
+                "%s: resuming run %s, %d batches already committed", config.name, options.run_id, len(done)
+            )
+        return state, done
+    with translate_errors(writer.endpoint, "starting the load"), writer.engine.begin() as conn:
+        conn.execute(sa.delete(committed).where(committed.c.sync == config.name))
+        if loader.tracking:
+            writer.reset_seen(conn)
+        state.version += 1
+        state.last_run_id, state.last_batch = options.run_id, -1
+        writer.save_state(conn, state)
+    return state, set()
+
+
+def _run_batches(
+    config: SyncConfig,
+    manifest: Manifest,
+    options: RunOptions,
+    loader: BatchLoader,
+    state: SyncState,
+    schema: dict[str, Any],
+    batches: list[BatchFile],
+    progress: Progress,
+) -> _Committed:
+    """Commit ``batches``: one job per chunk in worker processes for a parallel read, else one per batch inline."""
+    out = _Committed()
+    if is_chunked(manifest):
+        jobs = [b for b in by_chunk(batches).values() if b]
+        parts = run_pool(
+            config,
+            options,
+            int(manifest.details.get("workers", 2)),
+            _load_chunk,
+            [(config, options.run_id, schema, manifest.types, loader.mode, part) for part in jobs],
+            on_done=lambda i, _: progress.batches_done([b.rows for b in jobs[i]]),
+        )
+        for part in parts:
+            out.counts.merge(part.counts)
+            out.samples += part.samples
+        return out
+
+    def one(batch: BatchFile) -> Counts:
+        check_stop(config, f"before batch {batch.index}")
+        return loader.commit(batch, state)
+
+    for counts in run_inline(options, one, [(b,) for b in batches], lambda i, _: progress.batch_done(batches[i].rows)):
+        out.counts.merge(counts)
+    out.samples = loader.samples.items
+    out.source_deletes = loader.source_deletes
+    return out
 
 
 def write_plan(

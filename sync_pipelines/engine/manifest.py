@@ -156,3 +156,16 @@ class SyncResult:
             error=data.get("error"),
             details=data.get("details") or {},
         )
+
+
+def is_chunked(manifest: Manifest) -> bool:
+    """Whether a manifest comes from a parallel extract (its later stages then run per chunk too)."""
+    return bool(manifest.details.get("chunks"))
+
+
+def by_chunk(batches: list[BatchFile]) -> dict[int, list[BatchFile]]:
+    """Batches grouped by chunk, each group in batch order (the jobs of a parallel stage)."""
+    chunks: dict[int, list[BatchFile]] = {}
+    for batch in sorted(batches, key=lambda b: b.index):
+        chunks.setdefault(batch.chunk or 0, []).append(batch)
+    return chunks

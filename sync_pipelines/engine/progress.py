@@ -82,6 +82,11 @@ class Progress:
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    def batches_done(self, batch_rows: list[int]) -> ProgressSnapshot:
+        """Record several finished batches (a chunk of a parallel run) with one progress line."""
+        self.batches += max(len(batch_rows) - 1, 0)
+        return self.batch_done(sum(batch_rows))
+
     def batch_done(self, rows: int) -> ProgressSnapshot:
         """Record a finished batch of ``rows`` rows and log the progress line."""
         self.rows += rows

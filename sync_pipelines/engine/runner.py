@@ -35,11 +35,9 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
 
 
 def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
-    """Write the staged batches into the target."""
+    """Write the staged batches into the target (a parallel read's chunks by worker processes)."""
     if host_metrics.is_host_metrics(config):
         return host_metrics.load(config, manifest, options)
-    if chunks.is_chunked(manifest) and not options.dry_run:
-        return chunks.load(config, manifest, options)
     return load_rows(config, manifest, options)
 
 

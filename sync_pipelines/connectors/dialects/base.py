@@ -88,6 +88,13 @@ class SqlBackend:
         yield
 
 
+def on_conflict_upsert(insert: Any, key: Sequence[str], non_key: Sequence[str]) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` (or ``DO NOTHING``) for dialects that share that syntax."""
+    if non_key:
+        return insert.on_conflict_do_update(index_elements=list(key), set_={c: insert.excluded[c] for c in non_key})
+    return insert.on_conflict_do_nothing(index_elements=list(key))
+
+
 def lease_name(sync: str) -> str:
     """The server-side name of a sync's lease."""
     return f"sync_pipelines:{sync}"

@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
+from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, on_conflict_upsert, wait_or_fail
 
 # SQLSTATE classes and codes after which the same statement may succeed on a new attempt.
 _TRANSIENT_CLASSES = ("08", "53", "57P", "40")
@@ -43,10 +43,7 @@ class PostgresBackend(SqlBackend):
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
 
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
-        stmt = postgresql.insert(table)
-        if non_key:
-            return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in non_key})
-        return stmt.on_conflict_do_nothing(index_elements=list(key))
+        return on_conflict_upsert(postgresql.insert(table), key, non_key)
 
     def is_transient(self, error: BaseException) -> bool:
         state = getattr(error, "sqlstate", None)

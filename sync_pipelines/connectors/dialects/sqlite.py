@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Engine
 
-from sync_pipelines.connectors.dialects.base import SqlBackend, wait_or_fail
+from sync_pipelines.connectors.dialects.base import SqlBackend, on_conflict_upsert, wait_or_fail
 
 _TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
@@ -30,10 +30,7 @@ class SqliteBackend(SqlBackend):
     driver_modules = ("sqlite3",)
 
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
-        stmt = sqlite.insert(table)
-        if non_key:
-            return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in non_key})
-        return stmt.on_conflict_do_nothing(index_elements=list(key))
+        return on_conflict_upsert(sqlite.insert(table), key, non_key)
 
     def is_transient(self, error: BaseException) -> bool:
         # The primary result code is the low byte of the extended one (SQLITE_BUSY_SNAPSHOT is BUSY too).
