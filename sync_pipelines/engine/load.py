@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -321,6 +323,41 @@ _ATTEMPTS = 3
 rolls the batch back whole, and it is tried again."""
 
 
+class _TargetSink:
+    """Where a real run's batches go: one transaction each, with the batch's resume record and state."""
+
+    keep_unchanged_outcomes = True
+    attempts = _ATTEMPTS
+
+    def __init__(self, writer: SqlTargetWriter):
+        self.writer = writer
+
+    def transaction(self) -> AbstractContextManager[Connection | None]:
+        return self.writer.engine.begin()
+
+    def write(self, conn: Connection | None, loader: BatchLoader, plan: _Plan, batch: BatchFile) -> None:
+        assert conn is not None
+        loader.write(conn, plan, batch)
+
+
+class _DrySink:
+    """Where a dry run's batches go: nowhere. Planned on one read-only connection (None: no target table
+    yet); only the keys read are kept, in a temporary table, to plan the deletes at the end."""
+
+    keep_unchanged_outcomes = False
+    attempts = 1
+
+    def __init__(self, conn: Connection | None, seen: sa.Table | None):
+        self.conn, self.seen = conn, seen
+
+    def transaction(self) -> AbstractContextManager[Connection | None]:
+        return contextlib.nullcontext(self.conn)
+
+    def write(self, conn: Connection | None, loader: BatchLoader, plan: _Plan, batch: BatchFile) -> None:
+        if conn is not None and self.seen is not None:
+            loader.writer.add_seen(conn, plan.seen_keys, table=self.seen)
+
+
 @dataclass(frozen=True)
 class LoadMode:
     """How a run's batches are committed (passed to worker processes as is)."""
@@ -339,7 +376,15 @@ class BatchLoader:
     parallel load (built once per chunk by :func:`_load_chunk`).
     """
 
-    def __init__(self, config: SyncConfig, run_id: str, writer: SqlTargetWriter, types: dict[str, str], mode: LoadMode):
+    def __init__(
+        self,
+        config: SyncConfig,
+        run_id: str,
+        writer: SqlTargetWriter,
+        types: dict[str, str],
+        mode: LoadMode,
+        sink: _TargetSink | _DrySink | None = None,
+    ):
         self.config, self.run_id, self.writer = config, run_id, writer
         self.columns = list(types)
         self.reconciler = Reconciler(config, writer, types, self.columns)
@@ -349,39 +394,45 @@ class BatchLoader:
         self.source_writer = SqlSourceWriter(config) if self.reconciler.bidirectional else None
         self.source_deletes: list[dict[str, Any]] = []
         self.samples = _Samples(mode.sample_size)
+        self.sink = sink if sink is not None else _TargetSink(writer)
+        self.state: SyncState | None = None
+        """The sync's state row, moved with every batch when the run commits inline (None in a worker)."""
 
-    def commit(self, batch: BatchFile, state: SyncState | None = None) -> Counts:
-        """Commit ``batch``, retrying it whole on a transient error; ``state`` moves with it when given."""
+    def commit(self, batch: BatchFile) -> Counts:
+        """Plan ``batch`` and hand it to the sink; a transient error retries the batch whole (real runs)."""
         table = read_batch(batch.path)
-        for attempt in range(1, _ATTEMPTS + 1):
+        keep_unchanged = self.config.history.store_unchanged and self.sink.keep_unchanged_outcomes
+        for attempt in range(1, self.sink.attempts + 1):
             try:
                 with (
                     translate_errors(self.writer.endpoint, f"loading batch {batch.index}"),
-                    self.writer.engine.begin() as conn,
+                    self.sink.transaction() as conn,
                 ):
-                    plan = self._commit(conn, table, batch, state)
+                    plan = _plan_batch(
+                        self.writer, conn, table, self.columns, self.reconciler, keep_unchanged=keep_unchanged
+                    )
+                    self.sink.write(conn, self, plan, batch)
                 break
             except TransientConnectorError:
-                if attempt == _ATTEMPTS or self.source_writer is not None:
+                if attempt == self.sink.attempts or self.source_writer is not None:
                     raise  # a batch that wrote back to the source is not replayed here
                 time.sleep(0.2 * attempt)
+        self.source_deletes += plan.reverse_deletes
         self.samples.add(plan.sampled)
         return plan.counts
 
-    def _commit(self, conn: Connection, table: pa.Table, batch: BatchFile, state: SyncState | None) -> _Plan:
+    def write(self, conn: Connection, plan: _Plan, batch: BatchFile) -> None:
+        """Write one planned batch with its resume record (and the state, inline) in the caller's transaction."""
         config, writer = self.config, self.writer
-        plan = _plan_batch(
-            writer, conn, table, self.columns, self.reconciler, keep_unchanged=config.history.store_unchanged
-        )
         if self.source_writer is not None:
             self.source_writer.write(plan.reverse_rows)
-            self.source_deletes += plan.reverse_deletes
         write_plan(config, writer, conn, self.reconciler, self.run_id, batch.index, plan, tracking=self.tracking)
         conn.execute(
             sa.insert(self.committed).values(
                 sync=config.name, run_id=self.run_id, batch=batch.index, chunk=batch.chunk or 0, committed_at=_utcnow()
             )
         )
+        state = self.state
         if state is not None:
             # An incremental read moves the watermark with every batch, so a crash resumes from the last one.
             if self.incremental and batch.position is not None:
@@ -389,7 +440,6 @@ class BatchLoader:
             state.version += 1
             state.last_run_id, state.last_batch = self.run_id, batch.index
             writer.save_state(conn, state)
-        return plan
 
 
 def _load_chunk(
@@ -447,39 +497,65 @@ def _commit(
         for batch in manifest.batches:
             if batch.index in done:
                 result.counts.merge(_committed_counts(writer, options.run_id, batch))
+        loader.state = state
         todo = [b for b in manifest.batches if b.index not in done]
-        progress = Progress(config.name, "load", options.logger, total=sum(b.rows for b in todo))
-        committed_here = _run_batches(config, manifest, options, loader, state, schema, todo, progress)
+        committed_here = _run_batches(config, manifest, options, loader, schema, todo, parallel=is_chunked(manifest))
         result.counts.merge(committed_here.counts)
         samples.add(committed_here.samples)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
             if loader.tracking and not manifest.batches:
                 writer.reset_seen(conn)
-            if loader.source_writer is not None:
-                assert writer.seen_table is not None
-                finish = finish_bidirectional(
-                    config,
-                    writer,
-                    conn,
-                    writer.seen_table,
-                    loader.reconciler,
-                    loader.source_writer,
-                    committed_here.source_deletes,
-                    run_id=options.run_id,
-                    write=True,
-                )
-                writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, finish.outcomes))
-                result.counts.merge(finish.counts)
-                samples.add(finish.outcomes)
-                if finish.error:
-                    result.status, result.error = RunStatus.FAILED, finish.error
-                    return
-            deleting = config.delete_missing and manifest.full_sync and loader.source_writer is None
-            if not finish_run(
-                config, manifest, options, writer, conn, state, result, samples, loader.reconciler, deleting=deleting
-            ):
+            if not _finish(config, manifest, options, loader, conn, writer.seen_table, result, samples, write=True):
                 return
     result.watermark_after = state.watermark
+
+
+def _finish(
+    config: SyncConfig,
+    manifest: Manifest,
+    options: RunOptions,
+    loader: BatchLoader,
+    conn: Connection,
+    seen: sa.Table | None,
+    result: SyncResult,
+    samples: _Samples,
+    *,
+    write: bool,
+) -> bool:
+    """The end of a run, written (``write``) or planned: one-sided records of a bidirectional sync, deletes of
+    records the source no longer has, then (written) the watermark and state. False when a guard refused."""
+    writer = loader.writer
+    deleting = config.delete_missing and manifest.full_sync
+    if loader.reconciler.bidirectional and seen is not None:
+        finish = finish_bidirectional(
+            config,
+            writer,
+            conn,
+            seen,
+            loader.reconciler,
+            loader.source_writer or SqlSourceWriter(config),
+            loader.source_deletes,
+            run_id=options.run_id,
+            write=write,
+        )
+        if write:
+            writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, finish.outcomes))
+        result.counts.merge(finish.counts)
+        samples.add(finish.outcomes)
+        if finish.error:
+            result.status, result.error = RunStatus.FAILED, finish.error
+            return False
+        deleting = False
+    if not write:
+        return not (
+            deleting
+            and seen is not None
+            and _delete_missing(config, options, writer, conn, seen, result, samples, write=False)
+        )
+    assert loader.state is not None
+    return finish_run(
+        config, manifest, options, writer, conn, loader.state, result, samples, loader.reconciler, deleting=deleting
+    )
 
 
 def _claim(
@@ -521,14 +597,15 @@ def _run_batches(
     manifest: Manifest,
     options: RunOptions,
     loader: BatchLoader,
-    state: SyncState,
     schema: dict[str, Any],
     batches: list[BatchFile],
-    progress: Progress,
+    *,
+    parallel: bool,
 ) -> _Committed:
-    """Commit ``batches``: one job per chunk in worker processes for a parallel read, else one per batch inline."""
+    """Commit ``batches``: one job per chunk in worker processes (``parallel``), else one per batch inline."""
     out = _Committed()
-    if is_chunked(manifest):
+    progress = Progress(config.name, "load", options.logger, total=sum(b.rows for b in batches))
+    if parallel:
         jobs = [b for b in by_chunk(batches).values() if b]
         parts = run_pool(
             config,
@@ -545,7 +622,7 @@ def _run_batches(
 
     def one(batch: BatchFile) -> Counts:
         check_stop(config, f"before batch {batch.index}")
-        return loader.commit(batch, state)
+        return loader.commit(batch)
 
     for counts in run_inline(options, one, [(b,) for b in batches], lambda i, _: progress.batch_done(batches[i].rows)):
         out.counts.merge(counts)
@@ -678,43 +755,25 @@ def _dry_run(
     result: SyncResult,
     samples: _Samples,
 ) -> None:
-    columns = list(manifest.types)
-    reconciler = Reconciler(config, writer, manifest.types, columns)
+    """The same batches, planned on one read-only connection into a sink that writes nothing."""
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:
             writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
             writer.prepare_seen_definition()
-        tracking = (config.delete_missing and manifest.full_sync) or reconciler.bidirectional
-        temp = writer.temp_seen_table(conn) if exists and tracking else None
-        source_deletes: list[dict[str, Any]] = []
-        progress = Progress(config.name, "load", options.logger, total=manifest.rows)
-        for batch in manifest.batches:
-            plan = _plan_batch(writer, conn if exists else None, read_batch(batch.path), columns, reconciler)
-            source_deletes += plan.reverse_deletes
-            if temp is not None:
-                writer.add_seen(conn, plan.seen_keys, table=temp)
-            result.counts.merge(plan.counts)
-            samples.add(plan.sampled)
-            progress.batch_done(batch.rows)
-        if temp is not None and reconciler.bidirectional:
-            finish = finish_bidirectional(
-                config,
-                writer,
-                conn,
-                temp,
-                reconciler,
-                SqlSourceWriter(config),
-                source_deletes,
-                run_id=options.run_id,
-                write=False,
-            )
-            result.counts.merge(finish.counts)
-            samples.add(finish.outcomes)
-            if finish.error:
-                result.status, result.error = RunStatus.FAILED, finish.error
-        elif temp is not None:
-            _delete_missing(config, options, writer, conn, temp, result, samples, write=False)
+        mode = LoadMode(
+            tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,
+            incremental=not manifest.full_sync,
+            sample_size=options.sample_size,
+        )
+        seen = writer.temp_seen_table(conn) if exists and mode.tracking else None
+        sink = _DrySink(conn if exists else None, seen)
+        loader = BatchLoader(config, options.run_id, writer, manifest.types, mode, sink)
+        planned = _run_batches(config, manifest, options, loader, _schema(manifest), manifest.batches, parallel=False)
+        result.counts.merge(planned.counts)
+        samples.add(planned.samples)
+        if seen is not None:
+            _finish(config, manifest, options, loader, conn, seen, result, samples, write=False)
         conn.rollback()
 
 
