@@ -103,6 +103,22 @@ def test_a_cli_run_without_user_records_the_os_user(syncs: Path, monkeypatch: py
     assert ledger_row(syncs, run_id).user == "svc_sync"
 
 
+def test_a_launchpad_user_is_recorded_when_no_identity_is_known(syncs: Path) -> None:
+    """The launchpad's flat form takes `user`; without a `sync/user` tag it becomes the run's user."""
+    with DagsterInstance.get() as instance:
+        run_id = execute_sync("clean", instance=instance, config_directory=syncs, run_config={"user": " carol "}).run_id
+        tagged = execute_sync(
+            "clean",
+            instance=instance,
+            config_directory=syncs,
+            run_config={"user": "carol"},
+            tags={Tag.USER.value: "dan"},
+        ).run_id
+
+    assert (ledger_row(syncs, run_id).user, run_tags(run_id)[Tag.USER.value]) == ("carol", "carol")
+    assert ledger_row(syncs, tagged).user == "dan"  # a known identity wins over the form
+
+
 def test_a_schedule_tick_is_attributed_to_the_schedule(syncs: Path) -> None:
     defs = build_definitions(load_configs(syncs))
     schedule = defs.resolve_schedule_def(schedule_name("clean"))
@@ -148,6 +164,8 @@ def test_the_ledger_records_completed_partial_and_failed_runs(syncs: Path) -> No
 
     dry = ledger_row(syncs, clean)
     assert (dry.status, dry.dry_run, dry.counts["created"]) == (RunStatus.COMPLETED, True, 9)
+    assert run_tags(clean)[Tag.DRY_RUN.value] == "true"
+    assert Tag.DRY_RUN.value not in run_tags(tolerant)
     partial = ledger_row(syncs, tolerant)
     assert (partial.status, partial.counts["processed"], partial.counts["failed"]) == (RunStatus.PARTIAL, 10, 1)
     assert partial.finished_at is not None and partial.duration_s is not None and partial.duration_s > 0
@@ -363,6 +381,7 @@ def test_stats_report_success_rate_volumes_and_durations(syncs: Path) -> None:
 def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) -> None:
     for name in ("tolerant", "strict", "strict"):
         launch(syncs, name, {})
+    launch(syncs, "clean", {}, dry_run=True)  # left out of the statistics
     asset = build_statistics_asset(load_configs(syncs))
 
     with DagsterInstance.get() as instance:

@@ -45,6 +45,10 @@ FULL_SYNC_DESCRIPTION = (
     "from the source when the sync has `delete_missing`)."
 )
 DRY_RUN_DESCRIPTION = "Compute the plan and the sample changes, write nothing, keep the watermark."
+USER_DESCRIPTION = (
+    "Who launches this run. Recorded as the run's user (tag `sync/user`, the run ledger) when Dagster "
+    "knows no identity, as open-source Dagster never does."
+)
 
 
 class SyncRunConfig(Config):
@@ -52,6 +56,12 @@ class SyncRunConfig(Config):
 
     full_sync: bool = Field(default=False, description=FULL_SYNC_DESCRIPTION)
     dry_run: bool = Field(default=False, description=DRY_RUN_DESCRIPTION)
+    user: str = Field(default="", description=USER_DESCRIPTION)
+
+
+def run_flags(config: SyncRunConfig) -> dict[str, Any]:
+    """The options a config mapping hands to each op of the sync: ``full_sync``, ``dry_run`` and ``user``."""
+    return {"full_sync": config.full_sync, "dry_run": config.dry_run, "user": config.user}
 
 
 def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Manifest | None = None) -> RunOptions:
