@@ -67,6 +67,8 @@ class RunReport:
     dry_run: bool = False
     full_sync: bool = False
     error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The values of the load step's metadata (e.g. the ``hosts`` table of a host-metrics run)."""
 
     def to_json(self) -> dict[str, Any]:
         """``{run_id, sync, status, counts, watermark}``: the ``run --json`` output."""
@@ -160,6 +162,7 @@ def report_for_run(instance: DagsterInstance, run_id: str, sync: str) -> RunRepo
         },
     )
     summary: dict[str, Any] | None = None
+    load_metadata: Mapping[str, Any] = {}
     error: str | None = None
     for entry in events:
         event = entry.dagster_event
@@ -177,8 +180,10 @@ def report_for_run(instance: DagsterInstance, run_id: str, sync: str) -> RunRepo
             metadata = event.asset_observation_data.asset_observation.metadata
         if "status" in metadata:
             summary = summary_from_metadata(metadata)
+            load_metadata = metadata
     status = _status(run.status, run.tags.get(Tag.STATUS.value), summary)
     report = RunReport(run_id=run_id, sync=sync, status=status)
+    report.metadata = {key: getattr(value, "value", value) for key, value in load_metadata.items()}
     if summary is not None:
         report.counts = summary["counts"]
         report.watermark = summary["watermark"]
