@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from dagster import (
+    AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
@@ -163,8 +164,30 @@ def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> No
         step_key("people", Stage.EXTRACT),
         step_key("people", Stage.TRANSFORM),
         step_key("people", Stage.LOAD),
+        "people_no_failed_records",
         "people_no_open_conflicts",
     ]
+
+
+def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) -> None:
+    """Dagster shows a partial run as a success; the WARN check on the asset says records failed."""
+    make_source(tmp_path / "source.db", [*ROWS, {"id": 4, "name": "dee", "age": "n/a", "updated_at": "2024-01-04"}])
+    sync = Sync(tmp_path, max_failure_ratio=0.5)
+
+    partial = sync.run()
+
+    assert partial.success and load_metadata(partial, "people")["status"] == "partial"
+    [warning] = [e for e in partial.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
+    assert not warning.passed and warning.severity is AssetCheckSeverity.WARN
+    assert (warning.metadata["failed"].value, warning.metadata["processed"].value) == (1, 4)
+    assert warning.description and warning.description.startswith("1 of 4 record(s) failed in the last run")
+
+    make_source(tmp_path / "source.db", ROWS)
+    clean = sync.run()
+    [passed] = [e for e in clean.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
+    assert passed.passed and passed.metadata["failed"].value == 0
+    dry = sync.run(dry_run=True)  # nothing materialized: the check has nothing new to judge
+    assert dry.success and not [e for e in dry.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
 
 
 def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: Path) -> None:
@@ -299,7 +322,7 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
         assert retried.success
         started = [e.step_key for e in retried.all_events if e.event_type_value == "STEP_START"]
         materialization = retried.asset_materializations_for_node("people")[0]
-    assert started == [step_key("people", Stage.LOAD), "people_no_open_conflicts"]
+    assert started == [step_key("people", Stage.LOAD), "people_no_failed_records", "people_no_open_conflicts"]
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["status"], meta["processed"], meta["created"]) == ("completed", 21, 21)
     assert sync.rows() == 21

@@ -268,7 +268,7 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         assert run.tags["sync/status"] == "completed"
         assert run.tags["sync/triggered_by"] == "retry"
         steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
-    assert steps == {"people.people_load", "people_no_open_conflicts"}
+    assert steps == {"people.people_load", "people_no_failed_records", "people_no_open_conflicts"}
 
 
 CONFLICT_CHECK = """

@@ -15,6 +15,7 @@ from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.host_ops import host_job_config
 from sync_pipelines.orchestration.names import Tag, job_name
 from sync_pipelines.orchestration.ops import SyncRunConfig, run_flags
+from sync_pipelines.orchestration.record_checks import failed_records_check_key
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -31,9 +32,11 @@ def run_config_mapping(cfg: SyncConfig) -> ConfigMapping:
 
 
 def _selection(cfg: SyncConfig) -> AssetSelection:
-    """The sync's asset, plus its conflict check where it has one; the connection check is left to
-    the ``check_connections`` job."""
-    selection = AssetSelection.assets(asset_key(cfg)).without_checks()
+    """The sync's asset with its failed-records check, plus its conflict check where it has one; the
+    connection check is left to the ``check_connections`` job."""
+    selection = AssetSelection.assets(asset_key(cfg)).without_checks() | AssetSelection.checks(
+        failed_records_check_key(cfg)
+    )
     if has_conflict_check(cfg):
         selection = selection | AssetSelection.checks(conflict_check_key(cfg))
     return selection

@@ -19,6 +19,7 @@ from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, wa
 from sync_pipelines.orchestration.io_manager import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
+from sync_pipelines.orchestration.record_checks import build_failed_records_check
 from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
 from sync_pipelines.orchestration.sensors import build_source_sensor
@@ -45,6 +46,7 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         asset_checks=[
             *(build_conflict_check(cfg) for cfg in configs if has_conflict_check(cfg)),
             *(build_endpoint_check(cfg) for cfg in configs),
+            *(build_failed_records_check(cfg) for cfg in configs),
         ],
         jobs=[
             *jobs.values(),
