@@ -86,7 +86,13 @@ RUN_EVENTS = """
 query Events($runId: ID!) {
   logsForRun(runId: $runId, limit: 1000) {
     __typename
-    ... on EventConnection { events { __typename ... on MessageEvent { message stepKey } } }
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message stepKey }
+        ... on ExecutionStepFailureEvent { error { className message } }
+      }
+    }
   }
 }
 """

@@ -138,7 +138,6 @@ def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, f
     assert sorted(s.name for s in defs.schedules or []) == [
         "check_connections_schedule",
         "orders_schedule",
-        "sync_statistics_schedule",
         "users_schedule",
     ]
 

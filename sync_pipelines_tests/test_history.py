@@ -30,12 +30,14 @@ from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.orchestration import Tag, build_definitions, execute_sync, schedule_name
 from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAILURE_SENSOR_NAME, sweep
+from sync_pipelines.orchestration.statistics import SENSOR_NAME as STATISTICS_SENSOR
 from sync_pipelines.orchestration.statistics import build_statistics_asset
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests import test_cli
 from sync_pipelines_tests.test_cli import GOOD, invoke, make_source, write_config
 
 syncs = test_cli.syncs  # the same three syncs: clean, tolerant, strict
+STATISTICS_SCHEDULE = "sync_statistics_schedule"
 
 
 def configs(folder: Path) -> dict[str, SyncConfig]:
@@ -391,11 +393,40 @@ def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) ->
 
     rows = {r.data["sync"]: r.data for r in meta["syncs"].value.records}  # type: ignore[attr-defined]
     assert set(rows) == {"clean", "tolerant", "strict"}
-    assert (rows["strict"]["runs"], rows["strict"]["success_rate"], rows["strict"]["failed"]) == (2, 0.0, 2)
-    assert rows["clean"]["runs"] == 0 and rows["clean"]["success_rate"] is None
+    assert (rows["strict"]["runs"], rows["strict"]["success_rate"], rows["strict"]["outcomes"]) == (2, 0.0, "2 failed")
+    assert rows["tolerant"]["outcomes"] == "1 partial" and rows["tolerant"]["failed_records"] == 1
+    assert rows["tolerant"]["changes"] == "9 created, 0 updated, 0 deleted, 0 unchanged"
+    assert rows["clean"]["runs"] == 0 and rows["clean"]["success_rate"] is None and rows["clean"]["outcomes"] == "-"
+    assert len(meta["syncs"].value.schema.columns) == 9  # type: ignore[attr-defined]
     assert meta["runs"].value == 3
     assert meta["success_rate"].value == pytest.approx(1 / 3, abs=1e-3)
     assert meta["tolerant_success_rate"].value == 1.0 and meta["tolerant_records"].value == 10
+
+
+def test_the_statistics_sensor_refreshes_after_sync_runs_end_but_not_after_dry_runs(syncs: Path) -> None:
+    defs = build_definitions(load_configs(syncs))
+    sensor_def = defs.resolve_sensor_def(STATISTICS_SENSOR)
+    assert STATISTICS_SCHEDULE not in {s.name for s in defs.schedules or []}  # no hourly refresh any more
+
+    def tick(cursor: str | None) -> tuple[list[RunRequest], str | None]:
+        with DagsterInstance.get() as instance:
+            context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            result = sensor_def.evaluate_tick(context)
+        return list(result.run_requests or []), result.cursor
+
+    requests, cursor = tick(None)
+    assert requests == [] and cursor is not None
+    launch(syncs, "clean", {}, dry_run=True)
+    requests, cursor = tick(cursor)
+    assert requests == []  # a dry run changes no statistics
+
+    first, second = launch(syncs, "tolerant", {}), launch(syncs, "strict", {})
+    requests, cursor = tick(cursor)
+
+    [request] = requests
+    assert request.job_name in (None, "refresh_sync_statistics")
+    assert request.tags["sync/statistics_after"] == f"{first[:8]}, {second[:8]}"
+    assert tick(cursor)[0] == []  # each ended run refreshes once
 
 
 def test_history_before_any_run_reads_nothing_and_creates_nothing(syncs: Path, tmp_path: Path) -> None:

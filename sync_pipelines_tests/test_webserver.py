@@ -226,7 +226,6 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     assert sorted(repository["schedules"], key=lambda s: s["name"]) == [
         {"name": "check_connections_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
         {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"},
-        {"name": "sync_statistics_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
     ]
 
 

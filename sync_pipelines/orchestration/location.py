@@ -26,7 +26,7 @@ from sync_pipelines.orchestration.sensors import build_source_sensor
 from sync_pipelines.orchestration.statistics import (
     build_statistics_asset,
     build_statistics_job,
-    build_statistics_schedule,
+    build_statistics_sensor,
 )
 
 
@@ -57,10 +57,10 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         schedules=[
             *(build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None),
             build_check_schedule(check_job),
-            build_statistics_schedule(statistics_job),
         ],
         sensors=[
             *build_ledger_sensors(configs, list(jobs.values())),
+            build_statistics_sensor(statistics_job),
             *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
             *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],

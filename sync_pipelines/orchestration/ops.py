@@ -45,6 +45,8 @@ FULL_SYNC_DESCRIPTION = (
     "from the source when the sync has `delete_missing`)."
 )
 DRY_RUN_DESCRIPTION = "Compute the plan and the sample changes, write nothing, keep the watermark."
+CANCELLED_ERROR_TYPE = "cancelled"
+"""``error_type`` of the step failure that ends a terminated step."""
 USER_DESCRIPTION = (
     "Who launches this run. Recorded as the run's user (tag `sync/user`, the run ledger) when Dagster "
     "knows no identity, as open-source Dagster never does."
@@ -108,7 +110,8 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
     fails the step at once with a :class:`dagster.Failure` (``allow_retries=False``) whose
     description has every secret removed; the original exception is not chained, so its text never
     reaches the UI. A run termination (``DagsterExecutionInterruptedError``, not an ``Exception``)
-    sets ``sync/status=cancelled`` and ends the step.
+    sets ``sync/status=cancelled`` and ends the step with a Failure saying so (``error_type``
+    ``cancelled``); the run still ends ``CANCELED``.
     """
     _tag_sync_name(context, cfg)
     _set_status(context, RunStatus.RUNNING)
@@ -119,7 +122,14 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
     except DagsterExecutionInterruptedError:
         _set_status(context, RunStatus.CANCELLED)
         audit.record_end(context, cfg, RunStatus.CANCELLED, f"{where}: the run was cancelled")
-        raise
+        # Dagster still ends the run CANCELED (it was asked to); a Failure shows the step's outcome as a
+        # sentence instead of an interrupt's stack trace.
+        raise Failure(
+            description=f"{where}: cancelled at a batch boundary; every batch committed before is kept, with its "
+            "watermark, and the next run resumes after it",
+            metadata={"error_type": CANCELLED_ERROR_TYPE},
+            allow_retries=False,
+        ) from None
     except TransientConnectorError as exc:
         retries = cfg.retry.max_retries
         if context.retry_number < retries:
