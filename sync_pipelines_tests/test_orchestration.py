@@ -147,6 +147,7 @@ def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> No
     assert meta["watermark_after"]["cursor"].startswith("2024-01-03")
     assert meta["dry_run"] is False and meta["full_sync"] is False
     assert meta["trigger"] == "manual"
+    assert meta["path"] == f"people in sqlite:///{tmp_path / 'target.db'}"  # the table, not a pickle
     assert meta["duration_s"] >= 0
     samples = meta["samples"]
     assert [c.name for c in samples.schema.columns] == ["key", "action", "changes", "error"]
