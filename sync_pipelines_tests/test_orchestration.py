@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from sync_pipelines.config import load_configs
+from sync_pipelines.connectors.check import check_sync
 from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
@@ -272,6 +273,21 @@ def test_a_missing_source_table_fails_the_run_naming_it(tmp_path: Path) -> None:
     assert [e.step_key for e in result.all_events if e.event_type_value == "STEP_START"] == [
         step_key("people", Stage.EXTRACT)
     ]
+
+
+def test_a_missing_sqlite_source_fails_without_leaving_an_empty_file(tmp_path: Path) -> None:
+    sync = Sync(tmp_path)  # source.db is never created
+
+    result = sync.run()
+
+    assert not result.success
+    description = failure_of(result, "people", Stage.EXTRACT).user_failure_data.description
+    assert f"source database file {tmp_path / 'source.db'} does not exist (sync people, source.url)" in description
+    assert not (tmp_path / "source.db").exists()
+    checked = check_sync(load_configs(sync.folder)[0])
+    [source] = [r for r in checked if r.role.value == "source"]
+    assert not source.ok and "does not exist" in (source.error or "")
+    assert not (tmp_path / "source.db").exists()
 
 
 def test_a_secret_in_a_failure_is_redacted_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
