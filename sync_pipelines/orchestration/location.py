@@ -12,6 +12,7 @@ from sync_pipelines.orchestration.checks import build_conflict_check, has_confli
 from sync_pipelines.orchestration.connection_checks import (
     build_check_connections_job,
     build_check_schedule,
+    build_check_sensor,
     build_endpoint_check,
 )
 from sync_pipelines.orchestration.executors import sync_executor
@@ -61,6 +62,7 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         sensors=[
             *build_ledger_sensors(configs, list(jobs.values())),
             build_statistics_sensor(statistics_job),
+            build_check_sensor(configs, check_job),
             *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
             *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],
