@@ -36,7 +36,7 @@ from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
-from sync_pipelines.orchestration.partitions import run_window, window_text
+from sync_pipelines.orchestration.partitions import log_covered_partitions, run_window, window_text
 from sync_pipelines.orchestration.retries import retry_wait
 from sync_pipelines.types import RunStatus
 
@@ -276,6 +276,7 @@ def report_load(
         )
         return
     yield Output(result.to_dict(), metadata=metadata)
+    log_covered_partitions(context, cfg, result)
 
 
 def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefinition]:
