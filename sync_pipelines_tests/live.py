@@ -141,7 +141,7 @@ class LiveDagster:
         definitions_module: str,
         env: dict[str, str],
         *,
-        instance_yaml: Path = REPO / "dagster.yaml",
+        instance_yaml: Path = REPO / "dagster.local.yaml",
         workspace: Path | None = None,
         location: str = "live",
     ):

@@ -196,7 +196,7 @@ def test_without_dagster_home_the_cli_uses_the_project_home(
     syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAGSTER_HOME")
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    (tmp_path / "dagster.local.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
 
     code, report = run_json("clean")
 

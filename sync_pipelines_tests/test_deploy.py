@@ -81,9 +81,15 @@ def _sync_folder(dbs: Databases, tmp_path: Path, batch_size: int = 4) -> Path:
     return folder
 
 
+def test_the_project_folder_has_no_dagster_yaml_for_dagster_dev_to_warn_about() -> None:
+    """`dagster dev` started here warns about a dagster.yaml (or .yml) in the current folder it does not read."""
+    assert (REPO / "dagster.local.yaml").is_file()
+    assert not (REPO / "dagster.yaml").exists() and not (REPO / "dagster.yml").exists()
+
+
 def test_deploy_settings_match_the_local_instance() -> None:
     """The queue, concurrency, retry and monitoring rules cannot drift between the two files."""
-    local, deploy = _yaml(REPO / "dagster.yaml"), _yaml(DEPLOY / "dagster.yaml")
+    local, deploy = _yaml(REPO / "dagster.local.yaml"), _yaml(DEPLOY / "dagster.yaml")
     for section in SHARED_SECTIONS:
         assert section in local, section
         assert deploy.get(section) == local[section], section
@@ -114,7 +120,7 @@ def _keys(value: Any) -> Iterator[str]:
 
 def test_helm_values_carry_the_same_rules() -> None:
     """deploy/k8s/values.yaml is never installed here; at least its rules cannot drift from the instance's."""
-    local, values = _yaml(REPO / "dagster.yaml"), _yaml(DEPLOY / "k8s" / "values.yaml")
+    local, values = _yaml(REPO / "dagster.local.yaml"), _yaml(DEPLOY / "k8s" / "values.yaml")
     assert values["concurrency"].pop("enabled") is True
     assert _snake_keys(values["concurrency"]) == local["concurrency"]
     daemon = values["dagsterDaemon"]
