@@ -393,11 +393,15 @@ def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) ->
 
     rows = {r.data["sync"]: r.data for r in meta["syncs"].value.records}  # type: ignore[attr-defined]
     assert set(rows) == {"clean", "tolerant", "strict"}
-    assert (rows["strict"]["runs"], rows["strict"]["success_rate"], rows["strict"]["outcomes"]) == (2, 0.0, "2 failed")
-    assert rows["tolerant"]["outcomes"] == "1 partial" and rows["tolerant"]["failed_records"] == 1
-    assert rows["tolerant"]["changes"] == "9 created, 0 updated, 0 deleted, 0 unchanged"
-    assert rows["clean"]["runs"] == 0 and rows["clean"]["success_rate"] is None and rows["clean"]["outcomes"] == "-"
-    assert len(meta["syncs"].value.schema.columns) == 9  # type: ignore[attr-defined]
+    assert (rows["strict"]["runs"], rows["strict"]["success"], rows["strict"]["failed"]) == (2, 0.0, 2)
+    assert (rows["tolerant"]["runs"], rows["tolerant"]["success"], rows["tolerant"]["failed"]) == (1, 1.0, 1)
+    assert rows["clean"]["runs"] == 0 and rows["clean"]["success"] is None
+    assert [c.name for c in meta["syncs"].value.schema.columns] == ["sync", "runs", "success", "failed", "p95_s"]  # type: ignore[attr-defined]
+    assert meta["tolerant_summary"].value.startswith(
+        "1 run(s), 100% successful (1 partial) · 10 records read: 9 created, 0 updated, 0 deleted, 0 unchanged, "
+        "1 failed · duration p50 "
+    )
+    assert meta["clean_summary"].value == "no run in the window"
     assert meta["runs"].value == 3
     assert meta["success_rate"].value == pytest.approx(1 / 3, abs=1e-3)
     assert meta["tolerant_success_rate"].value == 1.0 and meta["tolerant_records"].value == 10
