@@ -181,7 +181,9 @@ def test_a_step_error_closes_the_row_as_failed_with_its_error(syncs: Path, tmp_p
     (tmp_path / "clean.db").unlink()
     make_source(tmp_path / "other.db", GOOD)
     engine_ = sa.create_engine(f"sqlite:///{tmp_path / 'clean.db'}")
-    engine_.dispose()  # an empty database: the source table is missing
+    with engine_.connect():
+        pass  # an empty database file: the source table is missing
+    engine_.dispose()
 
     run_id = launch(syncs, "clean", {})
 
