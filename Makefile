@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml requirements/noida-db.txt $(VENV)/pyvenv.cfg
 
 dagster-home:
 	@mkdir -p "$(DAGSTER_HOME)"
-	@[ -f "$(DAGSTER_HOME)/dagster.yaml" ] || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@[ -f "$(DAGSTER_HOME)/dagster.yaml" ] || cp dagster.local.yaml "$(DAGSTER_HOME)/dagster.yaml"
 
 demo: setup dagster-home ## Build the demo databases and run every demo sync through Dagster
 	$(WITH_SIGNALS) $(BIN)/sync-pipelines demo

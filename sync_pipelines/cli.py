@@ -230,7 +230,7 @@ def run(
             click.echo(f"error: {report.error}", err=True)
     else:
         click.echo(_summary(report))
-        print_host_results(configs[name], report.run_id)
+        print_host_results(configs[name], report)
     ctx.exit(exit_code(report.status))
 
 

@@ -86,7 +86,13 @@ RUN_EVENTS = """
 query Events($runId: ID!) {
   logsForRun(runId: $runId, limit: 1000) {
     __typename
-    ... on EventConnection { events { __typename ... on MessageEvent { message stepKey } } }
+    ... on EventConnection {
+      events {
+        __typename
+        ... on MessageEvent { message stepKey }
+        ... on ExecutionStepFailureEvent { error { className message } }
+      }
+    }
   }
 }
 """
@@ -135,7 +141,7 @@ class LiveDagster:
         definitions_module: str,
         env: dict[str, str],
         *,
-        instance_yaml: Path = REPO / "dagster.yaml",
+        instance_yaml: Path = REPO / "dagster.local.yaml",
         workspace: Path | None = None,
         location: str = "live",
     ):

@@ -51,6 +51,7 @@ from sync_pipelines.orchestration.executors import (
     celery_broker,
 )
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME
+from sync_pipelines.orchestration.record_checks import FAILED_RECORDS_CHECK_NAME
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import PG_ADMIN_URL, Databases, _server_database, make_databases
 
@@ -59,7 +60,10 @@ SYNC = "erp_orders"
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
 WORKERS = ("alpha", "beta")
 # The steps of one run: extract, transform, load, then the conflict check on the asset.
-STEPS = {step_key(SYNC, stage): stage.value for stage in Stage} | {f"{SYNC}_{CONFLICT_CHECK_NAME}": "check"}
+STEPS = {step_key(SYNC, stage): stage.value for stage in Stage} | {
+    f"{SYNC}_{CONFLICT_CHECK_NAME}": "check",
+    f"{SYNC}_{FAILED_RECORDS_CHECK_NAME}": "failed-records check",
+}
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 20
 CLI = [sys.executable, "-c", "from sync_pipelines.cli import main; main()"]

@@ -15,6 +15,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterInstance,
+    DagsterInvalidConfigError,
     Definitions,
     ExecuteInProcessResult,
 )
@@ -96,6 +97,10 @@ class PeopleSync:
         return ids
 
 
+def conflict_evaluations(result: ExecuteInProcessResult) -> list[Any]:
+    return [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK.name]
+
+
 def latest_check_status() -> AssetCheckExecutionRecordStatus:
     records = DagsterInstance.get().event_log_storage.get_latest_asset_check_execution_by_key([CHECK])
     return records[CHECK].status
@@ -112,7 +117,7 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     sync = PeopleSync(dbs, tmp_path)
     first = sync.run()
     assert first.success
-    [green] = first.get_asset_check_evaluations()
+    [green] = conflict_evaluations(first)
     assert green.passed and green.metadata["open_conflicts"].value == 0
 
     result = make_conflict(sync)
@@ -121,13 +126,19 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     assert DagsterInstance.get().get_run_by_id(result.run_id).tags[Tag.STATUS.value] == "completed"
     [materialization] = result.asset_materializations_for_node("people")
     assert materialization.metadata["conflicted"].value == 1
-    [red] = result.get_asset_check_evaluations()
+    [red] = conflict_evaluations(result)
     assert not red.passed and red.severity is AssetCheckSeverity.ERROR
     assert red.metadata["open_conflicts"].value == 1
     assert red.metadata["oldest_conflict_age_s"].value >= 0
     [sample] = red.metadata["sample_conflicts"].value.records
     assert sample.data["key"] == "id=2"
-    assert sample.data["fields"] == 'name: "renamed at source" | "fixed by hand" | "p2"'
+    labelled = {k: sample.data[k] for k in ("field", "source", "target", "baseline")}
+    assert labelled == {
+        "field": "name",
+        "source": '"renamed at source"',
+        "target": '"fixed by hand"',
+        "baseline": '"p2"',
+    }
     assert latest_check_status() is AssetCheckExecutionRecordStatus.FAILED
     assert sync.target_name(2) == "fixed by hand"
 
@@ -139,7 +150,7 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     assert sync.target_name(2) == "renamed at source"
     assert latest_check_status() is AssetCheckExecutionRecordStatus.SUCCEEDED
     again = sync.run()
-    [still_green] = again.get_asset_check_evaluations()
+    [still_green] = conflict_evaluations(again)
     assert still_green.passed
     assert again.asset_materializations_for_node("people")[0].metadata["conflicted"].value == 0
 
@@ -154,14 +165,12 @@ def test_resolve_job_refuses_resolved_and_unknown_conflicts(sqlite_dbs: Database
     unknown = sync.resolve(conflict_ids=[42], choice="keep_source", resolved_by="alice")
     other_sync = sync.resolve(sync="nobody", all=True, choice="keep_source", resolved_by="alice")
     neither = sync.resolve(choice="keep_source", resolved_by="alice")
-    bad_choice = sync.resolve(all=True, choice="keep_both", resolved_by="alice")
 
     for failed, message in (
         (twice, f"conflict {conflict_id} (by bob at"),
         (unknown, "no conflict 42; nothing was resolved"),
         (other_sync, "unknown sync 'nobody'; known syncs: people"),
         (neither, "give the `conflict_ids` to resolve, or `all: true`"),
-        (bad_choice, "unknown choice 'keep_both'; expected one of keep_source, keep_target"),
     ):
         assert not failed.success
         [failure] = [e for e in failed.all_events if e.is_step_failure]
@@ -178,6 +187,27 @@ def test_resolve_job_without_sync_in_its_config_is_refused(sqlite_dbs: Databases
             run_config={"ops": {"resolve_selected_conflicts": {"config": {"all": True}}}},
             instance=DagsterInstance.get(),
         )
+
+
+def test_resolve_job_refuses_an_unknown_choice_at_launch(sqlite_dbs: Databases, tmp_path: Path) -> None:
+    """The choice is an enum of the run config: Dagster refuses `source` before the run is created."""
+    sync = PeopleSync(sqlite_dbs, tmp_path)
+    make_conflict(sync)
+    job = sync.defs().resolve_job_def("resolve_conflicts")
+    instance = DagsterInstance.get()
+    runs_before = len(instance.get_runs())
+    config = {"sync": "people", "all": True, "choice": "source", "resolved_by": "alice"}
+
+    with pytest.raises(DagsterInvalidConfigError, match="config:choice not in enum type ResolveChoice got source"):
+        job.execute_in_process(
+            run_config={"ops": {"resolve_selected_conflicts": {"config": config}}}, instance=instance
+        )
+
+    choice = job.run_config_schema.config_type.fields["ops"].config_type.fields["resolve_selected_conflicts"]
+    enum = choice.config_type.fields["config"].config_type.fields["choice"].config_type
+    assert enum.config_values == ["keep_source", "keep_target"]
+    assert len(instance.get_runs()) == runs_before
+    assert sync.target_name(2) == "fixed by hand"
 
 
 def test_blocking_follows_the_config(sqlite_dbs: Databases, tmp_path: Path) -> None:

@@ -6,15 +6,26 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance, DefaultScheduleStatus
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    build_sensor_context,
+)
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.orchestration import build_definitions
 from sync_pipelines.orchestration.connection_checks import (
     CHECK_JOB_NAME,
+    CHECK_MAX_AGE_S,
     CHECK_NAME,
     CHECK_OP_NAME,
+    CHECK_SENSOR_NAME,
     build_endpoint_check,
+    stale_checks,
 )
 from sync_pipelines_tests.conftest import Databases
 
@@ -111,3 +122,21 @@ def test_the_job_records_check_evaluations_and_fails_on_a_broken_sync(configs: l
         assert failure.step_failure_data.user_failure_data.description == (
             "unknown sync(s) nope; known: broken, healthy"
         )
+
+
+def test_the_sensor_checks_the_syncs_never_checked_then_waits_a_day(configs: list[SyncConfig]) -> None:
+    defs = build_definitions(configs)
+    sensor_def = defs.resolve_sensor_def(CHECK_SENSOR_NAME)
+    assert sensor_def.default_status == DefaultSensorStatus.RUNNING
+    with DagsterInstance.ephemeral() as instance:
+        assert stale_checks(instance, configs, CHECK_MAX_AGE_S) == ["healthy", "broken"]
+        [request] = sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs)).run_requests
+        assert request.run_config == {"ops": {CHECK_OP_NAME: {"config": {"syncs": ["healthy", "broken"]}}}}
+
+        run_check_job(configs, instance, ["healthy"])
+
+        assert stale_checks(instance, configs, CHECK_MAX_AGE_S) == ["broken"]
+        assert stale_checks(instance, configs, max_age_s=-1) == ["healthy", "broken"]  # all older than -1 s
+        run_check_job(configs, instance, ["broken"])  # fails (its source table is gone), yet it was evaluated
+        tick = sensor_def.evaluate_tick(build_sensor_context(instance=instance, definitions=defs))
+        assert not tick.run_requests and tick.skip_message and "less than 24 h old" in tick.skip_message

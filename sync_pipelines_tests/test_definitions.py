@@ -95,8 +95,10 @@ def test_every_file_becomes_an_asset_and_a_job(monkeypatch: pytest.MonkeyPatch, 
         assert job.description and name in job.description
         assert job.asset_layer.executable_asset_keys == {AssetKey(name)}
         fields = job.run_config_schema.config_type.fields  # type: ignore[attr-defined]  # the flat launchpad form
-        assert set(fields) == {"full_sync", "dry_run"}
-        assert all(field.description and field.default_value is False for field in fields.values())
+        assert set(fields) == {"full_sync", "dry_run", "user"}
+        assert all(field.description for field in fields.values())
+        defaults = {key: field.default_value for key, field in fields.items()}
+        assert defaults == {"full_sync": False, "dry_run": False, "user": ""}
 
     descriptions = {key.to_user_string(): spec.description for key, spec in _specs(defs).items()}
     assert descriptions["orders"] == "orders from the ERP."
@@ -115,7 +117,7 @@ def test_materializing_from_the_asset_graph_runs_in_process_with_the_same_form(
     assert job.executor_def.name == "in_process"
     ops = job.run_config_schema.config_type.fields["ops"].config_type.fields  # type: ignore[attr-defined]
     graph_form = ops["orders"].config_type.fields["config"].config_type.fields
-    assert set(graph_form) == {"full_sync", "dry_run"}  # one form per sync, not one per op
+    assert set(graph_form) == {"full_sync", "dry_run", "user"}  # one form per sync, not one per op
 
 
 def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
@@ -136,7 +138,6 @@ def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, f
     assert sorted(s.name for s in defs.schedules or []) == [
         "check_connections_schedule",
         "orders_schedule",
-        "sync_statistics_schedule",
         "users_schedule",
     ]
 

@@ -81,9 +81,15 @@ def _sync_folder(dbs: Databases, tmp_path: Path, batch_size: int = 4) -> Path:
     return folder
 
 
+def test_the_project_folder_has_no_dagster_yaml_for_dagster_dev_to_warn_about() -> None:
+    """`dagster dev` started here warns about a dagster.yaml (or .yml) in the current folder it does not read."""
+    assert (REPO / "dagster.local.yaml").is_file()
+    assert not (REPO / "dagster.yaml").exists() and not (REPO / "dagster.yml").exists()
+
+
 def test_deploy_settings_match_the_local_instance() -> None:
     """The queue, concurrency, retry and monitoring rules cannot drift between the two files."""
-    local, deploy = _yaml(REPO / "dagster.yaml"), _yaml(DEPLOY / "dagster.yaml")
+    local, deploy = _yaml(REPO / "dagster.local.yaml"), _yaml(DEPLOY / "dagster.yaml")
     for section in SHARED_SECTIONS:
         assert section in local, section
         assert deploy.get(section) == local[section], section
@@ -114,7 +120,7 @@ def _keys(value: Any) -> Iterator[str]:
 
 def test_helm_values_carry_the_same_rules() -> None:
     """deploy/k8s/values.yaml is never installed here; at least its rules cannot drift from the instance's."""
-    local, values = _yaml(REPO / "dagster.yaml"), _yaml(DEPLOY / "k8s" / "values.yaml")
+    local, values = _yaml(REPO / "dagster.local.yaml"), _yaml(DEPLOY / "k8s" / "values.yaml")
     assert values["concurrency"].pop("enabled") is True
     assert _snake_keys(values["concurrency"]) == local["concurrency"]
     daemon = values["dagsterDaemon"]
@@ -214,8 +220,15 @@ def test_syncs_run_through_the_queue_of_a_live_deploy_instance(
     assert fs.checksum(fs.target_rows(sqlite_dbs)) == fs.checksum(fs.source_rows(sqlite_dbs))
 
     # Runs, their queue events and the daemon's heartbeats are in the deploy instance's database.
-    stored = dict(_query(instance_db, "SELECT run_id, status FROM runs"))
-    assert stored == dict.fromkeys((first, second, third), "SUCCESS")
+    stored = {
+        run: (status, job) for run, status, job in _query(instance_db, "SELECT run_id, status, pipeline_name FROM runs")
+    }
+    assert {run: stored[run][0] for run in (first, second, third)} == dict.fromkeys((first, second, third), "SUCCESS")
+    # Any other run was started by the code location's own sensors (connection checks, statistics).
+    assert {job for run, (_, job) in stored.items() if run not in (first, second, third)} <= {
+        "check_connections",
+        "refresh_sync_statistics",
+    }
     for run_id in (first, second, third):
         kinds = {k for (k,) in _query(instance_db, EVENT_KINDS, r=run_id)}
         assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_SUCCESS"} <= kinds, kinds

@@ -308,6 +308,8 @@ def test_missing_source_column_names_it(sqlite_dbs: Databases) -> None:
 
 def test_missing_source_table_is_permanent_and_hides_password(sqlite_dbs: Databases) -> None:
     cfg = config(sqlite_dbs)
+    with sqlite_dbs.source().connect():
+        pass  # an empty database file, without the table
     with pytest.raises(PermanentConnectorError, match="source table 'orders' does not exist"):
         run(cfg, "r")
 

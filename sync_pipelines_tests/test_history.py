@@ -30,12 +30,14 @@ from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.orchestration import Tag, build_definitions, execute_sync, schedule_name
 from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAILURE_SENSOR_NAME, sweep
+from sync_pipelines.orchestration.statistics import SENSOR_NAME as STATISTICS_SENSOR
 from sync_pipelines.orchestration.statistics import build_statistics_asset
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests import test_cli
 from sync_pipelines_tests.test_cli import GOOD, invoke, make_source, write_config
 
 syncs = test_cli.syncs  # the same three syncs: clean, tolerant, strict
+STATISTICS_SCHEDULE = "sync_statistics_schedule"
 
 
 def configs(folder: Path) -> dict[str, SyncConfig]:
@@ -103,6 +105,22 @@ def test_a_cli_run_without_user_records_the_os_user(syncs: Path, monkeypatch: py
     assert ledger_row(syncs, run_id).user == "svc_sync"
 
 
+def test_a_launchpad_user_is_recorded_when_no_identity_is_known(syncs: Path) -> None:
+    """The launchpad's flat form takes `user`; without a `sync/user` tag it becomes the run's user."""
+    with DagsterInstance.get() as instance:
+        run_id = execute_sync("clean", instance=instance, config_directory=syncs, run_config={"user": " carol "}).run_id
+        tagged = execute_sync(
+            "clean",
+            instance=instance,
+            config_directory=syncs,
+            run_config={"user": "carol"},
+            tags={Tag.USER.value: "dan"},
+        ).run_id
+
+    assert (ledger_row(syncs, run_id).user, run_tags(run_id)[Tag.USER.value]) == ("carol", "carol")
+    assert ledger_row(syncs, tagged).user == "dan"  # a known identity wins over the form
+
+
 def test_a_schedule_tick_is_attributed_to_the_schedule(syncs: Path) -> None:
     defs = build_definitions(load_configs(syncs))
     schedule = defs.resolve_schedule_def(schedule_name("clean"))
@@ -148,6 +166,8 @@ def test_the_ledger_records_completed_partial_and_failed_runs(syncs: Path) -> No
 
     dry = ledger_row(syncs, clean)
     assert (dry.status, dry.dry_run, dry.counts["created"]) == (RunStatus.COMPLETED, True, 9)
+    assert run_tags(clean)[Tag.DRY_RUN.value] == "true"
+    assert Tag.DRY_RUN.value not in run_tags(tolerant)
     partial = ledger_row(syncs, tolerant)
     assert (partial.status, partial.counts["processed"], partial.counts["failed"]) == (RunStatus.PARTIAL, 10, 1)
     assert partial.finished_at is not None and partial.duration_s is not None and partial.duration_s > 0
@@ -161,7 +181,9 @@ def test_a_step_error_closes_the_row_as_failed_with_its_error(syncs: Path, tmp_p
     (tmp_path / "clean.db").unlink()
     make_source(tmp_path / "other.db", GOOD)
     engine_ = sa.create_engine(f"sqlite:///{tmp_path / 'clean.db'}")
-    engine_.dispose()  # an empty database: the source table is missing
+    with engine_.connect():
+        pass  # an empty database file: the source table is missing
+    engine_.dispose()
 
     run_id = launch(syncs, "clean", {})
 
@@ -363,6 +385,7 @@ def test_stats_report_success_rate_volumes_and_durations(syncs: Path) -> None:
 def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) -> None:
     for name in ("tolerant", "strict", "strict"):
         launch(syncs, name, {})
+    launch(syncs, "clean", {}, dry_run=True)  # left out of the statistics
     asset = build_statistics_asset(load_configs(syncs))
 
     with DagsterInstance.get() as instance:
@@ -372,11 +395,44 @@ def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) ->
 
     rows = {r.data["sync"]: r.data for r in meta["syncs"].value.records}  # type: ignore[attr-defined]
     assert set(rows) == {"clean", "tolerant", "strict"}
-    assert (rows["strict"]["runs"], rows["strict"]["success_rate"], rows["strict"]["failed"]) == (2, 0.0, 2)
-    assert rows["clean"]["runs"] == 0 and rows["clean"]["success_rate"] is None
+    assert (rows["strict"]["runs"], rows["strict"]["success"], rows["strict"]["failed"]) == (2, 0.0, 2)
+    assert (rows["tolerant"]["runs"], rows["tolerant"]["success"], rows["tolerant"]["failed"]) == (1, 1.0, 1)
+    assert rows["clean"]["runs"] == 0 and rows["clean"]["success"] is None
+    assert [c.name for c in meta["syncs"].value.schema.columns] == ["sync", "runs", "success", "failed", "p95_s"]  # type: ignore[attr-defined]
+    assert meta["tolerant_summary"].value.startswith(
+        "1 run(s), 100% successful (1 partial) · 10 records read: 9 created, 0 updated, 0 deleted, 0 unchanged, "
+        "1 failed · duration p50 "
+    )
+    assert meta["clean_summary"].value == "no run in the window"
     assert meta["runs"].value == 3
     assert meta["success_rate"].value == pytest.approx(1 / 3, abs=1e-3)
     assert meta["tolerant_success_rate"].value == 1.0 and meta["tolerant_records"].value == 10
+
+
+def test_the_statistics_sensor_refreshes_after_sync_runs_end_but_not_after_dry_runs(syncs: Path) -> None:
+    defs = build_definitions(load_configs(syncs))
+    sensor_def = defs.resolve_sensor_def(STATISTICS_SENSOR)
+    assert STATISTICS_SCHEDULE not in {s.name for s in defs.schedules or []}  # no hourly refresh any more
+
+    def tick(cursor: str | None) -> tuple[list[RunRequest], str | None]:
+        with DagsterInstance.get() as instance:
+            context = build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+            result = sensor_def.evaluate_tick(context)
+        return list(result.run_requests or []), result.cursor
+
+    requests, cursor = tick(None)
+    assert requests == [] and cursor is not None
+    launch(syncs, "clean", {}, dry_run=True)
+    requests, cursor = tick(cursor)
+    assert requests == []  # a dry run changes no statistics
+
+    first, second = launch(syncs, "tolerant", {}), launch(syncs, "strict", {})
+    requests, cursor = tick(cursor)
+
+    [request] = requests
+    assert request.job_name in (None, "refresh_sync_statistics")
+    assert request.tags["sync/statistics_after"] == f"{first[:8]}, {second[:8]}"
+    assert tick(cursor)[0] == []  # each ended run refreshes once
 
 
 def test_history_before_any_run_reads_nothing_and_creates_nothing(syncs: Path, tmp_path: Path) -> None:

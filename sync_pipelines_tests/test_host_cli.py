@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
@@ -52,6 +53,41 @@ def test_group_full_sync_and_usage_errors(folder: Path, tmp_path: Path) -> None:
     code, out, _ = cli(folder, "run", "host_metrics", "--full-sync")
     assert code == 0, out
     assert "10.1.2.1" in out and len(resources(f"sqlite:///{tmp_path / 'cmdb.db'}")) == 5
+    new = "10.1.1.3, 10.1.1.99, 10.1.2.1, 10.1.2.2"
+    assert f"  registered 4 new host(s) in hosts_pool: {new}" in out.splitlines()
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  10.")}
+    assert lines["10.1.2.1"] == ["success", "created", "registered"] and lines["10.1.1.1"] == ["success", "created"]
+
+    for bad in ("10.9.0.1:22", "not-an-ip", "# comment"):
+        code, _, err = cli(folder, "run", "host_metrics", "--host", "10.1.1.1", "--host", bad)
+        assert code == 2, err
+        assert f"Invalid value for --host: {bad!r} is not an IP address" in err
 
     code, _, err = cli(folder, "run", "host_metrics", "--time-range", "7x")
     assert code == 2 and "invalid time range '7x'" in err
+
+
+def test_a_dry_run_on_a_fresh_cmdb_predicts_what_the_run_then_does(folder: Path, tmp_path: Path) -> None:
+    """hosts_pool filled, server_resources not created yet: the dry run predicts the creations, per host."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'cmdb.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE server_resources"))
+    engine.dispose()
+    args = ("run", "host_metrics", "--host", "10.1.1.1", "--host", "10.1.1.2", "--host", "10.1.1.99")
+
+    code, dry_out, _ = cli(folder, *args, "--dry-run", "--time-range", "60d")
+    code_real, real_out, _ = cli(folder, *args, "--time-range", "60d")
+
+    assert (code, code_real) == (0, 0)
+    assert "(dry run, nothing written)" in dry_out
+
+    def hosts(out: str) -> dict[str, list[str]]:
+        return {line.split()[0]: line.split()[1:3] for line in out.splitlines() if line.startswith("  10.")}
+
+    expected = {
+        "10.1.1.1": ["success", "created"],
+        "10.1.1.2": ["success", "created"],
+        "10.1.1.99": ["not_in_pool", "skipped"],
+    }
+    assert hosts(dry_out) == hosts(real_out) == expected
+    assert len(resources(f"sqlite:///{tmp_path / 'cmdb.db'}")) == 2

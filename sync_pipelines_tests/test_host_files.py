@@ -129,3 +129,34 @@ def test_file_sensor_runs_each_file_once_and_files_it_away(
         in (inbox / "failed" / "again.txt.report.txt").read_text()
     )
     assert runs[str(good)].dagster_run.tags[HOST_FILE_KEY_TAG] == hashlib.sha256(GOOD.encode()).hexdigest()
+
+
+def test_the_report_of_a_failed_file_says_why_the_run_failed(tmp_path: Path) -> None:
+    """Elasticsearch cannot be reached: the file goes to failed/ with the run's error in its report."""
+    target = f"sqlite:///{tmp_path / 'cmdb.db'}"
+    register_pool(target, ["10.1.1.1"])
+    inbox = tmp_path / "inbox"
+    unreachable = "http://127.0.0.1:1"
+    source = {
+        "kind": "elasticsearch_hosts",
+        "endpoint": unreachable,
+        "index": "m-*",
+        "host_files": {"folder": str(inbox)},
+    }
+    write_host_config(tmp_path / "syncs", unreachable, target, "m-*", source=source)
+    defs = build_definitions(load_configs(tmp_path / "syncs"))
+    path = drop(inbox, "hosts.txt", "10.1.1.1\n")
+
+    first = tick(defs, None)
+    [request] = first.run_requests or []
+    run = launch(defs, request)
+    assert not run.success
+    tick(defs, first.cursor)
+
+    assert not path.exists()
+    report = (inbox / "failed" / "hosts.txt.report.txt").read_text()
+    assert f"run: {run.run_id}" in report and "status: failed" in report
+    lines = report.splitlines()
+    assert "error: sync 'host_metrics': sync host_metrics: 1 of 1 hosts failed, more than max_failure_ratio" in report
+    [host] = [line for line in lines if line.startswith("failed host 10.1.1.1: ")]
+    assert "port=1" in host and "Connection refused" in host

@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster._core.snap.job_snapshot import JobSnap
+from dagster._core.snap.snap_to_yaml import default_values_yaml_from_type_snap
 from elasticsearch import Elasticsearch
 
 from sync_pipelines.config import load_configs
@@ -66,6 +68,8 @@ def test_launchpad_host_list_and_time_range_with_per_host_metadata(
     rows = {r.data["host_ip"]: r.data for r in meta["hosts"].records}
     assert rows["10.1.1.3"]["status"] == "failed" and "Data too large" in rows["10.1.1.3"]["error"]
     assert rows["10.1.1.1"]["max_cpu"] == 99.0 and rows["10.1.1.1"]["data_points"] == 3
+    # Averages rounded to two decimals: (35.5 + 85.5 + 99) / 3 and (60 + 120.5 + 999) / 3.
+    assert (rows["10.1.1.1"]["avg_cpu"], rows["10.1.1.1"]["avg_memory"]) == (73.33, 393.17)
     assert rows["10.1.1.99"]["status"] == "not_in_pool"
     assert resources(target)[pool["10.1.1.2"]]["cpu_load"] == 50.0
     run_record = DagsterInstance.get().get_run_by_id(result.run_id)
@@ -84,8 +88,19 @@ def test_group_full_sync_from_the_launchpad_and_the_quartz_schedule(
     assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "Asia/Shanghai"
     job = defs.resolve_job_def(job_name("host_metrics"))
     launchpad = job.run_config_schema.config_type.fields  # type: ignore[attr-defined]  # the flat launchpad form
-    assert sorted(launchpad) == ["dry_run", "full_sync", "host_ip_list", "query_time_range"]
+    assert sorted(launchpad) == ["dry_run", "full_sync", "host_ip_list", "query_time_range", "user"]
     assert all(field.description for field in launchpad.values())
+    # What the launchpad pre-fills: the host list and the configured range are there to edit.
+    snapshot = JobSnap.from_job_def(job)
+    root = snapshot.config_schema_snapshot.get_config_snap(snapshot.mode_def_snaps[0].root_config_key)
+    prefilled = yaml.safe_load(default_values_yaml_from_type_snap(snapshot.config_schema_snapshot, root))
+    assert prefilled == {
+        "dry_run": False,
+        "full_sync": False,
+        "host_ip_list": [],
+        "query_time_range": "30d",
+        "user": "",
+    }
 
     dry = run(defs, full_sync=True, dry_run=True)
     assert dry.success and dry.asset_materializations_for_node("host_metrics") == []

@@ -138,11 +138,11 @@ def test_percentiles_and_success_rate() -> None:
         entry("e", 4, status=RunStatus.COMPLETED, dry_run=True, duration_s=1.0),
     ]
     runs[0].counts.update(processed=5, created=5)
-    runs[4].counts.update(processed=5, created=5)  # a dry run changed nothing
+    runs[4].counts.update(processed=5, created=5)  # a dry run: left out of the statistics
 
     stats = compute_stats(runs, ["orders_sync", "idle"])
 
     s = stats["orders_sync"]
-    assert (s.runs, s.finished, s.succeeded, s.success_rate) == (5, 4, 3, 0.75)
+    assert (s.runs, s.finished, s.succeeded, s.success_rate) == (4, 3, 2, 2 / 3)
     assert (s.records["created"], s.processed, s.p50_s) == (5, 5, 4.0)
     assert stats["idle"].runs == 0 and stats["idle"].success_rate is None

@@ -192,8 +192,13 @@ def test_terminating_a_run_keeps_whole_batches_and_the_next_run_resumes(live: Li
     [(watermark, last_batch)] = query(live, "live_slow", "SELECT watermark, last_batch FROM _sync_state")
     assert json.loads(watermark)["key"] == [ids[-1]]  # the watermark names the last committed row
     assert last_batch == len(ids) // 4 - 1
-    events = [e["message"] for e in live.events(run_id)]
-    assert any("stopping at the next batch boundary" in m for m in events)
+    events = live.events(run_id)
+    assert any("stopping at the next batch boundary" in e["message"] for e in events)
+    # The cancel reads as one: a sentence, no interrupt's stack trace, and the run ends CANCELED.
+    [failure] = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+    assert failure["error"]["className"] == "Failure"
+    assert "cancelled at a batch boundary" in failure["error"]["message"]
+    assert not [e for e in events if "DagsterExecutionInterruptedError" in json.dumps(e)]
 
     control(live)
     resumed = live.wait_finished(live.launch("sync_live_slow"))

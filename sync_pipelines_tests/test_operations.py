@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from dagster import (
+    AssetKey,
     DagsterEventType,
     DagsterExecutionInterruptedError,
     DagsterInstance,
@@ -38,8 +39,10 @@ from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import RunOptions
 from sync_pipelines.orchestration import build_definitions, job_name, schedule_name
 from sync_pipelines.orchestration.interrupts import run_interruptible
+from sync_pipelines.orchestration.jobs import job_run_config
 from sync_pipelines.orchestration.ledger_sensors import FAILURE_SENSOR_NAME
 from sync_pipelines.orchestration.names import Tag, source_sensor_name
+from sync_pipelines.orchestration.partitions import covered_partitions
 from sync_pipelines.orchestration.retries import retry_wait
 from sync_pipelines.orchestration.sensors import SourcePollError
 from sync_pipelines_tests.conftest import Databases
@@ -167,6 +170,57 @@ def test_a_single_run_backfill_reads_the_whole_range_in_one_run(sqlite_dbs: Data
     [*materializations] = result.asset_materializations_for_node("orders")
     assert {m.partition for m in materializations} == {"2024-01-01", "2024-01-02"}
     assert {m.metadata["window"].value for m in materializations} == {"[2024-01-01 00:00:00, 2024-01-03 00:00:00)"}
+
+
+def test_unpartitioned_runs_materialize_the_partitions_they_read(sqlite_dbs: Databases) -> None:
+    """A scheduled or manual run of a partitioned sync fills the partitions it read: the asset never looks empty."""
+    make_orders(sqlite_dbs.source_url, orders())
+    job = build_definitions([config(sqlite_dbs)]).resolve_job_def(job_name("orders"))
+    late = {"id": 900, "status": "new", "updated_at": DAY[2] + dt.timedelta(days=2)}
+
+    def partitions_of(result: Any) -> set[str | None]:
+        return {m.partition for m in result.asset_materializations_for_node("orders")}
+
+    with DagsterInstance.ephemeral() as instance:
+        first = job.execute_in_process(instance=instance)
+        assert partitions_of(first) == {None, "2024-01-01", "2024-01-02", "2024-01-03"}  # the whole asset, and its days
+        assert set(instance.get_materialized_partitions(AssetKey("orders"))) == {
+            "2024-01-01",
+            "2024-01-02",
+            "2024-01-03",
+        }
+
+        make_orders(sqlite_dbs.source_url, [*orders(), late])
+        second = job.execute_in_process(instance=instance)
+        # From the watermark (Jan 3, 18:00) to the new row (Jan 5): the partitions of the rows read.
+        assert partitions_of(second) == {None, "2024-01-03", "2024-01-04", "2024-01-05"}
+
+        flags = job_run_config("orders", partitioned=True, full_sync=False, dry_run=True)
+        assert partitions_of(job.execute_in_process(instance=instance, run_config=flags)) == set()
+
+
+def test_covered_partitions_follow_the_watermark() -> None:
+    cfg = SyncConfig.model_validate(
+        {
+            "name": "orders",
+            "source": {"kind": "sql", "url": "sqlite:///s.db", "table": "orders"},
+            "target": {"kind": "sql", "url": "sqlite:///t.db", "table": "orders", "key": ["id"]},
+            "mode": "incremental",
+            "cursor": "updated_at",
+            "partitions": {"granularity": "daily", "start": "2024-01-01"},
+        }
+    )
+    now = dt.datetime(2024, 1, 10, 12, tzinfo=dt.UTC)
+    jan4 = {"cursor": {"$datetime": "2024-01-04T06:00:00"}, "key": [1]}
+    jan6 = {"cursor": "2024-01-06T01:00:00", "key": [2]}
+    jan12 = {"cursor": "2024-01-12T01:00:00", "key": [3]}
+
+    assert covered_partitions(cfg, (None, jan4), False, now) == ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+    assert covered_partitions(cfg, (jan4, jan6), False, now) == ["2024-01-04", "2024-01-05", "2024-01-06"]
+    assert covered_partitions(cfg, (jan4, jan4), False, now) == ["2024-01-04"]  # nothing new: its own day
+    assert covered_partitions(cfg, (jan4, jan6), True, now)[0] == "2024-01-01"  # a full sync read everything
+    assert covered_partitions(cfg, (jan6, jan12), False, now)[-1] == "2024-01-09"  # only days ended by now
+    assert covered_partitions(cfg, (None, None), False, now) == []  # an empty source
 
 
 def test_backfill_policy_follows_the_config(sqlite_dbs: Databases) -> None:

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from dagster import (
+    AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
@@ -20,6 +21,7 @@ from dagster import (
 )
 
 from sync_pipelines.config import load_configs
+from sync_pipelines.connectors.check import check_sync
 from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
@@ -146,6 +148,7 @@ def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> No
     assert meta["watermark_after"]["cursor"].startswith("2024-01-03")
     assert meta["dry_run"] is False and meta["full_sync"] is False
     assert meta["trigger"] == "manual"
+    assert meta["path"] == f"people in sqlite:///{tmp_path / 'target.db'}"  # the table, not a pickle
     assert meta["duration_s"] >= 0
     samples = meta["samples"]
     assert [c.name for c in samples.schema.columns] == ["key", "action", "changes", "error"]
@@ -163,8 +166,30 @@ def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> No
         step_key("people", Stage.EXTRACT),
         step_key("people", Stage.TRANSFORM),
         step_key("people", Stage.LOAD),
+        "people_no_failed_records",
         "people_no_open_conflicts",
     ]
+
+
+def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) -> None:
+    """Dagster shows a partial run as a success; the WARN check on the asset says records failed."""
+    make_source(tmp_path / "source.db", [*ROWS, {"id": 4, "name": "dee", "age": "n/a", "updated_at": "2024-01-04"}])
+    sync = Sync(tmp_path, max_failure_ratio=0.5)
+
+    partial = sync.run()
+
+    assert partial.success and load_metadata(partial, "people")["status"] == "partial"
+    [warning] = [e for e in partial.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
+    assert not warning.passed and warning.severity is AssetCheckSeverity.WARN
+    assert (warning.metadata["failed"].value, warning.metadata["processed"].value) == (1, 4)
+    assert warning.description and warning.description.startswith("1 of 4 record(s) failed in the last run")
+
+    make_source(tmp_path / "source.db", ROWS)
+    clean = sync.run()
+    [passed] = [e for e in clean.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
+    assert passed.passed and passed.metadata["failed"].value == 0
+    dry = sync.run(dry_run=True)  # nothing materialized: the check has nothing new to judge
+    assert dry.success and not [e for e in dry.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
 
 
 def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: Path) -> None:
@@ -250,6 +275,21 @@ def test_a_missing_source_table_fails_the_run_naming_it(tmp_path: Path) -> None:
     ]
 
 
+def test_a_missing_sqlite_source_fails_without_leaving_an_empty_file(tmp_path: Path) -> None:
+    sync = Sync(tmp_path)  # source.db is never created
+
+    result = sync.run()
+
+    assert not result.success
+    description = failure_of(result, "people", Stage.EXTRACT).user_failure_data.description
+    assert f"source database file {tmp_path / 'source.db'} does not exist (sync people, source.url)" in description
+    assert not (tmp_path / "source.db").exists()
+    checked = check_sync(load_configs(sync.folder)[0])
+    [source] = [r for r in checked if r.role.value == "source"]
+    assert not source.ok and "does not exist" in (source.error or "")
+    assert not (tmp_path / "source.db").exists()
+
+
 def test_a_secret_in_a_failure_is_redacted_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sp_secret_db_7f3a9c"
     monkeypatch.setenv("PEOPLE_DB", secret)
@@ -299,7 +339,7 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
         assert retried.success
         started = [e.step_key for e in retried.all_events if e.event_type_value == "STEP_START"]
         materialization = retried.asset_materializations_for_node("people")[0]
-    assert started == [step_key("people", Stage.LOAD), "people_no_open_conflicts"]
+    assert started == [step_key("people", Stage.LOAD), "people_no_failed_records", "people_no_open_conflicts"]
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["status"], meta["processed"], meta["created"]) == ("completed", 21, 21)
     assert sync.rows() == 21

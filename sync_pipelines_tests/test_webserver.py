@@ -226,7 +226,6 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     assert sorted(repository["schedules"], key=lambda s: s["name"]) == [
         {"name": "check_connections_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
         {"name": "people_schedule", "cronSchedule": "0 2 * * *", "executionTimezone": "Asia/Shanghai"},
-        {"name": "sync_statistics_schedule", "cronSchedule": "0 * * * *", "executionTimezone": "UTC"},
     ]
 
 
@@ -268,7 +267,7 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         assert run.tags["sync/status"] == "completed"
         assert run.tags["sync/triggered_by"] == "retry"
         steps = {e.step_key for e in instance.all_logs(run_id) if e.dagster_event and e.dagster_event.is_step_start}
-    assert steps == {"people.people_load", "people_no_open_conflicts"}
+    assert steps == {"people.people_load", "people_no_failed_records", "people_no_open_conflicts"}
 
 
 CONFLICT_CHECK = """

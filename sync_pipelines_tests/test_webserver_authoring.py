@@ -92,7 +92,11 @@ def test_a_new_file_shows_after_a_reload_and_the_check_job_records_checks(
     assert {"sync_people", "check_connections"} <= jobs
     # sync_statistics is not a sync: it carries no checks.
     both = sorted(
-        [{"name": "endpoints_reachable", "blocking": False}, {"name": "no_open_conflicts", "blocking": False}],
+        [
+            {"name": "endpoints_reachable", "blocking": False},
+            {"name": "no_failed_records", "blocking": False},
+            {"name": "no_open_conflicts", "blocking": False},
+        ],
         key=lambda c: str(c["name"]),
     )
     assert {k: sorted(v, key=lambda c: str(c["name"])) for k, v in checks.items()} == {

@@ -174,18 +174,20 @@ class CmdbWriter:
         query_time_range: str,
         dry_run: bool,
     ) -> list[HostResult]:
-        # A dry run may come before the tables exist: then every host is new.
-        ready = not dry_run or all(
-            sa.inspect(conn).has_table(t.name, schema=self.target.db_schema) for t in (self.hosts, self.resources)
-        )
-        pool = self._pool(conn, [h.host_ip for h in hosts]) if ready else {}
-        existing = self._resources(conn, list(pool.values())) if ready else {}
+        # A dry run may come before either table exists (a fresh CMDB often has its hosts_pool but no
+        # server_resources yet): a missing pool registers nobody, missing resources make every row new.
+        has_pool, has_resources = (not dry_run or self._exists(conn, t) for t in (self.hosts, self.resources))
+        pool = self._pool(conn, [h.host_ip for h in hosts]) if has_pool else {}
+        existing = self._resources(conn, list(pool.values())) if has_resources else {}
         results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
         if dry_run:
             conn.rollback()
         elif results:
             conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
         return results
+
+    def _exists(self, conn: Connection, table: sa.Table) -> bool:
+        return sa.inspect(conn).has_table(table.name, schema=self.target.db_schema)
 
     def _resources(self, conn: Connection, pool_ids: list[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from sync_pipelines.config.models import SyncConfig
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from sync_pipelines.config.models import SqlSource, SyncConfig
+from sync_pipelines.config.secrets import resolve
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader
-from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter
-from sync_pipelines.errors import ConfigError
+from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, display_url
+from sync_pipelines.errors import ConfigError, PermanentConnectorError
 
 SOURCES: dict[str, Callable[[SyncConfig], Any]] = {"sql": SqlSourceReader, "elasticsearch": ElasticsearchDocumentReader}
 TARGETS: dict[str, Callable[[SyncConfig], Any]] = {"sql": SqlTargetWriter}
 
 
+def missing_sqlite_file(url: str, *, where: str) -> Path | None:
+    """The database file of a SQLite URL when it does not exist (SQLite would create it, empty, on connect)."""
+    try:
+        parsed = sa.make_url(resolve(url, where=where))
+    except sa_exc.ArgumentError:
+        return None  # the engine reports an invalid URL with its own message
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
 def source_reader(config: SyncConfig) -> SqlSourceReader:
-    """The reader for ``config.source.kind``."""
+    """The reader for ``config.source.kind``.
+
+    Raises:
+        PermanentConnectorError: a SQLite source whose file does not exist (reading it would leave an
+            empty file behind).
+    """
+    if isinstance(config.source, SqlSource):
+        missing = missing_sqlite_file(config.source.url, where=f"{config.name}: source.url")
+        if missing is not None:
+            raise PermanentConnectorError(
+                f"source database file {missing} does not exist (sync {config.name}, source.url)",
+                endpoint=display_url(config.source.url),
+            )
     factory = SOURCES.get(config.source.kind)
     if factory is None:
         raise ConfigError(

@@ -60,8 +60,6 @@ class SyncStats:
         """Count one run."""
         self.runs += 1
         self.by_status[entry.status] = self.by_status.get(entry.status, 0) + 1
-        if entry.dry_run:
-            return  # a dry run changed nothing
         self.processed += entry.counts.get("processed", 0)
         for key in ACTION_COUNTS:
             self.records[key] += entry.counts.get(key, 0)
@@ -70,9 +68,14 @@ class SyncStats:
 
 
 def compute_stats(entries: Iterable[RunEntry], syncs: Sequence[str] = ()) -> dict[str, SyncStats]:
-    """Statistics per sync, for every sync in ``syncs`` (even without runs) and every sync seen."""
+    """Statistics per sync, for every sync in ``syncs`` (even without runs) and every sync seen.
+
+    Dry runs are left out: they wrote nothing, and a rehearsal is not a run of the sync.
+    """
     stats = {name: SyncStats(name) for name in syncs}
     for entry in entries:
+        if entry.dry_run:
+            continue
         stats.setdefault(entry.sync, SyncStats(entry.sync)).add(entry)
     return dict(sorted(stats.items()))
 

@@ -12,7 +12,7 @@ from sync_pipelines.engine.host_metrics import is_host_metrics
 from sync_pipelines.orchestration.host_ops import build_host_ops, host_graph_config
 from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
 from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
-from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops
+from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops, run_flags
 from sync_pipelines.orchestration.partitions import backfill_policy, partitions_def
 
 
@@ -36,11 +36,11 @@ def asset_description(cfg: SyncConfig) -> str:
 
 
 def _graph_config(cfg: SyncConfig) -> ConfigMapping:
-    """Give the same ``full_sync`` / ``dry_run`` to the three ops, so they can never disagree."""
+    """Give the same ``full_sync`` / ``dry_run`` / ``user`` to the three ops, so they can never disagree."""
 
     @config_mapping
     def _flags(config: SyncRunConfig) -> dict[str, Any]:
-        flags = {"full_sync": config.full_sync, "dry_run": config.dry_run}
+        flags = run_flags(config)
         return {op_name(cfg.name, stage): {"config": flags} for stage in Stage}
 
     return _flags

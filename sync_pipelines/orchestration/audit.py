@@ -31,9 +31,17 @@ def run_mode(context: OpExecutionContext, cfg: SyncConfig, full_sync: bool) -> s
     return SyncMode.FULL.value if full_sync or cfg.mode is SyncMode.FULL else SyncMode.INCREMENTAL.value
 
 
+def _flags(context: OpExecutionContext) -> dict[str, Any]:
+    return context.op_config if isinstance(context.op_config, dict) else {}
+
+
 def attribution(context: OpExecutionContext) -> tuple[Trigger, str | None]:
-    """The trigger and the user of the current run."""
-    return trigger_of(context.run.tags, context.run.parent_run_id), user_of(context.run.tags)
+    """The trigger and the user of the current run.
+
+    The user is the run's tags' (see :func:`user_of`), else the ``user`` given in the launchpad.
+    """
+    launchpad_user = str(_flags(context).get("user") or "").strip() or None
+    return trigger_of(context.run.tags, context.run.parent_run_id), user_of(context.run.tags) or launchpad_user
 
 
 def _started_at(context: OpExecutionContext) -> dt.datetime:
@@ -45,7 +53,7 @@ def _started_at(context: OpExecutionContext) -> dt.datetime:
 
 def _entry(context: OpExecutionContext, cfg: SyncConfig) -> RunEntry:
     trigger, user = attribution(context)
-    flags = context.op_config if isinstance(context.op_config, dict) else {}
+    flags = _flags(context)
     full_sync = bool(flags.get("full_sync", False))
     return RunEntry(
         run_id=context.run_id,
@@ -64,11 +72,13 @@ def _warn(context: OpExecutionContext, cfg: SyncConfig, exc: SyncError) -> None:
 
 
 def record_start(context: OpExecutionContext, cfg: SyncConfig) -> None:
-    """Tag the run with its trigger and user and open its ``running`` ledger row (once per run)."""
+    """Tag the run with its trigger, user and ``sync/dry_run``, and open its ``running`` ledger row (once per run)."""
     entry = _entry(context, cfg)
     tags = {Tag.TRIGGERED_BY.value: entry.trigger.value}
     if entry.user and context.run.tags.get(Tag.USER.value) != entry.user:
         tags[Tag.USER.value] = entry.user
+    if entry.dry_run:
+        tags[Tag.DRY_RUN.value] = "true"
     if any(context.run.tags.get(k) != v for k, v in tags.items()):
         context.instance.add_run_tags(context.run_id, tags)
     try:

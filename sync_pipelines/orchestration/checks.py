@@ -37,7 +37,10 @@ CONFLICTS_SCHEMA = TableSchema(
     columns=[
         TableColumn("id", "int", description="Conflict id (give it to the resolve job or command)."),
         TableColumn("key", "string", description="Key of the record in the target."),
-        TableColumn("fields", "string", description="Fields that differ: `field: source | target | baseline`."),
+        TableColumn("field", "string", description="A field changed on both sides (one row per field)."),
+        TableColumn("source", "string", description="The field's value in the source now."),
+        TableColumn("target", "string", description="The field's value in the target now."),
+        TableColumn("baseline", "string", description="The value both sides had at the last sync."),
         TableColumn("detected_at", "string", description="When a run first found the conflict (UTC)."),
         TableColumn("run_id", "string", description="The run that last found it."),
     ]
@@ -70,24 +73,22 @@ def _age(since: dt.datetime, now: dt.datetime) -> str:
 
 
 def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, Any]:
-    """Open count, oldest conflict's age and a table of sample conflicts with their differing fields."""
+    """Open count, oldest conflict's age and a table of sample conflicts: one row per differing field,
+    with its source, target and baseline value in labelled columns."""
     now = utcnow()
     records = [
         TableRecord(
             {
                 "id": c.id,
                 "key": redact(", ".join(f"{k}={_show(v)}" for k, v in c.record_key.items())),
-                "fields": redact(
-                    "; ".join(
-                        f"{name}: {_show(d['source'])} | {_show(d['target'])} | {_show(d['baseline'])}"
-                        for name, d in c.differences().items()
-                    )
-                ),
+                "field": name,
+                **{side: redact(_show(d[side])) for side in ("source", "target", "baseline")},
                 "detected_at": c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "run_id": c.run_id,
             }
         )
         for c in summary.samples
+        for name, d in c.differences().items()
     ]
     metadata: dict[str, Any] = {
         "open_conflicts": MetadataValue.int(summary.open_count),

@@ -7,30 +7,41 @@ check on the sync's asset before the sync itself runs. The checks are non-blocki
 connection check never stops a materialization (the sync's own run fails on its own).
 """
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
     Config,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     Failure,
     JobDefinition,
     MetadataValue,
     OpExecutionContext,
     Out,
     Output,
+    RunRequest,
+    RunsFilter,
     ScheduleDefinition,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
     TableColumn,
     TableRecord,
     TableSchema,
     asset_check,
     job,
     op,
+    sensor,
 )
 from pydantic import Field
 
@@ -46,6 +57,16 @@ CHECK_OP_NAME = "check_sync_connections"
 CHECK_SCHEDULE_NAME = "check_connections_schedule"
 """Hourly schedule of ``check_connections`` over every sync, stopped until turned on in the UI."""
 CHECK_SCHEDULE_CRON = "0 * * * *"
+CHECK_SENSOR_NAME = "endpoints_reachable_sensor"
+"""Sensor evaluating the connection checks that were never evaluated, or not for a day."""
+CHECK_SENSOR_INTERVAL_S = 60
+CHECK_MAX_AGE_S = 24 * 3600
+_UNFINISHED = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 
 ENDPOINTS_SCHEMA = TableSchema(
     columns=[
@@ -181,6 +202,41 @@ def build_check_connections_job(configs: Sequence[SyncConfig]) -> JobDefinition:
     return _job
 
 
+def stale_checks(instance: DagsterInstance, configs: Sequence[SyncConfig], max_age_s: float) -> list[str]:
+    """The syncs whose ``endpoints_reachable`` was never evaluated, or last evaluated over ``max_age_s`` ago."""
+    keys = {cfg.name: AssetCheckKey(AssetKey(cfg.name), CHECK_NAME) for cfg in configs}
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys.values()))
+    now = time.time()
+    return [name for name, key in keys.items() if key not in latest or now - latest[key].create_timestamp > max_age_s]
+
+
+def build_check_sensor(configs: Sequence[SyncConfig], check_job: JobDefinition) -> SensorDefinition:
+    """``endpoints_reachable_sensor``: runs ``check_connections`` for the syncs whose check is missing or stale.
+
+    On by default, so that every sync's ``endpoints_reachable`` has an evaluation soon after the UI's
+    daemon starts (a new sync file included), and again once a day; the hourly schedule stays optional.
+    """
+    configs = list(configs)
+
+    @sensor(
+        name=CHECK_SENSOR_NAME,
+        job=check_job,
+        minimum_interval_seconds=CHECK_SENSOR_INTERVAL_S,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Checks the connections of every sync whose `{CHECK_NAME}` check was never evaluated or is "
+        f"older than {CHECK_MAX_AGE_S // 3600} h.",
+    )
+    def _stale(context: SensorEvaluationContext) -> RunRequest | SkipReason:
+        if context.instance.get_runs_count(RunsFilter(job_name=CHECK_JOB_NAME, statuses=_UNFINISHED)):
+            return SkipReason("a check_connections run is in progress")
+        stale = stale_checks(context.instance, configs, CHECK_MAX_AGE_S)
+        if not stale:
+            return SkipReason(f"every {CHECK_NAME} check is less than {CHECK_MAX_AGE_S // 3600} h old")
+        return RunRequest(run_config={"ops": {CHECK_OP_NAME: {"config": {"syncs": stale}}}})
+
+    return _stale
+
+
 def build_check_schedule(check_job: JobDefinition) -> ScheduleDefinition:
     """``check_connections_schedule``: the connection test of every sync, hourly; stopped by default.
 
@@ -203,9 +259,12 @@ __all__ = [
     "CHECK_NAME",
     "CHECK_OP_NAME",
     "CHECK_SCHEDULE_NAME",
+    "CHECK_SENSOR_NAME",
     "CheckConnectionsConfig",
     "build_check_connections_job",
     "build_check_schedule",
+    "build_check_sensor",
     "build_endpoint_check",
     "endpoints_table",
+    "stale_checks",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance
 
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.orchestration.names import Tag
@@ -40,3 +40,22 @@ def record_run_failure(instance: DagsterInstance, failure: RunFailure) -> None:
     if run is not None and run.tags.get(Tag.STATUS.value) not in _FINAL:
         instance.add_run_tags(failure.run_id, {Tag.STATUS.value: RunStatus.FAILED.value})
     logger.error("sync %s: run %s of %s failed: %s", failure.sync, failure.run_id, failure.job, redact(failure.error))
+
+
+def run_error(instance: DagsterInstance, run_id: str) -> str | None:
+    """Why a run failed, redacted: its first step failure (the sync's own message), else the run's failure."""
+    events = instance.all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE})
+    messages = []
+    for entry in events:
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type is DagsterEventType.STEP_FAILURE:
+            failure = event.step_failure_data
+            user = failure.user_failure_data
+            text = (user.description if user else None) or (failure.error.message if failure.error else None)
+            if text:
+                return redact(text.strip())
+        elif event.message:
+            messages.append(event.message)
+    return redact(messages[0].strip()) if messages else None

@@ -27,6 +27,7 @@ from dagster import (
 from pydantic import Field
 
 from sync_pipelines import engine
+from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
@@ -43,6 +44,7 @@ from sync_pipelines.types import HostStatus
 
 HOST_TABLE_ROWS = 500
 """Hosts shown in the run's `hosts` table (failures first); every host is in `_sync_host_results`."""
+METRIC_DECIMALS = 2
 _METRIC_COLUMNS = ("max_cpu", "avg_cpu", "max_memory", "avg_memory", "max_disk", "avg_disk")
 
 HOSTS_SCHEMA = TableSchema(
@@ -81,15 +83,38 @@ class HostRunConfig(SyncRunConfig):
     )
 
 
+def launchpad_config_class(cfg: SyncConfig) -> type[HostRunConfig]:
+    """The launchpad form of one host-metrics sync: ``host_ip_list`` and ``query_time_range`` have defaults
+    (no hosts: the configured selection; the configured range), so the launchpad pre-fills them."""
+    assert isinstance(cfg.source, ElasticsearchHostsSource)
+    configured = cfg.source.query_time_range
+
+    class HostLaunchpadConfig(HostRunConfig):
+        # Plain defaults, so the launchpad shows both (it ignores a default_factory); pydantic copies the list.
+        host_ip_list: list[str] = Field(
+            default=[],
+            description="Query only these host IPs (a manual run), e.g. [10.1.1.1, 10.1.1.2]. Hosts missing from "
+            "hosts_pool are reported `not_in_pool` and not written. Empty: the configured selection (the pool, "
+            "or the group).",
+        )
+        query_time_range: str = Field(
+            default=configured,
+            description=f"How far back to aggregate for this run: 7d, 30d, 1h, 24h... (configured: {configured}).",
+        )
+
+    return HostLaunchpadConfig
+
+
 def _values(config: HostRunConfig) -> dict[str, Any]:
     return {key: value for key, value in config.model_dump().items() if value is not None}
 
 
 def host_graph_config(cfg: SyncConfig) -> ConfigMapping:
     """Give the same host-run options to the three ops of the sync's graph."""
+    form = launchpad_config_class(cfg)
 
     @config_mapping
-    def _options(config: HostRunConfig) -> dict[str, Any]:
+    def _options(config: form) -> dict[str, Any]:  # type: ignore[valid-type]
         values = _values(config)
         return {op_name(cfg.name, stage): {"config": values} for stage in Stage}
 
@@ -97,10 +122,11 @@ def host_graph_config(cfg: SyncConfig) -> ConfigMapping:
 
 
 def host_job_config(cfg: SyncConfig) -> ConfigMapping:
-    """The launchpad form of a host-metrics job: full_sync, dry_run, host_ip_list, query_time_range."""
+    """The launchpad form of a host-metrics job: full_sync, dry_run, user, host_ip_list, query_time_range."""
+    form = launchpad_config_class(cfg)
 
     @config_mapping
-    def _run_config(config: HostRunConfig) -> dict[str, Any]:
+    def _run_config(config: form) -> dict[str, Any]:  # type: ignore[valid-type]
         return {"ops": {cfg.name: {"config": _values(config)}}}
 
     return _run_config
@@ -119,6 +145,11 @@ def host_run_options(
         host_ips=list(config.host_ip_list) if config.host_ip_list else None,
         query_time_range=config.query_time_range or None,
     )
+
+
+def _rounded(value: Any) -> float | None:
+    """A metric as the table shows it: two decimals (a percentage or a size, never more precise)."""
+    return None if value is None else round(float(value), METRIC_DECIMALS)
 
 
 def _ip_list(values: Any) -> MetadataValue:
@@ -146,7 +177,7 @@ def host_metadata(result: SyncResult) -> dict[str, Any]:
                 "status": host["status"],
                 "action": host["action"],
                 "registered": bool(host.get("registered")),
-                **{name: host.get(name) for name in _METRIC_COLUMNS},
+                **{name: _rounded(host.get(name)) for name in _METRIC_COLUMNS},
                 "data_points": int(host.get("data_points") or 0),
                 "error": redact(host["error"]) if host.get("error") else None,
             }

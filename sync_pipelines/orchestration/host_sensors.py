@@ -28,8 +28,13 @@ from dagster import (
 
 from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, HostFileDrop
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors.cmdb import RESULTS_TABLE, CmdbWriter
 from sync_pipelines.engine.host_files import FileOutcome, content_key, file_away, parse_host_list
+from sync_pipelines.errors import SyncError
+from sync_pipelines.orchestration.failures import run_error
 from sync_pipelines.orchestration.names import Tag
+from sync_pipelines.types import HostStatus
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -68,6 +73,33 @@ def _report(path: Path, lines: list[str]) -> str:
     return "\n".join([f"host list file: {path.name}", *lines, ""])
 
 
+def _failure_reason(context: SensorEvaluationContext, run: Any) -> str:
+    """Why the run of a file did not complete, for the file's report."""
+    if run.status is DagsterRunStatus.CANCELED:
+        return "the run was cancelled"
+    return run_error(context.instance, run.run_id) or f"the run ended {run.status.value}"
+
+
+REPORTED_HOST_ERRORS = 20
+"""Failed hosts listed with their error in a file's report (every host is in ``_sync_host_results``)."""
+
+
+def _failed_hosts(cfg: SyncConfig, run_id: str) -> list[str]:
+    """``failed host <ip>: <error>`` lines of a run, as recorded in the CMDB (none if it is unreachable)."""
+    writer = CmdbWriter(cfg)
+    try:
+        rows = writer.host_results(run_id)
+    except SyncError as exc:
+        return [f"(host results unavailable: {redact(str(exc))})"]
+    finally:
+        writer.engine.dispose()
+    failed = [row for row in rows if row["status"] == HostStatus.FAILED.value]
+    lines = [f"failed host {row['host_ip']}: {redact(row['error'] or '')}" for row in failed[:REPORTED_HOST_ERRORS]]
+    if len(failed) > REPORTED_HOST_ERRORS:
+        lines.append(f"... and {len(failed) - REPORTED_HOST_ERRORS} more failed host(s) in {RESULTS_TABLE}")
+    return lines
+
+
 def _settle(context: SensorEvaluationContext, cfg: SyncConfig, pending: dict[str, str]) -> dict[str, str]:
     """File away the files whose run finished; returns the entries still waiting."""
     waiting: dict[str, str] = {}
@@ -85,7 +117,10 @@ def _settle(context: SensorEvaluationContext, cfg: SyncConfig, pending: dict[str
         ok = run.status is DagsterRunStatus.SUCCESS
         outcome = FileOutcome.PROCESSED if ok else FileOutcome.FAILED
         invalid = parse_host_list(path.read_text(encoding="utf-8", errors="replace")).invalid
-        report = _report(path, [f"run: {run.run_id}", f"status: {status}", *[f"skipped {line}" for line in invalid]])
+        lines = [f"run: {run.run_id}", f"status: {status}"]
+        if not ok:
+            lines += [f"error: {_failure_reason(context, run)}", *_failed_hosts(cfg, run.run_id)]
+        report = _report(path, [*lines, *[f"skipped {line}" for line in invalid]])
         moved = file_away(path, outcome, report)
         context.log.info(f"{name}: run {run.run_id} ended {status}; moved to {moved}")
     return waiting

@@ -5,6 +5,9 @@ The filesystem IO manager keeps an unpartitioned output of asset ``orders`` in t
 so a partitioned sync could not be run without a partition once it had run with one (the file
 would have to be a folder). Partition outputs go to ``storage/orders__partitions/<key>`` instead.
 
+The ``path`` entry of a sync asset's materialization names the target table (``orders in
+sqlite:///demo/warehouse.db``); the pickled step output is an internal detail.
+
 A single-run backfill produces one result for a range of partitions; it is stored under each of
 them (the stock IO manager refuses such outputs).
 
@@ -16,6 +19,7 @@ on different machines need a shared one, as they need shared staging.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dagster import FilesystemIOManager, InitResourceContext, InputContext, MetadataValue, OutputContext
@@ -28,7 +32,18 @@ PARTITIONS_SUFFIX = "__partitions"
 IO_DIR_ENV = "SYNC_PIPELINES_IO_DIR"
 
 
+def table_location(spec_metadata: Mapping[str, Any]) -> str | None:
+    """``<table> in <target URL>`` from a sync asset's metadata; None for other assets."""
+    table, url = (getattr(spec_metadata.get(k), "value", None) for k in ("target_table", "target_url"))
+    return f"{table} in {url}" if table and url else None
+
+
 class _PartitionsBesideAsset(PickledObjectFilesystemIOManager):
+    def get_metadata(self, context: OutputContext, obj: Any) -> dict[str, MetadataValue]:
+        """A sync asset's ``path`` names its target table, not the pickled manifest the UI cannot open."""
+        location = table_location(context.asset_spec.metadata) if context.has_asset_key else None
+        return {"path": MetadataValue.path(location)} if location else {}
+
     def get_path_for_partition(self, context: InputContext | OutputContext, path: UPath, partition: str) -> UPath:
         return super().get_path_for_partition(context, path.with_name(path.name + PARTITIONS_SUFFIX), partition)
 
@@ -44,7 +59,9 @@ class _PartitionsBesideAsset(PickledObjectFilesystemIOManager):
         context.log.debug(
             f"stored the result of partitions {first} to {last} under {next(iter(paths.values())).parent}"
         )
-        context.add_output_metadata({"path": MetadataValue.path(str(next(iter(paths.values())).parent))})
+        context.add_output_metadata(
+            {"path": MetadataValue.path(str(next(iter(paths.values())).parent)), **self.get_metadata(context, obj)}
+        )
 
 
 class SyncIOManager(FilesystemIOManager):

@@ -14,26 +14,29 @@ from sync_pipelines.orchestration.checks import conflict_check_key, has_conflict
 from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.host_ops import host_job_config
 from sync_pipelines.orchestration.names import Tag, job_name
-from sync_pipelines.orchestration.ops import SyncRunConfig
+from sync_pipelines.orchestration.ops import SyncRunConfig, run_flags
+from sync_pipelines.orchestration.record_checks import failed_records_check_key
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 
 def run_config_mapping(cfg: SyncConfig) -> ConfigMapping:
-    """The launchpad form of a sync job: just ``full_sync`` and ``dry_run``, fed to the sync's graph."""
+    """The launchpad form of a sync job: ``full_sync``, ``dry_run`` and ``user``, fed to the sync's graph."""
 
     @config_mapping
     def _run_config(config: SyncRunConfig) -> dict[str, Any]:
-        return {"ops": {cfg.name: {"config": {"full_sync": config.full_sync, "dry_run": config.dry_run}}}}
+        return {"ops": {cfg.name: {"config": run_flags(config)}}}
 
     return _run_config
 
 
 def _selection(cfg: SyncConfig) -> AssetSelection:
-    """The sync's asset, plus its conflict check where it has one; the connection check is left to
-    the ``check_connections`` job."""
-    selection = AssetSelection.assets(asset_key(cfg)).without_checks()
+    """The sync's asset with its failed-records check, plus its conflict check where it has one; the
+    connection check is left to the ``check_connections`` job."""
+    selection = AssetSelection.assets(asset_key(cfg)).without_checks() | AssetSelection.checks(
+        failed_records_check_key(cfg)
+    )
     if has_conflict_check(cfg):
         selection = selection | AssetSelection.checks(conflict_check_key(cfg))
     return selection
@@ -51,7 +54,7 @@ def job_run_config(sync: str, *, partitioned: bool, full_sync: bool, dry_run: bo
 
 def _job_config(cfg: SyncConfig) -> Any:
     """The launchpad form: host options for host metrics, none for a partitioned sync (Dagster refuses a
-    config mapping on a partitioned job), else the flat ``full_sync`` / ``dry_run`` form."""
+    config mapping on a partitioned job), else the flat ``full_sync`` / ``dry_run`` / ``user`` form."""
     if is_host_metrics(cfg):
         return host_job_config(cfg)
     return run_config_mapping(cfg) if cfg.partitions is None else None

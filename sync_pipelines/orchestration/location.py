@@ -12,6 +12,7 @@ from sync_pipelines.orchestration.checks import build_conflict_check, has_confli
 from sync_pipelines.orchestration.connection_checks import (
     build_check_connections_job,
     build_check_schedule,
+    build_check_sensor,
     build_endpoint_check,
 )
 from sync_pipelines.orchestration.executors import sync_executor
@@ -19,13 +20,14 @@ from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, wa
 from sync_pipelines.orchestration.io_manager import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
+from sync_pipelines.orchestration.record_checks import build_failed_records_check
 from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
 from sync_pipelines.orchestration.sensors import build_source_sensor
 from sync_pipelines.orchestration.statistics import (
     build_statistics_asset,
     build_statistics_job,
-    build_statistics_schedule,
+    build_statistics_sensor,
 )
 
 
@@ -45,6 +47,7 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         asset_checks=[
             *(build_conflict_check(cfg) for cfg in configs if has_conflict_check(cfg)),
             *(build_endpoint_check(cfg) for cfg in configs),
+            *(build_failed_records_check(cfg) for cfg in configs),
         ],
         jobs=[
             *jobs.values(),
@@ -55,10 +58,11 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
         schedules=[
             *(build_schedule(cfg, jobs[cfg.name]) for cfg in configs if cfg.schedule is not None),
             build_check_schedule(check_job),
-            build_statistics_schedule(statistics_job),
         ],
         sensors=[
             *build_ledger_sensors(configs, list(jobs.values())),
+            build_statistics_sensor(statistics_job),
+            build_check_sensor(configs, check_job),
             *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
             *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],

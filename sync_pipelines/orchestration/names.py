@@ -42,7 +42,10 @@ class Tag(StrEnum):
     TRIGGERED_BY = "sync/triggered_by"
     """What started the run as the ledger records it: manual, schedule, sensor, backfill, retry or api."""
     USER = "sync/user"
-    """Who launched the run (the CLI's ``--user`` or the OS user; set by hand in a GraphQL launch)."""
+    """Who launched the run (the CLI's ``--user`` or the OS user, the launchpad's ``user``, or set by hand
+    in a GraphQL launch)."""
+    DRY_RUN = "sync/dry_run"
+    """``true`` on a dry run: it wrote nothing, and statistics and "last status" leave it out."""
 
 
 def job_name(sync: str) -> str:

@@ -37,7 +37,7 @@ from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
-from sync_pipelines.orchestration.partitions import run_window, window_text
+from sync_pipelines.orchestration.partitions import log_covered_partitions, run_window, window_text
 from sync_pipelines.orchestration.retries import retry_wait
 from sync_pipelines.types import RunStatus
 
@@ -46,6 +46,12 @@ FULL_SYNC_DESCRIPTION = (
     "from the source when the sync has `delete_missing`)."
 )
 DRY_RUN_DESCRIPTION = "Compute the plan and the sample changes, write nothing, keep the watermark."
+CANCELLED_ERROR_TYPE = "cancelled"
+"""``error_type`` of the step failure that ends a terminated step."""
+USER_DESCRIPTION = (
+    "Who launches this run. Recorded as the run's user (tag `sync/user`, the run ledger) when Dagster "
+    "knows no identity, as open-source Dagster never does."
+)
 
 
 class SyncRunConfig(Config):
@@ -53,6 +59,12 @@ class SyncRunConfig(Config):
 
     full_sync: bool = Field(default=False, description=FULL_SYNC_DESCRIPTION)
     dry_run: bool = Field(default=False, description=DRY_RUN_DESCRIPTION)
+    user: str = Field(default="", description=USER_DESCRIPTION)
+
+
+def run_flags(config: SyncRunConfig) -> dict[str, Any]:
+    """The options a config mapping hands to each op of the sync: ``full_sync``, ``dry_run`` and ``user``."""
+    return {"full_sync": config.full_sync, "dry_run": config.dry_run, "user": config.user}
 
 
 def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Manifest | None = None) -> RunOptions:
@@ -99,7 +111,8 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
     fails the step at once with a :class:`dagster.Failure` (``allow_retries=False``) whose
     description has every secret removed; the original exception is not chained, so its text never
     reaches the UI. A run termination (``DagsterExecutionInterruptedError``, not an ``Exception``)
-    sets ``sync/status=cancelled`` and ends the step.
+    sets ``sync/status=cancelled`` and ends the step with a Failure saying so (``error_type``
+    ``cancelled``); the run still ends ``CANCELED``.
     """
     with shared_engines():
         yield from _engine_step(context, cfg, stage)
@@ -115,7 +128,14 @@ def _engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> 
     except DagsterExecutionInterruptedError:
         _set_status(context, RunStatus.CANCELLED)
         audit.record_end(context, cfg, RunStatus.CANCELLED, f"{where}: the run was cancelled")
-        raise
+        # Dagster still ends the run CANCELED (it was asked to); a Failure shows the step's outcome as a
+        # sentence instead of an interrupt's stack trace.
+        raise Failure(
+            description=f"{where}: cancelled at a batch boundary; every batch committed before is kept, with its "
+            "watermark, and the next run resumes after it",
+            metadata={"error_type": CANCELLED_ERROR_TYPE},
+            allow_retries=False,
+        ) from None
     except TransientConnectorError as exc:
         retries = cfg.retry.max_retries
         if context.retry_number < retries:
@@ -264,6 +284,7 @@ def report_load(
         )
         return
     yield Output(result.to_dict(), metadata=metadata)
+    log_covered_partitions(context, cfg, result)
 
 
 def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefinition]:

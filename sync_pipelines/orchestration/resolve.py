@@ -4,6 +4,7 @@ No postponed annotations here: Dagster reads the op's `Config` class from its an
 """
 
 from collections.abc import Iterator, Sequence
+from enum import Enum
 from typing import Any
 
 from dagster import Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, Out, Output, job, op
@@ -18,6 +19,15 @@ from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME, RESOLVE_JOB_
 from sync_pipelines.types import ConflictChoice
 
 
+class ResolveChoice(Enum):
+    """The launchpad's choices. Dagster names enum config values after the members, hence lower case."""
+
+    keep_source = ConflictChoice.KEEP_SOURCE.value
+    """Write the source's values to the target."""
+    keep_target = ConflictChoice.KEEP_TARGET.value
+    """Keep the target's values."""
+
+
 class ResolveConflictsConfig(Config):
     """Launchpad config of ``resolve_conflicts``."""
 
@@ -26,19 +36,12 @@ class ResolveConflictsConfig(Config):
         default_factory=list, description="Ids of the conflicts to resolve (see the check's table). Or set `all`."
     )
     all: bool = Field(default=False, description="Resolve every open conflict of the sync instead of `conflict_ids`.")
-    choice: str = Field(
-        description="`keep_source` writes the source's values to the target; `keep_target` keeps the target's "
+    choice: ResolveChoice = Field(
+        description="One of `keep_source` or `keep_target`, checked when the run is launched. "
+        "`keep_source` writes the source's values to the target; `keep_target` keeps the target's "
         "values (later runs leave the record alone until the source changes it again)."
     )
     resolved_by: str = Field(description="Who resolves the conflicts; stored with each of them.")
-
-
-def _choice(config: ResolveConflictsConfig) -> ConflictChoice:
-    try:
-        return ConflictChoice(config.choice.strip())
-    except ValueError:
-        choices = ", ".join(c.value for c in ConflictChoice)
-        raise Failure(description=f"unknown choice {config.choice!r}; expected one of {choices}") from None
 
 
 def _ids(config: ResolveConflictsConfig) -> list[int] | None:
@@ -71,7 +74,7 @@ def build_resolve_job(configs: Sequence[SyncConfig]) -> JobDefinition:
             raise Failure(description=f"unknown sync {config.sync!r}; known syncs: {known}")
         try:
             resolution = resolve_conflicts(
-                cfg, _ids(config), _choice(config), config.resolved_by, run_id=context.run_id
+                cfg, _ids(config), ConflictChoice(config.choice.value), config.resolved_by, run_id=context.run_id
             )
         except SyncError as exc:
             raise Failure(description=redact(str(exc))) from None

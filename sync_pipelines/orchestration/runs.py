@@ -67,6 +67,8 @@ class RunReport:
     dry_run: bool = False
     full_sync: bool = False
     error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The values of the load step's metadata (e.g. the ``hosts`` table of a host-metrics run)."""
 
     def to_json(self) -> dict[str, Any]:
         """``{run_id, sync, status, counts, watermark}``: the ``run --json`` output."""
@@ -131,13 +133,14 @@ def execute_sync(
         if not job.partitions_def.has_partition_key(partition):
             raise UnknownPartitionError(f"sync {sync} has no partition {partition!r}")
         partition_tags = {PARTITION_NAME_TAG: partition}
+    dry_run_tag = {Tag.DRY_RUN.value: "true"} if dry_run else {}
     run = instance.create_run_for_job(
         job_def=job,
         run_config={
             **job_run_config(sync, partitioned=job.partitions_def is not None, full_sync=full_sync, dry_run=dry_run),
             **(run_config or {}),
         },
-        tags={**job.run_tags, Tag.TRIGGER.value: "cli", **(tags or {}), **partition_tags},
+        tags={**job.run_tags, Tag.TRIGGER.value: "cli", **dry_run_tag, **(tags or {}), **partition_tags},
         remote_job_origin=_remote_origin(sync, os.getcwd()),
         job_code_origin=recon.get_python_origin(),
     )
@@ -159,6 +162,7 @@ def report_for_run(instance: DagsterInstance, run_id: str, sync: str) -> RunRepo
         },
     )
     summary: dict[str, Any] | None = None
+    load_metadata: Mapping[str, Any] = {}
     error: str | None = None
     for entry in events:
         event = entry.dagster_event
@@ -176,8 +180,10 @@ def report_for_run(instance: DagsterInstance, run_id: str, sync: str) -> RunRepo
             metadata = event.asset_observation_data.asset_observation.metadata
         if "status" in metadata:
             summary = summary_from_metadata(metadata)
+            load_metadata = metadata
     status = _status(run.status, run.tags.get(Tag.STATUS.value), summary)
     report = RunReport(run_id=run_id, sync=sync, status=status)
+    report.metadata = {key: getattr(value, "value", value) for key, value in load_metadata.items()}
     if summary is not None:
         report.counts = summary["counts"]
         report.watermark = summary["watermark"]
@@ -215,14 +221,21 @@ class LastRun:
     started: float | None
 
 
+LAST_RUN_LOOKBACK = 50
+"""Runs of a sync looked at, newest first, for its latest run that is not a dry run."""
+
+
 def last_runs(instance: DagsterInstance, syncs: list[str]) -> dict[str, LastRun]:
-    """Latest run of each sync (by its ``sync/name`` tag), with the ``sync/status`` it ended with."""
+    """Latest run of each sync (by its ``sync/name`` tag), with the ``sync/status`` it ended with.
+
+    Dry runs (tag ``sync/dry_run``) are passed over: they say nothing about the target's state.
+    """
     found: dict[str, LastRun] = {}
     for sync in syncs:
-        records = instance.get_run_records(RunsFilter(tags={Tag.SYNC_NAME.value: sync}), limit=1)
-        if not records:
+        records = instance.get_run_records(RunsFilter(tags={Tag.SYNC_NAME.value: sync}), limit=LAST_RUN_LOOKBACK)
+        record = next((r for r in records if r.dagster_run.tags.get(Tag.DRY_RUN.value) != "true"), None)
+        if record is None:
             continue
-        record = records[0]
         run = record.dagster_run
         status = run.tags.get(Tag.STATUS.value)
         if run.is_finished and status in (None, RunStatus.RUNNING.value):
