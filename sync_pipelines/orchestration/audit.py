@@ -22,6 +22,9 @@ from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus, SyncMode
 
+BACKFILL_TAG = "dagster/backfill"
+"""The tag Dagster puts on every run of a backfill, with the backfill's id."""
+
 
 def run_mode(context: OpExecutionContext, cfg: SyncConfig, full_sync: bool) -> str:
     """``full``, ``incremental`` or ``partition <key or range>`` for a partitioned run."""
@@ -53,6 +56,7 @@ def _entry(context: OpExecutionContext, cfg: SyncConfig) -> RunEntry:
         trigger=trigger,
         user=user,
         parent_run_id=context.run.parent_run_id,
+        backfill_id=context.run.tags.get(BACKFILL_TAG),
         mode=run_mode(context, cfg, full_sync),
         dry_run=bool(flags.get("dry_run", False)),
         started_at=_started_at(context),
