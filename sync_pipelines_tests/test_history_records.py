@@ -18,10 +18,8 @@ from sync_pipelines.history.records import (
     RECORDS_RUN_INDEX,
     RecordFilter,
     RecordStatus,
-    count_records,
+    RunRecords,
     ensure_record_indexes,
-    entity_statuses,
-    page_records,
 )
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines_tests.conftest import Databases, make_databases
@@ -71,18 +69,20 @@ def test_records_page_and_filter_by_action_status_and_entity(history_dbs: Databa
         first = ledger.get("run-1")
         second = ledger.get("run-2")
         assert first is not None and second is not None
-        all_first = page_records(ledger, first, RecordFilter(), page=2, page_size=7)
-        failed = page_records(ledger, first, RecordFilter(status=RecordStatus.FAILED))
-        created = count_records(ledger, first, RecordFilter(action=(RecordAction.CREATED,)))
-        none = count_records(ledger, first, RecordFilter(entity="departments"))
-        updated = page_records(ledger, second, RecordFilter(action=(RecordAction.UPDATED,), entity="orders"))
-        statuses = entity_statuses(ledger, second, "orders")
+        one, two = RunRecords(ledger, first), RunRecords(ledger, second)
+        all_first = one.page(RecordFilter(), page=2, page_size=7)
+        failed = one.page(RecordFilter(status=RecordStatus.FAILED))
+        created = one.count(RecordFilter(action=(RecordAction.CREATED,)))
+        none = one.count(RecordFilter(entity="departments"))
+        updated = two.page(RecordFilter(action=(RecordAction.UPDATED,), entity="orders"))
+        statuses = two.entity_statuses("orders")
+        exported = list(one.iter_rows(RecordFilter(status=RecordStatus.SUCCESS), chunk=4))
         indexes = {ix["name"] for ix in sa.inspect(ledger.engine).get_indexes("_sync_records")}
 
     assert (all_first.total, all_first.pages, len(all_first.rows)) == (20, 3, 7)
     assert [r.id for r in all_first.rows] == sorted(r.id for r in all_first.rows)
     assert [(r.key, r.status, r.error is not None) for r in failed.rows] == [("order_id=3", RecordStatus.FAILED, True)]
-    assert (created, none) == (19, 0)
+    assert (created, none, len(exported)) == (19, 0, 19)
     assert [r.key for r in updated.rows] == ["order_id=5", "order_id=6"]
     [status_change] = [c for c in updated.rows[0].changes if c.field == "status"]
     assert (status_change.before, status_change.after) == ("open", "paid")

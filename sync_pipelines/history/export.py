@@ -21,7 +21,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.history.ledger import Ledger, RunEntry
-from sync_pipelines.history.records import RecordFilter, format_key, iter_filtered
+from sync_pipelines.history.records import RecordFilter, RunRecords, format_key
 from sync_pipelines.types import COUNT_KEYS, RecordAction
 
 
@@ -112,7 +112,7 @@ def filter_rows(filters: RecordFilter) -> list[tuple[str, Any]]:
 
 
 def _records(ledger: Ledger, entry: RunEntry, filters: RecordFilter | None) -> Iterator[dict[str, Any]]:
-    return iter_filtered(ledger, entry, filters or RecordFilter())
+    return RunRecords(ledger, entry).iter_rows(filters or RecordFilter())
 
 
 def export_csv(path: Path, ledger: Ledger, entry: RunEntry, filters: RecordFilter | None = None) -> int:

@@ -159,46 +159,107 @@ def ensure_record_indexes(ledger: Ledger) -> None:
             sa.Index(RECORDS_RUN_INDEX, c.run_id, c.action, c.entity, c.id).create(conn)
 
 
-def _run_id(entry: RunEntry) -> str:
-    return entry.records_run_id or entry.run_id
+class RunRecords:
+    """The stored records of one run (its ``records_run_id``: a retry lists its parent's records).
 
-
-def entity_statuses(ledger: Ledger, entry: RunEntry, default_entity: str) -> list[EntityStatus]:
-    """Per entity type of the run's records: counts per action (one index-only pass over the run).
-
-    Unchanged records are counted in the ledger but stored only with ``history.store_unchanged``;
-    when none are stored, the ledger's ``unchanged`` count is added to ``default_entity``.
+    The counts per (action, entity) are read once, with one pass over the run's index entries, and
+    serve the per-entity status, the filtered totals and the filter choices.
     """
-    found: dict[str, EntityStatus] = {}
-    for entity, action, n in _grouped_counts(ledger, _run_id(entry)):
-        name = entity or default_entity
-        status = found.setdefault(name, EntityStatus(name))
-        status.by_action[action] = status.by_action.get(action, 0) + n
-    stored_unchanged = sum(s.by_action.get(RecordAction.UNCHANGED, 0) for s in found.values())
-    unchanged = entry.counts.get("unchanged", 0)
-    if unchanged and not stored_unchanged:
-        status = found.setdefault(default_entity, EntityStatus(default_entity))
-        status.by_action[RecordAction.UNCHANGED] = unchanged
-    return [found[name] for name in sorted(found)]
 
+    def __init__(self, ledger: Ledger, entry: RunEntry):
+        self.ledger = ledger
+        self.entry = entry
+        self.run_id = entry.records_run_id or entry.run_id
+        self._groups: list[tuple[str | None, RecordAction, int]] | None = None
 
-def _grouped_counts(ledger: Ledger, run_id: str) -> Iterator[tuple[str | None, RecordAction, int]]:
-    if ledger.missing_database:
-        return
-    with translate_errors(ledger.endpoint, f"reading {RECORDS_TABLE}"), ledger.engine.connect() as conn:
-        records = _records_table(ledger, conn)
-        if records is None:
+    @property
+    def groups(self) -> list[tuple[str | None, RecordAction, int]]:
+        """``(entity, action, count)`` of the run's stored records."""
+        if self._groups is None:
+            self._groups = list(self._grouped_counts())
+        return self._groups
+
+    def _grouped_counts(self) -> Iterator[tuple[str | None, RecordAction, int]]:
+        if self.ledger.missing_database:
             return
-        c = records.c
-        query = (
-            sa.select(c.action, c.entity, sa.func.count())
-            .where(c.run_id == run_id)
-            .group_by(c.action, c.entity)
-            .order_by(c.action, c.entity)
-        )
-        rows = conn.execute(query).all()
-    for action, entity, n in rows:
-        yield entity, RecordAction(action), int(n)
+        with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
+            records = _records_table(self.ledger, conn)
+            if records is None:
+                return
+            c = records.c
+            query = (
+                sa.select(c.action, c.entity, sa.func.count())
+                .where(c.run_id == self.run_id)
+                .group_by(c.action, c.entity)
+                .order_by(c.action, c.entity)
+            )
+            rows = conn.execute(query).all()
+        for action, entity, n in rows:
+            yield entity, RecordAction(action), int(n)
+
+    def entities(self) -> list[str]:
+        """The entity types among the run's stored records."""
+        return sorted({entity for entity, _, _ in self.groups if entity})
+
+    def entity_statuses(self, default_entity: str) -> list[EntityStatus]:
+        """Per entity type: counts per action.
+
+        Unchanged records are counted in the ledger but stored only with ``history.store_unchanged``;
+        when none are stored, the ledger's ``unchanged`` count is added to ``default_entity``.
+        """
+        found: dict[str, EntityStatus] = {}
+        for entity, action, n in self.groups:
+            name = entity or default_entity
+            status = found.setdefault(name, EntityStatus(name))
+            status.by_action[action] = status.by_action.get(action, 0) + n
+        stored_unchanged = sum(s.by_action.get(RecordAction.UNCHANGED, 0) for s in found.values())
+        unchanged = self.entry.counts.get("unchanged", 0)
+        if unchanged and not stored_unchanged:
+            status = found.setdefault(default_entity, EntityStatus(default_entity))
+            status.by_action[RecordAction.UNCHANGED] = unchanged
+        return [found[name] for name in sorted(found)]
+
+    def count(self, filters: RecordFilter) -> int:
+        """How many stored records pass ``filters``."""
+        return sum(n for entity, action, n in self.groups if filters.keeps(entity, action))
+
+    def page(self, filters: RecordFilter, *, page: int = 1, page_size: int = 50) -> RecordPage:
+        """Page ``page`` (from 1) of the records passing ``filters``, in the order they were written."""
+        if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page starts at 1 and page size is 1..{MAX_PAGE_SIZE}")
+        total = self.count(filters)
+        if total == 0:
+            return RecordPage([], total, page, page_size)
+        with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
+            records = _records_table(self.ledger, conn)
+            if records is None:
+                return RecordPage([], 0, page, page_size)
+            ids = sa.select(records.c.id).where(*_where(records, self.run_id, filters)).order_by(records.c.id)
+            chosen = [i for (i,) in conn.execute(ids.limit(page_size).offset((page - 1) * page_size))]
+            query = sa.select(records).where(records.c.id.in_(chosen)).order_by(records.c.id)
+            rows = [record_row(dict(row)) for row in conn.execute(query).mappings()]
+        return RecordPage(rows, total, page, page_size)
+
+    def iter_rows(self, filters: RecordFilter, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every stored record passing ``filters``, as raw rows, streamed ``chunk`` at a time."""
+        if self.ledger.missing_database:
+            return
+        last_id = 0
+        while True:
+            with (
+                translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"),
+                self.ledger.engine.connect() as conn,
+            ):
+                records = _records_table(self.ledger, conn)
+                if records is None:
+                    return
+                where = [*_where(records, self.run_id, filters), records.c.id > last_id]
+                query = sa.select(records).where(*where).order_by(records.c.id).limit(chunk)
+                rows = [dict(row) for row in conn.execute(query).mappings()]
+            yield from rows
+            if len(rows) < chunk:
+                return
+            last_id = rows[-1]["id"]
 
 
 def _where(records: sa.Table, run_id: str, filters: RecordFilter) -> list[sa.ColumnElement[bool]]:
@@ -210,61 +271,6 @@ def _where(records: sa.Table, run_id: str, filters: RecordFilter) -> list[sa.Col
     if filters.entity is not None:
         clauses.append(c.entity == filters.entity)
     return clauses
-
-
-def count_records(ledger: Ledger, entry: RunEntry, filters: RecordFilter) -> int:
-    """How many stored records of the run pass ``filters``."""
-    total = 0
-    for entity, action, n in _grouped_counts(ledger, _run_id(entry)):
-        if filters.keeps(entity, action):
-            total += n
-    return total
-
-
-def page_records(
-    ledger: Ledger, entry: RunEntry, filters: RecordFilter, *, page: int = 1, page_size: int = 50
-) -> RecordPage:
-    """Page ``page`` (from 1) of the run's stored records passing ``filters``, in the order they were written."""
-    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValueError(f"page starts at 1 and page size is 1..{MAX_PAGE_SIZE}")
-    total = count_records(ledger, entry, filters)
-    if ledger.missing_database or total == 0:
-        return RecordPage([], total, page, page_size)
-    with translate_errors(ledger.endpoint, f"reading {RECORDS_TABLE}"), ledger.engine.connect() as conn:
-        records = _records_table(ledger, conn)
-        if records is None:
-            return RecordPage([], 0, page, page_size)
-        where = _where(records, _run_id(entry), filters)
-        ids = sa.select(records.c.id).where(*where).order_by(records.c.id)
-        chosen = [i for (i,) in conn.execute(ids.limit(page_size).offset((page - 1) * page_size))]
-        rows = conn.execute(sa.select(records).where(records.c.id.in_(chosen)).order_by(records.c.id)).mappings()
-        return RecordPage([record_row(dict(row)) for row in rows], total, page, page_size)
-
-
-def iter_filtered(
-    ledger: Ledger, entry: RunEntry, filters: RecordFilter, chunk: int = 5000
-) -> Iterator[dict[str, Any]]:
-    """Every stored record of the run passing ``filters``, as raw rows, streamed ``chunk`` at a time."""
-    if ledger.missing_database:
-        return
-    last_id = 0
-    while True:
-        with translate_errors(ledger.endpoint, f"reading {RECORDS_TABLE}"), ledger.engine.connect() as conn:
-            records = _records_table(ledger, conn)
-            if records is None:
-                return
-            where = _where(records, _run_id(entry), filters)
-            query = sa.select(records).where(*where, records.c.id > last_id).order_by(records.c.id).limit(chunk)
-            rows = [dict(row) for row in conn.execute(query).mappings()]
-        yield from rows
-        if len(rows) < chunk:
-            return
-        last_id = rows[-1]["id"]
-
-
-def entities(ledger: Ledger, entry: RunEntry) -> list[str]:
-    """The entity types among the run's stored records."""
-    return sorted({entity for entity, _, _ in _grouped_counts(ledger, _run_id(entry)) if entity})
 
 
 def _show(value: Any) -> str:
@@ -322,14 +328,10 @@ __all__: Sequence[str] = [
     "RecordPage",
     "RecordRow",
     "RecordStatus",
+    "RunRecords",
     "actions_of",
-    "count_records",
     "ensure_record_indexes",
-    "entities",
-    "entity_statuses",
     "format_key",
-    "iter_filtered",
-    "page_records",
     "record_row",
     "status_of",
 ]
