@@ -61,8 +61,8 @@ fmt: setup ## Format the code and apply safe lint fixes
 typecheck: setup ## Type-check the package with mypy
 	$(BIN)/mypy
 
-ui: setup dagster-home ## Open the Dagster UI (and daemon) on http://127.0.0.1:3000
-	$(WITH_SIGNALS) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+ui: setup dagster-home ## Dagster UI (and daemon) on http://127.0.0.1:3000, the history view on :3001, local ES for host metrics
+	$(WITH_SIGNALS) $(BIN)/sync-pipelines ui
 
 clean: ## Remove demo data, the local Dagster home, staging files and caches (keeps .venv)
 	rm -rf demo .dagster_home .sync_pipelines .pytest_cache .mypy_cache .ruff_cache .hypothesis
