@@ -21,6 +21,8 @@ import click
 import uvicorn
 
 from sync_pipelines.commands.common import config_folder, load_or_exit
+from sync_pipelines.config import SyncConfig
+from sync_pipelines.config.loader import CONFIG_DIR_ENV
 from sync_pipelines.history.links import DEFAULT_HOST, DEFAULT_PORT, HISTORY_URL_ENV
 from sync_pipelines.orchestration.instance import ensure_dagster_home
 from sync_pipelines.signals import restore_default_signals
@@ -66,6 +68,32 @@ def dagster_running(command: list[str], env: dict[str, str]) -> Iterator[subproc
         stop_group(process)
 
 
+def needs_demo_es(configs: list[SyncConfig]) -> bool:
+    """Whether a sync reads the demo's Elasticsearch-API server (``${SYNC_DEMO_ES_URL}``) and none is set."""
+    from sync_pipelines.demo_hosts import ES_URL_ENV
+
+    if os.environ.get(ES_URL_ENV):
+        return False
+    return any(f"${{{ES_URL_ENV}}}" in str(getattr(cfg.source, "endpoint", "")) for cfg in configs)
+
+
+@contextlib.contextmanager
+def demo_es(configs: list[SyncConfig], demo_dir: Path) -> Iterator[None]:
+    """The demo's seeded Elasticsearch-API server (and CMDB) while the UI runs, when a sync needs it."""
+    from sync_pipelines.demo_hosts import host_metrics_demo
+
+    if not needs_demo_es(configs):
+        yield
+        return
+    with host_metrics_demo(configs, demo_dir) as note:
+        click.echo(note)
+        yield
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _watch(process: subprocess.Popen[bytes], server: uvicorn.Server) -> None:
     """Stop the view when Dagster ends on its own."""
     process.wait()
@@ -98,22 +126,22 @@ def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: P
     Both UIs bind 127.0.0.1 unless --host says otherwise: they have no login (see the README's
     "Running the UI safely").
     """
-    from sync_pipelines.demo_hosts import host_metrics_demo
-
     restore_default_signals()
+    # Uvicorn hands SIGTERM back to the handler found before it started once it has shut down; the
+    # default one would end this process before Dagster and the Elasticsearch-API server are stopped.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     configs = load_or_exit(ctx)
     ensure_dagster_home()
     view_url = f"http://{host}:{port}"
     dagster_url = f"http://{host}:{dagster_port}"
-    with host_metrics_demo(configs, demo_dir) as es_note:
-        if es_note:
-            click.echo(es_note)
-        env = dict(os.environ)
+    with demo_es(configs, demo_dir):
+        env = dict(os.environ)  # with $SYNC_DEMO_ES_URL when the demo's server was started
         env.setdefault(HISTORY_URL_ENV, view_url)
+        env[CONFIG_DIR_ENV] = str(config_folder(ctx).resolve())
         with dagster_running(dagster_command(workspace, host, dagster_port), env) as dagster:
             app = create_app(config_folder(ctx), os.environ.get(DAGSTER_URL_ENV, dagster_url))
             server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
             threading.Thread(target=_watch, args=(dagster, server), daemon=True).start()
             click.echo(f"Dagster UI on {dagster_url}, history view on {view_url} (Ctrl-C stops both)")
             server.run()
-    click.echo("stopped the Dagster UI, the history view and the Elasticsearch-API server")
+    click.echo("stopped the Dagster UI and the history view")
