@@ -35,6 +35,7 @@ def conflicts_page(request: Request) -> Response:
         key_of=_key,
         launched=request.query_params.get("launched"),
         error=request.query_params.get("error"),
+        resolved_by=request.query_params.get("by", ""),
         choices=list(ConflictChoice),
     )
 
@@ -61,5 +62,5 @@ async def resolve(request: Request) -> Response:
     try:
         run_id = await run_in_threadpool(site.dagster.resolve_conflicts, cfg.name, [conflict_id], choice, user)
     except LaunchError as exc:
-        return RedirectResponse(f"{back}?{urlencode({'error': str(exc)})}", 303)
-    return RedirectResponse(f"{back}?{urlencode({'launched': run_id})}", 303)
+        return RedirectResponse(f"{back}?{urlencode({'error': str(exc), 'by': user})}", 303)
+    return RedirectResponse(f"{back}?{urlencode({'launched': run_id, 'by': user})}", 303)
