@@ -159,6 +159,10 @@ def ensure_record_indexes(ledger: Ledger) -> None:
             sa.Index(RECORDS_RUN_INDEX, c.run_id, c.action, c.entity, c.id).create(conn)
 
 
+Group = tuple[str | None, RecordAction, int]
+"""``(entity, action, count)`` of a run's stored records."""
+
+
 class RunRecords:
     """The stored records of one run (its ``records_run_id``: a retry lists its parent's records).
 
@@ -166,14 +170,15 @@ class RunRecords:
     serve the per-entity status, the filtered totals and the filter choices.
     """
 
-    def __init__(self, ledger: Ledger, entry: RunEntry):
+    def __init__(self, ledger: Ledger, entry: RunEntry, groups: list[Group] | None = None):
+        """``groups``: the counts of an earlier read of the same finished run, when kept."""
         self.ledger = ledger
         self.entry = entry
         self.run_id = entry.records_run_id or entry.run_id
-        self._groups: list[tuple[str | None, RecordAction, int]] | None = None
+        self._groups = groups
 
     @property
-    def groups(self) -> list[tuple[str | None, RecordAction, int]]:
+    def groups(self) -> list[Group]:
         """``(entity, action, count)`` of the run's stored records."""
         if self._groups is None:
             self._groups = list(self._grouped_counts())
@@ -324,6 +329,7 @@ __all__: Sequence[str] = [
     "RECORDS_RUN_INDEX",
     "Change",
     "EntityStatus",
+    "Group",
     "RecordFilter",
     "RecordPage",
     "RecordRow",

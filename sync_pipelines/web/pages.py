@@ -16,7 +16,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx
 from sync_pipelines.history.ledger import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.queries import find_run, last_runs, list_runs
-from sync_pipelines.history.records import RecordStatus, RunRecords
+from sync_pipelines.history.records import RecordStatus
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web import params
 from sync_pipelines.web.schedule import next_fire
@@ -117,7 +117,7 @@ def run_page(request: Request) -> Response:
     paging = params.paging(request.query_params, RECORDS_PAGE_SIZE)
     with open_ledger(cfg) as ledger:
         site.index_once(cfg, ledger)
-        records = RunRecords(ledger, entry)
+        records = site.run_records(ledger, entry)
         statuses = records.entity_statuses(entity_label(cfg))
         page = records.page(filters, page=paging.page, page_size=paging.size)
         entities = records.entities()

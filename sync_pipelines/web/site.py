@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,16 @@ from starlette.templating import Jinja2Templates
 
 from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.config.models import SqlSource, SqlTarget
-from sync_pipelines.history.ledger import Ledger
-from sync_pipelines.history.records import RecordStatus, ensure_record_indexes, status_of
-from sync_pipelines.types import RecordAction
+from sync_pipelines.history.ledger import Ledger, RunEntry
+from sync_pipelines.history.records import Group, RecordStatus, RunRecords, ensure_record_indexes, status_of
+from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web.dagster_api import DagsterApi
 
 HERE = Path(__file__).parent
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DAGSTER_URL_ENV = "SYNC_PIPELINES_DAGSTER_URL"
+COUNTS_KEPT = 256
+"""Finished runs whose record counts per (entity, action) are kept in memory."""
 
 
 def entity_label(cfg: SyncConfig) -> str:
@@ -67,6 +70,7 @@ class Site:
     dagster: DagsterApi
     templates: Jinja2Templates = field(init=False)
     _indexed: set[tuple[str, str | None]] = field(default_factory=set, init=False)
+    _counts: OrderedDict[str, list[Group]] = field(default_factory=OrderedDict, init=False)
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -93,6 +97,17 @@ class Site:
         if key not in self._indexed:
             ensure_record_indexes(ledger)
             self._indexed.add(key)
+
+    def run_records(self, ledger: Ledger, entry: RunEntry) -> RunRecords:
+        """The records of a run; the counts of a finished run are kept (it writes no more records)."""
+        key = f"{entry.run_id}@{entry.finished_at}"
+        records = RunRecords(ledger, entry, self._counts.get(key))
+        if entry.status is not RunStatus.RUNNING:
+            self._counts[key] = records.groups
+            self._counts.move_to_end(key)
+            while len(self._counts) > COUNTS_KEPT:
+                self._counts.popitem(last=False)
+        return records
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         """The page ``template`` with ``context``."""
