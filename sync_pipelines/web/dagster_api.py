@@ -29,10 +29,8 @@ mutation Launch($job: String!, $location: String!, $config: RunConfigData!, $tag
   }) {
     __typename
     ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
     ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-    ... on PipelineNotFoundError { message }
+    ... on Error { message }
   }
 }
 """
