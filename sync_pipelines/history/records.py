@@ -146,17 +146,23 @@ def _records_table(ledger: Ledger, conn: sa.Connection) -> sa.Table | None:
 
 
 def ensure_record_indexes(ledger: Ledger) -> None:
-    """Create the index of :data:`RECORDS_RUN_INDEX` on ``_sync_records`` when missing (idempotent)."""
+    """Create the index of :data:`RECORDS_RUN_INDEX` on ``_sync_records`` when missing (idempotent).
+
+    On PostgreSQL the index is built ``CONCURRENTLY``, so a sync loading meanwhile is not blocked.
+    """
     if ledger.missing_database:
         return
-    with translate_errors(ledger.endpoint, f"indexing {RECORDS_TABLE}"), ledger.engine.begin() as conn:
+    with (
+        translate_errors(ledger.endpoint, f"indexing {RECORDS_TABLE}"),
+        ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+    ):
         records = _records_table(ledger, conn)
         if records is None:
             return
         known = {ix["name"] for ix in sa.inspect(conn).get_indexes(RECORDS_TABLE, schema=records.schema)}
         if RECORDS_RUN_INDEX not in known:
             c = records.c
-            sa.Index(RECORDS_RUN_INDEX, c.run_id, c.action, c.entity, c.id).create(conn)
+            sa.Index(RECORDS_RUN_INDEX, c.run_id, c.action, c.entity, c.id, postgresql_concurrently=True).create(conn)
 
 
 Group = tuple[str | None, RecordAction, int]
