@@ -22,6 +22,7 @@ import openpyxl
 import pytest
 import requests
 import sqlalchemy as sa
+import yaml
 
 from sync_pipelines_tests.live import BIN, REPO, default_signals, free_port
 from sync_pipelines_tests.test_live import CHROMIUM, CHROMIUM_FLAGS
@@ -31,6 +32,22 @@ START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 180
 LOADED = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
 RUN_STATUS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+LAUNCH = """
+mutation Launch($job: String!) {
+  launchRun(executionParams: {
+    selector: {repositoryLocationName: "sync_pipelines", repositoryName: "__repository__", jobName: $job},
+    runConfigData: {}
+  }) { __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } }
+}
+"""
+
+
+def host_metrics_config(demo: Path) -> dict[str, object]:
+    """The demo's ``host_metrics`` sync, with its CMDB in ``demo`` and without the file-drop sensor."""
+    data = yaml.safe_load((REPO / "syncs" / "host_metrics.yaml").read_text(encoding="utf-8"))
+    data["target"]["url"] = f"sqlite:///{demo / 'cmdb.db'}"
+    del data["source"]["host_files"]
+    return dict(data)
 
 
 @dataclass
@@ -69,13 +86,16 @@ def _location_loaded(ui: Ui) -> bool:
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     root = tmp_path_factory.mktemp("web_ui")
     history = build_history(root)
+    hosts = yaml.safe_dump(host_metrics_config(root / "demo"), allow_unicode=True)
+    (history.config_dir / "host_metrics.yaml").write_text(hosts, encoding="utf-8")
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     view_port, dagster_port = free_port(), free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_PIPELINES_STAGING_DIR": str(root / "staging")}
+    env.pop("SYNC_DEMO_ES_URL", None)
     command = [str(BIN / "sync-pipelines"), "--config-dir", str(history.config_dir), "ui"]
-    command += ["--port", str(view_port), "--dagster-port", str(dagster_port)]
+    command += ["--port", str(view_port), "--dagster-port", str(dagster_port), "--demo-dir", str(root / "demo")]
     log = root / "ui.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -180,6 +200,24 @@ def test_keep_source_resolves_the_conflict_through_a_dagster_run(ui: Ui, browser
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM wh_orders WHERE order_id = 6")).scalar_one() == "paid"
     engine.dispose()
+
+
+def test_host_metrics_launched_in_dagster_reach_the_demo_elasticsearch_server(ui: Ui) -> None:
+    launched = ui.graphql(LAUNCH, job="sync_host_metrics")["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched  # type: ignore[index]
+    run_id = launched["run"]["runId"]  # type: ignore[index]
+
+    def finished() -> bool:
+        run = ui.graphql(RUN_STATUS, id=run_id)["runOrError"]
+        return run["status"] in ("SUCCESS", "FAILURE", "CANCELED")  # type: ignore[index]
+
+    ui.wait(finished, f"run {run_id} of sync_host_metrics", RUN_TIMEOUT_S)
+    assert ui.graphql(RUN_STATUS, id=run_id)["runOrError"] == {"status": "SUCCESS"}
+    engine = sa.create_engine(f"sqlite:///{ui.history.config_dir.parent / 'demo' / 'cmdb.db'}")
+    with engine.connect() as conn:
+        written = conn.execute(sa.text("SELECT count(*) FROM server_resources")).scalar_one()
+    engine.dispose()
+    assert written == 25  # the 25 pool hosts that send metrics; the 2 retired ones have no data
 
 
 def _listening(url: str) -> bool:
