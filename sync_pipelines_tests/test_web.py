@@ -215,3 +215,13 @@ def test_the_ui_command_is_registered(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, ["ui", "--help"])
     assert result.exit_code == 0 and "--port" in result.output and "127.0.0.1" in result.output
+
+
+def test_the_view_does_not_import_dagster() -> None:
+    """The view sits beside the CLI and reads history through plain Python; Dagster stays in orchestration/."""
+    import subprocess
+    import sys
+
+    code = "import sys, sync_pipelines.web.app; print('dagster' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
