@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # the default handling back so that Ctrl-C and `kill` stop them.
 WITH_SIGNALS := env --default-signal=TERM,INT DAGSTER_HOME="$(DAGSTER_HOME)"
 
-.PHONY: help setup demo test lint fmt typecheck ui clean distclean dagster-home bench bench-quick bench-memory
+.PHONY: help setup demo test lint fmt typecheck ui clean distclean dagster-home bench bench-quick bench-memory bench-history
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,8 +61,8 @@ fmt: setup ## Format the code and apply safe lint fixes
 typecheck: setup ## Type-check the package with mypy
 	$(BIN)/mypy
 
-ui: setup dagster-home ## Open the Dagster UI (and daemon) on http://127.0.0.1:3000
-	$(WITH_SIGNALS) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+ui: setup dagster-home ## Dagster UI (and daemon) on http://127.0.0.1:3000, the history view on :3001, local ES for host metrics
+	$(WITH_SIGNALS) $(BIN)/sync-pipelines ui
 
 clean: ## Remove demo data, the local Dagster home, staging files and caches (keeps .venv)
 	rm -rf demo .dagster_home .sync_pipelines .pytest_cache .mypy_cache .ruff_cache .hypothesis
@@ -81,3 +81,7 @@ bench-quick: setup ## The benchmark at 20k rows (about a minute)
 
 bench-memory: setup ## Peak RSS of case 1 (engine) at 1M rows, to compare with the 100k figure
 	$(MAKE) bench BENCH_ARGS="--sizes 1000000 --sources postgresql --cases 1 --runners engine --runs 1 --no-dlt $(BENCH_ARGS)"
+
+bench-history: setup ## How fast the history view answers for a run of 1M records (PostgreSQL ledger)
+	scripts/ensure-services
+	$(WITH_SIGNALS) $(BIN)/python bench/bench_history_view.py $(BENCH_ARGS)

@@ -87,6 +87,7 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep staging and Dagster state of every test inside its own temporary folder."""
     monkeypatch.setenv("SYNC_PIPELINES_STAGING_DIR", str(tmp_path / "staging"))
     monkeypatch.delenv("SYNC_PIPELINES_IO_DIR", raising=False)
+    monkeypatch.delenv("SYNC_PIPELINES_HISTORY_URL", raising=False)  # links point at the default history view
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
 

@@ -101,8 +101,9 @@ def test_every_file_becomes_an_asset_and_a_job(monkeypatch: pytest.MonkeyPatch, 
         assert defaults == {"full_sync": False, "dry_run": False, "user": ""}
 
     descriptions = {key.to_user_string(): spec.description for key, spec in _specs(defs).items()}
-    assert descriptions["orders"] == "orders from the ERP."
-    assert descriptions["departments"] == "Sync of departments into wh_departments (full)."
+    link = "\n\n[Run history and records of {0}](http://127.0.0.1:3001/syncs/{0})"
+    assert descriptions["orders"] == "orders from the ERP." + link.format("orders")
+    assert descriptions["departments"] == "Sync of departments into wh_departments (full)." + link.format("departments")
 
 
 def _specs(defs: Definitions) -> dict[AssetKey, Any]:

@@ -95,6 +95,7 @@ def test_a_cli_run_is_manual_with_the_given_user(syncs: Path) -> None:
     meta = {k: v.value for k, v in materialization.metadata.items()}
     assert (meta["trigger"], meta["user"], meta["ledger_run_id"]) == ("manual", "alice", run_id)
     assert f"sync-pipelines show {run_id}" in meta["ledger"] and "_sync_runs" in meta["ledger"]
+    assert meta["history_view"] == f"http://127.0.0.1:3001/runs/{run_id}"
 
 
 def test_a_cli_run_without_user_records_the_os_user(syncs: Path, monkeypatch: pytest.MonkeyPatch) -> None:

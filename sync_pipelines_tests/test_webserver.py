@@ -219,7 +219,9 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
     assets = {tuple(node["assetKey"]["path"]): node for node in repository["assetNodes"]}
     assert set(assets) == {("people",), ("people_copy",), ("sync_statistics",)}
     assert assets[("people",)]["groupName"] == "syncs"
-    assert assets[("people",)]["description"] == "People into people."
+    assert assets[("people",)]["description"] == (
+        "People into people.\n\n[Run history and records of people](http://127.0.0.1:3001/syncs/people)"
+    )
     jobs = {job["name"]: job for job in repository["jobs"]}
     assert {"sync_people", "sync_people_copy"} <= set(jobs)
     assert all(jobs[name]["description"] for name in ("sync_people", "sync_people_copy"))

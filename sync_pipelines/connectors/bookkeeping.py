@@ -67,6 +67,7 @@ def runs_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("user", sa.String(128)),
         sa.Column("parent_run_id", sa.String(64)),
         sa.Column("records_run_id", sa.String(64)),
+        sa.Column("backfill_id", sa.String(64), index=True),
         sa.Column("mode", sa.String(128), nullable=False),
         sa.Column("dry_run", sa.Boolean, nullable=False, default=False),
         sa.Column("status", sa.String(16), nullable=False, index=True),

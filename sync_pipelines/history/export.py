@@ -21,6 +21,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.history.ledger import Ledger, RunEntry
+from sync_pipelines.history.records import RecordFilter, RunRecords, format_key
 from sync_pipelines.types import COUNT_KEYS, RecordAction
 
 
@@ -46,17 +47,6 @@ _ACTION_FILLS = {
 
 def _show(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
-
-
-def format_key(record_key: str) -> str:
-    """``id=1, region="eu"`` from the JSON key stored in ``_sync_records``."""
-    try:
-        key = json.loads(record_key)
-    except (TypeError, ValueError):
-        return str(record_key)
-    if isinstance(key, dict):
-        return ", ".join(f"{name}={_show(value)}" for name, value in key.items())
-    return str(key)
 
 
 def format_changes(changes: str | None) -> tuple[str, str]:
@@ -109,17 +99,32 @@ def summary_rows(entry: RunEntry) -> list[tuple[str, Any]]:
     return rows
 
 
-def _records(ledger: Ledger, entry: RunEntry, actions: list[RecordAction] | None) -> Iterator[dict[str, Any]]:
-    return ledger.iter_records(entry.records_run_id or entry.run_id, actions=actions)
+def filter_rows(filters: RecordFilter) -> list[tuple[str, Any]]:
+    """The record filter of an export as (label, value) pairs; none when every record is exported."""
+    rows: list[tuple[str, Any]] = []
+    if filters.entity is not None:
+        rows.append(("filter: entity", filters.entity))
+    if filters.action:
+        rows.append(("filter: action", ", ".join(a.value for a in filters.action)))
+    if filters.status is not None:
+        rows.append(("filter: status", filters.status.value))
+    return rows
 
 
-def export_csv(path: Path, ledger: Ledger, entry: RunEntry, actions: list[RecordAction] | None = None) -> int:
-    """Write the run's records as CSV (UTF-8 with BOM, so Excel opens it right); returns the record count."""
+def _records(ledger: Ledger, entry: RunEntry, filters: RecordFilter | None) -> Iterator[dict[str, Any]]:
+    return RunRecords(ledger, entry).iter_rows(filters or RecordFilter())
+
+
+def export_csv(path: Path, ledger: Ledger, entry: RunEntry, filters: RecordFilter | None = None) -> int:
+    """Write the run's records (those passing ``filters``) as CSV (UTF-8 with BOM, so Excel opens it right).
+
+    Returns the record count.
+    """
     n = 0
     with path.open("w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run_id", "sync", *RECORD_COLUMNS])
-        for row in _records(ledger, entry, actions):
+        for row in _records(ledger, entry, filters):
             writer.writerow([entry.run_id, entry.sync, *record_cells(row)])
             n += 1
     return n
@@ -146,17 +151,18 @@ def _record_row(sheet: WriteOnlyWorksheet, values: Iterable[Any], action: str) -
     return cells
 
 
-def export_xlsx(path: Path, ledger: Ledger, entry: RunEntry, actions: list[RecordAction] | None = None) -> int:
+def export_xlsx(path: Path, ledger: Ledger, entry: RunEntry, filters: RecordFilter | None = None) -> int:
     """Write a workbook: a summary sheet and a records sheet (styled header, autofilter, frozen header).
 
-    Returns the number of record rows.
+    Only the records passing ``filters`` are written; the summary names the filter. Returns the
+    number of record rows.
     """
     book = Workbook(write_only=True)
     summary = book.create_sheet(SUMMARY_SHEET)
     summary.column_dimensions["A"].width = 16
     summary.column_dimensions["B"].width = 40
     summary.append(_header(summary, ("field", "value")))
-    for label, value in summary_rows(entry):
+    for label, value in [*summary_rows(entry), *filter_rows(filters or RecordFilter())]:
         summary.append([label, value])
 
     records = book.create_sheet(RECORDS_SHEET)
@@ -165,7 +171,7 @@ def export_xlsx(path: Path, ledger: Ledger, entry: RunEntry, actions: list[Recor
         records.column_dimensions[get_column_letter(i)].width = _WIDTHS.get(name, 20)
     records.append(_header(records, RECORD_COLUMNS))
     n = 0
-    for row in _records(ledger, entry, actions):
+    for row in _records(ledger, entry, filters):
         records.append(_record_row(records, record_cells(row), row["action"]))
         n += 1
     records.auto_filter.ref = f"A1:{get_column_letter(len(RECORD_COLUMNS))}{n + 1}"

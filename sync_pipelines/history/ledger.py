@@ -62,6 +62,8 @@ class RunEntry:
     user: str | None = None
     parent_run_id: str | None = None
     records_run_id: str | None = None
+    backfill_id: str | None = None
+    """The Dagster backfill (``dagster/backfill`` tag) that launched the run, if any."""
     dry_run: bool = False
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
     started_at: dt.datetime = field(default_factory=lambda: utcnow())
@@ -83,6 +85,7 @@ class RunEntry:
             "user": self.user,
             "parent_run_id": self.parent_run_id,
             "records_run_id": self.records_run_id,
+            "backfill_id": self.backfill_id,
             "mode": self.mode,
             "dry_run": self.dry_run,
             "status": self.status.value,
@@ -106,6 +109,7 @@ class RunEntry:
             user=row["user"],
             parent_run_id=row["parent_run_id"],
             records_run_id=row["records_run_id"],
+            backfill_id=row.get("backfill_id"),
             dry_run=bool(row["dry_run"]),
             counts={key: int(row[key] or 0) for key in COUNT_KEYS},
             started_at=row["started_at"],
@@ -114,6 +118,65 @@ class RunEntry:
             error=row["error"],
             error_details=row["error_details"],
         )
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Conditions on ledger rows; a field left at None does not filter."""
+
+    syncs: list[str] | None = None
+    status: RunStatus | None = None
+    trigger: Trigger | None = None
+    user: str | None = None
+    dry_run: bool | None = None
+    since: dt.datetime | None = None
+    """Runs started at or after this time (naive UTC)."""
+    until: dt.datetime | None = None
+    """Runs started before this time (naive UTC)."""
+    backfill_id: str | None = None
+
+    def clauses(self, runs: sa.Table) -> list[sa.ColumnElement[bool]]:
+        """The SQL conditions of this filter on the ledger table ``runs``."""
+        c = runs.c
+        found: list[sa.ColumnElement[bool]] = []
+        if self.status is not None:
+            found.append(c.status == self.status.value)
+        if self.trigger is not None:
+            found.append(c.trigger == self.trigger.value)
+        if self.user is not None:
+            found.append(c.user == self.user)
+        if self.dry_run is not None:
+            found.append(c.dry_run == self.dry_run)
+        if self.since is not None:
+            found.append(c.started_at >= self.since)
+        if self.until is not None:
+            found.append(c.started_at < self.until)
+        if self.backfill_id is not None:
+            found.append(c.backfill_id == self.backfill_id)
+        if self.syncs is not None:
+            found.append(c.sync.in_(self.syncs))
+        return found
+
+
+@dataclass
+class BackfillSummary:
+    """The runs of one sync launched by one Dagster backfill (one run per partition, or one for a range)."""
+
+    backfill_id: str
+    sync: str
+    runs: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    by_status: dict[RunStatus, int]
+    counts: dict[str, int]
+
+    @classmethod
+    def from_row(cls, row: Any) -> BackfillSummary:
+        """From a row of :meth:`Ledger.backfills`."""
+        backfill_id, sync, runs, started, finished, *rest = row
+        statuses = dict(zip(RunStatus, (int(n or 0) for n in rest[: len(RunStatus)]), strict=True))
+        counts = dict(zip(COUNT_KEYS, (int(n or 0) for n in rest[len(RunStatus) :]), strict=True))
+        return cls(backfill_id, sync, int(runs), started, finished, statuses, counts)
 
 
 def utcnow() -> dt.datetime:
@@ -132,9 +195,13 @@ class Ledger:
         self._records: sa.Table | None = None
 
     def ensure(self) -> None:
-        """Create ``_sync_runs`` when missing."""
+        """Create ``_sync_runs`` when missing; add the columns (and their indexes) an older ledger lacks."""
         with translate_errors(self.endpoint, f"creating {LEDGER_TABLE}"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.runs])
+            present = {c["name"] for c in sa.inspect(conn).get_columns(LEDGER_TABLE, schema=self.metadata.schema)}
+            for column in self.runs.columns:
+                if column.name not in present and column.nullable:
+                    _add_column(conn, self.runs, column)
 
     @property
     def missing_database(self) -> bool:
@@ -271,17 +338,15 @@ class Ledger:
         status: RunStatus | None = None,
         since: dt.datetime | None = None,
         limit: int | None = None,
+        where: RunFilter | None = None,
     ) -> list[RunEntry]:
-        """Rows, newest first, filtered by sync names, status and start time."""
+        """Rows, newest first, filtered by sync names, status, start time and ``where``."""
         if self.missing_database:
             return []
         query = sa.select(self.runs).order_by(self.runs.c.started_at.desc(), self.runs.c.run_id.desc())
-        if syncs is not None:
-            query = query.where(self.runs.c.sync.in_(syncs))
-        if status is not None:
-            query = query.where(self.runs.c.status == status.value)
-        if since is not None:
-            query = query.where(self.runs.c.started_at >= since)
+        query = query.where(*RunFilter(syncs=syncs, status=status, since=since).clauses(self.runs))
+        if where is not None:
+            query = query.where(*where.clauses(self.runs))
         if limit is not None:
             query = query.limit(limit)
         with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
@@ -289,19 +354,46 @@ class Ledger:
                 return []
             return [RunEntry.from_row(row) for row in conn.execute(query).mappings()]
 
-    def count(self, *, syncs: list[str] | None = None, status: RunStatus | None = None) -> int:
+    def count(
+        self, *, syncs: list[str] | None = None, status: RunStatus | None = None, where: RunFilter | None = None
+    ) -> int:
         """Number of rows matching the filters."""
         if self.missing_database:
             return 0
         query = sa.select(sa.func.count()).select_from(self.runs)
-        if syncs is not None:
-            query = query.where(self.runs.c.sync.in_(syncs))
-        if status is not None:
-            query = query.where(self.runs.c.status == status.value)
+        query = query.where(*RunFilter(syncs=syncs, status=status).clauses(self.runs))
+        if where is not None:
+            query = query.where(*where.clauses(self.runs))
         with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
             if not self._exists(conn, LEDGER_TABLE):
                 return 0
             return int(conn.execute(query).scalar_one())
+
+    def backfills(self, syncs: list[str], limit: int = 200) -> list[BackfillSummary]:
+        """The backfills that ran syncs of ``syncs``, newest first: runs, statuses and record counts."""
+        if self.missing_database:
+            return []
+        c = self.runs.c
+        query = (
+            sa.select(
+                c.backfill_id,
+                c.sync,
+                sa.func.count(),
+                sa.func.min(c.started_at),
+                sa.func.max(c.finished_at),
+                *(sa.func.sum(sa.case((c.status == s.value, 1), else_=0)) for s in RunStatus),
+                *(sa.func.sum(c[key]) for key in COUNT_KEYS),
+            )
+            .where(c.backfill_id.is_not(None), c.sync.in_(syncs))
+            .group_by(c.backfill_id, c.sync)
+            .order_by(sa.func.min(c.started_at).desc())
+            .limit(limit)
+        )
+        with translate_errors(self.endpoint, f"reading {LEDGER_TABLE}"), self.engine.connect() as conn:
+            if not self._exists(conn, LEDGER_TABLE):
+                return []
+            rows = conn.execute(query).all()
+        return [BackfillSummary.from_row(row) for row in rows]
 
     def iter_records(
         self, records_run_id: str, *, actions: list[RecordAction] | None = None, chunk: int = 5000
@@ -328,6 +420,15 @@ class Ledger:
             if len(rows) < chunk:
                 return
             last_id = rows[-1]["id"]
+
+
+def _add_column(conn: Connection, table: sa.Table, column: sa.Column[Any]) -> None:
+    preparer = conn.dialect.identifier_preparer
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.quote(column.name)} {kind}"))
+    for index in table.indexes:
+        if [c.name for c in index.columns] == [column.name]:
+            index.create(conn, checkfirst=True)
 
 
 def _duration(started: dt.datetime | None, finished: dt.datetime | None, given: float | None) -> float | None:

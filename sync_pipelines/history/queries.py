@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.history.ledger import RunEntry, ledger_groups, open_ledger
+from sync_pipelines.history.ledger import BackfillSummary, RunEntry, RunFilter, ledger_groups, open_ledger
 from sync_pipelines.types import RunStatus
 
 
@@ -27,9 +27,14 @@ class Page:
 
 
 def list_runs(
-    configs: Sequence[SyncConfig], *, status: RunStatus | None = None, page: int = 1, page_size: int = 20
+    configs: Sequence[SyncConfig],
+    *,
+    status: RunStatus | None = None,
+    page: int = 1,
+    page_size: int = 20,
+    where: RunFilter | None = None,
 ) -> Page:
-    """Page ``page`` (from 1) of the runs of ``configs``, newest first, optionally of one status."""
+    """Page ``page`` (from 1) of the runs of ``configs``, newest first, optionally of one status and ``where``."""
     if page < 1 or page_size < 1:
         raise ValueError("page and page size start at 1")
     wanted = page * page_size
@@ -38,8 +43,8 @@ def list_runs(
     for group in ledger_groups(list(configs)):
         names = [cfg.name for cfg in group]
         with open_ledger(group[0]) as ledger:
-            total += ledger.count(syncs=names, status=status)
-            entries.extend(ledger.select(syncs=names, status=status, limit=wanted))
+            total += ledger.count(syncs=names, status=status, where=where)
+            entries.extend(ledger.select(syncs=names, status=status, limit=wanted, where=where))
     entries.sort(key=lambda e: (e.started_at, e.run_id), reverse=True)
     start = (page - 1) * page_size
     return Page(entries[start : start + page_size], total, page, page_size)
@@ -65,3 +70,24 @@ def find_run(configs: Sequence[SyncConfig], run_id: str) -> tuple[SyncConfig, Ru
         if entry is not None and entry.sync in names:
             return names[entry.sync], entry
     return None
+
+
+def last_runs(configs: Sequence[SyncConfig], *, dry_run: bool | None = False) -> dict[str, RunEntry]:
+    """The latest ledger row of each sync (by default the latest real run: dry runs left out)."""
+    latest: dict[str, RunEntry] = {}
+    for cfg in configs:
+        with open_ledger(cfg) as ledger:
+            found = ledger.select(syncs=[cfg.name], limit=1, where=RunFilter(dry_run=dry_run))
+        if found:
+            latest[cfg.name] = found[0]
+    return latest
+
+
+def list_backfills(configs: Sequence[SyncConfig]) -> list[BackfillSummary]:
+    """Every backfill of the syncs of ``configs``, newest first, with its runs and record counts."""
+    found: list[BackfillSummary] = []
+    for group in ledger_groups(list(configs)):
+        with open_ledger(group[0]) as ledger:
+            found.extend(ledger.backfills([cfg.name for cfg in group]))
+    found.sort(key=lambda b: b.started_at, reverse=True)
+    return found

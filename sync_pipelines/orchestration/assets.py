@@ -9,6 +9,7 @@ from dagster import AssetKey, AssetsDefinition, ConfigMapping, config_mapping, g
 
 from sync_pipelines.config.models import SqlSource, SyncConfig
 from sync_pipelines.engine.host_metrics import is_host_metrics
+from sync_pipelines.history.links import sync_url
 from sync_pipelines.orchestration.host_ops import build_host_ops, host_graph_config
 from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
 from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
@@ -35,6 +36,11 @@ def asset_description(cfg: SyncConfig) -> str:
     return f"Sync of {source} into {cfg.target.table} ({cfg.mode.value})."
 
 
+def described_with_history(cfg: SyncConfig) -> str:
+    """The asset's description: :func:`asset_description` and a link to the sync's page in the history view."""
+    return f"{asset_description(cfg)}\n\n[Run history and records of {cfg.name}]({sync_url(cfg.name)})"
+
+
 def _graph_config(cfg: SyncConfig) -> ConfigMapping:
     """Give the same ``full_sync`` / ``dry_run`` / ``user`` to the three ops, so they can never disagree."""
 
@@ -54,7 +60,7 @@ def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
     @graph_asset(
         name=cfg.name,
         group_name=GROUP_NAME,
-        description=asset_description(cfg),
+        description=described_with_history(cfg),
         metadata=asset_metadata(cfg),
         kinds=asset_kinds(cfg),
         tags={Tag.SYNC_NAME.value: cfg.name, "sync/mode": cfg.mode.value},

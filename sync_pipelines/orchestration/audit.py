@@ -18,9 +18,13 @@ from sync_pipelines.connectors.sql import display_url
 from sync_pipelines.engine.manifest import SyncResult
 from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import LEDGER_TABLE, RunEntry, Trigger, open_ledger, utcnow
+from sync_pipelines.history.links import run_url
 from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus, SyncMode
+
+BACKFILL_TAG = "dagster/backfill"
+"""The tag Dagster puts on every run of a backfill, with the backfill's id."""
 
 
 def run_mode(context: OpExecutionContext, cfg: SyncConfig, full_sync: bool) -> str:
@@ -61,6 +65,7 @@ def _entry(context: OpExecutionContext, cfg: SyncConfig) -> RunEntry:
         trigger=trigger,
         user=user,
         parent_run_id=context.run.parent_run_id,
+        backfill_id=context.run.tags.get(BACKFILL_TAG),
         mode=run_mode(context, cfg, full_sync),
         dry_run=bool(flags.get("dry_run", False)),
         started_at=_started_at(context),
@@ -119,7 +124,7 @@ def record_end(
 
 
 def ledger_metadata(cfg: SyncConfig, run_id: str, trigger: Trigger, user: str | None) -> dict[str, Any]:
-    """Load-step metadata pointing at the run's ledger row and per-record history."""
+    """Load-step metadata pointing at the run's page in the history view, its ledger row and per-record history."""
     where = f"`{LEDGER_TABLE}` in `{display_url(cfg.target.url)}`"
     if cfg.target.db_schema:
         where += f" (schema `{cfg.target.db_schema}`)"
@@ -129,9 +134,14 @@ def ledger_metadata(cfg: SyncConfig, run_id: str, trigger: Trigger, user: str | 
             f"its records are in `_sync_records` with the same `run_id`.",
             "",
             f"- trigger: **{trigger.value}**, user: **{user or '-'}**",
+            f"- [records, field changes and Excel download]({run_url(run_id)}) in the history view",
             f"- `sync-pipelines show {run_id}`: the run and its records",
             f"- `sync-pipelines export {run_id} --format xlsx -o {cfg.name}-{run_id[:8]}.xlsx`",
             f"- `sync-pipelines history {cfg.name}` and `sync-pipelines stats {cfg.name}`",
         ]
     )
-    return {"ledger": MetadataValue.md(text), "ledger_run_id": MetadataValue.text(run_id)}
+    return {
+        "ledger": MetadataValue.md(text),
+        "ledger_run_id": MetadataValue.text(run_id),
+        "history_view": MetadataValue.url(run_url(run_id)),
+    }

@@ -1,0 +1,65 @@
+"""The history view's Starlette application: routes, static files and error pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from sync_pipelines.errors import ConfigError, SyncError
+from sync_pipelines.web import backfills, conflicts, pages
+from sync_pipelines.web.dagster_api import DagsterApi
+from sync_pipelines.web.params import BadParameter
+from sync_pipelines.web.site import HERE, Site, site_of
+
+
+def _error(request: Request, status: int, title: str, lines: list[str]) -> Response:
+    return site_of(request).render(request, "error.html", status_code=status, title=title, lines=lines)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(request, exc.status_code, "Not found" if exc.status_code == 404 else "Bad request", [exc.detail])
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    return _error(request, 400, "Bad request", [str(exc)])
+
+
+async def _config_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConfigError)
+    return _error(request, 500, "Invalid sync configuration", list(exc.problems))
+
+
+async def _sync_error(request: Request, exc: Exception) -> Response:
+    return _error(request, 502, "A ledger database did not answer", [str(exc)])
+
+
+def create_app(config_dir: Path, dagster_url: str) -> Starlette:
+    """The read-only history view of the syncs in ``config_dir``; conflicts resolve on Dagster at ``dagster_url``."""
+    routes = [
+        Route("/", pages.sync_list, name="syncs"),
+        Route("/runs", pages.run_history, name="runs"),
+        Route("/runs/{run_id}", pages.run_page, name="run"),
+        Route("/runs/{run_id}/records.{fmt:str}", pages.export, name="export"),
+        Route("/syncs/{name}", pages.sync_page, name="sync"),
+        Route("/syncs/{name}/conflicts", conflicts.conflicts_page, name="conflicts"),
+        Route("/syncs/{name}/conflicts/{conflict_id:int}/resolve", conflicts.resolve, methods=["POST"]),
+        Route("/backfills", backfills.backfills_page, name="backfills"),
+        Route("/backfills/{backfill_id}", backfills.backfill_page, name="backfill"),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    handlers = {
+        HTTPException: _http_error,
+        BadParameter: _bad_parameter,
+        ConfigError: _config_error,
+        SyncError: _sync_error,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    app.state.site = Site(config_dir, DagsterApi(dagster_url))
+    return app

@@ -1,0 +1,164 @@
+"""The sync list, the run history and a run's page with its records and downloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from sync_pipelines.config import SyncConfig
+from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx
+from sync_pipelines.history.ledger import RunEntry, Trigger, open_ledger
+from sync_pipelines.history.queries import find_run, last_runs, list_runs
+from sync_pipelines.history.records import RecordStatus
+from sync_pipelines.types import RecordAction, RunStatus
+from sync_pipelines.web import params
+from sync_pipelines.web.schedule import next_fire
+from sync_pipelines.web.site import entity_label, has_conflicts, site_of
+
+RUNS_PAGE_SIZE = 25
+RECORDS_PAGE_SIZE = 50
+_MEDIA_TYPES = {
+    ExportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+}
+
+
+@dataclass
+class SyncRow:
+    """One line of the sync list."""
+
+    cfg: SyncConfig
+    entity: str
+    schedule: str
+    next_run: dt.datetime | None
+    last: RunEntry | None
+    conflicts: bool
+
+
+def _schedule(cfg: SyncConfig, now: dt.datetime) -> tuple[str, dt.datetime | None]:
+    if cfg.schedule is None:
+        return "manual", None
+    state = "" if cfg.schedule.enabled else " (off by default)"
+    text = f"{cfg.schedule.cron} ({cfg.timezone}){state}"
+    return text, next_fire(cfg.schedule.dagster_cron, cfg.timezone, now)
+
+
+def sync_list(request: Request) -> Response:
+    """Every sync: mode, schedule with its next run, the last real run and its status."""
+    site = site_of(request)
+    configs = site.configs()
+    latest = last_runs(configs)
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for cfg in configs:
+        text, upcoming = _schedule(cfg, now)
+        rows.append(SyncRow(cfg, entity_label(cfg), text, upcoming, latest.get(cfg.name), has_conflicts(cfg)))
+    return site.render(request, "syncs.html", rows=rows)
+
+
+def run_history(request: Request) -> Response:
+    """Runs, newest first, filtered by sync, status, trigger, user, real or dry, and dates; paged."""
+    return _history(request, sync=None)
+
+
+def sync_page(request: Request) -> Response:
+    """One sync's page: what it does and its run history."""
+    site = site_of(request)
+    cfg = site.sync(request.path_params["name"])
+    return _history(request, sync=cfg)
+
+
+def _history(request: Request, sync: SyncConfig | None) -> Response:
+    site = site_of(request)
+    configs = site.configs()
+    query = dict(request.query_params)
+    if sync is not None:
+        query["sync"] = sync.name
+    where = params.run_filter(query, [cfg.name for cfg in configs])
+    paging = params.paging(query, RUNS_PAGE_SIZE, 200)
+    page = list_runs(configs, page=paging.page, page_size=paging.size, where=where)
+    return site.render(
+        request,
+        "runs.html",
+        sync=sync,
+        entity=entity_label(sync) if sync else None,
+        conflicts=has_conflicts(sync) if sync else False,
+        page=page,
+        query=query,
+        qs=lambda **changes: params.query_string(dict(request.query_params), **changes),
+        syncs=[cfg.name for cfg in configs],
+        statuses=list(RunStatus),
+        triggers=list(Trigger),
+        kinds=list(params.RunKind),
+    )
+
+
+def _find(request: Request) -> tuple[SyncConfig, RunEntry]:
+    site = site_of(request)
+    run_id = request.path_params["run_id"]
+    found = find_run(site.configs(), run_id)
+    if found is None:
+        raise HTTPException(404, f"no run {run_id!r} in the ledger of any sync")
+    return found
+
+
+def run_page(request: Request) -> Response:
+    """One run: counts, success/total per entity, and its records, filtered and paged."""
+    site = site_of(request)
+    cfg, entry = _find(request)
+    filters = params.record_filter(request.query_params)
+    paging = params.paging(request.query_params, RECORDS_PAGE_SIZE)
+    with open_ledger(cfg) as ledger:
+        site.index_once(cfg, ledger)
+        records = site.run_records(ledger, entry)
+        statuses = records.entity_statuses(entity_label(cfg))
+        page = records.page(filters, page=paging.page, page_size=paging.size)
+        entities = records.entities()
+    qs = dict(request.query_params)
+    return site.render(
+        request,
+        "run.html",
+        cfg=cfg,
+        entry=entry,
+        statuses=statuses,
+        page=page,
+        entities=sorted({*entities, entity_label(cfg)}),
+        filters=filters,
+        query=qs,
+        qs=lambda **changes: params.query_string(qs, **changes),
+        download_qs=params.query_string(qs, page=None, page_size=None),
+        actions=list(RecordAction),
+        record_statuses=list(RecordStatus),
+    )
+
+
+def export(request: Request) -> Response:
+    """The run's records that the page's filters show, as an Excel workbook or a CSV file."""
+    cfg, entry = _find(request)
+    try:
+        fmt = ExportFormat(request.path_params["fmt"])
+    except ValueError:
+        raise HTTPException(404, f"no download format {request.path_params['fmt']!r}; use xlsx or csv") from None
+    filters = params.record_filter(request.query_params)
+    handle = tempfile.NamedTemporaryFile(prefix="sync-export-", suffix=f".{fmt.value}", delete=False)  # noqa: SIM115
+    handle.close()
+    path = Path(handle.name)
+    try:
+        with open_ledger(cfg) as ledger:
+            (export_xlsx if fmt is ExportFormat.XLSX else export_csv)(path, ledger, entry, filters)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=_MEDIA_TYPES[fmt],
+        filename=f"{cfg.name}-{entry.run_id[:8]}.{fmt.value}",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )

@@ -1,0 +1,125 @@
+"""What every page of the history view shares: the configurations, templates and the Dagster webserver."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from sync_pipelines.config import SyncConfig, load_configs
+from sync_pipelines.config.models import SqlSource, SqlTarget
+from sync_pipelines.history.ledger import Ledger, RunEntry
+from sync_pipelines.history.records import Group, RecordStatus, RunRecords, ensure_record_indexes, status_of
+from sync_pipelines.types import RecordAction, RunStatus
+from sync_pipelines.web.dagster_api import DagsterApi
+
+HERE = Path(__file__).parent
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+DAGSTER_URL_ENV = "SYNC_PIPELINES_DAGSTER_URL"
+COUNTS_KEPT = 256
+"""Finished runs whose record counts per (entity, action) are kept in memory."""
+
+
+def entity_label(cfg: SyncConfig) -> str:
+    """The entity type a sync's records are written under: ``history.entity``, else the target table."""
+    return cfg.history.entity or cfg.target.table
+
+
+def has_conflicts(cfg: SyncConfig) -> bool:
+    """Whether the sync keeps baselines and conflicts (a SQL source and a SQL target)."""
+    return isinstance(cfg.source, SqlSource) and isinstance(cfg.target, SqlTarget)
+
+
+def when(value: dt.datetime | None) -> str:
+    """A naive UTC time as ``YYYY-MM-DD HH:MM:SS``; ``-`` for none."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def seconds(value: float | None) -> str:
+    """A duration: ``0.42 s``, ``3 min 05 s``; ``-`` for none."""
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f} s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def number(value: int) -> str:
+    """``12,345``."""
+    return f"{value:,}"
+
+
+@dataclass
+class Site:
+    """The history view's configuration: where the syncs are, and the Dagster webserver to launch runs on."""
+
+    config_dir: Path
+    dagster: DagsterApi
+    templates: Jinja2Templates = field(init=False)
+    _indexed: set[tuple[str, str | None]] = field(default_factory=set, init=False)
+    _counts: OrderedDict[str, list[Group]] = field(default_factory=OrderedDict, init=False)
+
+    def __post_init__(self) -> None:
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        env = self.templates.env
+        env.filters.update(when=when, seconds=seconds, number=number)
+        env.globals.update(
+            dagster_url=self.dagster.url, RecordAction=RecordAction, RecordStatus=RecordStatus, status_of=status_of
+        )
+
+    def configs(self) -> list[SyncConfig]:
+        """Every sync configuration, read again on each request (a new file shows without a restart)."""
+        return load_configs(self.config_dir)
+
+    def sync(self, name: str) -> SyncConfig:
+        """The configuration of sync ``name``, or a 404 naming the known syncs."""
+        configs = {cfg.name: cfg for cfg in self.configs()}
+        if name not in configs:
+            raise HTTPException(404, f"unknown sync {name!r}; known syncs: {', '.join(sorted(configs)) or '(none)'}")
+        return configs[name]
+
+    def index_once(self, cfg: SyncConfig, ledger: Ledger) -> None:
+        """Create the record index of the sync's ledger database, once per process."""
+        key = (cfg.target.url, cfg.target.db_schema)
+        if key not in self._indexed:
+            ensure_record_indexes(ledger)
+            self._indexed.add(key)
+
+    def run_records(self, ledger: Ledger, entry: RunEntry) -> RunRecords:
+        """The records of a run; the counts of a finished run are kept (it writes no more records)."""
+        key = f"{entry.run_id}@{entry.finished_at}"
+        records = RunRecords(ledger, entry, self._counts.get(key))
+        if entry.status is not RunStatus.RUNNING:
+            self._counts[key] = records.groups
+            self._counts.move_to_end(key)
+            while len(self._counts) > COUNTS_KEPT:
+                self._counts.popitem(last=False)
+        return records
+
+    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        """The page ``template`` with ``context``."""
+        return self.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def site_of(request: Request) -> Site:
+    """The :class:`Site` of the app serving ``request``."""
+    site: Site = request.app.state.site
+    return site
+
+
+def dagster_url_from_env() -> str:
+    """``$SYNC_PIPELINES_DAGSTER_URL``, else the Dagster UI that ``make ui`` starts."""
+    return os.environ.get(DAGSTER_URL_ENV, DEFAULT_DAGSTER_URL)
