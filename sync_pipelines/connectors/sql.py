@@ -17,10 +17,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
-from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.config.urls import build_url, display_url
 from sync_pipelines.connectors import pg_copy
 from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT
 from sync_pipelines.connectors.lease import sync_lease
@@ -48,24 +49,17 @@ _TRANSIENT_HINTS = (
 )
 
 
-def display_url(template: str) -> str:
-    """The URL as shown to people: the password hidden, ``${VAR}`` references left unresolved."""
-    try:
-        shown = make_url(template).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return "<invalid URL>"
-    for encoded, plain in (("%24%7B", "${"), ("%7D", "}")):
-        shown = shown.replace(encoded, plain)
-    return shown
-
-
 def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
-    """Resolve secrets in ``template`` and create an engine; returns it with the display URL."""
+    """Resolve secrets in ``template`` and create an engine; returns it with the display URL.
+
+    The URL is assembled from its components (:func:`build_url`), so no value of a ``${VAR}`` can
+    change its structure.
+    """
     shown = display_url(template)
     try:
-        url: URL = make_url(resolve(template, where=where))
-    except sa_exc.ArgumentError as exc:
-        raise PermanentConnectorError(f"invalid SQLAlchemy URL ({exc.__class__.__name__})", endpoint=shown) from None
+        url: URL = build_url(template, where=where)
+    except ValueError as exc:
+        raise PermanentConnectorError(f"invalid SQLAlchemy URL: {exc}", endpoint=shown) from None
     if url.drivername in _DEFAULT_DRIVERS:
         url = url.set(drivername=_DEFAULT_DRIVERS[url.drivername])
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -76,7 +70,7 @@ def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
     try:
         return sa.create_engine(url, **kwargs), shown
     except (sa_exc.ArgumentError, ImportError) as exc:
-        raise PermanentConnectorError(f"cannot create engine: {exc}", endpoint=shown) from None
+        raise PermanentConnectorError(redact(f"cannot create engine: {exc}"), endpoint=shown) from None
 
 
 def classify(error: BaseException, endpoint: str, action: str) -> ConnectorError:

@@ -75,23 +75,48 @@ def _end_status(instance: DagsterInstance, run_id: str) -> tuple[RunStatus, str]
 
 
 def sweep(instance: DagsterInstance, configs: Sequence[SyncConfig]) -> list[str]:
-    """Close every ledger row still ``running`` whose Dagster run has finished; returns their run ids."""
+    """Close every ledger row still ``running`` whose Dagster run has finished; returns their run ids.
+
+    Raises:
+        SweepError: some ledger databases could not be read; every other one was swept.
+    """
+    closed: list[str] = []
+    failures: list[str] = []
+    for group in ledger_groups(list(configs)):
+        try:
+            closed += _sweep_group(instance, group)
+        except SyncError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise SweepError(failures, closed)
+    return closed
+
+
+class SweepError(SyncError):
+    """Some ledgers could not be swept; ``closed`` lists the runs closed in the others."""
+
+    def __init__(self, failures: list[str], closed: list[str]):
+        self.failures = failures
+        self.closed = closed
+        super().__init__("; ".join(failures))
+
+
+def _sweep_group(instance: DagsterInstance, group: Sequence[SyncConfig]) -> list[str]:
     closed: list[str] = []
     now = utcnow()
-    for group in ledger_groups(list(configs)):
-        names = {cfg.name for cfg in group}
-        with open_ledger(group[0]) as ledger:
-            for entry in ledger.running():
-                if entry.sync not in names:
-                    continue
-                end = _end_status(instance, entry.run_id)
-                if end is None:
-                    continue
-                missing = instance.get_run_by_id(entry.run_id) is None
-                if missing and now - entry.started_at < MISSING_RUN_GRACE:
-                    continue
-                if ledger.close_run(entry.run_id, end[0], error=end[1]):
-                    closed.append(entry.run_id)
+    names = {cfg.name for cfg in group}
+    with open_ledger(group[0]) as ledger:
+        for entry in ledger.running():
+            if entry.sync not in names:
+                continue
+            end = _end_status(instance, entry.run_id)
+            if end is None:
+                continue
+            missing = instance.get_run_by_id(entry.run_id) is None
+            if missing and now - entry.started_at < MISSING_RUN_GRACE:
+                continue
+            if ledger.close_run(entry.run_id, end[0], error=end[1]):
+                closed.append(entry.run_id)
     return closed
 
 
