@@ -23,9 +23,9 @@ from typing import Any
 import click
 
 from sync_pipelines.cli_hosts import host_run_config, print_host_results
-from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.commands.common import load_or_exit, read_folder_or_exit
+from sync_pipelines.config import SyncConfig, config_dir
 from sync_pipelines.conflicts_cli import conflicts
-from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
 from sync_pipelines.orchestration.runs import UnknownPartitionError
 from sync_pipelines.signals import restore_default_signals
@@ -56,13 +56,8 @@ def _config_folder(ctx: click.Context) -> Path:
 
 
 def _load(ctx: click.Context) -> list[SyncConfig]:
-    """Every configuration, or exit 1 printing each problem on its own line."""
-    try:
-        return load_configs(_config_folder(ctx))
-    except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        ctx.exit(ExitCode.FAILED)
+    """The valid configurations, each problem of an invalid file printed on stderr (see ``load_or_exit``)."""
+    return load_or_exit(ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -83,9 +78,14 @@ def main(ctx: click.Context, config_dir: Path | None) -> None:
 @main.command()
 @click.pass_context
 def validate(ctx: click.Context) -> None:
-    """Check every sync configuration; print each problem (file, field, message)."""
-    configs = _load(ctx)
-    click.echo(f"{len(configs)} sync configuration(s) valid")
+    """Check every sync configuration; print each problem (file, field, message). Exit 1 if any file is invalid."""
+    folder = read_folder_or_exit(ctx)
+    for problem in folder.problems:
+        click.echo(problem, err=True)
+    invalid = f", {len(folder.invalid)} file(s) invalid" if folder.invalid else ""
+    click.echo(f"{len(folder.configs)} sync configuration(s) valid{invalid}")
+    if folder.invalid:
+        ctx.exit(ExitCode.FAILED)
 
 
 def _schedule_text(cfg: SyncConfig) -> str:

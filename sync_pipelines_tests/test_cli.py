@@ -94,7 +94,25 @@ def test_validate_prints_every_problem_and_exits_1(syncs: Path) -> None:
     assert any(line.startswith("syncs/broken.yaml:") and "batch_size" in line for line in lines)
     assert any(line.startswith("syncs/broken.yaml:") and "source" in line for line in lines)
     assert any(line.startswith("syncs/garbled.yaml:") and "YAML" in line for line in lines)
-    assert "valid" not in result.stdout
+    assert result.stdout.strip() == "3 sync configuration(s) valid, 2 file(s) invalid"
+
+
+def test_a_valid_sync_runs_while_another_file_is_broken(syncs: Path) -> None:
+    (syncs / "broken.yaml").write_text("name: broken\nbatch_size: 0\n", encoding="utf-8")
+    (syncs / "port.yaml").write_text(
+        (syncs / "clean.yaml").read_text().replace("name: clean", "name: port").replace("sqlite:///", "sqlite://h:5x/"),
+        encoding="utf-8",
+    )
+
+    code, report = run_json("clean")
+    listing = invoke("list")
+
+    assert code == 0 and report["status"] == "completed"
+    assert "clean" in listing.stdout and "port" not in listing.stdout
+    warnings = listing.stderr.splitlines()
+    assert any(w.startswith("warning: syncs/broken.yaml: batch_size") for w in warnings), warnings
+    assert any(w.startswith("warning: syncs/port.yaml: source.url: port '5x'") for w in warnings), warnings
+    assert invoke("validate").exit_code == 1
 
 
 def test_run_json_reports_a_completed_run_recorded_on_the_instance(syncs: Path) -> None:

@@ -34,7 +34,7 @@ from dagster._core.remote_origin import (
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from sync_pipelines.config.loader import load_configs
+from sync_pipelines.config.loader import read_configs
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.orchestration.jobs import job_run_config
 from sync_pipelines.orchestration.location import build_definitions
@@ -81,7 +81,8 @@ class RunReport:
 
 def sync_job(config_directory: str, sync: str) -> JobDefinition:
     """The resolved job of one sync, from the configurations in ``config_directory``."""
-    return build_definitions(load_configs(config_directory)).resolve_job_def(job_name(sync))
+    # Other files of the folder may be invalid: they never stop a valid sync from running.
+    return build_definitions(read_configs(config_directory).configs).resolve_job_def(job_name(sync))
 
 
 def _remote_origin(sync: str, working_directory: str) -> RemoteJobOrigin:
