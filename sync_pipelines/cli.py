@@ -27,6 +27,7 @@ from sync_pipelines.commands.common import load_or_exit, read_folder_or_exit
 from sync_pipelines.config import SyncConfig, config_dir
 from sync_pipelines.conflicts_cli import conflicts
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
+from sync_pipelines.orchestration.dead_runs import close_dead_runs
 from sync_pipelines.orchestration.runs import UnknownPartitionError
 from sync_pipelines.signals import restore_default_signals
 from sync_pipelines.types import RunStatus
@@ -155,6 +156,9 @@ def _run(
     partition: str | None = None,
 ) -> RunReport:
     with get_instance() as instance:
+        # The op closes them too, whatever launched the run; here the user sees it.
+        for closed in close_dead_runs(instance, [cfg], cfg.name):
+            click.echo(f"closed run {closed.run_id}: {closed.error}", err=True)
         return execute_sync(
             cfg.name,
             instance=instance,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import ledger_groups, open_ledger, utcnow
+from sync_pipelines.orchestration.dead_runs import close_dead_runs
 from sync_pipelines.orchestration.failures import RunFailure, record_run_failure
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus
@@ -75,12 +76,14 @@ def _end_status(instance: DagsterInstance, run_id: str) -> tuple[RunStatus, str]
 
 
 def sweep(instance: DagsterInstance, configs: Sequence[SyncConfig]) -> list[str]:
-    """Close every ledger row still ``running`` whose Dagster run has finished; returns their run ids.
+    """Close every ledger row still ``running`` whose Dagster run has finished or whose process died.
+
+    Returns the run ids closed.
 
     Raises:
         SweepError: some ledger databases could not be read; every other one was swept.
     """
-    closed: list[str] = []
+    closed = [run.run_id for run in close_dead_runs(instance, configs)]
     failures: list[str] = []
     for group in ledger_groups(list(configs)):
         try:

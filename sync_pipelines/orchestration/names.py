@@ -43,6 +43,12 @@ class Tag(StrEnum):
     """What started the run as the ledger records it: manual, schedule, sensor, backfill, retry or api."""
     USER = "sync/user"
     """Who launched the run (the CLI's ``--user`` or the OS user; set by hand in a GraphQL launch)."""
+    PID = "sync/pid"
+    """The process executing a run started by the CLI (the whole run happens in it)."""
+    HOST = "sync/host"
+    """The machine of that process."""
+    PROCESS_START = "sync/process_start"
+    """When that process started (clock ticks since boot), so that a reused pid is not taken for it."""
 
 
 def job_name(sync: str) -> str:
