@@ -13,6 +13,7 @@ import contextlib
 import functools
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -61,6 +62,20 @@ def _load(ctx: click.Context) -> list[SyncConfig]:
     return load_or_exit(ctx)
 
 
+class _EchoHandler(logging.Handler):
+    """Shows the warnings of sync_pipelines' own loggers (e.g. the instance settings written) on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _show_project_warnings() -> None:
+    project_logger = logging.getLogger("sync_pipelines")
+    if not any(isinstance(handler, _EchoHandler) for handler in project_logger.handlers):
+        handler = _EchoHandler(logging.WARNING)
+        project_logger.addHandler(handler)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config-dir",
@@ -72,6 +87,7 @@ def _load(ctx: click.Context) -> list[SyncConfig]:
 def main(ctx: click.Context, config_dir: Path | None) -> None:
     """Data-sync pipelines (extract -> transform -> load) run by Dagster, one YAML file per sync."""
     restore_default_signals()
+    _show_project_warnings()
     ctx.ensure_object(dict)
     ctx.obj["config_dir"] = config_dir
 

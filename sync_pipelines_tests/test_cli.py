@@ -17,6 +17,7 @@ from sync_pipelines.cli import main
 from sync_pipelines.orchestration import ensure_dagster_home
 from sync_pipelines.types import COUNT_KEYS as ALL_COUNT_KEYS
 
+REPO = Path(__file__).resolve().parents[1]
 GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
 BAD = {"id": 10, "name": "p10", "age": "unknown"}
 JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}
@@ -226,17 +227,41 @@ def test_without_dagster_home_the_cli_uses_the_project_home(
         assert [r.dagster_run.run_id for r in instance.get_run_records()] == [report["run_id"]]
 
 
-def test_the_project_home_keeps_its_own_settings_and_needs_no_project_file(
+def test_the_project_home_keeps_its_own_settings_and_is_configured_without_a_project_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAGSTER_HOME")
     bare = tmp_path / "bare"
     bare.mkdir()
     assert ensure_dagster_home(bare) == bare / ".dagster_home"
-    assert list((bare / ".dagster_home").iterdir()) == []  # no project dagster.yaml: Dagster's defaults
+    # No dagster.yaml in the working folder: the source checkout's, never Dagster's defaults.
+    written = (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8")
+    assert written == (REPO / "dagster.yaml").read_text(encoding="utf-8")
 
     monkeypatch.delenv("DAGSTER_HOME")
     (bare / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     (bare / ".dagster_home" / "dagster.yaml").write_text("# edited\n", encoding="utf-8")
     ensure_dagster_home(bare)
     assert (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8") == "# edited\n"
+
+
+def test_a_dagster_home_without_settings_gets_the_project_file_once(
+    syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "empty_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text(), encoding="utf-8")
+
+    first = invoke("run", "clean")
+    second = invoke("run", "clean")
+
+    assert first.exit_code == 0 and second.exit_code == 0
+    note = f"{home} had no dagster.yaml; wrote the project's instance settings there"
+    assert note in first.stderr and note not in second.stderr
+    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    for result in (first, second):
+        assert "Telemetry:" not in result.output and "No dagster instance configuration file" not in result.output
+    with DagsterInstance.get() as instance:
+        assert not instance.telemetry_enabled and instance.run_monitoring_enabled
+        assert instance.run_retries_enabled
