@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from sync_pipelines.cli_hosts import host_run_config, print_host_results
+from sync_pipelines.cli_output import quiet_failures
 from sync_pipelines.commands.common import load_or_exit, read_folder_or_exit
 from sync_pipelines.config import SyncConfig, config_dir
 from sync_pipelines.conflicts_cli import conflicts
@@ -203,6 +204,7 @@ def _run(
 @click.option(
     "--partition", help="Partitioned syncs: run just this partition (e.g. 2024-03-01), as a re-run of one batch."
 )
+@click.option("-v", "--verbose", is_flag=True, help="Also print Dagster's failure records with their stack traces.")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -215,6 +217,7 @@ def run(
     hosts_file: Path | None,
     time_range: str | None,
     partition: str | None,
+    verbose: bool,
 ) -> None:
     """Run the sync NAME through Dagster and print its outcome.
 
@@ -234,12 +237,13 @@ def run(
         run_sync = functools.partial(
             _run, ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra, partition=partition
         )
-        if as_json:
-            # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
-            with contextlib.redirect_stdout(sys.stderr):
+        with quiet_failures(verbose):
+            if as_json:
+                # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
+                with contextlib.redirect_stdout(sys.stderr):
+                    report = run_sync()
+            else:
                 report = run_sync()
-        else:
-            report = run_sync()
     except UnknownPartitionError as exc:
         click.echo(str(exc), err=True)
         ctx.exit(ExitCode.USAGE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner, Result
-from dagster import DagsterInstance, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
 from sync_pipelines.cli import main
 from sync_pipelines.orchestration import ensure_dagster_home
@@ -265,3 +266,36 @@ def test_a_dagster_home_without_settings_gets_the_project_file_once(
     with DagsterInstance.get() as instance:
         assert not instance.telemetry_enabled and instance.run_monitoring_enabled
         assert instance.run_retries_enabled
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "cause"),
+    [
+        ("unset_var", {"source": {"kind": "sql", "url": "sqlite:///${SP_UNSET_DB}", "table": "people"}}, "SP_UNSET_DB"),
+        ("missing_table", {"source": {"kind": "sql", "url": "sqlite:///{db}", "table": "nope"}}, "'nope'"),
+        ("unknown_column", {"mapping": {"id": {"type": "integer"}, "shoe_size": {"type": "integer"}}}, "shoe_size"),
+    ],
+)
+def test_a_handled_failure_prints_one_line_and_v_prints_the_trace(
+    syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, overrides: dict[str, Any], cause: str
+) -> None:
+    monkeypatch.delenv("SP_UNSET_DB", raising=False)
+    if "source" in overrides:
+        overrides["source"]["url"] = overrides["source"]["url"].replace("{db}", str(tmp_path / "clean.db"))
+    write_config(syncs, case, tmp_path / "clean.db")
+    data = yaml.safe_load((syncs / f"{case}.yaml").read_text())
+    (syncs / f"{case}.yaml").write_text(yaml.safe_dump({**data, **overrides}), encoding="utf-8")
+
+    quiet = invoke("run", case)
+    verbose = invoke("run", case, "-v")
+
+    assert quiet.exit_code == 1 and verbose.exit_code == 1
+    assert "Stack Trace:" not in quiet.output and "Traceback" not in quiet.output
+    lines = [line for line in quiet.output.splitlines() if cause in line]
+    assert len(lines) == 1, quiet.output
+    assert re.search(rf"error: sync '{case}', (extract|transform|load): .*{re.escape(cause)}", lines[0]), lines
+    assert "Stack Trace:" in verbose.output
+    run_id = quiet.stdout.split("  run ")[1].split()[0]
+    failures = DagsterInstance.get().all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+    error = failures[0].dagster_event.step_failure_data.error  # type: ignore[union-attr]
+    assert error is not None and error.stack  # the full trace stays in the run's event log
