@@ -9,60 +9,28 @@ makes the target exact.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus
 
 from sync_pipelines.cli import main
 from sync_pipelines.orchestration import execute_sync, report_for_run
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import Databases
 from sync_pipelines_tests.fault_support import (
-    REPO,
     assert_no_duplicates,
-    child_env,
+    kill_cli_run_after_first_batch,
     seed_source,
     source_rows,
     sync_config,
     target_rows,
-    wait_for_line,
 )
 
 ROWS, BATCH = 20, 5
-
-
-def kill_after_first_batch(folder: Path) -> str:
-    """Start ``sync-pipelines run items_sync``, SIGKILL it once its first batch is committed; its run id."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sync_pipelines_tests.cli_fault_runner",
-            "--config-dir",
-            str(folder),
-            "run",
-            "items_sync",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=child_env(SYNC_FAULT_PAUSE_AT="between:0"),
-        cwd=REPO,
-    )
-    wait_for_line(child, "PAUSED")
-    os.kill(child.pid, signal.SIGKILL)
-    assert child.wait() == -signal.SIGKILL
-    [run] = DagsterInstance.get().get_runs(RunsFilter(tags={"sync/name": "items_sync"}))
-    assert run.status is DagsterRunStatus.STARTED and run.tags["sync/pid"] == str(child.pid)
-    return run.run_id
 
 
 def ledger_row(dbs: Databases, run_id: str) -> dict[str, object]:
@@ -81,7 +49,7 @@ def test_a_killed_cli_run_is_closed_as_process_died_with_its_committed_counts(
     folder = tmp_path / "syncs"
     folder.mkdir()
     (folder / "items_sync.yaml").write_text(yaml.safe_dump(sync_config(sqlite_dbs, batch_size=BATCH)))
-    killed = kill_after_first_batch(folder)
+    killed = kill_cli_run_after_first_batch(folder)
     assert ledger_row(sqlite_dbs, killed)["status"] == "running"
 
     if closed_by == "op":  # a run launched outside the CLI: its first step closes the dead one

@@ -24,6 +24,7 @@ from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
 from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
 from sync_pipelines.orchestration.sensors import build_source_sensor
+from sync_pipelines.orchestration.staging_cleanup import build_staging_cleanup_sensor
 from sync_pipelines.orchestration.statistics import (
     build_statistics_asset,
     build_statistics_job,
@@ -63,6 +64,7 @@ def build_definitions(configs: Sequence[SyncConfig], invalid: Sequence[InvalidFi
         ],
         sensors=[
             *build_ledger_sensors(configs, list(jobs.values())),
+            build_staging_cleanup_sensor(),
             *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
             *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],
