@@ -126,6 +126,22 @@ def test_cmdb_url_port_is_checked(tmp_path: Path) -> None:
     assert_mentions(problems_of(tmp_path, "cmdb_port", yaml.safe_dump(data)), "target.url: port '33o6'")
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [("http://es:92x0", "port '92x0'"), ("https://u:p@es:0", "port '0'"), ("http://[::1]:${P}x", "port '${P}x'")],
+)
+def test_elasticsearch_endpoint_ports_are_checked(tmp_path: Path, endpoint: str, expected: str) -> None:
+    data = {**HOST_BASE, "source": {**HOST_BASE["source"], "endpoint": endpoint}}
+    assert_mentions(problems_of(tmp_path, "es_port", yaml.safe_dump(data)), f"source.endpoint: {expected}")
+
+
+def test_elasticsearch_endpoint_port_references_wait_for_the_run(tmp_path: Path) -> None:
+    file = tmp_path / "es_ref.yaml"
+    data = {**HOST_BASE, "source": {**HOST_BASE["source"], "endpoint": "https://es.example.com:${ES_PORT}"}}
+    file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert parse_config(file)[1] == []
+
+
 def test_dangling_and_looping_symlinks_are_errors(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(yaml.safe_dump(corpus.BASE), encoding="utf-8")
     (tmp_path / "gone.yaml").symlink_to(tmp_path / "missing" / "orders.yaml")

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sync_pipelines.config.identifiers import check_optional_identifier
-from sync_pipelines.config.urls import check_url
+from sync_pipelines.config.urls import check_http_port, check_url
 
 _RANGE_RE = re.compile(r"^([1-9][0-9]{0,5})([mhdw])$")
 _RANGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -84,7 +84,7 @@ class EsConnection(_Model):
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://", "${")):
             raise ValueError(f"endpoint {value!r} must start with http:// or https://")
-        return value
+        return check_http_port(value)
 
 
 class HostMetricFields(_Model):

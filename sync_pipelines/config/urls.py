@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.engine import URL
 
@@ -107,6 +107,23 @@ def _check_port(text: str, what: str) -> int:
     return int(text)
 
 
+def check_http_port(template: str) -> str:
+    """Validate the port of an ``http(s)://`` endpoint as written (a ``${VAR}`` port is checked at run time).
+
+    Raises:
+        ValueError: the port is neither a number from 1 to 65535 nor exactly one ``${VAR}``.
+    """
+    text, names = _tokenise(template.strip())
+    authority = urlsplit(text).netloc.rpartition("@")[2]
+    if authority.startswith("["):
+        authority = authority.partition("]")[2]
+    _, colon, port = authority.partition(":")
+    if colon and not _PLACEHOLDER_RE.fullmatch(port):
+        shown = _PLACEHOLDER_RE.sub(lambda m: "${" + names[int(m.group(1))] + "}", port)
+        _check_port(port, f"port {shown!r}")
+    return template
+
+
 def check_url(template: str) -> str:
     """Validate a URL as written (see :func:`parse_url_template`); returns it unchanged."""
     parse_url_template(template)
@@ -170,4 +187,4 @@ def display_url(template: str) -> str:
     return shown
 
 
-__all__ = ["UrlTemplate", "build_url", "check_url", "display_url", "parse_url_template"]
+__all__ = ["UrlTemplate", "build_url", "check_http_port", "check_url", "display_url", "parse_url_template"]
