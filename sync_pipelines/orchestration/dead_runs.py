@@ -91,6 +91,20 @@ def _close_ledger_row(cfg: SyncConfig | None, run_id: str, error: str) -> dict[s
     return counts
 
 
+def record_closed_counts(
+    instance: DagsterInstance, run: DagsterRun, sync: str, error: str, counts: Mapping[str, int]
+) -> None:
+    """Log on the Dagster run the counts of the batches a run committed before it ended without its load step."""
+    metadata: dict[str, MetadataValue] = {key: MetadataValue.int(int(value)) for key, value in counts.items()}
+    metadata[CLOSED_MARKER] = MetadataValue.bool(True)
+    metadata["status"] = MetadataValue.text(RunStatus.FAILED.value)
+    metadata["error"] = MetadataValue.text(error)
+    committed = ", ".join(f"{key}={value}" for key, value in counts.items() if value) or "none"
+    instance.report_engine_event(
+        f"sync {sync}: {error}; committed batches: {committed}", run, EngineEventData(metadata=metadata)
+    )
+
+
 def close_dead_run(instance: DagsterInstance, run: DagsterRun, cfg: SyncConfig | None) -> ClosedRun:
     """Close one run whose process died: its ledger row, then the Dagster run, both as failed.
 
@@ -107,16 +121,7 @@ def close_dead_run(instance: DagsterInstance, run: DagsterRun, cfg: SyncConfig |
     except SyncError as exc:
         counts = dict.fromkeys(COUNT_KEYS, 0)
         error += redact(f"; ledger not closed yet: {exc}")
-    metadata: dict[str, MetadataValue] = {key: MetadataValue.int(value) for key, value in counts.items()}
-    metadata[CLOSED_MARKER] = MetadataValue.bool(True)
-    metadata["status"] = MetadataValue.text(RunStatus.FAILED.value)
-    metadata["error"] = MetadataValue.text(error)
-    instance.report_engine_event(
-        f"sync {sync}: {error}; committed batches: "
-        + ", ".join(f"{key}={value}" for key, value in counts.items() if value),
-        run,
-        EngineEventData(metadata=metadata),
-    )
+    record_closed_counts(instance, run, sync, error, counts)
     instance.add_run_tags(run.run_id, {Tag.STATUS.value: RunStatus.FAILED.value})
     instance.report_run_failed(run, error)
     return ClosedRun(run.run_id, sync, error, counts)
@@ -143,4 +148,5 @@ __all__ = [
     "close_dead_runs",
     "process_is_gone",
     "process_tags",
+    "record_closed_counts",
 ]
