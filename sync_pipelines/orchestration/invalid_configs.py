@@ -52,17 +52,19 @@ def _message(file: InvalidFile) -> str:
     return "\n".join(file.problems)
 
 
+def _verbatim(file: InvalidFile) -> str:
+    """The problems as a markdown code block: a name in them may hold markdown (a backtick, a star)."""
+    return f"~~~~text\n{_message(file)}\n~~~~"
+
+
 def build_invalid_file_asset(file: InvalidFile, key: AssetKey) -> AssetSpec:
     """The asset standing for one invalid file: its description says what is wrong."""
     return AssetSpec(
         key,
         group_name=INVALID_GROUP_NAME,
         description=f"Invalid sync configuration {file.display}; its sync is not loaded until it is fixed:\n\n"
-        + "\n".join(f"- {problem}" for problem in file.problems),
-        metadata={
-            "file": MetadataValue.path(str(file.path)),
-            "problems": MetadataValue.md("\n".join(f"- `{problem}`" for problem in file.problems)),
-        },
+        + _verbatim(file),
+        metadata={"file": MetadataValue.path(str(file.path)), "problems": MetadataValue.md(_verbatim(file))},
         tags={"sync/config": "invalid"},
     )
 
