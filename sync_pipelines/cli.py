@@ -13,6 +13,7 @@ import contextlib
 import functools
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,10 +24,12 @@ from typing import Any
 import click
 
 from sync_pipelines.cli_hosts import host_run_config, print_host_results
-from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.cli_output import quiet_failures
+from sync_pipelines.commands.common import load_or_exit, read_folder_or_exit
+from sync_pipelines.config import SyncConfig, config_dir
 from sync_pipelines.conflicts_cli import conflicts
-from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance, last_runs
+from sync_pipelines.orchestration.dead_runs import close_dead_runs
 from sync_pipelines.orchestration.runs import UnknownPartitionError
 from sync_pipelines.signals import restore_default_signals
 from sync_pipelines.types import RunStatus
@@ -56,13 +59,22 @@ def _config_folder(ctx: click.Context) -> Path:
 
 
 def _load(ctx: click.Context) -> list[SyncConfig]:
-    """Every configuration, or exit 1 printing each problem on its own line."""
-    try:
-        return load_configs(_config_folder(ctx))
-    except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        ctx.exit(ExitCode.FAILED)
+    """The valid configurations, each problem of an invalid file printed on stderr (see ``load_or_exit``)."""
+    return load_or_exit(ctx)
+
+
+class _EchoHandler(logging.Handler):
+    """Shows the warnings of sync_pipelines' own loggers (e.g. the instance settings written) on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _show_project_warnings() -> None:
+    project_logger = logging.getLogger("sync_pipelines")
+    if not any(isinstance(handler, _EchoHandler) for handler in project_logger.handlers):
+        handler = _EchoHandler(logging.WARNING)
+        project_logger.addHandler(handler)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -76,6 +88,7 @@ def _load(ctx: click.Context) -> list[SyncConfig]:
 def main(ctx: click.Context, config_dir: Path | None) -> None:
     """Data-sync pipelines (extract -> transform -> load) run by Dagster, one YAML file per sync."""
     restore_default_signals()
+    _show_project_warnings()
     ctx.ensure_object(dict)
     ctx.obj["config_dir"] = config_dir
 
@@ -83,9 +96,14 @@ def main(ctx: click.Context, config_dir: Path | None) -> None:
 @main.command()
 @click.pass_context
 def validate(ctx: click.Context) -> None:
-    """Check every sync configuration; print each problem (file, field, message)."""
-    configs = _load(ctx)
-    click.echo(f"{len(configs)} sync configuration(s) valid")
+    """Check every sync configuration; print each problem (file, field, message). Exit 1 if any file is invalid."""
+    folder = read_folder_or_exit(ctx)
+    for problem in folder.problems:
+        click.echo(problem, err=True)
+    invalid = f", {len(folder.invalid)} file(s) invalid" if folder.invalid else ""
+    click.echo(f"{len(folder.configs)} sync configuration(s) valid{invalid}")
+    if folder.invalid:
+        ctx.exit(ExitCode.FAILED)
 
 
 def _schedule_text(cfg: SyncConfig) -> str:
@@ -155,6 +173,9 @@ def _run(
     partition: str | None = None,
 ) -> RunReport:
     with get_instance() as instance:
+        # The op closes them too, whatever launched the run; here the user sees it.
+        for closed in close_dead_runs(instance, [cfg], cfg.name):
+            click.echo(f"closed run {closed.run_id}: {closed.error}", err=True)
         return execute_sync(
             cfg.name,
             instance=instance,
@@ -183,6 +204,7 @@ def _run(
 @click.option(
     "--partition", help="Partitioned syncs: run just this partition (e.g. 2024-03-01), as a re-run of one batch."
 )
+@click.option("-v", "--verbose", is_flag=True, help="Also print Dagster's failure records with their stack traces.")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -195,6 +217,7 @@ def run(
     hosts_file: Path | None,
     time_range: str | None,
     partition: str | None,
+    verbose: bool,
 ) -> None:
     """Run the sync NAME through Dagster and print its outcome.
 
@@ -214,12 +237,13 @@ def run(
         run_sync = functools.partial(
             _run, ctx, configs[name], full_sync=full_sync, dry_run=dry_run, user=user, extra=extra, partition=partition
         )
-        if as_json:
-            # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
-            with contextlib.redirect_stdout(sys.stderr):
+        with quiet_failures(verbose):
+            if as_json:
+                # Only the JSON object goes to stdout; anything printed during the run goes to stderr.
+                with contextlib.redirect_stdout(sys.stderr):
+                    report = run_sync()
+            else:
                 report = run_sync()
-        else:
-            report = run_sync()
     except UnknownPartitionError as exc:
         click.echo(str(exc), err=True)
         ctx.exit(ExitCode.USAGE)

@@ -23,7 +23,7 @@ from sync_pipelines.history.ledger import RunEntry, open_ledger, utcnow
 from sync_pipelines.history.queries import find_run, list_runs, runs_since
 from sync_pipelines.history.stats import compute_partition_stats, compute_stats
 from sync_pipelines.orchestration import get_instance
-from sync_pipelines.orchestration.ledger_sensors import sweep
+from sync_pipelines.orchestration.ledger_sensors import SweepError, sweep
 from sync_pipelines.types import RecordAction, RunStatus
 
 USAGE_EXIT = 2
@@ -69,8 +69,15 @@ def _configs(ctx: click.Context, sync: str | None) -> list[SyncConfig]:
 
 
 def _sweep(configs: list[SyncConfig]) -> None:
+    """Close the ledger rows of ended runs; a ledger that cannot be read is reported, and the others still swept."""
     with get_instance() as instance:
-        for run_id in sweep(instance, configs):
+        try:
+            closed = sweep(instance, configs)
+        except SweepError as exc:
+            closed = exc.closed
+            for failure in exc.failures:
+                click.echo(redact(f"warning: ledger not swept: {failure}"), err=True)
+        for run_id in closed:
             click.echo(f"closed run {run_id}: its Dagster run had ended", err=True)
 
 

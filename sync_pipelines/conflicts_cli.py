@@ -9,26 +9,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
-from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.commands.common import load_or_exit
+from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.conflict_store import Conflict
 from sync_pipelines.engine.conflicts import describe, get_conflict, list_conflicts, resolve_conflicts
-from sync_pipelines.errors import ConfigError, SyncError
+from sync_pipelines.errors import SyncError
 from sync_pipelines.types import ConflictChoice, ConflictStatus
 
 
 def _sync(ctx: click.Context, name: str) -> SyncConfig:
     """The configuration of sync ``name``, or a usage error naming the known syncs."""
-    obj = ctx.find_root().obj or {}
-    folder: Path = obj.get("config_dir") or config_dir()
-    try:
-        configs = {cfg.name: cfg for cfg in load_configs(folder)}
-    except ConfigError as exc:
-        raise click.ClickException("\n".join(exc.problems)) from None
+    configs = {cfg.name: cfg for cfg in load_or_exit(ctx)}
     if name not in configs:
         raise click.UsageError(f"unknown sync {name!r}; known syncs: {', '.join(sorted(configs)) or '(none)'}")
     return configs[name]

@@ -153,7 +153,6 @@ BAD_TIME_RANGES = ["30", "30x", "-5d", "0d", "d", "", "thirty days", "1.5d", "30
 SQL_IN_NAMES = [
     ("table-drop", "target.table", "wh; DROP TABLE wh_orders; --"),
     ("table-quote", "target.table", 'wh"orders'),
-    ("table-backtick", "target.table", "wh`orders"),
     ("table-single-quote", "target.table", "wh'orders"),
     ("column-drop", "mapping", {"order_id": "id", "x; DROP TABLE t": {"source": "customer"}}),
     ("column-quote", "mapping", {"order_id": "id", 'c"1': {"source": "customer"}}),
@@ -161,6 +160,50 @@ SQL_IN_NAMES = [
     ("filter-column-sql", "filter", [{"column": "1=1 OR id", "op": "eq", "value": 1}]),
     ("filter-value-sql", "filter", [{"column": "id", "op": "eq", "value": "1' OR '1'='1"}]),
 ]
+
+CMDB_SQL_IN_NAMES = [
+    ("cmdb-table-drop", "table", "orders_copy; DROP TABLE x; --"),
+    ("cmdb-hosts-quote", "hosts_table", 'hosts"pool'),
+    ("cmdb-schema-space", "schema", "cmdb data"),
+]
+"""Names a CMDB target takes under the same rule as a SQL target: quoted data, never SQL."""
+
+BAD_NAMES = [
+    ("table-backtick", "target.table", "wh`orders", "contains a backtick"),
+    ("table-empty", "target.table", "", "name is empty"),
+    ("table-too-long", "target.table", "t" * 64, "longer than 63 bytes"),
+    ("table-too-long-utf8", "target.table", "表" * 22, "longer than 63 bytes"),
+    ("table-newline", "target.table", "wh\norders", "U+000A"),
+    ("table-nul", "target.table", "wh\x00orders", "U+0000"),
+    ("table-zero-width", "target.table", "wh\u200borders", "U+200B"),
+    ("table-padded", "target.table", " wh_orders", "starts or ends with a space"),
+    ("schema-backtick", "target.schema", "a`b", "target.schema"),
+    ("source-table-tab", "source.table", "orders\t", "source.table"),
+    ("key-control", "target.key", ["order_id", "x\x07"], "target.key"),
+    ("mapping-name-backtick", "mapping", {"order_id": "id", "c`1": {"source": "customer"}}, "mapping"),
+    ("mapping-source-newline", "mapping.customer", {"source": "cust\nomer"}, "mapping.customer.source"),
+    ("cursor-backtick", "cursor", "updated`at", "cursor"),
+    ("filter-column-empty", "filter", [{"column": "", "op": "eq", "value": 1}], "filter.0.column"),
+]
+"""Names refused by the one identifier rule, with the field each error names."""
+
+BAD_URLS = [
+    (
+        "port-letters",
+        "target.url",
+        "postgresql://u:p@127.0.0.1:54x2/db",
+        "target.url: port '54x2' is not a port number",
+    ),
+    ("port-after-ref", "source.url", "postgresql://u:${PW}@h:${PGPORT}x/db", "source.url: port '${PGPORT}x'"),
+    ("port-too-big", "target.url", "mysql+pymysql://u@h:99999/db", "target.url: port '99999'"),
+    ("port-zero", "target.url", "postgresql://h:0/db", "target.url: port '0'"),
+    ("port-negative", "source.url", "postgresql://h:-5/db", "source.url: port '-5'"),
+    ("port-space", "source.url", "postgresql://h: 5432/db", "source.url: port ' 5432'"),
+    ("no-scheme", "target.url", "127.0.0.1:5432/db", "target.url: not a SQLAlchemy URL"),
+    ("ref-as-dialect", "source.url", "${DIALECT}://u@h/db", "source.url: not a SQLAlchemy URL"),
+    ("plain-word", "source.url", "warehouse", "source.url: not a SQLAlchemy URL"),
+]
+"""URLs refused when the file is loaded; a ``${VAR}`` stands for a placeholder while parsing."""
 
 FULLWIDTH = "\uff11\uff10.\uff10.\uff10.\uff11"
 """10.0.0.1 in full-width digits, as a Chinese input method types them."""

@@ -7,7 +7,9 @@ when it reaches the n-th occurrence of a phase:
 - ``extract``: a batch was just staged by the extract stage;
 - ``transform``: a batch was just staged by the transform stage;
 - ``load-txn``: rows and outcomes of a batch are written, its transaction not yet committed;
-- ``between``: the previous batch is committed and the next one not started.
+- ``between``: the previous batch is committed and the next one not started;
+- ``load-plan``: a batch is written by either load path (row by row or set-based on PostgreSQL),
+  its transaction not yet committed.
 
 With ``SYNC_FAULT_PAUSE_AT=<phase>:<n>`` it prints ``PAUSED`` there and sleeps, waiting for SIGKILL, or,
 with ``SYNC_FAULT_RESUME_FILE=<path>``, until that file exists (the test breaks something meanwhile).
@@ -64,6 +66,7 @@ def _install() -> None:
     original_transform_write = transform_module.write_batch
     original_read = load_module.read_batch
     original_record = sql_connector.SqlTargetWriter.record_outcomes
+    original_write_plan = load_module.write_plan
 
     def extract_write(table: Any, path: Any) -> None:
         original_extract_write(table, path)
@@ -74,7 +77,7 @@ def _install() -> None:
         _reached("transform")
 
     def load_read(path: Any) -> Any:
-        if _seen["load-txn"]:
+        if _seen["load-txn"] or _seen["load-plan"]:
             _reached("between")
         return original_read(path)
 
@@ -83,10 +86,15 @@ def _install() -> None:
         if rows and rows[0]["batch"] >= 0:
             _reached("load-txn")
 
+    def write_plan(*args: Any, **kwargs: Any) -> None:
+        original_write_plan(*args, **kwargs)
+        _reached("load-plan")
+
     extract_module.write_batch = extract_write  # type: ignore[assignment]
     transform_module.write_batch = transform_write  # type: ignore[assignment]
     load_module.read_batch = load_read  # type: ignore[assignment]
     sql_connector.SqlTargetWriter.record_outcomes = record  # type: ignore[method-assign]
+    load_module.write_plan = write_plan
 
 
 def main(argv: list[str]) -> int:

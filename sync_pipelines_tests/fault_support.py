@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from sync_pipelines.connectors.values import decode
 from sync_pipelines_tests.conftest import Databases
@@ -235,3 +237,29 @@ def wait_for_line(proc: subprocess.Popen[str], wanted: str, limit_s: float = 120
         _, err = proc.communicate()
         raise AssertionError(f"child never printed {wanted!r}; stdout={lines[-5:]} stderr={err[-2000:]}")
     return lines
+
+
+def kill_cli_run_after_first_batch(folder: Path, sync: str = "items_sync") -> str:
+    """Start ``sync-pipelines run SYNC`` (in ``folder``), SIGKILL it once its first batch is committed; its run id."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sync_pipelines_tests.cli_fault_runner",
+            "--config-dir",
+            str(folder),
+            "run",
+            sync,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=child_env(SYNC_FAULT_PAUSE_AT="between:0"),
+        cwd=REPO,
+    )
+    wait_for_line(child, "PAUSED")
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL
+    [run] = DagsterInstance.get().get_runs(RunsFilter(tags={"sync/name": sync}))
+    assert run.status is DagsterRunStatus.STARTED and run.tags["sync/pid"] == str(child.pid)
+    return run.run_id

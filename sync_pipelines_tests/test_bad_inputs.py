@@ -85,6 +85,81 @@ def test_sql_in_names_is_data_not_sql(tmp_path: Path, case: str, path: str, valu
         assert config.target.table == value  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("case", "field", "value"), corpus.CMDB_SQL_IN_NAMES, ids=[c[0] for c in corpus.CMDB_SQL_IN_NAMES]
+)
+def test_cmdb_names_follow_the_same_rule(tmp_path: Path, case: str, field: str, value: str) -> None:
+    """A CMDB target takes the names a SQL target takes: the same rule for every target kind."""
+    file = tmp_path / f"{case}.yaml"
+    file.write_text(yaml.safe_dump({**HOST_BASE, "target": {**HOST_BASE["target"], field: value}}), encoding="utf-8")
+    config, problems = parse_config(file)
+    assert problems == [] and config is not None
+
+
+@pytest.mark.parametrize(("case", "path", "value", "expected"), corpus.BAD_NAMES, ids=[c[0] for c in corpus.BAD_NAMES])
+def test_names_outside_the_identifier_rule_are_refused(
+    tmp_path: Path, case: str, path: str, value: Any, expected: str
+) -> None:
+    problems = problems_of(tmp_path, case, corpus.mutated(path, value))
+    assert_mentions(problems, expected)
+    assert_mentions(problems, path.split(".")[0])
+
+
+def test_cmdb_target_refuses_what_a_sql_target_refuses(tmp_path: Path) -> None:
+    data = {**HOST_BASE, "target": {**HOST_BASE["target"], "hosts_table": "hosts`pool"}}
+    assert_mentions(problems_of(tmp_path, "cmdb", yaml.safe_dump(data)), "target.hosts_table: name 'hosts`pool'")
+
+
+@pytest.mark.parametrize(("case", "path", "value", "expected"), corpus.BAD_URLS, ids=[c[0] for c in corpus.BAD_URLS])
+def test_urls_are_parsed_with_their_port(tmp_path: Path, case: str, path: str, value: str, expected: str) -> None:
+    assert_mentions(problems_of(tmp_path, case, corpus.mutated(path, value)), expected)
+
+
+def test_a_port_reference_is_valid_until_the_run(tmp_path: Path) -> None:
+    file = tmp_path / "port_ref.yaml"
+    file.write_text(corpus.mutated("target.url", "postgresql://u:${PW}@h:${PGPORT}/db"), encoding="utf-8")
+    assert parse_config(file)[1] == []
+
+
+def test_cmdb_url_port_is_checked(tmp_path: Path) -> None:
+    data = {**HOST_BASE, "target": {"kind": "cmdb", "url": "mysql+pymysql://u@h:33o6/cmdb"}}
+    assert_mentions(problems_of(tmp_path, "cmdb_port", yaml.safe_dump(data)), "target.url: port '33o6'")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [("http://es:92x0", "port '92x0'"), ("https://u:p@es:0", "port '0'"), ("http://[::1]:${P}x", "port '${P}x'")],
+)
+def test_elasticsearch_endpoint_ports_are_checked(tmp_path: Path, endpoint: str, expected: str) -> None:
+    data = {**HOST_BASE, "source": {**HOST_BASE["source"], "endpoint": endpoint}}
+    assert_mentions(problems_of(tmp_path, "es_port", yaml.safe_dump(data)), f"source.endpoint: {expected}")
+
+
+def test_elasticsearch_endpoint_port_references_wait_for_the_run(tmp_path: Path) -> None:
+    file = tmp_path / "es_ref.yaml"
+    data = {**HOST_BASE, "source": {**HOST_BASE["source"], "endpoint": "https://es.example.com:${ES_PORT}"}}
+    file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert parse_config(file)[1] == []
+
+
+def test_dangling_and_looping_symlinks_are_errors(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(corpus.BASE), encoding="utf-8")
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "missing" / "orders.yaml")
+    (tmp_path / "loop.yml").symlink_to(tmp_path / "loop.yml")
+    with pytest.raises(ConfigError) as caught:
+        load_configs(tmp_path)
+    text = "\n".join(caught.value.problems)
+    assert f"gone.yaml: broken symbolic link to {tmp_path / 'missing' / 'orders.yaml'}" in text
+    assert "loop.yml: broken symbolic link" in text
+    assert "good.yaml" not in text
+
+
+def test_a_folder_holding_only_a_broken_link_is_not_valid(tmp_path: Path) -> None:
+    (tmp_path / "only.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    with pytest.raises(ConfigError, match=r"only\.yaml: broken symbolic link"):
+        load_configs(tmp_path)
+
+
 def test_duplicate_names_across_files_name_both_files(tmp_path: Path) -> None:
     for stem in ("a_orders", "b_orders", "c_orders"):
         (tmp_path / f"{stem}.yaml").write_text(yaml.safe_dump(corpus.BASE), encoding="utf-8")

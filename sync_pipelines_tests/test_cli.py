@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from click.testing import CliRunner, Result
-from dagster import DagsterInstance, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
 from sync_pipelines.cli import main
 from sync_pipelines.orchestration import ensure_dagster_home
 from sync_pipelines.types import COUNT_KEYS as ALL_COUNT_KEYS
 
+REPO = Path(__file__).resolve().parents[1]
 GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
 BAD = {"id": 10, "name": "p10", "age": "unknown"}
 JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}
@@ -94,7 +96,25 @@ def test_validate_prints_every_problem_and_exits_1(syncs: Path) -> None:
     assert any(line.startswith("syncs/broken.yaml:") and "batch_size" in line for line in lines)
     assert any(line.startswith("syncs/broken.yaml:") and "source" in line for line in lines)
     assert any(line.startswith("syncs/garbled.yaml:") and "YAML" in line for line in lines)
-    assert "valid" not in result.stdout
+    assert result.stdout.strip() == "3 sync configuration(s) valid, 2 file(s) invalid"
+
+
+def test_a_valid_sync_runs_while_another_file_is_broken(syncs: Path) -> None:
+    (syncs / "broken.yaml").write_text("name: broken\nbatch_size: 0\n", encoding="utf-8")
+    (syncs / "port.yaml").write_text(
+        (syncs / "clean.yaml").read_text().replace("name: clean", "name: port").replace("sqlite:///", "sqlite://h:5x/"),
+        encoding="utf-8",
+    )
+
+    code, report = run_json("clean")
+    listing = invoke("list")
+
+    assert code == 0 and report["status"] == "completed"
+    assert "clean" in listing.stdout and "port" not in listing.stdout
+    warnings = listing.stderr.splitlines()
+    assert any(w.startswith("warning: syncs/broken.yaml: batch_size") for w in warnings), warnings
+    assert any(w.startswith("warning: syncs/port.yaml: source.url: port '5x'") for w in warnings), warnings
+    assert invoke("validate").exit_code == 1
 
 
 def test_run_json_reports_a_completed_run_recorded_on_the_instance(syncs: Path) -> None:
@@ -209,17 +229,74 @@ def test_without_dagster_home_the_cli_uses_the_project_home(
         assert [r.dagster_run.run_id for r in instance.get_run_records()] == [report["run_id"]]
 
 
-def test_the_project_home_keeps_its_own_settings_and_needs_no_project_file(
+def test_the_project_home_keeps_its_own_settings_and_is_configured_without_a_project_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DAGSTER_HOME")
     bare = tmp_path / "bare"
     bare.mkdir()
     assert ensure_dagster_home(bare) == bare / ".dagster_home"
-    assert list((bare / ".dagster_home").iterdir()) == []  # no project dagster.yaml: Dagster's defaults
+    # No dagster.yaml in the working folder: the source checkout's, never Dagster's defaults.
+    written = (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8")
+    assert written == (REPO / "dagster.yaml").read_text(encoding="utf-8")
 
     monkeypatch.delenv("DAGSTER_HOME")
     (bare / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     (bare / ".dagster_home" / "dagster.yaml").write_text("# edited\n", encoding="utf-8")
     ensure_dagster_home(bare)
     assert (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8") == "# edited\n"
+
+
+def test_a_dagster_home_without_settings_gets_the_project_file_once(
+    syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "empty_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text(), encoding="utf-8")
+
+    first = invoke("run", "clean")
+    second = invoke("run", "clean")
+
+    assert first.exit_code == 0 and second.exit_code == 0
+    note = f"{home} had no dagster.yaml; wrote the project's instance settings there"
+    assert note in first.stderr and note not in second.stderr
+    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    for result in (first, second):
+        assert "Telemetry:" not in result.output and "No dagster instance configuration file" not in result.output
+    with DagsterInstance.get() as instance:
+        assert not instance.telemetry_enabled and instance.run_monitoring_enabled
+        assert instance.run_retries_enabled
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "cause"),
+    [
+        ("unset_var", {"source": {"kind": "sql", "url": "sqlite:///${SP_UNSET_DB}", "table": "people"}}, "SP_UNSET_DB"),
+        ("missing_table", {"source": {"kind": "sql", "url": "sqlite:///{db}", "table": "nope"}}, "'nope'"),
+        ("unknown_column", {"mapping": {"id": {"type": "integer"}, "shoe_size": {"type": "integer"}}}, "shoe_size"),
+    ],
+)
+def test_a_handled_failure_prints_one_line_and_v_prints_the_trace(
+    syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, overrides: dict[str, Any], cause: str
+) -> None:
+    monkeypatch.delenv("SP_UNSET_DB", raising=False)
+    if "source" in overrides:
+        overrides["source"]["url"] = overrides["source"]["url"].replace("{db}", str(tmp_path / "clean.db"))
+    write_config(syncs, case, tmp_path / "clean.db")
+    data = yaml.safe_load((syncs / f"{case}.yaml").read_text())
+    (syncs / f"{case}.yaml").write_text(yaml.safe_dump({**data, **overrides}), encoding="utf-8")
+
+    quiet = invoke("run", case)
+    verbose = invoke("run", case, "-v")
+
+    assert quiet.exit_code == 1 and verbose.exit_code == 1
+    assert "Stack Trace:" not in quiet.output and "Traceback" not in quiet.output
+    lines = [line for line in quiet.output.splitlines() if cause in line]
+    assert len(lines) == 1, quiet.output
+    assert re.search(rf"error: sync '{case}', (extract|transform|load): .*{re.escape(cause)}", lines[0]), lines
+    assert "Stack Trace:" in verbose.output
+    run_id = quiet.stdout.split("  run ")[1].split()[0]
+    failures = DagsterInstance.get().all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+    error = failures[0].dagster_event.step_failure_data.error  # type: ignore[union-attr]
+    assert error is not None and error.stack  # the full trace stays in the run's event log

@@ -12,9 +12,18 @@ from typing import Any
 
 import pytest
 import yaml
-from dagster import AssetKey, DefaultScheduleStatus, Definitions, GraphDefinition, OpDefinition
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    Definitions,
+    GraphDefinition,
+    OpDefinition,
+    define_asset_job,
+)
 
-from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import Stage, job_name, op_name, pool_name, schedule_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,16 +152,32 @@ def test_schedules_follow_the_configured_cron(monkeypatch: pytest.MonkeyPatch, f
     ]
 
 
-def test_an_invalid_configuration_fails_the_location(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+def test_an_invalid_file_is_shown_while_every_valid_sync_loads(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     write(folder, sync_yaml("broken", batch_size=0))
+    (folder / "gone.yaml").symlink_to(folder / "nowhere.yaml")
 
-    with pytest.raises(ConfigError) as failure:
-        load_location(monkeypatch, folder)
+    defs = load_location(monkeypatch, folder)
 
-    assert re.search(r"broken\.yaml: batch_size: .*greater than or equal to 1", str(failure.value))
+    for sync in ("orders", "users", "departments"):
+        assert defs.resolve_job_def(job_name(sync)) is not None
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    broken = specs[AssetKey(["invalid_sync_config", "broken_yaml"])]
+    assert broken.group_name == "invalid_sync_configs"
+    assert re.search(r"broken\.yaml: batch_size: .*greater than or equal to 1", broken.description or "")
+    gone = specs[AssetKey(["invalid_sync_config", "gone_yaml"])]
+    assert "gone.yaml: broken symbolic link" in (gone.description or "")
+    check = AssetCheckKey(broken.key, "config_valid")
+    job = define_asset_job("check_invalid", selection=AssetSelection.checks(check))
+    result = (
+        Definitions.merge(defs, Definitions(jobs=[job]))
+        .resolve_job_def("check_invalid")
+        .execute_in_process(instance=DagsterInstance.ephemeral())
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and "batch_size" in (evaluation.description or "")
 
 
-def test_dagster_reports_the_configuration_error_of_the_location(tmp_path: Path, folder: Path) -> None:
+def test_dagster_loads_the_location_and_logs_each_invalid_file(tmp_path: Path, folder: Path) -> None:
     write(folder, sync_yaml("broken", mode="incremental"))
     env = {**os.environ, "SYNC_PIPELINES_CONFIG_DIR": str(folder), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
 
@@ -166,9 +191,8 @@ def test_dagster_reports_the_configuration_error_of_the_location(tmp_path: Path,
     )
 
     output = validation.stdout + validation.stderr
-    assert validation.returncode == 1
-    assert "Validation failed for code location" in output and "ConfigError" in output
-    assert re.search(r"ConfigError: \S*broken\.yaml: .*`cursor`", output)
+    assert validation.returncode == 0, output
+    assert re.search(r"invalid sync configuration, not loaded: \S*broken\.yaml: .*`cursor`", output)
 
 
 def test_the_project_configurations_load(monkeypatch: pytest.MonkeyPatch) -> None:

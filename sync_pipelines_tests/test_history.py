@@ -28,7 +28,7 @@ from openpyxl import load_workbook
 from sync_pipelines import engine
 from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
-from sync_pipelines.orchestration import Tag, build_definitions, execute_sync, schedule_name
+from sync_pipelines.orchestration import Tag, build_definitions, execute_sync, report_for_run, schedule_name
 from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAILURE_SENSOR_NAME, sweep
 from sync_pipelines.orchestration.statistics import SENSOR_NAME as STATISTICS_SENSOR
 from sync_pipelines.orchestration.statistics import build_statistics_asset
@@ -250,6 +250,11 @@ def test_the_run_status_sensors_close_rows_of_runs_that_ended_outside_the_ops(sy
     failed, cancelled = ledger_row(syncs, failing.run_id), ledger_row(syncs, cancelling.run_id)
     assert failed.status is RunStatus.FAILED and "the run worker was lost" in (failed.error or "")
     assert cancelled.status is RunStatus.CANCELLED and cancelled.finished_at is not None
+    # The failed run gets the ledger's closing and counts too, as an engine event of its own log.
+    with DagsterInstance.get() as instance:
+        report = report_for_run(instance, failing.run_id, failing.tags["sync/name"])
+    assert report.status is RunStatus.FAILED and "the run worker was lost" in (report.error or "")
+    assert set(report.counts) == set(failed.counts)
 
 
 def test_the_sweep_closes_rows_whose_run_has_ended(syncs: Path) -> None:

@@ -71,6 +71,7 @@ def test_the_ui_launches_a_host_list_run_and_lists_the_file_sensor(
         "sync_ledger_sweep_sensor",
         "sync_statistics_sensor",
         "endpoints_reachable_sensor",
+        "sync_staging_cleanup_sensor",
     }
     sensor = sensors["host_metrics_host_files"]
     assert sensor["name"] == "host_metrics_host_files" and sensor["minIntervalSeconds"] == 60

@@ -10,22 +10,27 @@ the error messages.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import openpyxl
 import pytest
 import sqlalchemy as sa
 import yaml
+from click.testing import CliRunner
 from dagster import DagsterInstance
 from dagster._serdes import serialize_value
 
+from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig
+from sync_pipelines.config.urls import build_url
 from sync_pipelines.engine import RunOptions, run_sync
-from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.history import open_ledger
 from sync_pipelines.history.export import export_csv, export_xlsx
 from sync_pipelines.orchestration import execute_sync
@@ -192,7 +197,7 @@ def test_secret_never_leaks_after_successful_partial_and_failed_runs(account: Da
 
 
 HOSTILE_TABLE = 'wh"; DROP TABLE canary; --'
-HOSTILE_COLUMNS = {"id": "id", "na`me'; DELETE FROM canary; --": {"source": 'we"ird col'}, "Mixed Case": "mixed"}
+HOSTILE_COLUMNS = {"id": "id", "na me'; DELETE FROM canary; --": {"source": 'we"ird col'}, "Mixed Case": "mixed"}
 
 
 def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
@@ -222,12 +227,10 @@ def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
         "mapping": HOSTILE_COLUMNS,
         "filter": [{"column": 'we"ird col', "op": "ne", "value": "x' OR '1'='1"}],
     }
+    with pytest.raises(ValueError, match="contains a backtick"):
+        # One rule for every backend: a backtick cannot be quoted through every MariaDB/MySQL driver.
+        SyncConfig.model_validate({**data, "mapping": {**HOSTILE_COLUMNS, "b`q": "mixed"}})
     config = SyncConfig.model_validate(data)
-    if dbs.backend == "mariadb":
-        with pytest.raises(PermanentConnectorError, match="contains a backtick"):
-            run_sync(config, RunOptions(run_id="backtick"))
-        mapping = {k.replace("`", ""): v for k, v in HOSTILE_COLUMNS.items()}
-        config = config.model_copy(update={"mapping": SyncConfig.model_validate({**data, "mapping": mapping}).mapping})
     assert run_sync(config, RunOptions(run_id="hostile")).status is RunStatus.COMPLETED
     for url in (dbs.source_url, dbs.target_url):
         engine = sa.create_engine(url)
@@ -241,3 +244,145 @@ def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
     engine.dispose()
     name = next(k for k in config.mapping if k.startswith("na"))
     assert [(r["id"], r[name], r["Mixed Case"]) for r in rows] == [(i, f"v{i}'; --", "m") for i in range(1, 6)]
+
+
+# Every URL delimiter, a literal percent escape, spaces and (where the driver can send it) non-ASCII.
+# Each piece between delimiters is distinctive, so an echoed fragment is found too. PyMySQL encodes
+# passwords as Latin-1, so the MariaDB one stays within it.
+HOSTILE = {
+    "postgresql": "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8 ümlaut9-密码",
+    "mariadb": "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8",
+}
+
+
+def leak_forms(secret: str) -> list[str]:
+    """The password as is, URL-encoded and JSON-escaped, and every piece of it of 5 characters or more."""
+    forms = {secret, quote(secret, safe=""), quote(secret, safe=" +"), quote_plus(secret), json.dumps(secret)[1:-1]}
+    forms.update(piece for piece in re.split(r"[@:/?#% ]", secret) if len(piece) >= 5)
+    return sorted(forms)
+
+
+@pytest.fixture(params=sorted(HOSTILE))
+def hostile(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Databases]:
+    """Databases reached as a fresh user whose password holds every URL delimiter, given as ``${SYNC_HOSTILE_PW}``."""
+    backend, secret = request.param, HOSTILE[request.param]
+    monkeypatch.setenv("SYNC_HOSTILE_PW", secret)
+    gen = make_databases(backend, tmp_path)
+    dbs = next(gen)
+    user = f"sp_hostile_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(
+        PG_ADMIN_URL if backend == "postgresql" else MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT"
+    )
+    databases = [sa.make_url(u).database for u in (dbs.source_url, dbs.target_url)]
+    if backend == "postgresql":
+        statements = [f"CREATE ROLE {user} LOGIN PASSWORD '{secret}'"]
+        statements += [f"ALTER DATABASE {name} OWNER TO {user}" for name in databases]
+    else:
+        statements = [f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{secret}'" for host in ("%", "localhost")]
+        statements += [f"GRANT ALL ON `{n}`.* TO '{user}'@'{h}'" for n in databases for h in ("%", "localhost")]
+    raw = admin.raw_connection()  # no bind-parameter parsing: the password holds ':' and '%'
+    try:
+        cursor = raw.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+        raw.commit()
+    finally:
+        raw.close()
+
+    def as_user(url: str) -> str:
+        parsed = sa.make_url(url)
+        return f"{parsed.drivername}://{user}:${{SYNC_HOSTILE_PW}}@{parsed.host}:{parsed.port}/{parsed.database}"
+
+    try:
+        yield Databases(backend, as_user(dbs.source_url), as_user(dbs.target_url))
+    finally:
+        for _ in gen:
+            pass
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(sa.text(f"DROP ROLE IF EXISTS {user}"))
+            else:
+                for host in ("%", "localhost"):
+                    conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+        admin.dispose()
+
+
+def write_syncs(folder: Path, dbs: Databases) -> None:
+    """``people_sync`` completes, ``people_missing`` reads a missing table, ``people_refused`` logs in wrongly."""
+    folder.mkdir(parents=True)
+    ok = sync_data(dbs, mapping={"id": "id", "name": {"type": "string"}})
+    missing = {**ok, "name": "people_missing", "source": {**ok["source"], "table": "no_such_table"}}
+    wrong_url = dbs.target_url.replace("SYNC_HOSTILE_PW", "SYNC_HOSTILE_WRONG_PW")
+    refused = {**ok, "name": "people_refused", "target": {**ok["target"], "url": wrong_url}}
+    for data in (ok, missing, refused):
+        (folder / f"{data['name']}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_a_password_with_url_delimiters_connects_and_never_leaks(
+    hostile: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = os.environ["SYNC_HOSTILE_PW"]
+    monkeypatch.setenv("SYNC_HOSTILE_WRONG_PW", secret[::-1])
+    forms = leak_forms(secret) + leak_forms(secret[::-1])
+    engine = sa.create_engine(build_url(hostile.source_url, where="seed"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(40), note VARCHAR(80))"))
+        conn.execute(sa.text("INSERT INTO people VALUES (1, 'ann', 'ok'), (2, 'bob', 'ok')"))
+    engine.dispose()
+    folder = tmp_path / "syncs"
+    write_syncs(folder, hostile)
+    base = ["--config-dir", str(folder)]
+
+    outputs: list[str] = []
+    runs: dict[str, str] = {}
+    for name in ("people_sync", "people_missing", "people_refused"):
+        code, output = cli(*base, "run", name, "--json")
+        outputs.append(output)
+        runs[name] = json.loads(next(line for line in output.splitlines() if line.startswith("{")))["run_id"]
+        # PostgreSQL trusts 127.0.0.1: only MariaDB refuses the wrong password.
+        refused = name == "people_refused" and hostile.backend == "mariadb"
+        assert code == (1 if name == "people_missing" or refused else 0), output
+    assert "no_such_table" in outputs[1]
+    if hostile.backend == "mariadb":
+        assert "Access denied" in outputs[2]
+    for args in (
+        ("check", "--all", "-v"),
+        ("history", "people_missing"),
+        *(("show", run_id) for run_id in runs.values()),
+        ("export", runs["people_missing"], "--format", "xlsx", "-o", str(tmp_path / "missing.xlsx")),
+        ("export", runs["people_sync"], "--format", "csv", "-o", str(tmp_path / "ok.csv")),
+    ):
+        outputs.append(cli(*base, *args)[1])
+    history, shown = outputs[4], outputs[5:8]
+    assert runs["people_missing"] in history, history
+    assert f"run {runs['people_sync']}" in shown[0] and f"run {runs['people_missing']}" in shown[1], shown
+    # The refused run could not reach its ledger: `show` names that database (on MariaDB) instead.
+    assert ("Access denied" if hostile.backend == "mariadb" else f"run {runs['people_refused']}") in shown[2]
+
+    texts = outputs + (tmp_path / "ok.csv").read_text(encoding="utf-8").splitlines()
+    texts += [
+        str(cell)
+        for sheet in openpyxl.load_workbook(tmp_path / "missing.xlsx", read_only=True).worksheets
+        for row in sheet.iter_rows(values_only=True)
+        for cell in row
+    ]
+    instance = DagsterInstance.get()
+    for run_id in runs.values():
+        texts += scan_run(instance, run_id)
+    engine = sa.create_engine(build_url(hostile.target_url, where="scan"))
+    with engine.connect() as conn:
+        for table in ("_sync_runs", "_sync_records", "_sync_state"):
+            texts += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM wh_people")).scalar() == 2
+    engine.dispose()
+    for text in texts:
+        assert not [form for form in forms if form in text], text[:2000]
+    for root in (Path(os.environ["DAGSTER_HOME"]), Path(os.environ["SYNC_PIPELINES_STAGING_DIR"])):
+        for path in (p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            assert not [form for form in forms if form.encode() in data], path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sync_pipelines.config import SyncConfig, config_dir, load_configs
+from sync_pipelines.config import ConfigFolder, SyncConfig, config_dir, read_configs
 from sync_pipelines.errors import ConfigError
 
 
@@ -26,14 +26,25 @@ def config_folder(ctx: click.Context) -> Path:
     return folder or config_dir()
 
 
-def load_or_exit(ctx: click.Context) -> list[SyncConfig]:
-    """Every configuration, or exit 1 printing each problem on its own line."""
+def read_folder_or_exit(ctx: click.Context) -> ConfigFolder:
+    """Every file of the configuration folder, valid or not; exit 1 when the folder does not exist."""
     try:
-        return load_configs(config_folder(ctx))
+        return read_configs(config_folder(ctx))
     except ConfigError as exc:
         for line in exc.problems:
             click.echo(line, err=True)
         ctx.exit(Exit.FAILED)
 
 
-__all__ = ["Exit", "config_folder", "load_or_exit"]
+def load_or_exit(ctx: click.Context) -> list[SyncConfig]:
+    """The valid configurations; each problem of an invalid file is printed on stderr, never skipped silently.
+
+    One invalid file does not stop the commands that use the others (``validate`` alone fails on it).
+    """
+    folder = read_folder_or_exit(ctx)
+    for problem in folder.problems:
+        click.echo(f"warning: {problem} (file not loaded)", err=True)
+    return list(folder.configs)
+
+
+__all__ = ["Exit", "config_folder", "load_or_exit", "read_folder_or_exit"]

@@ -9,9 +9,12 @@ from typing import Any
 
 import click
 
-from sync_pipelines.commands.common import Exit
+from sync_pipelines.commands.common import Exit, config_folder
+from sync_pipelines.config import SyncConfig, read_configs
 from sync_pipelines.engine.progress import ProgressSnapshot
+from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import get_instance, report_for_run
+from sync_pipelines.orchestration.dead_runs import close_dead_runs
 from sync_pipelines.orchestration.progress import RunProgress, latest_run_id, run_progress
 
 
@@ -81,6 +84,14 @@ def as_json(progress: RunProgress, counts: dict[str, int] | None, error: str | N
     }
 
 
+def _configs() -> list[SyncConfig]:
+    """The valid configurations (to close the ledger rows of dead runs); none when the folder is missing."""
+    try:
+        return list(read_configs(config_folder(click.get_current_context())).configs)
+    except ConfigError:
+        return []
+
+
 @click.command()
 @click.argument("run_or_sync")
 @click.option("--json", "json_output", is_flag=True, help="Print one JSON object instead of text.")
@@ -91,6 +102,8 @@ def status(run_or_sync: str, json_output: bool) -> None:
     source could count it), rows/s and, while running, the ETA. A finished run also shows its counts.
     """
     with get_instance() as instance:
+        for closed in close_dead_runs(instance, _configs()):
+            click.echo(f"closed run {closed.run_id}: {closed.error}", err=True)
         try:
             progress = run_progress(instance, run_or_sync)
         except KeyError:

@@ -1,13 +1,15 @@
 """Sync configuration: typed models, the YAML loader, cron conversion and secret references."""
 
 from sync_pipelines.config.cron import CronError, to_dagster_cron
-from sync_pipelines.config.loader import config_dir, load_configs, parse_config
+from sync_pipelines.config.loader import ConfigFolder, InvalidFile, config_dir, load_configs, parse_config, read_configs
 from sync_pipelines.config.models import FieldSpec, FilterCondition, Schedule, SqlSource, SqlTarget, SyncConfig
 
 __all__ = [
+    "ConfigFolder",
     "CronError",
     "FieldSpec",
     "FilterCondition",
+    "InvalidFile",
     "Schedule",
     "SqlSource",
     "SqlTarget",
@@ -15,5 +17,6 @@ __all__ = [
     "config_dir",
     "load_configs",
     "parse_config",
+    "read_configs",
     "to_dagster_cron",
 ]

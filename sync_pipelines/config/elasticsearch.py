@@ -13,9 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sync_pipelines.config.identifiers import check_optional_identifier
+from sync_pipelines.config.urls import check_http_port, check_url
+
 _RANGE_RE = re.compile(r"^([1-9][0-9]{0,5})([mhdw])$")
 _RANGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 DEFAULT_GROUP = "DB组"
 """The seed's default `group` value for a group full sync."""
@@ -82,7 +84,7 @@ class EsConnection(_Model):
     def _http(cls, value: str) -> str:
         if not value.startswith(("http://", "https://", "${")):
             raise ValueError(f"endpoint {value!r} must start with http:// or https://")
-        return value
+        return check_http_port(value)
 
 
 class HostMetricFields(_Model):
@@ -158,12 +160,8 @@ class CmdbTarget(_Model):
     db_schema: str | None = Field(default=None, alias="schema", description="Database schema of both tables.")
     create: bool = Field(default=True, description="Create missing tables with the seed's columns.")
 
-    @field_validator("table", "hosts_table")
-    @classmethod
-    def _ident(cls, value: str) -> str:
-        if not _IDENT_RE.match(value):
-            raise ValueError(f"{value!r} is not a plain table name")
-        return value
+    _url = field_validator("url")(lambda cls, v: check_url(v))
+    _names = field_validator("table", "hosts_table", "db_schema")(lambda cls, v: check_optional_identifier(v))
 
     @property
     def key(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def _display(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        # The folder is resolved, not the file: a link is named as the link, and a looping one resolves too.
+        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 
@@ -85,30 +87,84 @@ def parse_config(path: Path) -> tuple[SyncConfig | None, list[str]]:
         return None, _format_validation(where, exc)
 
 
-def load_configs(directory: Path | str | None = None) -> list[SyncConfig]:
-    """Load every ``*.yaml`` / ``*.yml`` file of the folder, sorted by name.
+@dataclass(frozen=True)
+class InvalidFile:
+    """A configuration file that cannot be used, with every problem found in it."""
+
+    path: Path
+    problems: tuple[str, ...]
+
+    @property
+    def display(self) -> str:
+        """The file as problems name it (relative to the working folder when inside it)."""
+        return _display(self.path)
+
+
+@dataclass(frozen=True)
+class ConfigFolder:
+    """What a folder of configurations holds: the valid syncs and the files that could not be used."""
+
+    configs: tuple[SyncConfig, ...]
+    invalid: tuple[InvalidFile, ...]
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem of every invalid file, in file order."""
+        return [problem for file in self.invalid for problem in file.problems]
+
+
+def _config_files(folder: Path) -> list[Path]:
+    """Every ``*.yaml`` / ``*.yml`` entry but folders, sorted: files and links, broken ones included."""
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and not p.is_dir())
+
+
+def _parse_entry(path: Path) -> tuple[SyncConfig | None, list[str]]:
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError as exc:
+            target = f"an unreadable target ({exc.strerror})"
+        return None, [f"{_display(path)}: broken symbolic link to {target}"]
+    return parse_config(path)
+
+
+def read_configs(directory: Path | str | None = None) -> ConfigFolder:
+    """Read every ``*.yaml`` / ``*.yml`` file of the folder, sorted by name, keeping the invalid ones apart.
+
+    One invalid file never hides the others: each valid sync is returned, and each invalid file with
+    its problems (file, field path, message). A sync name already used by an earlier file makes the
+    later file invalid.
 
     Raises:
-        ConfigError: listing every problem of every file (file, field path, message), including
-            sync names used by more than one file.
+        ConfigError: the folder itself does not exist.
     """
     folder = Path(directory) if directory is not None else config_dir()
     if not folder.is_dir():
         raise ConfigError([f"{_display(folder)}: configuration folder does not exist (set {CONFIG_DIR_ENV})"])
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
     configs: list[SyncConfig] = []
-    problems: list[str] = []
+    invalid: list[InvalidFile] = []
     owners: dict[str, str] = {}
-    for path in files:
-        config, errors = parse_config(path)
-        problems.extend(errors)
-        if config is None:
+    for path in _config_files(folder):
+        config, errors = _parse_entry(path)
+        if config is not None and config.name in owners:
+            errors = [f"{_display(path)}: name: sync {config.name!r} is already defined in {owners[config.name]}"]
+        if errors:
+            invalid.append(InvalidFile(path, tuple(errors)))
             continue
-        if config.name in owners:
-            problems.append(f"{_display(path)}: name: sync {config.name!r} is already defined in {owners[config.name]}")
-            continue
+        assert config is not None
         owners[config.name] = _display(path)
         configs.append(config)
-    if problems:
-        raise ConfigError(problems)
-    return configs
+    return ConfigFolder(tuple(configs), tuple(invalid))
+
+
+def load_configs(directory: Path | str | None = None) -> list[SyncConfig]:
+    """Load every ``*.yaml`` / ``*.yml`` file of the folder, sorted by name; every file must be valid.
+
+    Raises:
+        ConfigError: listing every problem of every file (file, field path, message), including
+            sync names used by more than one file, broken links and unreadable files.
+    """
+    folder = read_configs(directory)
+    if folder.invalid:
+        raise ConfigError(folder.problems)
+    return list(folder.configs)

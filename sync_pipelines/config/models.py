@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sync_pipelines.config.cron import to_dagster_cron
 from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
+from sync_pipelines.config.identifiers import check_identifier, check_identifiers, check_optional_identifier
 from sync_pipelines.config.operations import Partitions, RealtimeSensor, Retry
+from sync_pipelines.config.urls import check_url
 from sync_pipelines.types import ConflictPolicy, SyncDirection, SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -55,6 +57,7 @@ class FieldSpec(_Model):
     constant: Any = Field(default=None, description="A fixed value for every record; no source column is read.")
 
     _check = field_validator("type")(lambda cls, v: _check_type(v))
+    _name = field_validator("source")(lambda cls, v: check_optional_identifier(v))
 
     @model_validator(mode="after")
     def _source_or_constant(self) -> FieldSpec:
@@ -74,6 +77,9 @@ class SqlSource(_Model):
         default=None, description="A SELECT statement to read instead of a table (filters and cursor wrap it)."
     )
 
+    _url = field_validator("url")(lambda cls, v: check_url(v))
+    _names = field_validator("table", "db_schema")(lambda cls, v: check_optional_identifier(v))
+
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSource:
         if (self.table is None) == (self.query is None):
@@ -91,6 +97,10 @@ class SqlTarget(_Model):
     key: list[str] = Field(min_length=1, description="Target columns that identify a record (unique on the target).")
     create: bool = Field(default=True, description="Create the table (key as primary key) when it does not exist yet.")
 
+    _url = field_validator("url")(lambda cls, v: check_url(v))
+    _names = field_validator("table", "db_schema")(lambda cls, v: check_optional_identifier(v))
+    _key = field_validator("key")(lambda cls, v: check_identifiers(v))
+
 
 Source = Annotated[SqlSource | ElasticsearchSource | ElasticsearchHostsSource, Field(discriminator="kind")]
 Target = Annotated[SqlTarget | CmdbTarget, Field(discriminator="kind")]
@@ -104,6 +114,8 @@ class FilterCondition(_Model):
     column: str = Field(description="Source column.")
     op: FilterOp = Field(default="eq", description="eq, ne, lt, le, gt, ge, in, not_in, is_null or not_null.")
     value: Any = Field(default=None, description="Compared value (a list for `in` / `not_in`).")
+
+    _column = field_validator("column")(lambda cls, v: check_identifier(v))
 
     @model_validator(mode="after")
     def _value_fits_op(self) -> FilterCondition:
@@ -245,6 +257,14 @@ class SyncConfig(_Model):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown timezone {value!r}") from None
+        return value
+
+    _cursor = field_validator("cursor")(lambda cls, v: check_optional_identifier(v))
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapped_names(cls, value: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        check_identifiers(list(value))
         return value
 
     @field_validator("mapping", mode="before")

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
 from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.config.urls import display_url, parse_url_template
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.connectors.compat import (
     can_store,
@@ -36,7 +37,7 @@ from sync_pipelines.connectors.compat import (
 from sync_pipelines.connectors.es_client import display_endpoint, es_client, translate_es_errors
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader, flatten_mapping
 from sync_pipelines.connectors.registry import source_reader, target_writer
-from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, display_url, translate_errors
+from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, translate_errors
 from sync_pipelines.errors import SyncError
 
 
@@ -358,11 +359,11 @@ def _passwords(config: SyncConfig) -> list[str]:
         if not url:
             continue
         try:
-            password = sa.make_url(url).password
-        except sa_exc.ArgumentError:
+            parsed = parse_url_template(url)
+        except ValueError:
             continue
-        if password and "${" not in str(password):
-            found.append(str(password))
+        if parsed.password and not parsed.references:
+            found.append(parsed.password)
     return found
 
 

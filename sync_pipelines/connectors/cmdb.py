@@ -95,7 +95,7 @@ class CmdbWriter:
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
-        """Hold the sync's lease (see :mod:`sync_pipelines.connectors.lease`) while writing the CMDB."""
+        """Hold the sync's lease (see :func:`sync_pipelines.connectors.dialects.sync_lease`) while writing the CMDB."""
         with translate_errors(self.endpoint, "taking the sync lease"), sync_lease(self.engine, self.config.name):
             yield
 

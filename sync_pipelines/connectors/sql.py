@@ -17,10 +17,11 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
-from sync_pipelines.config.secrets import redact, resolve
+from sync_pipelines.config.secrets import redact
+from sync_pipelines.config.urls import build_url, display_url
 from sync_pipelines.connectors import bookkeeping, pg_copy
 from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT, timestamp_type
 from sync_pipelines.connectors.dialects import backend, backend_of_error, sync_lease
@@ -30,17 +31,6 @@ from sync_pipelines.errors import (
     PermanentConnectorError,
     TransientConnectorError,
 )
-
-
-def display_url(template: str) -> str:
-    """The URL as shown to people: the password hidden, ``${VAR}`` references left unresolved."""
-    try:
-        shown = make_url(template).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return "<invalid URL>"
-    for encoded, plain in (("%24%7B", "${"), ("%7D", "}")):
-        shown = shown.replace(encoded, plain)
-    return shown
 
 
 class _SharedEngines:
@@ -88,13 +78,15 @@ def release_engine(engine: Engine) -> None:
 def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
     """Resolve secrets in ``template`` and create an engine; returns it with the display URL.
 
-    Inside :func:`shared_engines`, the engine of a URL is created once and then reused.
+    The URL is assembled from its components (:func:`build_url`), so no value of a ``${VAR}`` can
+    change its structure. Inside :func:`shared_engines`, the engine of a URL is created once and then
+    reused.
     """
     shown = display_url(template)
     try:
-        url: URL = make_url(resolve(template, where=where))
-    except sa_exc.ArgumentError as exc:
-        raise PermanentConnectorError(f"invalid SQLAlchemy URL ({exc.__class__.__name__})", endpoint=shown) from None
+        url: URL = build_url(template, where=where)
+    except ValueError as exc:
+        raise PermanentConnectorError(f"invalid SQLAlchemy URL: {exc}", endpoint=shown) from None
     db = backend(url)
     if db.default_dbapi is not None and "+" not in url.drivername:
         url = url.set(drivername=f"{url.drivername}+{db.default_dbapi}")
@@ -108,7 +100,7 @@ def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
     try:
         engine = sa.create_engine(url, **kwargs)
     except (sa_exc.ArgumentError, ImportError) as exc:
-        raise PermanentConnectorError(f"cannot create engine: {exc}", endpoint=shown) from None
+        raise PermanentConnectorError(redact(f"cannot create engine: {exc}"), endpoint=shown) from None
     with _SHARED.lock:
         if _SHARED.depth:
             engine = _SHARED.engines.setdefault(cache_key, engine)

@@ -22,7 +22,7 @@ from sync_pipelines.connectors.sql import release_engine
 from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
-from sync_pipelines.engine.staging import prepare_dir, read_batch, remove, write_batch
+from sync_pipelines.engine.staging import prepare_dir, read_batch, remove_sync_staging, write_batch
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
 
@@ -176,7 +176,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
                 f"more than max_failure_ratio {config.max_failure_ratio}"
             )
     result.duration_s = time.monotonic() - started
-    remove(options.staging_dir(config.name))
+    remove_sync_staging(options.staging_dir(config.name))
     options.logger.info("%s: %s %s", config.name, result.status.value, counts.as_dict())
     return result
 

@@ -29,7 +29,7 @@ from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
 from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import read_batch, remove
+from sync_pipelines.engine.staging import read_batch, remove_sync_staging
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.errors import ConcurrentRunError, TransientConnectorError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
@@ -285,7 +285,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
                 f"more than max_failure_ratio {config.max_failure_ratio}"
             )
     result.duration_s = time.monotonic() - started
-    remove(options.staging_dir(config.name))
+    remove_sync_staging(options.staging_dir(config.name))
     options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
     return result
 

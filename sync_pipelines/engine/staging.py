@@ -14,6 +14,7 @@ Paths stored in manifests are ``str(path)``: a plain path for local staging, the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -138,3 +139,16 @@ def remove(path: StagingPath) -> None:
             folder.fs.rm(folder.path, recursive=True)
     except OSError:
         pass
+
+
+def remove_sync_staging(path: StagingPath) -> None:
+    """Remove a sync's staging folder of one run (``<root>/<run id>/<sync>``) once its data is loaded.
+
+    Locally, the run's folder above it goes too once it is empty, so a finished run leaves no empty
+    folder behind (object stores have no empty folders).
+    """
+    remove(path)
+    folder = staging_path(path)
+    if isinstance(folder, Path):
+        with contextlib.suppress(OSError):  # not empty (another sync of the run), or already gone
+            folder.parent.rmdir()

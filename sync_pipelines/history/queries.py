@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import BackfillSummary, RunEntry, RunFilter, ledger_groups, open_ledger
 from sync_pipelines.types import RunStatus
 
@@ -61,14 +62,21 @@ def runs_since(configs: Sequence[SyncConfig], since: dt.datetime) -> list[RunEnt
 
 def find_run(configs: Sequence[SyncConfig], run_id: str) -> tuple[SyncConfig, RunEntry] | None:
     """The ledger row of ``run_id`` (a full id, or a unique prefix of at least 8 characters) and its sync."""
+    unreachable: list[SyncError] = []
     for group in ledger_groups(list(configs)):
         names = {cfg.name: cfg for cfg in group}
-        with open_ledger(group[0]) as ledger:
-            entry = ledger.get(run_id)
-            if entry is None and len(run_id) >= 8:
-                entry = ledger.get_by_prefix(run_id)
+        try:
+            with open_ledger(group[0]) as ledger:
+                entry = ledger.get(run_id)
+                if entry is None and len(run_id) >= 8:
+                    entry = ledger.get_by_prefix(run_id)
+        except SyncError as exc:  # another database may hold the run: look there before failing
+            unreachable.append(exc)
+            continue
         if entry is not None and entry.sync in names:
             return names[entry.sync], entry
+    if unreachable:
+        raise unreachable[0]
     return None
 
 

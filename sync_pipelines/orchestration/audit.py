@@ -19,6 +19,7 @@ from sync_pipelines.engine.manifest import SyncResult
 from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import LEDGER_TABLE, RunEntry, Trigger, open_ledger, utcnow
 from sync_pipelines.history.links import run_url
+from sync_pipelines.orchestration.dead_runs import close_dead_runs
 from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus, SyncMode
@@ -86,6 +87,8 @@ def record_start(context: OpExecutionContext, cfg: SyncConfig) -> None:
         tags[Tag.DRY_RUN.value] = "true"
     if any(context.run.tags.get(k) != v for k, v in tags.items()):
         context.instance.add_run_tags(context.run_id, tags)
+    for closed in close_dead_runs(context.instance, [cfg], cfg.name):
+        context.log.warning(redact(f"closed run {closed.run_id} of sync {cfg.name!r}: {closed.error}"))
     try:
         with open_ledger(cfg) as ledger:
             ledger.open_run(entry)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import ledger_groups, open_ledger, utcnow
+from sync_pipelines.orchestration.dead_runs import close_dead_runs, record_closed_counts
 from sync_pipelines.orchestration.failures import RunFailure, record_run_failure
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus
@@ -49,13 +50,16 @@ MISSING_RUN_GRACE = dt.timedelta(hours=1)
 
 def close_from_run_end(
     configs: Sequence[SyncConfig], run_id: str, sync: str | None, status: RunStatus, error: str
-) -> bool:
-    """Close the ledger row of a run that ended; False when it was closed already (or has no sync)."""
+) -> dict[str, int] | None:
+    """Close the ledger row of a run that ended; its committed counts, or None when it was closed already."""
     cfg = next((c for c in configs if c.name == sync), None)
     if cfg is None:
-        return False
+        return None
     with open_ledger(cfg) as ledger:
-        return ledger.close_run(run_id, status, error=redact(error))
+        if not ledger.close_run(run_id, status, error=redact(error)):
+            return None
+        entry = ledger.get(run_id)
+    return dict(entry.counts) if entry is not None else {}
 
 
 def _end_status(instance: DagsterInstance, run_id: str) -> tuple[RunStatus, str] | None:
@@ -75,23 +79,50 @@ def _end_status(instance: DagsterInstance, run_id: str) -> tuple[RunStatus, str]
 
 
 def sweep(instance: DagsterInstance, configs: Sequence[SyncConfig]) -> list[str]:
-    """Close every ledger row still ``running`` whose Dagster run has finished; returns their run ids."""
+    """Close every ledger row still ``running`` whose Dagster run has finished or whose process died.
+
+    Returns the run ids closed.
+
+    Raises:
+        SweepError: some ledger databases could not be read; every other one was swept.
+    """
+    closed = [run.run_id for run in close_dead_runs(instance, configs)]
+    failures: list[str] = []
+    for group in ledger_groups(list(configs)):
+        try:
+            closed += _sweep_group(instance, group)
+        except SyncError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise SweepError(failures, closed)
+    return closed
+
+
+class SweepError(SyncError):
+    """Some ledgers could not be swept; ``closed`` lists the runs closed in the others."""
+
+    def __init__(self, failures: list[str], closed: list[str]):
+        self.failures = failures
+        self.closed = closed
+        super().__init__("; ".join(failures))
+
+
+def _sweep_group(instance: DagsterInstance, group: Sequence[SyncConfig]) -> list[str]:
     closed: list[str] = []
     now = utcnow()
-    for group in ledger_groups(list(configs)):
-        names = {cfg.name for cfg in group}
-        with open_ledger(group[0]) as ledger:
-            for entry in ledger.running():
-                if entry.sync not in names:
-                    continue
-                end = _end_status(instance, entry.run_id)
-                if end is None:
-                    continue
-                missing = instance.get_run_by_id(entry.run_id) is None
-                if missing and now - entry.started_at < MISSING_RUN_GRACE:
-                    continue
-                if ledger.close_run(entry.run_id, end[0], error=end[1]):
-                    closed.append(entry.run_id)
+    names = {cfg.name for cfg in group}
+    with open_ledger(group[0]) as ledger:
+        for entry in ledger.running():
+            if entry.sync not in names:
+                continue
+            end = _end_status(instance, entry.run_id)
+            if end is None:
+                continue
+            missing = instance.get_run_by_id(entry.run_id) is None
+            if missing and now - entry.started_at < MISSING_RUN_GRACE:
+                continue
+            if ledger.close_run(entry.run_id, end[0], error=end[1]):
+                closed.append(entry.run_id)
     return closed
 
 
@@ -116,7 +147,10 @@ def build_ledger_sensors(
         sync = run.tags.get(Tag.SYNC_NAME.value, run.job_name)
         context.log.error(redact(f"sync {sync}: run {run.run_id} failed: {message}"))
         record_run_failure(context.instance, RunFailure(sync=sync, run_id=run.run_id, job=run.job_name, error=message))
-        if close_from_run_end(configs, run.run_id, run.tags.get(Tag.SYNC_NAME.value), RunStatus.FAILED, message):
+        counts = close_from_run_end(configs, run.run_id, run.tags.get(Tag.SYNC_NAME.value), RunStatus.FAILED, message)
+        if counts is not None:
+            # No step closed it (the worker died, or the run never started): the run gets the counts too.
+            record_closed_counts(context.instance, run, sync, redact(message), counts)
             context.log.info(f"closed the ledger row of run {run.run_id} as failed")
 
     @run_status_sensor(
@@ -129,7 +163,7 @@ def build_ledger_sensors(
     def _cancelled(context: RunStatusSensorContext) -> None:
         run = context.dagster_run
         sync = run.tags.get(Tag.SYNC_NAME.value)
-        if close_from_run_end(configs, run.run_id, sync, RunStatus.CANCELLED, "the run was cancelled"):
+        if close_from_run_end(configs, run.run_id, sync, RunStatus.CANCELLED, "the run was cancelled") is not None:
             context.log.info(f"closed the ledger row of run {run.run_id} as cancelled")
 
     @sensor(

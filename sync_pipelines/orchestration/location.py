@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from dagster import Definitions
 
+from sync_pipelines.config.loader import InvalidFile
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import build_sync_asset
 from sync_pipelines.orchestration.checks import build_conflict_check, has_conflict_check
@@ -17,6 +18,7 @@ from sync_pipelines.orchestration.connection_checks import (
 )
 from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
+from sync_pipelines.orchestration.invalid_configs import invalid_file_definitions
 from sync_pipelines.orchestration.io_manager import SyncIOManager
 from sync_pipelines.orchestration.jobs import build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
@@ -24,6 +26,7 @@ from sync_pipelines.orchestration.record_checks import build_failed_records_chec
 from sync_pipelines.orchestration.resolve import build_resolve_job
 from sync_pipelines.orchestration.schedules import build_schedule
 from sync_pipelines.orchestration.sensors import build_source_sensor
+from sync_pipelines.orchestration.staging_cleanup import build_staging_cleanup_sensor
 from sync_pipelines.orchestration.statistics import (
     build_statistics_asset,
     build_statistics_job,
@@ -31,8 +34,8 @@ from sync_pipelines.orchestration.statistics import (
 )
 
 
-def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
-    """Definitions for the given syncs.
+def build_definitions(configs: Sequence[SyncConfig], invalid: Sequence[InvalidFile] = ()) -> Definitions:
+    """Definitions for the given syncs, and an asset with a failing check for each file of ``invalid``.
 
     The default IO manager keeps step outputs (small manifests) in the instance's storage folder, so
     that a run re-executed from its failed step, in another process, finds the outputs of the steps
@@ -42,9 +45,11 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
     check_job = build_check_connections_job(configs)
     statistics_job = build_statistics_job()
+    invalid_assets, invalid_checks = invalid_file_definitions(invalid)
     return Definitions(
-        assets=[*(build_sync_asset(cfg) for cfg in configs), build_statistics_asset(configs)],
+        assets=[*(build_sync_asset(cfg) for cfg in configs), build_statistics_asset(configs), *invalid_assets],
         asset_checks=[
+            *invalid_checks,
             *(build_conflict_check(cfg) for cfg in configs if has_conflict_check(cfg)),
             *(build_endpoint_check(cfg) for cfg in configs),
             *(build_failed_records_check(cfg) for cfg in configs),
@@ -63,6 +68,7 @@ def build_definitions(configs: Sequence[SyncConfig]) -> Definitions:
             *build_ledger_sensors(configs, list(jobs.values())),
             build_statistics_sensor(statistics_job),
             build_check_sensor(configs, check_job),
+            build_staging_cleanup_sensor(),
             *(build_host_file_sensor(cfg, jobs[cfg.name]) for cfg in configs if watches_host_files(cfg)),
             *(build_source_sensor(cfg, jobs[cfg.name]) for cfg in configs if cfg.realtime is not None),
         ],

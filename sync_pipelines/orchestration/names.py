@@ -46,6 +46,12 @@ class Tag(StrEnum):
     in a GraphQL launch)."""
     DRY_RUN = "sync/dry_run"
     """``true`` on a dry run: it wrote nothing, and statistics and "last status" leave it out."""
+    PID = "sync/pid"
+    """The process executing a run started by the CLI (the whole run happens in it)."""
+    HOST = "sync/host"
+    """The machine of that process."""
+    PROCESS_START = "sync/process_start"
+    """When that process started (clock ticks since boot), so that a reused pid is not taken for it."""
 
 
 def job_name(sync: str) -> str:

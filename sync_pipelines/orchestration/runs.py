@@ -34,8 +34,9 @@ from dagster._core.remote_origin import (
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from sync_pipelines.config.loader import load_configs
+from sync_pipelines.config.loader import read_configs
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.orchestration.dead_runs import CLOSED_MARKER, process_tags
 from sync_pipelines.orchestration.jobs import job_run_config
 from sync_pipelines.orchestration.location import build_definitions
 from sync_pipelines.orchestration.metadata import summary_from_metadata
@@ -83,7 +84,8 @@ class RunReport:
 
 def sync_job(config_directory: str, sync: str) -> JobDefinition:
     """The resolved job of one sync, from the configurations in ``config_directory``."""
-    return build_definitions(load_configs(config_directory)).resolve_job_def(job_name(sync))
+    # Other files of the folder may be invalid: they never stop a valid sync from running.
+    return build_definitions(read_configs(config_directory).configs).resolve_job_def(job_name(sync))
 
 
 def _remote_origin(sync: str, working_directory: str) -> RemoteJobOrigin:
@@ -140,7 +142,14 @@ def execute_sync(
             **job_run_config(sync, partitioned=job.partitions_def is not None, full_sync=full_sync, dry_run=dry_run),
             **(run_config or {}),
         },
-        tags={**job.run_tags, Tag.TRIGGER.value: "cli", **dry_run_tag, **(tags or {}), **partition_tags},
+        tags={
+            **job.run_tags,
+            Tag.TRIGGER.value: "cli",
+            **dry_run_tag,
+            **(tags or {}),
+            **partition_tags,
+            **process_tags(),
+        },
         remote_job_origin=_remote_origin(sync, os.getcwd()),
         job_code_origin=recon.get_python_origin(),
     )
@@ -159,6 +168,7 @@ def report_for_run(instance: DagsterInstance, run_id: str, sync: str) -> RunRepo
             DagsterEventType.ASSET_MATERIALIZATION,
             DagsterEventType.ASSET_OBSERVATION,
             DagsterEventType.STEP_FAILURE,
+            DagsterEventType.ENGINE_EVENT,
         },
     )
     summary: dict[str, Any] | None = None
@@ -174,6 +184,10 @@ def report_for_run(instance: DagsterInstance, run_id: str, sync: str) -> RunRepo
             user = failure.user_failure_data
             error = (user.description if user else None) or (failure.error.message if failure.error else None)
             metadata = user.metadata if user else {}
+        elif event.event_type is DagsterEventType.ENGINE_EVENT:
+            # Only the event of a run closed because its process died carries a summary.
+            data = event.engine_event_data
+            metadata = data.metadata if data is not None and CLOSED_MARKER in data.metadata else {}
         elif event.event_type is DagsterEventType.ASSET_MATERIALIZATION:
             metadata = event.step_materialization_data.materialization.metadata
         else:
