@@ -236,9 +236,9 @@ def test_the_project_home_keeps_its_own_settings_and_is_configured_without_a_pro
     bare = tmp_path / "bare"
     bare.mkdir()
     assert ensure_dagster_home(bare) == bare / ".dagster_home"
-    # No dagster.yaml in the working folder: the source checkout's, never Dagster's defaults.
+    # No settings in the working folder: the source checkout's, never Dagster's defaults.
     written = (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8")
-    assert written == (REPO / "dagster.yaml").read_text(encoding="utf-8")
+    assert written == (REPO / "dagster.local.yaml").read_text(encoding="utf-8")
 
     monkeypatch.delenv("DAGSTER_HOME")
     (bare / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
@@ -253,7 +253,7 @@ def test_a_dagster_home_without_settings_gets_the_project_file_once(
     home = tmp_path / "empty_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text(), encoding="utf-8")
+    (tmp_path / "dagster.local.yaml").write_text((REPO / "dagster.local.yaml").read_text(), encoding="utf-8")
 
     first = invoke("run", "clean")
     second = invoke("run", "clean")
@@ -261,7 +261,7 @@ def test_a_dagster_home_without_settings_gets_the_project_file_once(
     assert first.exit_code == 0 and second.exit_code == 0
     note = f"{home} had no dagster.yaml; wrote the project's instance settings there"
     assert note in first.stderr and note not in second.stderr
-    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.yaml").read_text()
+    assert (home / "dagster.yaml").read_text() == (REPO / "dagster.local.yaml").read_text()
     for result in (first, second):
         assert "Telemetry:" not in result.output and "No dagster instance configuration file" not in result.output
     with DagsterInstance.get() as instance:

@@ -34,7 +34,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     for name in SYNCS:
         data = sync_config(root, name, batch_size=10, schedule={"cron": "* * * * *"})
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    settings = yaml.safe_load((REPO / "dagster.yaml").read_text(encoding="utf-8"))
+    settings = yaml.safe_load((REPO / "dagster.local.yaml").read_text(encoding="utf-8"))
     settings["concurrency"]["runs"]["max_concurrent_runs"] = MAX_CONCURRENT_RUNS
     instance_yaml = root / "instance.yaml"
     instance_yaml.write_text(yaml.safe_dump(settings), encoding="utf-8")
