@@ -108,9 +108,13 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         started.wait(lambda: _location_loaded(started), "Dagster's code location", START_TIMEOUT_S)
         yield started
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # only if the last test could not stop it
-        process.wait(timeout=60)
+        if process.poll() is None:  # the last test did not stop it: stop it the same way
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
 
 
 @pytest.fixture
@@ -247,6 +251,44 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_dagster_stops_when_the_command_is_killed(tmp_path: Path) -> None:
+    """Even SIGKILL of ``sync-pipelines ui`` (no clean-up possible) does not leave Dagster running."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    command = [str(BIN / "sync-pipelines"), "--config-dir", str(folder), "ui", "--port", str(free_port())]
+    command += ["--dagster-port", str(free_port())]
+    with (tmp_path / "ui.log").open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (dagster := [p for p in descendants(process.pid) if "dagster" in _command_line(p)]):
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=60)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while any(_alive(pid) for pid in dagster):
+            assert time.monotonic() < deadline, f"dagster dev {dagster} outlived the killed command"
+            time.sleep(0.2)
+    except AssertionError:
+        for pid in dagster:  # clean up after the failure: dagster dev leads its own process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        raise
+
+
+def _command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
 
 
 def test_sigterm_stops_dagster_and_the_view_together(ui: Ui) -> None:

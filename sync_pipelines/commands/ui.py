@@ -9,6 +9,7 @@ process group is stopped (SIGTERM, then SIGKILL) and the Elasticsearch-API serve
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -38,10 +39,16 @@ def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
     return [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
 
 
+PR_SET_PDEATHSIG = 1
+
+
 def _child_setup() -> None:
-    """In the child: default signal handling, and its own process group so that all of Dagster stops together."""
+    """In the child: default signal handling, its own process group so that all of Dagster stops together,
+    and (on Linux) SIGTERM when this command dies, even by SIGKILL, so that Dagster never outlives it."""
     restore_default_signals()
     os.setsid()
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
