@@ -82,6 +82,16 @@ query Runs($filter: RunsFilter!) {
 }
 """
 
+SENSOR_STATE = """
+query Sensor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { __typename ... on Sensor { sensorState { id } } }
+}
+"""
+
+STOP_SENSOR = """
+mutation Stop($id: String!) { stopSensor(id: $id) { __typename ... on PythonError { message } } }
+"""
+
 RUN_EVENTS = """
 query Events($runId: ID!) {
   logsForRun(runId: $runId, limit: 1000) {
@@ -187,17 +197,20 @@ class LiveDagster:
         """The output of ``webserver`` or ``daemon`` so far."""
         return (self.root / f"{name}.log").read_text(errors="replace")
 
-    def start(self) -> None:
+    def start(self, stop_sensors: tuple[str, ...] = ()) -> None:
         """Start the webserver, wait until it loaded the code location, then start the daemon.
 
         One after the other: both create the instance's SQLite tables on a fresh home, and two
-        processes doing it at once collide ("table instigators already exists").
+        processes doing it at once collide ("table instigators already exists"). The sensors named
+        in ``stop_sensors`` are turned off before the daemon starts.
         """
         self._start(
             "webserver",
             [str(BIN / "dagster-webserver"), "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
         )
         self._wait_loaded()
+        for name in stop_sensors:
+            self.stop_sensor(name)
         self._start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
 
     def _wait_loaded(self) -> None:
@@ -233,6 +246,14 @@ class LiveDagster:
                 process.wait(timeout=STOP_TIMEOUT_S)
 
     # -- GraphQL
+
+    def stop_sensor(self, name: str) -> None:
+        """Turn a sensor of the code location off (as its toggle in the UI does)."""
+        selector = {"repositoryLocationName": self.location, "repositoryName": "__repository__", "sensorName": name}
+        sensor = self.graphql(SENSOR_STATE, selector=selector)["sensorOrError"]
+        assert sensor["__typename"] == "Sensor", sensor
+        stopped = self.graphql(STOP_SENSOR, id=sensor["sensorState"]["id"])["stopSensor"]
+        assert stopped["__typename"] == "StopSensorMutationResult", stopped
 
     def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60)

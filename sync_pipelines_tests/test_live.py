@@ -93,7 +93,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     }
     dagster = LiveDagster(root, "sync_pipelines_tests.live_definitions", env)
     try:
-        dagster.start()
+        # The timing of these tests (one sync finishing while another runs) leaves no room for the runs
+        # that the statistics and connection-check sensors add on two cores; test_ui_status runs them.
+        dagster.start(stop_sensors=("sync_statistics_sensor", "endpoints_reachable_sensor"))
         yield dagster
     finally:
         dagster.stop()
@@ -211,7 +213,8 @@ def test_terminating_a_run_keeps_whole_batches_and_the_next_run_resumes(live: Li
 
 
 def test_a_second_run_of_a_sync_waits_while_another_sync_runs(live: LiveDagster) -> None:
-    control(live, delay={"live_queue": 1.0})
+    # Ten batches of 2 s: room for the other sync's whole run (a new process, four steps) on a busy machine.
+    control(live, delay={"live_queue": 2.0})
     first = live.launch("sync_live_queue")
     live.wait(lambda: live.run(first).status == "STARTED", "the first run to start")
     second = live.launch("sync_live_queue")
