@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.config.secrets import redact
+from sync_pipelines.config.secrets import redact, resolve
 from sync_pipelines.config.urls import build_url, display_url, parse_url_template
 from sync_pipelines.errors import SecretError
 
@@ -100,3 +100,10 @@ def test_redaction_covers_encoded_forms_and_fragments(monkeypatch: pytest.Monkey
     for fragment in (password, *[p for p in password.replace("@", " ").split() if len(p) >= 6]):
         assert fragment not in scrubbed, scrubbed
     assert "***" in scrubbed
+
+
+def test_a_secret_holding_a_whole_url_does_not_scrub_its_host_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SP_URL_BROKER", "pyamqp://guest:Broker-Pw-77@127.0.0.1:5672//")
+    resolve("${SP_URL_BROKER}")
+    scrubbed = redact("connection to 127.0.0.1:6543 refused; broker pyamqp://guest:Broker-Pw-77@127.0.0.1:5672//")
+    assert scrubbed == "connection to 127.0.0.1:6543 refused; broker ***"

@@ -63,7 +63,8 @@ def secret_forms(value: str) -> set[str]:
     forms.add(value.replace("\\", "\\\\").replace("'", "\\'"))  # libpq's conninfo quoting
     forms.add(repr(value)[1:-1])
     forms.add(value.encode("unicode_escape").decode("ascii"))
-    forms.update(part for part in _FRAGMENT_SPLIT.split(value) if len(part) >= MIN_FRAGMENT_LENGTH)
+    if "://" not in value:  # a whole URL (an endpoint) is split into hosts and paths, not secret pieces
+        forms.update(part for part in _FRAGMENT_SPLIT.split(value) if len(part) >= MIN_FRAGMENT_LENGTH)
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
