@@ -24,9 +24,10 @@ from sync_pipelines_tests.conftest import Databases
 from sync_pipelines_tests.private_pg import PrivateServer, private_server
 
 ROWS, BATCH = 40, 8
-RESTART_POINTS = [("between:1", "completed"), ("load-plan:2", "transient error")]
+RESTART_POINTS = [("between:1", "completed"), ("load-plan:2", "completed")]
 """After the 2nd batch committed (the pool's pre-ping reconnects: the run completes), and inside the
-3rd batch's load transaction (rolled back by the server: the run fails with a transient error)."""
+3rd batch's load transaction (rolled back by the server, a transient error: the load driver tries the
+batch again, whole, on a new connection, and the run completes)."""
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,10 @@ def test_a_target_restarted_mid_run_fails_or_goes_on_cleanly_and_the_rerun_is_ex
     out, err = child.communicate(timeout=300)
 
     last = out.strip().splitlines()[-1]
-    if outcome == "completed":
-        assert last.startswith("RESULT "), (last, err[-2000:])
-        assert json.loads(last.removeprefix("RESULT "))["status"] == RunStatus.COMPLETED.value
-    else:
-        assert last.startswith("ERROR TransientConnectorError: "), (last, err[-2000:])
-        assert f"127.0.0.1:{server.port}" in last and "loading batch 2 failed" in last
+    assert outcome == "completed"
+    assert last.startswith("RESULT "), (last, err[-2000:])
+    assert json.loads(last.removeprefix("RESULT "))["status"] == RunStatus.COMPLETED.value
+    assert fs.target_rows(dbs) == fs.source_rows(dbs)
     fs.assert_no_duplicates(dbs)
     fs.assert_watermark_committed(dbs)
 

@@ -6,11 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-
 from sync_pipelines.config.models import SqlSource, SyncConfig
-from sync_pipelines.config.secrets import resolve
+from sync_pipelines.config.urls import build_url
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader
 from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, display_url
 from sync_pipelines.errors import ConfigError, PermanentConnectorError
@@ -22,8 +19,8 @@ TARGETS: dict[str, Callable[[SyncConfig], Any]] = {"sql": SqlTargetWriter}
 def missing_sqlite_file(url: str, *, where: str) -> Path | None:
     """The database file of a SQLite URL when it does not exist (SQLite would create it, empty, on connect)."""
     try:
-        parsed = sa.make_url(resolve(url, where=where))
-    except sa_exc.ArgumentError:
+        parsed = build_url(url, where=where)
+    except ValueError:
         return None  # the engine reports an invalid URL with its own message
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
