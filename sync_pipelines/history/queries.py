@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.errors import SyncError
@@ -13,10 +13,9 @@ from sync_pipelines.types import RunStatus
 
 
 @dataclass
-class Page:
-    """One page of runs, newest first, and the number of runs matching the filters."""
+class Paged:
+    """Where one page stands among the pages of a paged listing."""
 
-    entries: list[RunEntry]
     total: int
     page: int
     page_size: int
@@ -25,6 +24,13 @@ class Page:
     def pages(self) -> int:
         """Number of pages (at least 1)."""
         return max(1, -(-self.total // self.page_size))
+
+
+@dataclass
+class Page(Paged):
+    """One page of runs, newest first, and the number of runs matching the filters."""
+
+    entries: list[RunEntry] = field(default_factory=list)
 
 
 def list_runs(
@@ -48,7 +54,7 @@ def list_runs(
             entries.extend(ledger.select(syncs=names, status=status, limit=wanted, where=where))
     entries.sort(key=lambda e: (e.started_at, e.run_id), reverse=True)
     start = (page - 1) * page_size
-    return Page(entries[start : start + page_size], total, page, page_size)
+    return Page(total=total, page=page, page_size=page_size, entries=entries[start : start + page_size])
 
 
 def runs_since(configs: Sequence[SyncConfig], since: dt.datetime) -> list[RunEntry]:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.sql import translate_errors
 from sync_pipelines.history.ledger import RECORDS_TABLE, Ledger, RunEntry
+from sync_pipelines.history.queries import Paged
 from sync_pipelines.types import RecordAction
 
 RECORDS_RUN_INDEX = "ix__sync_records_run_action_entity"
@@ -127,18 +128,10 @@ class EntityStatus:
 
 
 @dataclass
-class RecordPage:
+class RecordPage(Paged):
     """One page of a run's records (oldest first) and how many records match the filter."""
 
-    rows: list[RecordRow]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        """Number of pages (at least 1)."""
-        return max(1, -(-self.total // self.page_size))
+    rows: list[RecordRow] = field(default_factory=list)
 
 
 def _records_table(ledger: Ledger, conn: sa.Connection) -> sa.Table | None:
@@ -240,16 +233,16 @@ class RunRecords:
             raise ValueError(f"page starts at 1 and page size is 1..{MAX_PAGE_SIZE}")
         total = self.count(filters)
         if total == 0:
-            return RecordPage([], total, page, page_size)
+            return RecordPage(total=total, page=page, page_size=page_size)
         with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
             records = _records_table(self.ledger, conn)
             if records is None:
-                return RecordPage([], 0, page, page_size)
+                return RecordPage(total=0, page=page, page_size=page_size)
             ids = sa.select(records.c.id).where(*_where(records, self.run_id, filters)).order_by(records.c.id)
             chosen = [i for (i,) in conn.execute(ids.limit(page_size).offset((page - 1) * page_size))]
             query = sa.select(records).where(records.c.id.in_(chosen)).order_by(records.c.id)
             rows = [record_row(dict(row)) for row in conn.execute(query).mappings()]
-        return RecordPage(rows, total, page, page_size)
+        return RecordPage(total=total, page=page, page_size=page_size, rows=rows)
 
     def iter_rows(self, filters: RecordFilter, chunk: int = 5000) -> Iterator[dict[str, Any]]:
         """Every stored record passing ``filters``, as raw rows, streamed ``chunk`` at a time."""
