@@ -25,7 +25,7 @@ from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, 
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
-from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.engine.conflicts import Reconciler, conflict_store
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
 from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
@@ -144,7 +144,7 @@ def _plan_batch(
             plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
             plan.counts.add(RecordAction.CREATED)
             if reconciler is not None:
-                reconciler.agreed(key, key_dict, row)
+                reconciler.agreed(key, row)
             continue
         verdict = reconciler.judge(key, key_dict, row, before) if reconciler is not None else None
         if verdict is not None:
@@ -159,7 +159,7 @@ def _plan_batch(
             plan.counts.add(verdict.action)
             continue
         if reconciler is not None:
-            reconciler.agreed(key, key_dict, row)
+            reconciler.agreed(key, row)
         changes = {
             c: [display(before[c]), display(row[c])]
             for c in columns
@@ -489,6 +489,8 @@ def _commit(
         ),
     )
     committed = loader.committed
+    with translate_errors(writer.endpoint, "preparing the bookkeeping tables"):
+        loader.reconciler.store.upgrade(writer.engine)
     with translate_errors(writer.endpoint, "preparing the bookkeeping tables"), writer.engine.begin() as conn:
         loader.reconciler.store.create(conn)
         committed.create(conn, checkfirst=True)
@@ -755,7 +757,13 @@ def _dry_run(
     result: SyncResult,
     samples: _Samples,
 ) -> None:
-    """The same batches, planned on one read-only connection into a sink that writes nothing."""
+    """The same batches, planned on one read-only connection into a sink that writes nothing.
+
+    Bookkeeping tables of an earlier release are upgraded first (their contents keep their meaning),
+    so that the plan reads them as a real run would.
+    """
+    with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
+        conflict_store(writer).upgrade(writer.engine)
     with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
         exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
         if exists:
