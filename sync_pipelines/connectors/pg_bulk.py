@@ -317,7 +317,8 @@ class BulkBatch:
                     "run_id, updated_at) SELECT %s, __key_hash, __source_hash, __source_hash, "
                     "__values, %s, %s FROM {} WHERE (NOT __present OR __adopt OR __update) AND "
                 ).format(baselines, _BATCH)
-                cur.execute(insert + sql.SQL("NOT __based"), (spec.sync, run_id, now))
+                # In key-hash order, so that the primary key's index is filled page by page, not at random.
+                cur.execute(insert + sql.SQL("NOT __based ORDER BY __key_hash"), (spec.sync, run_id, now))
                 cur.execute(
                     insert
                     + sql.SQL(
