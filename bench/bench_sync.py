@@ -341,6 +341,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         r["case3_over_case1_time"] = e3 / e1
     if e3 and e4:
         r["case4_over_case3_time"] = e4 / e3
+    e5 = wall("engine_5_full_delete")
+    if e1 and e5:
+        r["case5_over_case1_time"] = e5 / e1
     if e3 and d3:
         r["dagster_minus_engine_case3_s"] = d3 - e3
     return r
