@@ -84,31 +84,17 @@ def _copy(spec: dict[str, Any], *, upsert: bool) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - started}
 
 
-_BOOKKEEPING_DDL = """
-CREATE TABLE {schema}.ceiling_baselines (
-    sync varchar(128), key_hash varchar(64), record_key text NOT NULL, source_hash varchar(64) NOT NULL,
-    target_hash varchar(64) NOT NULL, target_values text NOT NULL, run_id varchar(64) NOT NULL,
-    updated_at timestamp NOT NULL, PRIMARY KEY (sync, key_hash)
-);
-CREATE TABLE {schema}.ceiling_records (
-    id bigserial PRIMARY KEY, run_id varchar(64) NOT NULL, sync varchar(128) NOT NULL, batch integer NOT NULL,
-    record_key text NOT NULL, entity varchar(128), action varchar(16) NOT NULL, changes text, error text,
-    recorded_at timestamp NOT NULL
-);
-CREATE INDEX ON {schema}.ceiling_records (run_id);
-CREATE INDEX ON {schema}.ceiling_records (sync);
-"""
-
-
 def _copy_bookkeeping(spec: dict[str, Any]) -> dict[str, Any]:
     """The write floor of a sync that keeps per-record guarantees: binary COPY of the rows, plus, set-based in
     the server, one baseline (hashes and values, as the engine renders them) and one outcome row per record,
-    into tables shaped and indexed like the engine's bookkeeping tables. Nothing is compared or read back."""
+    into the engine's own bookkeeping tables (created from their definitions, with their indexes). Nothing
+    is compared or read back."""
     import psycopg
     import sqlalchemy as sa
     from psycopg import sql
 
-    from sync_pipelines.connectors.pg_bulk import BulkSpec, _sha256
+    from sync_pipelines.connectors import bookkeeping
+    from sync_pipelines.connectors.pg_bulk import BulkSpec, _hash64
 
     types = {
         "id": "integer",
@@ -124,30 +110,36 @@ def _copy_bookkeeping(spec: dict[str, Any]) -> dict[str, Any]:
     schema = spec["target_schema"]
     table = sa.Table("orders", sa.MetaData(), *[sa.Column(c) for c in types], schema=schema)
     bulk = BulkSpec(table, "ceiling", list(types), ["id"], [c for c in types if c != "id"], types)
-    with psycopg.connect(spec["target_dsn"]) as conn, conn.cursor() as cur:
-        cur.execute(_BOOKKEEPING_DDL.format(schema=schema))
+    metadata = sa.MetaData(schema=schema)
+    baselines, records = bookkeeping.baselines_table(metadata), bookkeeping.records_table(metadata)
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(spec["target_dsn"]))
+    metadata.create_all(engine, tables=[baselines, records])
+    engine.dispose()
     started = time.perf_counter()
     _copy(spec, upsert=False)
     with psycopg.connect(spec["target_dsn"]) as conn, conn.cursor() as cur:
         cur.execute("SET LOCAL jit = off")
         cur.execute(
             sql.SQL(
-                "INSERT INTO {}.ceiling_baselines SELECT 'ceiling', {}, {}, h, h, v, 'run', now() FROM "
-                "(SELECT t.*, {} AS v, {} AS h FROM {}.orders t OFFSET 0) t ORDER BY 2"
+                "INSERT INTO {}.{} (sync, key_hash, source_hash, target_hash, target_values, run_id, updated_at) "
+                "SELECT 'ceiling', k, h, h, v, 'run', now() FROM "
+                "(SELECT t.*, {} AS k, {} AS v, {} AS h FROM {}.orders t OFFSET 0) t"
             ).format(
                 sql.Identifier(schema),
-                _sha256(bulk.key_json("t")),
-                bulk.record_key_json("t", sort=True),
+                sql.Identifier(baselines.name),
+                _hash64(bulk.key_json("t")),
                 bulk.values_json("t"),
-                _sha256(bulk.values_json("t")),
+                _hash64(bulk.values_json("t")),
                 sql.Identifier(schema),
             )
         )
         cur.execute(
             sql.SQL(
-                "INSERT INTO {}.ceiling_records (run_id, sync, batch, record_key, entity, action, recorded_at) "
+                "INSERT INTO {}.{} (run_id, sync, batch, record_key, entity, action, recorded_at) "
                 "SELECT 'run', 'ceiling', 0, {}, 'orders', 'created', now() FROM {}.orders t ORDER BY t.id"
-            ).format(sql.Identifier(schema), bulk.record_key_json("t", sort=False), sql.Identifier(schema))
+            ).format(
+                sql.Identifier(schema), sql.Identifier(records.name), bulk.record_key_json("t"), sql.Identifier(schema)
+            )
         )
     return {"wall_s": time.perf_counter() - started}
 

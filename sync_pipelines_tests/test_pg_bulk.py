@@ -17,7 +17,7 @@ from psycopg import sql
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.conflict_store import _json
 from sync_pipelines.connectors.fingerprint import key_hash, normalise_row, values_hash
-from sync_pipelines.connectors.pg_bulk import BulkSpec, _sha256, bulk_spec
+from sync_pipelines.connectors.pg_bulk import BulkSpec, _hash64, bulk_spec
 from sync_pipelines.connectors.pg_copy import read_csv_batches
 from sync_pipelines.connectors.values import display, dumps
 from sync_pipelines.engine import RunOptions, run_sync
@@ -87,12 +87,11 @@ def test_sql_renders_the_texts_and_hashes_the_per_record_path_computes(pg: Datab
     fields = [c for c in TYPES if c != "code"]
     spec = BulkSpec(table, "s", list(TYPES), ["code"], fields, TYPES)
     with engine.connect() as conn:
-        query = sql.SQL("SELECT t.code, {}, {}, {}, {}, {} FROM things t ORDER BY t.code").format(
+        query = sql.SQL("SELECT t.code, {}, {}, {}, {} FROM things t ORDER BY t.code").format(
             spec.values_json("t"),
-            _sha256(spec.values_json("t")),
-            _sha256(spec.key_json("t")),
-            spec.record_key_json("t", sort=True),
-            spec.record_key_json("t", sort=False),
+            _hash64(spec.values_json("t")),
+            _hash64(spec.key_json("t")),
+            spec.record_key_json("t"),
         )
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
@@ -100,12 +99,11 @@ def test_sql_renders_the_texts_and_hashes_the_per_record_path_computes(pg: Datab
             rendered = {row[0]: row[1:] for row in cur.fetchall()}
         stored = {row["code"]: dict(row) for row in conn.execute(sa.select(table)).mappings()}
     assert len(rendered) == len(ROWS)
-    for code, (values, values_sha, key_sha, record_key, outcome_key) in rendered.items():
+    for code, (values, values_sha, key_sha, outcome_key) in rendered.items():
         normalised = normalise_row(stored[code], TYPES, fields)
         assert values == _json(normalised)
         assert values_sha == values_hash(normalised)
         assert key_sha == key_hash([code], ["string"])
-        assert record_key == _json({"code": display(code)})
         assert outcome_key == dumps({"code": display(code)})
     engine.dispose()
 
@@ -179,10 +177,9 @@ def test_a_sync_through_the_set_based_path_keeps_baselines_the_per_record_path_r
     assert first.counts.created == 3
     target = pg.target()
     with target.connect() as conn:
-        baselines = {
-            json.loads(r["record_key"])["code"]: r
-            for r in conn.execute(sa.text("SELECT * FROM _sync_baselines")).mappings()
-        }
+        by_hash = {r["key_hash"]: r for r in conn.execute(sa.text("SELECT * FROM _sync_baselines")).mappings()}
+        baselines = {r["code"]: by_hash[key_hash([r["code"]], ["string"])] for r in ROWS}
+        assert len(by_hash) == len(ROWS)
         records = conn.execute(sa.text("SELECT record_key, action FROM _sync_records ORDER BY id")).all()
     fields = [c for c in TYPES if c != "code"]
     for row in ROWS:
@@ -200,9 +197,9 @@ def test_a_sync_through_the_set_based_path_keeps_baselines_the_per_record_path_r
         conn.execute(sa.text("DELETE FROM _sync_baselines"))
     assert run_sync(cfg, RunOptions(run_id="r2b", full_sync=True)).counts.unchanged == 3
     with target.connect() as conn:
-        restored = conn.execute(sa.text("SELECT record_key, source_hash FROM _sync_baselines")).all()
-    assert sorted((json.loads(k)["code"], h) for k, h in restored) == sorted(
-        (r["code"], baselines[r["code"]]["source_hash"]) for r in ROWS
+        restored = conn.execute(sa.text("SELECT key_hash, source_hash FROM _sync_baselines")).all()
+    assert sorted(restored) == sorted(
+        (key_hash([r["code"]], ["string"]), baselines[r["code"]]["source_hash"]) for r in ROWS
     )
     with source.begin() as conn:
         conn.execute(table.update().where(table.c.code == "plain").values(n=5))
@@ -256,12 +253,10 @@ def test_a_composite_key_is_hashed_and_recorded_like_the_per_record_path_does(pg
     assert (second.counts.updated, second.counts.unchanged) == (1, 3)
     target = pg.target()
     with target.connect() as conn:
-        baselines = conn.execute(sa.text("SELECT key_hash, record_key FROM _sync_baselines")).all()
+        baselines = conn.execute(sa.text("SELECT key_hash FROM _sync_baselines")).all()
         records = conn.execute(sa.text("SELECT record_key, action FROM _sync_records ORDER BY id")).all()
-    assert sorted(baselines) == sorted(
-        (key_hash([r, n], ["string", "integer"]), _json({"region": r, "line_no": n}))
-        for r in ("eu", "us")
-        for n in (1, 2)
+    assert sorted(h for (h,) in baselines) == sorted(
+        key_hash([r, n], ["string", "integer"]) for r in ("eu", "us") for n in (1, 2)
     )
     assert records[0] == (dumps({"region": "eu", "line_no": 1}), "created")
     assert records[-1] == (dumps({"region": "us", "line_no": 2}), "updated")

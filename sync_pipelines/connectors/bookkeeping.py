@@ -19,12 +19,15 @@ Each function adds its table to the caller's ``MetaData`` (whose schema is the t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from sync_pipelines.connectors.column_types import LONG_TEXT, timestamp_type
+from sync_pipelines.connectors.dialects import backend
+from sync_pipelines.connectors.fingerprint import hash_from_hex
 from sync_pipelines.types import COUNT_KEYS
 
 STATE_TABLE = "_sync_state"
@@ -35,6 +38,9 @@ CONFLICTS_TABLE = "_sync_conflicts"
 BATCHES_TABLE = "_sync_batches"
 SEEN_PREFIX = "_sync_seen_"
 HOST_RESULTS_TABLE = "_sync_host_results"
+
+RECORDS_RUN_INDEX = "ix__sync_records_run_action_entity"
+"""The index of ``_sync_records`` by run, action and entity (in id order)."""
 
 _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 """An autoincrement id (SQLite autoincrements only ``INTEGER PRIMARY KEY``)."""
@@ -87,8 +93,8 @@ def records_table(metadata: sa.MetaData) -> sa.Table:
         RECORDS_TABLE,
         metadata,
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.String(64), nullable=False, index=True),
-        sa.Column("sync", sa.String(128), nullable=False, index=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("sync", sa.String(128), nullable=False),
         sa.Column("batch", sa.Integer, nullable=False),
         sa.Column("record_key", sa.Text, nullable=False),
         sa.Column("entity", sa.String(128)),
@@ -96,20 +102,26 @@ def records_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("changes", LONG_TEXT),
         sa.Column("error", sa.Text),
         sa.Column("recorded_at", sa.DateTime, nullable=False),
+        # Every reader asks for one run's records (by action and entity, in id order): this one index
+        # serves them all, and is the only one each written outcome has to maintain besides the key.
+        sa.Index(RECORDS_RUN_INDEX, "run_id", "action", "entity", "id"),
         extend_existing=True,
     )
 
 
 def baselines_table(metadata: sa.MetaData) -> sa.Table:
-    """``_sync_baselines``: per record, the hashes of both sides and the target's values at the last agreement."""
+    """``_sync_baselines``: per record, the hashes of both sides and the target's values at the last agreement.
+
+    Hashes are 64-bit integers (:mod:`~sync_pipelines.connectors.fingerprint`); the record is named by
+    its key hash alone (its key is on the target row, and in the run's outcomes).
+    """
     return sa.Table(
         BASELINES_TABLE,
         metadata,
         sa.Column("sync", sa.String(128), primary_key=True),
-        sa.Column("key_hash", sa.String(64), primary_key=True),
-        sa.Column("record_key", sa.Text, nullable=False),
-        sa.Column("source_hash", sa.String(64), nullable=False),
-        sa.Column("target_hash", sa.String(64), nullable=False),
+        sa.Column("key_hash", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("source_hash", sa.BigInteger, nullable=False),
+        sa.Column("target_hash", sa.BigInteger, nullable=False),
         sa.Column("target_values", LONG_TEXT, nullable=False),
         sa.Column("run_id", sa.String(64), nullable=False),
         sa.Column("updated_at", sa.DateTime, nullable=False),
@@ -124,7 +136,7 @@ def conflicts_table(metadata: sa.MetaData) -> sa.Table:
         metadata,
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
         sa.Column("sync", sa.String(128), nullable=False, index=True),
-        sa.Column("key_hash", sa.String(64), nullable=False),
+        sa.Column("key_hash", sa.BigInteger, nullable=False),
         sa.Column("record_key", sa.Text, nullable=False),
         sa.Column("source_values", LONG_TEXT, nullable=False),
         sa.Column("target_values", LONG_TEXT, nullable=False),
@@ -186,15 +198,119 @@ def seen_table(metadata: sa.MetaData, name: str, key: Sequence[tuple[str, sa.typ
     return sa.Table(name, metadata, *columns, extend_existing=True)
 
 
+# --------------------------------------------------------------------------- upgrades of earlier formats
+#
+# Tables written by an earlier release are brought to the format above the first time a run (or a
+# conflict resolution) opens them. Each upgrade is idempotent and resumable: an interrupted one is
+# finished by the next run, and no run reads a table in the earlier format.
+
+_OLD_RECORD_INDEXES = ("ix__sync_records_run_id", "ix__sync_records_sync")
+"""Indexes of ``_sync_records`` that :data:`RECORDS_RUN_INDEX` replaced (its prefix serves lookups by run)."""
+
+_COPY_ROWS = 5000
+
+
+def upgrade_records(conn: Connection, table: sa.Table) -> None:
+    """Give an existing ``_sync_records`` the run index and drop the indexes it replaced."""
+    known = {ix["name"] for ix in sa.inspect(conn).get_indexes(table.name, schema=table.schema)}
+    if RECORDS_RUN_INDEX not in known:
+        c = table.c
+        sa.Index(RECORDS_RUN_INDEX, c.run_id, c.action, c.entity, c.id).create(conn)
+    for name in _OLD_RECORD_INDEXES:
+        if name in known:
+            sa.Index(name, table.c.run_id).drop(conn)
+
+
+def _upgrade_pending(conn: Connection, table: sa.Table) -> bool:
+    """Whether ``table`` holds hex-text hashes (the format before 64-bit hashes), or an upgrade of it was cut short."""
+    inspector = sa.inspect(conn)
+    if inspector.has_table(f"{table.name}_v1", schema=table.schema):
+        return True
+    if not inspector.has_table(table.name, schema=table.schema):
+        return False
+    kinds = {c["name"]: c["type"] for c in inspector.get_columns(table.name, schema=table.schema)}
+    return not isinstance(kinds.get("key_hash"), sa.Integer)
+
+
+def baselines_need_upgrade(conn: Connection, baselines: sa.Table, conflicts: sa.Table) -> bool:
+    """Whether :func:`upgrade_baselines` has work to do."""
+    return _upgrade_pending(conn, baselines) or _upgrade_pending(conn, conflicts)
+
+
+def _rebuild(conn: Connection, table: sa.Table, convert: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """Rebuild ``table`` in the current format from its earlier-format rows, converted by ``convert``.
+
+    The earlier table is renamed ``<name>_v1``, the new one created, the rows copied page by page (in
+    the order of the old primary key), and the old table dropped. A rebuild interrupted at any point
+    resumes from the ``_v1`` table (the new table is emptied first). Returns the rows copied.
+    """
+    old_name = f"{table.name}_v1"
+    if not sa.inspect(conn).has_table(old_name, schema=table.schema):
+        backend(conn).rename_table(conn, table, old_name)
+    old = sa.Table(old_name, sa.MetaData(schema=table.schema), autoload_with=conn)
+    # Index names are unique per schema on some databases: the old table's would block the new table's.
+    for index in list(old.indexes):
+        index.drop(conn)
+    table.create(conn, checkfirst=True)
+    conn.execute(sa.delete(table))
+    names = [c.name for c in table.columns if c.name in old.c]
+    order = list(old.primary_key.columns)
+    copied, last = 0, None
+    while True:
+        page = sa.select(*(old.c[n] for n in names), *order).order_by(*order).limit(_COPY_ROWS)
+        if last is not None:
+            page = page.where(sa.tuple_(*order) > sa.tuple_(*last))
+        rows = [dict(r) for r in conn.execute(page).mappings()]
+        if not rows:
+            break
+        last = [rows[-1][c.name] for c in order]
+        conn.execute(sa.insert(table), [convert({n: r[n] for n in names}) for r in rows])
+        copied += len(rows)
+    for column in table.primary_key.columns:
+        if column.autoincrement is True:
+            backend(conn).ids_inserted(conn, column)
+    old.drop(conn)
+    return copied
+
+
+def _baseline_v2(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "key_hash": hash_from_hex(row["key_hash"]),
+        "source_hash": hash_from_hex(row["source_hash"]),
+        "target_hash": hash_from_hex(row["target_hash"]),
+    }
+
+
+def _conflict_v2(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "key_hash": hash_from_hex(row["key_hash"])}
+
+
+def upgrade_baselines(conn: Connection, baselines: sa.Table, conflicts: sa.Table) -> dict[str, int]:
+    """Bring ``_sync_baselines`` and ``_sync_conflicts`` written with hex SHA-256 hashes to 64-bit hashes.
+
+    The new hashes are the prefixes of the old ones (see
+    :func:`~sync_pipelines.connectors.fingerprint.hash_from_hex`), so every baseline keeps judging its
+    record exactly as before: no false conflict, no lost conflict. Returns the rows converted per table.
+    """
+    done: dict[str, int] = {}
+    for table, convert in ((baselines, _baseline_v2), (conflicts, _conflict_v2)):
+        if _upgrade_pending(conn, table):
+            done[table.name] = _rebuild(conn, table, convert)
+    return done
+
+
 __all__ = [
     "BASELINES_TABLE",
     "BATCHES_TABLE",
     "CONFLICTS_TABLE",
     "HOST_RESULTS_TABLE",
+    "RECORDS_RUN_INDEX",
     "RECORDS_TABLE",
     "RUNS_TABLE",
     "SEEN_PREFIX",
     "STATE_TABLE",
+    "baselines_need_upgrade",
     "baselines_table",
     "batches_table",
     "conflicts_table",
@@ -203,4 +319,6 @@ __all__ = [
     "runs_table",
     "seen_table",
     "state_table",
+    "upgrade_baselines",
+    "upgrade_records",
 ]

@@ -2,7 +2,8 @@
 
 A baseline is the last state both sides agreed on for one record: the hash of the source's values
 as staged, and the hash and values of the target row as read back after the write (so a target
-column that stores less precision than the source sends is not mistaken for an edit). A conflict is
+column that stores less precision than the source sends is not mistaken for an edit). Records and
+values are named by 64-bit hashes (:mod:`~sync_pipelines.connectors.fingerprint`). A conflict is
 a record that both the source and the target changed since its baseline, held with the source,
 target and baseline values until a person resolves it.
 """
@@ -17,10 +18,11 @@ from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.connectors import bookkeeping, pg_copy
-from sync_pipelines.connectors.dialects import backend
+from sync_pipelines.connectors.dialects import backend, sync_lease
+from sync_pipelines.connectors.fingerprint import hash_from_hex
 from sync_pipelines.connectors.values import decode, display, encode
 from sync_pipelines.types import ConflictChoice, ConflictStatus
 
@@ -66,8 +68,8 @@ class Baseline:
     side's normalised values.
     """
 
-    source_hash: str
-    target_hash: str
+    source_hash: int
+    target_hash: int
     values: dict[str, Any]
 
 
@@ -75,8 +77,7 @@ class Baseline:
 class BaselineRow:
     """One baseline to save."""
 
-    key_hash: str
-    record_key: dict[str, Any]
+    key_hash: int
     baseline: Baseline
 
 
@@ -84,7 +85,7 @@ class BaselineRow:
 class NewConflict:
     """A conflict found by a run, before it is stored."""
 
-    key_hash: str
+    key_hash: int
     record_key: dict[str, Any]
     source_row: dict[str, Any]
     target_values: dict[str, Any]
@@ -99,7 +100,7 @@ class Conflict:
 
     id: int
     sync: str
-    key_hash: str
+    key_hash: int
     record_key: dict[str, Any]
     source_row: dict[str, Any]
     target_values: dict[str, Any]
@@ -151,13 +152,26 @@ class ConflictStore:
         """Create both tables when missing."""
         self.baselines.metadata.create_all(conn, tables=[self.baselines, self.conflicts])
 
+    def upgrade(self, engine: Engine) -> dict[str, int]:
+        """Bring tables of an earlier release to the current format (see
+        :func:`~sync_pipelines.connectors.bookkeeping.upgrade_baselines`); returns the rows converted.
+
+        The tables are shared by every sync of the target database, so the upgrade holds a lease of
+        its own: two runs starting together upgrade once.
+        """
+        with engine.connect() as conn:
+            if not bookkeeping.baselines_need_upgrade(conn, self.baselines, self.conflicts):
+                return {}
+        with sync_lease(engine, _UPGRADE_LEASE, timeout_s=600.0), engine.begin() as conn:
+            return bookkeeping.upgrade_baselines(conn, self.baselines, self.conflicts)
+
     def exists(self, conn: Connection) -> bool:
         """Whether the tables exist (a dry run against a target never synced has none)."""
         return sa.inspect(conn).has_table(self.baselines.name, schema=self.baselines.schema)
 
     # -- baselines
 
-    def fetch_baselines(self, conn: Connection, key_hashes: Sequence[str]) -> dict[str, Baseline]:
+    def fetch_baselines(self, conn: Connection, key_hashes: Sequence[int]) -> dict[int, Baseline]:
         """Baselines of the given records, by key hash."""
         table, found = self.baselines, {}
         chunk = _chunk(conn)
@@ -167,7 +181,7 @@ class ConflictStore:
                 table.c.sync == self.sync, _within(conn, table.c.key_hash, part)
             )
             for key_hash, source_hash, target_hash, values in conn.execute(query):
-                found[key_hash] = Baseline(source_hash, target_hash, json.loads(values))
+                found[int(key_hash)] = Baseline(int(source_hash), int(target_hash), json.loads(values))
         return found
 
     def save_baselines(self, conn: Connection, run_id: str, rows: Sequence[BaselineRow]) -> None:
@@ -186,7 +200,6 @@ class ConflictStore:
                 {
                     "sync": self.sync,
                     "key_hash": row.key_hash,
-                    "record_key": _json(row.record_key),
                     "source_hash": row.baseline.source_hash,
                     "target_hash": row.baseline.target_hash,
                     "target_values": _json(row.baseline.values),
@@ -197,7 +210,7 @@ class ConflictStore:
             ],
         )
 
-    def delete_baselines(self, conn: Connection, key_hashes: Sequence[str]) -> None:
+    def delete_baselines(self, conn: Connection, key_hashes: Sequence[int]) -> None:
         """Forget the baselines of deleted (or re-baselined) records."""
         table = self.baselines
         chunk = _chunk(conn)
@@ -240,17 +253,17 @@ class ConflictStore:
         if inserts:
             conn.execute(sa.insert(table), inserts)
 
-    def _open_ids(self, conn: Connection, key_hashes: Sequence[str]) -> dict[str, int]:
+    def _open_ids(self, conn: Connection, key_hashes: Sequence[int]) -> dict[int, int]:
         table, found = self.conflicts, {}
         for start in range(0, len(key_hashes), _CHUNK):
             part = list(key_hashes[start : start + _CHUNK])
             query = sa.select(table.c.key_hash, table.c.id).where(
                 table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value, table.c.key_hash.in_(part)
             )
-            found.update({key_hash: int(conflict_id) for key_hash, conflict_id in conn.execute(query)})
+            found.update({int(key_hash): int(conflict_id) for key_hash, conflict_id in conn.execute(query)})
         return found
 
-    def close_settled(self, conn: Connection, run_id: str, key_hashes: Sequence[str]) -> int:
+    def close_settled(self, conn: Connection, run_id: str, key_hashes: Sequence[int]) -> int:
         """Close open conflicts of records whose two sides came to agree; returns how many were closed."""
         table = self.conflicts
         any_open = conn.execute(
@@ -312,11 +325,19 @@ class ConflictStore:
         return bool(updated.rowcount)
 
 
+_UPGRADE_LEASE = "_sync_bookkeeping_upgrade"
+
+
+def _as_hash(value: Any) -> int:
+    """A stored key hash as an integer (a conflict read before its table was upgraded holds hex text)."""
+    return hash_from_hex(value) if isinstance(value, str) else int(value)
+
+
 def _conflict(row: Any) -> Conflict:
     return Conflict(
         id=int(row["id"]),
         sync=row["sync"],
-        key_hash=row["key_hash"],
+        key_hash=_as_hash(row["key_hash"]),
         record_key=json.loads(row["record_key"]),
         source_row=decode_row(row["source_values"]),
         target_values=json.loads(row["target_values"]),

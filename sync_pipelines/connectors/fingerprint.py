@@ -134,17 +134,35 @@ def normalise_row(row: Mapping[str, Any], types: Mapping[str, str], columns: Seq
 
 _ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
+HASH_BYTES = 8
+"""Hashes are the first 8 bytes of the SHA-256 of the JSON text, read as a signed big-endian ``bigint``.
 
-def _digest(payload: Any) -> str:
-    text = _ENCODER.encode(payload)
-    return hashlib.sha256(text.encode()).hexdigest()
+A fixed-width integer indexes and compares faster than hex text, and every dialect stores it in a
+``bigint``. Being a prefix of the SHA-256 that earlier bookkeeping stored as 64 hex characters, an
+old hash converts to the new one exactly (:func:`hash_from_hex`), so an upgraded project keeps its
+baselines. Over the records of one sync, 64 bits make an accidental collision negligible (about
+2.7e-8 at a million records)."""
 
 
-def values_hash(values: Mapping[str, Any]) -> str:
+def text_hash(text: str) -> int:
+    """The 64-bit hash of a JSON text (see :data:`HASH_BYTES`)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:HASH_BYTES], "big", signed=True)
+
+
+def hash_from_hex(hex_digest: str) -> int:
+    """The 64-bit hash of a text whose full SHA-256 is ``hex_digest`` (the earlier bookkeeping format)."""
+    return int.from_bytes(bytes.fromhex(hex_digest[: 2 * HASH_BYTES]), "big", signed=True)
+
+
+def _digest(payload: Any) -> int:
+    return text_hash(_ENCODER.encode(payload))
+
+
+def values_hash(values: Mapping[str, Any]) -> int:
     """The hash of normalised field values (as returned by :func:`normalise_row`)."""
     return _digest(dict(values))
 
 
-def key_hash(key: Sequence[Any], key_types: Sequence[str]) -> str:
+def key_hash(key: Sequence[Any], key_types: Sequence[str]) -> int:
     """The hash identifying a record by its key values, the same whichever side they were read from."""
     return _digest([normalise(v, t) for v, t in zip(key, key_types, strict=True)])

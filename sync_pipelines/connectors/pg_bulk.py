@@ -8,7 +8,8 @@ hashes can be computed by the server, byte for byte:
 - the batch is copied (CSV, straight from Arrow) into a temporary table typed like the target, so
   each staged value is what the target will store;
 - one statement computes, per row, the key hash, the normalised values as JSON (the text that
-  :func:`~sync_pipelines.connectors.fingerprint.values_hash` hashes), their SHA-256, and whether the
+  :func:`~sync_pipelines.connectors.fingerprint.values_hash` hashes), their 64-bit hash (the first
+  8 bytes of their SHA-256, as :func:`~sync_pipelines.connectors.fingerprint.text_hash`), and whether the
   target row and its baseline exist and still match both sides;
 - records absent from the target are inserted, baselined and given their outcome by
   ``INSERT ... SELECT`` statements; records whose target row and source values both match their
@@ -120,8 +121,11 @@ def _json_object(names: Sequence[str], parts: Sequence[sql.Composable]) -> sql.C
     return sql.SQL("({} || '}}')").format(sql.SQL(" || ").join(pieces))
 
 
-def _sha256(text: sql.Composable) -> sql.Composable:
-    return sql.SQL("encode(sha256(convert_to({}, 'UTF8')), 'hex')").format(text)
+def _hash64(text: sql.Composable) -> sql.Composable:
+    """:func:`~sync_pipelines.connectors.fingerprint.text_hash` in SQL: the first 8 bytes of the SHA-256, as bigint."""
+    return sql.SQL(
+        "('x' || encode(substring(sha256(convert_to({}, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
+    ).format(text)
 
 
 @dataclass
@@ -155,11 +159,10 @@ class BulkSpec:
         parts = [_json_of(self.types[k], self._col(alias, k)) for k in self.key]
         return sql.SQL("('[' || {} || ']')").format(sql.SQL(" || ',' || ").join(p for p in parts if p is not None))
 
-    def record_key_json(self, alias: str, *, sort: bool) -> sql.Composable:
-        """The record key as JSON: sorted names (baselines) or key order (outcomes)."""
-        names = sorted(self.key) if sort else list(self.key)
-        parts = [_json_of(self.types[k], self._col(alias, k)) for k in names]
-        return _json_object(names, [p for p in parts if p is not None])
+    def record_key_json(self, alias: str) -> sql.Composable:
+        """The record key of an outcome as JSON, in key order."""
+        parts = [_json_of(self.types[k], self._col(alias, k)) for k in self.key]
+        return _json_object(list(self.key), [p for p in parts if p is not None])
 
     def stage(self, conn: Connection, rows: pa.Table, *, with_baselines: bool) -> BulkBatch:
         """Copy ``rows`` (the batch's valid rows plus :data:`ORD`) to the server and classify them."""
@@ -193,7 +196,7 @@ class BulkSpec:
             update = sql.SQL(
                 "(b.key_hash IS NOT NULL AND b.source_hash <> s.__source_hash AND NOT {same} "
                 "AND b.target_hash = {target_hash})"
-            ).format(same=same, target_hash=_sha256(self.values_json("t")))
+            ).format(same=same, target_hash=_hash64(self.values_json("t")))
         else:
             baseline_join, same, no_baseline, update = sql.SQL(""), sql.SQL("false"), sql.SQL("true"), sql.SQL("false")
         # A target row without a baseline that equals the staged row: unchanged, and its baseline is written.
@@ -219,7 +222,7 @@ class BulkSpec:
                     "(t.{key0} IS NOT NULL AND {adopt}) AS __adopt, "
                     "(t.{key0} IS NOT NULL AND {update}) AS __update, NOT ({no_baseline}) AS __based "
                     "FROM (SELECT v.*, {shash} AS __source_hash FROM ("
-                    "SELECT x.*, {values} AS __values, {khash} AS __key_hash, {rkey} AS __record_key, "
+                    "SELECT x.*, {values} AS __values, {khash} AS __key_hash, "
                     "{okey} AS __outcome_key FROM {stage} x OFFSET 0) v OFFSET 0) s "
                     "LEFT JOIN LATERAL (SELECT tt.* FROM {target} tt WHERE {match} OFFSET 0) t ON true {baseline_join}"
                 ).format(
@@ -230,11 +233,10 @@ class BulkSpec:
                     update=update,
                     no_baseline=no_baseline,
                     values=self.values_json("x"),
-                    khash=_sha256(self.key_json("x")),
-                    rkey=self.record_key_json("x", sort=True),
-                    okey=self.record_key_json("x", sort=False),
+                    khash=_hash64(self.key_json("x")),
+                    okey=self.record_key_json("x"),
                     stage=_STAGE,
-                    shash=_sha256(sql.SQL("v.__values")),
+                    shash=_hash64(sql.SQL("v.__values")),
                     target=target,
                     match=key_match,
                     baseline_join=baseline_join,
@@ -311,16 +313,17 @@ class BulkBatch:
                 # Records without a baseline get one by a plain insert (no arbiter check per row: the lease keeps
                 # other writers of this sync's baselines away); those with one have it replaced.
                 insert = sql.SQL(
-                    "INSERT INTO {} (sync, key_hash, record_key, source_hash, target_hash, target_values, "
-                    "run_id, updated_at) SELECT %s, __key_hash, __record_key, __source_hash, __source_hash, "
+                    "INSERT INTO {} (sync, key_hash, source_hash, target_hash, target_values, "
+                    "run_id, updated_at) SELECT %s, __key_hash, __source_hash, __source_hash, "
                     "__values, %s, %s FROM {} WHERE (NOT __present OR __adopt OR __update) AND "
                 ).format(baselines, _BATCH)
-                cur.execute(insert + sql.SQL("NOT __based"), (spec.sync, run_id, now))
+                # In key-hash order, so that the primary key's index is filled page by page, not at random.
+                cur.execute(insert + sql.SQL("NOT __based ORDER BY __key_hash"), (spec.sync, run_id, now))
                 cur.execute(
                     insert
                     + sql.SQL(
                         "__based ON CONFLICT (sync, key_hash) DO UPDATE SET "
-                        "record_key = EXCLUDED.record_key, source_hash = EXCLUDED.source_hash, "
+                        "source_hash = EXCLUDED.source_hash, "
                         "target_hash = EXCLUDED.target_hash, target_values = EXCLUDED.target_values, "
                         "run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at"
                     ),

@@ -543,6 +543,7 @@ class SqlTargetWriter:
             self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
             inspector = sa.inspect(conn)
             _add_missing_columns(conn, inspector, self.records_table)
+            bookkeeping.upgrade_records(conn, self.records_table)
             if not inspector.has_table(self.target.table, schema=self.target.db_schema):
                 if not self.target.create:
                     raise PermanentConnectorError(

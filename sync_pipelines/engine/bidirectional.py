@@ -89,7 +89,7 @@ def finish_bidirectional(
     for key, row in rows.items():
         record_key = {k: display(v) for k, v in zip(key_names, key, strict=True)}
         done.outcomes.append(RecordOutcome(record_key, RecordAction.SOURCE_CREATED))
-        reconciler.agreed(key, record_key, row)
+        reconciler.agreed(key, row)
     done.counts.add(RecordAction.SOURCE_CREATED, len(rows))
     done.outcomes += [RecordOutcome(k, RecordAction.SOURCE_DELETED) for k in source_deletes]
     done.counts.add(RecordAction.SOURCE_DELETED, len(source_deletes))

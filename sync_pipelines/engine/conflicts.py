@@ -87,10 +87,10 @@ class Reconciler:
         self.fields = [c for c in columns if c not in self.key_names]
         self.normalise = row_normaliser(types, self.fields)
         """Normalised field values of a row (see :func:`~sync_pipelines.connectors.fingerprint.normalise_row`)."""
-        self.baselines: dict[str, Baseline] = {}
-        self._key_hashes: dict[tuple[Any, ...], str] = {}
-        self.to_save: list[tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]] = []
-        self.settled: list[str] = []
+        self.baselines: dict[int, Baseline] = {}
+        self._key_hashes: dict[tuple[Any, ...], int] = {}
+        self.to_save: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.settled: list[int] = []
         self.bidirectional = config.direction is SyncDirection.BIDIRECTIONAL
         self.propagate_deletes = self.bidirectional and config.delete_missing
         self._bulk: BulkSpec | None = None
@@ -107,7 +107,7 @@ class Reconciler:
                 )
         return self._bulk
 
-    def key_hash(self, key: Sequence[Any]) -> str:
+    def key_hash(self, key: Sequence[Any]) -> int:
         """The key hash of a record (see :func:`~sync_pipelines.connectors.fingerprint.key_hash`)."""
         cached = self._key_hashes.get(tuple(key))
         return cached if cached is not None else key_hash(key, self.key_types)
@@ -121,23 +121,23 @@ class Reconciler:
         if conn is not None and keys and self.store.exists(conn):
             self.baselines = self.store.fetch_baselines(conn, list(self._key_hashes.values()))
 
-    def agreed(self, key: Sequence[Any], record_key: dict[str, Any], row: dict[str, Any]) -> None:
+    def agreed(self, key: Sequence[Any], row: dict[str, Any]) -> None:
         """Remember that both sides now agree on a record, the source holding ``row``: a new baseline.
 
         The target's side of the baseline is read back when it is saved (see :meth:`save`).
         """
-        self.to_save.append((norm_key(key), record_key, self.normalise(row)))
+        self.to_save.append((norm_key(key), self.normalise(row)))
 
-    def save(self, conn: Connection, run_id: str) -> list[str]:
+    def save(self, conn: Connection, run_id: str) -> list[int]:
         """Save the baselines remembered by :meth:`agreed`, reading the target rows as now stored.
 
         Returns the key hashes saved.
         """
         if not self.to_save:
             return []
-        current = self.writer.fetch_existing(conn, [key for key, _, _ in self.to_save], self.columns)
+        current = self.writer.fetch_existing(conn, [key for key, _ in self.to_save], self.columns)
         rows = []
-        for key, record_key, source_values in self.to_save:
+        for key, source_values in self.to_save:
             stored = current.get(key)
             if stored is None:
                 continue
@@ -146,7 +146,7 @@ class Reconciler:
             # Equal values hash alike: the usual case (the target stored what was sent) hashes once.
             target_hash = source_hash if target_values == source_values else values_hash(target_values)
             baseline = Baseline(source_hash, target_hash, target_values)
-            rows.append(BaselineRow(self.key_hash(key), record_key, baseline))
+            rows.append(BaselineRow(self.key_hash(key), baseline))
         self.store.save_baselines(conn, run_id, rows)
         self.to_save = []
         return [row.key_hash for row in rows]
@@ -167,17 +167,17 @@ class Reconciler:
             return Verdict(RecordAction.UNCHANGED, write=False)
         differing = [f for f in self.fields if source[f] != target[f]]
         if not target_changed:
-            self.agreed(key, record_key, row)
+            self.agreed(key, row)
             return Verdict(RecordAction.UPDATED, write=True, changes=_changes(differing, before, row))
         if not source_changed:
             edited = [f for f in self.fields if target[f] != baseline.values.get(f)]
             changes = {f: [baseline.values.get(f), target[f]] for f in edited}
             if self.bidirectional:
-                self.agreed(key, record_key, before)
+                self.agreed(key, before)
                 return Verdict(RecordAction.SOURCE_UPDATED, write=False, changes=changes, reverse=before)
             return Verdict(RecordAction.TARGET_MODIFIED, write=False, changes=changes)
         if not differing:
-            self.agreed(key, record_key, row)
+            self.agreed(key, row)
             self.settled.append(khash)
             return Verdict(RecordAction.UNCHANGED, write=False)
         policy = self.config.on_conflict
@@ -186,11 +186,11 @@ class Reconciler:
             conflict = NewConflict(khash, record_key, dict(row), target, baseline.values, differing, self.types)
             return Verdict(RecordAction.CONFLICT, write=False, changes=changes, conflict=conflict)
         if policy is ConflictPolicy.TARGET_WINS and self.bidirectional:
-            self.agreed(key, record_key, before)
+            self.agreed(key, before)
             return Verdict(RecordAction.TARGET_WON, write=False, changes=changes, reverse=before)
         # The kept (or overwritten) target row becomes the target side of the baseline: later runs
         # leave the record alone until one side changes again.
-        self.agreed(key, record_key, row)
+        self.agreed(key, row)
         return Verdict(_POLICY_ACTION[policy], write=policy is ConflictPolicy.SOURCE_WINS, changes=changes)
 
     def changes(self, row: dict[str, Any], before: dict[str, Any]) -> dict[str, list[Any]]:
@@ -298,6 +298,8 @@ def resolve_conflicts(
         raise ConflictResolutionError(f"sync {config.name}: say who resolves the conflicts (resolved_by)")
     writer = target_writer(config)
     store = conflict_store(writer)
+    with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
+        store.upgrade(writer.engine)
     with writer.lease(run_id), translate_errors(writer.endpoint, "resolving conflicts"), writer.engine.begin() as conn:
         if not store.exists(conn):
             raise ConflictResolutionError(f"sync {config.name}: has no conflicts (it has not run yet)")
@@ -318,7 +320,7 @@ def resolve_conflicts(
                 kept = writer.fetch_existing(conn, [key], reconciler.columns).get(key)
             if kept is not None:
                 write_back.append(kept)
-            reconciler.agreed(key, conflict.record_key, kept or row)
+            reconciler.agreed(key, kept or row)
             reconciler.save(conn, run_id)
         # A bidirectional sync gives the kept target values to the source too; that commits before
         # the target transaction, whose failure would leave two sides that agree.

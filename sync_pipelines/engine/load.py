@@ -143,7 +143,7 @@ def _plan_batch(
             plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
             plan.counts.add(RecordAction.CREATED)
             if reconciler is not None:
-                reconciler.agreed(key, key_dict, row)
+                reconciler.agreed(key, row)
             continue
         verdict = reconciler.judge(key, key_dict, row, before) if reconciler is not None else None
         if verdict is not None:
@@ -158,7 +158,7 @@ def _plan_batch(
             plan.counts.add(verdict.action)
             continue
         if reconciler is not None:
-            reconciler.agreed(key, key_dict, row)
+            reconciler.agreed(key, row)
         changes = {
             c: [display(before[c]), display(row[c])]
             for c in columns
@@ -344,6 +344,8 @@ class BatchLoader:
 
     def prepare(self) -> None:
         self.writer.prepare(self.schema)
+        with translate_errors(self.endpoint, "preparing the bookkeeping tables"):
+            self.reconciler.store.upgrade(self.writer.engine)
         with translate_errors(self.endpoint, "preparing the bookkeeping tables"), self.writer.engine.begin() as conn:
             self.reconciler.store.create(conn)
             self.resume.create(conn)
@@ -416,8 +418,14 @@ class BatchLoader:
 
     @contextlib.contextmanager
     def planning(self) -> Iterator[None]:
-        """The same batches, planned on one read-only connection into a sink that writes nothing."""
+        """The same batches, planned on one read-only connection into a sink that writes nothing.
+
+        Bookkeeping tables of an earlier release are upgraded first (their contents keep their meaning),
+        so that the plan reads them as a real run would.
+        """
         config, writer = self.config, self.writer
+        with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
+            self.reconciler.store.upgrade(writer.engine)
         with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
             exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
             if exists:

@@ -17,12 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.sql import translate_errors
 from sync_pipelines.history.ledger import RECORDS_TABLE, Ledger, RunEntry
 from sync_pipelines.history.queries import Paged
 from sync_pipelines.types import RecordAction
 
-RECORDS_RUN_INDEX = "ix__sync_records_run_action_entity"
+RECORDS_RUN_INDEX = bookkeeping.RECORDS_RUN_INDEX
 MAX_PAGE_SIZE = 500
 
 

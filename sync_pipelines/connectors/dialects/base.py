@@ -59,6 +59,17 @@ class SqlBackend:
         """An ``INSERT`` that updates ``non_key`` columns of rows whose ``key`` already exists."""
         raise NotImplementedError(f"no upsert for the {self.name} backend")
 
+    def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
+        """Rename ``table`` to ``new_name`` in its own schema (the new name is given unqualified)."""
+        preparer = conn.dialect.identifier_preparer
+        conn.execute(sa.text(f"ALTER TABLE {preparer.format_table(table)} RENAME TO {preparer.quote(new_name)}"))
+
+    def ids_inserted(self, conn: Connection, column: sa.Column[Any]) -> None:
+        """Rows were inserted with explicit values in autoincrement ``column``: move its counter past them.
+
+        Nothing to do where the counter follows the largest value by itself (SQLite, InnoDB).
+        """
+
     # -- identifiers
 
     def identifier_problem(self, name: str) -> str | None:

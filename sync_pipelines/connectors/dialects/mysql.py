@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
 
@@ -44,6 +44,12 @@ class MySqlBackend(SqlBackend):
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         stmt = mysql.insert(table)
         return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in (list(non_key) or list(key)[:1])})
+
+    def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
+        # An unqualified new name would move the table into the connection's default database.
+        preparer = conn.dialect.identifier_preparer
+        renamed = sa.Table(new_name, sa.MetaData(schema=table.schema))
+        conn.execute(sa.text(f"RENAME TABLE {preparer.format_table(table)} TO {preparer.format_table(renamed)}"))
 
     def is_transient(self, error: BaseException) -> bool:
         code = error.args[0] if error.args and isinstance(error.args[0], int) else None

@@ -45,6 +45,19 @@ class PostgresBackend(SqlBackend):
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         return on_conflict_upsert(postgresql.insert(table), key, non_key)
 
+    def ids_inserted(self, conn: Connection, column: sa.Column[Any]) -> None:
+        # A serial column's sequence does not see explicit values: set it past the largest one.
+        table = column.table
+        assert isinstance(table, sa.Table)
+        name = conn.dialect.identifier_preparer.format_table(table)
+        quoted = conn.dialect.identifier_preparer.quote(column.name)
+        conn.execute(
+            sa.text(
+                f"SELECT setval(pg_get_serial_sequence(:t, :c), coalesce(max({quoted}), 0) + 1, false) FROM {name}"
+            ),
+            {"t": name, "c": column.name},
+        )
+
     def is_transient(self, error: BaseException) -> bool:
         state = getattr(error, "sqlstate", None)
         if state:
