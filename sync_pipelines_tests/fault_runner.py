@@ -39,6 +39,7 @@ from sync_pipelines.errors import SyncError
 extract_module = importlib.import_module("sync_pipelines.engine.extract")
 transform_module = importlib.import_module("sync_pipelines.engine.transform")
 load_module = importlib.import_module("sync_pipelines.engine.load")
+driver_module = importlib.import_module("sync_pipelines.engine.driver")
 
 PAUSE_ENV = "SYNC_FAULT_PAUSE_AT"
 RESUME_ENV = "SYNC_FAULT_RESUME_FILE"
@@ -64,7 +65,7 @@ def _reached(phase: str) -> None:
 def _install() -> None:
     original_extract_write = extract_module.write_batch
     original_transform_write = transform_module.write_batch
-    original_read = load_module.read_batch
+    original_read = driver_module.read_batch
     original_record = sql_connector.SqlTargetWriter.record_outcomes
     original_write_plan = load_module.write_plan
 
@@ -92,7 +93,7 @@ def _install() -> None:
 
     extract_module.write_batch = extract_write  # type: ignore[assignment]
     transform_module.write_batch = transform_write  # type: ignore[assignment]
-    load_module.read_batch = load_read  # type: ignore[assignment]
+    driver_module.read_batch = load_read  # type: ignore[assignment]
     sql_connector.SqlTargetWriter.record_outcomes = record  # type: ignore[method-assign]
     load_module.write_plan = write_plan
 

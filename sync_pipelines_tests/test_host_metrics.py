@@ -10,7 +10,6 @@ from elasticsearch import Elasticsearch
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter
-from sync_pipelines.connectors.es_hosts import HostMetrics
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import ConfigError, PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
@@ -214,42 +213,3 @@ def test_time_range_override_and_malformed_ranges(sqlite_dbs: Databases, es: Ela
     for bad in ("7x", "0d", "d7", ""):
         with pytest.raises(ValueError, match="invalid time range"):
             host_config("http://es:9200", sqlite_dbs.target_url, "x-*", query_time_range=bad)
-
-
-def test_a_host_registered_meanwhile_by_another_run_is_replayed_not_lost(
-    dbs: Databases, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    register_pool(dbs.target_url, ["10.1.1.1"])
-    config = host_config("http://127.0.0.1:1", dbs.target_url, "unused-*")
-    writer = CmdbWriter(config)
-    real_pool = CmdbWriter._pool
-    reads: list[int] = []
-
-    def pool_read_then_raced(self: CmdbWriter, conn: Any, host_ips: Any) -> dict[str, int]:
-        found = real_pool(self, conn, host_ips)
-        reads.append(len(found))
-        if len(reads) == 1:  # another group sync registers 10.1.2.1 right after this read
-            other = sa.create_engine(dbs.target_url)
-            with other.begin() as other_conn:
-                other_conn.execute(sa.text("INSERT INTO hosts_pool (host_ip) VALUES ('10.1.2.1')"))
-            other.dispose()
-        return found
-
-    monkeypatch.setattr(CmdbWriter, "_pool", pool_read_then_raced)
-    hosts = [
-        HostMetrics("10.1.1.1", HostStatus.SUCCESS, max_cpu=1.0, max_memory=2.0, max_disk=3.0, data_points=1),
-        HostMetrics("10.1.2.1", HostStatus.SUCCESS, max_cpu=4.0, max_memory=5.0, max_disk=6.0, data_points=1),
-    ]
-
-    results = writer.apply(hosts, run_id="race", register=True, query_time_range="30d")
-
-    assert reads == [1, 2]  # the first attempt hit the unique host_ip and was replayed on fresh rows
-    assert [(r.metrics.host_ip, r.status, r.registered) for r in results] == [
-        ("10.1.1.1", HostStatus.SUCCESS, False),
-        ("10.1.2.1", HostStatus.SUCCESS, False),
-    ]
-    pool = writer.pool()
-    assert sorted(pool) == ["10.1.1.1", "10.1.2.1"]
-    assert resources(dbs.target_url)[pool["10.1.2.1"]]["cpu_load"] == pytest.approx(4.0)
-    assert len(writer.host_results("race")) == 2
-    writer.engine.dispose()

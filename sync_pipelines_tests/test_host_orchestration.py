@@ -1,18 +1,24 @@
-"""Host-metrics syncs through Dagster: launchpad options, per-host metadata, the Quartz schedule."""
+"""Host-metrics syncs through Dagster: launchpad options, per-host metadata, the Quartz schedule, termination."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 import yaml
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult
+from dagster import DagsterInstance, DagsterRunStatus, Definitions, ExecuteInProcessResult
 from dagster._core.snap.job_snapshot import JobSnap
 from dagster._core.snap.snap_to_yaml import default_values_yaml_from_type_snap
 from elasticsearch import Elasticsearch
 
 from sync_pipelines.config import load_configs
+from sync_pipelines.connectors.cmdb import CmdbWriter
+from sync_pipelines.engine import pool as pool_module
 from sync_pipelines.orchestration import Tag, build_definitions, job_name, schedule_name
 from sync_pipelines_tests.es_support import FaultProxy
 from sync_pipelines_tests.test_host_metrics import register_pool, resources, seed_metrics
@@ -125,3 +131,51 @@ def test_group_full_sync_from_the_launchpad_and_the_quartz_schedule(
     scheduled = run(defs)  # what the schedule starts: every host of the pool, default range
     meta = load_metadata(scheduled)
     assert meta["host_source"] == "pool" and meta["hosts_total"] == 5 and meta["unchanged"] == 5
+
+
+def test_terminating_a_host_run_stops_it_at_a_batch_boundary(
+    tmp_path: Path, es: Elasticsearch, index_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_metrics(es, index_prefix)
+    target = f"sqlite:///{tmp_path / 'cmdb.db'}"
+    register_pool(target, ["10.1.1.1", "10.1.1.3", "10.1.2.1"])
+    write_host_config(
+        tmp_path / "syncs", es.transport.node_pool.get().base_url, target, f"{index_prefix}-*", batch_size=1
+    )
+    defs = build_definitions(load_configs(tmp_path / "syncs"))
+    real_write = CmdbWriter.write
+    batches: list[list[str]] = []
+
+    def write_then_terminated(self: CmdbWriter, conn: Any, hosts: Any, **kwargs: Any) -> Any:
+        results = real_write(self, conn, hosts, **kwargs)
+        batches.append([h.host_ip for h in hosts])
+        if len(batches) == 1:
+            # Dagster terminates the run while the first batch is being written, as its run launcher does:
+            # the run is marked CANCELING and its process interrupted. The interrupt reaches the op, which
+            # asks the engine to stop; this batch still commits whole.
+            instance = DagsterInstance.get()
+            dagster_run = instance.get_run_by_id(kwargs["run_id"])
+            assert dagster_run is not None
+            instance.report_run_canceling(dagster_run)
+            os.kill(os.getpid(), signal.SIGINT)
+            assert pool_module._stop is not None
+            while not pool_module._stop.is_set():
+                time.sleep(0.05)
+        return results
+
+    monkeypatch.setattr(CmdbWriter, "write", write_then_terminated)
+
+    result = run(defs)
+
+    assert not result.success
+    run_record = DagsterInstance.get().get_run_by_id(result.run_id)
+    assert run_record is not None and run_record.status is DagsterRunStatus.CANCELED
+    assert run_record.tags[Tag.STATUS.value] == "cancelled"
+    assert batches == [["10.1.1.1"]]  # no later batch was started
+    [config] = load_configs(tmp_path / "syncs")
+    assert [r["host_ip"] for r in CmdbWriter(config).host_results(result.run_id)] == ["10.1.1.1"]
+    assert len(resources(target)) == 1
+    messages = [entry.user_message for entry in DagsterInstance.get().all_logs(result.run_id)]
+    assert any("stopping at the next batch boundary" in m for m in messages)
+    [failure] = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+    assert failure.error is not None and "cancelled at a batch boundary" in failure.error.message

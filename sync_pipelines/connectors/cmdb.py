@@ -24,15 +24,13 @@ from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.connectors.es_hosts import HostMetrics
 from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
-from sync_pipelines.errors import PermanentConnectorError
+from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
 from sync_pipelines.types import HostStatus, RecordAction
 
 RESOURCE_COLUMNS = {"cpu_load": "max_cpu", "used_memory": "max_memory", "total_disk": "max_disk"}
 """Resources column <- host metric (the seed's mapping)."""
 RESULTS_TABLE = bookkeeping.HOST_RESULTS_TABLE
 _IN_CHUNK = 500
-WRITE_ATTEMPTS = 3
-"""Attempts of one batch's transaction when a concurrent run wrote the same host first."""
 
 
 @dataclass
@@ -137,8 +135,9 @@ class CmdbWriter:
             found.update({str(ip): int(pk) for ip, pk in conn.execute(query.where(self.hosts.c.host_ip.in_(chunk)))})
         return found
 
-    def apply(
+    def write(
         self,
+        conn: Connection,
         hosts: Sequence[HostMetrics],
         *,
         run_id: str,
@@ -146,45 +145,56 @@ class CmdbWriter:
         query_time_range: str,
         dry_run: bool = False,
     ) -> list[HostResult]:
-        """Write the resources of ``hosts`` in one transaction (or only plan it in a dry run).
+        """Write the resources of ``hosts`` and their outcomes in ``conn``'s transaction (or only plan them).
 
         A host missing from the pool is registered when ``register`` (a group sync) and its metrics
         were found; otherwise it is ``not_in_pool``. Failed and no-data hosts write no resources.
-        When another sync registers the same host or creates the same resources row meanwhile, the
-        unique constraints refuse the write; the transaction is then replayed on the fresh rows
-        (up to :data:`WRITE_ATTEMPTS` times).
-        """
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                with self.engine.begin() as conn:
-                    return self._apply(conn, hosts, run_id, register, query_time_range, dry_run)
-            except sa_exc.IntegrityError as exc:
-                if attempt == WRITE_ATTEMPTS:
-                    raise classify(exc, self.endpoint, f"writing the CMDB ({attempt} attempts)") from None
-            except (sa_exc.SQLAlchemyError, OSError) as exc:
-                raise classify(exc, self.endpoint, "writing the CMDB") from None
-        raise AssertionError("unreachable")
 
-    def _apply(
-        self,
-        conn: Connection,
-        hosts: Sequence[HostMetrics],
-        run_id: str,
-        register: bool,
-        query_time_range: str,
-        dry_run: bool,
-    ) -> list[HostResult]:
+        Raises:
+            TransientConnectorError: another sync registered the same host or created the same resources
+                row meanwhile, and a unique constraint refused the write; replaying the transaction on the
+                fresh rows succeeds.
+        """
         # A dry run may come before either table exists (a fresh CMDB often has its hosts_pool but no
         # server_resources yet): a missing pool registers nobody, missing resources make every row new.
-        has_pool, has_resources = (not dry_run or self._exists(conn, t) for t in (self.hosts, self.resources))
-        pool = self._pool(conn, [h.host_ip for h in hosts]) if has_pool else {}
-        existing = self._resources(conn, list(pool.values())) if has_resources else {}
-        results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
-        if dry_run:
-            conn.rollback()
-        elif results:
-            conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
+        try:
+            has_pool, has_resources = (not dry_run or self._exists(conn, t) for t in (self.hosts, self.resources))
+            pool = self._pool(conn, [h.host_ip for h in hosts]) if has_pool else {}
+            existing = self._resources(conn, list(pool.values())) if has_resources else {}
+            results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
+            if results and not dry_run:
+                conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
+        except sa_exc.IntegrityError as exc:
+            refused = classify(exc, self.endpoint, "writing the CMDB (another sync wrote the same host meanwhile)")
+            message = str(refused).removeprefix(f"{self.endpoint}: ")
+            raise TransientConnectorError(message, endpoint=self.endpoint) from None
         return results
+
+    def recorded(self, run_id: str, host_ips: Sequence[str]) -> list[HostResult]:
+        """The outcomes ``run_id`` recorded for ``host_ips`` (a batch committed by an earlier attempt of the run)."""
+        found: list[HostResult] = []
+        figures = ("max_cpu", "avg_cpu", "max_memory", "avg_memory", "max_disk", "avg_disk")
+        with translate_errors(self.endpoint, "reading host results"), self.engine.connect() as conn:
+            for start in range(0, len(host_ips), _IN_CHUNK):
+                chunk = list(host_ips[start : start + _IN_CHUNK])
+                query = sa.select(self.results).where(
+                    self.results.c.run_id == run_id, self.results.c.host_ip.in_(chunk)
+                )
+                for row in conn.execute(query.order_by(self.results.c.id)).mappings():
+                    status = HostStatus(row["status"])
+                    metrics = HostMetrics(
+                        row["host_ip"],
+                        status,
+                        host_name=row["host_name"],
+                        error=row["error"],
+                        data_points=int(row["data_points"] or 0),
+                        **{name: row[name] for name in figures},
+                    )
+                    action = RecordAction(row["action"])
+                    found.append(
+                        HostResult(metrics, status, action, row["pool_id"], bool(row["registered"]), row["error"])
+                    )
+        return found
 
     def _exists(self, conn: Connection, table: sa.Table) -> bool:
         return sa.inspect(conn).has_table(table.name, schema=self.target.db_schema)

@@ -2,25 +2,33 @@
 
 Extract picks the hosts (a given list, the host pool, or a group discovered in Elasticsearch),
 queries them at most ``max_concurrency`` at once and stages one row per host with its status.
-Transform has nothing to map (the CMDB columns are fixed) and passes the batches on. Load writes
+Transform has nothing to map (the CMDB columns are fixed) and passes the batches on. Load runs the
+batches through the load driver (:mod:`sync_pipelines.engine.driver`) with :class:`HostBatchWriter`:
 the resources of each batch, and each host's outcome, in one transaction per batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Any
+
+import pyarrow as pa
+from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, HostSelection, check_time_range
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter, HostResult
 from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, EsHostMetricsReader, HostMetrics, hosts_table
-from sync_pipelines.connectors.sql import release_engine
+from sync_pipelines.connectors.sql import release_engine, translate_errors
 from sync_pipelines.connectors.values import type_name
+from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, drive
 from sync_pipelines.engine.extract import RunCancelled
+from sync_pipelines.engine.load import settle_status
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import prepare_dir, read_batch, remove_sync_staging, write_batch
 from sync_pipelines.errors import ConfigError
@@ -129,55 +137,124 @@ def _metrics(row: Mapping[str, Any]) -> HostMetrics:
     return HostMetrics(**values)
 
 
+class HostBatchWriter:
+    """The CMDB's :class:`~sync_pipelines.engine.driver.BatchWriter`: each batch of hosts writes its resources,
+    its registered hosts, every host's outcome (``_sync_host_results``) and its resume record in one
+    transaction. Keeps every host's result for the run's report."""
+
+    def __init__(self, config: SyncConfig, run_id: str, *, register: bool, time_range: str, sample_size: int):
+        self.config, self.run_id = config, run_id
+        self.register, self.time_range, self.sample_size = register, time_range, sample_size
+        self.cmdb = CmdbWriter(config)
+        self.endpoint = self.cmdb.endpoint
+        self.resume = ResumeRecord(config.name, self.cmdb.target.db_schema)
+        self.sink: Sink = TargetSink(self.cmdb.engine)
+        self.results: list[HostResult] = []
+
+    @property
+    def replayable(self) -> bool:
+        return True
+
+    def prepare(self) -> None:
+        self.cmdb.prepare()
+        with translate_errors(self.endpoint, "preparing the resume record"), self.cmdb.engine.begin() as conn:
+            self.resume.create(conn)
+
+    def lease(self, run_id: str) -> AbstractContextManager[None]:
+        return self.cmdb.lease()
+
+    def claim(self, manifest: Manifest, options: RunOptions) -> set[int]:
+        """The batches an earlier attempt of this run committed; none for a new run, which forgets the last one's."""
+        with translate_errors(self.endpoint, "starting the load"), self.cmdb.engine.begin() as conn:
+            done = self.resume.done(conn, options.run_id)
+            if not done:
+                self.resume.reset(conn)
+        if done:
+            options.logger.info(
+                "%s: resuming run %s, %d batches already committed", self.config.name, options.run_id, len(done)
+            )
+        return done
+
+    def committed_counts(self, batch: BatchFile) -> Counts:
+        host_ips = [str(ip) for ip in read_batch(batch.path).column("host_ip").to_pylist()]
+        return self.committed(self.cmdb.recorded(self.run_id, host_ips))
+
+    def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> list[HostResult]:
+        assert conn is not None
+        hosts = [_metrics(row) for row in table.to_pylist()]
+        results = self.cmdb.write(
+            conn,
+            hosts,
+            run_id=self.run_id,
+            register=self.register,
+            query_time_range=self.time_range,
+            dry_run=not self.sink.writes,
+        )
+        if self.sink.writes:
+            self.resume.mark(conn, self.run_id, batch)
+        return results
+
+    def committed(self, written: list[HostResult]) -> Counts:
+        self.results += written
+        counts = Counts(processed=len(written))
+        for outcome in written:
+            counts.add(outcome.action)
+        return counts
+
+    def sampled(self) -> list[RecordOutcome]:
+        return _samples(self.results, self.sample_size)
+
+    @contextlib.contextmanager
+    def planning(self) -> Iterator[None]:
+        with translate_errors(self.endpoint, "planning the dry run"), self.cmdb.engine.connect() as conn:
+            self.sink = DrySink(conn)
+            yield
+            conn.rollback()
+
+    def finish(self, manifest: Manifest, options: RunOptions, result: SyncResult, samples: Samples) -> None:
+        """Nothing follows the last batch: no watermark, no deletes."""
+
+    def worker(self) -> Callable[[], HostBatchWriter]:
+        return functools.partial(
+            HostBatchWriter,
+            self.config,
+            self.run_id,
+            register=self.register,
+            time_range=self.time_range,
+            sample_size=self.sample_size,
+        )
+
+
 def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
-    """Write each batch's resources and host outcomes (one transaction per batch); report per host."""
+    """Write each batch's resources and host outcomes through the load driver (one transaction per batch).
+
+    A real run holds the sync's lease, skips the batches an earlier attempt of the run committed and
+    replays a batch after a transient error; a dry run plans every batch read-only. Reports per host.
+    """
     started = time.monotonic()
-    writer = CmdbWriter(config)
     register = manifest.details.get("host_source") == HostSource.GROUP.value
     time_range = str(manifest.details.get("query_time_range") or _source(config).query_time_range)
-    results: list[HostResult] = []
-    try:
-        # A dry run only reads; a real run holds the sync's lease so two runs never write at once.
-        with contextlib.nullcontext() if options.dry_run else writer.lease():
-            if not options.dry_run:
-                writer.prepare()
-            for batch in manifest.batches:
-                if options.stop_requested.is_set():
-                    raise RunCancelled(f"sync {config.name}: stopped before batch {batch.index}")
-                hosts = [_metrics(row) for row in read_batch(batch.path).to_pylist()]
-                results += writer.apply(
-                    hosts,
-                    run_id=options.run_id,
-                    register=register,
-                    query_time_range=time_range,
-                    dry_run=options.dry_run,
-                )
-    finally:
-        release_engine(writer.engine)
-    counts = Counts(processed=len(results))
-    for outcome in results:
-        counts.add(outcome.action)
+    writer = HostBatchWriter(
+        config, options.run_id, register=register, time_range=time_range, sample_size=options.sample_size
+    )
     result = SyncResult(
         sync=config.name,
         run_id=options.run_id,
         status=RunStatus.COMPLETED,
-        counts=counts,
+        counts=Counts(),
         dry_run=options.dry_run,
         full_sync=register,
-        samples=_samples(results, options.sample_size),
-        details=host_details(results, manifest.details),
     )
-    if counts.failed:
-        within = counts.processed and counts.failed / counts.processed <= config.max_failure_ratio
-        result.status = RunStatus.PARTIAL if within else RunStatus.FAILED
-        if not within:
-            result.error = (
-                f"sync {config.name}: {counts.failed} of {counts.processed} hosts failed, "
-                f"more than max_failure_ratio {config.max_failure_ratio}"
-            )
+    try:
+        drive(config, manifest, options, writer, result, Samples(options.sample_size))
+    finally:
+        release_engine(writer.cmdb.engine)
+    result.samples = writer.sampled()
+    result.details = host_details(writer.results, manifest.details)
+    settle_status(config, result, "hosts")
     result.duration_s = time.monotonic() - started
     remove_sync_staging(options.staging_dir(config.name))
-    options.logger.info("%s: %s %s", config.name, result.status.value, counts.as_dict())
+    options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
     return result
 
 
@@ -234,6 +311,7 @@ def host_details(results: list[HostResult], extract_details: Mapping[str, Any]) 
 
 
 __all__ = [
+    "HostBatchWriter",
     "HostSource",
     "effective_time_range",
     "extract",

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
 from sync_pipelines.connectors.registry import target_writer
@@ -25,13 +25,12 @@ from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, 
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
-from sync_pipelines.engine.conflicts import Reconciler, conflict_store
-from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
-from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
-from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import read_batch, remove_sync_staging
+from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, drive
+from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.staging import remove_sync_staging
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
-from sync_pipelines.errors import ConcurrentRunError, TransientConnectorError
+from sync_pipelines.errors import ConcurrentRunError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
@@ -222,29 +221,16 @@ def _status(config: SyncConfig, counts: Counts) -> RunStatus:
     return RunStatus.FAILED
 
 
-class _Samples:
-    """The first few outcomes of every action, so that rare failures are not crowded out."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self.by_action: dict[RecordAction, list[RecordOutcome]] = {}
-
-    def add(self, outcomes: list[RecordOutcome]) -> None:
-        for outcome in outcomes:
-            bucket = self.by_action.setdefault(outcome.action, [])
-            if len(bucket) < self.size:
-                bucket.append(outcome)
-
-    @property
-    def items(self) -> list[RecordOutcome]:
-        """Up to ``size`` outcomes, taken in turn from each action (failures first)."""
-        order = sorted(self.by_action, key=lambda a: (a is not RecordAction.FAILED, list(RecordAction).index(a)))
-        picked: list[RecordOutcome] = []
-        for i in range(self.size):
-            for action in order:
-                if len(picked) < self.size and i < len(self.by_action[action]):
-                    picked.append(self.by_action[action][i])
-        return picked
+def settle_status(config: SyncConfig, result: SyncResult, unit: str = "records") -> None:
+    """The status of a run that ended without error: completed, partial or failed by the share of failed
+    ``unit`` (records, hosts) against ``max_failure_ratio``."""
+    if result.status is RunStatus.COMPLETED:
+        result.status = _status(config, result.counts)
+        if result.status is RunStatus.FAILED:
+            result.error = (
+                f"sync {config.name}: {result.counts.failed} of {result.counts.processed} {unit} failed, "
+                f"more than max_failure_ratio {config.max_failure_ratio}"
+            )
 
 
 def _schema(manifest: Manifest) -> dict[str, pa.DataType]:
@@ -256,8 +242,9 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
 
     A dry run plans the same work read-only. Returns a result whose status is completed, partial or
     failed (too many failed records, or a delete the guard refused); connector errors raise.
-    The batches of a parallel read are committed by worker processes, one chunk each; every other
-    run commits them inline, in order (see :func:`_commit`).
+    The batches go through the load driver (:func:`~sync_pipelines.engine.driver.drive`): those of a
+    parallel read are committed by worker processes, one chunk each; every other run commits them
+    inline, in order.
     """
     started = time.monotonic()
     writer = target_writer(config)
@@ -271,19 +258,16 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         watermark_before=manifest.watermark_before,
         watermark_after=manifest.watermark_before,
     )
-    samples = _Samples(options.sample_size)
-    if options.dry_run:
-        _dry_run(config, manifest, options, writer, result, samples)
-    else:
-        _commit(config, manifest, options, writer, result, samples)
+    samples = Samples(options.sample_size)
+    mode = LoadMode(
+        tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,
+        incremental=not manifest.full_sync,
+        sample_size=options.sample_size,
+    )
+    loader = BatchLoader(config, options.run_id, writer, manifest.types, mode, _schema(manifest))
+    drive(config, manifest, options, loader, result, samples)
     result.samples = samples.items
-    if result.status is RunStatus.COMPLETED:
-        result.status = _status(config, result.counts)
-        if result.status is RunStatus.FAILED:
-            result.error = (
-                f"sync {config.name}: {result.counts.failed} of {result.counts.processed} records failed, "
-                f"more than max_failure_ratio {config.max_failure_ratio}"
-            )
+    settle_status(config, result)
     result.duration_s = time.monotonic() - started
     remove_sync_staging(options.staging_dir(config.name))
     options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
@@ -309,55 +293,6 @@ def resuming_run(config: SyncConfig, state: SyncState, manifest: Manifest, run_i
     )
 
 
-@dataclass
-class _Committed:
-    """What committing some batches produced: counts, sample outcomes, source rows to delete (bidirectional)."""
-
-    counts: Counts = field(default_factory=Counts)
-    samples: list[RecordOutcome] = field(default_factory=list)
-    source_deletes: list[dict[str, Any]] = field(default_factory=list)
-
-
-_ATTEMPTS = 3
-"""Tries of one batch transaction: a transient error (a deadlock between chunks, a dropped connection)
-rolls the batch back whole, and it is tried again."""
-
-
-class _TargetSink:
-    """Where a real run's batches go: one transaction each, with the batch's resume record and state."""
-
-    keep_unchanged_outcomes = True
-    attempts = _ATTEMPTS
-
-    def __init__(self, writer: SqlTargetWriter):
-        self.writer = writer
-
-    def transaction(self) -> AbstractContextManager[Connection | None]:
-        return self.writer.engine.begin()
-
-    def write(self, conn: Connection | None, loader: BatchLoader, plan: _Plan, batch: BatchFile) -> None:
-        assert conn is not None
-        loader.write(conn, plan, batch)
-
-
-class _DrySink:
-    """Where a dry run's batches go: nowhere. Planned on one read-only connection (None: no target table
-    yet); only the keys read are kept, in a temporary table, to plan the deletes at the end."""
-
-    keep_unchanged_outcomes = False
-    attempts = 1
-
-    def __init__(self, conn: Connection | None, seen: sa.Table | None):
-        self.conn, self.seen = conn, seen
-
-    def transaction(self) -> AbstractContextManager[Connection | None]:
-        return contextlib.nullcontext(self.conn)
-
-    def write(self, conn: Connection | None, loader: BatchLoader, plan: _Plan, batch: BatchFile) -> None:
-        if conn is not None and self.seen is not None:
-            loader.writer.add_seen(conn, plan.seen_keys, table=self.seen)
-
-
 @dataclass(frozen=True)
 class LoadMode:
     """How a run's batches are committed (passed to worker processes as is)."""
@@ -370,10 +305,11 @@ class LoadMode:
 
 
 class BatchLoader:
-    """Commits batches of one run, each in one transaction: rows, baselines, outcomes and its resume record.
+    """The SQL table's :class:`~sync_pipelines.engine.driver.BatchWriter`: commits batches of one run, each in
+    one transaction with its rows, baselines, outcomes and resume record.
 
-    The same object serves the inline executor (built once by the driver) and each worker process of a
-    parallel load (built once per chunk by :func:`_load_chunk`).
+    The same object serves the inline executor (built once by :func:`load`) and each worker process of a
+    parallel load (built once per chunk from :meth:`worker`).
     """
 
     def __init__(
@@ -383,55 +319,94 @@ class BatchLoader:
         writer: SqlTargetWriter,
         types: dict[str, str],
         mode: LoadMode,
-        sink: _TargetSink | _DrySink | None = None,
+        schema: dict[str, pa.DataType],
     ):
         self.config, self.run_id, self.writer = config, run_id, writer
+        self.endpoint = writer.endpoint
+        self.types, self.schema = types, schema
         self.columns = list(types)
         self.reconciler = Reconciler(config, writer, types, self.columns)
-        self.committed = bookkeeping.batches_table(sa.MetaData(schema=writer.target.db_schema))
+        self.resume = ResumeRecord(config.name, writer.target.db_schema)
         self.mode = mode
         self.tracking, self.incremental = mode.tracking, mode.incremental
         self.source_writer = SqlSourceWriter(config) if self.reconciler.bidirectional else None
         self.source_deletes: list[dict[str, Any]] = []
-        self.samples = _Samples(mode.sample_size)
-        self.sink = sink if sink is not None else _TargetSink(writer)
+        self.samples = Samples(mode.sample_size)
+        self.sink: Sink = TargetSink(writer.engine)
+        self.dry_seen: sa.Table | None = None
+        """A dry run's keys read (a temporary table), to plan the deletes at the end."""
         self.state: SyncState | None = None
         """The sync's state row, moved with every batch when the run commits inline (None in a worker)."""
 
-    def commit(self, batch: BatchFile) -> Counts:
-        """Plan ``batch`` and hand it to the sink; a transient error retries the batch whole (real runs)."""
-        table = read_batch(batch.path)
-        keep_unchanged = self.config.history.store_unchanged and self.sink.keep_unchanged_outcomes
-        for attempt in range(1, self.sink.attempts + 1):
-            try:
-                with (
-                    translate_errors(self.writer.endpoint, f"loading batch {batch.index}"),
-                    self.sink.transaction() as conn,
-                ):
-                    plan = _plan_batch(
-                        self.writer, conn, table, self.columns, self.reconciler, keep_unchanged=keep_unchanged
-                    )
-                    self.sink.write(conn, self, plan, batch)
-                break
-            except TransientConnectorError:
-                if attempt == self.sink.attempts or self.source_writer is not None:
-                    raise  # a batch that wrote back to the source is not replayed here
-                time.sleep(0.2 * attempt)
-        self.source_deletes += plan.reverse_deletes
-        self.samples.add(plan.sampled)
-        return plan.counts
+    @property
+    def replayable(self) -> bool:
+        return self.source_writer is None  # a batch that wrote back to the source is not replayed here
 
-    def write(self, conn: Connection, plan: _Plan, batch: BatchFile) -> None:
-        """Write one planned batch with its resume record (and the state, inline) in the caller's transaction."""
+    def prepare(self) -> None:
+        self.writer.prepare(self.schema)
+        with translate_errors(self.endpoint, "preparing the bookkeeping tables"):
+            self.reconciler.store.upgrade(self.writer.engine)
+        with translate_errors(self.endpoint, "preparing the bookkeeping tables"), self.writer.engine.begin() as conn:
+            self.reconciler.store.create(conn)
+            self.resume.create(conn)
+
+    def lease(self, run_id: str) -> AbstractContextManager[None]:
+        return self.writer.lease(run_id)
+
+    def claim(self, manifest: Manifest, options: RunOptions) -> set[int]:
+        """Read the state under the lease; a new run claims it, a re-executed one learns its committed batches."""
+        config, writer = self.config, self.writer
+        with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
+            state = writer.read_state(conn)
+            done = self.resume.done(conn, options.run_id)
+        self.state = state
+        if resuming_run(config, state, manifest, options.run_id):
+            if not done and state.last_batch >= 0:
+                # Committed before batches had resume records: the state row names the last one.
+                done = {b.index for b in manifest.batches if b.index <= state.last_batch}
+            if done:
+                options.logger.info(
+                    "%s: resuming run %s, %d batches already committed", config.name, options.run_id, len(done)
+                )
+            return done
+        with translate_errors(writer.endpoint, "starting the load"), writer.engine.begin() as conn:
+            self.resume.reset(conn)
+            if self.tracking:
+                writer.reset_seen(conn)
+            state.version += 1
+            state.last_run_id, state.last_batch = options.run_id, -1
+            writer.save_state(conn, state)
+        return set()
+
+    def committed_counts(self, batch: BatchFile) -> Counts:
+        return _committed_counts(self.writer, self.run_id, batch)
+
+    def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> _Plan:
+        """Plan ``batch``; a real sink writes it with its resume record (and the state, inline) in ``conn``."""
+        keep_unchanged = self.config.history.store_unchanged and self.sink.writes
+        plan = _plan_batch(self.writer, conn, table, self.columns, self.reconciler, keep_unchanged=keep_unchanged)
+        if conn is None:
+            return plan
+        if self.sink.writes:
+            self._write(conn, plan, batch)
+        elif self.dry_seen is not None:
+            self.writer.add_seen(conn, plan.seen_keys, table=self.dry_seen)
+        return plan
+
+    def committed(self, written: _Plan) -> Counts:
+        self.source_deletes += written.reverse_deletes
+        self.samples.add(written.sampled)
+        return written.counts
+
+    def sampled(self) -> list[RecordOutcome]:
+        return self.samples.items
+
+    def _write(self, conn: Connection, plan: _Plan, batch: BatchFile) -> None:
         config, writer = self.config, self.writer
         if self.source_writer is not None:
             self.source_writer.write(plan.reverse_rows)
         write_plan(config, writer, conn, self.reconciler, self.run_id, batch.index, plan, tracking=self.tracking)
-        conn.execute(
-            sa.insert(self.committed).values(
-                sync=config.name, run_id=self.run_id, batch=batch.index, chunk=batch.chunk or 0, committed_at=_utcnow()
-            )
-        )
+        self.resume.mark(conn, self.run_id, batch)
         state = self.state
         if state is not None:
             # An incremental read moves the watermark with every batch, so a crash resumes from the last one.
@@ -441,75 +416,53 @@ class BatchLoader:
             state.last_run_id, state.last_batch = self.run_id, batch.index
             writer.save_state(conn, state)
 
+    @contextlib.contextmanager
+    def planning(self) -> Iterator[None]:
+        """The same batches, planned on one read-only connection into a sink that writes nothing.
 
-def _load_chunk(
-    config: SyncConfig,
-    run_id: str,
-    schema: dict[str, Any],
-    types: dict[str, str],
-    mode: LoadMode,
-    batches: list[BatchFile],
-) -> _Committed:
-    """Worker of a parallel load: commit the batches of one chunk, in order, stopping at a batch boundary."""
+        Bookkeeping tables of an earlier release are upgraded first (their contents keep their meaning),
+        so that the plan reads them as a real run would.
+        """
+        config, writer = self.config, self.writer
+        with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
+            self.reconciler.store.upgrade(writer.engine)
+        with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
+            exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
+            if exists:
+                writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
+                writer.prepare_seen_definition()
+            self.dry_seen = writer.temp_seen_table(conn) if exists and self.tracking else None
+            self.sink = DrySink(conn if exists else None)
+            yield
+            conn.rollback()
+
+    def finish(self, manifest: Manifest, options: RunOptions, result: SyncResult, samples: Samples) -> None:
+        """Bidirectional one-sided records and deletes; written, then the watermark and state (a real run)."""
+        writer = self.writer
+        if isinstance(self.sink, DrySink):
+            if self.sink.conn is not None and self.dry_seen is not None:
+                conn = self.sink.conn
+                _finish(self.config, manifest, options, self, conn, self.dry_seen, result, samples, write=False)
+            return
+        with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
+            if self.tracking and not manifest.batches:
+                writer.reset_seen(conn)
+            if not _finish(self.config, manifest, options, self, conn, writer.seen_table, result, samples, write=True):
+                return
+        assert self.state is not None
+        result.watermark_after = self.state.watermark
+
+    def worker(self) -> Callable[[], BatchLoader]:
+        return functools.partial(_worker_loader, self.config, self.run_id, self.schema, self.types, self.mode)
+
+
+def _worker_loader(
+    config: SyncConfig, run_id: str, schema: dict[str, pa.DataType], types: dict[str, str], mode: LoadMode
+) -> BatchLoader:
+    """The loader of one chunk in a worker process (its own engine; the state row stays with the driver)."""
     writer = target_writer(config)
     writer.prepare(schema)
-    loader = BatchLoader(config, run_id, writer, types, mode)
-    counts = Counts()
-    for batch in batches:
-        check_stop(config, f"before batch {batch.index}")
-        counts.merge(loader.commit(batch))
-    return _Committed(counts, loader.samples.items)
-
-
-def _commit(
-    config: SyncConfig,
-    manifest: Manifest,
-    options: RunOptions,
-    writer: SqlTargetWriter,
-    result: SyncResult,
-    samples: _Samples,
-) -> None:
-    """The load driver: claim the run under the lease, commit the batches not committed yet, finish the run.
-
-    Batches run through the worker pool, one job per chunk, for a parallel read; otherwise inline, one
-    job per batch, by the same :class:`BatchLoader`. Whatever ran them, ``_sync_batches`` names each
-    committed batch, so a re-execution of the run skips exactly those.
-    """
-    schema = _schema(manifest)
-    writer.prepare(schema)
-    loader = BatchLoader(
-        config,
-        options.run_id,
-        writer,
-        manifest.types,
-        LoadMode(
-            tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,
-            incremental=not manifest.full_sync,
-            sample_size=options.sample_size,
-        ),
-    )
-    committed = loader.committed
-    with translate_errors(writer.endpoint, "preparing the bookkeeping tables"):
-        loader.reconciler.store.upgrade(writer.engine)
-    with translate_errors(writer.endpoint, "preparing the bookkeeping tables"), writer.engine.begin() as conn:
-        loader.reconciler.store.create(conn)
-        committed.create(conn, checkfirst=True)
-    with writer.lease(options.run_id):
-        state, done = _claim(config, manifest, options, writer, loader)
-        for batch in manifest.batches:
-            if batch.index in done:
-                result.counts.merge(_committed_counts(writer, options.run_id, batch))
-        loader.state = state
-        todo = [b for b in manifest.batches if b.index not in done]
-        committed_here = _run_batches(config, manifest, options, loader, schema, todo, parallel=is_chunked(manifest))
-        result.counts.merge(committed_here.counts)
-        samples.add(committed_here.samples)
-        with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
-            if loader.tracking and not manifest.batches:
-                writer.reset_seen(conn)
-            if not _finish(config, manifest, options, loader, conn, writer.seen_table, result, samples, write=True):
-                return
-    result.watermark_after = state.watermark
+    return BatchLoader(config, run_id, writer, types, mode, schema)
 
 
 def _finish(
@@ -520,7 +473,7 @@ def _finish(
     conn: Connection,
     seen: sa.Table | None,
     result: SyncResult,
-    samples: _Samples,
+    samples: Samples,
     *,
     write: bool,
 ) -> bool:
@@ -560,79 +513,6 @@ def _finish(
     )
 
 
-def _claim(
-    config: SyncConfig, manifest: Manifest, options: RunOptions, writer: SqlTargetWriter, loader: BatchLoader
-) -> tuple[SyncState, set[int]]:
-    """Read the state under the lease; a new run claims it, a re-executed one learns its committed batches."""
-    committed = loader.committed
-    with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
-        state = writer.read_state(conn)
-        done = {
-            int(b)
-            for (b,) in conn.execute(
-                sa.select(committed.c.batch).where(
-                    committed.c.sync == config.name, committed.c.run_id == options.run_id
-                )
-            )
-        }
-    if resuming_run(config, state, manifest, options.run_id):
-        if not done and state.last_batch >= 0:
-            # Committed before batches had resume records: the state row names the last one.
-            done = {b.index for b in manifest.batches if b.index <= state.last_batch}
-        if done:
-            options.logger.info(
-                "%s: resuming run %s, %d batches already committed", config.name, options.run_id, len(done)
-            )
-        return state, done
-    with translate_errors(writer.endpoint, "starting the load"), writer.engine.begin() as conn:
-        conn.execute(sa.delete(committed).where(committed.c.sync == config.name))
-        if loader.tracking:
-            writer.reset_seen(conn)
-        state.version += 1
-        state.last_run_id, state.last_batch = options.run_id, -1
-        writer.save_state(conn, state)
-    return state, set()
-
-
-def _run_batches(
-    config: SyncConfig,
-    manifest: Manifest,
-    options: RunOptions,
-    loader: BatchLoader,
-    schema: dict[str, Any],
-    batches: list[BatchFile],
-    *,
-    parallel: bool,
-) -> _Committed:
-    """Commit ``batches``: one job per chunk in worker processes (``parallel``), else one per batch inline."""
-    out = _Committed()
-    progress = Progress(config.name, "load", options.logger, total=sum(b.rows for b in batches))
-    if parallel:
-        jobs = [b for b in by_chunk(batches).values() if b]
-        parts = run_pool(
-            config,
-            options,
-            int(manifest.details.get("workers", 2)),
-            _load_chunk,
-            [(config, options.run_id, schema, manifest.types, loader.mode, part) for part in jobs],
-            on_done=lambda i, _: progress.batches_done([b.rows for b in jobs[i]]),
-        )
-        for part in parts:
-            out.counts.merge(part.counts)
-            out.samples += part.samples
-        return out
-
-    def one(batch: BatchFile) -> Counts:
-        check_stop(config, f"before batch {batch.index}")
-        return loader.commit(batch)
-
-    for counts in run_inline(options, one, [(b,) for b in batches], lambda i, _: progress.batch_done(batches[i].rows)):
-        out.counts.merge(counts)
-    out.samples = loader.samples.items
-    out.source_deletes = loader.source_deletes
-    return out
-
-
 def write_plan(
     config: SyncConfig,
     writer: SqlTargetWriter,
@@ -661,7 +541,7 @@ def finish_run(
     conn: Connection,
     state: SyncState,
     result: SyncResult,
-    samples: _Samples,
+    samples: Samples,
     reconciler: Reconciler,
     *,
     deleting: bool,
@@ -711,7 +591,7 @@ def _delete_missing(
     conn: Connection,
     seen: sa.Table,
     result: SyncResult,
-    samples: _Samples,
+    samples: Samples,
     *,
     write: bool,
     reconciler: Reconciler | None = None,
@@ -749,40 +629,4 @@ def _deleted(writer: SqlTargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
     return RecordOutcome({k: display(v) for k, v in zip(writer.target.key, key, strict=True)}, RecordAction.DELETED)
 
 
-def _dry_run(
-    config: SyncConfig,
-    manifest: Manifest,
-    options: RunOptions,
-    writer: SqlTargetWriter,
-    result: SyncResult,
-    samples: _Samples,
-) -> None:
-    """The same batches, planned on one read-only connection into a sink that writes nothing.
-
-    Bookkeeping tables of an earlier release are upgraded first (their contents keep their meaning),
-    so that the plan reads them as a real run would.
-    """
-    with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
-        conflict_store(writer).upgrade(writer.engine)
-    with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
-        exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
-        if exists:
-            writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
-            writer.prepare_seen_definition()
-        mode = LoadMode(
-            tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,
-            incremental=not manifest.full_sync,
-            sample_size=options.sample_size,
-        )
-        seen = writer.temp_seen_table(conn) if exists and mode.tracking else None
-        sink = _DrySink(conn if exists else None, seen)
-        loader = BatchLoader(config, options.run_id, writer, manifest.types, mode, sink)
-        planned = _run_batches(config, manifest, options, loader, _schema(manifest), manifest.batches, parallel=False)
-        result.counts.merge(planned.counts)
-        samples.add(planned.samples)
-        if seen is not None:
-            _finish(config, manifest, options, loader, conn, seen, result, samples, write=False)
-        conn.rollback()
-
-
-__all__ = ["SyncState", "load"]
+__all__ = ["BatchLoader", "SyncState", "load", "settle_status"]

@@ -1,11 +1,15 @@
 """Stage entry points: extract, transform, load, and run_sync chaining them.
 
-Host-metrics syncs (Elasticsearch hosts into the CMDB) have stages of their own in
-:mod:`sync_pipelines.engine.host_metrics`, and parallel full reads (``parallel:``) run per key-range
-chunk through :mod:`sync_pipelines.engine.chunks`; each entry point picks the right ones.
+Each kind of sync declares its three stages once, as :class:`Stages`: SQL tables (whose parallel full
+reads, ``parallel:``, run per key-range chunk through :mod:`sync_pipelines.engine.chunks`) and host
+metrics (:mod:`sync_pipelines.engine.host_metrics`). Both load through the one load driver
+(:mod:`sync_pipelines.engine.driver`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.engine import chunks, host_metrics
@@ -15,30 +19,52 @@ from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.transform import transform as transform_rows
 
 
-def extract(config: SyncConfig, options: RunOptions) -> Manifest:
-    """Read the source into staged batches."""
-    if host_metrics.is_host_metrics(config):
-        return host_metrics.extract(config, options)
+@dataclass(frozen=True)
+class Stages:
+    """The engine's three stages for one kind of sync."""
+
+    extract: Callable[[SyncConfig, RunOptions], Manifest]
+    transform: Callable[[SyncConfig, Manifest, RunOptions], Manifest]
+    load: Callable[[SyncConfig, Manifest, RunOptions], SyncResult]
+
+
+def _extract_table(config: SyncConfig, options: RunOptions) -> Manifest:
     workers = chunks.workers_for(config, options)
     if workers > 1:
         return chunks.extract(config, options, workers)
     return extract_rows(config, options)
 
 
-def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
-    """Map the staged batches to the target's columns."""
-    if host_metrics.is_host_metrics(config):
-        return host_metrics.transform(config, manifest, options)
+def _transform_table(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
     if chunks.is_chunked(manifest):
         return chunks.transform(config, manifest, options)
     return transform_rows(config, manifest, options)
 
 
+TABLE_STAGES = Stages(_extract_table, _transform_table, load_rows)
+"""A SQL or Elasticsearch-documents source into a SQL table."""
+HOST_STAGES = Stages(host_metrics.extract, host_metrics.transform, host_metrics.load)
+"""Host metrics from Elasticsearch into the CMDB."""
+
+
+def stages(config: SyncConfig) -> Stages:
+    """The stages of ``config``'s kind."""
+    return HOST_STAGES if host_metrics.is_host_metrics(config) else TABLE_STAGES
+
+
+def extract(config: SyncConfig, options: RunOptions) -> Manifest:
+    """Read the source into staged batches."""
+    return stages(config).extract(config, options)
+
+
+def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Manifest:
+    """Map the staged batches to the target's columns."""
+    return stages(config).transform(config, manifest, options)
+
+
 def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncResult:
     """Write the staged batches into the target (a parallel read's chunks by worker processes)."""
-    if host_metrics.is_host_metrics(config):
-        return host_metrics.load(config, manifest, options)
-    return load_rows(config, manifest, options)
+    return stages(config).load(config, manifest, options)
 
 
 def run_sync(config: SyncConfig, options: RunOptions) -> SyncResult:
@@ -46,4 +72,4 @@ def run_sync(config: SyncConfig, options: RunOptions) -> SyncResult:
     return load(config, transform(config, extract(config, options), options), options)
 
 
-__all__ = ["extract", "load", "run_sync", "transform"]
+__all__ = ["HOST_STAGES", "TABLE_STAGES", "Stages", "extract", "load", "run_sync", "stages", "transform"]

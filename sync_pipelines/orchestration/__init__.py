@@ -7,9 +7,10 @@ One factory per kind of object, each named from the config: :func:`build_sync_as
 from sync_pipelines.orchestration.assets import asset_key, build_sync_asset
 from sync_pipelines.orchestration.instance import ensure_dagster_home, get_instance
 from sync_pipelines.orchestration.jobs import build_sync_job
+from sync_pipelines.orchestration.kinds import SyncRunConfig
 from sync_pipelines.orchestration.location import build_definitions
 from sync_pipelines.orchestration.names import Stage, Tag, job_name, op_name, pool_name, schedule_name, step_key
-from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops
+from sync_pipelines.orchestration.ops import build_sync_ops
 from sync_pipelines.orchestration.runs import LastRun, RunReport, execute_sync, last_runs, report_for_run
 from sync_pipelines.orchestration.schedules import build_schedule
 

@@ -1,19 +1,15 @@
-"""The graph-backed asset of a sync: its target table, materialized by extract -> transform -> load.
-
-No postponed annotations here: Dagster reads the `Config` class of a config mapping from its annotation.
-"""
+"""The graph-backed asset of a sync: its target table, materialized by extract -> transform -> load."""
 
 from typing import Any
 
-from dagster import AssetKey, AssetsDefinition, ConfigMapping, config_mapping, graph_asset
+from dagster import AssetKey, AssetsDefinition, graph_asset
 
 from sync_pipelines.config.models import SqlSource, SyncConfig
-from sync_pipelines.engine.host_metrics import is_host_metrics
 from sync_pipelines.history.links import sync_url
-from sync_pipelines.orchestration.host_ops import build_host_ops, host_graph_config
+from sync_pipelines.orchestration.kinds import run_config_mapping
 from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
 from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
-from sync_pipelines.orchestration.ops import SyncRunConfig, build_sync_ops, run_flags
+from sync_pipelines.orchestration.ops import build_sync_ops
 from sync_pipelines.orchestration.partitions import backfill_policy, partitions_def
 
 
@@ -41,21 +37,9 @@ def described_with_history(cfg: SyncConfig) -> str:
     return f"{asset_description(cfg)}\n\n[Run history and records of {cfg.name}]({sync_url(cfg.name)})"
 
 
-def _graph_config(cfg: SyncConfig) -> ConfigMapping:
-    """Give the same ``full_sync`` / ``dry_run`` / ``user`` to the three ops, so they can never disagree."""
-
-    @config_mapping
-    def _flags(config: SyncRunConfig) -> dict[str, Any]:
-        flags = run_flags(config)
-        return {op_name(cfg.name, stage): {"config": flags} for stage in Stage}
-
-    return _flags
-
-
 def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
     """The asset ``<name>`` (group ``syncs``) computed by the ops ``<name>_extract/_transform/_load``."""
-    hosts = is_host_metrics(cfg)
-    extract_op, transform_op, load_op = build_host_ops(cfg) if hosts else build_sync_ops(cfg)
+    extract_op, transform_op, load_op = build_sync_ops(cfg)
 
     @graph_asset(
         name=cfg.name,
@@ -64,7 +48,8 @@ def build_sync_asset(cfg: SyncConfig) -> AssetsDefinition:
         metadata=asset_metadata(cfg),
         kinds=asset_kinds(cfg),
         tags={Tag.SYNC_NAME.value: cfg.name, "sync/mode": cfg.mode.value},
-        config=host_graph_config(cfg) if hosts else _graph_config(cfg),
+        # The same options for the three ops, so they can never disagree.
+        config=run_config_mapping(cfg, lambda values: {op_name(cfg.name, s): {"config": values} for s in Stage}),
         partitions_def=partitions_def(cfg),
         backfill_policy=backfill_policy(cfg),
     )

@@ -1,34 +1,19 @@
-"""The job of a sync: materializes its asset (in-process unless Celery is chosen), with a flat run config.
-
-No postponed annotations here: Dagster reads the `Config` class of a config mapping from its annotation.
-"""
+"""The job of a sync: materializes its asset (in-process unless Celery is chosen), with a flat run config."""
 
 from typing import TYPE_CHECKING, Any
 
-from dagster import AssetSelection, ConfigMapping, config_mapping, define_asset_job
+from dagster import AssetSelection, ConfigMapping, define_asset_job
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.engine.host_metrics import is_host_metrics
 from sync_pipelines.orchestration.assets import asset_description, asset_key
 from sync_pipelines.orchestration.checks import conflict_check_key, has_conflict_check
 from sync_pipelines.orchestration.executors import sync_executor
-from sync_pipelines.orchestration.host_ops import host_job_config
+from sync_pipelines.orchestration.kinds import run_config_mapping
 from sync_pipelines.orchestration.names import Tag, job_name
-from sync_pipelines.orchestration.ops import SyncRunConfig, run_flags
 from sync_pipelines.orchestration.record_checks import failed_records_check_key
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
-
-
-def run_config_mapping(cfg: SyncConfig) -> ConfigMapping:
-    """The launchpad form of a sync job: ``full_sync``, ``dry_run`` and ``user``, fed to the sync's graph."""
-
-    @config_mapping
-    def _run_config(config: SyncRunConfig) -> dict[str, Any]:
-        return {"ops": {cfg.name: {"config": run_flags(config)}}}
-
-    return _run_config
 
 
 def _selection(cfg: SyncConfig) -> AssetSelection:
@@ -52,12 +37,12 @@ def job_run_config(sync: str, *, partitioned: bool, full_sync: bool, dry_run: bo
     return {"ops": {sync: {"config": flags}}} if partitioned else flags
 
 
-def _job_config(cfg: SyncConfig) -> Any:
-    """The launchpad form: host options for host metrics, none for a partitioned sync (Dagster refuses a
-    config mapping on a partitioned job), else the flat ``full_sync`` / ``dry_run`` / ``user`` form."""
-    if is_host_metrics(cfg):
-        return host_job_config(cfg)
-    return run_config_mapping(cfg) if cfg.partitions is None else None
+def _job_config(cfg: SyncConfig) -> ConfigMapping | None:
+    """The launchpad form of the sync's kind, flat, fed to the sync's graph; none for a partitioned sync
+    (Dagster refuses a config mapping on a partitioned job)."""
+    if cfg.partitions is not None:
+        return None
+    return run_config_mapping(cfg, lambda values: {"ops": {cfg.name: {"config": values}}})
 
 
 def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":

@@ -1,4 +1,5 @@
-"""The three ops of a sync (``<name>_extract -> <name>_transform -> <name>_load``): thin calls into the engine.
+"""The three ops of a sync of any kind (``<name>_extract -> <name>_transform -> <name>_load``): thin calls into
+the engine. What differs between kinds is declared in :mod:`sync_pipelines.orchestration.kinds`.
 
 Only small manifest dicts travel between the ops (the engine stages the rows as Parquet files), so
 the IO manager stores a few hundred bytes per step and a re-execution from a failed step reuses the
@@ -7,14 +8,13 @@ staged batches instead of reading the source again.
 
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
     AssetKey,
     AssetObservation,
-    Config,
     DagsterExecutionInterruptedError,
     Failure,
     In,
@@ -25,7 +25,6 @@ from dagster import (
     RetryRequested,
     op,
 )
-from pydantic import Field
 
 from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
@@ -35,40 +34,19 @@ from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.interrupts import run_interruptible
+from sync_pipelines.orchestration.kinds import SyncRunConfig, op_kind
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
 from sync_pipelines.orchestration.partitions import log_covered_partitions, run_window, window_text
 from sync_pipelines.orchestration.retries import retry_wait
 from sync_pipelines.types import RunStatus
 
-FULL_SYNC_DESCRIPTION = (
-    "Ignore the watermark and read the whole source (a full sync also deletes target rows missing "
-    "from the source when the sync has `delete_missing`)."
-)
-DRY_RUN_DESCRIPTION = "Compute the plan and the sample changes, write nothing, keep the watermark."
 CANCELLED_ERROR_TYPE = "cancelled"
 """``error_type`` of the step failure that ends a terminated step."""
-USER_DESCRIPTION = (
-    "Who launches this run. Recorded as the run's user (tag `sync/user`, the run ledger) when Dagster "
-    "knows no identity, as open-source Dagster never does."
-)
-
-
-class SyncRunConfig(Config):
-    """Options of one sync run, given to each of its three ops."""
-
-    full_sync: bool = Field(default=False, description=FULL_SYNC_DESCRIPTION)
-    dry_run: bool = Field(default=False, description=DRY_RUN_DESCRIPTION)
-    user: str = Field(default="", description=USER_DESCRIPTION)
-
-
-def run_flags(config: SyncRunConfig) -> dict[str, Any]:
-    """The options a config mapping hands to each op of the sync: ``full_sync``, ``dry_run`` and ``user``."""
-    return {"full_sync": config.full_sync, "dry_run": config.dry_run, "user": config.user}
 
 
 def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Manifest | None = None) -> RunOptions:
-    """Engine options of the current step: run id, run config flags and Dagster's logger.
+    """Engine options of the current step: run id, run config options and Dagster's logger.
 
     The engine identifies a sync run by the run that read the source: its staged batches, its lease
     and the batches it already committed. Extract uses the Dagster run id; transform and load use
@@ -85,6 +63,7 @@ def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Ma
         dry_run=config.dry_run,
         logger=context.log,
         window=run_window(context),
+        **config.engine_options(),
     )
 
 
@@ -178,40 +157,44 @@ def _run_seconds(context: OpExecutionContext) -> float | None:
 _MANIFEST_IN = In(dict, description="Manifest of the staged batches (paths, row counts, watermark read).")
 
 
-def build_extract_op(cfg: SyncConfig) -> OpDefinition:
-    """``<name>_extract``: read the source in batches into run-scoped Parquet files."""
+def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefinition]:
+    """The extract, transform and load ops of one sync, of any kind (see :mod:`~sync_pipelines.orchestration.kinds`).
 
-    @op(
-        name=op_name(cfg.name, Stage.EXTRACT),
-        description=f"Read the source of sync `{cfg.name}` in batches of {cfg.batch_size} rows into "
-        "Parquet files staged for this run, from the last committed watermark (or all of it in a full sync).",
-        out=Out(dict, description="Manifest of the staged source batches."),
-        pool=pool_name(cfg.name),
-        tags={Tag.SYNC_NAME.value: cfg.name},
-    )
-    def _extract(context: OpExecutionContext, config: SyncRunConfig) -> Output[dict[str, Any]]:
+    Each op is a thin call into the engine, run so that a run termination stops it at a batch
+    boundary (:func:`run_interruptible`). The load step records the outcome as metadata (the kind adds
+    its own) and the ``sync/status`` tag; a dry run writes nothing, so it records its metadata as an
+    asset observation instead of a materialization, and a ``failed`` result fails the step with its
+    metadata attached.
+    """
+    kind = op_kind(cfg)
+    run_config = kind.run_config
+    describe = kind.descriptions(cfg)
+
+    def step(stage: Stage, **kwargs: Any) -> Callable[[Callable[..., Any]], OpDefinition]:
+        return op(
+            name=op_name(cfg.name, stage),
+            description=describe[stage],
+            pool=pool_name(cfg.name),
+            tags={Tag.SYNC_NAME.value: cfg.name},
+            **kwargs,
+        )
+
+    @step(Stage.EXTRACT, out=Out(dict, description="Manifest of the staged source batches."))
+    def _extract(context: OpExecutionContext, config: run_config) -> Output[dict[str, Any]]:  # type: ignore[valid-type]
         with engine_step(context, cfg, Stage.EXTRACT):
             options = run_options(context, config)
             manifest = run_interruptible(context, options, lambda: engine.extract(cfg, options))
         return Output(manifest.to_dict(), metadata=stage_metadata(manifest))
 
-    return _extract
-
-
-def build_transform_op(cfg: SyncConfig) -> OpDefinition:
-    """``<name>_transform``: map each staged batch to the target schema."""
-
-    @op(
-        name=op_name(cfg.name, Stage.TRANSFORM),
-        description=f"Map the staged batches of sync `{cfg.name}` to the columns and types of "
-        f"`{cfg.target.table}`; records that cannot be converted are kept with their reason.",
+    @step(
+        Stage.TRANSFORM,
         ins={"manifest": _MANIFEST_IN},
         out=Out(dict, description="Manifest of the transformed batches."),
-        pool=pool_name(cfg.name),
-        tags={Tag.SYNC_NAME.value: cfg.name},
     )
     def _transform(
-        context: OpExecutionContext, config: SyncRunConfig, manifest: dict[str, Any]
+        context: OpExecutionContext,
+        config: run_config,  # type: ignore[valid-type]
+        manifest: dict[str, Any],
     ) -> Output[dict[str, Any]]:
         with engine_step(context, cfg, Stage.TRANSFORM):
             staged = Manifest.from_dict(manifest)
@@ -219,20 +202,8 @@ def build_transform_op(cfg: SyncConfig) -> OpDefinition:
             result = run_interruptible(context, options, lambda: engine.transform(cfg, staged, options))
         return Output(result.to_dict(), metadata=stage_metadata(result))
 
-    return _transform
-
-
-def build_load_op(cfg: SyncConfig) -> OpDefinition:
-    """``<name>_load``: upsert the batches, record the outcome as metadata and the ``sync/status`` tag.
-
-    A dry run writes nothing, so it records its metadata as an asset observation instead of a
-    materialization. A ``failed`` result fails the step with its metadata attached.
-    """
-
-    @op(
-        name=op_name(cfg.name, Stage.LOAD),
-        description=f"Upsert the transformed batches into `{cfg.target.table}`, one transaction per batch "
-        "(rows, record outcomes and watermark together), and report counts and sample changes.",
+    @step(
+        Stage.LOAD,
         ins={"manifest": _MANIFEST_IN},
         out=Out(
             dict,
@@ -240,11 +211,11 @@ def build_load_op(cfg: SyncConfig) -> OpDefinition:
             description="The run's result: status, counts, watermarks and sample record outcomes "
             "(not produced by a dry run).",
         ),
-        pool=pool_name(cfg.name),
-        tags={Tag.SYNC_NAME.value: cfg.name},
     )
     def _load(
-        context: OpExecutionContext, config: SyncRunConfig, manifest: dict[str, Any]
+        context: OpExecutionContext,
+        config: run_config,  # type: ignore[valid-type]
+        manifest: dict[str, Any],
     ) -> Iterator[Output[dict[str, Any]]]:
         # One engine per database for the whole step: ledger row, writes, metadata and the closing row.
         with shared_engines():
@@ -252,10 +223,12 @@ def build_load_op(cfg: SyncConfig) -> OpDefinition:
                 staged = Manifest.from_dict(manifest)
                 options = run_options(context, config, staged)
                 result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
-            extra = {"window": window_text(options.window)} if options.window is not None else None
+            extra = kind.load_metadata(context, result)
+            if options.window is not None:
+                extra["window"] = window_text(options.window)
             yield from report_load(context, cfg, result, extra)
 
-    return _load
+    return _extract, _transform, _load
 
 
 def report_load(
@@ -287,6 +260,4 @@ def report_load(
     log_covered_partitions(context, cfg, result)
 
 
-def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefinition]:
-    """The extract, transform and load ops of one sync."""
-    return build_extract_op(cfg), build_transform_op(cfg), build_load_op(cfg)
+__all__ = ["CANCELLED_ERROR_TYPE", "SyncRunConfig", "build_sync_ops", "engine_step", "report_load", "run_options"]
