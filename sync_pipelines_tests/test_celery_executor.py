@@ -39,7 +39,7 @@ from dagster._serdes import serialize_value
 from dagster_postgres import PostgresRunStorage
 
 from sync_pipelines.cli import main
-from sync_pipelines.commands.worker import worker_command, worker_environment
+from sync_pipelines.cli.worker import worker_command, worker_environment
 from sync_pipelines.config import load_configs
 from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration.executors import (

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import uvicorn
 
-from sync_pipelines.commands.common import config_folder, load_or_exit
+from sync_pipelines.cli.shared import config_folder, demo_dir_option, load_configs
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.loader import CONFIG_DIR_ENV
 from sync_pipelines.history.links import DEFAULT_HOST, DEFAULT_PORT, HISTORY_URL_ENV
@@ -118,13 +118,7 @@ def _watch(process: subprocess.Popen[bytes], server: uvicorn.Server) -> None:
     show_default=True,
     help="Dagster workspace file.",
 )
-@click.option(
-    "--demo-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("demo"),
-    show_default=True,
-    help="Demo folder: the CMDB of the host-metrics syncs is built there when missing.",
-)
+@demo_dir_option("--demo-dir", "Demo folder: the CMDB of the host-metrics syncs is built there when missing.")
 @click.pass_context
 def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: Path, demo_dir: Path) -> None:
     """Start the Dagster UI and daemon, the history view, and (for host-metrics syncs) a local Elasticsearch-API
@@ -137,7 +131,7 @@ def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: P
     # Uvicorn hands SIGTERM back to the handler found before it started once it has shut down; the
     # default one would end this process before Dagster and the Elasticsearch-API server are stopped.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configs = load_or_exit(ctx)
+    configs = load_configs(ctx)
     ensure_dagster_home()
     view_url = f"http://{host}:{port}"
     dagster_url = f"http://{host}:{dagster_port}"
