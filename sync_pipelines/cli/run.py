@@ -194,8 +194,8 @@ def run(
 @click.pass_context
 def demo(ctx: click.Context, directory: Path) -> None:
     """Create the demo databases when missing, then run every configured sync through Dagster."""
-    from sync_pipelines.demo import build_demo_databases
-    from sync_pipelines.demo_hosts import host_metrics_demo
+    from sync_pipelines.demo.hosts import host_metrics_demo
+    from sync_pipelines.demo.sources import build_demo_databases
 
     databases = build_demo_databases(directory)
     click.echo(f"demo databases in {directory}: {', '.join(sorted(databases))}")

@@ -77,7 +77,7 @@ def dagster_running(command: list[str], env: dict[str, str]) -> Iterator[subproc
 
 def needs_demo_es(configs: list[SyncConfig]) -> bool:
     """Whether a sync reads the demo's Elasticsearch-API server (``${SYNC_DEMO_ES_URL}``) and none is set."""
-    from sync_pipelines.demo_hosts import ES_URL_ENV
+    from sync_pipelines.demo.hosts import ES_URL_ENV
 
     if os.environ.get(ES_URL_ENV):
         return False
@@ -87,7 +87,7 @@ def needs_demo_es(configs: list[SyncConfig]) -> bool:
 @contextlib.contextmanager
 def demo_es(configs: list[SyncConfig], demo_dir: Path) -> Iterator[None]:
     """The demo's seeded Elasticsearch-API server (and CMDB) while the UI runs, when a sync needs it."""
-    from sync_pipelines.demo_hosts import host_metrics_demo
+    from sync_pipelines.demo.hosts import host_metrics_demo
 
     if not needs_demo_es(configs):
         yield
