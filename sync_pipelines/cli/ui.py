@@ -3,13 +3,13 @@ syncs, the demo's local Elasticsearch-API server, started together and stopped t
 
 Dagster runs as a child process in its own process group (``dagster dev``); the history view is
 served by Uvicorn in this process. When either ends, or on Ctrl-C / SIGTERM, the whole Dagster
-process group is stopped (SIGTERM, then SIGKILL) and the Elasticsearch-API server with it.
+process group is stopped (SIGTERM, then SIGKILL) and the Elasticsearch-API server with it. Both
+children also end when this command is killed outright (``dies_with_this_process``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -26,7 +26,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.loader import CONFIG_DIR_ENV
 from sync_pipelines.history.links import DEFAULT_HOST, DEFAULT_PORT, HISTORY_URL_ENV
 from sync_pipelines.orchestration.instance import ensure_dagster_home
-from sync_pipelines.signals import restore_default_signals
+from sync_pipelines.signals import dies_with_this_process, restore_default_signals
 from sync_pipelines.web import create_app
 from sync_pipelines.web.site import DAGSTER_URL_ENV
 
@@ -37,18 +37,6 @@ def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
     """``dagster dev`` (webserver and daemon) of this interpreter's environment on ``host:port``."""
     dagster = Path(sys.executable).with_name("dagster")
     return [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:
-    """In the child: default signal handling, its own process group so that all of Dagster stops together,
-    and (on Linux) SIGTERM when this command dies, even by SIGKILL, so that Dagster never outlives it."""
-    restore_default_signals()
-    os.setsid()
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -67,8 +55,10 @@ def stop_group(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT
 
 @contextlib.contextmanager
 def dagster_running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """``dagster dev`` for the duration of a ``with`` block."""
-    process = subprocess.Popen(command, env=env, preexec_fn=_child_setup)  # noqa: S603 - our own command line
+    """``dagster dev`` for the duration of a ``with`` block, in a process group of its own so that all of
+    Dagster stops together, and ending with this process even when it is killed."""
+    preexec = dies_with_this_process(new_session=True)
+    process = subprocess.Popen(command, env=env, preexec_fn=preexec)  # noqa: S603 - our own command line
     try:
         yield process
     finally:

@@ -2,13 +2,14 @@
 
 `noida-db` (a dev/demo dependency, pinned in pyproject.toml) bundles a Rust binary that speaks the
 Elasticsearch REST API. Its bundled binary is started directly, serving only that protocol on a
-free port: stopping the binary stops the server (stopping its Python wrapper would not).
+free port: stopping the binary stops the server (stopping its Python wrapper would not). The server
+ends with the process that started it, even when that process is killed (on Linux; see
+:func:`~sync_pipelines.signals.dies_with_this_process`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from sync_pipelines.signals import dies_with_this_process
 
 STARTUP_TIMEOUT_S = 30.0
 
@@ -45,12 +48,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _default_signals() -> None:
-    # Background shells may start children with SIGTERM/SIGINT ignored; the server must stop on them.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @dataclass
 class LocalEs:
     """A running server: its URL and process."""
@@ -72,7 +69,11 @@ class LocalEs:
 
 
 def start(data_dir: Path, port: int | None = None) -> LocalEs:
-    """Start the server with only its Elasticsearch protocol, and wait until it answers."""
+    """Start the server with only its Elasticsearch protocol, and wait until it answers.
+
+    Call it from the main thread (or a thread that lives as long as the server): the server stops
+    when the thread that started it ends.
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
@@ -90,7 +91,7 @@ def start(data_dir: Path, port: int | None = None) -> LocalEs:
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - a fixed command line
-            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_signals
+            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_this_process()
         )
     server = LocalEs(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
