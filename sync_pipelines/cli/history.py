@@ -18,13 +18,13 @@ import click
 from sync_pipelines.cli.shared import ExitCode, json_option, load_configs, render_table, select_syncs
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import SweepError, SyncError
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx, format_changes, format_key
 from sync_pipelines.history.ledger import RunEntry, open_ledger, utcnow
 from sync_pipelines.history.queries import find_run, list_runs, runs_since
 from sync_pipelines.history.stats import compute_partition_stats, compute_stats
 from sync_pipelines.orchestration import get_instance
-from sync_pipelines.orchestration.ledger_sensors import SweepError, sweep
+from sync_pipelines.orchestration.ledger_sensors import sweep
 from sync_pipelines.types import RecordAction, RunStatus
 
 

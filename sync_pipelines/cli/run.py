@@ -36,9 +36,9 @@ from sync_pipelines.cli.shared import (
     verbose_option,
 )
 from sync_pipelines.config import SyncConfig
+from sync_pipelines.errors import UnknownPartitionError
 from sync_pipelines.orchestration import RunReport, Tag, execute_sync, get_instance
 from sync_pipelines.orchestration.dead_runs import close_dead_runs
-from sync_pipelines.orchestration.runs import UnknownPartitionError
 from sync_pipelines.types import RunStatus
 
 _REPEATED = (" - STEP_FAILURE - ", " - RUN_FAILURE - ", "were not executed:", "failed: ['")

@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sync_pipelines.errors import LocalEsError
 from sync_pipelines.signals import dies_with_this_process
 
 STARTUP_TIMEOUT_S = 30.0
-
-
-class LocalEsError(RuntimeError):
-    """The local server cannot be found or did not start."""
 
 
 def binary_path() -> Path:
@@ -117,4 +114,4 @@ def running(data_dir: Path | None = None) -> Iterator[LocalEs]:
         yield server
 
 
-__all__ = ["LocalEs", "LocalEsError", "binary_path", "free_port", "running", "start"]
+__all__ = ["LocalEs", "binary_path", "free_port", "running", "start"]

@@ -20,10 +20,10 @@ from sync_pipelines.connectors.cmdb import CmdbWriter, HostResult
 from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, EsHostMetricsReader, HostMetrics, hosts_table
 from sync_pipelines.connectors.sql import release_engine
 from sync_pipelines.connectors.values import type_name
-from sync_pipelines.engine.extract import RunCancelled
+from sync_pipelines.engine.guards import settle_status
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import prepare_dir, read_batch, remove_sync_staging, write_batch
-from sync_pipelines.errors import ConfigError
+from sync_pipelines.errors import ConfigError, RunCancelled
 from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
 
 HOST_LIST_LIMIT = 5000
@@ -167,14 +167,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         samples=_samples(results, options.sample_size),
         details=host_details(results, manifest.details),
     )
-    if counts.failed:
-        within = counts.processed and counts.failed / counts.processed <= config.max_failure_ratio
-        result.status = RunStatus.PARTIAL if within else RunStatus.FAILED
-        if not within:
-            result.error = (
-                f"sync {config.name}: {counts.failed} of {counts.processed} hosts failed, "
-                f"more than max_failure_ratio {config.max_failure_ratio}"
-            )
+    settle_status(config, result, unit="hosts")
     result.duration_s = time.monotonic() - started
     remove_sync_staging(options.staging_dir(config.name))
     options.logger.info("%s: %s %s", config.name, result.status.value, counts.as_dict())

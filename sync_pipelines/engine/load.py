@@ -26,12 +26,13 @@ from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.engine.guards import check_deletes, refuse, settle_status
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
 from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import read_batch, remove_sync_staging
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
-from sync_pipelines.errors import ConcurrentRunError, TransientConnectorError
+from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError, TransientConnectorError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
@@ -214,14 +215,6 @@ def _utcnow() -> Any:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _status(config: SyncConfig, counts: Counts) -> RunStatus:
-    if counts.failed == 0:
-        return RunStatus.COMPLETED
-    if counts.processed and counts.failed / counts.processed <= config.max_failure_ratio:
-        return RunStatus.PARTIAL
-    return RunStatus.FAILED
-
-
 class _Samples:
     """The first few outcomes of every action, so that rare failures are not crowded out."""
 
@@ -277,13 +270,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     else:
         _commit(config, manifest, options, writer, result, samples)
     result.samples = samples.items
-    if result.status is RunStatus.COMPLETED:
-        result.status = _status(config, result.counts)
-        if result.status is RunStatus.FAILED:
-            result.error = (
-                f"sync {config.name}: {result.counts.failed} of {result.counts.processed} records failed, "
-                f"more than max_failure_ratio {config.max_failure_ratio}"
-            )
+    settle_status(config, result)
     result.duration_s = time.monotonic() - started
     remove_sync_staging(options.staging_dir(config.name))
     options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
@@ -716,12 +703,10 @@ def _delete_missing(
 ) -> bool:
     """Delete (or plan to delete) target rows gone from the source. Returns True if the guard refused."""
     missing, total = writer.count_missing(conn, seen)
-    if total and missing / total > config.max_delete_ratio:
-        result.status = RunStatus.FAILED
-        result.error = (
-            f"sync {config.name}: refusing to delete {missing} of {total} target rows "
-            f"({missing / total:.0%} > max_delete_ratio {config.max_delete_ratio:.0%}); nothing was deleted"
-        )
+    try:
+        check_deletes(config, missing, total)
+    except DeleteGuardError as exc:
+        refuse(result, exc)
         return True
     if not missing:
         return False
