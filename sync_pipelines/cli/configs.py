@@ -7,7 +7,15 @@ import re
 
 import click
 
-from sync_pipelines.cli.shared import ExitCode, config_folder, load_configs, read_folder_or_exit, render_table, utc_text
+from sync_pipelines.cli.shared import (
+    ExitCode,
+    config_folder,
+    exit_with_problems,
+    load_configs,
+    read_folder_or_exit,
+    render_table,
+    utc_text,
+)
 from sync_pipelines.cli.templates import render_template
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.models import NAME_PATTERN
@@ -70,9 +78,7 @@ def new(ctx: click.Context, name: str, source_kind: str, target_kind: str, force
     try:
         text = render_template(name, source_kind, target_kind, folder)
     except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        ctx.exit(ExitCode.USAGE)
+        exit_with_problems(ctx, exc, ExitCode.USAGE)
     path = folder / f"{name}.yaml"
     if path.exists() and not force:
         click.echo(f"{path} already exists (use --force to overwrite it)", err=True)

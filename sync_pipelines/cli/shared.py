@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -51,14 +51,19 @@ def config_folder(ctx: click.Context) -> Path:
     return given_config_dir(ctx) or config_dir()
 
 
+def exit_with_problems(ctx: click.Context, error: ConfigError, code: ExitCode = ExitCode.FAILED) -> NoReturn:
+    """Print each problem of ``error`` on stderr and exit with ``code``."""
+    for line in error.problems:
+        click.echo(line, err=True)
+    ctx.exit(code)
+
+
 def read_folder_or_exit(ctx: click.Context) -> ConfigFolder:
     """Every file of the configuration folder, valid or not; exit 1 when the folder does not exist."""
     try:
         return read_configs(config_folder(ctx))
     except ConfigError as exc:
-        for line in exc.problems:
-            click.echo(line, err=True)
-        ctx.exit(ExitCode.FAILED)
+        exit_with_problems(ctx, exc)
 
 
 def load_configs(ctx: click.Context, *, quiet: bool = False) -> list[SyncConfig]:
@@ -148,6 +153,7 @@ __all__ = [
     "config_folder",
     "demo_dir_option",
     "exit_code",
+    "exit_with_problems",
     "given_config_dir",
     "json_option",
     "load_configs",
