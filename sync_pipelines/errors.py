@@ -1,10 +1,18 @@
-"""The error taxonomy. Orchestration maps these to retry, fail or report; messages name what failed."""
+"""The error taxonomy: every error class sync_pipelines defines. Orchestration maps these to retry,
+fail or report; messages name what failed.
+
+Most derive from :class:`SyncError`. A few are ``ValueError`` (a bad value given by the user or the
+environment, checked where it is read) and one is the demo's (:class:`LocalEsError`).
+"""
 
 from __future__ import annotations
 
 
 class SyncError(Exception):
     """Base class of every error sync_pipelines raises on purpose."""
+
+
+# ----------------------------------------------------------------------------- configuration
 
 
 class ConfigError(SyncError):
@@ -17,6 +25,17 @@ class ConfigError(SyncError):
 
 class SecretError(ConfigError):
     """A ``${VAR}`` reference names an environment variable that is not set."""
+
+
+class CronError(ValueError):
+    """A cron expression that is malformed or that Dagster cannot run."""
+
+
+class ExecutorSettingError(ValueError):
+    """``SYNC_PIPELINES_EXECUTOR`` names no executor, or the one it names is not installed."""
+
+
+# ----------------------------------------------------------------------------- connectors
 
 
 class ConnectorError(SyncError):
@@ -39,17 +58,71 @@ class PermanentConnectorError(ConnectorError):
     """A failure that a retry will not fix: bad credentials, missing table, invalid query."""
 
 
+class SchemaDriftError(PermanentConnectorError):
+    """The source lost a mapped column, or changed a type to one the mapping cannot cast."""
+
+
+class CheckFailed(SyncError):
+    """One verification of an endpoint failed; the message says which and why."""
+
+
+# ----------------------------------------------------------------------------- runs
+
+
 class StagingError(SyncError):
     """The staging folder cannot be written or read."""
-
-
-class DeleteGuardError(SyncError):
-    """A full sync would delete more of the target than ``max_delete_ratio`` allows."""
 
 
 class ConcurrentRunError(SyncError):
     """Another run of the same sync holds its lease, or committed after this run read its source."""
 
 
+class RunCancelled(SyncError):
+    """The run was asked to stop; everything committed so far stays consistent."""
+
+
+class DeleteGuardError(SyncError):
+    """A full sync would delete more of one side than ``max_delete_ratio`` allows; nothing was deleted."""
+
+    def __init__(self, sync: str, *, deletes: int, total: int, max_ratio: float, side: str = "target"):
+        self.sync, self.deletes, self.total, self.max_ratio, self.side = sync, deletes, total, max_ratio, side
+        super().__init__(
+            f"sync {sync}: refusing to delete {deletes} of {total} {side} rows "
+            f"({deletes / total:.0%} > max_delete_ratio {max_ratio:.0%}); nothing was deleted"
+        )
+
+
 class FailureRatioExceeded(SyncError):
-    """More records failed than ``max_failure_ratio`` allows."""
+    """More records (or hosts) failed than ``max_failure_ratio`` allows."""
+
+    def __init__(self, sync: str, *, failed: int, processed: int, max_ratio: float, unit: str = "records"):
+        self.sync, self.failed, self.processed, self.max_ratio, self.unit = sync, failed, processed, max_ratio, unit
+        super().__init__(f"sync {sync}: {failed} of {processed} {unit} failed, more than max_failure_ratio {max_ratio}")
+
+
+class UnknownPartitionError(ValueError):
+    """A partition was asked of a sync that has no such partition."""
+
+
+class ConflictResolutionError(SyncError):
+    """A resolution that cannot be applied (unknown or already resolved conflicts); nothing was changed."""
+
+
+class SourcePollError(SyncError):
+    """The source-change sensor could not read the source's high-water mark."""
+
+
+class SweepError(SyncError):
+    """Some ledgers could not be swept; ``closed`` lists the runs closed in the others."""
+
+    def __init__(self, failures: list[str], closed: list[str]):
+        self.failures = failures
+        self.closed = closed
+        super().__init__("; ".join(failures))
+
+
+# ----------------------------------------------------------------------------- the demo
+
+
+class LocalEsError(RuntimeError):
+    """The local server cannot be found or did not start."""

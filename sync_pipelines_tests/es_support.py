@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch, helpers
 
-from sync_pipelines import local_es
-from sync_pipelines.demo_hosts import MAPPING as HOST_MAPPING
+from sync_pipelines.demo import local_es
+from sync_pipelines.demo.hosts import MAPPING as HOST_MAPPING
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 

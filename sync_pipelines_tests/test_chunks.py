@@ -18,8 +18,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.sql import SqlSourceReader, key_ranges
 from sync_pipelines.engine import RunOptions, extract, load, pool, run_sync, transform
 from sync_pipelines.engine.chunks import is_chunked
-from sync_pipelines.engine.extract import RunCancelled
-from sync_pipelines.errors import PermanentConnectorError, StagingError
+from sync_pipelines.errors import PermanentConnectorError, RunCancelled, StagingError
 from sync_pipelines.orchestration import Stage, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.types import RunStatus

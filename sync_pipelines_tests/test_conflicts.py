@@ -15,12 +15,12 @@ from sqlalchemy.dialects import postgresql
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.fingerprint import key_hash, normalise, values_hash
 from sync_pipelines.engine.conflicts import (
-    ConflictResolutionError,
     conflict_summary,
     get_conflict,
     list_conflicts,
     resolve_conflicts,
 )
+from sync_pipelines.errors import ConflictResolutionError
 from sync_pipelines.types import ConflictChoice, ConflictStatus, RecordAction, RunStatus
 from sync_pipelines_tests.conftest import Databases
 from sync_pipelines_tests.test_engine import (

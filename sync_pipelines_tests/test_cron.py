@@ -10,7 +10,8 @@ from dagster._utils.schedules import cron_string_iterator, is_valid_cron_string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync_pipelines.config import CronError, to_dagster_cron
+from sync_pipelines.config import to_dagster_cron
+from sync_pipelines.errors import CronError
 
 START = datetime(2024, 1, 1).timestamp()
 QUARTZ_DAY_NAMES = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")  # Quartz 1..7

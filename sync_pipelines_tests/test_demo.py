@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.demo import BAD_QTY, ORDER_COUNT, USER_COUNT, build_demo_databases
+from sync_pipelines.demo.sources import BAD_QTY, ORDER_COUNT, USER_COUNT, build_demo_databases
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -117,6 +117,6 @@ def test_directory(demo: dict[str, Path]) -> None:
 
 
 def test_demo_module_does_not_import_dagster() -> None:
-    code = "import sys, sync_pipelines.demo; print('dagster' in sys.modules)"
+    code = "import sys, sync_pipelines.demo.sources; print('dagster' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert result.stdout.strip() == "False"

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from sync_pipelines.cli import main
-from sync_pipelines.demo_hosts import POOL
+from sync_pipelines.demo.hosts import POOL
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.compat import (
-    SchemaDriftError,
     TypeFamily,
     can_cast,
     can_store,
@@ -20,7 +19,7 @@ from sync_pipelines.connectors.compat import (
     type_mismatches,
 )
 from sync_pipelines.engine import RunOptions, run_sync
-from sync_pipelines.errors import PermanentConnectorError
+from sync_pipelines.errors import PermanentConnectorError, SchemaDriftError
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import Databases
 

@@ -35,8 +35,8 @@ from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.operations import Retry
 from sync_pipelines.connectors.sql import SqlTargetWriter
-from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import RunOptions
+from sync_pipelines.errors import RunCancelled, SourcePollError
 from sync_pipelines.orchestration import build_definitions, job_name, schedule_name
 from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.jobs import job_run_config
@@ -44,7 +44,6 @@ from sync_pipelines.orchestration.ledger_sensors import FAILURE_SENSOR_NAME
 from sync_pipelines.orchestration.names import Tag, source_sensor_name
 from sync_pipelines.orchestration.partitions import covered_partitions
 from sync_pipelines.orchestration.retries import retry_wait
-from sync_pipelines.orchestration.sensors import SourcePollError
 from sync_pipelines_tests.conftest import Databases
 
 DAY = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)]

@@ -285,6 +285,52 @@ def test_dagster_stops_when_the_command_is_killed(tmp_path: Path) -> None:
         raise
 
 
+def test_the_demo_elasticsearch_server_stops_when_the_command_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of ``sync-pipelines ui`` also stops the demo's Elasticsearch-API server it started: its port is freed."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    hosts = yaml.safe_dump(host_metrics_config(tmp_path / "demo"), allow_unicode=True)
+    (folder / "host_metrics.yaml").write_text(hosts, encoding="utf-8")
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env.pop("SYNC_DEMO_ES_URL", None)
+    command = [str(BIN / "sync-pipelines"), "--config-dir", str(folder), "ui", "--port", str(free_port())]
+    command += ["--dagster-port", str(free_port()), "--demo-dir", str(tmp_path / "demo")]
+    log = tmp_path / "ui.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals
+        )
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (servers := [p for p in descendants(process.pid) if "noida-db" in _command_line(p)]):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        [server] = servers
+        arguments = _command_line(server).split()
+        es_url = f"http://127.0.0.1:{arguments[arguments.index('--elasticsearch-port') + 1]}"
+        while not _listening(es_url):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        started = descendants(process.pid)
+        process.kill()
+        process.wait(timeout=60)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while _listening(es_url) or _alive(server):
+            assert time.monotonic() < deadline, f"the Elasticsearch-API server {es_url} outlived the killed command"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
+        for pid in started | descendants(process.pid):  # clean up after a failure
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _command_line(pid: int) -> str:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

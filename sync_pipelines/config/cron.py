@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from sync_pipelines.errors import CronError
+
 # (name, lowest, highest) of the five cron fields Dagster runs.
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31), ("month", 1, 12), ("day-of-week", 0, 6))
 _QUARTZ_DAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
@@ -13,10 +15,6 @@ _MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
 _ATOM = re.compile(r"^(\*|\d+(?:-\d+)?)(?:/(\d+))?$")
 # Longest month lengths (February counts its leap day).
 _MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
-
-
-class CronError(ValueError):
-    """A cron expression that is malformed or that Dagster cannot run."""
 
 
 def to_dagster_cron(expression: str) -> str:

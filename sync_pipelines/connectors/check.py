@@ -38,7 +38,7 @@ from sync_pipelines.connectors.es_client import display_endpoint, es_client, tra
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader, flatten_mapping
 from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, translate_errors
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import CheckFailed, SyncError
 
 
 class EndpointRole(StrEnum):
@@ -77,10 +77,6 @@ class EndpointCheck:
         """One line: ``OK`` or ``FAILED``, the latency, and the error."""
         text = f"{self.sync} {self.role.value:<6} {self.status.value:<6} {self.latency_ms:7.0f} ms  {self.endpoint}"
         return f"{text}\n    {self.error}" if self.error else text
-
-
-class CheckFailed(SyncError):
-    """One verification of an endpoint failed; the message says which and why."""
 
 
 @dataclass
@@ -406,7 +402,6 @@ def check_sync(config: SyncConfig) -> list[EndpointCheck]:
 __all__ = [
     "SOURCE_CHECKS",
     "TARGET_CHECKS",
-    "CheckFailed",
     "EndpointCheck",
     "EndpointRole",
     "EndpointStatus",

@@ -17,7 +17,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from sync_pipelines.config.models import SyncConfig, decimal_parts
-from sync_pipelines.errors import PermanentConnectorError
+from sync_pipelines.errors import SchemaDriftError
 
 
 class TypeFamily(StrEnum):
@@ -47,10 +47,6 @@ CASTS: dict[TypeFamily, set[TypeFamily]] = {
     TypeFamily.BINARY: {TypeFamily.STRING, TypeFamily.BINARY},
 }
 """Source family -> the declared families its values can be cast to."""
-
-
-class SchemaDriftError(PermanentConnectorError):
-    """The source lost a mapped column, or changed a type to one the mapping cannot cast."""
 
 
 def family_of_declared(type_name: str) -> TypeFamily:
@@ -160,7 +156,6 @@ def check_drift(config: SyncConfig, source_types: dict[str, pa.DataType], endpoi
 __all__ = [
     "CASTS",
     "Mismatch",
-    "SchemaDriftError",
     "TypeFamily",
     "can_cast",
     "can_store",

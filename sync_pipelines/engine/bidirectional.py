@@ -30,6 +30,8 @@ from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
 from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.engine.guards import check_deletes
+from sync_pipelines.errors import DeleteGuardError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome
 
 
@@ -40,15 +42,6 @@ class Finish:
     outcomes: list[RecordOutcome] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     error: str | None = None
-
-
-def _guard(config: SyncConfig, side: str, deletes: int, total: int) -> str | None:
-    if total and deletes / total > config.max_delete_ratio:
-        return (
-            f"sync {config.name}: refusing to delete {deletes} of {total} {side} rows "
-            f"({deletes / total:.0%} > max_delete_ratio {config.max_delete_ratio:.0%}); nothing was deleted"
-        )
-    return None
 
 
 def finish_bidirectional(
@@ -75,11 +68,11 @@ def finish_bidirectional(
     created_on_target = [k for k, h in zip(only_target, hashes, strict=True) if h not in known]
     if reconciler.propagate_deletes:
         target_total = int(conn.execute(sa.select(sa.func.count()).select_from(writer.table)).scalar_one())
-        error = _guard(config, "target", len(deleted_at_source), target_total) or _guard(
-            config, "source", len(source_deletes), source.count()
-        )
-        if error:
-            done.error = error
+        try:
+            check_deletes(config, len(deleted_at_source), target_total, side="target")
+            check_deletes(config, len(source_deletes), source.count(), side="source")
+        except DeleteGuardError as exc:
+            done.error = str(exc)
             return done
     else:
         created_on_target += deleted_at_source

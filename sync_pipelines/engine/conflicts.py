@@ -39,7 +39,7 @@ from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import ConflictResolutionError
 from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction, SyncDirection
 
 _POLICY_ACTION = {
@@ -47,10 +47,6 @@ _POLICY_ACTION = {
     ConflictPolicy.SOURCE_WINS: RecordAction.SOURCE_WON,
     ConflictPolicy.TARGET_WINS: RecordAction.TARGET_WON,
 }
-
-
-class ConflictResolutionError(SyncError):
-    """A resolution that cannot be applied (unknown or already resolved conflicts); nothing was changed."""
 
 
 @dataclass
@@ -380,7 +376,6 @@ def describe(conflict: Conflict) -> dict[str, Any]:
 
 
 __all__ = [
-    "ConflictResolutionError",
     "Reconciler",
     "Resolution",
     "conflict_store",

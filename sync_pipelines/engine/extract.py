@@ -13,12 +13,8 @@ from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, write_batch
-from sync_pipelines.errors import ConnectorError, SyncError
+from sync_pipelines.errors import ConnectorError, RunCancelled
 from sync_pipelines.types import SyncMode
-
-
-class RunCancelled(SyncError):
-    """The run was asked to stop; everything committed so far stays consistent."""
 
 
 def is_incremental(config: SyncConfig, options: RunOptions) -> bool:
@@ -102,4 +98,4 @@ def _max_position(config: SyncConfig, table: pa.Table, best: tuple[Any, ...] | N
     return best
 
 
-__all__ = ["RunCancelled", "extract", "is_incremental"]
+__all__ = ["extract", "is_incremental"]

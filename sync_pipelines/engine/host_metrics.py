@@ -27,11 +27,10 @@ from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, EsHostMetricsReader,
 from sync_pipelines.connectors.sql import release_engine, translate_errors
 from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, drive
-from sync_pipelines.engine.extract import RunCancelled
-from sync_pipelines.engine.load import settle_status
+from sync_pipelines.engine.guards import settle_status
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import prepare_dir, read_batch, remove_sync_staging, write_batch
-from sync_pipelines.errors import ConfigError
+from sync_pipelines.errors import ConfigError, RunCancelled
 from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
 
 HOST_LIST_LIMIT = 5000
@@ -251,7 +250,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         release_engine(writer.cmdb.engine)
     result.samples = writer.sampled()
     result.details = host_details(writer.results, manifest.details)
-    settle_status(config, result, "hosts")
+    settle_status(config, result, unit="hosts")
     result.duration_s = time.monotonic() - started
     remove_sync_staging(options.staging_dir(config.name))
     options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())

@@ -27,10 +27,11 @@ from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, drive
+from sync_pipelines.engine.guards import check_deletes, refuse, settle_status
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import remove_sync_staging
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
-from sync_pipelines.errors import ConcurrentRunError
+from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
@@ -211,26 +212,6 @@ def _utcnow() -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def _status(config: SyncConfig, counts: Counts) -> RunStatus:
-    if counts.failed == 0:
-        return RunStatus.COMPLETED
-    if counts.processed and counts.failed / counts.processed <= config.max_failure_ratio:
-        return RunStatus.PARTIAL
-    return RunStatus.FAILED
-
-
-def settle_status(config: SyncConfig, result: SyncResult, unit: str = "records") -> None:
-    """The status of a run that ended without error: completed, partial or failed by the share of failed
-    ``unit`` (records, hosts) against ``max_failure_ratio``."""
-    if result.status is RunStatus.COMPLETED:
-        result.status = _status(config, result.counts)
-        if result.status is RunStatus.FAILED:
-            result.error = (
-                f"sync {config.name}: {result.counts.failed} of {result.counts.processed} {unit} failed, "
-                f"more than max_failure_ratio {config.max_failure_ratio}"
-            )
 
 
 def _schema(manifest: Manifest) -> dict[str, pa.DataType]:
@@ -598,12 +579,10 @@ def _delete_missing(
 ) -> bool:
     """Delete (or plan to delete) target rows gone from the source. Returns True if the guard refused."""
     missing, total = writer.count_missing(conn, seen)
-    if total and missing / total > config.max_delete_ratio:
-        result.status = RunStatus.FAILED
-        result.error = (
-            f"sync {config.name}: refusing to delete {missing} of {total} target rows "
-            f"({missing / total:.0%} > max_delete_ratio {config.max_delete_ratio:.0%}); nothing was deleted"
-        )
+    try:
+        check_deletes(config, missing, total)
+    except DeleteGuardError as exc:
+        refuse(result, exc)
         return True
     if not missing:
         return False
@@ -629,4 +608,4 @@ def _deleted(writer: SqlTargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
     return RecordOutcome({k: display(v) for k, v in zip(writer.target.key, key, strict=True)}, RecordAction.DELETED)
 
 
-__all__ = ["BatchLoader", "SyncState", "load", "settle_status"]
+__all__ = ["BatchLoader", "SyncState", "load"]

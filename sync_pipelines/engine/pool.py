@@ -18,9 +18,8 @@ from multiprocessing.synchronize import Event
 from typing import Any, Protocol, TypeVar
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import RunOptions
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import RunCancelled, SyncError
 
 T = TypeVar("T")
 

@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.values import arrow_type, display
-from sync_pipelines.engine.extract import RunCancelled
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
+from sync_pipelines.errors import RunCancelled
 
 ERROR_COLUMN = "__error"
 KEY_COLUMN = "__key"

@@ -23,6 +23,8 @@ from typing import Any
 
 from dagster import ExecutorDefinition, in_process_executor
 
+from sync_pipelines.errors import ExecutorSettingError
+
 EXECUTOR_ENV = "SYNC_PIPELINES_EXECUTOR"
 BROKER_ENV = "SYNC_PIPELINES_CELERY_BROKER"
 BACKEND_ENV = "SYNC_PIPELINES_CELERY_BACKEND"
@@ -40,10 +42,6 @@ class ExecutorKind(StrEnum):
 
     IN_PROCESS = "in_process"
     CELERY = "celery"
-
-
-class ExecutorSettingError(ValueError):
-    """``SYNC_PIPELINES_EXECUTOR`` names no executor, or the one it names is not installed."""
 
 
 def executor_kind() -> ExecutorKind:

@@ -33,7 +33,7 @@ from sync_pipelines.config.models import SyncConfig
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import SweepError, SyncError
 from sync_pipelines.history.ledger import ledger_groups, open_ledger, utcnow
 from sync_pipelines.orchestration.dead_runs import close_dead_runs, record_closed_counts
 from sync_pipelines.orchestration.failures import RunFailure, record_run_failure
@@ -96,15 +96,6 @@ def sweep(instance: DagsterInstance, configs: Sequence[SyncConfig]) -> list[str]
     if failures:
         raise SweepError(failures, closed)
     return closed
-
-
-class SweepError(SyncError):
-    """Some ledgers could not be swept; ``closed`` lists the runs closed in the others."""
-
-    def __init__(self, failures: list[str], closed: list[str]):
-        self.failures = failures
-        self.closed = closed
-        super().__init__("; ".join(failures))
 
 
 def _sweep_group(instance: DagsterInstance, group: Sequence[SyncConfig]) -> list[str]:

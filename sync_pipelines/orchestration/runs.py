@@ -36,6 +36,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from sync_pipelines.config.loader import read_configs
 from sync_pipelines.config.secrets import redact
+from sync_pipelines.errors import UnknownPartitionError
 from sync_pipelines.orchestration.dead_runs import CLOSED_MARKER, process_tags
 from sync_pipelines.orchestration.jobs import job_run_config
 from sync_pipelines.orchestration.location import build_definitions
@@ -95,10 +96,6 @@ def _remote_origin(sync: str, working_directory: str) -> RemoteJobOrigin:
     )
     location = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=CODE_LOCATION_NAME)
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name(sync))
-
-
-class UnknownPartitionError(ValueError):
-    """A partition was asked of a sync that has no such partition."""
 
 
 def execute_sync(

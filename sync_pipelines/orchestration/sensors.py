@@ -22,7 +22,7 @@ from dagster import (
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.registry import source_reader
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import SourcePollError, SyncError
 from sync_pipelines.orchestration.names import Tag, source_sensor_name
 
 if TYPE_CHECKING:
@@ -32,10 +32,6 @@ logger = logging.getLogger("sync_pipelines.sensors")
 
 HIGH_WATER_MARK_TAG = "sync/high_water_mark"
 """Run tag: the source's ``MAX(cursor)`` that made the source-change sensor start the run."""
-
-
-class SourcePollError(SyncError):
-    """The source-change sensor could not read the source's high-water mark."""
 
 
 def high_water_mark(cfg: SyncConfig) -> Any:

@@ -20,9 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from elasticsearch import Elasticsearch, helpers
 
-from sync_pipelines import local_es
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.cmdb import hosts_pool_table
+from sync_pipelines.demo import local_es
 from sync_pipelines.engine.host_metrics import is_host_metrics
 
 ES_URL_ENV = "SYNC_DEMO_ES_URL"

@@ -15,25 +15,17 @@ from typing import Any
 
 import click
 
+from sync_pipelines.cli.shared import ExitCode, json_option, load_configs, render_table, select_syncs
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import SweepError, SyncError
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx, format_changes, format_key
 from sync_pipelines.history.ledger import RunEntry, open_ledger, utcnow
 from sync_pipelines.history.queries import find_run, list_runs, runs_since
 from sync_pipelines.history.stats import compute_partition_stats, compute_stats
 from sync_pipelines.orchestration import get_instance
-from sync_pipelines.orchestration.ledger_sensors import SweepError, sweep
+from sync_pipelines.orchestration.ledger_sensors import sweep
 from sync_pipelines.types import RecordAction, RunStatus
-
-USAGE_EXIT = 2
-FAILED_EXIT = 1
-
-
-def _table(rows: Sequence[Sequence[Any]]) -> str:
-    text = [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in text) for i in range(len(text[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in text)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -51,21 +43,7 @@ def _ledger_errors(ctx: click.Context) -> Iterator[None]:
         yield
     except SyncError as exc:
         click.echo(redact(f"error: {exc}"), err=True)
-        ctx.exit(FAILED_EXIT)
-
-
-def _configs(ctx: click.Context, sync: str | None) -> list[SyncConfig]:
-    from sync_pipelines.cli import _load
-
-    configs = _load(ctx)
-    if sync is None:
-        return configs
-    chosen = [cfg for cfg in configs if cfg.name == sync]
-    if not chosen:
-        known = ", ".join(sorted(cfg.name for cfg in configs)) or "(none)"
-        click.echo(f"unknown sync {sync!r}; known syncs: {known}", err=True)
-        ctx.exit(USAGE_EXIT)
-    return chosen
+        ctx.exit(ExitCode.FAILED)
 
 
 def _sweep(configs: list[SyncConfig]) -> None:
@@ -91,7 +69,7 @@ def _sweep(configs: list[SyncConfig]) -> None:
 @click.pass_context
 def history(ctx: click.Context, sync: str | None, status: str | None, page: int, page_size: int) -> None:
     """List the runs (of SYNC, or of every sync), newest first, from the run ledger."""
-    configs = _configs(ctx, sync)
+    configs = select_syncs(ctx, None if sync is None else [sync])
     with _ledger_errors(ctx):
         _sweep(configs)
         result = list_runs(configs, status=RunStatus(status) if status else None, page=page, page_size=page_size)
@@ -117,7 +95,7 @@ def history(ctx: click.Context, sync: str | None, status: str | None, page: int,
                 e.counts["failed"],
             )
         )
-    click.echo(_table(rows))
+    click.echo(render_table(rows))
     click.echo(f"page {result.page} of {result.pages} ({result.total} run(s))")
 
 
@@ -155,7 +133,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
     Records stored by the run are listed with their field changes (before -> after) and errors;
     unchanged records are counted but only stored when the sync's `history.store_unchanged` is on.
     """
-    configs = _configs(ctx, None)
+    configs = load_configs(ctx)
     wanted = [RecordAction(a) for a in actions]
     if failed_only:
         wanted = [RecordAction.FAILED]
@@ -187,7 +165,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
     if len(rows) == 1:
         click.echo("no stored records" + (" with action " + ", ".join(a.value for a in wanted) if wanted else ""))
         return
-    click.echo(_table(rows))
+    click.echo(render_table(rows))
     if more:
         click.echo(f"... more records than --limit {limit}; export the run to see them all")
 
@@ -197,7 +175,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
 @click.option(
     "--days", type=click.IntRange(min=1), default=30, show_default=True, help="Window: runs started in the last N days."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@json_option("Print the statistics as JSON.")
 @click.option(
     "--by-partition",
     is_flag=True,
@@ -206,7 +184,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
 @click.pass_context
 def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool, by_partition: bool) -> None:
     """Runs, success rate, records per action and p50/p95 duration per sync over a window."""
-    configs = _configs(ctx, sync)
+    configs = select_syncs(ctx, None if sync is None else [sync])
     with _ledger_errors(ctx):
         _sweep(configs)
         entries = runs_since(configs, utcnow() - dt.timedelta(days=days))
@@ -253,7 +231,7 @@ def stats(ctx: click.Context, sync: str | None, days: int, as_json: bool, by_par
              _seconds(s.p50_s), _seconds(s.p95_s))
         )  # fmt: skip
     click.echo(f"last {days} day(s)")
-    click.echo(_table(rows))
+    click.echo(render_table(rows))
 
 
 def _find_run_or_exit(ctx: click.Context, configs: Sequence[SyncConfig], run_id: str) -> tuple[SyncConfig, RunEntry]:
@@ -261,7 +239,7 @@ def _find_run_or_exit(ctx: click.Context, configs: Sequence[SyncConfig], run_id:
     found = find_run(configs, run_id)
     if found is None:
         click.echo(f"run {run_id!r} is not in the run ledger of any configured sync", err=True)
-        raise click.exceptions.Exit(USAGE_EXIT)
+        raise click.exceptions.Exit(ExitCode.USAGE)
     return found
 
 
@@ -294,7 +272,7 @@ def _partition_stats(entries: Sequence[RunEntry], days: int, as_json: bool) -> N
              counts.get("failed", 0), p.last.run_id)
         )  # fmt: skip
     click.echo(f"partitions run in the last {days} day(s)")
-    click.echo(_table(rows))
+    click.echo(render_table(rows))
     failed = [p for p in parts if p.needs_rerun]
     if failed:
         click.echo(
@@ -310,7 +288,7 @@ def _partition_stats(entries: Sequence[RunEntry], days: int, as_json: bool) -> N
 @click.pass_context
 def export(ctx: click.Context, run_id: str, fmt: str, output: Path) -> None:
     """Export a run's summary and records to an Excel workbook (summary + records sheets) or a CSV file."""
-    configs = _configs(ctx, None)
+    configs = load_configs(ctx)
     with _ledger_errors(ctx):
         _sweep(configs)
         cfg, entry = _find_run_or_exit(ctx, configs, run_id)
@@ -320,5 +298,4 @@ def export(ctx: click.Context, run_id: str, fmt: str, output: Path) -> None:
     click.echo(f"wrote {output}: run {entry.run_id} ({entry.status.value}), {n} record(s)")
 
 
-COMMANDS = (history, show, stats, export)
-"""The history commands, registered on the ``sync-pipelines`` group."""
+__all__ = ["export", "history", "show", "stats"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sync_pipelines.commands.common import Exit, load_or_exit
+from sync_pipelines.cli.shared import ExitCode, select_syncs, verbose_option
 from sync_pipelines.connectors.check import EndpointCheck, check_sync
 
 
@@ -21,7 +21,7 @@ def _line(result: EndpointCheck, verbose: bool) -> str:
 @click.command()
 @click.argument("names", nargs=-1)
 @click.option("--all", "check_all", is_flag=True, help="Check every configured sync.")
-@click.option("-v", "--verbose", is_flag=True, help="Also list what was verified on endpoints that passed.")
+@verbose_option("Also list what was verified on endpoints that passed.")
 @click.pass_context
 def check(ctx: click.Context, names: tuple[str, ...], check_all: bool, verbose: bool) -> None:
     """Test the source and target of the syncs NAMES (or --all).
@@ -33,14 +33,8 @@ def check(ctx: click.Context, names: tuple[str, ...], check_all: bool, verbose: 
     """
     if bool(names) == check_all:
         click.echo("name the syncs to check, or use --all (not both)", err=True)
-        ctx.exit(Exit.USAGE)
-    configs = {cfg.name: cfg for cfg in load_or_exit(ctx)}
-    unknown = [name for name in names if name not in configs]
-    if unknown:
-        known = ", ".join(sorted(configs)) or "(none)"
-        click.echo(f"unknown sync(s) {', '.join(unknown)}; known syncs: {known}", err=True)
-        ctx.exit(Exit.USAGE)
-    selected = list(configs.values()) if check_all else [configs[name] for name in dict.fromkeys(names)]
+        ctx.exit(ExitCode.USAGE)
+    selected = select_syncs(ctx, None if check_all else names, several=True)
     results = []
     for cfg in selected:
         for result in check_sync(cfg):
@@ -48,4 +42,4 @@ def check(ctx: click.Context, names: tuple[str, ...], check_all: bool, verbose: 
             click.echo(_line(result, verbose))
     failed = sum(1 for r in results if not r.ok)
     click.echo(f"{len(results) - failed} of {len(results)} endpoint(s) OK")
-    ctx.exit(Exit.FAILED if failed else Exit.OK)
+    ctx.exit(ExitCode.FAILED if failed else ExitCode.OK)

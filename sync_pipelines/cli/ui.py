@@ -3,13 +3,13 @@ syncs, the demo's local Elasticsearch-API server, started together and stopped t
 
 Dagster runs as a child process in its own process group (``dagster dev``); the history view is
 served by Uvicorn in this process. When either ends, or on Ctrl-C / SIGTERM, the whole Dagster
-process group is stopped (SIGTERM, then SIGKILL) and the Elasticsearch-API server with it.
+process group is stopped (SIGTERM, then SIGKILL) and the Elasticsearch-API server with it. Both
+children also end when this command is killed outright (``dies_with_this_process``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -21,12 +21,12 @@ from pathlib import Path
 import click
 import uvicorn
 
-from sync_pipelines.commands.common import config_folder, load_or_exit
+from sync_pipelines.cli.shared import config_folder, demo_dir_option, load_configs
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.loader import CONFIG_DIR_ENV
 from sync_pipelines.history.links import DEFAULT_HOST, DEFAULT_PORT, HISTORY_URL_ENV
 from sync_pipelines.orchestration.instance import ensure_dagster_home
-from sync_pipelines.signals import restore_default_signals
+from sync_pipelines.signals import dies_with_this_process, restore_default_signals
 from sync_pipelines.web import create_app
 from sync_pipelines.web.site import DAGSTER_URL_ENV
 
@@ -37,18 +37,6 @@ def dagster_command(workspace: Path, host: str, port: int) -> list[str]:
     """``dagster dev`` (webserver and daemon) of this interpreter's environment on ``host:port``."""
     dagster = Path(sys.executable).with_name("dagster")
     return [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:
-    """In the child: default signal handling, its own process group so that all of Dagster stops together,
-    and (on Linux) SIGTERM when this command dies, even by SIGKILL, so that Dagster never outlives it."""
-    restore_default_signals()
-    os.setsid()
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -67,8 +55,10 @@ def stop_group(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT
 
 @contextlib.contextmanager
 def dagster_running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """``dagster dev`` for the duration of a ``with`` block."""
-    process = subprocess.Popen(command, env=env, preexec_fn=_child_setup)  # noqa: S603 - our own command line
+    """``dagster dev`` for the duration of a ``with`` block, in a process group of its own so that all of
+    Dagster stops together, and ending with this process even when it is killed."""
+    preexec = dies_with_this_process(new_session=True)
+    process = subprocess.Popen(command, env=env, preexec_fn=preexec)  # noqa: S603 - our own command line
     try:
         yield process
     finally:
@@ -77,7 +67,7 @@ def dagster_running(command: list[str], env: dict[str, str]) -> Iterator[subproc
 
 def needs_demo_es(configs: list[SyncConfig]) -> bool:
     """Whether a sync reads the demo's Elasticsearch-API server (``${SYNC_DEMO_ES_URL}``) and none is set."""
-    from sync_pipelines.demo_hosts import ES_URL_ENV
+    from sync_pipelines.demo.hosts import ES_URL_ENV
 
     if os.environ.get(ES_URL_ENV):
         return False
@@ -87,7 +77,7 @@ def needs_demo_es(configs: list[SyncConfig]) -> bool:
 @contextlib.contextmanager
 def demo_es(configs: list[SyncConfig], demo_dir: Path) -> Iterator[None]:
     """The demo's seeded Elasticsearch-API server (and CMDB) while the UI runs, when a sync needs it."""
-    from sync_pipelines.demo_hosts import host_metrics_demo
+    from sync_pipelines.demo.hosts import host_metrics_demo
 
     if not needs_demo_es(configs):
         yield
@@ -118,13 +108,7 @@ def _watch(process: subprocess.Popen[bytes], server: uvicorn.Server) -> None:
     show_default=True,
     help="Dagster workspace file.",
 )
-@click.option(
-    "--demo-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("demo"),
-    show_default=True,
-    help="Demo folder: the CMDB of the host-metrics syncs is built there when missing.",
-)
+@demo_dir_option("--demo-dir", "Demo folder: the CMDB of the host-metrics syncs is built there when missing.")
 @click.pass_context
 def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: Path, demo_dir: Path) -> None:
     """Start the Dagster UI and daemon, the history view, and (for host-metrics syncs) a local Elasticsearch-API
@@ -137,7 +121,7 @@ def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: P
     # Uvicorn hands SIGTERM back to the handler found before it started once it has shut down; the
     # default one would end this process before Dagster and the Elasticsearch-API server are stopped.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    configs = load_or_exit(ctx)
+    configs = load_configs(ctx)
     ensure_dagster_home()
     view_url = f"http://{host}:{port}"
     dagster_url = f"http://{host}:{dagster_port}"

@@ -1,32 +1,22 @@
 """``sync-pipelines conflicts list|show|resolve``: records changed both by the source and on the target.
 
 Errors exit 1 (unknown or already resolved conflicts, unreachable target); an unknown sync is a
-usage error (exit 2).
+usage error (exit 2), reported like every other command's.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from sync_pipelines.commands.common import load_or_exit
-from sync_pipelines.config import SyncConfig
+from sync_pipelines.cli.shared import json_option, render_table, select_sync
 from sync_pipelines.connectors.conflict_store import Conflict
 from sync_pipelines.engine.conflicts import describe, get_conflict, list_conflicts, resolve_conflicts
 from sync_pipelines.errors import SyncError
 from sync_pipelines.types import ConflictChoice, ConflictStatus
-
-
-def _sync(ctx: click.Context, name: str) -> SyncConfig:
-    """The configuration of sync ``name``, or a usage error naming the known syncs."""
-    configs = {cfg.name: cfg for cfg in load_or_exit(ctx)}
-    if name not in configs:
-        raise click.UsageError(f"unknown sync {name!r}; known syncs: {', '.join(sorted(configs)) or '(none)'}")
-    return configs[name]
 
 
 def _show(value: Any) -> str:
@@ -37,11 +27,6 @@ def _key(conflict: Conflict) -> str:
     return ", ".join(f"{k}={_show(v)}" for k, v in conflict.record_key.items())
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
 @click.group()
 def conflicts() -> None:
     """List, show and resolve conflicts: records that both the source and a person on the target changed."""
@@ -50,11 +35,11 @@ def conflicts() -> None:
 @conflicts.command("list")
 @click.argument("sync")
 @click.option("--all", "show_all", is_flag=True, help="Include resolved conflicts.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of conflicts.")
+@json_option("Print a JSON list of conflicts.")
 @click.pass_context
 def list_command(ctx: click.Context, sync: str, show_all: bool, as_json: bool) -> None:
     """List the open conflicts of SYNC (with --all, resolved ones too)."""
-    cfg = _sync(ctx, sync)
+    cfg = select_sync(ctx, sync)
     try:
         found = list_conflicts(cfg, status=None if show_all else ConflictStatus.OPEN)
     except SyncError as exc:
@@ -70,17 +55,17 @@ def list_command(ctx: click.Context, sync: str, show_all: bool, as_json: bool) -
         resolution = f"{c.resolution.value if c.resolution else '-'} by {c.resolved_by}" if c.resolved_by else ""
         detected = c.detected_at.strftime("%Y-%m-%d %H:%M:%S")
         rows.append((str(c.id), _key(c), ", ".join(c.changed_fields), c.status.value, detected, resolution))
-    click.echo(_table(rows))
+    click.echo(render_table(rows))
 
 
 @conflicts.command()
 @click.argument("sync")
 @click.argument("conflict_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the conflict as one JSON object.")
+@json_option("Print the conflict as one JSON object.")
 @click.pass_context
 def show(ctx: click.Context, sync: str, conflict_id: int, as_json: bool) -> None:
     """Show conflict CONFLICT_ID of SYNC: each differing field's source, target and baseline value."""
-    cfg = _sync(ctx, sync)
+    cfg = select_sync(ctx, sync)
     try:
         conflict = get_conflict(cfg, conflict_id)
     except SyncError as exc:
@@ -96,7 +81,7 @@ def show(ctx: click.Context, sync: str, conflict_id: int, as_json: bool) -> None
     rows = [("FIELD", "SOURCE", "TARGET", "BASELINE")]
     for name, values in conflict.differences().items():
         rows.append((name, _show(values["source"]), _show(values["target"]), _show(values["baseline"])))
-    click.echo("\n".join("  " + line for line in _table(rows).splitlines()))
+    click.echo("\n".join("  " + line for line in render_table(rows).splitlines()))
 
 
 @conflicts.command()
@@ -118,7 +103,7 @@ def resolve(
     from sync_pipelines.orchestration import get_instance
     from sync_pipelines.orchestration.checks import record_conflict_check
 
-    cfg = _sync(ctx, sync)
+    cfg = select_sync(ctx, sync)
     if resolve_all == bool(conflict_ids):
         raise click.UsageError("give conflict ids, or --all (not both)")
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from sync_pipelines.cli.shared import ExitCode, given_config_dir
 from sync_pipelines.config.loader import CONFIG_DIR_ENV
 from sync_pipelines.orchestration.executors import celery_backend, celery_broker, celery_queue
 
@@ -76,9 +77,8 @@ def worker(ctx: click.Context, name: str | None, concurrency: int, loglevel: str
     """
     if importlib.util.find_spec("dagster_celery") is None:
         click.echo("sync-pipelines worker needs dagster-celery: pip install 'sync_pipelines[celery]'", err=True)
-        ctx.exit(1)
-    config_dir: Path | None = ctx.obj.get("config_dir") if ctx.obj else None
+        ctx.exit(ExitCode.FAILED)
     command = worker_command(name or f"sync-{uuid.uuid4().hex[:6]}", concurrency, loglevel, queues)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(command[0], command, worker_environment(config_dir))  # noqa: S606  # our own interpreter
+    os.execve(command[0], command, worker_environment(given_config_dir(ctx)))  # noqa: S606  # our own interpreter

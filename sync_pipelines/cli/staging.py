@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from sync_pipelines.commands.common import Exit
+from sync_pipelines.cli.shared import exit_with_problems
 from sync_pipelines.engine.retention import RETENTION_ENV, clear_expired, retention, staged_runs
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import get_instance
@@ -29,8 +29,7 @@ def list_staging(ctx: click.Context) -> None:
     try:
         runs = staged_runs()
     except ConfigError as exc:
-        click.echo("\n".join(exc.problems), err=True)
-        ctx.exit(Exit.FAILED)
+        exit_with_problems(ctx, exc)
     for run in runs:
         click.echo(f"{run.run_id}  {_size(run.size_bytes):>10}  last write {run.last_write:%Y-%m-%d %H:%M:%S} UTC")
     click.echo(f"{len(runs)} run folder(s), {_size(sum(r.size_bytes for r in runs))}")
@@ -54,8 +53,7 @@ def clean(ctx: click.Context, older_than: float | None, dry_run: bool) -> None:
                 active=lambda run_id: run_is_active(instance, run_id), older_than=window, dry_run=dry_run
             )
     except ConfigError as exc:
-        click.echo("\n".join(exc.problems), err=True)
-        ctx.exit(Exit.FAILED)
+        exit_with_problems(ctx, exc)
     verb = "would remove" if dry_run else "removed"
     for run in cleared:
         click.echo(f"{verb} {run.path} ({_size(run.size_bytes)})")

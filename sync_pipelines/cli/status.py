@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
-from sync_pipelines.commands.common import Exit, config_folder
-from sync_pipelines.config import SyncConfig, read_configs
+from sync_pipelines.cli.shared import ExitCode, json_option, load_configs, utc_text
 from sync_pipelines.engine.progress import ProgressSnapshot
-from sync_pipelines.errors import ConfigError
 from sync_pipelines.orchestration import get_instance, report_for_run
 from sync_pipelines.orchestration.dead_runs import close_dead_runs
 from sync_pipelines.orchestration.progress import RunProgress, latest_run_id, run_progress
@@ -21,7 +18,7 @@ from sync_pipelines.orchestration.progress import RunProgress, latest_run_id, ru
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "not started"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return utc_text(timestamp)
 
 
 def _duration(seconds: float) -> str:
@@ -60,7 +57,7 @@ def render(progress: RunProgress, result: str = "") -> str:
     return "\n".join(lines)
 
 
-def as_json(progress: RunProgress, counts: dict[str, int] | None, error: str | None) -> dict[str, Any]:
+def progress_json(progress: RunProgress, counts: dict[str, int] | None, error: str | None) -> dict[str, Any]:
     """The JSON object ``status --json`` prints."""
     return {
         "run_id": progress.run_id,
@@ -84,25 +81,19 @@ def as_json(progress: RunProgress, counts: dict[str, int] | None, error: str | N
     }
 
 
-def _configs() -> list[SyncConfig]:
-    """The valid configurations (to close the ledger rows of dead runs); none when the folder is missing."""
-    try:
-        return list(read_configs(config_folder(click.get_current_context())).configs)
-    except ConfigError:
-        return []
-
-
 @click.command()
 @click.argument("run_or_sync")
-@click.option("--json", "json_output", is_flag=True, help="Print one JSON object instead of text.")
-def status(run_or_sync: str, json_output: bool) -> None:
+@json_option("Print one JSON object instead of text.")
+@click.pass_context
+def status(ctx: click.Context, run_or_sync: str, as_json: bool) -> None:
     """Show the progress of run RUN_OR_SYNC, or of the latest run of the sync of that name.
 
     For each stage that has finished a batch: batches done, rows so far (of the total, when the
     source could count it), rows/s and, while running, the ETA. A finished run also shows its counts.
     """
     with get_instance() as instance:
-        for closed in close_dead_runs(instance, _configs()):
+        # The configurations only serve to close the ledger rows of dead runs: read quietly.
+        for closed in close_dead_runs(instance, load_configs(ctx, quiet=True)):
             click.echo(f"closed run {closed.run_id}: {closed.error}", err=True)
         try:
             progress = run_progress(instance, run_or_sync)
@@ -110,15 +101,15 @@ def status(run_or_sync: str, json_output: bool) -> None:
             latest = latest_run_id(instance, run_or_sync)
             if latest is None:
                 click.echo(f"no run with id {run_or_sync!r} and no run of a sync named {run_or_sync!r}", err=True)
-                raise SystemExit(Exit.USAGE) from None
+                raise SystemExit(ExitCode.USAGE) from None
             progress = run_progress(instance, latest)
         counts: dict[str, int] | None = None
         error: str | None = None
         if progress.finished and progress.sync:
             report = report_for_run(instance, progress.run_id, progress.sync)
             counts, error = dict(report.counts), report.error
-    if json_output:
-        click.echo(json.dumps(as_json(progress, counts, error), ensure_ascii=False))
+    if as_json:
+        click.echo(json.dumps(progress_json(progress, counts, error), ensure_ascii=False))
         return
     result = " ".join(f"{key}={value}" for key, value in (counts or {}).items())
     if error:

@@ -2,13 +2,14 @@
 
 `noida-db` (a dev/demo dependency, pinned in pyproject.toml) bundles a Rust binary that speaks the
 Elasticsearch REST API. Its bundled binary is started directly, serving only that protocol on a
-free port: stopping the binary stops the server (stopping its Python wrapper would not).
+free port: stopping the binary stops the server (stopping its Python wrapper would not). The server
+ends with the process that started it, even when that process is killed (on Linux; see
+:func:`~sync_pipelines.signals.dies_with_this_process`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 import tempfile
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sync_pipelines.errors import LocalEsError
+from sync_pipelines.signals import dies_with_this_process
+
 STARTUP_TIMEOUT_S = 30.0
-
-
-class LocalEsError(RuntimeError):
-    """The local server cannot be found or did not start."""
 
 
 def binary_path() -> Path:
@@ -43,12 +43,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _default_signals() -> None:
-    # Background shells may start children with SIGTERM/SIGINT ignored; the server must stop on them.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass
@@ -72,7 +66,11 @@ class LocalEs:
 
 
 def start(data_dir: Path, port: int | None = None) -> LocalEs:
-    """Start the server with only its Elasticsearch protocol, and wait until it answers."""
+    """Start the server with only its Elasticsearch protocol, and wait until it answers.
+
+    Call it from the main thread (or a thread that lives as long as the server): the server stops
+    when the thread that started it ends.
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "server.log"
@@ -90,7 +88,7 @@ def start(data_dir: Path, port: int | None = None) -> LocalEs:
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - a fixed command line
-            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_default_signals
+            command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_this_process()
         )
     server = LocalEs(f"http://127.0.0.1:{port}", process, log_path)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
@@ -116,4 +114,4 @@ def running(data_dir: Path | None = None) -> Iterator[LocalEs]:
         yield server
 
 
-__all__ = ["LocalEs", "LocalEsError", "binary_path", "free_port", "running", "start"]
+__all__ = ["LocalEs", "binary_path", "free_port", "running", "start"]
