@@ -29,7 +29,7 @@ from dagster._serdes import serialize_value
 
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.config.urls import build_url
+from sync_pipelines.connectors.sql import create_sql_engine
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.history import open_ledger
 from sync_pipelines.history.export import export_csv, export_xlsx
@@ -246,13 +246,11 @@ def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
     assert [(r["id"], r[name], r["Mixed Case"]) for r in rows] == [(i, f"v{i}'; --", "m") for i in range(1, 6)]
 
 
-# Every URL delimiter, a literal percent escape, spaces and (where the driver can send it) non-ASCII.
-# Each piece between delimiters is distinctive, so an echoed fragment is found too. PyMySQL encodes
-# passwords as Latin-1, so the MariaDB one stays within it.
-HOSTILE = {
-    "postgresql": "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8 ümlaut9-密码",
-    "mariadb": "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8",
-}
+# Every URL delimiter, a literal percent escape, spaces, a Latin-1 letter and characters beyond Latin-1.
+# Each piece between delimiters is distinctive, so an echoed fragment is found too. On MariaDB the
+# password reaches PyMySQL as UTF-8 bytes (its own default for a str would be Latin-1).
+HOSTILE_PASSWORD = "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8 ümlaut9-密码"
+HOSTILE = {"postgresql": HOSTILE_PASSWORD, "mariadb": HOSTILE_PASSWORD}
 
 
 def leak_forms(secret: str) -> list[str]:
@@ -329,7 +327,7 @@ def test_a_password_with_url_delimiters_connects_and_never_leaks(
     secret = os.environ["SYNC_HOSTILE_PW"]
     monkeypatch.setenv("SYNC_HOSTILE_WRONG_PW", secret[::-1])
     forms = leak_forms(secret) + leak_forms(secret[::-1])
-    engine = sa.create_engine(build_url(hostile.source_url, where="seed"))
+    engine, _ = create_sql_engine(hostile.source_url, where="seed")
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(40), note VARCHAR(80))"))
         conn.execute(sa.text("INSERT INTO people VALUES (1, 'ann', 'ok'), (2, 'bob', 'ok')"))
@@ -374,7 +372,7 @@ def test_a_password_with_url_delimiters_connects_and_never_leaks(
     instance = DagsterInstance.get()
     for run_id in runs.values():
         texts += scan_run(instance, run_id)
-    engine = sa.create_engine(build_url(hostile.target_url, where="scan"))
+    engine, _ = create_sql_engine(hostile.target_url, where="scan")
     with engine.connect() as conn:
         for table in ("_sync_runs", "_sync_records", "_sync_state"):
             texts += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
