@@ -128,11 +128,25 @@ def test_cmdb_url_port_is_checked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("endpoint", "expected"),
-    [("http://es:92x0", "port '92x0'"), ("https://u:p@es:0", "port '0'"), ("http://[::1]:${P}x", "port '${P}x'")],
+    [
+        ("http://es:92x0", "port '92x0'"),
+        ("https://u:p@es:0", "port '0'"),
+        ("http://[::1]:${P}x", "port '${P}x'"),
+        ("https://u:p#ss@es:9200", "an endpoint takes no query or fragment"),
+        ("https://es:9200/?pretty", "an endpoint takes no query or fragment"),
+        ("https://:9200", "the endpoint names no host"),
+    ],
 )
-def test_elasticsearch_endpoint_ports_are_checked(tmp_path: Path, endpoint: str, expected: str) -> None:
+def test_elasticsearch_endpoints_are_checked(tmp_path: Path, endpoint: str, expected: str) -> None:
     data = {**HOST_BASE, "source": {**HOST_BASE["source"], "endpoint": endpoint}}
     assert_mentions(problems_of(tmp_path, "es_port", yaml.safe_dump(data)), f"source.endpoint: {expected}")
+
+
+def test_elasticsearch_credentials_are_given_once(tmp_path: Path) -> None:
+    source = {**HOST_BASE["source"], "endpoint": "https://u:${ES_PW}@es:9200", "username": "u", "password": "x"}
+    problems = problems_of(tmp_path, "es_twice", yaml.safe_dump({**HOST_BASE, "source": source}))
+    assert_mentions(problems, "source: the endpoint holds a user and password")
+    assert not any("${ES_PW}" in p for p in problems)
 
 
 def test_elasticsearch_endpoint_port_references_wait_for_the_run(tmp_path: Path) -> None:
