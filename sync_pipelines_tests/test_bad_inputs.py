@@ -6,6 +6,9 @@ host-list line is reported with its line number while the valid IPs of the same 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +175,45 @@ def test_a_folder_holding_only_a_broken_link_is_not_valid(tmp_path: Path) -> Non
     (tmp_path / "only.yaml").symlink_to(tmp_path / "nowhere.yaml")
     with pytest.raises(ConfigError, match=r"only\.yaml: broken symbolic link"):
         load_configs(tmp_path)
+
+
+WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+"""Runs a command without the capabilities that let root read any file: file permissions apply, as to any user."""
+
+
+def make_unreadable(folder: Path, case: str) -> None:
+    path = folder / f"{case}.yaml"
+    if case == "no-permission":
+        path.write_text(yaml.safe_dump({**corpus.BASE, "name": "locked"}), encoding="utf-8")
+        path.chmod(0)
+    elif case == "invalid-utf8":
+        path.write_bytes(b"name: \xff\xfe\n")
+    elif case == "folder":
+        path.mkdir()
+    elif case == "link-to-folder":
+        (folder / "elsewhere").mkdir()
+        path.symlink_to(folder / "elsewhere")
+    elif case == "fifo":
+        os.mkfifo(path)
+    else:
+        raise AssertionError(f"no way to make {case!r}")
+
+
+@pytest.mark.parametrize(("case", "expected"), corpus.UNREADABLE_ENTRIES, ids=[c[0] for c in corpus.UNREADABLE_ENTRIES])
+def test_unreadable_entries_are_errors_naming_the_file(tmp_path: Path, case: str, expected: str) -> None:
+    """``validate`` as a process that file permissions apply to; the valid file beside it still counts."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    (folder / "good.yaml").write_text(yaml.safe_dump(corpus.BASE), encoding="utf-8")
+    make_unreadable(folder, case)
+    command = [*WITHOUT_DAC_OVERRIDE, str(Path(sys.executable).parent / "sync-pipelines"), "--config-dir", "syncs"]
+    result = subprocess.run(
+        [*command, "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1, result
+    assert f"syncs/{case}.yaml: {expected}" in result.stderr, result.stderr
+    assert "good.yaml" not in result.stderr
+    assert "1 sync configuration(s) valid, 1 file(s) invalid" in result.stdout
 
 
 def test_duplicate_names_across_files_name_both_files(tmp_path: Path) -> None:
