@@ -359,7 +359,10 @@ def assert_never_leaks(forms: list[str], texts: list[str], run_ids: list[str], l
             texts += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
     for text in texts:
         assert not [form for form in forms if form in text], text[:2000]
-    for root in (Path(os.environ["DAGSTER_HOME"]), Path(os.environ["SYNC_PIPELINES_STAGING_DIR"])):
+    home = Path(os.environ["DAGSTER_HOME"])
+    for run_id in run_ids:  # the scan below reads each run's captured stdout/stderr
+        assert list((home / "storage" / run_id / "compute_logs").glob("*.err")), run_id
+    for root in (home, Path(os.environ["SYNC_PIPELINES_STAGING_DIR"])):
         for path in (p for p in root.rglob("*") if p.is_file()):
             data = path.read_bytes()
             assert not [form for form in forms if form.encode() in data], path
