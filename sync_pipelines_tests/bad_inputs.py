@@ -205,6 +205,15 @@ BAD_URLS = [
 ]
 """URLs refused when the file is loaded; a ``${VAR}`` stands for a placeholder while parsing."""
 
+UNREADABLE_ENTRIES = [
+    ("no-permission", "cannot read file: [Errno 13] Permission denied"),
+    ("invalid-utf8", "cannot read file: 'utf-8' codec can't decode byte 0xff"),
+    ("folder", "is a folder, not a configuration file"),
+    ("link-to-folder", "is a folder, not a configuration file"),
+    ("fifo", "is not a regular file (a FIFO, socket or device)"),
+]
+"""Entries named like a configuration that cannot be read as one, with the error each gives after its name."""
+
 FULLWIDTH = "\uff11\uff10.\uff10.\uff10.\uff11"
 """10.0.0.1 in full-width digits, as a Chinese input method types them."""
 

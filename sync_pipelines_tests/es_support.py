@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import http.server
 import json
@@ -71,11 +72,15 @@ def seed_hosts(es: Elasticsearch, index: str, docs: list[dict[str, Any]]) -> Non
 @dataclass
 class FaultProxy:
     """An HTTP proxy to the server: a request naming a `fail` host gets an ES error; one naming a `stall` host
-    gets no answer until the proxy stops."""
+    gets no answer until the proxy stops. With `credentials` set, a request without that user and password
+    (basic auth, UTF-8) is refused as Elasticsearch's security layer refuses it: HTTP 401."""
 
     upstream: str
     fail: set[str] = field(default_factory=set)
     stall: set[str] = field(default_factory=set)
+    credentials: tuple[str, str] | None = None
+    authenticated: int = 0
+    refused: int = 0
     released: threading.Event = field(default_factory=threading.Event)
     url: str = ""
     in_flight: int = 0
@@ -93,6 +98,8 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.credentials is not None and not self._authenticated(proxy.credentials):
+                    return
                 text = body.decode("utf-8", "replace")
                 with proxy.lock:
                     proxy.in_flight += 1
@@ -133,6 +140,18 @@ class FaultProxy:
                 finally:
                     with proxy.lock:
                         proxy.in_flight -= 1
+
+            def _authenticated(self, credentials: tuple[str, str]) -> bool:
+                expected = "Basic " + base64.b64encode(":".join(credentials).encode("utf-8")).decode("ascii")
+                with proxy.lock:
+                    if self.headers.get("Authorization") == expected:
+                        proxy.authenticated += 1
+                        return True
+                    proxy.refused += 1
+                reason = f"unable to authenticate user [{credentials[0]}] for REST request [{self.path}]"
+                cause = {"type": "security_exception", "reason": reason}
+                self._send(401, json.dumps({"error": {**cause, "root_cause": [cause]}, "status": 401}).encode())
+                return False
 
             def _send(self, status: int, payload: bytes) -> None:
                 try:

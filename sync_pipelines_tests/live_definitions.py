@@ -4,8 +4,9 @@ Only the live deployment's code server imports this module: importing it patches
 connectors of the whole process. Without ``$SYNC_LIVE_CONTROL`` the patches do nothing.
 
 ``$SYNC_LIVE_CONTROL`` names a JSON file read on every batch: ``delay`` maps a sync to seconds of
-sleep before each batch is written (a long run to terminate), ``fail`` maps a sync to how many
-more source reads fail with a transient error (a source that comes back).
+sleep before each batch is written (a long run to terminate), ``hold`` to true keeps a sync's next
+batch from being written until it is set back, and ``fail`` maps a sync to how many more source
+reads fail with a transient error (a source that comes back).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _control() -> dict[str, Any]:
 
 
 def _slow_upsert(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+    while _control().get("hold", {}).get(self.config.name):
+        time.sleep(0.2)
     time.sleep(float(_control()["delay"].get(self.config.name, 0)))
     _upsert(self, conn, rows)
 

@@ -6,6 +6,9 @@ host-list line is reported with its line number while the valid IPs of the same 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -128,11 +131,25 @@ def test_cmdb_url_port_is_checked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("endpoint", "expected"),
-    [("http://es:92x0", "port '92x0'"), ("https://u:p@es:0", "port '0'"), ("http://[::1]:${P}x", "port '${P}x'")],
+    [
+        ("http://es:92x0", "port '92x0'"),
+        ("https://u:p@es:0", "port '0'"),
+        ("http://[::1]:${P}x", "port '${P}x'"),
+        ("https://u:p#ss@es:9200", "an endpoint takes no query or fragment"),
+        ("https://es:9200/?pretty", "an endpoint takes no query or fragment"),
+        ("https://:9200", "the endpoint names no host"),
+    ],
 )
-def test_elasticsearch_endpoint_ports_are_checked(tmp_path: Path, endpoint: str, expected: str) -> None:
+def test_elasticsearch_endpoints_are_checked(tmp_path: Path, endpoint: str, expected: str) -> None:
     data = {**HOST_BASE, "source": {**HOST_BASE["source"], "endpoint": endpoint}}
     assert_mentions(problems_of(tmp_path, "es_port", yaml.safe_dump(data)), f"source.endpoint: {expected}")
+
+
+def test_elasticsearch_credentials_are_given_once(tmp_path: Path) -> None:
+    source = {**HOST_BASE["source"], "endpoint": "https://u:${ES_PW}@es:9200", "username": "u", "password": "x"}
+    problems = problems_of(tmp_path, "es_twice", yaml.safe_dump({**HOST_BASE, "source": source}))
+    assert_mentions(problems, "source: the endpoint holds a user and password")
+    assert not any("${ES_PW}" in p for p in problems)
 
 
 def test_elasticsearch_endpoint_port_references_wait_for_the_run(tmp_path: Path) -> None:
@@ -158,6 +175,45 @@ def test_a_folder_holding_only_a_broken_link_is_not_valid(tmp_path: Path) -> Non
     (tmp_path / "only.yaml").symlink_to(tmp_path / "nowhere.yaml")
     with pytest.raises(ConfigError, match=r"only\.yaml: broken symbolic link"):
         load_configs(tmp_path)
+
+
+WITHOUT_DAC_OVERRIDE = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+"""Runs a command without the capabilities that let root read any file: file permissions apply, as to any user."""
+
+
+def make_unreadable(folder: Path, case: str) -> None:
+    path = folder / f"{case}.yaml"
+    if case == "no-permission":
+        path.write_text(yaml.safe_dump({**corpus.BASE, "name": "locked"}), encoding="utf-8")
+        path.chmod(0)
+    elif case == "invalid-utf8":
+        path.write_bytes(b"name: \xff\xfe\n")
+    elif case == "folder":
+        path.mkdir()
+    elif case == "link-to-folder":
+        (folder / "elsewhere").mkdir()
+        path.symlink_to(folder / "elsewhere")
+    elif case == "fifo":
+        os.mkfifo(path)
+    else:
+        raise AssertionError(f"no way to make {case!r}")
+
+
+@pytest.mark.parametrize(("case", "expected"), corpus.UNREADABLE_ENTRIES, ids=[c[0] for c in corpus.UNREADABLE_ENTRIES])
+def test_unreadable_entries_are_errors_naming_the_file(tmp_path: Path, case: str, expected: str) -> None:
+    """``validate`` as a process that file permissions apply to; the valid file beside it still counts."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    (folder / "good.yaml").write_text(yaml.safe_dump(corpus.BASE), encoding="utf-8")
+    make_unreadable(folder, case)
+    command = [*WITHOUT_DAC_OVERRIDE, str(Path(sys.executable).parent / "sync-pipelines"), "--config-dir", "syncs"]
+    result = subprocess.run(
+        [*command, "validate"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1, result
+    assert f"syncs/{case}.yaml: {expected}" in result.stderr, result.stderr
+    assert "good.yaml" not in result.stderr
+    assert "1 sync configuration(s) valid, 1 file(s) invalid" in result.stdout
 
 
 def test_duplicate_names_across_files_name_both_files(tmp_path: Path) -> None:

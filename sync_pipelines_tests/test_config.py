@@ -107,7 +107,7 @@ def test_files_load_sorted_and_other_files_are_ignored(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", MINIMAL.format(name="second"))
     write(tmp_path, "a.yml", MINIMAL.format(name="first"))
     write(tmp_path, "notes.txt", "not a config")
-    (tmp_path / "sub.yaml").mkdir()
+    (tmp_path / "archive").mkdir()  # a folder named *.yaml is an error (see test_bad_inputs)
 
     assert [c.name for c in load_configs(tmp_path)] == ["first", "second"]
 

@@ -27,7 +27,9 @@ from openpyxl import load_workbook
 
 from sync_pipelines import engine
 from sync_pipelines.config import SyncConfig, load_configs
+from sync_pipelines.errors import SyncError
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
+from sync_pipelines.history.queries import list_runs
 from sync_pipelines.orchestration import Tag, build_definitions, execute_sync, report_for_run, schedule_name
 from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAILURE_SENSOR_NAME, sweep
 from sync_pipelines.orchestration.statistics import SENSOR_NAME as STATISTICS_SENSOR
@@ -462,3 +464,32 @@ def test_history_names_an_unreachable_ledger_database(syncs: Path, tmp_path: Pat
 
     assert result.exit_code == 1
     assert "127.0.0.1:1/ledger" in result.stderr and "_sync_runs" in result.stderr
+
+
+def test_history_of_every_sync_lists_what_it_can_and_names_an_unreachable_ledger(
+    syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing listens on port 1: the ledger of ``remote`` is unreachable, the others are still listed."""
+    monkeypatch.setenv("SP_HISTORY_PW", "Hist-Canary-51@pw")
+    remote = "postgresql://reporter:${SP_HISTORY_PW}@127.0.0.1:1/warehouse"
+    clean = json.loads(invoke("run", "clean", "--json").stdout.strip().splitlines()[-1])["run_id"]
+    tolerant = json.loads(invoke("run", "tolerant", "--json").stdout.strip().splitlines()[-1])["run_id"]
+    write_config(
+        syncs, "remote", tmp_path / "clean.db", target={"kind": "sql", "url": remote, "table": "people", "key": ["id"]}
+    )
+
+    result = invoke("history")
+    assert result.exit_code == 1, result.output
+    assert clean in result.stdout and tolerant in result.stdout
+    assert "page 1 of 1 (2 run(s))" in result.stdout
+    shown = "postgresql://reporter:***@127.0.0.1:1/warehouse"
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: ledger of remote unreachable at {shown}: reading _sync_runs failed: "), line
+    assert "Hist-Canary" not in result.output
+
+    only = invoke("history", "remote")
+    assert only.exit_code == 1
+    assert "no runs (page 1, 0 run(s) match)" in only.stdout
+    assert f"error: ledger of remote unreachable at {shown}" in only.stderr
+    with pytest.raises(SyncError, match=r"127\.0\.0\.1:1"):
+        list_runs(load_configs(syncs))

@@ -69,6 +69,7 @@ def test_the_ui_launches_a_host_list_run_and_lists_the_file_sensor(
         "sync_ledger_cancel_sensor",
         "sync_run_failure_sensor",
         "sync_ledger_sweep_sensor",
+        "sync_dead_runs_sensor",
         "sync_statistics_sensor",
         "endpoints_reachable_sensor",
         "sync_staging_cleanup_sensor",

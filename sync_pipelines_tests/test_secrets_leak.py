@@ -2,10 +2,11 @@
 
 A real PostgreSQL role and a real MariaDB user with passwords given as ``${ENV}`` references run syncs
 through Dagster, successfully and failing (PostgreSQL trusts 127.0.0.1 and ignores the password, so
-the failing login is MariaDB's, with a wrong password that the server really refuses). Then every place
-a value could land is scanned for the password: the event log, run tags and config, every file under
-``DAGSTER_HOME`` and the staging folder, the run ledger, ``_sync_records``, CSV and XLSX exports and
-the error messages.
+the failing login is MariaDB's, with a wrong password that the server really refuses). Elasticsearch
+sources do the same behind a proxy that demands basic auth. Then every place a value could land is
+scanned for the password: the event log, run tags and config, every file under ``DAGSTER_HOME`` (compute
+logs included) and the staging folder, the run ledger, ``_sync_records``, CSV and XLSX exports and the
+error messages.
 """
 
 from __future__ import annotations
@@ -26,16 +27,19 @@ import yaml
 from click.testing import CliRunner
 from dagster import DagsterInstance
 from dagster._serdes import serialize_value
+from elasticsearch import Elasticsearch, helpers
 
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.config.urls import build_url
+from sync_pipelines.connectors.sql import create_sql_engine
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.history import open_ledger
 from sync_pipelines.history.export import export_csv, export_xlsx
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
+from sync_pipelines_tests.es_support import FaultProxy
+from sync_pipelines_tests.test_host_metrics import seed_metrics
 
 SECRET = "Leak-Canary-7f3a9c1e-pw"
 WRONG = "Wrong-Canary-0b8d2e4f-pw"
@@ -246,13 +250,11 @@ def test_hostile_table_and_column_names_are_quoted(dbs: Databases) -> None:
     assert [(r["id"], r[name], r["Mixed Case"]) for r in rows] == [(i, f"v{i}'; --", "m") for i in range(1, 6)]
 
 
-# Every URL delimiter, a literal percent escape, spaces and (where the driver can send it) non-ASCII.
-# Each piece between delimiters is distinctive, so an echoed fragment is found too. PyMySQL encodes
-# passwords as Latin-1, so the MariaDB one stays within it.
-HOSTILE = {
-    "postgresql": "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8 ümlaut9-密码",
-    "mariadb": "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8",
-}
+# Every URL delimiter, a literal percent escape, spaces, a Latin-1 letter and characters beyond Latin-1.
+# Each piece between delimiters is distinctive, so an echoed fragment is found too. On MariaDB the
+# password reaches PyMySQL as UTF-8 bytes (its own default for a str would be Latin-1).
+HOSTILE_PASSWORD = "Canary1@Hostile2:Secret3/Part4?Bits5#Hash6%2FPct7 Space8 ümlaut9-密码"
+HOSTILE = {"postgresql": HOSTILE_PASSWORD, "mariadb": HOSTILE_PASSWORD}
 
 
 def leak_forms(secret: str) -> list[str]:
@@ -323,13 +325,62 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def read_back(base: list[str], runs: dict[str, str], failed: str, completed: str, out: Path) -> dict[str, str]:
+    """Every CLI view of ``runs`` (by sync name), keyed by command: ``check --all -v``, ``history`` of all
+    syncs and of ``failed``, ``show`` of each run, and ``export`` of ``failed`` (xlsx) and ``completed`` (csv)
+    with the exported files' contents."""
+    views = {"check": cli(*base, "check", "--all", "-v")[1], "history": cli(*base, "history")[1]}
+    views[f"history {failed}"] = cli(*base, "history", failed)[1]
+    views.update({f"show {name}": cli(*base, "show", run_id)[1] for name, run_id in runs.items()})
+    xlsx, csv = out / f"{failed}.xlsx", out / f"{completed}.csv"
+    views["export xlsx"] = cli(*base, "export", runs[failed], "--format", "xlsx", "-o", str(xlsx))[1]
+    views["export csv"] = cli(*base, "export", runs[completed], "--format", "csv", "-o", str(csv))[1]
+    views["csv"] = csv.read_text(encoding="utf-8")
+    views["xlsx"] = "\n".join(
+        str(cell)
+        for sheet in openpyxl.load_workbook(xlsx, read_only=True).worksheets
+        for row in sheet.iter_rows(values_only=True)
+        for cell in row
+    )
+    return views
+
+
+def assert_never_leaks(forms: list[str], texts: list[str], run_ids: list[str], ledger: sa.Engine) -> None:
+    """No form of the password in ``texts``, in anything Dagster keeps about the runs, in the ``_sync_*``
+    tables behind ``ledger``, or in any file under ``DAGSTER_HOME`` (compute logs included) and the staging folder."""
+    instance = DagsterInstance.get()
+    texts = list(texts)
+    for run_id in run_ids:
+        texts += scan_run(instance, run_id)
+    with ledger.connect() as conn:
+        tables = [name for name in sa.inspect(conn).get_table_names() if name.startswith("_sync_")]
+        assert "_sync_runs" in tables, tables
+        for table in tables:
+            texts += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    for text in texts:
+        assert not [form for form in forms if form in text], text[:2000]
+    home = Path(os.environ["DAGSTER_HOME"])
+    for run_id in run_ids:  # the scan below reads each run's captured stdout/stderr
+        assert list((home / "storage" / run_id / "compute_logs").glob("*.err")), run_id
+    for root in (home, Path(os.environ["SYNC_PIPELINES_STAGING_DIR"])):
+        for path in (p for p in root.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            assert not [form for form in forms if form.encode() in data], path
+
+
+def run_json(base: list[str], name: str, *args: str) -> tuple[int, str, str]:
+    """``run NAME --json``: exit code, output and the run id."""
+    code, output = cli(*base, "run", name, "--json", *args)
+    return code, output, json.loads(next(line for line in output.splitlines() if line.startswith("{")))["run_id"]
+
+
 def test_a_password_with_url_delimiters_connects_and_never_leaks(
     hostile: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = os.environ["SYNC_HOSTILE_PW"]
     monkeypatch.setenv("SYNC_HOSTILE_WRONG_PW", secret[::-1])
     forms = leak_forms(secret) + leak_forms(secret[::-1])
-    engine = sa.create_engine(build_url(hostile.source_url, where="seed"))
+    engine, _ = create_sql_engine(hostile.source_url, where="seed")
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(40), note VARCHAR(80))"))
         conn.execute(sa.text("INSERT INTO people VALUES (1, 'ann', 'ok'), (2, 'bob', 'ok')"))
@@ -341,48 +392,106 @@ def test_a_password_with_url_delimiters_connects_and_never_leaks(
     outputs: list[str] = []
     runs: dict[str, str] = {}
     for name in ("people_sync", "people_missing", "people_refused"):
-        code, output = cli(*base, "run", name, "--json")
+        code, output, runs[name] = run_json(base, name)
         outputs.append(output)
-        runs[name] = json.loads(next(line for line in output.splitlines() if line.startswith("{")))["run_id"]
         # PostgreSQL trusts 127.0.0.1: only MariaDB refuses the wrong password.
         refused = name == "people_refused" and hostile.backend == "mariadb"
         assert code == (1 if name == "people_missing" or refused else 0), output
     assert "no_such_table" in outputs[1]
     if hostile.backend == "mariadb":
         assert "Access denied" in outputs[2]
-    for args in (
-        ("check", "--all", "-v"),
-        ("history", "people_missing"),
-        *(("show", run_id) for run_id in runs.values()),
-        ("export", runs["people_missing"], "--format", "xlsx", "-o", str(tmp_path / "missing.xlsx")),
-        ("export", runs["people_sync"], "--format", "csv", "-o", str(tmp_path / "ok.csv")),
-    ):
-        outputs.append(cli(*base, *args)[1])
-    history, shown = outputs[4], outputs[5:8]
-    assert runs["people_missing"] in history, history
-    assert f"run {runs['people_sync']}" in shown[0] and f"run {runs['people_missing']}" in shown[1], shown
+    views = read_back(base, runs, "people_missing", "people_sync", tmp_path)
+    assert runs["people_missing"] in views["history people_missing"], views
+    assert f"run {runs['people_sync']}" in views["show people_sync"]
+    assert f"run {runs['people_missing']}" in views["show people_missing"]
     # The refused run could not reach its ledger: `show` names that database (on MariaDB) instead.
-    assert ("Access denied" if hostile.backend == "mariadb" else f"run {runs['people_refused']}") in shown[2]
+    refused_view = views["show people_refused"]
+    assert ("Access denied" if hostile.backend == "mariadb" else f"run {runs['people_refused']}") in refused_view
 
-    texts = outputs + (tmp_path / "ok.csv").read_text(encoding="utf-8").splitlines()
-    texts += [
-        str(cell)
-        for sheet in openpyxl.load_workbook(tmp_path / "missing.xlsx", read_only=True).worksheets
-        for row in sheet.iter_rows(values_only=True)
-        for cell in row
+    engine, _ = create_sql_engine(hostile.target_url, where="scan")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM wh_people")).scalar() == 2
+        assert_never_leaks(forms, outputs + list(views.values()), list(runs.values()), engine)
+    finally:
+        engine.dispose()
+
+
+ES_USER = "es-reader"
+
+
+def es_sync(name: str, endpoint: str, index: str, target: str, **source: Any) -> dict[str, Any]:
+    """A raw-documents sync from ``index`` into the SQLite file ``target``."""
+    return {
+        "name": name,
+        "source": {"kind": "elasticsearch", "endpoint": endpoint, "index": index, **source},
+        "target": {"kind": "sql", "url": target, "table": "es_docs", "key": ["doc_id"]},
+        "mapping": {"doc_id": "_id", "code": "code"},
+        "retry": {"max_retries": 0},
+    }
+
+
+def test_an_elasticsearch_password_with_url_delimiters_authenticates_and_never_leaks(
+    fault_proxy: FaultProxy, es: Elasticsearch, index_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cluster sits behind a proxy that demands basic auth with the hostile password, as a secured cluster."""
+    monkeypatch.setenv("SYNC_HOSTILE_PW", HOSTILE_PASSWORD)
+    monkeypatch.setenv("SYNC_HOSTILE_WRONG_PW", HOSTILE_PASSWORD[::-1])
+    fault_proxy.credentials = (ES_USER, HOSTILE_PASSWORD)
+    forms = leak_forms(HOSTILE_PASSWORD) + leak_forms(HOSTILE_PASSWORD[::-1])
+    index = f"{index_prefix}-docs"
+    helpers.bulk(es, ({"_index": index, "_id": k, "_source": {"code": k.upper()}} for k in "abc"), refresh=True)
+    seed_metrics(es, index_prefix)
+    port = fault_proxy.url.rsplit(":", 1)[1]
+    in_url = f"http://{ES_USER}:${{SYNC_HOSTILE_PW}}@127.0.0.1:{port}"
+    wrong = f"http://{ES_USER}:${{SYNC_HOSTILE_WRONG_PW}}@127.0.0.1:{port}"
+    target = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    syncs = [
+        es_sync("es_docs", in_url, index, target),
+        es_sync("es_docs_missing", in_url, f"{index_prefix}-absent", target),
+        es_sync("es_docs_refused", wrong, index, target),
+        es_sync("es_docs_fields", fault_proxy.url, index, target, username=ES_USER, password="${SYNC_HOSTILE_PW}"),
+        {
+            "name": "host_metrics",
+            "source": {"kind": "elasticsearch_hosts", "endpoint": in_url, "index": f"{index_prefix}-2*"},
+            "target": {"kind": "cmdb", "url": f"sqlite:///{tmp_path / 'cmdb.db'}"},
+        },
     ]
-    instance = DagsterInstance.get()
-    for run_id in runs.values():
-        texts += scan_run(instance, run_id)
-    engine = sa.create_engine(build_url(hostile.target_url, where="scan"))
-    with engine.connect() as conn:
-        for table in ("_sync_runs", "_sync_records", "_sync_state"):
-            texts += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM wh_people")).scalar() == 2
-    engine.dispose()
-    for text in texts:
-        assert not [form for form in forms if form in text], text[:2000]
-    for root in (Path(os.environ["DAGSTER_HOME"]), Path(os.environ["SYNC_PIPELINES_STAGING_DIR"])):
-        for path in (p for p in root.rglob("*") if p.is_file()):
-            data = path.read_bytes()
-            assert not [form for form in forms if form.encode() in data], path
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    for data in syncs:
+        (folder / f"{data['name']}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    base = ["--config-dir", str(folder)]
+
+    outputs: list[str] = []
+    runs: dict[str, str] = {}
+    for name, args, expected in (
+        ("es_docs", (), 0),
+        ("es_docs_missing", (), 1),
+        ("es_docs_refused", (), 1),
+        ("es_docs_fields", (), 0),
+        ("host_metrics", ("--full-sync",), 0),
+    ):
+        code, output, runs[name] = run_json(base, name, *args)
+        outputs.append(output)
+        assert code == expected, output
+    assert "index_not_found" in outputs[1] or "no such index" in outputs[1], outputs[1]
+    assert "HTTP 401" in outputs[2] and f"unable to authenticate user [{ES_USER}]" in outputs[2], outputs[2]
+    assert json.loads(outputs[0].splitlines()[-1])["counts"]["created"] == 3
+    assert json.loads(outputs[4].splitlines()[-1])["status"] == "completed"
+    assert fault_proxy.authenticated > 0 and fault_proxy.refused > 0
+    host_runs = {name: runs.pop(name) for name in ("host_metrics",)}
+    views = read_back(base, runs, "es_docs_refused", "es_docs", tmp_path)
+    views["show host_metrics"] = cli(*base, "show", host_runs["host_metrics"])[1]
+    assert "es_docs_refused" in views["history"] and "host_metrics" in views["history"], views["history"]
+    assert "HTTP 401" in views["show es_docs_refused"], views["show es_docs_refused"]
+    assert f"http://127.0.0.1:{port}" in views["check"] and "@127.0.0.1" not in views["check"], views["check"]
+    assert "8 of 10 endpoint(s) OK" in views["check"]  # the missing index and the refused login
+
+    for ledger_url in (target, f"sqlite:///{tmp_path / 'cmdb.db'}"):
+        engine = sa.create_engine(ledger_url)
+        try:
+            run_ids = list(runs.values()) if ledger_url == target else list(host_runs.values())
+            assert_never_leaks(forms, outputs + list(views.values()), run_ids, engine)
+        finally:
+            engine.dispose()

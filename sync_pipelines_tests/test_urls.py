@@ -6,7 +6,14 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.config.secrets import redact, resolve
-from sync_pipelines.config.urls import build_url, display_url, parse_url_template
+from sync_pipelines.config.urls import (
+    build_http_url,
+    build_url,
+    check_http_port,
+    display_http_url,
+    display_url,
+    parse_url_template,
+)
 from sync_pipelines.errors import SecretError
 
 HOSTILE_PASSWORDS = [
@@ -107,3 +114,64 @@ def test_a_secret_holding_a_whole_url_does_not_scrub_its_host_elsewhere(monkeypa
     resolve("${SP_URL_BROKER}")
     scrubbed = redact("connection to 127.0.0.1:6543 refused; broker pyamqp://guest:Broker-Pw-77@127.0.0.1:5672//")
     assert scrubbed == "connection to 127.0.0.1:6543 refused; broker ***"
+
+
+@pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
+def test_an_endpoint_password_of_any_shape_stays_the_password(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    monkeypatch.setenv("SP_URL_PW", password)
+    endpoint = build_http_url("https://elastic:${SP_URL_PW}@es.internal:9243/proxy", where="w")
+    assert (endpoint.url, endpoint.username, endpoint.password) == (
+        "https://es.internal:9243/proxy",
+        "elastic",
+        password,
+    )
+    assert redact(f"refused: {password}") == "refused: ***"
+
+
+def test_an_endpoint_from_one_variable_is_read_as_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SP_URL_ES", "https://ops%40corp:pw%23Zq-9%3F@es.internal:9200")
+    endpoint = build_http_url("${SP_URL_ES}", where="source.endpoint")
+    assert (endpoint.url, endpoint.username, endpoint.password) == ("https://es.internal:9200", "ops@corp", "pw#Zq-9?")
+    assert redact("login pw#Zq-9? refused") == "login *** refused"
+    monkeypatch.setenv("SP_URL_ES", "https://ops:pw#Zq-9@es.internal:9200")
+    with pytest.raises(SecretError, match=r"source\.endpoint: an endpoint takes no query or fragment") as caught:
+        build_http_url("${SP_URL_ES}", where="source.endpoint")
+    assert "Zq-9" not in str(caught.value)
+
+
+def test_every_endpoint_component_can_be_a_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"U": "us@r:x", "P": "p/w?#", "H": "es-1.internal", "PORT": "9201", "PATH": "a b"}.items():
+        monkeypatch.setenv(f"SP_URL_{name}", value)
+    endpoint = build_http_url("http://${SP_URL_U}:${SP_URL_P}@${SP_URL_H}:${SP_URL_PORT}/${SP_URL_PATH}", where="w")
+    assert (endpoint.url, endpoint.username, endpoint.password) == (
+        "http://es-1.internal:9201/a%20b",
+        "us@r:x",
+        "p/w?#",
+    )
+    monkeypatch.setenv("SP_URL_H", "evil.example.com/x@es")
+    with pytest.raises(SecretError, match=r"w: host \$\{SP_URL_H\} holds a URL delimiter"):
+        build_http_url("http://${SP_URL_H}:9200", where="w")
+    monkeypatch.setenv("SP_URL_PORT", "92x0")
+    with pytest.raises(SecretError, match=r"port \$\{SP_URL_PORT\} is not a port number"):
+        build_http_url("http://es:${SP_URL_PORT}", where="w")
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("https://u:p#w@es:9200", "takes no query or fragment"),
+        ("https://u:p?w@es:9200", "takes no query or fragment"),
+        ("https://es:92x0", "port '92x0' is not a port number"),
+        ("https://:9200", "names no host"),
+        ("ftp://es:21", "not an http:// or https:// URL"),
+    ],
+)
+def test_invalid_endpoints_are_refused_when_parsed(endpoint: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_http_port(endpoint)
+
+
+def test_an_endpoint_is_displayed_without_its_credentials() -> None:
+    assert display_http_url("https://elastic:${ES_PW}@es.internal:${ES_PORT}/p") == "https://es.internal:${ES_PORT}/p"
+    assert display_http_url("http://u:p%40w@[::1]:9200") == "http://[::1]:9200"
+    assert display_http_url("${ES_URL}") == "${ES_URL}"

@@ -21,7 +21,7 @@ from sync_pipelines.config.secrets import redact
 from sync_pipelines.errors import SweepError, SyncError
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx, format_changes, format_key
 from sync_pipelines.history.ledger import RunEntry, open_ledger, utcnow
-from sync_pipelines.history.queries import find_run, list_runs, runs_since
+from sync_pipelines.history.queries import Page, find_run, list_runs, runs_since
 from sync_pipelines.history.stats import compute_partition_stats, compute_stats
 from sync_pipelines.orchestration import get_instance
 from sync_pipelines.orchestration.ledger_sensors import sweep
@@ -68,13 +68,19 @@ def _sweep(configs: list[SyncConfig]) -> None:
 @click.option("--page-size", type=click.IntRange(min=1, max=1000), default=20, show_default=True, help="Runs per page.")
 @click.pass_context
 def history(ctx: click.Context, sync: str | None, status: str | None, page: int, page_size: int) -> None:
-    """List the runs (of SYNC, or of every sync), newest first, from the run ledger."""
+    """List the runs (of SYNC, or of every sync), newest first, from the run ledger.
+
+    A ledger database that cannot be read is reported (its syncs and URL) after the runs of the others; exit 1.
+    """
     configs = select_syncs(ctx, None if sync is None else [sync])
     with _ledger_errors(ctx):
         _sweep(configs)
-        result = list_runs(configs, status=RunStatus(status) if status else None, page=page, page_size=page_size)
+        result = list_runs(
+            configs, status=RunStatus(status) if status else None, page=page, page_size=page_size, skip_unreachable=True
+        )
     if not result.entries:
         click.echo(f"no runs (page {page}, {result.total} run(s) match)")
+        _exit_if_unreachable(ctx, result)
         return
     rows: list[Sequence[Any]] = [
         ("RUN ID", "SYNC", "STATUS", "TRIGGER", "USER", "MODE", "STARTED (UTC)", "DURATION", "PROCESSED", "FAILED")
@@ -97,6 +103,15 @@ def history(ctx: click.Context, sync: str | None, status: str | None, page: int,
         )
     click.echo(render_table(rows))
     click.echo(f"page {result.page} of {result.pages} ({result.total} run(s))")
+    _exit_if_unreachable(ctx, result)
+
+
+def _exit_if_unreachable(ctx: click.Context, result: Page) -> None:
+    """Name each ledger database left out of ``result`` (its syncs and URL) and exit 1 if there is one."""
+    for unreachable in result.unreachable:
+        click.echo(f"error: {unreachable}", err=True)
+    if result.unreachable:
+        ctx.exit(ExitCode.FAILED)
 
 
 def _summary_lines(entry: RunEntry) -> list[str]:

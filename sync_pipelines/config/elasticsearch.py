@@ -11,10 +11,10 @@ import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sync_pipelines.config.identifiers import check_optional_identifier
-from sync_pipelines.config.urls import check_http_port, check_url
+from sync_pipelines.config.urls import check_http_port, check_url, has_http_credentials
 
 _RANGE_RE = re.compile(r"^([1-9][0-9]{0,5})([mhdw])$")
 _RANGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -64,7 +64,10 @@ class HostSelection(StrEnum):
 class EsConnection(_Model):
     """Where and how to reach an Elasticsearch cluster."""
 
-    endpoint: str = Field(description="Cluster URL, e.g. `https://es.example.com:9200`. `${ENV}` references allowed.")
+    endpoint: str = Field(
+        description="Cluster URL, e.g. `https://es.example.com:9200`. `${ENV}` references allowed; a user and "
+        "password written in it (`https://user:${ES_PASSWORD}@es.example.com:9200`) are sent as basic auth."
+    )
     index: str = Field(
         description="Index pattern searched, e.g. `data-zabbix-host-monitor-*` (or `cluster*:...` across clusters)."
     )
@@ -85,6 +88,15 @@ class EsConnection(_Model):
         if not value.startswith(("http://", "https://", "${")):
             raise ValueError(f"endpoint {value!r} must start with http:// or https://")
         return check_http_port(value)
+
+    @model_validator(mode="after")
+    def _credentials_once(self) -> EsConnection:
+        if has_http_credentials(self.endpoint) and (self.username or self.password or self.api_key):
+            raise ValueError(
+                "the endpoint holds a user and password, and `username`/`password`/`api_key` are set too: "
+                "give the credentials once"
+            )
+        return self
 
 
 class HostMetricFields(_Model):

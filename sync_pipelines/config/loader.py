@@ -114,8 +114,8 @@ class ConfigFolder:
 
 
 def _config_files(folder: Path) -> list[Path]:
-    """Every ``*.yaml`` / ``*.yml`` entry but folders, sorted: files and links, broken ones included."""
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and not p.is_dir())
+    """Every ``*.yaml`` / ``*.yml`` entry, sorted: files, links (broken ones included) and anything else so named."""
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
 def _parse_entry(path: Path) -> tuple[SyncConfig | None, list[str]]:
@@ -125,6 +125,10 @@ def _parse_entry(path: Path) -> tuple[SyncConfig | None, list[str]]:
         except OSError as exc:
             target = f"an unreadable target ({exc.strerror})"
         return None, [f"{_display(path)}: broken symbolic link to {target}"]
+    if path.is_dir():
+        return None, [f"{_display(path)}: is a folder, not a configuration file"]
+    if not path.is_file():  # reading a FIFO would wait for a writer for ever
+        return None, [f"{_display(path)}: is not a regular file (a FIFO, socket or device), so it cannot be read"]
     return parse_config(path)
 
 

@@ -5,21 +5,25 @@ written in the configuration file alone: every ``${VAR}`` is replaced by a token
 delimiter before the text is split. At run time each reference's value is put into its component as
 it is, and the URL is assembled with :meth:`sqlalchemy.engine.URL.create`, so a password holding
 ``@ : / ? # %``, spaces or any other character can never move the host, the port or the database.
+
+HTTP endpoints (Elasticsearch) follow the same rule: the user and password written in the endpoint
+are taken out of it and handed to the client as credentials, never spliced into URL text.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from sqlalchemy.engine import URL
 
-from sync_pipelines.config.secrets import REFERENCE, resolve_values
+from sync_pipelines.config.secrets import REFERENCE, remember, resolve_values
 from sync_pipelines.errors import SecretError
 
 _PLACEHOLDER = "\ue000{}\ue001"
 _PLACEHOLDER_RE = re.compile("\ue000([0-9]+)\ue001")
+_REFERENCE_START = _PLACEHOLDER[0]
 _MAX_PORT = 65_535
 # SQLAlchemy's own URL grammar (sqlalchemy.engine.url._parse_url), applied to the tokenised text.
 _URL_RE = re.compile(
@@ -107,21 +111,147 @@ def _check_port(text: str, what: str) -> int:
     return int(text)
 
 
+@dataclass(frozen=True)
+class _HttpParts:
+    """The components of an ``http(s)://`` endpoint as written, with reference tokens (see :func:`_split_http`)."""
+
+    scheme: str
+    username: str | None
+    password: str | None
+    host: str
+    port: str | None
+    path: str
+    names: tuple[str, ...]
+
+    def shown(self, text: str) -> str:
+        return _PLACEHOLDER_RE.sub(lambda m: "${" + self.names[int(m.group(1))] + "}", text)
+
+
+def _split_http(text: str, names: tuple[str, ...]) -> _HttpParts:
+    """Split a (tokenised) ``http(s)://`` URL; literal text in the user and password is percent-decoded."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("not an http:// or https:// URL with a host")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(
+            "an endpoint takes no query or fragment: a '?' or '#' in a password must be percent-encoded "
+            "(%3F, %23), or the password given as a ${VAR}"
+        )
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username, password = unquote(user), (unquote(secret) if colon else None)
+    port: str | None = None
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"unexpected text {rest!r} after the host")
+            port = rest[1:]
+    else:
+        host, colon, port_text = hostport.partition(":")
+        port = port_text if colon else None
+    if not host:
+        raise ValueError("the endpoint names no host")
+    url = _HttpParts(parts.scheme, username, password, host, port, parts.path, names)
+    if port is not None and not _PLACEHOLDER_RE.fullmatch(port):
+        _check_port(port, f"port {url.shown(port)!r}")
+    return url
+
+
 def check_http_port(template: str) -> str:
-    """Validate the port of an ``http(s)://`` endpoint as written (a ``${VAR}`` port is checked at run time).
+    """Validate an ``http(s)://`` endpoint as written, its port included (``${VAR}`` parts are checked at run time).
+
+    An endpoint that is one ``${VAR}`` as a whole (or starts with one) is checked once its value is known.
 
     Raises:
-        ValueError: the port is neither a number from 1 to 65535 nor exactly one ``${VAR}``.
+        ValueError: the text is not an http(s) URL with a host, holds a query or fragment, or its port
+            is neither a number from 1 to 65535 nor exactly one ``${VAR}``.
     """
     text, names = _tokenise(template.strip())
-    authority = urlsplit(text).netloc.rpartition("@")[2]
-    if authority.startswith("["):
-        authority = authority.partition("]")[2]
-    _, colon, port = authority.partition(":")
-    if colon and not _PLACEHOLDER_RE.fullmatch(port):
-        shown = _PLACEHOLDER_RE.sub(lambda m: "${" + names[int(m.group(1))] + "}", port)
-        _check_port(port, f"port {shown!r}")
+    if not text.startswith(_REFERENCE_START):
+        _split_http(text, names)
     return template
+
+
+def has_http_credentials(template: str) -> bool:
+    """Whether an endpoint as written holds a user (and password) before its host."""
+    text, names = _tokenise(template.strip())
+    try:
+        return _split_http(text, names).username is not None
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class HttpEndpoint:
+    """An HTTP endpoint with its ``${VAR}`` values filled in, and the credentials it held taken out of it."""
+
+    url: str
+    """``scheme://host:port/path``, with no user or password."""
+    username: str | None
+    password: str | None
+
+
+def build_http_url(template: str, *, where: str) -> HttpEndpoint:
+    """The endpoint ``template`` with each ``${VAR}`` filled in, and the user and password it holds.
+
+    A value fills the component holding its reference as it is: a password with ``@ : / ? # %``, spaces
+    or any other character stays the password. An endpoint that starts with a ``${VAR}`` (the whole
+    URL from the environment) is read as a URL once filled in, so a password inside that value must
+    be percent-encoded, as in any URL.
+
+    Raises:
+        SecretError: a variable is not set, or the filled-in endpoint is not a valid http(s) URL
+            (named without any value).
+    """
+    text, names = _tokenise(template.strip())
+    values = resolve_values(names, where=where)
+
+    def fill(part: str | None, encode: bool = False) -> str | None:
+        if part is None:
+            return None
+        return _PLACEHOLDER_RE.sub(
+            lambda m: quote(values[names[int(m.group(1))]], safe="/") if encode else values[names[int(m.group(1))]],
+            part,
+        )
+
+    try:
+        if text.startswith(_REFERENCE_START):  # the whole URL comes from the environment
+            parts = _split_http(fill(text) or "", ())
+            host, port, path = parts.host, parts.port, parts.path
+        else:
+            parts = _split_http(text, names)
+            host, port, path = fill(parts.host) or "", fill(parts.port), fill(parts.path, encode=True) or ""
+            if any(char in host for char in "/?#@[] \t\n"):
+                raise ValueError(f"host {parts.shown(parts.host)} holds a URL delimiter or a space")
+            if port is not None:
+                _check_port(port, f"port {parts.shown(parts.port or '')}")
+            parts = _HttpParts(parts.scheme, fill(parts.username), fill(parts.password), host, port, path, names)
+    except ValueError as exc:
+        raise SecretError([f"{where}: {exc}"]) from None
+    if parts.password:
+        remember(parts.password)
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"{parts.scheme}://{shown_host}" + (f":{port}" if port else "") + path
+    return HttpEndpoint(url=url, username=parts.username, password=parts.password)
+
+
+def display_http_url(template: str) -> str:
+    """An endpoint as written, for people: no user or password, ``${VAR}`` references left unresolved."""
+    text, names = _tokenise(template.strip())
+    if text.startswith(_REFERENCE_START):
+        return template.strip()
+    try:
+        parts = _split_http(text, names)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.shown(parts.host)
+    shown = f"{parts.scheme}://" + (f"[{host}]" if ":" in host else host)
+    if parts.port is not None:
+        shown += f":{parts.shown(parts.port)}"
+    return shown + parts.shown(parts.path)
 
 
 def check_url(template: str) -> str:
@@ -187,4 +317,15 @@ def display_url(template: str) -> str:
     return shown
 
 
-__all__ = ["UrlTemplate", "build_url", "check_http_port", "check_url", "display_url", "parse_url_template"]
+__all__ = [
+    "HttpEndpoint",
+    "UrlTemplate",
+    "build_http_url",
+    "build_url",
+    "check_http_port",
+    "check_url",
+    "display_http_url",
+    "display_url",
+    "has_http_credentials",
+    "parse_url_template",
+]

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from elasticsearch import ApiError, ConnectionTimeout, Elasticsearch, TransportError
 from elasticsearch import ConnectionError as EsConnectionError
 
 from sync_pipelines.config.elasticsearch import EsConnection
-from sync_pipelines.config.secrets import redact, resolve
-from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
+from sync_pipelines.config.secrets import redact, remember, resolve
+from sync_pipelines.config.urls import build_http_url, display_http_url
+from sync_pipelines.errors import PermanentConnectorError, SecretError, TransientConnectorError
 
 
 def dig(document: dict[str, Any], path: str) -> Any:
@@ -29,13 +30,20 @@ def dig(document: dict[str, Any], path: str) -> Any:
 
 def display_endpoint(template: str) -> str:
     """The endpoint as shown to people: no user or password, ``${VAR}`` references left as written."""
-    parts = urlsplit(template)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return display_http_url(template)
 
 
 def es_client(source: EsConnection, *, where: str, connections: int = 10) -> Elasticsearch:
-    """A client for ``source`` with its secrets resolved (``where`` names the config in errors)."""
+    """A client for ``source`` with its secrets resolved (``where`` names the config in errors).
+
+    A user and password written in the endpoint are taken out of the URL and sent as basic auth, so no
+    character of the password can change the URL the client connects to.
+
+    Raises:
+        SecretError: a variable is not set, the filled-in endpoint is not a valid URL, or it holds
+            credentials while ``username`` or ``api_key`` is set too.
+    """
+    endpoint = build_http_url(source.endpoint, where=f"{where}.endpoint")
     kwargs: dict[str, Any] = {
         "request_timeout": source.request_timeout_s,
         "verify_certs": source.verify_certs,
@@ -45,12 +53,29 @@ def es_client(source: EsConnection, *, where: str, connections: int = 10) -> Ela
     }
     if source.ca_certs:
         kwargs["ca_certs"] = source.ca_certs
+    if endpoint.username is not None and (source.api_key or source.username):
+        raise SecretError(
+            [f"{where}.endpoint: holds a user and password, and `username` or `api_key` is set too: give them once"]
+        )
     if source.api_key:
         kwargs["api_key"] = resolve(source.api_key, where=f"{where}.api_key")
     elif source.username:
         password = resolve(source.password or "", where=f"{where}.password")
-        kwargs["basic_auth"] = (resolve(source.username, where=f"{where}.username"), password)
-    return Elasticsearch(resolve(source.endpoint, where=f"{where}.endpoint"), **kwargs)
+        kwargs["basic_auth"] = _basic_auth(resolve(source.username, where=f"{where}.username"), password)
+    elif endpoint.username is not None:
+        kwargs["basic_auth"] = _basic_auth(endpoint.username, endpoint.password or "")
+    return Elasticsearch(endpoint.url, **kwargs)
+
+
+def _basic_auth(username: str, password: str) -> str:
+    """The basic-auth token of a user and password, encoded as UTF-8 as Elasticsearch decodes it.
+
+    The client would encode a ``(user, password)`` pair as ASCII and fail on any other character;
+    given the token, it sends it as it is.
+    """
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    remember(token)
+    return token
 
 
 def error_text(error: BaseException) -> str:

@@ -91,8 +91,9 @@ def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
     if db.default_dbapi is not None and "+" not in url.drivername:
         url = url.set(drivername=f"{url.drivername}+{db.default_dbapi}")
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if db.connect_args:
-        kwargs["connect_args"] = dict(db.connect_args)
+    connect_args = db.dbapi_connect_args(url)
+    if connect_args:
+        kwargs["connect_args"] = connect_args
     cache_key = url.render_as_string(hide_password=False)
     with _SHARED.lock:
         if _SHARED.depth and cache_key in _SHARED.engines:

@@ -1,12 +1,17 @@
 """Runs whose process died: closed as failed ("process died") on the run ledger and on the instance.
 
 A run started by the CLI executes in the CLI's process, outside any run launcher, so Dagster's run
-monitoring never looks at it: killed, it would stay ``STARTED`` (and its ledger row ``running``) for
-ever. The CLI tags such a run with its process id, host and process start time; when the next run
-of the sync starts, when ``status`` or the history commands read it, and at every ledger sweep of the
-daemon, a run whose process is gone from this host is closed. Its ledger row keeps the counts of the
-batches it committed; the Dagster run gets them in an engine event, and fails with the same message.
-Runs launched by the daemon or the UI are watched by run monitoring (``dagster.yaml``).
+monitoring never looks at it. A run launched by the daemon or the UI executes in a run worker that
+Dagster's default run launcher starts, and that launcher cannot tell whether the worker still lives
+(run monitoring only times out runs stuck while starting or cancelling). Killed, either run would stay
+``STARTED`` (and its ledger row ``running``) for ever.
+
+So the process that executes a run's steps tags the run with its process id, host and process start
+time: the CLI when it creates the run, the run worker at its first step (with the in-process
+executor, where every step runs in the worker). When the next run of the sync starts, when ``status``
+or the history commands read it, and every half minute on the daemon (``sync_dead_runs_sensor``), a
+run whose process is gone from this host is closed. Its ledger row keeps the counts of the batches it
+committed; the Dagster run gets them in an engine event, and fails with the same message.
 """
 
 from __future__ import annotations
@@ -47,20 +52,32 @@ def _process_start(pid: int) -> str | None:
     return fields[19]
 
 
-def process_tags() -> dict[str, str]:
-    """The tags naming this process, for a run that executes entirely in it."""
+def process_tags(run_id: str) -> dict[str, str]:
+    """The tags naming this process, for the run ``run_id`` whose steps all execute in it."""
     pid = os.getpid()
-    tags = {Tag.PID.value: str(pid), Tag.HOST.value: socket.gethostname()}
+    tags = {Tag.PID.value: str(pid), Tag.HOST.value: socket.gethostname(), Tag.PROCESS_RUN.value: run_id}
     start = _process_start(pid)
     if start is not None:
         tags[Tag.PROCESS_START.value] = start
     return tags
 
 
-def process_is_gone(tags: Mapping[str, str]) -> bool:
-    """True when a run's tags name a process of this host that no longer runs; False when unknown."""
+def claim_run(instance: DagsterInstance, run: DagsterRun) -> None:
+    """Tag ``run`` as executed by this process (its steps run here), unless its tags say so already."""
+    tags = process_tags(run.run_id)
+    if any(run.tags.get(key) != value for key, value in tags.items()):
+        instance.add_run_tags(run.run_id, tags)
+
+
+def process_is_gone(tags: Mapping[str, str], run_id: str) -> bool:
+    """True when the tags of run ``run_id`` name a process of this host that no longer runs; False when unknown.
+
+    Tags written for another run (a retry copies its parent's) say nothing about this one.
+    """
     pid, host = tags.get(Tag.PID.value), tags.get(Tag.HOST.value)
     if not pid or not pid.isdigit() or host != socket.gethostname():
+        return False
+    if tags.get(Tag.PROCESS_RUN.value, run_id) != run_id:
         return False
     start = _process_start(int(pid))
     if start is None:
@@ -105,6 +122,18 @@ def record_closed_counts(
     )
 
 
+def _died(run: DagsterRun) -> str:
+    return (
+        f"{PROCESS_DIED}: the process running this run (pid {run.tags.get(Tag.PID.value)} on "
+        f"{run.tags.get(Tag.HOST.value)}) ended before the run did"
+    )
+
+
+def dead_process_error(run: DagsterRun) -> str | None:
+    """The error of a run whose process died (see :func:`process_is_gone`); None when it lives or is unknown."""
+    return _died(run) if process_is_gone(run.tags, run.run_id) else None
+
+
 def close_dead_run(instance: DagsterInstance, run: DagsterRun, cfg: SyncConfig | None) -> ClosedRun:
     """Close one run whose process died: its ledger row, then the Dagster run, both as failed.
 
@@ -112,10 +141,7 @@ def close_dead_run(instance: DagsterInstance, run: DagsterRun, cfg: SyncConfig |
     reached the Dagster run is still closed, and the sweep closes the row once it can.
     """
     sync = run.tags.get(Tag.SYNC_NAME.value, run.job_name)
-    error = (
-        f"{PROCESS_DIED}: the process running this run (pid {run.tags.get(Tag.PID.value)} on "
-        f"{run.tags.get(Tag.HOST.value)}) ended before the run did"
-    )
+    error = _died(run)
     try:
         counts = _close_ledger_row(cfg, run.run_id, error)
     except SyncError as exc:
@@ -135,7 +161,7 @@ def close_dead_runs(
     tags = {Tag.SYNC_NAME.value: sync} if sync else {}
     closed = []
     for run in instance.get_runs(RunsFilter(statuses=_UNFINISHED, tags=tags)):
-        if Tag.SYNC_NAME.value in run.tags and process_is_gone(run.tags):
+        if Tag.SYNC_NAME.value in run.tags and process_is_gone(run.tags, run.run_id):
             closed.append(close_dead_run(instance, run, by_name.get(run.tags[Tag.SYNC_NAME.value])))
     return closed
 
@@ -144,8 +170,10 @@ __all__ = [
     "CLOSED_MARKER",
     "PROCESS_DIED",
     "ClosedRun",
+    "claim_run",
     "close_dead_run",
     "close_dead_runs",
+    "dead_process_error",
     "process_is_gone",
     "process_tags",
     "record_closed_counts",

@@ -5,6 +5,8 @@ step doing so: it is cancelled before a step starts, its process is killed, or i
 The failure and cancel sensors close the row when Dagster reports the run's end; the sweep closes
 any row still ``running`` whose Dagster run has finished (or is gone), so no row stays ``running``
 for ever. The sweep runs from its own sensor, the CLI's history commands and ``sync_statistics``.
+The dead-runs sensor closes runs whose process was killed (see :mod:`.dead_runs`), which Dagster
+itself would leave ``STARTED``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.errors import SweepError, SyncError
 from sync_pipelines.history.ledger import ledger_groups, open_ledger, utcnow
-from sync_pipelines.orchestration.dead_runs import close_dead_runs, record_closed_counts
+from sync_pipelines.orchestration.dead_runs import close_dead_runs, dead_process_error, record_closed_counts
 from sync_pipelines.orchestration.failures import RunFailure, record_run_failure
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import RunStatus
@@ -44,6 +46,9 @@ FAILURE_SENSOR_NAME = "sync_run_failure_sensor"
 CANCEL_SENSOR_NAME = "sync_ledger_cancel_sensor"
 SWEEP_SENSOR_NAME = "sync_ledger_sweep_sensor"
 SWEEP_INTERVAL_S = 300
+DEAD_RUNS_SENSOR_NAME = "sync_dead_runs_sensor"
+DEAD_RUNS_INTERVAL_S = 30
+"""How often the daemon looks for runs whose process died: cheap (the instance's unfinished runs and ``/proc``)."""
 MISSING_RUN_GRACE = dt.timedelta(hours=1)
 """A ``running`` row whose run is not on the instance is closed once it is this old."""
 
@@ -138,10 +143,12 @@ def build_ledger_sensors(
         sync = run.tags.get(Tag.SYNC_NAME.value, run.job_name)
         context.log.error(redact(f"sync {sync}: run {run.run_id} failed: {message}"))
         record_run_failure(context.instance, RunFailure(sync=sync, run_id=run.run_id, job=run.job_name, error=message))
-        counts = close_from_run_end(configs, run.run_id, run.tags.get(Tag.SYNC_NAME.value), RunStatus.FAILED, message)
+        # A run worker killed mid-step: its code server fails the run without saying why; the run's tags do.
+        error = dead_process_error(run) or message
+        counts = close_from_run_end(configs, run.run_id, run.tags.get(Tag.SYNC_NAME.value), RunStatus.FAILED, error)
         if counts is not None:
             # No step closed it (the worker died, or the run never started): the run gets the counts too.
-            record_closed_counts(context.instance, run, sync, redact(message), counts)
+            record_closed_counts(context.instance, run, sync, redact(error), counts)
             context.log.info(f"closed the ledger row of run {run.run_id} as failed")
 
     @run_status_sensor(
@@ -172,4 +179,20 @@ def build_ledger_sensors(
             raise
         return SkipReason(f"closed {len(closed)} ledger row(s): {', '.join(closed)}" if closed else "nothing to close")
 
-    return [_failed, _cancelled, _sweep]
+    @sensor(
+        name=DEAD_RUNS_SENSOR_NAME,
+        description="Every half minute, closes sync runs whose process died on this machine (a killed CLI run or "
+        'run worker) as failed, "process died", with the counts of the batches they committed, on the Dagster run '
+        "and its `_sync_runs` row.",
+        minimum_interval_seconds=DEAD_RUNS_INTERVAL_S,
+        default_status=DefaultSensorStatus.RUNNING,
+    )
+    def _dead_runs(context: SensorEvaluationContext) -> SkipReason:
+        closed = close_dead_runs(context.instance, configs)
+        for run in closed:
+            context.log.warning(redact(f"closed run {run.run_id} of sync {run.sync!r}: {run.error}"))
+        return SkipReason(
+            f"closed {len(closed)} run(s): {', '.join(r.run_id for r in closed)}" if closed else "none died"
+        )
+
+    return [_failed, _cancelled, _sweep, _dead_runs]

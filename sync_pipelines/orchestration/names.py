@@ -47,11 +47,15 @@ class Tag(StrEnum):
     DRY_RUN = "sync/dry_run"
     """``true`` on a dry run: it wrote nothing, and statistics and "last status" leave it out."""
     PID = "sync/pid"
-    """The process executing a run started by the CLI (the whole run happens in it)."""
+    """The process executing the run's steps: the CLI's for a CLI run, the run worker's for a run launched
+    by the daemon or the UI with the in-process executor."""
     HOST = "sync/host"
     """The machine of that process."""
     PROCESS_START = "sync/process_start"
     """When that process started (clock ticks since boot), so that a reused pid is not taken for it."""
+    PROCESS_RUN = "sync/process_run"
+    """The run the process tags were written for: a retry copies its parent's tags, which name a process
+    that never ran the retry."""
 
 
 def job_name(sync: str) -> str:

@@ -33,6 +33,8 @@ from sync_pipelines.connectors.sql import shared_engines
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.orchestration import audit
+from sync_pipelines.orchestration.dead_runs import claim_run
+from sync_pipelines.orchestration.executors import ExecutorKind, executor_kind
 from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.kinds import SyncRunConfig, op_kind
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
@@ -98,6 +100,8 @@ def engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> I
 
 
 def _engine_step(context: OpExecutionContext, cfg: SyncConfig, stage: Stage) -> Iterator[None]:
+    if executor_kind() is ExecutorKind.IN_PROCESS:  # every step runs in the run's process: name it
+        claim_run(context.instance, context.run)
     _tag_sync_name(context, cfg)
     _set_status(context, RunStatus.RUNNING)
     audit.record_start(context, cfg)

@@ -33,6 +33,7 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.utils import make_new_run_id
 
 from sync_pipelines.config.loader import read_configs
 from sync_pipelines.config.secrets import redact
@@ -133,8 +134,10 @@ def execute_sync(
             raise UnknownPartitionError(f"sync {sync} has no partition {partition!r}")
         partition_tags = {PARTITION_NAME_TAG: partition}
     dry_run_tag = {Tag.DRY_RUN.value: "true"} if dry_run else {}
+    run_id = make_new_run_id()
     run = instance.create_run_for_job(
         job_def=job,
+        run_id=run_id,
         run_config={
             **job_run_config(sync, partitioned=job.partitions_def is not None, full_sync=full_sync, dry_run=dry_run),
             **(run_config or {}),
@@ -145,7 +148,7 @@ def execute_sync(
             **dry_run_tag,
             **(tags or {}),
             **partition_tags,
-            **process_tags(),
+            **process_tags(run_id),
         },
         remote_job_origin=_remote_origin(sync, os.getcwd()),
         job_code_origin=recon.get_python_origin(),

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.errors import ConcurrentRunError
 
@@ -42,6 +42,10 @@ class SqlBackend:
     max_identifier_length: ClassVar[int | None] = None
     forbidden_identifier_chars: ClassVar[dict[str, str]] = {}
     """Characters a table or column name may not hold on this database (beyond what quoting handles), by name."""
+
+    def dbapi_connect_args(self, url: URL) -> dict[str, Any]:
+        """Arguments for every new DBAPI connection to ``url``: :attr:`connect_args` and what the driver needs."""
+        return dict(self.connect_args)
 
     # -- capabilities that depend on the live connection
 

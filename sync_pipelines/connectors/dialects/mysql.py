@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
 
@@ -40,6 +40,20 @@ class MySqlBackend(SqlBackend):
     max_identifier_length = 64
     # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.
     forbidden_identifier_chars: ClassVar[dict[str, str]] = {"`": "a backtick"}
+
+    def dbapi_connect_args(self, url: URL) -> dict[str, Any]:
+        """Adds the password as UTF-8 bytes for PyMySQL.
+
+        PyMySQL encodes a ``str`` password as Latin-1: a password beyond Latin-1 raises
+        ``UnicodeEncodeError`` before connecting, and one with Latin-1 letters (``ü``) sends other bytes
+        than the UTF-8 that MariaDB hashed it from when it was set over a UTF-8 connection, so the
+        login is refused. Given bytes, PyMySQL sends them as they are; UTF-8 is what the ``mariadb``
+        and ``mysql`` command-line clients send too.
+        """
+        args = dict(self.connect_args)
+        if url.get_driver_name() == "pymysql" and url.password is not None and not url.password.isascii():
+            args["password"] = url.password.encode("utf-8")
+        return args
 
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         stmt = mysql.insert(table)
