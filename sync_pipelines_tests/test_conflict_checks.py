@@ -287,7 +287,7 @@ def test_a_dry_run_reports_the_conflicts_it_would_raise(sqlite_dbs: Databases, t
     [sample] = observation.metadata["samples"].value.records
     assert (sample.data["action"], sample.data["changes"]) == (
         "conflict",
-        'name: "fixed by hand" -> "renamed at source"',
+        'name: "fixed by hand" → "renamed at source"',
     )
     assert sync.conflict_ids() == []
     assert sync.target_name(2) == "fixed by hand"

@@ -33,6 +33,7 @@ from sync_pipelines.connectors.conflict_store import ConflictSummary, utcnow
 from sync_pipelines.engine.conflicts import conflict_summary
 from sync_pipelines.errors import SyncError
 from sync_pipelines.orchestration.assets import asset_key
+from sync_pipelines.orchestration.metadata import unbroken
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME, RESOLVE_JOB_NAME
 from sync_pipelines.orchestration.record_checks import metadata_value, run_load_metadata
 from sync_pipelines.types import ConflictPolicy
@@ -86,7 +87,7 @@ def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, An
                 "id": c.id,
                 "key": redact(", ".join(f"{k}={_show(v)}" for k, v in c.record_key.items())),
                 "field": name,
-                **{side: redact(_show(d[side])) for side in ("source", "target", "baseline")},
+                **{side: unbroken(redact(_show(d[side]))) for side in ("source", "target", "baseline")},
                 "detected_at": c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "run_id": c.run_id,
             }
