@@ -172,6 +172,18 @@ def test_run_now_asks_who_runs_the_sync_and_reports_an_unreachable_dagster(clien
     assert refused.status_code == 403
 
 
+def test_a_form_posted_through_the_proxy_address_is_not_refused(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy the browser's origin is the proxy's: the history URL or a forwarded host names it."""
+    monkeypatch.setenv("SYNC_PIPELINES_HISTORY_URL", "https://sync.example.com/history/")
+    proxied = {"Origin": "https://sync.example.com"}
+    forwarded = {"Origin": "https://other.example.com", "X-Forwarded-Host": "other.example.com"}
+    for headers in (proxied, forwarded, {"Origin": "http://testserver"}):
+        answer = client.post(f"/syncs/{SYNC}/run", data={"user": "carol"}, headers=headers)
+        assert answer.status_code == 200 and "did not answer" in answer.text, headers
+
+
 def test_the_backfill_pages_list_each_partition_run_with_its_counts(client: TestClient, history: History) -> None:
     listing = client.get("/backfills")
     detail = client.get(f"/backfills/{history.backfill_id}")
