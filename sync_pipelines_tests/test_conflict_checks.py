@@ -129,6 +129,8 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     [red] = conflict_evaluations(result)
     assert not red.passed and red.severity is AssetCheckSeverity.ERROR
     assert red.metadata["open_conflicts"].value == 1
+    assert red.metadata["conflicts_found_by_run"].value == 1
+    assert "This run found 1 record(s) changed on both sides." in (red.description or "")
     assert red.metadata["oldest_conflict_age_s"].value >= 0
     [sample] = red.metadata["sample_conflicts"].value.records
     assert sample.data["key"] == "id=2"
@@ -153,6 +155,42 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     [still_green] = conflict_evaluations(again)
     assert still_green.passed
     assert again.asset_materializations_for_node("people")[0].metadata["conflicted"].value == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "kept", "settled"),
+    [
+        ("source_wins", "renamed at source", "the source's values overwrote the edits made on the target"),
+        ("target_wins", "fixed by hand", "the target's edits were kept and the source's changes left out"),
+    ],
+)
+def test_a_run_whose_conflicts_the_policy_settled_warns_until_a_clean_run(
+    sqlite_dbs: Databases, tmp_path: Path, policy: str, kept: str, settled: str
+) -> None:
+    """Nothing waits for a person, but the run overrode someone's edit or dropped a source change: the
+    check fails with severity WARN (a yellow warning beside the green run), and passes after a clean run."""
+    sync = PeopleSync(sqlite_dbs, tmp_path, on_conflict=policy)
+
+    result = make_conflict(sync)
+
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("people")
+    assert materialization.metadata["conflicted"].value == 1
+    [warning] = conflict_evaluations(result)
+    assert (warning.passed, warning.severity) == (False, AssetCheckSeverity.WARN)
+    assert warning.metadata["open_conflicts"].value == 0
+    assert warning.metadata["conflicts_found_by_run"].value == 1
+    assert f"policy `{policy}`: {settled}. None is open." in (warning.description or "")
+    assert latest_check_status() is AssetCheckExecutionRecordStatus.FAILED
+    assert sync.target_name(2) == kept
+    assert sync.conflict_ids() == []
+
+    clean = sync.run()
+
+    [green] = conflict_evaluations(clean)
+    assert green.passed and green.metadata["conflicts_found_by_run"].value == 0
+    assert green.description == "No open conflicts in `people`."
+    assert latest_check_status() is AssetCheckExecutionRecordStatus.SUCCEEDED
 
 
 def test_resolve_job_refuses_resolved_and_unknown_conflicts(sqlite_dbs: Databases, tmp_path: Path) -> None:
@@ -249,7 +287,7 @@ def test_a_dry_run_reports_the_conflicts_it_would_raise(sqlite_dbs: Databases, t
     [sample] = observation.metadata["samples"].value.records
     assert (sample.data["action"], sample.data["changes"]) == (
         "conflict",
-        'name: "fixed by hand" -> "renamed at source"',
+        'name: "fixed by hand" → "renamed at source"',
     )
     assert sync.conflict_ids() == []
     assert sync.target_name(2) == "fixed by hand"

@@ -26,6 +26,7 @@ from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration import runs as runs_module
+from sync_pipelines.orchestration.metadata import NON_BREAKING_HYPHEN, unbroken
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.conftest import PG_ADMIN_URL
 
@@ -206,8 +207,8 @@ def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: 
     assert (third["created"], third["updated"], third["unchanged"]) == (0, 1, 2)
     [updated] = third["samples"].records
     assert updated.data["key"] == "id=3" and updated.data["action"] == "updated"
-    assert 'name: "cy" -> "cyd"' in updated.data["changes"]
-    assert "age: 29 -> 30" in updated.data["changes"]
+    assert 'name: "cy" → "cyd"' in updated.data["changes"]
+    assert "age: 29 → 30" in updated.data["changes"]
 
 
 def test_a_dry_run_writes_nothing_and_keeps_the_watermark(tmp_path: Path) -> None:
@@ -392,3 +393,11 @@ def test_each_step_opens_the_target_database_once(tmp_path: Path, monkeypatch: p
     assert len(steps) >= 3
     # At most one engine per step for the target (extract reads the watermark, load writes and records).
     assert 1 <= created.count(str(sync.target)) <= len(steps), (steps, created)
+
+
+def test_dates_in_metadata_tables_keep_their_hyphens_unbroken() -> None:
+    """Chromium breaks a table cell's line after a hyphen: dates use non-breaking hyphens there, other text not."""
+    shown = unbroken('updated_at: "2024-03-13T23:07:00" → "2024-06-01 10:00:00"; name: "p3-renamed"')
+    nb = NON_BREAKING_HYPHEN
+    assert shown == f'updated_at: "2024{nb}03{nb}13T23:07:00" → "2024{nb}06{nb}01 10:00:00"; name: "p3-renamed"'
+    assert nb == "\u2011"

@@ -147,6 +147,43 @@ def test_the_conflict_page_labels_each_side_and_reports_an_unreachable_dagster(
     assert "did not answer" in unreachable.text and "127.0.0.1" in unreachable.text
 
 
+def test_run_now_asks_who_runs_the_sync_and_reports_an_unreachable_dagster(client: TestClient) -> None:
+    page = client.get(f"/syncs/{SYNC}")
+    anonymous = client.post(f"/syncs/{SYNC}/run", data={"full_sync": "1"}, follow_redirects=False)
+    unreachable = client.post(f"/syncs/{SYNC}/run", data={"full_sync": "1", "user": "carol"})
+    elsewhere = client.post(
+        f"/syncs/{SYNC}/run", data={"user": "carol"}, headers={"Origin": "https://evil.example.com"}
+    )
+    unknown = client.post("/syncs/nobody/run", data={"user": "carol"})
+
+    [form] = re.findall(r'<form class="launch".*?</form>', page.text, flags=re.S)
+    assert f'action="http://testserver/syncs/{SYNC}/run"' in form and ">Run now</button>" in form
+    assert 'name="full_sync"' in form and 'name="dry_run"' in form and 'name="user" required' in form
+    assert f"<code>sync_{SYNC}</code>:" in form and "from the watermark" in form
+    assert anonymous.status_code == 303 and "enter+who+runs+the+sync" in anonymous.headers["location"]
+    assert "did not answer" in unreachable.text and 'value="carol"' in unreachable.text
+    assert elsewhere.status_code == 403 and "https://evil.example.com is refused" in elsewhere.text
+    assert unknown.status_code == 404
+    refused = client.post(
+        f"/syncs/{SYNC}/conflicts/1/resolve",
+        data={"choice": "keep_source", "resolved_by": "bob"},
+        headers={"Origin": "https://evil.example.com"},
+    )
+    assert refused.status_code == 403
+
+
+def test_a_form_posted_through_the_proxy_address_is_not_refused(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy the browser's origin is the proxy's: the history URL or a forwarded host names it."""
+    monkeypatch.setenv("SYNC_PIPELINES_HISTORY_URL", "https://sync.example.com/history/")
+    proxied = {"Origin": "https://sync.example.com"}
+    forwarded = {"Origin": "https://other.example.com", "X-Forwarded-Host": "other.example.com"}
+    for headers in (proxied, forwarded, {"Origin": "http://testserver"}):
+        answer = client.post(f"/syncs/{SYNC}/run", data={"user": "carol"}, headers=headers)
+        assert answer.status_code == 200 and "did not answer" in answer.text, headers
+
+
 def test_the_backfill_pages_list_each_partition_run_with_its_counts(client: TestClient, history: History) -> None:
     listing = client.get("/backfills")
     detail = client.get(f"/backfills/{history.backfill_id}")

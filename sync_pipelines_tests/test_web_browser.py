@@ -28,10 +28,13 @@ from sync_pipelines_tests.live import BIN, REPO, default_signals, free_port
 from sync_pipelines_tests.test_live import CHROMIUM, CHROMIUM_FLAGS
 from sync_pipelines_tests.web_support import SYNC, History, build_history
 
+DAILY = "orders_daily"
+"""A partitioned copy of ``orders_sync``: Dagster's launchpad would ask to confirm a run without a partition."""
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 180
 LOADED = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
 RUN_STATUS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+RUN_TAGS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }"
 LAUNCH = """
 mutation Launch($job: String!) {
   launchRun(executionParams: {
@@ -88,6 +91,10 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     history = build_history(root)
     hosts = yaml.safe_dump(host_metrics_config(root / "demo"), allow_unicode=True)
     (history.config_dir / "host_metrics.yaml").write_text(hosts, encoding="utf-8")
+    daily = yaml.safe_load((history.config_dir / f"{SYNC}.yaml").read_text(encoding="utf-8"))
+    daily.update(name=DAILY, partitions={"granularity": "daily", "start": "2026-11-01"})
+    daily["target"]["url"] = f"sqlite:///{root / 'daily.db'}"
+    (history.config_dir / f"{DAILY}.yaml").write_text(yaml.safe_dump(daily, allow_unicode=True), encoding="utf-8")
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
@@ -203,6 +210,40 @@ def test_keep_source_resolves_the_conflict_through_a_dagster_run(ui: Ui, browser
     engine = sa.create_engine(ui.history.target_url)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM wh_orders WHERE order_id = 6")).scalar_one() == "paid"
+    engine.dispose()
+
+
+def test_run_now_launches_a_partitioned_sync_without_a_partition(ui: Ui, browser: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{ui.view}/syncs/{DAILY}")
+    expect(page.locator("form.launch")).to_contain_text(f"sync_{DAILY} without a partition")
+    page.get_by_label("Full sync").check()
+    page.locator("form.launch input[name=user]").fill("carol")
+    page.get_by_role("button", name="Run now").click()
+    notice = page.get_by_role("status")
+    expect(notice).to_contain_text("Launched run")
+    run_id = (page.locator("[role=status] a").get_attribute("href") or "").rsplit("/", 1)[-1]
+    page.screenshot(path=str(tmp_path / "run_now_launched.png"), full_page=True)
+
+    def finished() -> bool:
+        run = ui.graphql(RUN_STATUS, id=run_id)["runOrError"]
+        return run["status"] in ("SUCCESS", "FAILURE", "CANCELED")  # type: ignore[index]
+
+    ui.wait(finished, f"run {run_id} of sync_{DAILY}", RUN_TIMEOUT_S)
+    assert ui.graphql(RUN_STATUS, id=run_id)["runOrError"] == {"status": "SUCCESS"}
+    tags = {t["key"]: t["value"] for t in ui.graphql(RUN_TAGS, id=run_id)["runOrError"]["tags"]}  # type: ignore[index]
+    assert tags["sync/user"] == "carol" and tags["sync/triggered_by"] == "manual"
+    assert tags["sync/status"] == "partial"  # order 3 cannot be cast
+    assert "dagster/partition" not in tags and "sync/dry_run" not in tags
+    page.goto(f"{ui.view}/syncs/{DAILY}")
+    expect(page.locator("table.runs tbody tr").first).to_contain_text("carol")
+    page.screenshot(path=str(tmp_path / "run_now_history.png"), full_page=True)
+    engine = sa.create_engine(f"sqlite:///{ui.history.config_dir.parent / 'daily.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM wh_orders")).scalar_one() == 29  # 30 orders, one failed
     engine.dispose()
 
 

@@ -1,6 +1,7 @@
-"""The ``no_open_conflicts`` asset check of a sync, and its evaluation recorded after a resolution."""
+"""The ``no_open_conflicts`` asset check of a sync, and its evaluation recorded after a resolution.
 
-from __future__ import annotations
+No postponed annotations here: Dagster reads the check's context annotation.
+"""
 
 import datetime as dt
 import json
@@ -8,6 +9,7 @@ from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
@@ -31,7 +33,10 @@ from sync_pipelines.connectors.conflict_store import ConflictSummary, utcnow
 from sync_pipelines.engine.conflicts import conflict_summary
 from sync_pipelines.errors import SyncError
 from sync_pipelines.orchestration.assets import asset_key
+from sync_pipelines.orchestration.metadata import unbroken
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME, RESOLVE_JOB_NAME
+from sync_pipelines.orchestration.record_checks import metadata_value, run_load_metadata
+from sync_pipelines.types import ConflictPolicy
 
 CONFLICTS_SCHEMA = TableSchema(
     columns=[
@@ -82,7 +87,7 @@ def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, An
                 "id": c.id,
                 "key": redact(", ".join(f"{k}={_show(v)}" for k, v in c.record_key.items())),
                 "field": name,
-                **{side: redact(_show(d[side])) for side in ("source", "target", "baseline")},
+                **{side: unbroken(redact(_show(d[side]))) for side in ("source", "target", "baseline")},
                 "detected_at": c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "run_id": c.run_id,
             }
@@ -108,10 +113,47 @@ def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, An
     return metadata
 
 
-def _description(cfg: SyncConfig, summary: ConflictSummary) -> str:
-    if not summary.open_count:
-        return f"No open conflicts in `{cfg.target.table}`."
-    return f"{summary.open_count} record(s) of `{cfg.target.table}` changed on both sides and wait for a person."
+_SETTLED_BY = {
+    ConflictPolicy.SOURCE_WINS: "the source's values overwrote the edits made on the target",
+    ConflictPolicy.TARGET_WINS: "the target's edits were kept and the source's changes left out",
+}
+
+
+def _description(cfg: SyncConfig, summary: ConflictSummary, raised: int) -> str:
+    by_run = f" This run found {raised} record(s) changed on both sides." if raised else ""
+    if summary.open_count:
+        return (
+            f"{summary.open_count} record(s) of `{cfg.target.table}` changed on both sides and wait for a person."
+            + by_run
+        )
+    if raised:
+        settled = _SETTLED_BY.get(cfg.on_conflict, "they were resolved")
+        return (
+            f"This run found {raised} record(s) of `{cfg.target.table}` changed on both sides; policy "
+            f"`{cfg.on_conflict.value}`: {settled}. None is open. The records are in `_sync_records` "
+            "(actions `source_won` / `target_won`)."
+        )
+    return f"No open conflicts in `{cfg.target.table}`."
+
+
+def conflict_verdict(open_count: int, raised: int) -> tuple[bool, AssetCheckSeverity]:
+    """Failed with severity ERROR while conflicts are open; failed with severity WARN when a run found
+    conflicts that the sync's policy settled (``source_wins`` / ``target_wins``); passed otherwise."""
+    if open_count:
+        return False, AssetCheckSeverity.ERROR
+    if raised:
+        return False, AssetCheckSeverity.WARN
+    return True, AssetCheckSeverity.ERROR
+
+
+def conflict_result(cfg: SyncConfig, summary: ConflictSummary, raised: int) -> AssetCheckResult:
+    """The check's result for the open conflicts and the ``raised`` conflicts a run found."""
+    passed, severity = conflict_verdict(summary.open_count, raised)
+    metadata = conflict_metadata(cfg, summary)
+    metadata["conflicts_found_by_run"] = MetadataValue.int(raised)
+    return AssetCheckResult(
+        passed=passed, severity=severity, description=_description(cfg, summary, raised), metadata=metadata
+    )
 
 
 def _summary(cfg: SyncConfig) -> ConflictSummary:
@@ -122,7 +164,9 @@ def _summary(cfg: SyncConfig) -> ConflictSummary:
 
 
 def build_conflict_check(cfg: SyncConfig) -> AssetChecksDefinition:
-    """``no_open_conflicts`` on the sync's asset: fails (severity ERROR) while conflicts are open.
+    """``no_open_conflicts`` on the sync's asset: fails with severity ERROR while conflicts are open, and with
+    severity WARN after a run that found conflicts its ``on_conflict`` policy settled, so such a run never
+    looks like a clean success next to its green Dagster status.
 
     It is blocking when the sync sets ``block_on_conflicts``, so downstream assets of the same run
     wait for the conflicts to be resolved.
@@ -132,18 +176,15 @@ def build_conflict_check(cfg: SyncConfig) -> AssetChecksDefinition:
         asset=asset_key(cfg),
         name=CONFLICT_CHECK_NAME,
         description=f"Fails while records of `{cfg.target.table}` that were changed both by the source and on "
-        f"the target wait for a person (sync `{cfg.name}`, policy `{cfg.on_conflict.value}`). Resolve them with "
-        f"the `{RESOLVE_JOB_NAME}` job or `sync-pipelines conflicts resolve`.",
+        f"the target wait for a person (sync `{cfg.name}`, policy `{cfg.on_conflict.value}`); warns after a run "
+        f"whose conflicts the policy settled. Resolve open ones with the `{RESOLVE_JOB_NAME}` job or "
+        "`sync-pipelines conflicts resolve`.",
         blocking=cfg.block_on_conflicts,
     )
-    def _no_open_conflicts() -> AssetCheckResult:
-        summary = _summary(cfg)
-        return AssetCheckResult(
-            passed=summary.open_count == 0,
-            severity=AssetCheckSeverity.ERROR,
-            description=_description(cfg, summary),
-            metadata=conflict_metadata(cfg, summary),
-        )
+    def _no_open_conflicts(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        metadata = run_load_metadata(context.instance, cfg, context.run.run_id)
+        raised = int(metadata_value(metadata, "conflicted") or 0) if metadata is not None else 0
+        return conflict_result(cfg, _summary(cfg), raised)
 
     return _no_open_conflicts
 
@@ -170,7 +211,7 @@ def record_conflict_check(instance: DagsterInstance, cfg: SyncConfig) -> bool:
             check_name=key.name,
             passed=summary.open_count == 0,
             severity=AssetCheckSeverity.ERROR,
-            description=_description(cfg, summary),
+            description=_description(cfg, summary, 0),
             metadata=conflict_metadata(cfg, summary),
             blocking=cfg.block_on_conflicts,
             target_materialization_data=target,

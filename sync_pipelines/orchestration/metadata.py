@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,7 @@ SAMPLES_SCHEMA = TableSchema(
             description="created, updated, unchanged, deleted, failed, skipped, conflict, target_modified, "
             "source_won, target_won; bidirectional: source_created, source_updated, source_deleted.",
         ),
-        TableColumn("changes", "string", description="Changed fields: `field: before -> after`."),
+        TableColumn("changes", "string", description="Changed fields: `field: before → after`."),
         TableColumn("error", "string", description="Why the record failed or was skipped."),
     ]
 )
@@ -114,16 +115,31 @@ def _format_key(key: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}={_show(value)}" for name, value in key.items())
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+NON_BREAKING_HYPHEN = "\u2011"
+
+
+def unbroken(text: str) -> str:
+    """``text`` with the hyphens of its dates made non-breaking, for the cells of Dagster's metadata tables.
+
+    Those cells wrap where the browser may break a line, and Chromium breaks after a hyphen: a narrow
+    column showed ``2024-03-`` on one line and ``13T23:07:00`` on the next. Spaces stay break points.
+    The tables are previews; the history view and the exports hold the values as written.
+    """
+    return _DATE.sub(lambda found: found.group().replace("-", NON_BREAKING_HYPHEN), text)
+
+
 def _format_changes(changes: Mapping[str, list[Any]]) -> str:
+    """``field: before → after; ...``: the arrow is one character, so a line never breaks inside it."""
     parts = []
     for name, pair in changes.items():
         before, after = [*pair, None, None][:2]
-        parts.append(f"{name}: {_show(before)} -> {_show(after)}")
+        parts.append(f"{name}: {unbroken(_show(before))} → {unbroken(_show(after))}")
     return "; ".join(parts)
 
 
 def samples_table(samples: list[RecordOutcome]) -> MetadataValue:
-    """A table of sample record outcomes: key, action, changed fields (before -> after), error."""
+    """A table of sample record outcomes: key, action, changed fields (before → after), error."""
     records = [
         TableRecord(
             {

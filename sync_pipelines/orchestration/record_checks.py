@@ -35,19 +35,30 @@ def failed_records_check_key(cfg: SyncConfig) -> AssetCheckKey:
     return AssetCheckKey(asset_key(cfg), FAILED_RECORDS_CHECK_NAME)
 
 
-def _load_metadata(instance: DagsterInstance, cfg: SyncConfig, run_id: str) -> Mapping[str, Any] | None:
-    """The metadata of this run's materialization of the sync's asset, else of the latest one."""
+def run_load_metadata(instance: DagsterInstance, cfg: SyncConfig, run_id: str) -> Mapping[str, Any] | None:
+    """The metadata of the load step's materialization of the sync's asset in run ``run_id`` (the one holding
+    the counts, not the partitions a run covered); None when it made none (a dry run, a failed load step)."""
     key = asset_key(cfg)
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.asset_materialization
-        if materialization is not None and materialization.asset_key == key:
+        if materialization is not None and materialization.asset_key == key and "processed" in materialization.metadata:
             return materialization.metadata
+    return None
+
+
+def _load_metadata(instance: DagsterInstance, cfg: SyncConfig, run_id: str) -> Mapping[str, Any] | None:
+    """The metadata of this run's materialization of the sync's asset, else of the latest one."""
+    metadata = run_load_metadata(instance, cfg, run_id)
+    if metadata is not None:
+        return metadata
+    key = asset_key(cfg)
     latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key), limit=1).records
     materialization = latest[0].asset_materialization if latest else None
     return materialization.metadata if materialization is not None else None
 
 
-def _value(metadata: Mapping[str, Any], key: str) -> Any:
+def metadata_value(metadata: Mapping[str, Any], key: str) -> Any:
+    """The plain value of a metadata entry (None when absent)."""
     entry = metadata.get(key)
     return getattr(entry, "value", entry)
 
@@ -58,8 +69,8 @@ def failed_records_result(cfg: SyncConfig, metadata: Mapping[str, Any] | None) -
         return AssetCheckResult(
             passed=True, severity=AssetCheckSeverity.WARN, description="Not materialized yet: no records to judge."
         )
-    failed, processed = int(_value(metadata, "failed") or 0), int(_value(metadata, "processed") or 0)
-    status = str(_value(metadata, "status") or "")
+    failed, processed = int(metadata_value(metadata, "failed") or 0), int(metadata_value(metadata, "processed") or 0)
+    status = str(metadata_value(metadata, "status") or "")
     description = (
         f"{failed} of {processed} record(s) failed in the last run (status `{status}`); the failed records are "
         "in the run's `samples` table and in `_sync_records` (action `failed`, with the reason)."
@@ -101,4 +112,6 @@ __all__ = [
     "build_failed_records_check",
     "failed_records_check_key",
     "failed_records_result",
+    "metadata_value",
+    "run_load_metadata",
 ]

@@ -12,7 +12,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sync_pipelines.errors import ConfigError, SyncError
-from sync_pipelines.web import backfills, conflicts, pages
+from sync_pipelines.web import backfills, conflicts, launch, pages
 from sync_pipelines.web.dagster_api import DagsterApi
 from sync_pipelines.web.params import BadParameter
 from sync_pipelines.web.site import HERE, Site, site_of
@@ -41,13 +41,14 @@ async def _sync_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(config_dir: Path, dagster_url: str) -> Starlette:
-    """The read-only history view of the syncs in ``config_dir``; conflicts resolve on Dagster at ``dagster_url``."""
+    """The history view of the syncs in ``config_dir``; its buttons launch runs on Dagster at ``dagster_url``."""
     routes = [
         Route("/", pages.sync_list, name="syncs"),
         Route("/runs", pages.run_history, name="runs"),
         Route("/runs/{run_id}", pages.run_page, name="run"),
         Route("/runs/{run_id}/records.{fmt:str}", pages.export, name="export"),
         Route("/syncs/{name}", pages.sync_page, name="sync"),
+        Route("/syncs/{name}/run", launch.run_now, methods=["POST"], name="run_now"),
         Route("/syncs/{name}/conflicts", conflicts.conflicts_page, name="conflicts"),
         Route("/syncs/{name}/conflicts/{conflict_id:int}/resolve", conflicts.resolve, methods=["POST"]),
         Route("/backfills", backfills.backfills_page, name="backfills"),

@@ -15,7 +15,7 @@ from sync_pipelines.engine.conflicts import list_conflicts
 from sync_pipelines.history.records import format_key
 from sync_pipelines.types import ConflictChoice, ConflictStatus
 from sync_pipelines.web.dagster_api import LaunchError
-from sync_pipelines.web.site import has_conflicts, site_of
+from sync_pipelines.web.site import check_same_origin, has_conflicts, site_of
 
 
 def conflicts_page(request: Request) -> Response:
@@ -46,6 +46,7 @@ def _key(conflict: Conflict) -> str:
 
 async def resolve(request: Request) -> Response:
     """Launch ``resolve_conflicts`` for one conflict with the chosen side; back to the conflicts page."""
+    check_same_origin(request)
     site = site_of(request)
     cfg = site.sync(request.path_params["name"])
     conflict_id = int(request.path_params["conflict_id"])

@@ -1,7 +1,9 @@
-"""Launch the ``resolve_conflicts`` job through the Dagster webserver's GraphQL API.
+"""Launch runs through the Dagster webserver's GraphQL API: ``resolve_conflicts``, and a sync's own job.
 
 A resolution made in the history view is a Dagster run like one from the launchpad: it has its own
 event log, tags (``sync/trigger=api``, ``sync/user``) and the new evaluation of ``no_open_conflicts``.
+A sync launched from the view is a plain run of ``sync_<name>`` (no partition, no confirmation dialog)
+with the ``sync/user`` tag.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ LOCATION = "sync_pipelines"
 """The code location name of ``workspace.yaml`` and ``pyproject.toml``'s ``[tool.dagster]``."""
 RESOLVE_JOB = "resolve_conflicts"
 RESOLVE_OP = "resolve_selected_conflicts"
+SYNC_JOB_PREFIX = "sync_"
+"""A sync's job is ``sync_<name>``."""
 TIMEOUT_S = 30
 
 LAUNCH = """
@@ -60,6 +64,20 @@ class DagsterApi:
             raise LaunchError(f"Dagster at {self.url}: {answer['errors'][0].get('message')}")
         return dict(answer["data"])
 
+    def _launch(self, job: str, config: dict[str, Any], tags: dict[str, str]) -> str:
+        """Launch ``job`` with ``config`` and ``tags``; returns the new run's id."""
+        variables = {
+            "job": job,
+            "location": LOCATION,
+            "config": config,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        result = self._post(LAUNCH, variables)["launchRun"]
+        if result["__typename"] == "LaunchRunSuccess":
+            return str(result["run"]["runId"])
+        messages = [e["message"] for e in result.get("errors", [])] or [result.get("message", "")]
+        raise LaunchError(f"Dagster refused to launch {job} ({result['__typename']}): {'; '.join(messages)}")
+
     def resolve_conflicts(self, sync: str, conflict_ids: list[int], choice: ConflictChoice, user: str) -> str:
         """Launch ``resolve_conflicts`` for ``conflict_ids`` of ``sync``; returns the new run's id."""
         config = {
@@ -69,13 +87,17 @@ class DagsterApi:
                 }
             }
         }
-        tags = [{"key": "sync/trigger", "value": "api"}, {"key": "sync/user", "value": user}]
-        variables = {"job": RESOLVE_JOB, "location": LOCATION, "config": config, "tags": tags}
-        result = self._post(LAUNCH, variables)["launchRun"]
-        if result["__typename"] == "LaunchRunSuccess":
-            return str(result["run"]["runId"])
-        messages = [e["message"] for e in result.get("errors", [])] or [result.get("message", "")]
-        raise LaunchError(f"Dagster refused to launch {RESOLVE_JOB} ({result['__typename']}): {'; '.join(messages)}")
+        return self._launch(RESOLVE_JOB, config, {"sync/trigger": "api", "sync/user": user})
+
+    def launch_sync(self, sync: str, *, partitioned: bool, full_sync: bool, dry_run: bool, user: str) -> str:
+        """Launch a plain run of ``sync_<sync>`` (no partition: it reads from the watermark, or everything with
+        ``full_sync``) recorded under ``user``; returns the new run's id.
+
+        A partitioned sync's job takes the flags at ``ops.<name>.config``: Dagster allows no flat form on it.
+        """
+        flags = {"full_sync": full_sync, "dry_run": dry_run, "user": user}
+        config: dict[str, Any] = {"ops": {sync: {"config": flags}}} if partitioned else dict(flags)
+        return self._launch(f"{SYNC_JOB_PREFIX}{sync}", config, {"sync/user": user})
 
     def run_url(self, run_id: str) -> str:
         """The run's page in the Dagster UI."""

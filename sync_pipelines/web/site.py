@@ -8,6 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.templating import Jinja2Templates
 from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.config.models import SqlSource, SqlTarget
 from sync_pipelines.history.ledger import Ledger, RunEntry
+from sync_pipelines.history.links import history_url
 from sync_pipelines.history.records import Group, RecordStatus, RunRecords, ensure_record_indexes, status_of
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web.dagster_api import DagsterApi
@@ -112,6 +114,21 @@ class Site:
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         """The page ``template`` with ``context``."""
         return self.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse a form posted from another site (a page elsewhere cannot launch runs through this view).
+
+    Browsers send ``Origin`` with every POST; a request without one (a script, a test client) passes.
+    The origin must name this view: the request's host, the host a proxy forwarded
+    (``X-Forwarded-Host``), or ``$SYNC_PIPELINES_HISTORY_URL``'s.
+    """
+    origin = request.headers.get("origin")
+    if not origin:
+        return
+    allowed = {request.headers.get("host"), request.headers.get("x-forwarded-host"), urlsplit(history_url()).netloc}
+    if urlsplit(origin).netloc not in allowed:
+        raise HTTPException(403, f"a form posted from {origin} is refused: launch runs from this view's own pages")
 
 
 def site_of(request: Request) -> Site:
