@@ -9,7 +9,7 @@ batch's rows and its bookkeeping commit in one transaction:
 ``_sync_records``         per-record outcomes of each run, with field-level changes
 ``_sync_baselines``       the last state both sides agreed on, per record (conflict detection)
 ``_sync_conflicts``       records both sides changed, until a person resolves them
-``_sync_batches``         the batches a parallel load has committed (resume of a re-execution)
+``_sync_batches``         the batches a run has committed (resume of a re-execution)
 ``_sync_seen_<sync>``     keys a full sync read from the source (deletes by key difference)
 ``_sync_host_results``    per-host outcomes of host-metrics runs (in the CMDB)
 ========================  =================================================================
@@ -155,7 +155,7 @@ def conflicts_table(metadata: sa.MetaData) -> sa.Table:
 
 
 def batches_table(metadata: sa.MetaData) -> sa.Table:
-    """``_sync_batches``: the batches of a parallel load already committed, one row each (kept for the last run)."""
+    """``_sync_batches``: the batches a run has committed, one row each (kept for the last run): its resume record."""
     return sa.Table(
         BATCHES_TABLE,
         metadata,
