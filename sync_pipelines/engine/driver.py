@@ -34,10 +34,11 @@ from sqlalchemy.engine import Connection
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.sql import translate_errors
+from sync_pipelines.engine.guards import settle_status
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
 from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import read_batch
+from sync_pipelines.engine.staging import read_batch, remove_sync_staging
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome
 
@@ -305,6 +306,16 @@ def drive(
         writer.finish(manifest, options, result, samples)
 
 
+def conclude(config: SyncConfig, options: RunOptions, result: SyncResult, started: float, *, unit: str) -> SyncResult:
+    """The end of every load: the status by the failure ratio (of ``unit``), the duration, the staged
+    batches removed, one log line."""
+    settle_status(config, result, unit=unit)
+    result.duration_s = time.monotonic() - started
+    remove_sync_staging(options.staging_dir(config.name))
+    options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
+    return result
+
+
 __all__ = [
     "ATTEMPTS",
     "BatchWriter",
@@ -314,6 +325,7 @@ __all__ = [
     "Samples",
     "TargetSink",
     "commit_batch",
+    "conclude",
     "drive",
     "run_batches",
 ]

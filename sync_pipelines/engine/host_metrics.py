@@ -26,10 +26,9 @@ from sync_pipelines.connectors.cmdb import CmdbWriter, HostResult
 from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, EsHostMetricsReader, HostMetrics, hosts_table
 from sync_pipelines.connectors.sql import release_engine, translate_errors
 from sync_pipelines.connectors.values import type_name
-from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, drive
-from sync_pipelines.engine.guards import settle_status
+from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
-from sync_pipelines.engine.staging import prepare_dir, read_batch, remove_sync_staging, write_batch
+from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 from sync_pipelines.errors import ConfigError, RunCancelled
 from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
 
@@ -250,11 +249,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         release_engine(writer.cmdb.engine)
     result.samples = writer.sampled()
     result.details = host_details(writer.results, manifest.details)
-    settle_status(config, result, unit="hosts")
-    result.duration_s = time.monotonic() - started
-    remove_sync_staging(options.staging_dir(config.name))
-    options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
-    return result
+    return conclude(config, options, result, started, unit="hosts")
 
 
 def _samples(results: list[HostResult], size: int) -> list[RecordOutcome]:

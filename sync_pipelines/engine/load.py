@@ -26,10 +26,9 @@ from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.conflicts import Reconciler
-from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, drive
-from sync_pipelines.engine.guards import check_deletes, refuse, settle_status
+from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
+from sync_pipelines.engine.guards import check_deletes, refuse
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
-from sync_pipelines.engine.staging import remove_sync_staging
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
@@ -248,11 +247,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     loader = BatchLoader(config, options.run_id, writer, manifest.types, mode, _schema(manifest))
     drive(config, manifest, options, loader, result, samples)
     result.samples = samples.items
-    settle_status(config, result)
-    result.duration_s = time.monotonic() - started
-    remove_sync_staging(options.staging_dir(config.name))
-    options.logger.info("%s: %s %s", config.name, result.status.value, result.counts.as_dict())
-    return result
+    return conclude(config, options, result, started, unit="records")
 
 
 def resuming_run(config: SyncConfig, state: SyncState, manifest: Manifest, run_id: str) -> bool:
