@@ -43,23 +43,15 @@ def _v1_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("run_id", sa.String(64), nullable=False),
         sa.Column("updated_at", sa.DateTime, nullable=False),
     )
+    # The conflicts table was the current one but for its hex key hash.
+    current = bookkeeping.conflicts_table(sa.MetaData())
     conflicts = sa.Table(
-        "_sync_conflicts",
+        current.name,
         metadata,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-        sa.Column("sync", sa.String(128), nullable=False, index=True),
-        sa.Column("key_hash", sa.String(64), nullable=False),
-        *(sa.Column(c, LONG_TEXT, nullable=False) for c in ("source_values", "target_values", "baseline_values")),
-        sa.Column("record_key", sa.Text, nullable=False),
-        sa.Column("changed_fields", sa.Text, nullable=False),
-        sa.Column("field_types", sa.Text, nullable=False),
-        sa.Column("run_id", sa.String(64), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("detected_at", sa.DateTime, nullable=False),
-        sa.Column("updated_at", sa.DateTime, nullable=False),
-        sa.Column("resolved_by", sa.String(128)),
-        sa.Column("resolved_at", sa.DateTime),
-        sa.Column("resolution", sa.String(16)),
+        *(
+            sa.Column("key_hash", sa.String(64), nullable=False) if c.name == "key_hash" else c._copy()
+            for c in current.columns
+        ),
     )
     return baselines, conflicts
 
