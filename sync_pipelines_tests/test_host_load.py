@@ -18,9 +18,9 @@ from sync_pipelines.engine import RunOptions
 from sync_pipelines.engine.host_metrics import HostSource
 from sync_pipelines.engine.manifest import BatchFile, Manifest
 from sync_pipelines.engine.staging import write_batch
-from sync_pipelines.errors import TransientConnectorError
+from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.conftest import Databases, make_databases
 from sync_pipelines_tests.test_host_metrics import host_config, register_pool, resources, seed_metrics
 from sync_pipelines_tests.test_outages import pg, terminate  # noqa: F401  (pg is a fixture)
 
@@ -71,7 +71,10 @@ def test_a_reexecuted_host_run_skips_the_batch_committed_before_its_failure(
     manifest = engine.transform(config, engine.extract(config, options), options)
     assert [b.rows for b in manifest.batches] == [2, 2]
 
-    with pytest.raises(TransientConnectorError, match="disk quota exceeded"):
+    # A trigger refusing a row is no race: the batch is not replayed, and the error names the host.
+    with pytest.raises(
+        PermanentConnectorError, match=r"rows of host 10\.1\.2\.2 to the CMDB failed: .*disk quota exceeded"
+    ):
         engine.load(config, manifest, options)
 
     # The first batch is committed whole (resources, outcomes, resume record); the second left nothing.
@@ -161,3 +164,45 @@ def test_a_host_registered_meanwhile_by_another_run_is_replayed_not_lost(
     assert len(writer.host_results("race")) == 2
     assert result.counts.created == 2 and not [s for s in result.samples if s.action is RecordAction.FAILED]
     writer.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_a_cmdb_check_constraint_refusing_a_host_fails_the_run_once_naming_the_host(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen = make_databases(backend, tmp_path)
+    dbs = next(gen)
+    try:
+        pool = register_pool(dbs.target_url, ["10.1.1.1", "10.1.1.2", "10.1.1.3"])
+        target = sa.create_engine(dbs.target_url)
+        with target.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE server_resources ADD CONSTRAINT cpu_in_range CHECK (cpu_load <= 100)"))
+        target.dispose()
+        config = host_config("http://127.0.0.1:1", dbs.target_url, "unused-*")
+        manifest = staged(
+            tmp_path,
+            "refused",
+            [[found("10.1.1.1", 10.0)], [found("10.1.1.2", 20.0), found("10.1.1.3", 250.0)]],
+            HostSource.POOL,
+        )
+        real_pool = CmdbWriter._pool
+        reads: list[int] = []
+
+        def counted(self: CmdbWriter, conn: Any, host_ips: Any) -> dict[str, int]:
+            reads.append(len(host_ips))
+            return real_pool(self, conn, host_ips)
+
+        monkeypatch.setattr(CmdbWriter, "_pool", counted)
+
+        with pytest.raises(
+            PermanentConnectorError, match=r"rows of host 10\.1\.1\.3 to the CMDB failed: .*cpu_in_range"
+        ):
+            engine.load(config, manifest, RunOptions(run_id="refused"))
+
+        assert reads == [1, 2]  # the refused batch was tried once, not replayed
+        # The first batch stays committed; nothing of the refused batch was written.
+        assert list(resources(dbs.target_url)) == [pool["10.1.1.1"]]
+        assert recorded_ips(config, "refused") == ["10.1.1.1"]
+    finally:
+        for _ in gen:
+            pass

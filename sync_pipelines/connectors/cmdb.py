@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sync_pipelines.config.elasticsearch import CmdbTarget
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
-from sync_pipelines.connectors.dialects import sync_lease
+from sync_pipelines.connectors.dialects import backend_of_error, sync_lease
 from sync_pipelines.connectors.es_hosts import HostMetrics
 from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
 from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
@@ -44,6 +44,13 @@ class HostResult:
     registered: bool = False
     error: str | None = None
     changes: dict[str, list[Any]] | None = None
+
+
+def _listed(hosts: Sequence[HostMetrics], most: int = 10) -> str:
+    """The IPs of a batch for an error message (the first ``most`` of them, and how many more)."""
+    ips = [h.host_ip for h in hosts]
+    shown = ", ".join(ips[:most])
+    return shown if len(ips) <= most else f"{shown} and {len(ips) - most} more"
 
 
 def _now() -> dt.datetime:
@@ -154,20 +161,32 @@ class CmdbWriter:
             TransientConnectorError: another sync registered the same host or created the same resources
                 row meanwhile, and a unique constraint refused the write; replaying the transaction on the
                 fresh rows succeeds.
+            ConnectorError: any other database error, transient or not by its driver class (a check constraint,
+                a foreign key or a trigger refusing a row is permanent); the message names the host being written.
         """
         # A dry run may come before either table exists (a fresh CMDB often has its hosts_pool but no
         # server_resources yet): a missing pool registers nobody, missing resources make every row new.
+        current: str | None = None  # the host being written, named by an error
         try:
             has_pool, has_resources = (not dry_run or self._exists(conn, t) for t in (self.hosts, self.resources))
             pool = self._pool(conn, [h.host_ip for h in hosts]) if has_pool else {}
             existing = self._resources(conn, list(pool.values())) if has_resources else {}
-            results = [self._apply_one(conn, h, pool, existing, register=register, write=not dry_run) for h in hosts]
+            results = []
+            for host in hosts:
+                current = host.host_ip
+                results.append(self._apply_one(conn, host, pool, existing, register=register, write=not dry_run))
+            current = None
             if results and not dry_run:
                 conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
-        except sa_exc.IntegrityError as exc:
-            refused = classify(exc, self.endpoint, "writing the CMDB (another sync wrote the same host meanwhile)")
-            message = str(refused).removeprefix(f"{self.endpoint}: ")
-            raise TransientConnectorError(message, endpoint=self.endpoint) from None
+        except sa_exc.DBAPIError as exc:
+            original = exc.orig or exc
+            if isinstance(exc, sa_exc.IntegrityError) and backend_of_error(original).is_unique_violation(original):
+                raced = classify(exc, self.endpoint, "writing the CMDB (another sync wrote the same host meanwhile)")
+                message = str(raced).removeprefix(f"{self.endpoint}: ")
+                raise TransientConnectorError(message, endpoint=self.endpoint) from None
+            # A lost connection stays transient; a check, a foreign key or a trigger refusing a row is permanent.
+            what = f"the rows of host {current}" if current else f"the batch of hosts {_listed(hosts)}"
+            raise classify(exc, self.endpoint, f"writing {what} to the CMDB") from None
         return results
 
     def recorded(self, run_id: str, host_ips: Sequence[str]) -> list[HostResult]:

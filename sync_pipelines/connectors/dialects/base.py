@@ -91,6 +91,11 @@ class SqlBackend:
         """Whether a DBAPI error (the driver's own exception) is worth retrying: lost connection, lock, deadlock."""
         return False
 
+    def is_unique_violation(self, error: BaseException) -> bool:
+        """Whether a DBAPI error is a unique or primary-key violation (a row another writer inserted first),
+        as opposed to the other integrity errors (a check, a foreign key, a trigger refusing the row)."""
+        return False
+
     # -- lease
 
     @contextlib.contextmanager

@@ -26,6 +26,8 @@ _TRANSIENT_ERRNOS = frozenset(
         2055,  # CR_SERVER_LOST_EXTENDED
     }
 )
+_UNIQUE_ERRNOS = frozenset({1062, 1586})
+"""ER_DUP_ENTRY and ER_DUP_ENTRY_WITH_KEY_NAME."""
 
 
 class MySqlBackend(SqlBackend):
@@ -68,6 +70,10 @@ class MySqlBackend(SqlBackend):
     def is_transient(self, error: BaseException) -> bool:
         code = error.args[0] if error.args and isinstance(error.args[0], int) else None
         return code in _TRANSIENT_ERRNOS
+
+    def is_unique_violation(self, error: BaseException) -> bool:
+        code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+        return code in _UNIQUE_ERRNOS
 
     @contextlib.contextmanager
     def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:

@@ -20,6 +20,7 @@ _TRANSIENT_CLASSES = ("08", "53", "57P", "40")
 """Connection exceptions, insufficient resources, shutdowns (57P01-57P03), rollbacks (deadlock, serialization)."""
 _TRANSIENT_CODES = frozenset({"55P03"})
 """lock_not_available."""
+_UNIQUE_VIOLATION = "23505"
 
 
 class PostgresBackend(SqlBackend):
@@ -64,6 +65,9 @@ class PostgresBackend(SqlBackend):
             return state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_CODES
         # No SQLSTATE: the client could not reach the server, or lost it.
         return isinstance(error, psycopg.OperationalError)
+
+    def is_unique_violation(self, error: BaseException) -> bool:
+        return getattr(error, "sqlstate", None) == _UNIQUE_VIOLATION
 
     @contextlib.contextmanager
     def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sync_pipelines.connectors.dialects.base import SqlBackend, on_conflict_upsert, wait_or_fail
 
 _TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
 
 class SqliteBackend(SqlBackend):
@@ -36,6 +37,9 @@ class SqliteBackend(SqlBackend):
         # The primary result code is the low byte of the extended one (SQLITE_BUSY_SNAPSHOT is BUSY too).
         code = getattr(error, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _TRANSIENT_CODES
+
+    def is_unique_violation(self, error: BaseException) -> bool:
+        return getattr(error, "sqlite_errorcode", None) in _UNIQUE_CODES
 
     @contextlib.contextmanager
     def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
