@@ -183,6 +183,11 @@ def test_unpartitioned_runs_materialize_the_partitions_they_read(sqlite_dbs: Dat
     with DagsterInstance.ephemeral() as instance:
         first = job.execute_in_process(instance=instance)
         assert partitions_of(first) == {None, "2024-01-01", "2024-01-02", "2024-01-03"}  # the whole asset, and its days
+        # The asset's latest materialization is the run's own, with its counts, not the last day it covered.
+        latest = instance.get_latest_materialization_event(AssetKey("orders"))
+        assert latest is not None and latest.asset_materialization is not None
+        assert latest.asset_materialization.partition is None
+        assert latest.asset_materialization.metadata["created"].value == len(orders())
         assert set(instance.get_materialized_partitions(AssetKey("orders"))) == {
             "2024-01-01",
             "2024-01-02",

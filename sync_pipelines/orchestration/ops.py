@@ -260,8 +260,9 @@ def report_load(
             )
         )
         return
-    yield Output(result.to_dict(), metadata=metadata)
+    # The partitions first: the run's own materialization, with its counts and samples, is then the asset's latest.
     log_covered_partitions(context, cfg, result)
+    yield Output(result.to_dict(), metadata=metadata)
 
 
 __all__ = ["CANCELLED_ERROR_TYPE", "SyncRunConfig", "build_sync_ops", "engine_step", "report_load", "run_options"]
