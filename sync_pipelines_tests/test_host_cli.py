@@ -91,3 +91,39 @@ def test_a_dry_run_on_a_fresh_cmdb_predicts_what_the_run_then_does(folder: Path,
     }
     assert hosts(dry_out) == hosts(real_out) == expected
     assert len(resources(f"sqlite:///{tmp_path / 'cmdb.db'}")) == 2
+
+
+def test_a_host_run_keeps_each_host_in_the_run_history(folder: Path, tmp_path: Path) -> None:
+    """Host outcomes are records of the run like a table sync's: `show` lists them, with the changed figures."""
+    args = ("run", "host_metrics", "--host", "10.1.1.1", "--host", "10.1.1.99", "--time-range", "60d", "--json")
+    code, out, _ = cli(folder, *args)
+    assert code == 0, out
+    first = json.loads(out)["run_id"]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'cmdb.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE server_resources SET cpu_load = 1.5"))
+    code, out, _ = cli(folder, *args)
+    assert code == 0, out
+    second = json.loads(out)["run_id"]
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT run_id, record_key, entity, action, changes, error FROM _sync_records ORDER BY id")
+        ).all()
+    engine.dispose()
+    by_run = {run: [(r.record_key, r.entity, r.action) for r in rows if r.run_id == run] for run in (first, second)}
+    assert by_run[first] == [
+        ('{"host_ip":"10.1.1.1"}', "server_resources", "created"),
+        ('{"host_ip":"10.1.1.99"}', "server_resources", "skipped"),
+    ]
+    assert by_run[second] == [
+        ('{"host_ip":"10.1.1.1"}', "server_resources", "updated"),
+        ('{"host_ip":"10.1.1.99"}', "server_resources", "skipped"),
+    ]
+    updated = next(r for r in rows if r.run_id == second and r.action == "updated")
+    assert json.loads(updated.changes)["cpu_load"] == [1.5, 99.0]
+
+    code, out, _ = cli(folder, "show", second)
+    assert code == 0, out
+    assert "10.1.1.1" in out and "cpu_load" in out and "1.5" in out and "99.0" in out
+    assert "10.1.1.99" in out and "host is not in the host pool" in out

@@ -342,6 +342,11 @@ class SyncConfig(_Model):
         """Source columns that carry the target key, in key order."""
         return [self.source_column(k) or k for k in self.target.key]
 
+    @property
+    def history_entity(self) -> str:
+        """The entity the run history files this sync's records under: ``history.entity``, else the target table."""
+        return self.history.entity or self.target.table
+
 
 def _check_host_metrics(config: SyncConfig) -> None:
     """A CMDB target takes host metrics (and only it does); they need no mapping, cursor or deletes."""

@@ -19,7 +19,8 @@ Each function adds its table to the caller's ``MetaData`` (whose schema is the t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,7 +29,8 @@ from sqlalchemy.engine import Connection
 from sync_pipelines.connectors.column_types import LONG_TEXT, timestamp_type
 from sync_pipelines.connectors.dialects import backend
 from sync_pipelines.connectors.fingerprint import hash_from_hex
-from sync_pipelines.types import COUNT_KEYS
+from sync_pipelines.connectors.values import dumps
+from sync_pipelines.types import COUNT_KEYS, RecordOutcome
 
 STATE_TABLE = "_sync_state"
 RUNS_TABLE = "_sync_runs"
@@ -107,6 +109,27 @@ def records_table(metadata: sa.MetaData) -> sa.Table:
         sa.Index(RECORDS_RUN_INDEX, "run_id", "action", "entity", "id"),
         extend_existing=True,
     )
+
+
+def outcome_rows(
+    sync: str, entity: str, run_id: str, batch: int, outcomes: Iterable[RecordOutcome]
+) -> list[dict[str, Any]]:
+    """The ``_sync_records`` rows of ``outcomes`` of one batch (``-1``: written after the last batch)."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return [
+        {
+            "run_id": run_id,
+            "sync": sync,
+            "batch": batch,
+            "record_key": dumps(o.key),
+            "entity": entity,
+            "action": o.action.value,
+            "changes": dumps(o.changes) if o.changes else None,
+            "error": o.error,
+            "recorded_at": now,
+        }
+        for o in outcomes
+    ]
 
 
 def baselines_table(metadata: sa.MetaData) -> sa.Table:
@@ -315,6 +338,7 @@ __all__ = [
     "batches_table",
     "conflicts_table",
     "host_results_table",
+    "outcome_rows",
     "records_table",
     "runs_table",
     "seen_table",

@@ -25,7 +25,7 @@ from sync_pipelines.connectors.dialects import backend_of_error, sync_lease
 from sync_pipelines.connectors.es_hosts import HostMetrics
 from sync_pipelines.connectors.sql import classify, create_sql_engine, translate_errors
 from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
-from sync_pipelines.types import HostStatus, RecordAction
+from sync_pipelines.types import HostStatus, RecordAction, RecordOutcome
 
 RESOURCE_COLUMNS = {"cpu_load": "max_cpu", "used_memory": "max_memory", "total_disk": "max_disk"}
 """Resources column <- host metric (the seed's mapping)."""
@@ -44,6 +44,10 @@ class HostResult:
     registered: bool = False
     error: str | None = None
     changes: dict[str, list[Any]] | None = None
+
+    def outcome(self) -> RecordOutcome:
+        """The host's record outcome in the run history: keyed by IP, with the changed figures."""
+        return RecordOutcome({"host_ip": self.metrics.host_ip}, self.action, self.changes or {}, self.error or None)
 
 
 def _listed(hosts: Sequence[HostMetrics], most: int = 10) -> str:
@@ -97,6 +101,7 @@ class CmdbWriter:
             sa.Column("updated_at", sa.DateTime),
         )
         self.results = bookkeeping.host_results_table(metadata)
+        self.records = bookkeeping.records_table(metadata)
 
     @contextlib.contextmanager
     def lease(self) -> Iterator[None]:
@@ -150,12 +155,16 @@ class CmdbWriter:
         run_id: str,
         register: bool,
         query_time_range: str,
+        batch: int = 0,
         dry_run: bool = False,
     ) -> list[HostResult]:
         """Write the resources of ``hosts`` and their outcomes in ``conn``'s transaction (or only plan them).
 
         A host missing from the pool is registered when ``register`` (a group sync) and its metrics
         were found; otherwise it is ``not_in_pool``. Failed and no-data hosts write no resources.
+        Every host's outcome also goes to the run history ``_sync_records`` (batch number ``batch``),
+        keyed by ``host_ip``, like the records of a table sync (unchanged hosts only with
+        ``history.store_unchanged``).
 
         Raises:
             TransientConnectorError: another sync registered the same host or created the same resources
@@ -178,6 +187,7 @@ class CmdbWriter:
             current = None
             if results and not dry_run:
                 conn.execute(sa.insert(self.results), [self._result_row(r, run_id, query_time_range) for r in results])
+                self._record_history(conn, results, run_id, batch)
         except sa_exc.DBAPIError as exc:
             original = exc.orig or exc
             if isinstance(exc, sa_exc.IntegrityError) and backend_of_error(original).is_unique_violation(original):
@@ -188,6 +198,13 @@ class CmdbWriter:
             what = f"the rows of host {current}" if current else f"the batch of hosts {_listed(hosts)}"
             raise classify(exc, self.endpoint, f"writing {what} to the CMDB") from None
         return results
+
+    def _record_history(self, conn: Connection, results: Sequence[HostResult], run_id: str, batch: int) -> None:
+        keep_unchanged = self.config.history.store_unchanged
+        outcomes = [r.outcome() for r in results if keep_unchanged or r.action is not RecordAction.UNCHANGED]
+        if outcomes:
+            rows = bookkeeping.outcome_rows(self.config.name, self.config.history_entity, run_id, batch, outcomes)
+            conn.execute(sa.insert(self.records), rows)
 
     def recorded(self, run_id: str, host_ips: Sequence[str]) -> list[HostResult]:
         """The outcomes ``run_id`` recorded for ``host_ips`` (a batch committed by an earlier attempt of the run)."""

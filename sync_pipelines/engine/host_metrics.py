@@ -186,6 +186,7 @@ class HostBatchWriter:
             run_id=self.run_id,
             register=self.register,
             query_time_range=self.time_range,
+            batch=batch.index,
             dry_run=not self.sink.writes,
         )
         if self.sink.writes:
@@ -255,10 +256,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
 def _samples(results: list[HostResult], size: int) -> list[RecordOutcome]:
     """Failures first, then the other hosts, up to ``size``."""
     ordered = sorted(results, key=lambda r: r.action is not RecordAction.FAILED)
-    return [
-        RecordOutcome({"host_ip": r.metrics.host_ip}, r.action, r.changes or {}, r.error or None)
-        for r in ordered[:size]
-    ]
+    return [r.outcome() for r in ordered[:size]]
 
 
 def host_details(results: list[HostResult], extract_details: Mapping[str, Any]) -> dict[str, Any]:

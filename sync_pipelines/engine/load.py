@@ -18,12 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
 from sync_pipelines.connectors.registry import target_writer
 from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
-from sync_pipelines.connectors.values import arrow_type, display, dumps, same
+from sync_pipelines.connectors.values import arrow_type, display, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
@@ -178,7 +179,7 @@ def _plan_batch(
 def _apply_bulk(config: SyncConfig, run_id: str, batch: int, conn: Connection, plan: _Plan) -> None:
     """Write the records a batch planned set-based: new rows, their baselines, their outcomes."""
     if plan.bulk is not None:
-        entity = config.history.entity or config.target.table
+        entity = config.history_entity
         plan.bulk.apply(
             conn,
             run_id=run_id,
@@ -190,21 +191,7 @@ def _apply_bulk(config: SyncConfig, run_id: str, batch: int, conn: Connection, p
 
 
 def _outcome_rows(config: SyncConfig, run_id: str, batch: int, outcomes: list[RecordOutcome]) -> list[dict[str, Any]]:
-    now = _utcnow()
-    return [
-        {
-            "run_id": run_id,
-            "sync": config.name,
-            "batch": batch,
-            "record_key": dumps(o.key),
-            "entity": config.history.entity or config.target.table,
-            "action": o.action.value,
-            "changes": dumps(o.changes) if o.changes else None,
-            "error": o.error,
-            "recorded_at": now,
-        }
-        for o in outcomes
-    ]
+    return bookkeeping.outcome_rows(config.name, config.history_entity, run_id, batch, outcomes)
 
 
 def _utcnow() -> Any:

@@ -32,7 +32,7 @@ COUNTS_KEPT = 256
 
 def entity_label(cfg: SyncConfig) -> str:
     """The entity type a sync's records are written under: ``history.entity``, else the target table."""
-    return cfg.history.entity or cfg.target.table
+    return cfg.history_entity
 
 
 def has_conflicts(cfg: SyncConfig) -> bool:
