@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
-from sync_pipelines.connectors.registry import target_writer
-from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, reflect_columns, translate_errors
+from sync_pipelines.connectors.sql import SyncState, norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, dumps, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
@@ -31,6 +31,7 @@ from sync_pipelines.engine.guards import check_deletes, refuse
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError
+from sync_pipelines.kinds import target_writer
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
@@ -74,7 +75,7 @@ def _seen_keys(table: pa.Table, key_names: list[str]) -> list[tuple[Any, ...]]:
 
 
 def _plan_batch(
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection | None,
     table: pa.Table,
     columns: list[str],
@@ -292,7 +293,7 @@ class BatchLoader:
         self,
         config: SyncConfig,
         run_id: str,
-        writer: SqlTargetWriter,
+        writer: TargetWriter,
         types: dict[str, str],
         mode: LoadMode,
         schema: dict[str, pa.DataType],
@@ -491,7 +492,7 @@ def _finish(
 
 def write_plan(
     config: SyncConfig,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     reconciler: Reconciler,
     run_id: str,
@@ -513,7 +514,7 @@ def finish_run(
     config: SyncConfig,
     manifest: Manifest,
     options: RunOptions,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     state: SyncState,
     result: SyncResult,
@@ -541,7 +542,7 @@ def finish_run(
     return True
 
 
-def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) -> Counts:
+def _committed_counts(writer: TargetWriter, run_id: str, batch: BatchFile) -> Counts:
     """Counts of a batch committed by an earlier attempt of this run (re-execution from failure)."""
     records = writer.records_table
     with writer.engine.connect() as conn:
@@ -563,7 +564,7 @@ def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) ->
 def _delete_missing(
     config: SyncConfig,
     options: RunOptions,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     seen: sa.Table,
     result: SyncResult,
@@ -599,7 +600,7 @@ def _delete_missing(
         samples.add(outcomes)
 
 
-def _deleted(writer: SqlTargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
+def _deleted(writer: TargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
     return RecordOutcome({k: display(v) for k, v in zip(writer.target.key, key, strict=True)}, RecordAction.DELETED)
 
 
