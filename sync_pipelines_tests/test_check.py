@@ -15,7 +15,8 @@ from click.testing import CliRunner
 
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.connectors.check import EndpointCheck, EndpointRole, check_sync
+from sync_pipelines.connectors.check import EndpointCheck, EndpointRole
+from sync_pipelines.kinds import check_sync
 from sync_pipelines_tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
 
 

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from elasticsearch import Elasticsearch, helpers
 
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.connectors.check import EndpointRole, check_sync
+from sync_pipelines.connectors.check import EndpointRole
+from sync_pipelines.kinds import check_sync
 from sync_pipelines_tests.es_support import point, seed_hosts
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0)

@@ -12,6 +12,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import ConfigError, PermanentConnectorError
+from sync_pipelines.kinds.host_metrics import HostOptions
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
 from sync_pipelines_tests.conftest import Databases
 from sync_pipelines_tests.es_support import FaultProxy, point, seed_hosts
@@ -80,7 +81,9 @@ def test_host_list_run_writes_maxima_and_reports_every_status(
     pool = register_pool(dbs.target_url, IN_POOL)
     fault_proxy.fail.add("10.1.1.3")
     config = host_config(fault_proxy.url, dbs.target_url, f"{index_prefix}-*")
-    options = RunOptions(run_id="run-list", host_ips=["10.1.1.1", "10.1.1.2", "10.1.1.3", "10.1.1.99"])
+    options = RunOptions(
+        run_id="run-list", kind_options=HostOptions(host_ip_list=["10.1.1.1", "10.1.1.2", "10.1.1.3", "10.1.1.99"])
+    )
 
     result = run_sync(config, options)
 
@@ -202,14 +205,14 @@ def test_time_range_override_and_malformed_ranges(sqlite_dbs: Databases, es: Ela
     seed_metrics(es, index_prefix)
     pool = register_pool(sqlite_dbs.target_url, ["10.1.1.1", "10.1.1.2"])
     config = host_config(es.transport.node_pool.get().base_url, sqlite_dbs.target_url, f"{index_prefix}-*")
-    wide = run_sync(config, RunOptions(run_id="run-wide", query_time_range="60d"))
+    wide = run_sync(config, RunOptions(run_id="run-wide", kind_options=HostOptions(query_time_range="60d")))
     assert by_ip(wide)["10.1.1.2"]["status"] == HostStatus.SUCCESS
     assert resources(sqlite_dbs.target_url)[pool["10.1.1.1"]]["cpu_load"] == pytest.approx(99.0)
-    narrow = run_sync(config, RunOptions(run_id="run-narrow", query_time_range="24h"))
+    narrow = run_sync(config, RunOptions(run_id="run-narrow", kind_options=HostOptions(query_time_range="24h")))
     assert by_ip(narrow)["10.1.1.1"]["data_points"] == 1
     assert by_ip(narrow)["10.1.1.2"]["status"] == HostStatus.NO_DATA
     with pytest.raises(ConfigError, match=r"host_metrics: query_time_range: invalid time range '30 days'"):
-        run_sync(config, RunOptions(run_id="run-bad", query_time_range="30 days"))
+        run_sync(config, RunOptions(run_id="run-bad", kind_options=HostOptions(query_time_range="30 days")))
     for bad in ("7x", "0d", "d7", ""):
         with pytest.raises(ValueError, match="invalid time range"):
             host_config("http://es:9200", sqlite_dbs.target_url, "x-*", query_time_range=bad)

@@ -21,9 +21,9 @@ from dagster import (
 )
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.connectors.check import check_sync
 from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.history import Trigger, open_ledger
+from sync_pipelines.kinds import check_sync
 from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.orchestration.metadata import NON_BREAKING_HYPHEN, unbroken

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from sync_pipelines.cli.shared import ExitCode, select_syncs, verbose_option
-from sync_pipelines.connectors.check import EndpointCheck, check_sync
+from sync_pipelines.connectors.check import EndpointCheck
+from sync_pipelines.kinds import check_sync
 
 
 def _line(result: EndpointCheck, verbose: bool) -> str:

@@ -62,8 +62,16 @@ def list_syncs(ctx: click.Context) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--source", "source_kind", default="sql", show_default=True, help="Source kind: sql or elasticsearch.")
-@click.option("--target", "target_kind", default="sql", show_default=True, help="Target kind, e.g. sql.")
+@click.option(
+    "--source",
+    "source_kind",
+    default="sql",
+    show_default=True,
+    help="Source kind: sql, elasticsearch or elasticsearch_hosts.",
+)
+@click.option(
+    "--target", "target_kind", default="sql", show_default=True, help="Target kind: sql (cmdb for elasticsearch_hosts)."
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file of that name.")
 @click.pass_context
 def new(ctx: click.Context, name: str, source_kind: str, target_kind: str, force: bool) -> None:

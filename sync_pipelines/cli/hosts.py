@@ -14,7 +14,8 @@ import click
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.elasticsearch import check_time_range
 from sync_pipelines.engine.host_files import parse_host_list
-from sync_pipelines.engine.host_metrics import is_host_metrics
+from sync_pipelines.kinds import Pipeline, kind_of
+from sync_pipelines.kinds.host_metrics import HostOptions
 from sync_pipelines.orchestration import RunReport
 
 
@@ -24,7 +25,7 @@ def host_run_config(
     """The extra run config of ``run --host/--hosts-file/--time-range``; raises click.UsageError when misused."""
     if not (hosts or hosts_file or time_range):
         return {}
-    if not is_host_metrics(cfg):
+    if not issubclass(kind_of(cfg).options, HostOptions):
         raise click.UsageError(f"--host, --hosts-file and --time-range are for host-metrics syncs; {cfg.name} is not")
     extra: dict[str, Any] = {}
     if time_range:
@@ -56,7 +57,7 @@ def _checked_host(value: str) -> str:
 def print_host_results(cfg: SyncConfig, report: RunReport) -> None:
     """One line per host of the run's ``hosts`` table (IP, status, resources action, error), dry runs included,
     then the hosts a group sync registered (or, in a dry run, would register) in hosts_pool."""
-    if not is_host_metrics(cfg):
+    if kind_of(cfg).pipeline is not Pipeline.HOSTS:
         return
     table = report.metadata.get("hosts")
     rows = [record.data for record in getattr(table, "records", [])]

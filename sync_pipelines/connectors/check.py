@@ -36,8 +36,7 @@ from sync_pipelines.connectors.compat import (
 )
 from sync_pipelines.connectors.es_client import display_endpoint, es_client, translate_es_errors
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader, flatten_mapping
-from sync_pipelines.connectors.registry import source_reader, target_writer
-from sync_pipelines.connectors.sql import SqlSourceReader, SqlTargetWriter, translate_errors
+from sync_pipelines.connectors.sql import SqlTargetWriter, open_sql_source, translate_errors
 from sync_pipelines.errors import CheckFailed, SyncError
 
 
@@ -80,7 +79,7 @@ class EndpointCheck:
 
 
 @dataclass
-class _Context:
+class CheckContext:
     """What the source check learned that the target check reuses (the source's column types)."""
 
     source_types: dict[str, pa.DataType] | None = None
@@ -93,9 +92,9 @@ def _probe_name() -> str:
 # --------------------------------------------------------------------------- SQL source
 
 
-def _check_sql_source(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+def check_sql_source(config: SyncConfig, result: EndpointCheck, context: CheckContext) -> None:
     assert isinstance(config.source, SqlSource)
-    reader: SqlSourceReader = source_reader(config)
+    reader = open_sql_source(config)
     try:
         with translate_errors(reader.endpoint, "connecting"), reader.engine.connect() as conn:
             conn.execute(sa.select(sa.literal(1))).scalar()
@@ -138,7 +137,7 @@ def _unique_sets(inspector: Any, table: str, schema: str | None) -> list[set[str
     return sets
 
 
-def _check_columns(config: SyncConfig, table: sa.Table, context: _Context) -> list[str]:
+def _check_columns(config: SyncConfig, table: sa.Table, context: CheckContext) -> list[str]:
     """Problems with the target's columns: missing ones, and types that cannot store the declared types."""
     problems = []
     missing = [c for c in _target_columns(config, context.source_types) if c not in table.c]
@@ -183,10 +182,10 @@ def _test_create(conn: Connection, schema: str | None) -> None:
         conn.commit()
 
 
-def _check_sql_target(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+def check_sql_target(config: SyncConfig, result: EndpointCheck, context: CheckContext) -> None:
     assert isinstance(config.target, SqlTarget)
     target = config.target
-    writer: SqlTargetWriter = target_writer(config)
+    writer = SqlTargetWriter(config)
     try:
         with translate_errors(writer.endpoint, "checking the target"), writer.engine.connect() as conn:
             result.passed.append("connected")
@@ -250,7 +249,7 @@ def _es_read_one(client: Any, endpoint: str, index: str, result: EndpointCheck) 
     result.passed.append("read one document")
 
 
-def _check_es_documents(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+def check_es_documents(config: SyncConfig, result: EndpointCheck, context: CheckContext) -> None:
     assert isinstance(config.source, ElasticsearchSource)
     reader = ElasticsearchDocumentReader(config)
     try:
@@ -268,7 +267,7 @@ def _check_es_documents(config: SyncConfig, result: EndpointCheck, context: _Con
         reader.client.close()
 
 
-def _check_es_hosts(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+def check_es_hosts(config: SyncConfig, result: EndpointCheck, context: CheckContext) -> None:
     source = config.source
     assert isinstance(source, ElasticsearchHostsSource)
     endpoint = display_endpoint(source.endpoint)
@@ -303,7 +302,7 @@ def _check_es_hosts(config: SyncConfig, result: EndpointCheck, context: _Context
 # --------------------------------------------------------------------------- CMDB target
 
 
-def _check_cmdb_target(config: SyncConfig, result: EndpointCheck, context: _Context) -> None:
+def check_cmdb_target(config: SyncConfig, result: EndpointCheck, context: CheckContext) -> None:
     target = config.target
     assert isinstance(target, CmdbTarget)
     writer = CmdbWriter(config)
@@ -337,16 +336,8 @@ def _check_cmdb_target(config: SyncConfig, result: EndpointCheck, context: _Cont
         writer.engine.dispose()
 
 
-EndpointCheckFunction = Callable[[SyncConfig, EndpointCheck, _Context], None]
+EndpointCheckFunction = Callable[[SyncConfig, EndpointCheck, CheckContext], None]
 """Checks one endpoint, appending to ``passed`` what it verified; raises on the first failure."""
-SOURCE_CHECKS: dict[str, EndpointCheckFunction] = {
-    "sql": _check_sql_source,
-    "elasticsearch": _check_es_documents,
-    "elasticsearch_hosts": _check_es_hosts,
-}
-"""Connection check per source ``kind``."""
-TARGET_CHECKS: dict[str, EndpointCheckFunction] = {"sql": _check_sql_target, "cmdb": _check_cmdb_target}
-"""Connection check per target ``kind``."""
 
 
 def _passwords(config: SyncConfig) -> list[str]:
@@ -370,18 +361,20 @@ def _scrub(config: SyncConfig, text: str) -> str:
     return text
 
 
-def _run(config: SyncConfig, role: EndpointRole, context: _Context) -> EndpointCheck:
+def check_endpoint(
+    config: SyncConfig, role: EndpointRole, check: EndpointCheckFunction, context: CheckContext
+) -> EndpointCheck:
+    """Run ``check`` on one endpoint of ``config``; never raises for the endpoint's failure.
+
+    The kind of the sync names the check (:func:`sync_pipelines.kinds.check_sync` runs both endpoints).
+    """
     endpoint_config = config.source if role is EndpointRole.SOURCE else config.target
     url = getattr(endpoint_config, "url", "")
     es_endpoint = getattr(endpoint_config, "endpoint", "")
     shown = display_url(url) if url else display_endpoint(es_endpoint) if es_endpoint else endpoint_config.kind
     result = EndpointCheck(config.name, role, shown)
-    checks = SOURCE_CHECKS if role is EndpointRole.SOURCE else TARGET_CHECKS
-    check = checks.get(endpoint_config.kind)
     started = time.perf_counter()
     try:
-        if check is None:
-            raise CheckFailed(f"no connection check for {role.value} kind {endpoint_config.kind!r}")
         check(config, result, context)
     except (SyncError, sa_exc.SQLAlchemyError, OSError) as exc:
         result.ok = False
@@ -393,17 +386,16 @@ def _run(config: SyncConfig, role: EndpointRole, context: _Context) -> EndpointC
     return result
 
 
-def check_sync(config: SyncConfig) -> list[EndpointCheck]:
-    """Check the source, then the target, of one sync; never raises for an endpoint's failure."""
-    context = _Context()
-    return [_run(config, EndpointRole.SOURCE, context), _run(config, EndpointRole.TARGET, context)]
-
-
 __all__ = [
-    "SOURCE_CHECKS",
-    "TARGET_CHECKS",
+    "CheckContext",
     "EndpointCheck",
+    "EndpointCheckFunction",
     "EndpointRole",
     "EndpointStatus",
-    "check_sync",
+    "check_cmdb_target",
+    "check_endpoint",
+    "check_es_documents",
+    "check_es_hosts",
+    "check_sql_source",
+    "check_sql_target",
 ]

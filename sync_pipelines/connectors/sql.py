@@ -12,6 +12,7 @@ import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -446,6 +447,40 @@ class SqlSourceReader:
                         "key": [encode(last[k]) for k in cfg.source_key],
                     }
                 yield SourceBatch(table, position)
+
+    def close(self) -> None:
+        """Release the reader's connections."""
+        self.engine.dispose()
+
+
+def missing_sqlite_file(url: str, *, where: str) -> Path | None:
+    """The database file of a SQLite URL when it does not exist (SQLite would create it, empty, on connect)."""
+    try:
+        parsed = build_url(url, where=where)
+    except ValueError:
+        return None  # the engine reports an invalid URL with its own message
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
+def open_sql_source(config: SyncConfig) -> SqlSourceReader:
+    """The reader of a SQL source.
+
+    Raises:
+        PermanentConnectorError: a SQLite source whose file does not exist (reading it would leave an
+            empty file behind).
+    """
+    assert isinstance(config.source, SqlSource)
+    missing = missing_sqlite_file(config.source.url, where=f"{config.name}: source.url")
+    if missing is not None:
+        raise PermanentConnectorError(
+            f"source database file {missing} does not exist (sync {config.name}, source.url)",
+            endpoint=display_url(config.source.url),
+        )
+    return SqlSourceReader(config)
 
 
 def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataType] | None:

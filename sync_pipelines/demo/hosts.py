@@ -23,7 +23,7 @@ from elasticsearch import Elasticsearch, helpers
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.cmdb import hosts_pool_table
 from sync_pipelines.demo import local_es
-from sync_pipelines.engine.host_metrics import is_host_metrics
+from sync_pipelines.kinds import Pipeline, kind_of
 
 ES_URL_ENV = "SYNC_DEMO_ES_URL"
 INDEX = "data-zabbix-host-monitor-demo"
@@ -113,7 +113,7 @@ def host_metrics_demo(configs: Sequence[SyncConfig], directory: Path) -> Iterato
 
     Yields a line describing the server, or None when no configuration is a host-metrics sync.
     """
-    if not any(is_host_metrics(cfg) for cfg in configs):
+    if not any(kind_of(cfg).pipeline is Pipeline.HOSTS for cfg in configs):
         yield None
         return
     build_cmdb(directory / "cmdb.db")

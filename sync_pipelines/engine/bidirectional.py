@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
 from sync_pipelines.engine.conflicts import Reconciler
@@ -46,7 +46,7 @@ class Finish:
 
 def finish_bidirectional(
     config: SyncConfig,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     seen: sa.Table,
     reconciler: Reconciler,

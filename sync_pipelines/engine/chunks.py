@@ -23,19 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
+from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.compat import check_drift
-from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.sql import KeyRange, key_ranges
 from sync_pipelines.connectors.values import encode, type_name
-from sync_pipelines.engine import host_metrics
 from sync_pipelines.engine.extract import _max_position, is_incremental
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, by_chunk, is_chunked
 from sync_pipelines.engine.pool import check_stop, run_pool, start_workers_early
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target_types, transformed_manifest
+from sync_pipelines.kinds import kind_of, range_reader, target_writer
 from sync_pipelines.types import SyncDirection
 
 BATCHES_TABLE = bookkeeping.BATCHES_TABLE
@@ -54,10 +53,8 @@ def workers_for(config: SyncConfig, options: RunOptions) -> int:
         or options.dry_run
         or options.window is not None
         or is_incremental(config, options)
-        or host_metrics.is_host_metrics(config)
+        or not kind_of(config).supports_parallel_read
         or config.direction is SyncDirection.BIDIRECTIONAL
-        or not isinstance(config.source, SqlSource)
-        or not isinstance(config.target, SqlTarget)
         or len(config.target.key) != 1
     ):
         return 1
@@ -77,7 +74,7 @@ def extract(config: SyncConfig, options: RunOptions, workers: int) -> Manifest:
     """Split the source into key ranges and stage each range's batches in a worker of its own."""
     assert config.parallel is not None
     start_workers_early()
-    reader = source_reader(config)
+    reader = range_reader(config)
     state = target_writer(config).current_state()
     staging = options.staging_dir(config.name)
     prepare_dir(staging / "extract")
@@ -122,7 +119,7 @@ def _extract_chunk(config: SyncConfig, staging: Path, chunk: int, key_range: Key
     """Worker: stage the batches of one key range, in key order."""
     folder = prepare_dir(staging / "extract" / f"chunk-{chunk:04d}")
     read = _ChunkRead([], None)
-    for index, batch in enumerate(source_reader(config).read(None, incremental=False, key_range=key_range)):
+    for index, batch in enumerate(range_reader(config).read(None, incremental=False, key_range=key_range)):
         check_stop(config, f"while extracting chunk {chunk}")
         path = folder / f"batch-{index:06d}.parquet"
         write_batch(batch.table, path)

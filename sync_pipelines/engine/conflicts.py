@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.conflict_store import (
     Baseline,
     BaselineRow,
@@ -35,11 +36,11 @@ from sync_pipelines.connectors.conflict_store import (
 )
 from sync_pipelines.connectors.fingerprint import key_hash, row_normaliser, values_hash
 from sync_pipelines.connectors.pg_bulk import BulkSpec, bulk_spec
-from sync_pipelines.connectors.registry import target_writer
-from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key, translate_errors
+from sync_pipelines.connectors.sql import norm_key, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
 from sync_pipelines.errors import ConflictResolutionError
+from sync_pipelines.kinds import target_writer
 from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction, SyncDirection
 
 _POLICY_ACTION = {
@@ -72,7 +73,7 @@ class Reconciler:
         columns: the written columns, key columns included.
     """
 
-    def __init__(self, config: SyncConfig, writer: SqlTargetWriter, types: dict[str, str], columns: list[str]):
+    def __init__(self, config: SyncConfig, writer: TargetWriter, types: dict[str, str], columns: list[str]):
         self.config = config
         self.writer = writer
         self.store = conflict_store(writer)
@@ -216,7 +217,7 @@ def _changes(fields: Sequence[str], before: dict[str, Any], row: dict[str, Any])
     return {f: [display(before.get(f)), display(row.get(f))] for f in fields}
 
 
-def conflict_store(writer: SqlTargetWriter) -> ConflictStore:
+def conflict_store(writer: TargetWriter) -> ConflictStore:
     """The baselines and conflicts of the writer's sync, in its target database."""
     return ConflictStore(writer.metadata, writer.config.name)
 

@@ -7,13 +7,14 @@ from typing import Any
 import pyarrow as pa
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.base import RangeSourceReader, SourceReader
 from sync_pipelines.connectors.compat import check_drift
-from sync_pipelines.connectors.registry import source_reader, target_writer
 from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, write_batch
 from sync_pipelines.errors import ConnectorError, RunCancelled
+from sync_pipelines.kinds import source_reader, target_writer
 from sync_pipelines.types import SyncMode
 
 
@@ -24,9 +25,9 @@ def is_incremental(config: SyncConfig, options: RunOptions) -> bool:
 
 def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     """Stream the source in batches of ``config.batch_size`` into run-scoped Parquet files."""
+    window = options.window
     reader = source_reader(config)
     state = target_writer(config).current_state()
-    window = options.window
     incremental = is_incremental(config, options) or window is not None
     watermark = state.watermark if incremental and window is None else None
     folder = prepare_dir(options.staging_dir(config.name) / "extract")
@@ -48,7 +49,7 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     batches = (
         reader.read(watermark, incremental=incremental)
         if window is None
-        else reader.read(watermark, incremental=incremental, window=window)
+        else _windowed(reader).read(watermark, incremental=incremental, window=window)
     )
     for index, batch in enumerate(batches):
         if options.stop_requested.is_set():
@@ -69,18 +70,23 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     return manifest
 
 
-def _count(reader: Any, watermark: dict[str, Any] | None, incremental: bool, options: RunOptions) -> int | None:
-    """The number of rows the run will read, when the source can count them; None otherwise."""
-    count = getattr(reader, "count", None)
-    if count is None:
-        return None
+def _count(
+    reader: SourceReader, watermark: dict[str, Any] | None, incremental: bool, options: RunOptions
+) -> int | None:
+    """The number of rows the run will read; None when the source cannot count them now."""
     try:
         if options.window is not None:
-            return int(count(watermark, incremental=incremental, window=options.window))
-        return int(count(watermark, incremental=incremental))
+            return _windowed(reader).count(watermark, incremental=incremental, window=options.window)
+        return reader.count(watermark, incremental=incremental)
     except ConnectorError as exc:
         options.logger.warning("cannot count the source rows, progress shows no total: %s", exc)
         return None
+
+
+def _windowed(reader: SourceReader) -> RangeSourceReader:
+    """A reader of a partitioned run: only sources that read cursor windows take partitions (config rule)."""
+    assert isinstance(reader, RangeSourceReader), "partitions need a source that reads cursor windows"
+    return reader
 
 
 def _max_position(config: SyncConfig, table: pa.Table, best: tuple[Any, ...] | None) -> tuple[Any, ...] | None:

@@ -22,14 +22,16 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, HostSelection, check_time_range
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.cmdb import CmdbWriter, HostResult
-from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, EsHostMetricsReader, HostMetrics, hosts_table
+from sync_pipelines.connectors.cmdb import HostResult
+from sync_pipelines.connectors.es_hosts import HOST_SCHEMA, HostMetrics, hosts_table
 from sync_pipelines.connectors.sql import release_engine, translate_errors
 from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 from sync_pipelines.errors import ConfigError, RunCancelled
+from sync_pipelines.kinds import host_reader, host_writer
+from sync_pipelines.kinds.host_metrics import HostOptions
 from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
 
 HOST_LIST_LIMIT = 5000
@@ -44,19 +46,23 @@ class HostSource(StrEnum):
     GROUP = "group"
 
 
-def is_host_metrics(config: SyncConfig) -> bool:
-    """Whether ``config`` is a host-metrics sync (Elasticsearch hosts into the CMDB)."""
-    return isinstance(config.source, ElasticsearchHostsSource)
-
-
 def _source(config: SyncConfig) -> ElasticsearchHostsSource:
     assert isinstance(config.source, ElasticsearchHostsSource)
     return config.source
 
 
+def host_options(options: RunOptions) -> HostOptions:
+    """The host-metrics options of a run (none given: the configured selection and range)."""
+    given = options.kind_options
+    if given is None:
+        return HostOptions()
+    assert isinstance(given, HostOptions), f"host-metrics run given {type(given).__name__}"
+    return given
+
+
 def effective_time_range(config: SyncConfig, options: RunOptions) -> str:
     """The run's override, else the config's range; a malformed override is a :class:`ConfigError`."""
-    value = options.query_time_range or _source(config).query_time_range
+    value = host_options(options).time_range or _source(config).query_time_range
     try:
         return check_time_range(value)
     except ValueError as exc:
@@ -65,7 +71,7 @@ def effective_time_range(config: SyncConfig, options: RunOptions) -> str:
 
 def host_selection(config: SyncConfig, options: RunOptions) -> HostSource:
     """A given host list wins; else ``full_sync`` or ``hosts: group`` discovers the group; else the pool."""
-    if options.host_ips is not None:
+    if host_options(options).host_ips is not None:
         return HostSource.HOST_LIST
     if options.full_sync or _source(config).hosts is HostSelection.GROUP:
         return HostSource.GROUP
@@ -77,14 +83,14 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     source = _source(config)
     time_range = effective_time_range(config, options)
     selection = host_selection(config, options)
-    reader = EsHostMetricsReader(config)
+    reader = host_reader(config)
     try:
         if selection is HostSource.HOST_LIST:
-            hosts = list(dict.fromkeys(ip.strip() for ip in options.host_ips or [] if ip.strip()))
+            hosts = list(dict.fromkeys(ip.strip() for ip in host_options(options).host_ips or [] if ip.strip()))
         elif selection is HostSource.GROUP:
             hosts = reader.discover(source.group, time_range)
         else:
-            pool_reader = CmdbWriter(config)
+            pool_reader = host_writer(config)
             try:
                 hosts = sorted(pool_reader.pool())
             finally:
@@ -143,7 +149,7 @@ class HostBatchWriter:
     def __init__(self, config: SyncConfig, run_id: str, *, register: bool, time_range: str, sample_size: int):
         self.config, self.run_id = config, run_id
         self.register, self.time_range, self.sample_size = register, time_range, sample_size
-        self.cmdb = CmdbWriter(config)
+        self.cmdb = host_writer(config)
         self.endpoint = self.cmdb.endpoint
         self.resume = ResumeRecord(config.name, self.cmdb.target.db_schema)
         self.sink: Sink = TargetSink(self.cmdb.engine)
@@ -308,8 +314,8 @@ __all__ = [
     "effective_time_range",
     "extract",
     "host_details",
+    "host_options",
     "host_selection",
-    "is_host_metrics",
     "load",
     "transform",
 ]

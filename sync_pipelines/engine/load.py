@@ -19,10 +19,10 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
-from sync_pipelines.connectors.registry import target_writer
-from sync_pipelines.connectors.sql import SqlTargetWriter, SyncState, norm_key, reflect_columns, translate_errors
+from sync_pipelines.connectors.sql import SyncState, norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, display, same
 from sync_pipelines.engine.bidirectional import finish_bidirectional
@@ -32,6 +32,7 @@ from sync_pipelines.engine.guards import check_deletes, refuse
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError
+from sync_pipelines.kinds import target_writer
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
@@ -75,7 +76,7 @@ def _seen_keys(table: pa.Table, key_names: list[str]) -> list[tuple[Any, ...]]:
 
 
 def _plan_batch(
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection | None,
     table: pa.Table,
     columns: list[str],
@@ -279,7 +280,7 @@ class BatchLoader:
         self,
         config: SyncConfig,
         run_id: str,
-        writer: SqlTargetWriter,
+        writer: TargetWriter,
         types: dict[str, str],
         mode: LoadMode,
         schema: dict[str, pa.DataType],
@@ -478,7 +479,7 @@ def _finish(
 
 def write_plan(
     config: SyncConfig,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     reconciler: Reconciler,
     run_id: str,
@@ -500,7 +501,7 @@ def finish_run(
     config: SyncConfig,
     manifest: Manifest,
     options: RunOptions,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     state: SyncState,
     result: SyncResult,
@@ -528,7 +529,7 @@ def finish_run(
     return True
 
 
-def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) -> Counts:
+def _committed_counts(writer: TargetWriter, run_id: str, batch: BatchFile) -> Counts:
     """Counts of a batch committed by an earlier attempt of this run (re-execution from failure)."""
     records = writer.records_table
     with writer.engine.connect() as conn:
@@ -550,7 +551,7 @@ def _committed_counts(writer: SqlTargetWriter, run_id: str, batch: BatchFile) ->
 def _delete_missing(
     config: SyncConfig,
     options: RunOptions,
-    writer: SqlTargetWriter,
+    writer: TargetWriter,
     conn: Connection,
     seen: sa.Table,
     result: SyncResult,
@@ -586,7 +587,7 @@ def _delete_missing(
         samples.add(outcomes)
 
 
-def _deleted(writer: SqlTargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
+def _deleted(writer: TargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
     return RecordOutcome({k: display(v) for k, v in zip(writer.target.key, key, strict=True)}, RecordAction.DELETED)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from upath import UPath
 
 from sync_pipelines.engine.staging import StagingPath, staging_path
+from sync_pipelines.kinds.base import KindOptions
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus
 
 STAGING_DIR_ENV = "SYNC_PIPELINES_STAGING_DIR"
@@ -48,10 +49,9 @@ class RunOptions:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("sync_pipelines"))
     sample_size: int = 20
     stop_requested: threading.Event = field(default_factory=threading.Event)
-    host_ips: list[str] | None = None
-    """Host-metrics syncs: query just these hosts (a manual run); None uses the config's selection."""
-    query_time_range: str | None = None
-    """Host-metrics syncs: overrides the source's ``query_time_range`` for this run."""
+    kind_options: KindOptions | None = None
+    """The options of the sync's kind beyond ``full_sync`` and ``dry_run`` (e.g. a host-metrics run's host
+    list and time range); None: the configured defaults."""
     window: tuple[dt.datetime, dt.datetime] | None = None
 
     def staging_dir(self, sync: str) -> UPath:

@@ -1,9 +1,9 @@
 """Stage entry points: extract, transform, load, and run_sync chaining them.
 
-Each kind of sync declares its three stages once, as :class:`Stages`: SQL tables (whose parallel full
-reads, ``parallel:``, run per key-range chunk through :mod:`sync_pipelines.engine.chunks`) and host
-metrics (:mod:`sync_pipelines.engine.host_metrics`). Both load through the one load driver
-(:mod:`sync_pipelines.engine.driver`).
+Each pipeline a kind of sync can name (:class:`~sync_pipelines.kinds.base.Pipeline`) has its three stages
+declared once, as :class:`Stages`: tables (whose parallel full reads, ``parallel:``, run per key-range
+chunk through :mod:`sync_pipelines.engine.chunks`) and hosts (:mod:`sync_pipelines.engine.host_metrics`).
+Both load through the one load driver (:mod:`sync_pipelines.engine.driver`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sync_pipelines.engine.extract import extract as extract_rows
 from sync_pipelines.engine.load import load as load_rows
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.transform import transform as transform_rows
+from sync_pipelines.kinds import Pipeline, kind_of
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,16 @@ def _transform_table(config: SyncConfig, manifest: Manifest, options: RunOptions
 
 
 TABLE_STAGES = Stages(_extract_table, _transform_table, load_rows)
-"""A SQL or Elasticsearch-documents source into a SQL table."""
+"""A source of rows into a SQL table."""
 HOST_STAGES = Stages(host_metrics.extract, host_metrics.transform, host_metrics.load)
-"""Host metrics from Elasticsearch into the CMDB."""
+"""Host metrics into the CMDB."""
+PIPELINES: dict[Pipeline, Stages] = {Pipeline.TABLE: TABLE_STAGES, Pipeline.HOSTS: HOST_STAGES}
+"""The stages of each pipeline."""
 
 
 def stages(config: SyncConfig) -> Stages:
-    """The stages of ``config``'s kind."""
-    return HOST_STAGES if host_metrics.is_host_metrics(config) else TABLE_STAGES
+    """The stages of the pipeline of ``config``'s kind."""
+    return PIPELINES[kind_of(config).pipeline]
 
 
 def extract(config: SyncConfig, options: RunOptions) -> Manifest:
@@ -72,4 +75,4 @@ def run_sync(config: SyncConfig, options: RunOptions) -> SyncResult:
     return load(config, transform(config, extract(config, options), options), options)
 
 
-__all__ = ["HOST_STAGES", "TABLE_STAGES", "Stages", "extract", "load", "run_sync", "stages", "transform"]
+__all__ = ["HOST_STAGES", "PIPELINES", "TABLE_STAGES", "Stages", "extract", "load", "run_sync", "stages", "transform"]

@@ -46,7 +46,8 @@ from dagster import (
 from pydantic import Field
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.check import EndpointCheck, check_sync
+from sync_pipelines.connectors.check import EndpointCheck
+from sync_pipelines.kinds import check_sync
 
 CHECK_NAME = "endpoints_reachable"
 """Name of the connection asset check on every sync asset."""

@@ -1,5 +1,6 @@
 """The three ops of a sync of any kind (``<name>_extract -> <name>_transform -> <name>_load``): thin calls into
-the engine. What differs between kinds is declared in :mod:`sync_pipelines.orchestration.kinds`.
+the engine. What differs between kinds is declared by the kind (:mod:`sync_pipelines.kinds`)
+and adapted to Dagster in :mod:`sync_pipelines.orchestration.kinds`.
 
 Only small manifest dicts travel between the ops (the engine stages the rows as Parquet files), so
 the IO manager stores a few hundred bytes per step and a re-execution from a failed step reuses the
@@ -32,11 +33,12 @@ from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.sql import shared_engines
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
 from sync_pipelines.errors import SyncError, TransientConnectorError
+from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.dead_runs import claim_run
 from sync_pipelines.orchestration.executors import ExecutorKind, executor_kind
 from sync_pipelines.orchestration.interrupts import run_interruptible
-from sync_pipelines.orchestration.kinds import SyncRunConfig, op_kind
+from sync_pipelines.orchestration.kinds import SyncRunConfig, kind_options, load_metadata, run_config_class
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
 from sync_pipelines.orchestration.partitions import log_covered_partitions, run_window, window_text
@@ -47,8 +49,10 @@ CANCELLED_ERROR_TYPE = "cancelled"
 """``error_type`` of the step failure that ends a terminated step."""
 
 
-def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Manifest | None = None) -> RunOptions:
-    """Engine options of the current step: run id, run config options and Dagster's logger.
+def run_options(
+    context: OpExecutionContext, cfg: SyncConfig, config: SyncRunConfig, manifest: Manifest | None = None
+) -> RunOptions:
+    """Engine options of the current step: run id, run config options (the kind's typed) and Dagster's logger.
 
     The engine identifies a sync run by the run that read the source: its staged batches, its lease
     and the batches it already committed. Extract uses the Dagster run id; transform and load use
@@ -65,7 +69,7 @@ def run_options(context: OpExecutionContext, config: SyncRunConfig, manifest: Ma
         dry_run=config.dry_run,
         logger=context.log,
         window=run_window(context),
-        **config.engine_options(),
+        kind_options=kind_options(cfg, config),
     )
 
 
@@ -170,8 +174,8 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
     asset observation instead of a materialization, and a ``failed`` result fails the step with its
     metadata attached.
     """
-    kind = op_kind(cfg)
-    run_config = kind.run_config
+    kind = kind_of(cfg)
+    run_config = run_config_class(kind)
     describe = kind.descriptions(cfg)
 
     def step(stage: Stage, **kwargs: Any) -> Callable[[Callable[..., Any]], OpDefinition]:
@@ -186,7 +190,7 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
     @step(Stage.EXTRACT, out=Out(dict, description="Manifest of the staged source batches."))
     def _extract(context: OpExecutionContext, config: run_config) -> Output[dict[str, Any]]:  # type: ignore[valid-type]
         with engine_step(context, cfg, Stage.EXTRACT):
-            options = run_options(context, config)
+            options = run_options(context, cfg, config)
             manifest = run_interruptible(context, options, lambda: engine.extract(cfg, options))
         return Output(manifest.to_dict(), metadata=stage_metadata(manifest))
 
@@ -202,7 +206,7 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
     ) -> Output[dict[str, Any]]:
         with engine_step(context, cfg, Stage.TRANSFORM):
             staged = Manifest.from_dict(manifest)
-            options = run_options(context, config, staged)
+            options = run_options(context, cfg, config, staged)
             result = run_interruptible(context, options, lambda: engine.transform(cfg, staged, options))
         return Output(result.to_dict(), metadata=stage_metadata(result))
 
@@ -225,9 +229,9 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
         with shared_engines():
             with engine_step(context, cfg, Stage.LOAD):
                 staged = Manifest.from_dict(manifest)
-                options = run_options(context, config, staged)
+                options = run_options(context, cfg, config, staged)
                 result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
-            extra = kind.load_metadata(context, result)
+            extra: dict[str, Any] = load_metadata(context, cfg, result)
             if options.window is not None:
                 extra["window"] = window_text(options.window)
             yield from report_load(context, cfg, result, extra)

@@ -21,8 +21,8 @@ from dagster import (
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.connectors.registry import source_reader
 from sync_pipelines.errors import SourcePollError, SyncError
+from sync_pipelines.kinds import range_reader
 from sync_pipelines.orchestration.names import Tag, source_sensor_name
 
 if TYPE_CHECKING:
@@ -36,11 +36,11 @@ HIGH_WATER_MARK_TAG = "sync/high_water_mark"
 
 def high_water_mark(cfg: SyncConfig) -> Any:
     """``MAX(cursor)`` of the sync's source rows (filters applied), JSON-encoded; None for an empty source."""
-    reader = source_reader(cfg)
+    reader = range_reader(cfg)
     try:
         return reader.high_water_mark()
     finally:
-        reader.engine.dispose()
+        reader.close()
 
 
 def build_source_sensor(cfg: SyncConfig, job: UnresolvedAssetJobDefinition) -> SensorDefinition:
