@@ -2,7 +2,8 @@
 fail or report; messages name what failed.
 
 Most derive from :class:`SyncError`. A few are ``ValueError`` (a bad value given by the user or the
-environment, checked where it is read) and one is the demo's (:class:`LocalEsError`).
+environment, checked where it is read); the history view's :class:`LaunchError` and the demo's
+:class:`LocalEsError` are ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,17 @@ class SweepError(SyncError):
         self.failures = failures
         self.closed = closed
         super().__init__("; ".join(failures))
+
+
+# ----------------------------------------------------------------------------- the history view
+
+
+class BadQueryParameter(ValueError):
+    """A query parameter the history view cannot use; the message names it, its value and what is allowed."""
+
+
+class LaunchError(RuntimeError):
+    """Dagster did not start the run: unreachable, or it refused the launch (its message says why)."""
 
 
 # ----------------------------------------------------------------------------- the demo

@@ -11,10 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sync_pipelines.errors import ConfigError, SyncError
+from sync_pipelines.errors import BadQueryParameter, ConfigError, SyncError
 from sync_pipelines.web import backfills, conflicts, launch, pages
 from sync_pipelines.web.dagster_api import DagsterApi
-from sync_pipelines.web.params import BadParameter
 from sync_pipelines.web.site import HERE, Site, site_of
 
 
@@ -57,7 +56,7 @@ def create_app(config_dir: Path, dagster_url: str) -> Starlette:
     ]
     handlers = {
         HTTPException: _http_error,
-        BadParameter: _bad_parameter,
+        BadQueryParameter: _bad_parameter,
         ConfigError: _config_error,
         SyncError: _sync_error,
     }
