@@ -8,6 +8,8 @@ environment, checked where it is read); the history view's :class:`LaunchError` 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 
 class SyncError(Exception):
     """Base class of every error sync_pipelines raises on purpose."""
@@ -26,6 +28,17 @@ class ConfigError(SyncError):
 
 class SecretError(ConfigError):
     """A ``${VAR}`` reference names an environment variable that is not set."""
+
+
+class UnknownSyncError(SyncError):
+    """Sync names that no configuration defines; the message, the same wherever a name is looked up,
+    lists the known syncs."""
+
+    def __init__(self, names: str | Sequence[str], known: Iterable[str]):
+        self.names = [names] if isinstance(names, str) else list(names)
+        self.known = sorted(known)
+        what = f"sync {self.names[0]!r}" if len(self.names) == 1 else f"syncs {', '.join(map(repr, self.names))}"
+        super().__init__(f"unknown {what}; known syncs: {', '.join(self.known) or '(none)'}")
 
 
 class CronError(ValueError):

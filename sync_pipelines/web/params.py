@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlencode
 
-from sync_pipelines.errors import BadQueryParameter
+from sync_pipelines.errors import BadQueryParameter, UnknownSyncError
 from sync_pipelines.history.ledger import RunFilter, Trigger
 from sync_pipelines.history.records import MAX_PAGE_SIZE, RecordFilter, RecordStatus
 from sync_pipelines.types import RecordAction, RunStatus
@@ -84,9 +84,7 @@ def run_filter(params: Mapping[str, str], known_syncs: list[str]) -> RunFilter:
     """The run history's filters: sync, status, trigger, user, real or dry runs, ``from``/``to`` dates (UTC)."""
     sync = _text(params, "sync")
     if sync is not None and sync not in known_syncs:
-        raise BadQueryParameter(
-            f"parameter 'sync': unknown sync {sync!r}; known syncs: {', '.join(sorted(known_syncs))}"
-        )
+        raise BadQueryParameter(f"parameter 'sync': {UnknownSyncError(sync, known_syncs)}")
     kind = choice(params, "kind", RunKind) or RunKind.ALL
     until = day(params, "to")
     return RunFilter(
