@@ -2,10 +2,13 @@
 fail or report; messages name what failed.
 
 Most derive from :class:`SyncError`. A few are ``ValueError`` (a bad value given by the user or the
-environment, checked where it is read) and one is the demo's (:class:`LocalEsError`).
+environment, checked where it is read); the history view's :class:`LaunchError` and the demo's
+:class:`LocalEsError` are ``RuntimeError``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 
 class SyncError(Exception):
@@ -25,6 +28,17 @@ class ConfigError(SyncError):
 
 class SecretError(ConfigError):
     """A ``${VAR}`` reference names an environment variable that is not set."""
+
+
+class UnknownSyncError(SyncError):
+    """Sync names that no configuration defines; the message, the same wherever a name is looked up,
+    lists the known syncs."""
+
+    def __init__(self, names: str | Sequence[str], known: Iterable[str]):
+        self.names = [names] if isinstance(names, str) else list(names)
+        self.known = sorted(known)
+        what = f"sync {self.names[0]!r}" if len(self.names) == 1 else f"syncs {', '.join(map(repr, self.names))}"
+        super().__init__(f"unknown {what}; known syncs: {', '.join(self.known) or '(none)'}")
 
 
 class CronError(ValueError):
@@ -119,6 +133,17 @@ class SweepError(SyncError):
         self.failures = failures
         self.closed = closed
         super().__init__("; ".join(failures))
+
+
+# ----------------------------------------------------------------------------- the history view
+
+
+class BadQueryParameter(ValueError):
+    """A query parameter the history view cannot use; the message names it, its value and what is allowed."""
+
+
+class LaunchError(RuntimeError):
+    """Dagster did not start the run: unreachable, or it refused the launch (its message says why)."""
 
 
 # ----------------------------------------------------------------------------- the demo

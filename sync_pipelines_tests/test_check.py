@@ -344,6 +344,6 @@ def test_cli_check_prints_each_endpoint_and_fails_when_any_fails(sqlite_dbs: Dat
 
     unknown = runner.invoke(main, ["--config-dir", str(folder), "check", "nope"])
     assert unknown.exit_code == 2
-    assert "unknown sync(s) nope" in unknown.output
+    assert "unknown sync 'nope'" in unknown.output
     neither = runner.invoke(main, ["--config-dir", str(folder), "check"])
     assert neither.exit_code == 2

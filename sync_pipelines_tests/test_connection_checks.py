@@ -120,7 +120,7 @@ def test_the_job_records_check_evaluations_and_fails_on_a_broken_sync(configs: l
         assert not unknown.success
         failure = next(e for e in unknown.all_events if e.event_type is DagsterEventType.STEP_FAILURE)
         assert failure.step_failure_data.user_failure_data.description == (
-            "unknown sync(s) nope; known: broken, healthy"
+            "unknown sync 'nope'; known syncs: broken, healthy"
         )
 
 

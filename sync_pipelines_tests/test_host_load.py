@@ -17,6 +17,7 @@ from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine import RunOptions
 from sync_pipelines.engine.host_metrics import HostSource
 from sync_pipelines.engine.manifest import BatchFile, Manifest
+from sync_pipelines.engine.plan import HostPlan
 from sync_pipelines.engine.staging import write_batch
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
@@ -33,7 +34,7 @@ def staged(tmp_path: Path, run_id: str, batches: list[list[HostMetrics]], source
         stage="transform",
         full_sync=source is HostSource.GROUP,
         types={f.name: type_name(f.type) for f in HOST_SCHEMA},
-        details={"host_source": source.value, "query_time_range": "30d", "group": "DB组"},
+        plan=HostPlan(source, "30d", "DB组"),
     )
     for index, hosts in enumerate(batches):
         path = tmp_path / f"batch-{index:06d}.parquet"

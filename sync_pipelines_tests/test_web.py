@@ -13,10 +13,11 @@ import openpyxl
 import pytest
 from starlette.testclient import TestClient
 
+from sync_pipelines.errors import LaunchError
 from sync_pipelines.history.links import run_url, sync_url
 from sync_pipelines.types import ConflictChoice
 from sync_pipelines.web import create_app
-from sync_pipelines.web.dagster_api import DagsterApi, LaunchError
+from sync_pipelines.web.dagster_api import DagsterApi
 from sync_pipelines.web.schedule import next_fire
 from sync_pipelines_tests.live import free_port
 from sync_pipelines_tests.web_support import SYNC, History, build_history

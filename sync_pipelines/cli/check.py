@@ -35,7 +35,7 @@ def check(ctx: click.Context, names: tuple[str, ...], check_all: bool, verbose: 
     if bool(names) == check_all:
         click.echo("name the syncs to check, or use --all (not both)", err=True)
         ctx.exit(ExitCode.USAGE)
-    selected = select_syncs(ctx, None if check_all else names, several=True)
+    selected = select_syncs(ctx, None if check_all else names)
     results = []
     for cfg in selected:
         for result in check_sync(cfg):

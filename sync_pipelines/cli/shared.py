@@ -3,7 +3,7 @@ selector, the table renderer and the options used by more than one command."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from sync_pipelines.config import ConfigFolder, SyncConfig, config_dir, read_configs
-from sync_pipelines.errors import ConfigError
+from sync_pipelines.errors import ConfigError, UnknownSyncError
 from sync_pipelines.types import RunStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,19 +84,17 @@ def load_configs(ctx: click.Context, *, quiet: bool = False) -> list[SyncConfig]
     return list(folder.configs)
 
 
-def select_syncs(ctx: click.Context, names: Sequence[str] | None, *, several: bool = False) -> list[SyncConfig]:
+def select_syncs(ctx: click.Context, names: Sequence[str] | None) -> list[SyncConfig]:
     """The configurations of the syncs ``names`` (every sync when None), in the order given.
 
-    An unknown name exits with a usage error (2) naming the known syncs; ``several`` is for commands
-    that take a list of names, whose message lists every unknown one.
+    Unknown names exit with a usage error (2) naming each of them and the known syncs.
     """
     configs = {cfg.name: cfg for cfg in load_configs(ctx)}
     if names is None:
         return list(configs.values())
     unknown = [name for name in names if name not in configs]
     if unknown:
-        what = f"sync(s) {', '.join(unknown)}" if several else f"sync {unknown[0]!r}"
-        click.echo(f"unknown {what}; known syncs: {_names(configs)}", err=True)
+        click.echo(str(UnknownSyncError(unknown, configs)), err=True)
         ctx.exit(ExitCode.USAGE)
     return [configs[name] for name in dict.fromkeys(names)]
 
@@ -105,10 +103,6 @@ def select_sync(ctx: click.Context, name: str) -> SyncConfig:
     """The configuration of sync ``name``; exits 2 naming the known syncs when there is none."""
     [cfg] = select_syncs(ctx, [name])
     return cfg
-
-
-def _names(names: Iterable[str]) -> str:
-    return ", ".join(sorted(names)) or "(none)"
 
 
 # ----------------------------------------------------------------------------- output

@@ -29,7 +29,8 @@ from sync_pipelines.connectors.compat import check_drift
 from sync_pipelines.connectors.sql import KeyRange, key_ranges
 from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine.extract import _max_position, is_incremental
-from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, by_chunk, is_chunked
+from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, by_chunk, chunk_workers, is_chunked
+from sync_pipelines.engine.plan import ChunkPlan
 from sync_pipelines.engine.pool import check_stop, run_pool, start_workers_early
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
@@ -93,7 +94,7 @@ def extract(config: SyncConfig, options: RunOptions, workers: int) -> Manifest:
         watermark_before=state.watermark,
         state_version=state.version,
         types={name: type_name(t) for name, t in types.items()},
-        details={"chunks": len(ranges), "workers": workers, "key_boundaries": [encode(b) for b in boundaries]},
+        plan=ChunkPlan(len(ranges), workers, tuple(encode(b) for b in boundaries)),
     )
     progress = Progress(config.name, "extract", options.logger)
     reads = run_pool(
@@ -152,7 +153,7 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
     mapped = run_pool(
         config,
         options,
-        int(manifest.details.get("workers", 2)),
+        chunk_workers(manifest),
         _transform_chunk,
         [(config, staging, chunk, batches, types) for chunk, batches in chunks.items()],
         on_done=lambda _, files: progress.batches_done([b.rows for b in files]),

@@ -35,7 +35,15 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.sql import translate_errors
 from sync_pipelines.engine.guards import settle_status
-from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult, by_chunk, is_chunked
+from sync_pipelines.engine.manifest import (
+    BatchFile,
+    Manifest,
+    RunOptions,
+    SyncResult,
+    by_chunk,
+    chunk_workers,
+    is_chunked,
+)
 from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
 from sync_pipelines.engine.staging import read_batch, remove_sync_staging
@@ -252,7 +260,7 @@ def run_batches(
         parts = run_pool(
             config,
             options,
-            int(manifest.details.get("workers", 2)),
+            chunk_workers(manifest),
             commit_chunk,
             [(open_writer, config, part) for part in jobs],
             on_done=lambda i, _: progress.batches_done([b.rows for b in jobs[i]]),

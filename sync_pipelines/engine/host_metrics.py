@@ -14,7 +14,6 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from enum import StrEnum
 from typing import Any
 
 import pyarrow as pa
@@ -28,22 +27,15 @@ from sync_pipelines.connectors.sql import release_engine, translate_errors
 from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.plan import HostPlan, HostSource
 from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
-from sync_pipelines.errors import ConfigError, RunCancelled
+from sync_pipelines.errors import ConfigError, RunCancelled, StagingError
 from sync_pipelines.kinds import host_reader, host_writer
 from sync_pipelines.kinds.host_metrics import HostOptions
 from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
 
 HOST_LIST_LIMIT = 5000
 """Most IPs listed per outcome in a run's details (every host is in ``_sync_host_results``)."""
-
-
-class HostSource(StrEnum):
-    """Where a run's host list came from."""
-
-    HOST_LIST = "host_list"
-    POOL = "pool"
-    GROUP = "group"
 
 
 def _source(config: SyncConfig) -> ElasticsearchHostsSource:
@@ -110,7 +102,7 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
             stage="extract",
             full_sync=selection is HostSource.GROUP,
             types={f.name: type_name(f.type) for f in HOST_SCHEMA},
-            details={"host_source": selection.value, "query_time_range": time_range, "group": source.group},
+            plan=HostPlan(selection, time_range, source.group),
         )
         for index, start in enumerate(range(0, len(hosts), config.batch_size)):
             if options.stop_requested.is_set():
@@ -237,10 +229,10 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     replays a batch after a transient error; a dry run plans every batch read-only. Reports per host.
     """
     started = time.monotonic()
-    register = manifest.details.get("host_source") == HostSource.GROUP.value
-    time_range = str(manifest.details.get("query_time_range") or _source(config).query_time_range)
+    plan = host_plan(manifest)
+    register = plan.host_source is HostSource.GROUP
     writer = HostBatchWriter(
-        config, options.run_id, register=register, time_range=time_range, sample_size=options.sample_size
+        config, options.run_id, register=register, time_range=plan.query_time_range, sample_size=options.sample_size
     )
     result = SyncResult(
         sync=config.name,
@@ -255,8 +247,15 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     finally:
         release_engine(writer.cmdb.engine)
     result.samples = writer.sampled()
-    result.details = host_details(writer.results, manifest.details)
+    result.details = host_details(writer.results, plan)
     return conclude(config, options, result, started, unit="hosts")
+
+
+def host_plan(manifest: Manifest) -> HostPlan:
+    """The host selection a host-metrics extract recorded in its manifest."""
+    if not isinstance(manifest.plan, HostPlan):
+        raise StagingError(f"sync {manifest.sync}: the staged manifest has no host plan (not a host-metrics extract)")
+    return manifest.plan
 
 
 def _samples(results: list[HostResult], size: int) -> list[RecordOutcome]:
@@ -265,8 +264,8 @@ def _samples(results: list[HostResult], size: int) -> list[RecordOutcome]:
     return [r.outcome() for r in ordered[:size]]
 
 
-def host_details(results: list[HostResult], extract_details: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's per-host report: status counts, the seed's IP lists and one row per host."""
+def host_details(results: list[HostResult], plan: HostPlan) -> dict[str, Any]:
+    """The run's per-host report: its host selection, status counts, the seed's IP lists and one row per host."""
     by_status = {status.value: 0 for status in HostStatus}
     for r in results:
         by_status[r.status.value] += 1
@@ -274,7 +273,9 @@ def host_details(results: list[HostResult], extract_details: Mapping[str, Any]) 
     updated = [r.metrics.host_ip for r in results if r.status is HostStatus.SUCCESS and not r.registered]
     failed = [r.metrics.host_ip for r in results if r.status is HostStatus.FAILED]
     return {
-        **dict(extract_details),
+        "host_source": plan.host_source.value,
+        "query_time_range": plan.query_time_range,
+        "group": plan.group,
         "hosts_total": len(results),
         "status_counts": by_status,
         "new_host_ip_list": new[:HOST_LIST_LIMIT],
@@ -315,6 +316,7 @@ __all__ = [
     "extract",
     "host_details",
     "host_options",
+    "host_plan",
     "host_selection",
     "load",
     "transform",

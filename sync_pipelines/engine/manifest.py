@@ -6,13 +6,15 @@ import datetime as dt
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from upath import UPath
 
+from sync_pipelines.engine.plan import ChunkPlan, Plan, plan_from_details, plan_from_dict, plan_to_dict
 from sync_pipelines.engine.staging import StagingPath, staging_path
+from sync_pipelines.errors import StagingError
 from sync_pipelines.kinds.base import KindOptions
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus
 
@@ -87,16 +89,27 @@ class Manifest:
     failed: int = 0
     types: dict[str, str] = field(default_factory=dict)
     final_position: dict[str, Any] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    """Source-specific facts the later stages need (e.g. a host-metrics run's host selection)."""
+    plan: Plan | None = None
+    """What the extract decided that the later stages follow (a parallel read's chunks, a host-metrics
+    run's host selection); None for a serial SQL run."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready form (it crosses op boundaries and worker processes); :meth:`from_dict` reads it back."""
+        return {**asdict(self), "plan": plan_to_dict(self.plan)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """The manifest :meth:`to_dict` wrote, or one of the previous version (untyped ``details``)."""
         values = dict(data)
+        details = values.pop("details", None)
+        values["plan"] = plan_from_dict(values.get("plan")) if details is None else plan_from_details(details)
         values["batches"] = [BatchFile(**b) for b in values.get("batches", [])]
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise StagingError(
+                f"sync {values.get('sync')}: a staged manifest has unknown fields {', '.join(unknown)} "
+                "(written by another version of sync_pipelines?)"
+            )
         return cls(**values)
 
 
@@ -160,7 +173,13 @@ class SyncResult:
 
 def is_chunked(manifest: Manifest) -> bool:
     """Whether a manifest comes from a parallel extract (its later stages then run per chunk too)."""
-    return bool(manifest.details.get("chunks"))
+    return isinstance(manifest.plan, ChunkPlan)
+
+
+def chunk_workers(manifest: Manifest) -> int:
+    """The worker processes of a parallel run's stages (those its extract used)."""
+    assert isinstance(manifest.plan, ChunkPlan), f"sync {manifest.sync}: not a parallel run"
+    return manifest.plan.workers
 
 
 def by_chunk(batches: list[BatchFile]) -> dict[int, list[BatchFile]]:

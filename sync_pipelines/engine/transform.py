@@ -226,7 +226,7 @@ def _short(value: Any) -> str:
 
 
 def transformed_manifest(manifest: Manifest, types: dict[str, str]) -> Manifest:
-    """The (still empty) transform manifest following an extract manifest: same run, state and details."""
+    """The (still empty) transform manifest following an extract manifest: same run, state and plan."""
     return Manifest(
         sync=manifest.sync,
         run_id=manifest.run_id,
@@ -236,7 +236,7 @@ def transformed_manifest(manifest: Manifest, types: dict[str, str]) -> Manifest:
         state_version=manifest.state_version,
         types=types,
         final_position=manifest.final_position,
-        details=dict(manifest.details),
+        plan=manifest.plan,
     )
 
 

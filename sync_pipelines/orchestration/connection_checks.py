@@ -47,6 +47,7 @@ from pydantic import Field
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.check import EndpointCheck
+from sync_pipelines.errors import UnknownSyncError
 from sync_pipelines.kinds import check_sync
 
 CHECK_NAME = "endpoints_reachable"
@@ -157,9 +158,7 @@ def build_check_connections_job(configs: Sequence[SyncConfig]) -> JobDefinition:
     ) -> Iterator[AssetCheckEvaluation | Output[dict[str, bool]]]:
         unknown = [name for name in config.syncs if name not in by_name]
         if unknown:
-            raise Failure(
-                description=f"unknown sync(s) {', '.join(unknown)}; known: {', '.join(sorted(by_name)) or '(none)'}"
-            )
+            raise Failure(description=str(UnknownSyncError(unknown, by_name)))
         selected = [by_name[name] for name in config.syncs] if config.syncs else list(by_name.values())
         outcome: dict[str, bool] = {}
         everything: list[EndpointCheck] = []

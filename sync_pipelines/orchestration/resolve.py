@@ -13,7 +13,7 @@ from pydantic import Field
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.engine.conflicts import resolve_conflicts
-from sync_pipelines.errors import SyncError
+from sync_pipelines.errors import SyncError, UnknownSyncError
 from sync_pipelines.orchestration.checks import record_conflict_check
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME, RESOLVE_JOB_NAME
 from sync_pipelines.types import ConflictChoice
@@ -71,7 +71,7 @@ def build_resolve_job(configs: Sequence[SyncConfig]) -> JobDefinition:
     def _resolve(context: OpExecutionContext, config: ResolveConflictsConfig) -> Iterator[Output[dict[str, Any]]]:
         cfg = by_name.get(config.sync)
         if cfg is None:
-            raise Failure(description=f"unknown sync {config.sync!r}; known syncs: {known}")
+            raise Failure(description=str(UnknownSyncError(config.sync, by_name)))
         try:
             resolution = resolve_conflicts(
                 cfg, _ids(config), ConflictChoice(config.choice.value), config.resolved_by, run_id=context.run_id

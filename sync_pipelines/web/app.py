@@ -11,10 +11,9 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sync_pipelines.errors import ConfigError, SyncError
+from sync_pipelines.errors import BadQueryParameter, ConfigError, SyncError, UnknownSyncError
 from sync_pipelines.web import backfills, conflicts, launch, pages
 from sync_pipelines.web.dagster_api import DagsterApi
-from sync_pipelines.web.params import BadParameter
 from sync_pipelines.web.site import HERE, Site, site_of
 
 
@@ -29,6 +28,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _bad_parameter(request: Request, exc: Exception) -> Response:
     return _error(request, 400, "Bad request", [str(exc)])
+
+
+async def _unknown_sync(request: Request, exc: Exception) -> Response:
+    return _error(request, 404, "Not found", [str(exc)])
 
 
 async def _config_error(request: Request, exc: Exception) -> Response:
@@ -57,7 +60,8 @@ def create_app(config_dir: Path, dagster_url: str) -> Starlette:
     ]
     handlers = {
         HTTPException: _http_error,
-        BadParameter: _bad_parameter,
+        BadQueryParameter: _bad_parameter,
+        UnknownSyncError: _unknown_sync,
         ConfigError: _config_error,
         SyncError: _sync_error,
     }

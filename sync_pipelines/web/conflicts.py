@@ -12,9 +12,9 @@ from starlette.responses import RedirectResponse, Response
 
 from sync_pipelines.connectors.conflict_store import Conflict
 from sync_pipelines.engine.conflicts import list_conflicts
+from sync_pipelines.errors import LaunchError
 from sync_pipelines.history.records import format_key
 from sync_pipelines.types import ConflictChoice, ConflictStatus
-from sync_pipelines.web.dagster_api import LaunchError
 from sync_pipelines.web.site import check_same_origin, has_conflicts, site_of
 
 

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from sync_pipelines.errors import LaunchError
 from sync_pipelines.types import ConflictChoice
 
 LOCATION = "sync_pipelines"
@@ -38,10 +39,6 @@ mutation Launch($job: String!, $location: String!, $config: RunConfigData!, $tag
   }
 }
 """
-
-
-class LaunchError(RuntimeError):
-    """Dagster did not start the run: unreachable, or it refused the launch (its message says why)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from sync_pipelines.web.dagster_api import LaunchError
+from sync_pipelines.errors import LaunchError
 from sync_pipelines.web.site import check_same_origin, site_of
 
 

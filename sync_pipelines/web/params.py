@@ -9,15 +9,12 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlencode
 
+from sync_pipelines.errors import BadQueryParameter, UnknownSyncError
 from sync_pipelines.history.ledger import RunFilter, Trigger
 from sync_pipelines.history.records import MAX_PAGE_SIZE, RecordFilter, RecordStatus
 from sync_pipelines.types import RecordAction, RunStatus
 
 E = TypeVar("E", bound=enum.Enum)
-
-
-class BadParameter(ValueError):
-    """A query parameter the view cannot use; the message names it, its value and what is allowed."""
 
 
 class RunKind(enum.StrEnum):
@@ -42,7 +39,7 @@ def choice(params: Mapping[str, str], name: str, kind: type[E]) -> E | None:
         return kind(value)
     except ValueError:
         allowed = ", ".join(str(m.value) for m in kind if m.value)
-        raise BadParameter(f"parameter {name!r}: {value!r} is not one of {allowed}") from None
+        raise BadQueryParameter(f"parameter {name!r}: {value!r} is not one of {allowed}") from None
 
 
 def number(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -53,9 +50,9 @@ def number(params: Mapping[str, str], name: str, default: int, low: int, high: i
     try:
         parsed = int(value)
     except ValueError:
-        raise BadParameter(f"parameter {name!r}: {value!r} is not a whole number") from None
+        raise BadQueryParameter(f"parameter {name!r}: {value!r} is not a whole number") from None
     if not low <= parsed <= high:
-        raise BadParameter(f"parameter {name!r}: {parsed} is not within {low}..{high}")
+        raise BadQueryParameter(f"parameter {name!r}: {parsed} is not within {low}..{high}")
     return parsed
 
 
@@ -67,7 +64,7 @@ def day(params: Mapping[str, str], name: str) -> dt.datetime | None:
     try:
         return dt.datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
-        raise BadParameter(f"parameter {name!r}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise BadQueryParameter(f"parameter {name!r}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def run_filter(params: Mapping[str, str], known_syncs: list[str]) -> RunFilter:
     """The run history's filters: sync, status, trigger, user, real or dry runs, ``from``/``to`` dates (UTC)."""
     sync = _text(params, "sync")
     if sync is not None and sync not in known_syncs:
-        raise BadParameter(f"parameter 'sync': unknown sync {sync!r}; known syncs: {', '.join(sorted(known_syncs))}")
+        raise BadQueryParameter(f"parameter 'sync': {UnknownSyncError(sync, known_syncs)}")
     kind = choice(params, "kind", RunKind) or RunKind.ALL
     until = day(params, "to")
     return RunFilter(

@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 
 from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.config.models import SqlSource, SqlTarget
+from sync_pipelines.errors import UnknownSyncError
 from sync_pipelines.history.ledger import Ledger, RunEntry
 from sync_pipelines.history.links import history_url
 from sync_pipelines.history.records import Group, RecordStatus, RunRecords, ensure_record_indexes, status_of
@@ -87,10 +88,10 @@ class Site:
         return load_configs(self.config_dir)
 
     def sync(self, name: str) -> SyncConfig:
-        """The configuration of sync ``name``, or a 404 naming the known syncs."""
+        """The configuration of sync ``name``; an :class:`UnknownSyncError` (a 404) when there is none."""
         configs = {cfg.name: cfg for cfg in self.configs()}
         if name not in configs:
-            raise HTTPException(404, f"unknown sync {name!r}; known syncs: {', '.join(sorted(configs)) or '(none)'}")
+            raise UnknownSyncError(name, configs)
         return configs[name]
 
     def index_once(self, cfg: SyncConfig, ledger: Ledger) -> None:
