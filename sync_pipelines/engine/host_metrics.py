@@ -32,7 +32,7 @@ from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
 from sync_pipelines.errors import ConfigError, RunCancelled, StagingError
 from sync_pipelines.kinds import host_reader, host_writer
 from sync_pipelines.kinds.host_metrics import HostOptions
-from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome, RunStatus
+from sync_pipelines.types import Counts, HostStatus, RecordAction, RecordOutcome
 
 HOST_LIST_LIMIT = 5000
 """Most IPs listed per outcome in a run's details (every host is in ``_sync_host_results``)."""
@@ -234,14 +234,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     writer = HostBatchWriter(
         config, options.run_id, register=register, time_range=plan.query_time_range, sample_size=options.sample_size
     )
-    result = SyncResult(
-        sync=config.name,
-        run_id=options.run_id,
-        status=RunStatus.COMPLETED,
-        counts=Counts(),
-        dry_run=options.dry_run,
-        full_sync=register,
-    )
+    result = SyncResult.begin(config.name, options, full_sync=register)
     try:
         drive(config, manifest, options, writer, result, Samples(options.sample_size))
     finally:

@@ -216,16 +216,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     """
     started = time.monotonic()
     writer = target_writer(config)
-    result = SyncResult(
-        sync=config.name,
-        run_id=options.run_id,
-        status=RunStatus.COMPLETED,
-        counts=Counts(),
-        dry_run=options.dry_run,
-        full_sync=manifest.full_sync,
-        watermark_before=manifest.watermark_before,
-        watermark_after=manifest.watermark_before,
-    )
+    result = SyncResult.begin(config.name, options, full_sync=manifest.full_sync, watermark=manifest.watermark_before)
     samples = Samples(options.sample_size)
     mode = LoadMode(
         tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,

@@ -131,6 +131,23 @@ class SyncResult:
     details: dict[str, Any] = field(default_factory=dict)
     """Source-specific results (e.g. per-host outcomes of a host-metrics run)."""
 
+    @classmethod
+    def begin(
+        cls, sync: str, options: RunOptions, *, full_sync: bool, watermark: dict[str, Any] | None = None
+    ) -> SyncResult:
+        """The result of a load about to start: completed until something says otherwise, nothing counted,
+        the watermark where the run found it."""
+        return cls(
+            sync=sync,
+            run_id=options.run_id,
+            status=RunStatus.COMPLETED,
+            counts=Counts(),
+            dry_run=options.dry_run,
+            full_sync=full_sync,
+            watermark_before=watermark,
+            watermark_after=watermark,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (the shape the CLI's ``--json`` prints, plus details)."""
         return {
