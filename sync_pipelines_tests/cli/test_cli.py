@@ -18,7 +18,7 @@ from sync_pipelines.cli import main
 from sync_pipelines.orchestration import ensure_dagster_home
 from sync_pipelines.types import COUNT_KEYS as ALL_COUNT_KEYS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
 BAD = {"id": 10, "name": "p10", "age": "unknown"}
 JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}

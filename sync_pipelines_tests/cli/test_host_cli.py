@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
 from sync_pipelines.cli import main
-from sync_pipelines_tests.test_host_metrics import register_pool, resources, seed_metrics
-from sync_pipelines_tests.test_host_orchestration import write_host_config
+from sync_pipelines_tests.engine.test_host_metrics import register_pool, resources, seed_metrics
+from sync_pipelines_tests.orchestration.test_host_orchestration import write_host_config
 
 
 @pytest.fixture

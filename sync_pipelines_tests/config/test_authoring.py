@@ -17,7 +17,7 @@ from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig, parse_config
 from sync_pipelines.config.schema import SCHEMA_FILENAME, json_schema
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def invoke(*args: str) -> Result:

@@ -21,7 +21,7 @@ from sync_pipelines.config.loader import load_configs, parse_config
 from sync_pipelines.connectors.es_hosts import is_ip
 from sync_pipelines.engine.host_files import parse_host_list
 from sync_pipelines.errors import ConfigError
-from sync_pipelines_tests import bad_inputs as corpus
+from sync_pipelines_tests.config import bad_inputs as corpus
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 HOST_BASE: dict[str, Any] = {

@@ -14,7 +14,7 @@ from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.errors import ConfigError
 from sync_pipelines.types import SyncMode
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 VALID = """\
 name: orders

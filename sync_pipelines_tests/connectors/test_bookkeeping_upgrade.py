@@ -17,9 +17,9 @@ from sync_pipelines.connectors.dialects import backend
 from sync_pipelines.connectors.fingerprint import hash_from_hex, text_hash
 from sync_pipelines.engine.conflicts import list_conflicts, resolve_conflicts
 from sync_pipelines.types import ConflictChoice, RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.test_conflicts import edit_target, full_config
-from sync_pipelines_tests.test_engine import make_source, order, run, update_source
+from sync_pipelines_tests.engine.test_conflicts import edit_target, full_config
+from sync_pipelines_tests.engine.test_engine import make_source, order, run, update_source
+from sync_pipelines_tests.support.databases import Databases
 
 _V1_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.check import EndpointCheck, EndpointRole, check_sync
-from sync_pipelines_tests.conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
+from sync_pipelines_tests.support.databases import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
 
 
 def make_orders(engine_url: str, *, primary_key: bool = True, qty_type: Any = sa.Integer) -> None:

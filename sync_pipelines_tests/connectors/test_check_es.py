@@ -11,7 +11,7 @@ from elasticsearch import Elasticsearch, helpers
 
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.check import EndpointRole, check_sync
-from sync_pipelines_tests.es_support import point, seed_hosts
+from sync_pipelines_tests.support.es import point, seed_hosts
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0)
 

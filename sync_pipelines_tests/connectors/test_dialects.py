@@ -19,7 +19,7 @@ from sync_pipelines.connectors.dialects import (
 )
 from sync_pipelines.connectors.sql import classify, create_sql_engine
 from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 EXPECTED = {"postgresql": PostgresBackend, "mariadb": MySqlBackend, "sqlite": SqliteBackend}
 
@@ -137,7 +137,7 @@ def test_a_mariadb_deadlock_is_a_transient_error(tmp_path: Path) -> None:
     """Two sessions lock two rows in opposite orders; the server kills one with ER_LOCK_DEADLOCK (1213)."""
     import threading
 
-    from sync_pipelines_tests.conftest import make_databases
+    from sync_pipelines_tests.support.databases import make_databases
 
     gen = make_databases("mariadb", tmp_path)
     dbs = next(gen)

@@ -13,7 +13,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2025, 1, 2, 3, 4, 5)
 T1 = T0 + dt.timedelta(minutes=1)

@@ -9,7 +9,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.errors import ConcurrentRunError
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 
 def test_a_held_lease_refuses_a_second_holder_and_is_free_again_after(dbs: Databases) -> None:

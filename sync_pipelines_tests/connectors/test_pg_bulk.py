@@ -21,7 +21,7 @@ from sync_pipelines.connectors.pg_bulk import BulkSpec, _hash64, bulk_spec
 from sync_pipelines.connectors.pg_copy import read_csv_batches
 from sync_pipelines.connectors.values import display, dumps
 from sync_pipelines.engine import RunOptions, run_sync
-from sync_pipelines_tests.conftest import Databases, make_databases
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 TYPES = {
     "code": "string",

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from sync_pipelines.connectors import pg_copy
 from sync_pipelines.connectors.dialects import backend
-from sync_pipelines_tests.conftest import Databases, make_databases
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from sync_pipelines.config import load_configs
 from sync_pipelines.demo.sources import BAD_QTY, ORDER_COUNT, USER_COUNT, build_demo_databases
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

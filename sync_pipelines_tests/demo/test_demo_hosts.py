@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from sync_pipelines.cli import main
 from sync_pipelines.demo.hosts import POOL
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_demo_runs_the_host_metrics_syncs_and_stops_its_server(

@@ -53,9 +53,9 @@ from sync_pipelines.orchestration.executors import (
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME
 from sync_pipelines.orchestration.record_checks import FAILED_RECORDS_CHECK_NAME
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import PG_ADMIN_URL, Databases, _server_database, make_databases
+from sync_pipelines_tests.support.databases import PG_ADMIN_URL, Databases, make_databases, server_database
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYNC = "erp_orders"
 DAYS = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
 WORKERS = ("alpha", "beta")
@@ -234,7 +234,7 @@ def test_the_worker_command_is_listed() -> None:
 @pytest.fixture
 def pg_instance(tmp_path: Path) -> Iterator[str]:
     """``$DAGSTER_HOME/dagster.yaml`` keeping runs, events and schedules in a throwaway PostgreSQL database."""
-    database = _server_database(PG_ADMIN_URL, "postgresql")
+    database = server_database(PG_ADMIN_URL, "postgresql")
     name = sa.make_url(next(database)).database
     settings = {
         "storage": {

@@ -32,8 +32,8 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.orchestration import build_definitions, execute_sync, report_for_run
 from sync_pipelines.orchestration.ledger_sensors import DEAD_RUNS_SENSOR_NAME
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.fault_support import (
+from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.support.faults import (
     assert_no_duplicates,
     kill_cli_run_after_first_batch,
     seed_source,
@@ -42,7 +42,7 @@ from sync_pipelines_tests.fault_support import (
     target_query,
     target_rows,
 )
-from sync_pipelines_tests.live import CONTROL_ENV, LiveDagster, write_control
+from sync_pipelines_tests.support.live import CONTROL_ENV, LiveDagster, write_control
 
 ROWS, BATCH = 20, 5
 
@@ -129,7 +129,7 @@ def test_a_killed_run_worker_of_a_daemon_launched_run_is_closed_and_retried(
         "SYNC_PIPELINES_STAGING_DIR": str(tmp_path / "staging"),
         CONTROL_ENV: str(control),
     }
-    live = LiveDagster(tmp_path / "live", "sync_pipelines_tests.live_definitions", env)
+    live = LiveDagster(tmp_path / "live", "sync_pipelines_tests.support.live_definitions", env)
     try:
         live.start(stop_sensors=("sync_statistics_sensor", "endpoints_reachable_sensor"))
         run_id = live.launch("sync_items_sync")

@@ -20,11 +20,11 @@ from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from sync_pipelines.orchestration import execute_sync, job_name
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests import fault_support as fs
-from sync_pipelines_tests.conftest import PG_ADMIN_URL, Databases, _server_database
-from sync_pipelines_tests.live import LiveDagster
+from sync_pipelines_tests.support import faults as fs
+from sync_pipelines_tests.support.databases import PG_ADMIN_URL, Databases, server_database
+from sync_pipelines_tests.support.live import LiveDagster
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
 EVENT_KINDS = "SELECT dagster_event_type FROM event_logs WHERE run_id = :r"
@@ -38,7 +38,7 @@ def _yaml(path: Path) -> dict[str, Any]:
 @pytest.fixture
 def instance_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh PostgreSQL database for the instance, its connection set in ``DAGSTER_PG_*``."""
-    gen = _server_database(PG_ADMIN_URL, "postgresql")
+    gen = server_database(PG_ADMIN_URL, "postgresql")
     url = sa.make_url(next(gen))
     monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
     monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port or 5432))

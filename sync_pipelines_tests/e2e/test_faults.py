@@ -20,8 +20,8 @@ import pytest
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests import fault_support as fs
-from sync_pipelines_tests.conftest import Databases, make_databases
+from sync_pipelines_tests.support import faults as fs
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 ROUNDS = 40 if os.environ.get("SYNC_FAULT_CAMPAIGN") == "large" else 12
 SEED = int(os.environ.get("SYNC_FAULT_SEED", "20261125"))

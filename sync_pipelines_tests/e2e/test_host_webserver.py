@@ -10,9 +10,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from elasticsearch import Elasticsearch
 
-from sync_pipelines_tests import test_webserver as web
-from sync_pipelines_tests.test_host_metrics import register_pool, resources, seed_metrics
-from sync_pipelines_tests.test_host_orchestration import write_host_config
+from sync_pipelines_tests.e2e import test_webserver as web
+from sync_pipelines_tests.engine.test_host_metrics import register_pool, resources, seed_metrics
+from sync_pipelines_tests.orchestration.test_host_orchestration import write_host_config
 
 webserver = web.webserver  # the same real webserver fixture
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.live import CONTROL_ENV, LiveDagster, write_control
+from sync_pipelines_tests.support.live import CONTROL_ENV, LiveDagster, write_control
 
 ROWS = 40
 DAYS = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4)]
@@ -91,7 +91,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
         "SYNC_PIPELINES_STAGING_DIR": str(root / "staging"),
         CONTROL_ENV: str(control),
     }
-    dagster = LiveDagster(root, "sync_pipelines_tests.live_definitions", env)
+    dagster = LiveDagster(root, "sync_pipelines_tests.support.live_definitions", env)
     try:
         # The timing of these tests (one sync finishing while another runs) leaves no room for the runs
         # that the statistics and connection-check sensors add on two cores; test_ui_status runs them.

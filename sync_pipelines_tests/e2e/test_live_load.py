@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.live import FINISHED, REPO, LiveDagster, Run
-from sync_pipelines_tests.test_live import ROWS, make_source, sync_config
+from sync_pipelines_tests.e2e.test_live import ROWS, make_source, sync_config
+from sync_pipelines_tests.support.live import FINISHED, REPO, LiveDagster, Run
 
 SYNCS = [f"load_{n:02d}" for n in range(20)]
 MAX_CONCURRENT_RUNS = 4

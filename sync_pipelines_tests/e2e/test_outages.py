@@ -21,10 +21,10 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import HostStatus, RunStatus
-from sync_pipelines_tests import fault_support as fs
-from sync_pipelines_tests.conftest import Databases, make_databases
-from sync_pipelines_tests.es_support import FaultProxy
-from sync_pipelines_tests.test_host_metrics import by_ip, register_pool, seed_metrics
+from sync_pipelines_tests.engine.test_host_metrics import by_ip, register_pool, seed_metrics
+from sync_pipelines_tests.support import faults as fs
+from sync_pipelines_tests.support.databases import Databases, make_databases
+from sync_pipelines_tests.support.es import FaultProxy
 
 SECRET = "Sup3r-S3cret-Outage-pw"
 CLOSED = "127.0.0.1:1"

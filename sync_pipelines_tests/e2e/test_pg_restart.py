@@ -19,9 +19,9 @@ import pytest
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests import fault_support as fs
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.private_pg import PrivateServer, private_server
+from sync_pipelines_tests.support import faults as fs
+from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.support.private_pg import PrivateServer, private_server
 
 ROWS, BATCH = 40, 8
 RESTART_POINTS = [("between:1", "completed"), ("load-plan:2", "completed")]

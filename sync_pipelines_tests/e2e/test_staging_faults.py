@@ -28,8 +28,8 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import StagingError
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests import fault_support as fs
-from sync_pipelines_tests.conftest import Databases, make_databases
+from sync_pipelines_tests.support import faults as fs
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 staging_module = importlib.import_module("sync_pipelines.engine.staging")
 

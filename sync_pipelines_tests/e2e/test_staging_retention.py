@@ -17,8 +17,8 @@ from dagster import DagsterInstance, build_sensor_context
 from sync_pipelines.cli import main
 from sync_pipelines.engine.retention import RETENTION_ENV, staged_runs
 from sync_pipelines.orchestration.staging_cleanup import build_staging_cleanup_sensor
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.fault_support import kill_cli_run_after_first_batch, seed_source, sync_config
+from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.support.faults import kill_cli_run_after_first_batch, seed_source, sync_config
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.live import LiveDagster
-from sync_pipelines_tests.test_live import CHROMIUM, CHROMIUM_FLAGS, make_source, sync_config
+from sync_pipelines_tests.e2e.test_live import CHROMIUM, CHROMIUM_FLAGS, make_source, sync_config
+from sync_pipelines_tests.support.live import LiveDagster
 
 FAILING = 4
 """People whose score cannot be cast (ids 10, 20, 30, 40): a partial run of 40 records."""

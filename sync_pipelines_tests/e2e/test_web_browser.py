@@ -24,9 +24,9 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.live import BIN, REPO, default_signals, free_port
-from sync_pipelines_tests.test_live import CHROMIUM, CHROMIUM_FLAGS
-from sync_pipelines_tests.web_support import SYNC, History, build_history
+from sync_pipelines_tests.e2e.test_live import CHROMIUM, CHROMIUM_FLAGS
+from sync_pipelines_tests.support.live import BIN, REPO, default_signals, free_port
+from sync_pipelines_tests.support.web_history import SYNC, History, build_history
 
 DAILY = "orders_daily"
 """A partitioned copy of ``orders_sync``: Dagster's launchpad would ask to confirm a run without a partition."""

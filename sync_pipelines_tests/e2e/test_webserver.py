@@ -25,7 +25,7 @@ from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import RunStatus
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 180
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from sync_pipelines.cli import main
-from sync_pipelines_tests.test_webserver import (
+from sync_pipelines_tests.e2e.test_webserver import (
     RUN_STATUS,
     RUN_TIMEOUT_S,
     Webserver,

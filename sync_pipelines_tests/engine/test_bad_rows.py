@@ -17,7 +17,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 LONG = "长" * 20_000 + "x" * 20_000
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine.conflicts import list_conflicts, resolve_conflicts
 from sync_pipelines.types import ConflictChoice, RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.test_engine import make_source, order, run, target_rows
+from sync_pipelines_tests.engine.test_engine import make_source, order, run, target_rows
+from sync_pipelines_tests.support.databases import Databases
 
 
 def two_way(dbs: Databases, **overrides: Any) -> SyncConfig:

@@ -22,10 +22,10 @@ from sync_pipelines.errors import PermanentConnectorError, RunCancelled, Staging
 from sync_pipelines.orchestration import Stage, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import Databases, make_databases
-from sync_pipelines_tests.test_engine import bookkeeping, config, make_source, order, target_rows
-from sync_pipelines_tests.test_orchestration import Sync
-from sync_pipelines_tests.test_orchestration import make_source as people_source
+from sync_pipelines_tests.engine.test_engine import bookkeeping, config, make_source, order, target_rows
+from sync_pipelines_tests.orchestration.test_orchestration import Sync
+from sync_pipelines_tests.orchestration.test_orchestration import make_source as people_source
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 PARALLEL = {"workers": 2, "chunks": 3}
 

@@ -22,8 +22,7 @@ from sync_pipelines.engine.conflicts import (
 )
 from sync_pipelines.errors import ConflictResolutionError
 from sync_pipelines.types import ConflictChoice, ConflictStatus, RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.test_engine import (
+from sync_pipelines_tests.engine.test_engine import (
     T0,
     bookkeeping,
     config,
@@ -33,6 +32,7 @@ from sync_pipelines_tests.test_engine import (
     target_rows,
     update_source,
 )
+from sync_pipelines_tests.support.databases import Databases
 
 
 def full_config(dbs: Databases, **overrides: Any) -> SyncConfig:

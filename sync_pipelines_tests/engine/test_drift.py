@@ -21,7 +21,7 @@ from sync_pipelines.connectors.compat import (
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import PermanentConnectorError, SchemaDriftError
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 
 def make_source(dbs: Databases) -> None:

@@ -15,7 +15,7 @@ from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.errors import ConcurrentRunError, PermanentConnectorError
 from sync_pipelines.types import RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2024, 3, 1, 8, 0, 0)
 

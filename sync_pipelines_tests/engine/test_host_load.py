@@ -20,9 +20,9 @@ from sync_pipelines.engine.manifest import BatchFile, Manifest
 from sync_pipelines.engine.staging import write_batch
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.test_host_metrics import host_config, register_pool, resources, seed_metrics
-from sync_pipelines_tests.test_outages import pg, terminate  # noqa: F401  (pg is a fixture)
+from sync_pipelines_tests.e2e.test_outages import pg, terminate  # noqa: F401  (pg is a fixture)
+from sync_pipelines_tests.engine.test_host_metrics import host_config, register_pool, resources, seed_metrics
+from sync_pipelines_tests.support.databases import Databases
 
 
 def staged(tmp_path: Path, run_id: str, batches: list[list[HostMetrics]], source: HostSource) -> Manifest:

@@ -13,8 +13,8 @@ from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import ConfigError, PermanentConnectorError
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.es_support import FaultProxy, point, seed_hosts
+from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.support.es import FaultProxy, point, seed_hosts
 
 IN_POOL = ["10.1.1.1", "10.1.1.2", "10.1.1.3"]
 

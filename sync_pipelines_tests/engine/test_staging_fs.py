@@ -37,8 +37,8 @@ from sync_pipelines.errors import StagingError
 from sync_pipelines.orchestration import build_definitions, job_name
 from sync_pipelines.orchestration.io_manager import IO_DIR_ENV
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests import fault_support as fs
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support import faults as fs
+from sync_pipelines_tests.support.databases import Databases
 
 
 class _QuotaFile(MemoryFile):

@@ -35,8 +35,8 @@ from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAIL
 from sync_pipelines.orchestration.statistics import SENSOR_NAME as STATISTICS_SENSOR
 from sync_pipelines.orchestration.statistics import build_statistics_asset
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests import test_cli
-from sync_pipelines_tests.test_cli import GOOD, invoke, make_source, write_config
+from sync_pipelines_tests.cli import test_cli
+from sync_pipelines_tests.cli.test_cli import GOOD, invoke, make_source, write_config
 
 syncs = test_cli.syncs  # the same three syncs: clean, tolerant, strict
 STATISTICS_SCHEDULE = "sync_statistics_schedule"

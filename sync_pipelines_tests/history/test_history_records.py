@@ -22,8 +22,8 @@ from sync_pipelines.history.records import (
     ensure_record_indexes,
 )
 from sync_pipelines.types import RecordAction, RunStatus
-from sync_pipelines_tests.conftest import Databases, make_databases
-from sync_pipelines_tests.test_engine import config, make_source, order
+from sync_pipelines_tests.engine.test_engine import config, make_source, order
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, 0)
 

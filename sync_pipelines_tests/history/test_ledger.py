@@ -14,8 +14,8 @@ from sync_pipelines.history.queries import find_run, list_runs
 from sync_pipelines.history.stats import compute_stats, percentile
 from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import Databases
-from sync_pipelines_tests.test_engine import config, make_source, order
+from sync_pipelines_tests.engine.test_engine import config, make_source, order
+from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, 0)
 

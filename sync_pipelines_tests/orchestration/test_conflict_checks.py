@@ -25,7 +25,7 @@ from sync_pipelines.cli import main
 from sync_pipelines.config import load_configs
 from sync_pipelines.orchestration import Tag, build_definitions, job_name
 from sync_pipelines.orchestration.checks import build_conflict_check
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 CHECK = AssetCheckKey(AssetKey("people"), "no_open_conflicts")
 
@@ -299,7 +299,7 @@ def invoke(folder: Path, *args: str) -> Result:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) -> None:
-    from sync_pipelines_tests.conftest import make_databases
+    from sync_pipelines_tests.support.databases import make_databases
 
     for dbs in make_databases(backend, tmp_path):
         sync = PeopleSync(dbs, tmp_path)

@@ -27,7 +27,7 @@ from sync_pipelines.orchestration.connection_checks import (
     build_endpoint_check,
     stale_checks,
 )
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 
 def sync(dbs: Databases, name: str, table: str = "orders") -> SyncConfig:

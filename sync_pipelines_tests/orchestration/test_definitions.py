@@ -26,7 +26,7 @@ from dagster import (
 
 from sync_pipelines.orchestration import Stage, job_name, op_name, pool_name, schedule_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODULE = "sync_pipelines.definitions"
 
 

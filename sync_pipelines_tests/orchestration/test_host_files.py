@@ -15,8 +15,8 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.engine.host_files import parse_host_list
 from sync_pipelines.orchestration import Tag, build_definitions, job_name
 from sync_pipelines.orchestration.host_sensors import HOST_FILE_KEY_TAG, INVALID_LINES_TAG, sensor_name
-from sync_pipelines_tests.test_host_metrics import register_pool, seed_metrics
-from sync_pipelines_tests.test_host_orchestration import write_host_config
+from sync_pipelines_tests.engine.test_host_metrics import register_pool, seed_metrics
+from sync_pipelines_tests.orchestration.test_host_orchestration import write_host_config
 
 GOOD = "# DB hosts\n10.1.1.1\n\n10.1.1.2   # no data lately\n10.1.1.1\n"
 BAD = "10.1.1.1\n# comment\nnot-an-ip\n10.1.1.300\n\n10.1.1.99\n"

@@ -20,8 +20,8 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.engine import pool as pool_module
 from sync_pipelines.orchestration import Tag, build_definitions, job_name, schedule_name
-from sync_pipelines_tests.es_support import FaultProxy
-from sync_pipelines_tests.test_host_metrics import register_pool, resources, seed_metrics
+from sync_pipelines_tests.engine.test_host_metrics import register_pool, resources, seed_metrics
+from sync_pipelines_tests.support.es import FaultProxy
 
 
 def write_host_config(folder: Path, es_url: str, target_url: str, index: str, **extra: Any) -> None:

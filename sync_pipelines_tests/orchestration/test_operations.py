@@ -44,7 +44,7 @@ from sync_pipelines.orchestration.ledger_sensors import FAILURE_SENSOR_NAME
 from sync_pipelines.orchestration.names import Tag, source_sensor_name
 from sync_pipelines.orchestration.partitions import covered_partitions
 from sync_pipelines.orchestration.retries import retry_wait
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 DAY = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3)]
 

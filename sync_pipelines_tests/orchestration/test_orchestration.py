@@ -28,7 +28,7 @@ from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_
 from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.orchestration.metadata import NON_BREAKING_HYPHEN, unbroken
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.conftest import PG_ADMIN_URL
+from sync_pipelines_tests.support.databases import PG_ADMIN_URL
 
 ROWS = [
     {"id": 1, "name": "ada", "age": "36", "updated_at": "2024-01-01 08:00:00"},

@@ -1,6 +1,6 @@
 """Run one sync in a child process with phase markers, so a test can kill it at a chosen point.
 
-Usage: ``python -m sync_pipelines_tests.fault_runner CONFIG_JSON RUN_ID``. The child wraps a few
+Usage: ``python -m sync_pipelines_tests.support.fault_runner CONFIG_JSON RUN_ID``. The child wraps a few
 engine functions (test code only; production modules carry no hooks) and prints ``AT <phase> <n>``
 when it reaches the n-th occurrence of a phase:
 

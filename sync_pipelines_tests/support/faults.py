@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from sync_pipelines.connectors.values import decode
-from sync_pipelines_tests.conftest import Databases
+from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2024, 5, 1, 9, 0, 0)
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PHASES = ("extract", "transform", "load-txn", "between")
 
 
@@ -206,7 +206,7 @@ def start_child(config: dict[str, Any], run_id: str, folder: Path, **env: str) -
     path = folder / f"{run_id}.json"
     path.write_text(json.dumps(config), encoding="utf-8")
     return subprocess.Popen(
-        [sys.executable, "-m", "sync_pipelines_tests.fault_runner", str(path), run_id],
+        [sys.executable, "-m", "sync_pipelines_tests.support.fault_runner", str(path), run_id],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -245,7 +245,7 @@ def kill_cli_run_after_first_batch(folder: Path, sync: str = "items_sync") -> st
         [
             sys.executable,
             "-m",
-            "sync_pipelines_tests.cli_fault_runner",
+            "sync_pipelines_tests.support.cli_fault_runner",
             "--config-dir",
             str(folder),
             "run",

@@ -24,7 +24,7 @@ from typing import Any
 import requests
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 30

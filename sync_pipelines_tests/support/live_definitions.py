@@ -22,7 +22,7 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.sql import SourceBatch, SqlSourceReader, SqlTargetWriter
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.orchestration import build_definitions
-from sync_pipelines_tests.live import CONTROL_ENV
+from sync_pipelines_tests.support.live import CONTROL_ENV
 
 _upsert = SqlTargetWriter.upsert
 _read = SqlSourceReader.read

@@ -18,8 +18,8 @@ from sync_pipelines.types import ConflictChoice
 from sync_pipelines.web import create_app
 from sync_pipelines.web.dagster_api import DagsterApi, LaunchError
 from sync_pipelines.web.schedule import next_fire
-from sync_pipelines_tests.live import free_port
-from sync_pipelines_tests.web_support import SYNC, History, build_history
+from sync_pipelines_tests.support.live import free_port
+from sync_pipelines_tests.support.web_history import SYNC, History, build_history
 
 UTC = dt.UTC
 
