@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sync_pipelines_tests.support.databases import BACKENDS, Databases, make_databases
+from sync_pipelines_tests.factories import three_syncs
+from sync_pipelines_tests.support.databases import BACKENDS, OUTAGE_SECRET, Databases, make_databases
 
 
 @pytest.fixture(params=BACKENDS)
@@ -35,6 +37,26 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SYNC_PIPELINES_HISTORY_URL", raising=False)  # links point at the default history view
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
+
+
+@pytest.fixture
+def pg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """PostgreSQL source and target whose URLs carry a password from ``${SYNC_OUTAGE_PW}``."""
+    monkeypatch.setenv("SYNC_OUTAGE_PW", OUTAGE_SECRET)
+    gen = make_databases("postgresql", tmp_path)
+    dbs = next(gen)
+    yield dbs
+    for _ in gen:
+        pass
+
+
+@pytest.fixture
+def syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three syncs over SQLite (``factories.three_syncs``), the config folder set and ``tmp_path`` current."""
+    monkeypatch.chdir(tmp_path)
+    folder = three_syncs(tmp_path)
+    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(folder))
+    return folder
 
 
 pytest_plugins = ["sync_pipelines_tests.support.es"]

@@ -9,59 +9,44 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from sync_pipelines.cli import main
+from sync_pipelines_tests.factories import SourceTable, invoke, make_source, sql_sync, write_config
 
 DAYS = [dt.datetime(2024, 1, d) for d in (1, 2, 3)]
 
 
-def make_source(path: Path, bad_on_day: int | None) -> None:
+DAY_PEOPLE = SourceTable("people", {"age": sa.String(10), "updated_at": sa.DateTime})
+
+
+def people_by_day(bad_on_day: int | None) -> list[dict[str, Any]]:
     """Four people per day; on ``bad_on_day`` one age is not a number (a failing record)."""
-    engine = sa.create_engine(f"sqlite:///{path}")
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "people",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("age", sa.String(10)),
-        sa.Column("updated_at", sa.DateTime),
-    )
-    metadata.create_all(engine)
-    rows = [
+    return [
         {"id": d * 10 + i, "age": "n/a" if (d == bad_on_day and i == 0) else str(20 + i), "updated_at": day}
         for d, day in enumerate(DAYS)
         for i in range(4)
     ]
-    with engine.begin() as conn:
-        conn.execute(table.delete())
-        conn.execute(table.insert(), rows)
-    engine.dispose()
 
 
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    config = sql_sync(
+        "people",
+        tmp_path / "source.db",
+        tmp_path / "target.db",
+        target_table="people",
+        mapping={"id": {"type": "integer"}, "age": {"type": "integer"}, "updated_at": {"type": "datetime"}},
+        description="People by day.",
+        mode="incremental",
+        cursor="updated_at",
+        partitions={"granularity": "daily", "start": "2024-01-01"},
+    )
     syncs = tmp_path / "syncs"
-    syncs.mkdir()
-    config: dict[str, Any] = {
-        "name": "people",
-        "description": "People by day.",
-        "source": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'source.db'}", "table": "people"},
-        "target": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'target.db'}", "table": "people", "key": ["id"]},
-        "mapping": {"id": {"type": "integer"}, "age": {"type": "integer"}, "updated_at": {"type": "datetime"}},
-        "mode": "incremental",
-        "cursor": "updated_at",
-        "partitions": {"granularity": "daily", "start": "2024-01-01"},
-    }
-    (syncs / "people.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    write_config(syncs, config)
     monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(syncs))
     return syncs
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def partitions_json() -> dict[str, dict[str, Any]]:
@@ -71,7 +56,7 @@ def partitions_json() -> dict[str, dict[str, Any]]:
 
 
 def test_stats_by_partition_and_a_failed_partition_rerun_on_its_own(folder: Path, tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", bad_on_day=1)
+    make_source(tmp_path / "source.db", people_by_day(1), DAY_PEOPLE, replace=True)
     assert invoke("run", "people", "--partition", "2024-01-01").exit_code == 0
     failed = invoke("run", "people", "--partition", "2024-01-02")
     assert failed.exit_code == 1  # one of four records failed, above max_failure_ratio 0
@@ -84,7 +69,7 @@ def test_stats_by_partition_and_a_failed_partition_rerun_on_its_own(folder: Path
     table = invoke("stats", "--by-partition")
     assert "re-run a failed partition on its own: sync-pipelines run people --partition 2024-01-02" in table.stdout
 
-    make_source(tmp_path / "source.db", bad_on_day=None)  # the source is fixed
+    make_source(tmp_path / "source.db", people_by_day(None), DAY_PEOPLE, replace=True)  # the source is fixed
     rerun = invoke("run", "people", "--partition", "2024-01-02", "--json")
     assert rerun.exit_code == 0
     assert json.loads(rerun.stdout)["counts"]["processed"] == 4
@@ -100,7 +85,7 @@ def test_stats_by_partition_and_a_failed_partition_rerun_on_its_own(folder: Path
 
 
 def test_partition_errors_are_usage_errors(folder: Path, tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", bad_on_day=None)
+    make_source(tmp_path / "source.db", people_by_day(None), DAY_PEOPLE, replace=True)
     unknown = CliRunner().invoke(main, ["run", "people", "--partition", "1999-01-01"])
     assert unknown.exit_code == 2
     assert "sync people has no partition '1999-01-01'" in unknown.stderr

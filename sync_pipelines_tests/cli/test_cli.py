@@ -9,66 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner, Result
 from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
-from sync_pipelines.cli import main
 from sync_pipelines.orchestration import ensure_dagster_home
 from sync_pipelines.types import COUNT_KEYS as ALL_COUNT_KEYS
+from sync_pipelines_tests.factories import (
+    PEOPLE_MAPPING,
+    invoke,
+    sql_sync,
+    write_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-GOOD = [{"id": i, "name": f"p{i}", "age": str(20 + i)} for i in range(1, 10)]
-BAD = {"id": 10, "name": "p10", "age": "unknown"}
 JSON_KEYS = {"run_id", "sync", "status", "counts", "watermark"}
 COUNT_KEYS = set(ALL_COUNT_KEYS)
-
-
-def make_source(path: Path, rows: list[dict[str, Any]]) -> None:
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "people",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("name", sa.String(50)),
-        sa.Column("age", sa.String(10)),
-    )
-    engine = sa.create_engine(f"sqlite:///{path}")
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), rows)
-    engine.dispose()
-
-
-def write_config(folder: Path, name: str, source: Path, **overrides: Any) -> None:
-    data: dict[str, Any] = {
-        "name": name,
-        "source": {"kind": "sql", "url": f"sqlite:///{source}", "table": "people"},
-        "target": {"kind": "sql", "url": f"sqlite:///{folder.parent / 'target.db'}", "table": name, "key": ["id"]},
-        "mapping": {"id": {"type": "integer"}, "name": {"type": "string"}, "age": {"type": "integer"}},
-    }
-    data.update(overrides)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-
-
-@pytest.fixture
-def syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Three syncs over SQLite: ``clean`` completes, ``tolerant`` ends partial, ``strict`` fails."""
-    monkeypatch.chdir(tmp_path)
-    make_source(tmp_path / "clean.db", GOOD)
-    make_source(tmp_path / "dirty.db", [*GOOD, BAD])
-    folder = tmp_path / "syncs"
-    write_config(folder, "clean", tmp_path / "clean.db", schedule={"cron": "0 0 2 * * ?", "enabled": True})
-    write_config(folder, "tolerant", tmp_path / "dirty.db", max_failure_ratio=0.2)
-    write_config(folder, "strict", tmp_path / "dirty.db", max_failure_ratio=0)
-    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(folder))
-    return folder
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def run_json(name: str, *flags: str) -> tuple[int, dict[str, Any]]:
@@ -283,7 +238,7 @@ def test_a_handled_failure_prints_one_line_and_v_prints_the_trace(
     monkeypatch.delenv("SP_UNSET_DB", raising=False)
     if "source" in overrides:
         overrides["source"]["url"] = overrides["source"]["url"].replace("{db}", str(tmp_path / "clean.db"))
-    write_config(syncs, case, tmp_path / "clean.db")
+    write_config(syncs, sql_sync(case, tmp_path / "clean.db", tmp_path / "target.db", mapping=PEOPLE_MAPPING))
     data = yaml.safe_load((syncs / f"{case}.yaml").read_text())
     (syncs / f"{case}.yaml").write_text(yaml.safe_dump({**data, **overrides}), encoding="utf-8")
 

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from elasticsearch import Elasticsearch
 
 from sync_pipelines.cli import main
-from sync_pipelines_tests.engine.test_host_metrics import register_pool, resources, seed_metrics
-from sync_pipelines_tests.orchestration.test_host_orchestration import write_host_config
+from sync_pipelines_tests.factories import host_sync_config, write_config
+from sync_pipelines_tests.support.hosts import register_pool, resources, seed_metrics
 
 
 @pytest.fixture
@@ -21,7 +21,9 @@ def folder(tmp_path: Path, es: Elasticsearch, index_prefix: str, monkeypatch: py
     seed_metrics(es, index_prefix)
     target = f"sqlite:///{tmp_path / 'cmdb.db'}"
     register_pool(target, ["10.1.1.1", "10.1.1.2"])
-    write_host_config(tmp_path / "syncs", es.transport.node_pool.get().base_url, target, f"{index_prefix}-*")
+    write_config(
+        tmp_path / "syncs", host_sync_config(es.transport.node_pool.get().base_url, target, f"{index_prefix}-*")
+    )
     return tmp_path / "syncs"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,25 +12,15 @@ import jsonschema
 import pytest
 import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig, parse_config
 from sync_pipelines.config.schema import SCHEMA_FILENAME, json_schema
+from sync_pipelines_tests.factories import SourceTable, invoke, make_source
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def make_source(path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, total NUMERIC(12, 2))"))
-        conn.execute(sa.text("INSERT INTO orders VALUES (1, 9.5), (2, 12.25)"))
-    engine.dispose()
+ERP_ORDERS = SourceTable("orders", {"total": sa.Numeric(12, 2)})
 
 
 @pytest.fixture
@@ -64,7 +55,9 @@ def test_new_then_validate_check_and_run(folder: Path, tmp_path: Path) -> None:
         "syncs/erp_orders.yaml: target.table: placeholder <fill in: target table> is not filled in",
     ]
 
-    make_source(tmp_path / "erp.db")
+    make_source(
+        tmp_path / "erp.db", [{"id": 1, "total": Decimal("9.5")}, {"id": 2, "total": Decimal("12.25")}], ERP_ORDERS
+    )
     path.write_text(
         fill_in(
             text,

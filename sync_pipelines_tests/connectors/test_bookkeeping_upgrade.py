@@ -17,8 +17,7 @@ from sync_pipelines.connectors.dialects import backend
 from sync_pipelines.connectors.fingerprint import hash_from_hex, text_hash
 from sync_pipelines.engine.conflicts import list_conflicts, resolve_conflicts
 from sync_pipelines.types import ConflictChoice, RunStatus
-from sync_pipelines_tests.engine.test_conflicts import edit_target, full_config
-from sync_pipelines_tests.engine.test_engine import make_source, order, run, update_source
+from sync_pipelines_tests.factories import edit_target, full_orders_config, make_source, order, run, update_source
 from sync_pipelines_tests.support.databases import Databases
 
 _V1_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -120,7 +119,7 @@ def _count(dbs: Databases, sql: str) -> int:
 
 def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: Databases) -> None:
     source = make_source(dbs, [order(i) for i in range(1, 11)])
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
     assert run(cfg, "run-1").counts.created == 10
     edit_target(dbs, 3, customer="edited by hand")
     update_source(dbs, source, [3], customer="changed at source")
@@ -167,7 +166,7 @@ def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: D
 
 def test_an_interrupted_upgrade_is_finished_by_the_next_run(dbs: Databases) -> None:
     source = make_source(dbs, [order(i) for i in range(1, 6)])
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
     assert run(cfg, "run-1").counts.created == 5
     _to_previous_format(dbs, range(1, 6))
     # Cut short after the old table was set aside and the new one half filled.

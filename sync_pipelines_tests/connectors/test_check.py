@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from click.testing import CliRunner
 
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.check import EndpointCheck, EndpointRole, check_sync
+from sync_pipelines_tests.factories import write_config
 from sync_pipelines_tests.support.databases import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
 
 
@@ -311,13 +311,6 @@ def test_wrong_credentials_and_read_only_account(
     assert result.exit_code == 1
     assert "0 of 4" not in result.output and "1 of 4 endpoint(s) OK" in result.output
     assert password not in result.output and wrong not in result.output
-
-
-def write_config(folder: Path, cfg: SyncConfig) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    data = cfg.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    data["source"]["kind"] = data["target"]["kind"] = "sql"
-    (folder / f"{cfg.name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
 
 
 def test_cli_check_prints_each_endpoint_and_fails_when_any_fails(sqlite_dbs: Databases, tmp_path: Path) -> None:

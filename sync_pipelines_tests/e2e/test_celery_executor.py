@@ -53,6 +53,7 @@ from sync_pipelines.orchestration.executors import (
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME
 from sync_pipelines.orchestration.record_checks import FAILED_RECORDS_CHECK_NAME
 from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import SourceTable, make_source, write_config
 from sync_pipelines_tests.support.databases import PG_ADMIN_URL, Databases, make_databases, server_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,36 +97,29 @@ def _source_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def _make_source(url: str) -> None:
-    engine = sa.create_engine(url)
-    table = sa.Table(
-        "orders",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("customer_id", sa.Integer),
-        sa.Column("sku", sa.String(40)),
-        sa.Column("qty", sa.Integer),
-        sa.Column("unit_price", sa.Numeric(12, 2)),
-        sa.Column("status", sa.String(20)),
-        sa.Column("note", sa.String(100)),
-        sa.Column("created_at", sa.DateTime),
-        sa.Column("updated_at", sa.DateTime),
-    )
-    table.metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), _source_rows())
-    engine.dispose()
+ERP_ORDERS = SourceTable(
+    "orders",
+    {
+        "customer_id": sa.Integer,
+        "sku": sa.String(40),
+        "qty": sa.Integer,
+        "unit_price": sa.Numeric(12, 2),
+        "status": sa.String(20),
+        "note": sa.String(100),
+        "created_at": sa.DateTime,
+        "updated_at": sa.DateTime,
+    },
+)
 
 
-def _write_config(folder: Path, dbs: Databases) -> None:
+def _shipped_config(dbs: Databases) -> dict[str, Any]:
     """``syncs/erp_orders.yaml`` as shipped, reading and writing the test's PostgreSQL databases."""
     data = yaml.safe_load((REPO / "syncs" / f"{SYNC}.yaml").read_text(encoding="utf-8"))
     assert data["partitions"] == {"granularity": "daily", "start": "2024-03-01", "backfill": "multi_run"}
     data["source"]["url"] = dbs.source_url
     data["target"]["url"] = dbs.target_url
     data["schedule"]["enabled"] = False
-    folder.mkdir()
-    (folder / f"{SYNC}.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return dict(data)
 
 
 def _target_rows(url: str) -> list[tuple[Any, ...]]:
@@ -396,8 +390,8 @@ def test_partitioned_backfill_runs_on_two_celery_workers(
     dbs_gen = make_databases("postgresql", tmp_path)
     dbs = next(dbs_gen)
     try:
-        _make_source(dbs.source_url)
-        _write_config(tmp_path / "syncs", dbs)
+        make_source(dbs.source_url, _source_rows(), ERP_ORDERS)
+        write_config(tmp_path / "syncs", _shipped_config(dbs))
         worker_pids = {worker.process.pid: worker.name for worker in celery_workers}
         started = time.monotonic()
 

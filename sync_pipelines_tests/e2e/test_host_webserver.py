@@ -10,11 +10,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from elasticsearch import Elasticsearch
 
-from sync_pipelines_tests.e2e import test_webserver as web
-from sync_pipelines_tests.engine.test_host_metrics import register_pool, resources, seed_metrics
-from sync_pipelines_tests.orchestration.test_host_orchestration import write_host_config
-
-webserver = web.webserver  # the same real webserver fixture
+from sync_pipelines_tests.factories import host_sync_config, write_config
+from sync_pipelines_tests.support import webserver as web
+from sync_pipelines_tests.support.hosts import register_pool, resources, seed_metrics
 
 SENSORS = """
 {
@@ -42,17 +40,19 @@ def host_sync(tmp_path: Path, es: Elasticsearch, index_prefix: str) -> dict[str,
     seed_metrics(es, index_prefix)
     pool = register_pool(f"sqlite:///{tmp_path / 'cmdb.db'}", ["10.1.1.1", "10.1.1.2"])
     url = es.transport.node_pool.get().base_url
-    write_host_config(
+    write_config(
         tmp_path / "syncs",
-        url,
-        f"sqlite:///{tmp_path / 'cmdb.db'}",
-        f"{index_prefix}-*",
-        source={
-            "kind": "elasticsearch_hosts",
-            "endpoint": url,
-            "index": f"{index_prefix}-*",
-            "host_files": {"folder": str(tmp_path / "inbox"), "interval_s": 60},
-        },
+        host_sync_config(
+            url,
+            f"sqlite:///{tmp_path / 'cmdb.db'}",
+            f"{index_prefix}-*",
+            source={
+                "kind": "elasticsearch_hosts",
+                "endpoint": url,
+                "index": f"{index_prefix}-*",
+                "host_files": {"folder": str(tmp_path / "inbox"), "interval_s": 60},
+            },
+        ),
     )
     return pool
 

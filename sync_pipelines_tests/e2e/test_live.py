@@ -7,7 +7,6 @@ reads fail for one sync through a control file.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,49 +16,18 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.support.live import CONTROL_ENV, LiveDagster, write_control
-
-ROWS = 40
-DAYS = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4)]
-
-
-def people_rows() -> list[dict[str, Any]]:
-    """40 people over four days (10 a day), ``updated_at`` growing with ``id``."""
-    return [
-        {"id": i, "name": f"p{i}", "updated_at": DAYS[(i - 1) // 10] + dt.timedelta(hours=(i - 1) % 10)}
-        for i in range(1, ROWS + 1)
-    ]
-
-
-def make_source(path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "people",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("name", sa.String(20)),
-        sa.Column("updated_at", sa.DateTime),
-    )
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), people_rows())
-    engine.dispose()
-
-
-def sync_config(root: Path, name: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": name,
-        "description": f"People into {name}, incrementally on updated_at.",
-        "source": {"kind": "sql", "url": f"sqlite:///{root / 'source.db'}", "table": "people"},
-        "target": {"kind": "sql", "url": f"sqlite:///{root / f'{name}.db'}", "table": "people", "key": ["id"]},
-        "mode": "incremental",
-        "cursor": "updated_at",
-        "batch_size": 4,
-    }
-    data.update(overrides)
-    return data
-
+from sync_pipelines_tests.factories import make_source
+from sync_pipelines_tests.support.live import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    CONTROL_ENV,
+    LIVE_PEOPLE,
+    ROWS,
+    LiveDagster,
+    live_sync_config,
+    people_rows,
+    write_control,
+)
 
 SYNCS = {
     "live_people": {"batch_size": 10},
@@ -75,12 +43,14 @@ SYNCS = {
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     root = tmp_path_factory.mktemp("live")
-    make_source(root / "source.db")
-    make_source(root / "source_watch.db")  # the source-change test adds rows to its own source
+    make_source(root / "source.db", people_rows(), LIVE_PEOPLE)
+    make_source(
+        root / "source_watch.db", people_rows(), LIVE_PEOPLE
+    )  # the source-change test adds rows to its own source
     folder = root / "syncs"
     folder.mkdir()
     for name, overrides in SYNCS.items():
-        data = sync_config(root, name, **overrides)
+        data = live_sync_config(root, name, **overrides)
         if name == "live_watch":
             data["source"]["url"] = f"sqlite:///{root / 'source_watch.db'}"
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -274,18 +244,6 @@ def test_the_source_sensor_starts_a_run_when_the_source_moves(live: LiveDagster)
     assert target_ids(live, "live_watch") == list(range(1, ROWS + 2))
     created = query(live, "live_watch", f"SELECT record_key FROM _sync_records WHERE run_id = '{second.run_id}'")
     assert [json.loads(key)["id"] for (key,) in created] == [41]  # incremental: only the new row
-
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def test_the_asset_page_shows_the_sync_in_a_browser(live: LiveDagster, tmp_path: Path) -> None:

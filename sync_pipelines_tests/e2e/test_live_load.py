@@ -17,8 +17,17 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.e2e.test_live import ROWS, make_source, sync_config
-from sync_pipelines_tests.support.live import FINISHED, REPO, LiveDagster, Run
+from sync_pipelines_tests.factories import make_source
+from sync_pipelines_tests.support.live import (
+    FINISHED,
+    LIVE_PEOPLE,
+    REPO,
+    ROWS,
+    LiveDagster,
+    Run,
+    live_sync_config,
+    people_rows,
+)
 
 SYNCS = [f"load_{n:02d}" for n in range(20)]
 MAX_CONCURRENT_RUNS = 4
@@ -28,11 +37,11 @@ TICK_TIMEOUT_S = 420
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     root = tmp_path_factory.mktemp("live_load")
-    make_source(root / "source.db")
+    make_source(root / "source.db", people_rows(), LIVE_PEOPLE)
     folder = root / "syncs"
     folder.mkdir()
     for name in SYNCS:
-        data = sync_config(root, name, batch_size=10, schedule={"cron": "* * * * *"})
+        data = live_sync_config(root, name, batch_size=10, schedule={"cron": "* * * * *"})
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     settings = yaml.safe_load((REPO / "dagster.local.yaml").read_text(encoding="utf-8"))
     settings["concurrency"]["runs"]["max_concurrent_runs"] = MAX_CONCURRENT_RUNS

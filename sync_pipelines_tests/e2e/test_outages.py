@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 from dagster import DagsterInstance
 from elasticsearch import Elasticsearch
@@ -21,30 +20,14 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import HostStatus, RunStatus
-from sync_pipelines_tests.engine.test_host_metrics import by_ip, register_pool, seed_metrics
 from sync_pipelines_tests.support import faults as fs
-from sync_pipelines_tests.support.databases import Databases, make_databases
+from sync_pipelines_tests.support.databases import OUTAGE_SECRET as SECRET
+from sync_pipelines_tests.support.databases import Databases, terminate, with_password
 from sync_pipelines_tests.support.es import FaultProxy
+from sync_pipelines_tests.support.hosts import by_ip, register_pool, seed_metrics
 
-SECRET = "Sup3r-S3cret-Outage-pw"
 CLOSED = "127.0.0.1:1"
 OUTAGES: list[str] = []
-
-
-@pytest.fixture
-def pg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """PostgreSQL source and target whose URLs carry a password from ``${SYNC_OUTAGE_PW}``."""
-    monkeypatch.setenv("SYNC_OUTAGE_PW", SECRET)
-    gen = make_databases("postgresql", tmp_path)
-    dbs = next(gen)
-    yield dbs
-    for _ in gen:
-        pass
-
-
-def with_password(url: str) -> str:
-    """``url`` with ``postgres:${SYNC_OUTAGE_PW}@`` as its credentials (the local server trusts 127.0.0.1)."""
-    return url.replace("postgres@", "postgres:${SYNC_OUTAGE_PW}@")
 
 
 def closed_port(url: str) -> str:
@@ -96,25 +79,6 @@ def test_unreachable_at_start_fails_naming_the_endpoint(pg: Databases, tmp_path:
     assert execute(folder, good).status is RunStatus.COMPLETED
     assert_same(pg)
     OUTAGES.append(f"{side} unreachable at start")
-
-
-def terminate(url: str) -> int:
-    """Terminate every backend connected to the database of ``url`` except ours; returns how many."""
-    database = sa.make_url(url).database
-    admin = sa.create_engine(sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            return len(
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :db AND pid <> pg_backend_pid()"
-                    ),
-                    {"db": database},
-                ).all()
-            )
-    finally:
-        admin.dispose()
 
 
 @pytest.mark.parametrize(("side", "pause"), [("source", "extract:1"), ("target", "load-txn:1")])

@@ -37,9 +37,9 @@ from sync_pipelines.history import open_ledger
 from sync_pipelines.history.export import export_csv, export_xlsx
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.engine.test_host_metrics import seed_metrics
 from sync_pipelines_tests.support.databases import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
 from sync_pipelines_tests.support.es import FaultProxy
+from sync_pipelines_tests.support.hosts import seed_metrics
 
 SECRET = "Leak-Canary-7f3a9c1e-pw"
 WRONG = "Wrong-Canary-0b8d2e4f-pw"

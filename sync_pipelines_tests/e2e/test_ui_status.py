@@ -17,8 +17,15 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.e2e.test_live import CHROMIUM, CHROMIUM_FLAGS, make_source, sync_config
-from sync_pipelines_tests.support.live import LiveDagster
+from sync_pipelines_tests.factories import make_source
+from sync_pipelines_tests.support.live import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    LIVE_PEOPLE,
+    LiveDagster,
+    live_sync_config,
+    people_rows,
+)
 
 FAILING = 4
 """People whose score cannot be cast (ids 10, 20, 30, 40): a partial run of 40 records."""
@@ -28,10 +35,10 @@ SCORED = "SELECT id, name, CASE WHEN id % 10 = 0 THEN 'n/a' ELSE CAST(id AS TEXT
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     root = tmp_path_factory.mktemp("ui")
-    make_source(root / "source.db")
+    make_source(root / "source.db", people_rows(), LIVE_PEOPLE)
     folder = root / "syncs"
     folder.mkdir()
-    scored = sync_config(root, "ui_scored", max_failure_ratio=0.2)
+    scored = live_sync_config(root, "ui_scored", max_failure_ratio=0.2)
     scored["source"] = {"kind": "sql", "url": scored["source"]["url"], "query": SCORED}
     scored["mapping"] = {
         "id": {"type": "integer"},
@@ -41,8 +48,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveDagster]:
     }
     syncs = {
         "ui_scored": scored,
-        "ui_people": sync_config(root, "ui_people"),
-        "ui_days": sync_config(root, "ui_days", partitions={"granularity": "daily", "start": "2024-01-01"}),
+        "ui_people": live_sync_config(root, "ui_people"),
+        "ui_days": live_sync_config(root, "ui_days", partitions={"granularity": "daily", "start": "2024-01-01"}),
     }
     for name, data in syncs.items():
         (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")

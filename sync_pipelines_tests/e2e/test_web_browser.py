@@ -24,8 +24,7 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.e2e.test_live import CHROMIUM, CHROMIUM_FLAGS
-from sync_pipelines_tests.support.live import BIN, REPO, default_signals, free_port
+from sync_pipelines_tests.support.live import BIN, CHROMIUM, CHROMIUM_FLAGS, REPO, default_signals, free_port
 from sync_pipelines_tests.support.web_history import SYNC, History, build_history
 
 DAILY = "orders_daily"

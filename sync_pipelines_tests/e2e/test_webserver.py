@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import sqlalchemy as sa
-import yaml
 from dagster import DagsterInstance
 
 from sync_pipelines.config import load_configs
@@ -24,10 +16,10 @@ from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import NAMED, make_source, named_people, sql_sync, write_config
+from sync_pipelines_tests.support.webserver import RUN_STATUS, RUN_TIMEOUT_S, Webserver
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120
-RUN_TIMEOUT_S = 180
 
 WORKSPACE_QUERY = """
 {
@@ -72,125 +64,6 @@ def readme_launch() -> dict[str, Any]:
     return dict(json.loads(body))
 
 
-RUN_STATUS = """
-query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { status } } }
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _default_signals() -> None:
-    # Background shells may start us with SIGTERM/SIGINT ignored; the server must stay stoppable.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Webserver:
-    def __init__(self, url: str):
-        self.url = url
-
-    def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60)
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body
-        return dict(body["data"])
-
-
-@pytest.fixture
-def webserver(tmp_path: Path) -> Iterator[Webserver]:
-    """``dagster-webserver`` on a free port, loading ``sync_pipelines.definitions`` from ``tmp_path/syncs``."""
-    home = Path(os.environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(
-        yaml.safe_dump(
-            {
-                # Launch re-executions at once: no daemon runs in this test to dequeue them.
-                "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "DefaultRunCoordinator"},
-                "telemetry": {"enabled": False},
-            }
-        ),
-        encoding="utf-8",
-    )
-    workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(
-        yaml.safe_dump(
-            {
-                "load_from": [
-                    {
-                        "python_module": {
-                            "module_name": "sync_pipelines.definitions",
-                            "working_directory": str(REPO),
-                            "location_name": "sync_pipelines",
-                        }
-                    }
-                ]
-            }
-        ),
-        encoding="utf-8",
-    )
-    port = free_port()
-    env = {**os.environ, "SYNC_PIPELINES_CONFIG_DIR": str(tmp_path / "syncs")}
-    log = (tmp_path / "webserver.log").open("wb")
-    process = subprocess.Popen(
-        [Path(sys.executable).parent / "dagster-webserver", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=_default_signals,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert process.poll() is None, (tmp_path / "webserver.log").read_text(errors="replace")
-            try:
-                if requests.get(f"{url}/server_info", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "dagster-webserver did not start in time"
-            time.sleep(0.5)
-        yield Webserver(url)
-    finally:
-        # The webserver and the code server it started share the new session's process group.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        log.close()
-
-
-def make_source(path: Path, n: int) -> None:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS people"))
-        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)"))
-        for i in range(1, n + 1):
-            conn.execute(sa.text("INSERT INTO people VALUES (:i, :name)"), {"i": i, "name": f"p{i}"})
-    engine.dispose()
-
-
-def write_config(folder: Path, name: str, tmp_path: Path, **overrides: Any) -> None:
-    data: dict[str, Any] = {
-        "name": name,
-        "description": f"People into {name}.",
-        "source": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'source.db'}", "table": "people"},
-        "target": {"kind": "sql", "url": f"sqlite:///{tmp_path / 'target.db'}", "table": name, "key": ["id"]},
-        "batch_size": 5,
-    }
-    data.update(overrides)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-
-
 def count(path: Path, table: str) -> int:
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.connect() as conn:
@@ -202,8 +75,24 @@ def count(path: Path, table: str) -> int:
 @pytest.fixture
 def syncs(tmp_path: Path) -> Path:
     folder = tmp_path / "syncs"
-    write_config(folder, "people", tmp_path, schedule={"cron": "0 0 2 * * ?"}, timezone="Asia/Shanghai")
-    write_config(folder, "people_copy", tmp_path)
+    write_config(
+        folder,
+        sql_sync(
+            "people", tmp_path / "source.db", tmp_path / "target.db", description="People into people.", batch_size=5
+        ),
+        schedule={"cron": "0 0 2 * * ?"},
+        timezone="Asia/Shanghai",
+    )
+    write_config(
+        folder,
+        sql_sync(
+            "people_copy",
+            tmp_path / "source.db",
+            tmp_path / "target.db",
+            description="People into people_copy.",
+            batch_size=5,
+        ),
+    )
     return folder
 
 
@@ -234,7 +123,7 @@ def test_the_webserver_loads_the_sync_assets(syncs: Path, webserver: Webserver) 
 def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
     tmp_path: Path, syncs: Path, webserver: Webserver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_source(tmp_path / "source.db", 12)
+    make_source(tmp_path / "source.db", named_people(12), NAMED, replace=True)
     original = SqlTargetWriter.upsert
     calls = {"n": 0}
 
@@ -249,7 +138,9 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
         failed = execute_sync("people", instance=instance, config_directory=syncs)
     assert failed.status.value == "failed"
     assert count(tmp_path / "target.db", "people") == 5
-    make_source(tmp_path / "source.db", 0)  # re-reading the source would now find nothing
+    make_source(
+        tmp_path / "source.db", named_people(0), NAMED, replace=True
+    )  # re-reading the source would now find nothing
 
     launched = webserver.graphql(REEXECUTE, parentRunId=failed.run_id)["launchPipelineReexecution"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
@@ -326,7 +217,7 @@ def wait_for(webserver: Webserver, run_id: str) -> str:
 def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
     tmp_path: Path, syncs: Path, webserver: Webserver
 ) -> None:
-    make_source(tmp_path / "source.db", 7)
+    make_source(tmp_path / "source.db", named_people(7), NAMED, replace=True)
 
     launch = readme_launch()
     assert launch["variables"]["user"] == "alice"
@@ -350,7 +241,7 @@ def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
 def test_the_ui_shows_a_red_conflict_check_that_the_launchpad_resolution_turns_green(
     tmp_path: Path, syncs: Path, webserver: Webserver
 ) -> None:
-    make_source(tmp_path / "source.db", 6)
+    make_source(tmp_path / "source.db", named_people(6), NAMED, replace=True)
     with DagsterInstance.get() as instance:
         assert execute_sync("people", instance=instance, config_directory=syncs).status.value == "completed"
     assert conflict_check_status(webserver, "people") == ("SUCCEEDED", "ERROR")

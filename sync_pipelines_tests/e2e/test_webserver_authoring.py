@@ -10,14 +10,8 @@ from click.testing import CliRunner
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from sync_pipelines.cli import main
-from sync_pipelines_tests.e2e.test_webserver import (
-    RUN_STATUS,
-    RUN_TIMEOUT_S,
-    Webserver,
-    make_source,
-    webserver,  # noqa: F401  (the fixture)
-    write_config,
-)
+from sync_pipelines_tests.factories import NAMED, make_source, named_people, sql_sync, write_config
+from sync_pipelines_tests.support.webserver import RUN_STATUS, RUN_TIMEOUT_S, Webserver
 
 REPOSITORY_QUERY = """
 {
@@ -82,11 +76,16 @@ def wait_for(server: Webserver, run_id: str) -> str:
 
 def test_a_new_file_shows_after_a_reload_and_the_check_job_records_checks(
     tmp_path: Path,
-    webserver: Webserver,  # noqa: F811
+    webserver: Webserver,
 ) -> None:
     folder = tmp_path / "syncs"
-    make_source(tmp_path / "source.db", 3)
-    write_config(folder, "people", tmp_path)
+    make_source(tmp_path / "source.db", named_people(3), NAMED, replace=True)
+    write_config(
+        folder,
+        sql_sync(
+            "people", tmp_path / "source.db", tmp_path / "target.db", description="People into people.", batch_size=5
+        ),
+    )
     webserver.graphql(RELOAD)
     jobs, checks = repository(webserver)
     assert {"sync_people", "check_connections"} <= jobs

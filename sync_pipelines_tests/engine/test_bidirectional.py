@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine.conflicts import list_conflicts, resolve_conflicts
 from sync_pipelines.types import ConflictChoice, RecordAction, RunStatus
-from sync_pipelines_tests.engine.test_engine import make_source, order, run, target_rows
+from sync_pipelines_tests.factories import make_source, order, run, target_rows
 from sync_pipelines_tests.support.databases import Databases
 
 

@@ -22,9 +22,15 @@ from sync_pipelines.errors import PermanentConnectorError, RunCancelled, Staging
 from sync_pipelines.orchestration import Stage, build_definitions, execute_sync, job_name, step_key
 from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.engine.test_engine import bookkeeping, config, make_source, order, target_rows
-from sync_pipelines_tests.orchestration.test_orchestration import Sync
-from sync_pipelines_tests.orchestration.test_orchestration import make_source as people_source
+from sync_pipelines_tests.factories import (
+    DATED_PEOPLE,
+    Sync,
+    bookkeeping,
+    make_source,
+    order,
+    orders_config,
+    target_rows,
+)
 from sync_pipelines_tests.support.databases import Databases, make_databases
 
 PARALLEL = {"workers": 2, "chunks": 3}
@@ -33,7 +39,7 @@ PARALLEL = {"workers": 2, "chunks": 3}
 def full_config(dbs: Databases, **overrides: Any) -> SyncConfig:
     values: dict[str, Any] = {"mode": "full", "cursor": None, "delete_missing": True, "max_delete_ratio": 0.5}
     values.update(overrides)
-    return config(dbs, **values)
+    return orders_config(dbs, **values)
 
 
 def rows_of(dbs: Databases, table: str) -> dict[int, tuple[Any, ...]]:
@@ -199,7 +205,7 @@ def test_key_ranges_cover_every_row_exactly_once(tmp_path: Path, keys: list[int 
 
 def test_dry_runs_and_incremental_reads_stay_serial(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 15)])
-    cfg = config(sqlite_dbs, parallel=PARALLEL)  # incremental on updated_at
+    cfg = orders_config(sqlite_dbs, parallel=PARALLEL)  # incremental on updated_at
     options = RunOptions(run_id="inc")
     assert not is_chunked(extract(cfg, options))
     dry = RunOptions(run_id="dry", full_sync=True, dry_run=True)
@@ -327,7 +333,7 @@ def test_dagster_reexecution_from_the_failed_load_resumes_the_chunks(tmp_path: P
         {"id": i, "name": f"p{i}", "age": str(20 + i), "updated_at": f"2024-01-{i % 28 + 1:02d}"} for i in range(1, 41)
     ]
     rows[29]["age"] = "999"  # id 30: the second batch of the second chunk breaks the target's CHECK
-    people_source(tmp_path / "source.db", rows)
+    make_source(tmp_path / "source.db", rows, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, batch_size=7, parallel={"workers": 2})
     target = sa.create_engine(f"sqlite:///{sync.target}")
     create = "CREATE TABLE people (id BIGINT PRIMARY KEY, name TEXT, age BIGINT {check}, updated_at DATETIME)"
@@ -345,7 +351,7 @@ def test_dagster_reexecution_from_the_failed_load_resumes_the_chunks(tmp_path: P
         conn.execute(sa.text("INSERT INTO people SELECT * FROM people_old"))
         conn.execute(sa.text("DROP TABLE people_old"))
     target.dispose()
-    people_source(tmp_path / "source.db", [])
+    make_source(tmp_path / "source.db", [], DATED_PEOPLE, replace=True)
 
     recon = build_reconstructable_job(
         runs_module.__name__,

@@ -22,10 +22,13 @@ from sync_pipelines.engine.conflicts import (
 )
 from sync_pipelines.errors import ConflictResolutionError
 from sync_pipelines.types import ConflictChoice, ConflictStatus, RecordAction, RunStatus
-from sync_pipelines_tests.engine.test_engine import (
-    T0,
+from sync_pipelines_tests.factories import (
+    ORDERS_T0 as T0,
+)
+from sync_pipelines_tests.factories import (
     bookkeeping,
-    config,
+    edit_target,
+    full_orders_config,
     make_source,
     order,
     run,
@@ -33,18 +36,6 @@ from sync_pipelines_tests.engine.test_engine import (
     update_source,
 )
 from sync_pipelines_tests.support.databases import Databases
-
-
-def full_config(dbs: Databases, **overrides: Any) -> SyncConfig:
-    return config(dbs, mode="full", cursor=None, **overrides)
-
-
-def edit_target(dbs: Databases, order_id: int, **values: Any) -> None:
-    engine = dbs.target()
-    table = sa.Table("wh_orders", sa.MetaData(), autoload_with=engine)
-    with engine.begin() as conn:
-        conn.execute(table.update().where(table.c.order_id == order_id).values(**values))
-    engine.dispose()
 
 
 def outcomes(result: Any, action: RecordAction) -> list[Any]:
@@ -55,7 +46,7 @@ def outcomes(result: Any, action: RecordAction) -> list[Any]:
 def synced(dbs: Databases) -> tuple[Databases, sa.Table]:
     """Ten orders synced once, so that every target row has its baseline."""
     table = make_source(dbs, [order(i) for i in range(1, 11)])
-    first = run(full_config(dbs), "run-1")
+    first = run(full_orders_config(dbs), "run-1")
     assert first.counts.created == 10
     return dbs, table
 
@@ -97,7 +88,7 @@ def test_target_edit_alone_is_left_alone(synced: tuple[Databases, sa.Table]) -> 
     dbs, _ = synced
     edit_target(dbs, 3, customer="edited by hand")
 
-    result = run(full_config(dbs), "run-2")
+    result = run(full_orders_config(dbs), "run-2")
 
     assert result.status is RunStatus.COMPLETED
     assert result.counts.target_modified == 1
@@ -107,7 +98,7 @@ def test_target_edit_alone_is_left_alone(synced: tuple[Databases, sa.Table]) -> 
     assert modified.key == {"order_id": 3}
     assert modified.changes == {"customer": ["c3", "edited by hand"]}
     assert target_rows(dbs)[3]["customer"] == "edited by hand"
-    assert list_conflicts(full_config(dbs)) == []
+    assert list_conflicts(full_orders_config(dbs)) == []
 
 
 def test_manual_policy_records_a_conflict_and_keeps_the_target(synced: tuple[Databases, sa.Table]) -> None:
@@ -115,7 +106,7 @@ def test_manual_policy_records_a_conflict_and_keeps_the_target(synced: tuple[Dat
     edit_target(dbs, 3, customer="edited by hand")
     update_source(dbs, source, [3], customer="changed at source", status="shipped")
     update_source(dbs, source, [4], status="shipped")
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
 
     result = run(cfg, "run-2")
 
@@ -153,7 +144,7 @@ def test_source_wins_overwrites_and_logs_it(synced: tuple[Databases, sa.Table]) 
     dbs, source = synced
     edit_target(dbs, 5, customer="edited by hand")
     update_source(dbs, source, [5], customer="changed at source")
-    cfg = full_config(dbs, on_conflict="source_wins")
+    cfg = full_orders_config(dbs, on_conflict="source_wins")
 
     result = run(cfg, "run-2")
 
@@ -170,7 +161,7 @@ def test_target_wins_keeps_the_edit_until_the_source_changes_again(synced: tuple
     dbs, source = synced
     edit_target(dbs, 5, customer="edited by hand")
     update_source(dbs, source, [5], customer="changed at source")
-    cfg = full_config(dbs, on_conflict="target_wins")
+    cfg = full_orders_config(dbs, on_conflict="target_wins")
 
     result = run(cfg, "run-2")
 
@@ -191,7 +182,7 @@ def test_dry_run_reports_conflicts_without_recording_them(synced: tuple[Database
     edit_target(dbs, 2, qty=99)
     update_source(dbs, source, [2], qty="4")
     edit_target(dbs, 6, status="held")
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
 
     result = run(cfg, "dry", dry_run=True)
 
@@ -205,7 +196,7 @@ def test_sides_that_agree_again_close_the_conflict(synced: tuple[Databases, sa.T
     dbs, source = synced
     edit_target(dbs, 7, customer="edited by hand")
     update_source(dbs, source, [7], customer="changed at source")
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
     run(cfg, "run-2")
     assert conflict_summary(cfg).open_count == 1
 
@@ -222,7 +213,7 @@ def _conflicted(dbs: Databases, source: sa.Table, ids: list[int]) -> SyncConfig:
     for i in ids:
         edit_target(dbs, i, customer=f"hand {i}")
     update_source(dbs, source, ids, customer="changed at source")
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
     assert run(cfg, "run-2").counts.conflicted == len(ids)
     return cfg
 
@@ -288,7 +279,7 @@ def test_deleted_records_lose_their_baseline(synced: tuple[Databases, sa.Table])
     with engine.begin() as conn:
         conn.execute(source.delete().where(source.c.id == 10))
     engine.dispose()
-    cfg = full_config(dbs, delete_missing=True)
+    cfg = full_orders_config(dbs, delete_missing=True)
 
     result = run(cfg, "run-2", full_sync=True)
 
@@ -314,7 +305,7 @@ def test_a_target_column_with_less_precision_is_not_an_edit(dbs: Databases) -> N
         sa.Column("origin", sa.Text),
     ).create(engine)
     engine.dispose()
-    cfg = full_config(dbs)
+    cfg = full_orders_config(dbs)
     assert run(cfg, "run-1").counts.created == 5
 
     again = run(cfg, "run-2")

@@ -21,23 +21,10 @@ from sync_pipelines.connectors.compat import (
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import PermanentConnectorError, SchemaDriftError
 from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import SourceTable, make_source
 from sync_pipelines_tests.support.databases import Databases
 
-
-def make_source(dbs: Databases) -> None:
-    engine = dbs.source()
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "orders",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("name", sa.String(50)),
-        sa.Column("qty", sa.Integer),
-    )
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), [{"id": i, "name": f"n{i}", "qty": i} for i in range(1, 6)])
-    engine.dispose()
+DRIFT_ORDERS = SourceTable("orders", {"name": sa.String(50), "qty": sa.Integer})
 
 
 def config(dbs: Databases) -> SyncConfig:
@@ -74,7 +61,7 @@ def staged_files(tmp_path: Path, run_id: str) -> list[Path]:
 
 
 def test_lost_column_and_changed_type_fail_before_writing(dbs: Databases, tmp_path: Path) -> None:
-    make_source(dbs)
+    make_source(dbs, [{"id": i, "name": f"n{i}", "qty": i} for i in range(1, 6)], DRIFT_ORDERS)
     cfg = config(dbs)
     first = run_sync(cfg, RunOptions(run_id="run-1"))
     assert first.status is RunStatus.COMPLETED and first.counts.created == 5
@@ -102,7 +89,7 @@ def test_lost_column_and_changed_type_fail_before_writing(dbs: Databases, tmp_pa
 
 def test_castable_type_changes_are_not_drift(sqlite_dbs: Databases) -> None:
     """Text can become a number value by value (bad values fail alone), so it is not drift."""
-    make_source(sqlite_dbs)
+    make_source(sqlite_dbs, [{"id": i, "name": f"n{i}", "qty": i} for i in range(1, 6)], DRIFT_ORDERS)
     cfg = config(sqlite_dbs)
     types = {"id": pa.int64(), "name": pa.string(), "qty": pa.string()}
     assert type_mismatches(cfg, types) == []

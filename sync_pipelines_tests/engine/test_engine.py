@@ -10,103 +10,26 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.errors import ConcurrentRunError, PermanentConnectorError
 from sync_pipelines.types import RecordAction, RunStatus
+from sync_pipelines_tests.factories import ORDERS_T0 as T0
+from sync_pipelines_tests.factories import (
+    bookkeeping,
+    make_source,
+    order,
+    orders_config,
+    run,
+    target_rows,
+    update_source,
+)
 from sync_pipelines_tests.support.databases import Databases
-
-T0 = dt.datetime(2024, 3, 1, 8, 0, 0)
-
-
-def make_source(dbs: Databases, rows: list[dict[str, Any]]) -> sa.Table:
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "orders",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("customer", sa.String(50)),
-        sa.Column("qty", sa.String(20)),
-        sa.Column("price", sa.Numeric(12, 2)),
-        sa.Column("status", sa.String(20)),
-        sa.Column("updated_at", sa.DateTime),
-    )
-    engine = dbs.source()
-    metadata.create_all(engine)
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(table.insert(), rows)
-    engine.dispose()
-    return table
-
-
-def order(i: int, **overrides: Any) -> dict[str, Any]:
-    row = {
-        "id": i,
-        "customer": f"c{i % 7}",
-        "qty": str(i % 5 + 1),
-        "price": Decimal(i) / 4,
-        "status": "open",
-        "updated_at": T0 + dt.timedelta(minutes=i // 10),
-    }
-    row.update(overrides)
-    return row
-
-
-def config(dbs: Databases, **overrides: Any) -> SyncConfig:
-    data: dict[str, Any] = {
-        "name": "orders_sync",
-        "source": {"kind": "sql", "url": dbs.source_url, "table": "orders"},
-        "target": {"kind": "sql", "url": dbs.target_url, "table": "wh_orders", "key": ["order_id"]},
-        "mapping": {
-            "order_id": "id",
-            "customer": {"source": "customer", "type": "string"},
-            "qty": {"type": "integer"},
-            "price": {"type": "decimal(12,2)"},
-            "status": {"source": "status", "default": "unknown"},
-            "updated_at": {"type": "datetime"},
-            "origin": {"constant": "erp"},
-        },
-        "mode": "incremental",
-        "cursor": "updated_at",
-        "batch_size": 7,
-        "max_failure_ratio": 0.2,
-    }
-    data.update(overrides)
-    return SyncConfig.model_validate(data)
-
-
-def run(cfg: SyncConfig, run_id: str, **kwargs: Any) -> Any:
-    return run_sync(cfg, RunOptions(run_id=run_id, **kwargs))
-
-
-def target_rows(dbs: Databases) -> dict[int, dict[str, Any]]:
-    engine = dbs.target()
-    with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT * FROM wh_orders")).mappings().all()
-    engine.dispose()
-    return {int(r["order_id"]): dict(r) for r in rows}
-
-
-def bookkeeping(dbs: Databases, sql: str) -> list[Any]:
-    engine = dbs.target()
-    with engine.connect() as conn:
-        rows = list(conn.execute(sa.text(sql)).all())
-    engine.dispose()
-    return rows
-
-
-def update_source(dbs: Databases, table: sa.Table, ids: list[int], **values: Any) -> None:
-    engine = dbs.source()
-    with engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id.in_(ids)).values(**values))
-    engine.dispose()
 
 
 def test_created_updated_unchanged_failed(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 31)] + [order(31, qty="n/a"), order(32, status=None)])
-    cfg = config(dbs)
+    cfg = orders_config(dbs)
 
     first = run(cfg, "run-1")
     assert first.status is RunStatus.PARTIAL
@@ -152,7 +75,7 @@ def test_created_updated_unchanged_failed(dbs: Databases) -> None:
 
 def test_too_many_failures_is_failed(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i, qty="bad") for i in range(1, 5)] + [order(5)])
-    result = run(config(sqlite_dbs, max_failure_ratio=0.1), "r")
+    result = run(orders_config(sqlite_dbs, max_failure_ratio=0.1), "r")
     assert result.status is RunStatus.FAILED
     assert "4 of 5 records failed" in (result.error or "")
 
@@ -160,7 +83,7 @@ def test_too_many_failures_is_failed(sqlite_dbs: Databases) -> None:
 def test_cursor_ties_are_neither_lost_nor_read_twice(dbs: Databases) -> None:
     # 20 rows share one cursor value; batches of 7 split the tie in the middle.
     table = make_source(dbs, [order(i, updated_at=T0) for i in range(1, 21)])
-    cfg = config(dbs)
+    cfg = orders_config(dbs)
     first = run(cfg, "r1")
     assert first.counts.created == 20
     assert first.watermark_after is not None and first.watermark_after["key"] == [20]
@@ -176,7 +99,7 @@ def test_cursor_ties_are_neither_lost_nor_read_twice(dbs: Databases) -> None:
 
 def test_delete_missing_and_its_guard(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 21)])
-    cfg = config(dbs, mode="full", cursor=None, delete_missing=True, max_delete_ratio=0.25)
+    cfg = orders_config(dbs, mode="full", cursor=None, delete_missing=True, max_delete_ratio=0.25)
     assert run(cfg, "r1").counts.created == 20
     engine = dbs.source()
     with engine.begin() as conn:
@@ -206,7 +129,7 @@ def test_delete_missing_and_its_guard(dbs: Databases) -> None:
 
 def test_dry_run_writes_nothing(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 11)])
-    cfg = config(dbs)
+    cfg = orders_config(dbs)
     dry_first = run(cfg, "dry-0", dry_run=True)
     assert dry_first.counts.created == 10
     assert not sa.inspect(dbs.target()).has_table("wh_orders")  # not even created
@@ -231,7 +154,7 @@ def test_crash_between_batches_then_rerun_gives_exactly_the_source(
     dbs: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_source(dbs, [order(i) for i in range(1, 51)])
-    cfg = config(dbs, max_failure_ratio=0)
+    cfg = orders_config(dbs, max_failure_ratio=0)
     options = RunOptions(run_id="crashing")
     manifest = transform(cfg, extract(cfg, options), options)
     assert len(manifest.batches) == 8
@@ -268,7 +191,7 @@ def test_reexecuting_a_failed_load_resumes_after_committed_batches(
     sqlite_dbs: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 22)])
-    cfg = config(sqlite_dbs)
+    cfg = orders_config(sqlite_dbs)
     options = RunOptions(run_id="same-run")
     manifest = transform(cfg, extract(cfg, options), options)
     original = SqlTargetWriter.upsert
@@ -291,7 +214,7 @@ def test_reexecuting_a_failed_load_resumes_after_committed_batches(
 
 def test_a_run_that_read_before_another_committed_is_refused(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 6)])
-    cfg = config(sqlite_dbs)
+    cfg = orders_config(sqlite_dbs)
     slow = RunOptions(run_id="slow")
     staged = transform(cfg, extract(cfg, slow), slow)
     run(cfg, "fast")
@@ -301,13 +224,13 @@ def test_a_run_that_read_before_another_committed_is_refused(sqlite_dbs: Databas
 
 def test_missing_source_column_names_it(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(1)])
-    cfg = config(sqlite_dbs, mapping={"order_id": "id", "colour": "color"})
+    cfg = orders_config(sqlite_dbs, mapping={"order_id": "id", "colour": "color"})
     with pytest.raises(PermanentConnectorError, match="source has no column\\(s\\) color"):
         run(cfg, "r")
 
 
 def test_missing_source_table_is_permanent_and_hides_password(sqlite_dbs: Databases) -> None:
-    cfg = config(sqlite_dbs)
+    cfg = orders_config(sqlite_dbs)
     with sqlite_dbs.source().connect():
         pass  # an empty database file, without the table
     with pytest.raises(PermanentConnectorError, match="source table 'orders' does not exist"):
@@ -317,7 +240,7 @@ def test_missing_source_table_is_permanent_and_hides_password(sqlite_dbs: Databa
 def test_a_zero_key_is_written_as_zero(dbs: Databases) -> None:
     """A created target table gives its key no AUTO_INCREMENT: MariaDB would turn key 0 into a new number."""
     make_source(dbs, [order(0), order(1)])
-    result = run_sync(config(dbs), RunOptions(run_id="zero"))
+    result = run_sync(orders_config(dbs), RunOptions(run_id="zero"))
     assert result.counts.created == 2
     engine = dbs.target()
     with engine.connect() as conn:

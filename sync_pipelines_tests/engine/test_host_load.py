@@ -20,9 +20,9 @@ from sync_pipelines.engine.manifest import BatchFile, Manifest
 from sync_pipelines.engine.staging import write_batch
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.types import HostStatus, RecordAction, RunStatus
-from sync_pipelines_tests.e2e.test_outages import pg, terminate  # noqa: F401  (pg is a fixture)
-from sync_pipelines_tests.engine.test_host_metrics import host_config, register_pool, resources, seed_metrics
-from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.factories import host_config
+from sync_pipelines_tests.support.databases import Databases, terminate
+from sync_pipelines_tests.support.hosts import register_pool, resources, seed_metrics
 
 
 def staged(tmp_path: Path, run_id: str, batches: list[list[HostMetrics]], source: HostSource) -> Manifest:
@@ -98,7 +98,7 @@ def test_a_reexecuted_host_run_skips_the_batch_committed_before_its_failure(
 
 
 def test_a_host_batch_whose_connection_drops_is_replayed_whole(
-    pg: Databases,  # noqa: F811
+    pg: Databases,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

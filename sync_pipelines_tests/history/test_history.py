@@ -35,10 +35,16 @@ from sync_pipelines.orchestration.ledger_sensors import CANCEL_SENSOR_NAME, FAIL
 from sync_pipelines.orchestration.statistics import SENSOR_NAME as STATISTICS_SENSOR
 from sync_pipelines.orchestration.statistics import build_statistics_asset
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.cli import test_cli
-from sync_pipelines_tests.cli.test_cli import GOOD, invoke, make_source, write_config
+from sync_pipelines_tests.factories import (
+    PEOPLE,
+    PEOPLE_MAPPING,
+    PEOPLE_ROWS,
+    invoke,
+    make_source,
+    sql_sync,
+    write_config,
+)
 
-syncs = test_cli.syncs  # the same three syncs: clean, tolerant, strict
 STATISTICS_SCHEDULE = "sync_statistics_schedule"
 
 
@@ -182,7 +188,7 @@ def test_the_ledger_records_completed_partial_and_failed_runs(syncs: Path) -> No
 
 def test_a_step_error_closes_the_row_as_failed_with_its_error(syncs: Path, tmp_path: Path) -> None:
     (tmp_path / "clean.db").unlink()
-    make_source(tmp_path / "other.db", GOOD)
+    make_source(tmp_path / "other.db", PEOPLE_ROWS, PEOPLE)
     engine_ = sa.create_engine(f"sqlite:///{tmp_path / 'clean.db'}")
     with engine_.connect():
         pass  # an empty database file: the source table is missing
@@ -299,7 +305,11 @@ def test_show_lists_field_changes_and_filters_actions(syncs: Path, tmp_path: Pat
 
 
 def test_store_unchanged_keeps_a_row_per_unchanged_record(syncs: Path, tmp_path: Path) -> None:
-    write_config(syncs, "clean", tmp_path / "clean.db", history={"store_unchanged": True, "entity": "people"})
+    write_config(
+        syncs,
+        sql_sync("clean", tmp_path / "clean.db", tmp_path / "target.db", mapping=PEOPLE_MAPPING),
+        history={"store_unchanged": True, "entity": "people"},
+    )
     launch(syncs, "clean", {})
     second = launch(syncs, "clean", {})
 
@@ -454,7 +464,7 @@ def test_history_before_any_run_reads_nothing_and_creates_nothing(syncs: Path, t
 
 def test_history_names_an_unreachable_ledger_database(syncs: Path, tmp_path: Path) -> None:
     unreachable = "postgresql+psycopg://postgres@127.0.0.1:1/ledger"
-    write_config(syncs, "clean", tmp_path / "clean.db")
+    write_config(syncs, sql_sync("clean", tmp_path / "clean.db", tmp_path / "target.db", mapping=PEOPLE_MAPPING))
     config_file = syncs / "clean.yaml"
     data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     data["target"]["url"] = unreachable
@@ -475,7 +485,9 @@ def test_history_of_every_sync_lists_what_it_can_and_names_an_unreachable_ledger
     clean = json.loads(invoke("run", "clean", "--json").stdout.strip().splitlines()[-1])["run_id"]
     tolerant = json.loads(invoke("run", "tolerant", "--json").stdout.strip().splitlines()[-1])["run_id"]
     write_config(
-        syncs, "remote", tmp_path / "clean.db", target={"kind": "sql", "url": remote, "table": "people", "key": ["id"]}
+        syncs,
+        sql_sync("remote", tmp_path / "clean.db", tmp_path / "target.db", mapping=PEOPLE_MAPPING),
+        target={"kind": "sql", "url": remote, "table": "people", "key": ["id"]},
     )
 
     result = invoke("history")

@@ -22,7 +22,7 @@ from sync_pipelines.history.records import (
     ensure_record_indexes,
 )
 from sync_pipelines.types import RecordAction, RunStatus
-from sync_pipelines_tests.engine.test_engine import config, make_source, order
+from sync_pipelines_tests.factories import make_source, order, orders_config
 from sync_pipelines_tests.support.databases import Databases, make_databases
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, 0)
@@ -39,7 +39,7 @@ def _two_runs(dbs: Databases) -> SyncConfig:
     rows = [order(i) for i in range(1, 21)]
     rows[2]["qty"] = "n/a"
     make_source(dbs, rows)
-    cfg = config(dbs, history={"entity": "orders"})
+    cfg = orders_config(dbs, history={"entity": "orders"})
     run_sync(cfg, RunOptions(run_id="run-1"))
     with dbs.source().begin() as conn:
         conn.execute(sa.text("UPDATE orders SET status = 'paid', updated_at = :t WHERE id IN (5, 6)"), {"t": T0})
@@ -108,7 +108,7 @@ def test_runs_filter_by_trigger_user_dry_run_and_dates(history_dbs: Databases) -
 
 
 def test_backfills_group_partition_runs_with_their_counts(sqlite_dbs: Databases) -> None:
-    cfg = config(sqlite_dbs)
+    cfg = orders_config(sqlite_dbs)
     with open_ledger(cfg) as ledger:
         for day, status, created in ((1, RunStatus.COMPLETED, 10), (2, RunStatus.FAILED, 0), (3, RunStatus.PARTIAL, 7)):
             run = RunEntry(
@@ -132,7 +132,7 @@ def test_backfills_group_partition_runs_with_their_counts(sqlite_dbs: Databases)
 
 
 def test_an_older_ledger_gains_the_backfill_column(sqlite_dbs: Databases) -> None:
-    cfg = config(sqlite_dbs)
+    cfg = orders_config(sqlite_dbs)
     with sqlite_dbs.target().begin() as conn:
         conn.execute(
             sa.text(

@@ -14,7 +14,7 @@ from sync_pipelines.history.queries import find_run, list_runs
 from sync_pipelines.history.stats import compute_stats, percentile
 from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.engine.test_engine import config, make_source, order
+from sync_pipelines_tests.factories import make_source, order, orders_config
 from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, 0)
@@ -33,7 +33,7 @@ def entry(run_id: str, minutes: int, **overrides: object) -> RunEntry:
 
 
 def test_ledger_rows_open_finish_and_close_on_every_backend(dbs: Databases) -> None:
-    cfg = config(dbs)
+    cfg = orders_config(dbs)
     with open_ledger(cfg) as ledger:
         ledger.open_run(entry("run-a", 0, user="alice", trigger=Trigger.API))
         ledger.open_run(entry("run-a", 5))  # a later step of the same run keeps the first row
@@ -65,7 +65,7 @@ def test_ledger_rows_open_finish_and_close_on_every_backend(dbs: Databases) -> N
 
 def test_records_keep_entity_and_field_changes_and_the_ledger_pages_them(dbs: Databases) -> None:
     make_source(dbs, [order(i) for i in range(1, 6)])
-    cfg = config(dbs, history={"store_unchanged": True, "entity": "orders"})
+    cfg = orders_config(dbs, history={"store_unchanged": True, "entity": "orders"})
     run_sync(cfg, RunOptions(run_id="run-1"))
     with dbs.source().begin() as conn:
         conn.execute(sa.text("UPDATE orders SET status = 'paid', updated_at = :t WHERE id = 2"), {"t": T0})
@@ -96,7 +96,7 @@ def test_an_older_records_table_gains_the_entity_column(sqlite_dbs: Databases) -
         )
     make_source(sqlite_dbs, [order(1)])
 
-    run_sync(config(sqlite_dbs), RunOptions(run_id="run-1"))
+    run_sync(orders_config(sqlite_dbs), RunOptions(run_id="run-1"))
 
     with sqlite_dbs.target().connect() as conn:
         rows = conn.execute(sa.text("SELECT entity, action FROM _sync_records")).all()

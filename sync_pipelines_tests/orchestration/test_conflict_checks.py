@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
@@ -25,6 +25,7 @@ from sync_pipelines.cli import main
 from sync_pipelines.config import load_configs
 from sync_pipelines.orchestration import Tag, build_definitions, job_name
 from sync_pipelines.orchestration.checks import build_conflict_check
+from sync_pipelines_tests.factories import invoke
 from sync_pipelines_tests.support.databases import Databases
 
 CHECK = AssetCheckKey(AssetKey("people"), "no_open_conflicts")
@@ -293,43 +294,49 @@ def test_a_dry_run_reports_the_conflicts_it_would_raise(sqlite_dbs: Databases, t
     assert sync.target_name(2) == "fixed by hand"
 
 
-def invoke(folder: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config-dir", str(folder), *args], catch_exceptions=False)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) -> None:
     from sync_pipelines_tests.support.databases import make_databases
 
     for dbs in make_databases(backend, tmp_path):
         sync = PeopleSync(dbs, tmp_path)
-        assert invoke(sync.folder, "run", "people").exit_code == 0
+        assert invoke("run", "people", config_dir=sync.folder).exit_code == 0
         sync.edit("target", 3, name="fixed by hand", active=False)
         sync.edit("source", 3, name="renamed at source")
-        assert invoke(sync.folder, "run", "people").exit_code == 0
+        assert invoke("run", "people", config_dir=sync.folder).exit_code == 0
         assert latest_check_status() is AssetCheckExecutionRecordStatus.FAILED
 
-        listed = invoke(sync.folder, "conflicts", "list", "people")
+        listed = invoke("conflicts", "list", "people", config_dir=sync.folder)
         assert listed.exit_code == 0
         header, row = listed.output.splitlines()
         assert header.split()[:3] == ["ID", "KEY", "FIELDS"]
         assert row.split()[:4] == ["1", "id=3", "active,", "name"]
 
-        shown = invoke(sync.folder, "conflicts", "show", "people", "1")
+        shown = invoke("conflicts", "show", "people", "1", config_dir=sync.folder)
         assert shown.exit_code == 0
         assert 'name    "renamed at source"  "fixed by hand"  "p3"' in shown.output
         assert "active  true                 false            true" in shown.output
 
         resolved = invoke(
-            sync.folder, "conflicts", "resolve", "people", "--all", "--choice", "keep_target", "--by", "carol"
+            "conflicts",
+            "resolve",
+            "people",
+            "--all",
+            "--choice",
+            "keep_target",
+            "--by",
+            "carol",
+            config_dir=sync.folder,
         )
         assert resolved.exit_code == 0, resolved.output
         assert "resolved conflict(s) 1 with keep_target (by carol)" in resolved.output
         assert "check no_open_conflicts passed" in resolved.output
         assert latest_check_status() is AssetCheckExecutionRecordStatus.SUCCEEDED
         assert sync.target_name(3) == "fixed by hand"
-        assert invoke(sync.folder, "conflicts", "list", "people").output.strip() == "people: no open conflicts"
-        assert "keep_target by carol" in invoke(sync.folder, "conflicts", "list", "people", "--all").output
+        assert (
+            invoke("conflicts", "list", "people", config_dir=sync.folder).output.strip() == "people: no open conflicts"
+        )
+        assert "keep_target by carol" in invoke("conflicts", "list", "people", "--all", config_dir=sync.folder).output
 
         again = CliRunner().invoke(
             main,
@@ -349,7 +356,7 @@ def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) 
         assert again.exit_code == 1
         assert "conflict 1 (by carol at" in again.output and "already resolved; nothing was resolved" in again.output
         assert sync.target_name(3) == "fixed by hand"
-        as_json = json.loads(invoke(sync.folder, "conflicts", "show", "people", "1", "--json").output)
+        as_json = json.loads(invoke("conflicts", "show", "people", "1", "--json", config_dir=sync.folder).output)
         assert (as_json["status"], as_json["resolution"], as_json["resolved_by"]) == (
             "resolved",
             "keep_target",
@@ -360,7 +367,9 @@ def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) 
             "target": "fixed by hand",
             "baseline": "p3",
         }
-        listed_json = json.loads(invoke(sync.folder, "conflicts", "list", "people", "--all", "--json").output)
+        listed_json = json.loads(
+            invoke("conflicts", "list", "people", "--all", "--json", config_dir=sync.folder).output
+        )
         assert [c["key"] for c in listed_json] == [{"id": 3}]
         unknown = CliRunner().invoke(main, ["--config-dir", str(sync.folder), "conflicts", "list", "nobody"])
         assert unknown.exit_code == 2 and "unknown sync 'nobody'" in unknown.output

@@ -15,8 +15,8 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.engine.host_files import parse_host_list
 from sync_pipelines.orchestration import Tag, build_definitions, job_name
 from sync_pipelines.orchestration.host_sensors import HOST_FILE_KEY_TAG, INVALID_LINES_TAG, sensor_name
-from sync_pipelines_tests.engine.test_host_metrics import register_pool, seed_metrics
-from sync_pipelines_tests.orchestration.test_host_orchestration import write_host_config
+from sync_pipelines_tests.factories import host_sync_config, write_config
+from sync_pipelines_tests.support.hosts import register_pool, seed_metrics
 
 GOOD = "# DB hosts\n10.1.1.1\n\n10.1.1.2   # no data lately\n10.1.1.1\n"
 BAD = "10.1.1.1\n# comment\nnot-an-ip\n10.1.1.300\n\n10.1.1.99\n"
@@ -64,17 +64,19 @@ def test_file_sensor_runs_each_file_once_and_files_it_away(
     register_pool(target, ["10.1.1.1", "10.1.1.2"])
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    write_host_config(
+    write_config(
         tmp_path / "syncs",
-        es.transport.node_pool.get().base_url,
-        target,
-        f"{index_prefix}-*",
-        source={
-            "kind": "elasticsearch_hosts",
-            "endpoint": es.transport.node_pool.get().base_url,
-            "index": f"{index_prefix}-*",
-            "host_files": {"folder": str(inbox)},
-        },
+        host_sync_config(
+            es.transport.node_pool.get().base_url,
+            target,
+            f"{index_prefix}-*",
+            source={
+                "kind": "elasticsearch_hosts",
+                "endpoint": es.transport.node_pool.get().base_url,
+                "index": f"{index_prefix}-*",
+                "host_files": {"folder": str(inbox)},
+            },
+        ),
     )
     defs = build_definitions(load_configs(tmp_path / "syncs"))
     good = drop(inbox, "good.txt", GOOD)
@@ -143,7 +145,7 @@ def test_the_report_of_a_failed_file_says_why_the_run_failed(tmp_path: Path) -> 
         "index": "m-*",
         "host_files": {"folder": str(inbox)},
     }
-    write_host_config(tmp_path / "syncs", unreachable, target, "m-*", source=source)
+    write_config(tmp_path / "syncs", host_sync_config(unreachable, target, "m-*", source=source))
     defs = build_definitions(load_configs(tmp_path / "syncs"))
     path = drop(inbox, "hosts.txt", "10.1.1.1\n")
 

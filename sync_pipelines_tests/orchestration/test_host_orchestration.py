@@ -20,23 +20,9 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.engine import pool as pool_module
 from sync_pipelines.orchestration import Tag, build_definitions, job_name, schedule_name
-from sync_pipelines_tests.engine.test_host_metrics import register_pool, resources, seed_metrics
+from sync_pipelines_tests.factories import host_sync_config, write_config
 from sync_pipelines_tests.support.es import FaultProxy
-
-
-def write_host_config(folder: Path, es_url: str, target_url: str, index: str, **extra: Any) -> None:
-    data = {
-        "name": "host_metrics",
-        "description": "Host resources from Elasticsearch into the CMDB.",
-        "source": {"kind": "elasticsearch_hosts", "endpoint": es_url, "index": index, "query_time_range": "30d"},
-        "target": {"kind": "cmdb", "url": target_url},
-        "schedule": {"cron": "0 0 2 * * ?"},
-        "timezone": "Asia/Shanghai",
-        "max_failure_ratio": 0.5,
-        **extra,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "host_metrics.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+from sync_pipelines_tests.support.hosts import register_pool, resources, seed_metrics
 
 
 def run(defs: Definitions, **run_config: Any) -> ExecuteInProcessResult:
@@ -56,7 +42,7 @@ def test_launchpad_host_list_and_time_range_with_per_host_metadata(
     target = f"sqlite:///{tmp_path / 'cmdb.db'}"
     pool = register_pool(target, ["10.1.1.1", "10.1.1.2", "10.1.1.3"])
     fault_proxy.fail.add("10.1.1.3")
-    write_host_config(tmp_path / "syncs", fault_proxy.url, target, f"{index_prefix}-*")
+    write_config(tmp_path / "syncs", host_sync_config(fault_proxy.url, target, f"{index_prefix}-*"))
     defs = build_definitions(load_configs(tmp_path / "syncs"))
 
     result = run(defs, host_ip_list=["10.1.1.1", "10.1.1.2", "10.1.1.3", "10.1.1.99"], query_time_range="60d")
@@ -87,7 +73,9 @@ def test_group_full_sync_from_the_launchpad_and_the_quartz_schedule(
 ) -> None:
     seed_metrics(es, index_prefix)
     target = f"sqlite:///{tmp_path / 'cmdb.db'}"
-    write_host_config(tmp_path / "syncs", es.transport.node_pool.get().base_url, target, f"{index_prefix}-*")
+    write_config(
+        tmp_path / "syncs", host_sync_config(es.transport.node_pool.get().base_url, target, f"{index_prefix}-*")
+    )
     defs = build_definitions(load_configs(tmp_path / "syncs"))
 
     schedule = defs.resolve_schedule_def(schedule_name("host_metrics"))
@@ -139,8 +127,9 @@ def test_terminating_a_host_run_stops_it_at_a_batch_boundary(
     seed_metrics(es, index_prefix)
     target = f"sqlite:///{tmp_path / 'cmdb.db'}"
     register_pool(target, ["10.1.1.1", "10.1.1.3", "10.1.2.1"])
-    write_host_config(
-        tmp_path / "syncs", es.transport.node_pool.get().base_url, target, f"{index_prefix}-*", batch_size=1
+    write_config(
+        tmp_path / "syncs",
+        host_sync_config(es.transport.node_pool.get().base_url, target, f"{index_prefix}-*", batch_size=1),
     )
     defs = build_definitions(load_configs(tmp_path / "syncs"))
     real_write = CmdbWriter.write

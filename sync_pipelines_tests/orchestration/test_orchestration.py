@@ -7,13 +7,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
-    Definitions,
     ExecuteInProcessResult,
     ReexecutionOptions,
     build_reconstructable_job,
@@ -24,10 +22,18 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.connectors.check import check_sync
 from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.history import Trigger, open_ledger
-from sync_pipelines.orchestration import Stage, Tag, build_definitions, execute_sync, job_name, step_key
+from sync_pipelines.orchestration import Stage, Tag, execute_sync, step_key
 from sync_pipelines.orchestration import runs as runs_module
 from sync_pipelines.orchestration.metadata import NON_BREAKING_HYPHEN, unbroken
 from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import (
+    DATED_PEOPLE,
+    DATED_PEOPLE_MAPPING,
+    Sync,
+    make_source,
+    sql_sync,
+    write_config,
+)
 from sync_pipelines_tests.support.databases import PG_ADMIN_URL
 
 ROWS = [
@@ -35,78 +41,6 @@ ROWS = [
     {"id": 2, "name": "bob", "age": "41", "updated_at": "2024-01-02 08:00:00"},
     {"id": 3, "name": "cy", "age": "29", "updated_at": "2024-01-03 08:00:00"},
 ]
-
-
-def make_source(path: Path, rows: list[dict[str, Any]]) -> None:
-    """A SQLite source with a ``people`` table; ``age`` is text so that a row can fail its cast."""
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "people",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("name", sa.String(50)),
-        sa.Column("age", sa.String(10)),
-        sa.Column("updated_at", sa.String(30)),
-    )
-    engine = sa.create_engine(f"sqlite:///{path}")
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.delete())
-        if rows:
-            conn.execute(table.insert(), rows)
-    engine.dispose()
-
-
-def write_config(folder: Path, name: str, source_url: str, target_url: str, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": name,
-        "description": f"People into {name}.",
-        "source": {"kind": "sql", "url": source_url, "table": "people"},
-        "target": {"kind": "sql", "url": target_url, "table": name, "key": ["id"]},
-        "mapping": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "age": {"type": "integer"},
-            "updated_at": {"type": "datetime"},
-        },
-        "mode": "full",
-    }
-    data.update(overrides)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
-    return data
-
-
-def target_count(path: Path, table: str) -> int | None:
-    engine = sa.create_engine(f"sqlite:///{path}")
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(table):
-                return None
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
-    finally:
-        engine.dispose()
-
-
-class Sync:
-    """One sync on SQLite files in ``tmp_path``, run through its Dagster job."""
-
-    def __init__(self, tmp_path: Path, name: str = "people", **overrides: Any):
-        self.name = name
-        self.source = tmp_path / "source.db"
-        self.target = tmp_path / "target.db"
-        self.folder = tmp_path / "syncs"
-        write_config(self.folder, name, f"sqlite:///{self.source}", f"sqlite:///{self.target}", **overrides)
-
-    def defs(self) -> Definitions:
-        return build_definitions(load_configs(self.folder))
-
-    def run(self, **run_config: Any) -> ExecuteInProcessResult:
-        job = self.defs().resolve_job_def(job_name(self.name))
-        return job.execute_in_process(run_config=run_config, instance=DagsterInstance.get(), raise_on_error=False)
-
-    def rows(self) -> int | None:
-        return target_count(self.target, self.name)
 
 
 def load_metadata(result: ExecuteInProcessResult, name: str) -> dict[str, Any]:
@@ -127,7 +61,7 @@ def run_tags(run_id: str) -> dict[str, str]:
 
 
 def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", ROWS)
+    make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, mode="incremental", cursor="updated_at")
 
     result = sync.run()
@@ -174,7 +108,12 @@ def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> No
 
 def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) -> None:
     """Dagster shows a partial run as a success; the WARN check on the asset says records failed."""
-    make_source(tmp_path / "source.db", [*ROWS, {"id": 4, "name": "dee", "age": "n/a", "updated_at": "2024-01-04"}])
+    make_source(
+        tmp_path / "source.db",
+        [*ROWS, {"id": 4, "name": "dee", "age": "n/a", "updated_at": "2024-01-04"}],
+        DATED_PEOPLE,
+        replace=True,
+    )
     sync = Sync(tmp_path, max_failure_ratio=0.5)
 
     partial = sync.run()
@@ -185,7 +124,7 @@ def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) ->
     assert (warning.metadata["failed"].value, warning.metadata["processed"].value) == (1, 4)
     assert warning.description and warning.description.startswith("1 of 4 record(s) failed in the last run")
 
-    make_source(tmp_path / "source.db", ROWS)
+    make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     clean = sync.run()
     [passed] = [e for e in clean.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
     assert passed.passed and passed.metadata["failed"].value == 0
@@ -194,7 +133,7 @@ def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) ->
 
 
 def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", ROWS)
+    make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path)
     assert sync.run().success
 
@@ -202,7 +141,9 @@ def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: 
     assert (second["processed"], second["created"], second["updated"], second["unchanged"]) == (3, 0, 0, 3)
     assert second["samples"].records == []
 
-    make_source(tmp_path / "source.db", [*ROWS[:2], {**ROWS[2], "name": "cyd", "age": "30"}])
+    make_source(
+        tmp_path / "source.db", [*ROWS[:2], {**ROWS[2], "name": "cyd", "age": "30"}], DATED_PEOPLE, replace=True
+    )
     third = load_metadata(sync.run(), "people")
     assert (third["created"], third["updated"], third["unchanged"]) == (0, 1, 2)
     [updated] = third["samples"].records
@@ -212,7 +153,7 @@ def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: 
 
 
 def test_a_dry_run_writes_nothing_and_keeps_the_watermark(tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", ROWS)
+    make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, mode="incremental", cursor="updated_at")
 
     dry = sync.run(dry_run=True)
@@ -231,7 +172,12 @@ def test_a_dry_run_writes_nothing_and_keeps_the_watermark(tmp_path: Path) -> Non
 
 
 def test_a_few_bad_rows_within_the_ratio_make_a_partial_run(tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", [*ROWS, {"id": 4, "name": "dee", "age": "old", "updated_at": "2024-01-04"}])
+    make_source(
+        tmp_path / "source.db",
+        [*ROWS, {"id": 4, "name": "dee", "age": "old", "updated_at": "2024-01-04"}],
+        DATED_PEOPLE,
+        replace=True,
+    )
     sync = Sync(tmp_path, max_failure_ratio=0.5)
 
     result = sync.run()
@@ -246,7 +192,12 @@ def test_a_few_bad_rows_within_the_ratio_make_a_partial_run(tmp_path: Path) -> N
 
 
 def test_too_many_bad_rows_fail_the_step_with_the_metadata(tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", [*ROWS, {"id": 4, "name": "dee", "age": "old", "updated_at": "2024-01-04"}])
+    make_source(
+        tmp_path / "source.db",
+        [*ROWS, {"id": 4, "name": "dee", "age": "old", "updated_at": "2024-01-04"}],
+        DATED_PEOPLE,
+        replace=True,
+    )
     sync = Sync(tmp_path, max_failure_ratio=0)
 
     result = sync.run()
@@ -296,7 +247,10 @@ def test_a_secret_in_a_failure_is_redacted_everywhere(tmp_path: Path, monkeypatc
     monkeypatch.setenv("PEOPLE_DB", secret)
     server = PG_ADMIN_URL.rsplit("/", 1)[0]
     sync = Sync(tmp_path)
-    write_config(sync.folder, "people", server + "/${PEOPLE_DB}", f"sqlite:///{sync.target}")
+    write_config(
+        sync.folder,
+        sql_sync("people", server + "/${PEOPLE_DB}", sync.target, mapping=DATED_PEOPLE_MAPPING, mode="full"),
+    )
 
     result = sync.run()
 
@@ -311,7 +265,7 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [{"id": i, "name": f"p{i}", "age": str(20 + i), "updated_at": f"2024-01-{i:02d}"} for i in range(1, 22)]
-    make_source(tmp_path / "source.db", rows)
+    make_source(tmp_path / "source.db", rows, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, batch_size=7)
     original = SqlTargetWriter.upsert
     calls = {"n": 0}
@@ -328,7 +282,7 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
     assert first.status.value == "failed" and "connection lost" in (first.error or "")
     assert sync.rows() == 7  # the first batch is committed
     monkeypatch.setattr(SqlTargetWriter, "upsert", original)
-    make_source(tmp_path / "source.db", [])  # a re-read would now see no rows at all
+    make_source(tmp_path / "source.db", [], DATED_PEOPLE, replace=True)  # a re-read would now see no rows at all
 
     recon = build_reconstructable_job(
         runs_module.__name__,
@@ -358,7 +312,7 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
 
 
 def test_materializing_from_the_asset_graph_tags_the_run_with_its_sync(tmp_path: Path) -> None:
-    make_source(tmp_path / "source.db", ROWS)
+    make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path)
     job = sync.defs().resolve_implicit_global_asset_job_def()
 
@@ -374,7 +328,7 @@ def test_materializing_from_the_asset_graph_tags_the_run_with_its_sync(tmp_path:
 
 def test_each_step_opens_the_target_database_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ledger row, the writes, the metadata and the closing row of a step share one engine (one pool)."""
-    make_source(tmp_path / "source.db", ROWS)
+    make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, mode="incremental", cursor="updated_at")
     created: list[str] = []
     real = sa.create_engine

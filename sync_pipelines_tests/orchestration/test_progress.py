@@ -20,31 +20,19 @@ from sync_pipelines.cli import main
 from sync_pipelines.engine.progress import ProgressSnapshot, parse_progress
 from sync_pipelines.orchestration import execute_sync, get_instance
 from sync_pipelines.orchestration.progress import latest_run_id, run_progress
+from sync_pipelines_tests.factories import SourceTable, make_source
 
 ROWS = 25
-
-
-def make_source(path: Path, ids: range) -> None:
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "items",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("name", sa.String(20)),
-        sa.Column("version", sa.Integer),
-    )
-    engine = sa.create_engine(f"sqlite:///{path}")
-    metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), [{"id": i, "name": f"item {i}", "version": i} for i in ids])
-    engine.dispose()
+ITEMS = SourceTable("items", {"name": sa.String(20), "version": sa.Integer})
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A config folder with ``items``: incremental on ``version``, 10 rows per batch, ids above 2 only."""
     monkeypatch.chdir(tmp_path)
-    make_source(tmp_path / "source.db", range(1, ROWS + 1))
+    make_source(
+        tmp_path / "source.db", [{"id": i, "name": f"item {i}", "version": i} for i in range(1, ROWS + 1)], ITEMS
+    )
     folder = tmp_path / "syncs"
     folder.mkdir()
     data: dict[str, Any] = {

@@ -67,3 +67,31 @@ def make_databases(backend: str, tmp_path: Path) -> Iterator[Databases]:
         for gen in (src_gen, dst_gen):
             for _ in gen:
                 pass
+
+
+OUTAGE_SECRET = "Sup3r-S3cret-Outage-pw"
+"""The password of ``${SYNC_OUTAGE_PW}`` in URLs made by :func:`with_password` (the server ignores it)."""
+
+
+def with_password(url: str) -> str:
+    """``url`` with ``postgres:${SYNC_OUTAGE_PW}@`` as its credentials (the local server trusts 127.0.0.1)."""
+    return url.replace("postgres@", "postgres:${SYNC_OUTAGE_PW}@")
+
+
+def terminate(url: str) -> int:
+    """Terminate every backend connected to the database of ``url`` except ours; returns how many."""
+    database = sa.make_url(url).database
+    admin = sa.create_engine(sa.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return len(
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :db AND pid <> pg_backend_pid()"
+                    ),
+                    {"db": database},
+                ).all()
+            )
+    finally:
+        admin.dispose()

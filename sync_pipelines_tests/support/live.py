@@ -8,6 +8,7 @@ background passes them on ignored, and a run worker that ignores SIGINT cannot b
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -22,7 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sqlalchemy as sa
 import yaml
+
+from sync_pipelines_tests.factories import SourceTable, sql_sync
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -318,3 +322,46 @@ class LiveDagster:
 def write_control(path: Path, **values: Any) -> None:
     """The fault-injection settings ``live_definitions`` reads on every batch."""
     path.write_text(json.dumps({"delay": {}, "fail": {}, **values}), encoding="utf-8")
+
+
+# --- the live syncs' source and configurations, and the browser
+
+ROWS = 40
+DAYS = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2), dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4)]
+LIVE_PEOPLE = SourceTable("people", {"name": sa.String(20), "updated_at": sa.DateTime})
+
+
+def people_rows() -> list[dict[str, Any]]:
+    """40 people over four days (10 a day), ``updated_at`` growing with ``id``."""
+    return [
+        {"id": i, "name": f"p{i}", "updated_at": DAYS[(i - 1) // 10] + dt.timedelta(hours=(i - 1) % 10)}
+        for i in range(1, ROWS + 1)
+    ]
+
+
+def live_sync_config(root: Path, name: str, **overrides: Any) -> dict[str, Any]:
+    """An incremental sync of ``root/source.db``'s people into ``root/<name>.db``, batches of four."""
+    data = sql_sync(
+        name,
+        root / "source.db",
+        root / f"{name}.db",
+        target_table="people",
+        description=f"People into {name}, incrementally on updated_at.",
+        mode="incremental",
+        cursor="updated_at",
+        batch_size=4,
+    )
+    data.update(overrides)
+    return data
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]

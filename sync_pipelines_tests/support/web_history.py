@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
 
 from sync_pipelines.config import SyncConfig, load_configs
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import ORDERS as ORDERS_TABLE
+from sync_pipelines_tests.factories import make_source, write_config
 
 T0 = dt.datetime(2026, 11, 20, 8, 0, 0)
 SYNC = "orders_sync"
@@ -74,20 +75,8 @@ def _config(root: Path) -> dict[str, Any]:
     }
 
 
-def _make_source(url: str) -> None:
-    engine = sa.create_engine(url)
-    table = sa.Table(
-        "orders",
-        sa.MetaData(),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("customer", sa.String(50)),
-        sa.Column("qty", sa.String(20)),
-        sa.Column("price", sa.Numeric(12, 2)),
-        sa.Column("status", sa.String(20)),
-        sa.Column("updated_at", sa.DateTime),
-    )
-    table.metadata.create_all(engine)
-    rows = [
+def _orders() -> list[dict[str, Any]]:
+    return [
         {
             "id": i,
             "customer": f"customer {i % 7}",
@@ -98,9 +87,6 @@ def _make_source(url: str) -> None:
         }
         for i in range(1, ORDERS + 1)
     ]
-    with engine.begin() as conn:
-        conn.execute(table.insert(), rows)
-    engine.dispose()
 
 
 def _execute(sql: str, url: str) -> None:
@@ -123,12 +109,11 @@ def build_history(root: Path) -> History:
     """Build the databases, the configuration folder and the runs of ``orders_sync`` under ``root``."""
     folder = root / "syncs"
     folder.mkdir(parents=True)
-    data = _config(root)
-    (folder / f"{SYNC}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    data = write_config(folder, _config(root))
     history = History(
         folder, data["source"]["url"], data["target"]["url"], *(str(uuid.uuid4()) for _ in range(3)), "bf-0001"
     )
-    _make_source(history.source_url)
+    make_source(history.source_url, _orders(), ORDERS_TABLE)
     cfg = history.config()
     run_sync(cfg, RunOptions(run_id=history.first))
     _execute(
