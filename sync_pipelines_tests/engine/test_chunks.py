@@ -132,7 +132,7 @@ def test_a_failed_chunk_then_reexecution_gives_exactly_the_source(dbs: Databases
     assert (later.counts.unchanged, later.counts.deleted) == (50, 0)
 
 
-def test_a_run_that_read_before_another_committed_is_refused(sqlite_dbs: Databases) -> None:
+def test_a_parallel_run_that_read_before_another_committed_is_refused(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 20)])
     cfg = full_config(sqlite_dbs, parallel=PARALLEL)
     slow = RunOptions(run_id="slow")
