@@ -16,6 +16,19 @@ import pytest
 from sync_pipelines_tests.factories import three_syncs
 from sync_pipelines_tests.support.databases import BACKENDS, OUTAGE_SECRET, Databases, make_databases
 
+TESTS = Path(__file__).parent
+BROWSER_MODULES = {"test_web_browser.py", "test_ui_status.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by folder: ``e2e`` under ``e2e/`` (whole deployments), ``unit`` everywhere else;
+    ``browser`` for the tests that drive Chromium."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        item.add_marker(pytest.mark.e2e if folder == "e2e" else pytest.mark.unit)
+        if item.path.name in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
+
 
 @pytest.fixture(params=BACKENDS)
 def dbs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:

@@ -246,6 +246,7 @@ def test_the_source_sensor_starts_a_run_when_the_source_moves(live: LiveDagster)
     assert [json.loads(key)["id"] for (key,) in created] == [41]  # incremental: only the new row
 
 
+@pytest.mark.browser
 def test_the_asset_page_shows_the_sync_in_a_browser(live: LiveDagster, tmp_path: Path) -> None:
     """Debian's Chromium, driven by Playwright (no browser download), on the asset page of a synced asset."""
     from playwright.sync_api import Page, expect, sync_playwright
