@@ -50,7 +50,7 @@ test: setup ## Start PostgreSQL/MariaDB/RabbitMQ if down, then ruff, mypy and py
 	echo "== pytest"; $(BIN)/pytest $(PYTEST_ARGS) || failed="$$failed pytest"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
 
-test-fast: setup ## The unit tests not marked slow (about two minutes): pytest -m "unit and not slow"
+test-fast: setup ## The unit tests not marked slow (under two minutes): pytest -m "unit and not slow"
 	scripts/ensure-services
 	$(BIN)/pytest -m "unit and not slow" $(PYTEST_ARGS)
 

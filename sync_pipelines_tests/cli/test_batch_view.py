@@ -55,6 +55,7 @@ def partitions_json() -> dict[str, dict[str, Any]]:
     return {p["partition"]: p for p in json.loads(result.stdout)["partitions"]}
 
 
+@pytest.mark.slow
 def test_stats_by_partition_and_a_failed_partition_rerun_on_its_own(folder: Path, tmp_path: Path) -> None:
     make_source(tmp_path / "source.db", people_by_day(1), DAY_PEOPLE, replace=True)
     assert invoke("run", "people", "--partition", "2024-01-01").exit_code == 0

@@ -54,6 +54,7 @@ def test_validate_prints_every_problem_and_exits_1(syncs: Path) -> None:
     assert result.stdout.strip() == "3 sync configuration(s) valid, 2 file(s) invalid"
 
 
+@pytest.mark.slow
 def test_a_valid_sync_runs_while_another_file_is_broken(syncs: Path) -> None:
     (syncs / "broken.yaml").write_text("name: broken\nbatch_size: 0\n", encoding="utf-8")
     (syncs / "port.yaml").write_text(
@@ -72,6 +73,7 @@ def test_a_valid_sync_runs_while_another_file_is_broken(syncs: Path) -> None:
     assert invoke("validate").exit_code == 1
 
 
+@pytest.mark.slow
 def test_run_json_reports_a_completed_run_recorded_on_the_instance(syncs: Path) -> None:
     code, report = run_json("clean")
 
@@ -93,6 +95,7 @@ def test_run_json_reports_a_completed_run_recorded_on_the_instance(syncs: Path) 
     assert (again["counts"]["created"], again["counts"]["unchanged"]) == (0, 9)
 
 
+@pytest.mark.slow
 def test_run_json_exit_codes_follow_the_status(syncs: Path) -> None:
     partial_code, partial = run_json("tolerant")
     failed_code, failed = run_json("strict")
@@ -105,6 +108,7 @@ def test_run_json_exit_codes_follow_the_status(syncs: Path) -> None:
     assert {r.dagster_run.run_id for r in runs} == {partial["run_id"], failed["run_id"]}
 
 
+@pytest.mark.slow
 def test_dry_run_and_full_sync_flags_reach_the_run(syncs: Path) -> None:
     code, dry = run_json("clean", "--dry-run")
     assert code == 0 and dry["counts"]["created"] == 9
@@ -115,6 +119,7 @@ def test_dry_run_and_full_sync_flags_reach_the_run(syncs: Path) -> None:
     assert config is not None and config.run_config == {"full_sync": False, "dry_run": True}
 
 
+@pytest.mark.slow
 def test_run_prints_a_readable_summary(syncs: Path) -> None:
     result = invoke("run", "tolerant")
 
@@ -124,6 +129,7 @@ def test_run_prints_a_readable_summary(syncs: Path) -> None:
     assert "processed=10" in counts and "created=9" in counts and "failed=1" in counts
 
 
+@pytest.mark.slow
 def test_run_of_an_unknown_sync_lists_the_known_ones(syncs: Path) -> None:
     result = invoke("run", "nope")
 
@@ -132,6 +138,7 @@ def test_run_of_an_unknown_sync_lists_the_known_ones(syncs: Path) -> None:
     assert DagsterInstance.get().get_run_records() == []
 
 
+@pytest.mark.slow
 def test_list_shows_mode_schedule_and_last_status(syncs: Path) -> None:
     run_json("tolerant")
     assert invoke("run", "clean", "--dry-run").exit_code == 0  # a dry run is no last status
@@ -147,6 +154,7 @@ def test_list_shows_mode_schedule_and_last_status(syncs: Path) -> None:
     assert "manual" in by_name["tolerant"] and "partial" in by_name["tolerant"]
 
 
+@pytest.mark.slow
 def test_demo_runs_every_sync_and_fails_when_one_fails(syncs: Path, tmp_path: Path) -> None:
     result = invoke("demo", "--directory", str(tmp_path / "demo"))
 
@@ -167,6 +175,7 @@ def test_demo_runs_every_sync_and_fails_when_one_fails(syncs: Path, tmp_path: Pa
     assert invoke("demo", "--directory", str(tmp_path / "demo")).exit_code == 0
 
 
+@pytest.mark.slow
 def test_without_dagster_home_the_cli_uses_the_project_home(
     syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,6 +211,7 @@ def test_the_project_home_keeps_its_own_settings_and_is_configured_without_a_pro
     assert (bare / ".dagster_home" / "dagster.yaml").read_text(encoding="utf-8") == "# edited\n"
 
 
+@pytest.mark.slow
 def test_a_dagster_home_without_settings_gets_the_project_file_once(
     syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,6 +234,7 @@ def test_a_dagster_home_without_settings_gets_the_project_file_once(
         assert instance.run_retries_enabled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("case", "overrides", "cause"),
     [

@@ -14,6 +14,8 @@ from sync_pipelines.cli import main
 from sync_pipelines_tests.factories import host_sync_config, write_config
 from sync_pipelines_tests.support.hosts import register_pool, resources, seed_metrics
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (Dagster, CLI or server runs)
+
 
 @pytest.fixture
 def folder(tmp_path: Path, es: Elasticsearch, index_prefix: str, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -36,6 +36,7 @@ def fill_in(text: str, values: dict[str, str]) -> str:
     return text
 
 
+@pytest.mark.slow
 def test_new_then_validate_check_and_run(folder: Path, tmp_path: Path) -> None:
     created = invoke("new", "erp_orders", "--source", "sql", "--target", "sql")
     assert created.exit_code == 0, created.output

@@ -199,6 +199,7 @@ def make_unreadable(folder: Path, case: str) -> None:
         raise AssertionError(f"no way to make {case!r}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("case", "expected"), corpus.UNREADABLE_ENTRIES, ids=[c[0] for c in corpus.UNREADABLE_ENTRIES])
 def test_unreadable_entries_are_errors_naming_the_file(tmp_path: Path, case: str, expected: str) -> None:
     """``validate`` as a process that file permissions apply to; the valid file beside it still counts."""
@@ -253,6 +254,7 @@ VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @HYPOTHESIS
 @given(path=st.sampled_from(FIELDS), value=VALUES)
 def test_generated_configs_are_accepted_or_refused_by_field(tmp_path: Path, path: str, value: Any) -> None:

@@ -117,6 +117,7 @@ def _count(dbs: Databases, sql: str) -> int:
     return int(value)
 
 
+@pytest.mark.slow
 def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: Databases) -> None:
     source = make_source(dbs, [order(i) for i in range(1, 11)])
     cfg = full_orders_config(dbs)
@@ -164,6 +165,7 @@ def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: D
     assert (quiet.conflicted, quiet.updated, quiet.created) == (0, 0, 0)
 
 
+@pytest.mark.slow
 def test_an_interrupted_upgrade_is_finished_by_the_next_run(dbs: Databases) -> None:
     source = make_source(dbs, [order(i) for i in range(1, 6)])
     cfg = full_orders_config(dbs)

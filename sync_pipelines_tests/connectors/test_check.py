@@ -69,6 +69,7 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_live_endpoints_pass_and_leave_nothing_behind(dbs: Databases) -> None:
     make_orders(dbs.source_url)
     results = by_role(check_sync(config(dbs.source_url, dbs.target_url)))
@@ -124,6 +125,7 @@ def test_query_source_and_read_only_sqlite_target(sqlite_dbs: Databases, tmp_pat
     assert target.error is not None and "attempt to write a readonly database" in target.error
 
 
+@pytest.mark.slow
 def test_missing_table(dbs: Databases) -> None:
     results = by_role(check_sync(config(dbs.source_url, dbs.target_url, target={"create": False})))
     source, target = results[EndpointRole.SOURCE], results[EndpointRole.TARGET]
@@ -136,6 +138,7 @@ def test_missing_table(dbs: Databases) -> None:
     assert target.error == "target table 'orders_copy' does not exist and target.create is false"
 
 
+@pytest.mark.slow
 def test_missing_and_uncastable_columns(dbs: Databases) -> None:
     make_orders(dbs.source_url)
     missing = config(dbs.source_url, dbs.target_url, mapping={"id": {"type": "integer"}, "total": {"type": "float"}})
@@ -173,6 +176,7 @@ def test_missing_and_uncastable_columns(dbs: Databases) -> None:
     assert target.error.endswith("which cannot store integer (mapping.qty.type)")
 
 
+@pytest.mark.slow
 def test_target_without_unique_key(dbs: Databases) -> None:
     make_orders(dbs.source_url)
     make_orders(dbs.target_url, primary_key=False)
@@ -194,6 +198,7 @@ def test_target_without_unique_key(dbs: Databases) -> None:
     assert target.ok, target.error
 
 
+@pytest.mark.slow
 def test_unreachable_endpoint(dbs: Databases, tmp_path: Path) -> None:
     make_orders(dbs.source_url)
     if dbs.backend == "sqlite":
@@ -265,6 +270,7 @@ def grant(dbs: Databases, url: str, user: str, privileges: str) -> None:
     admin.dispose()
 
 
+@pytest.mark.slow
 def test_wrong_credentials_and_read_only_account(
     server_dbs: Databases, account: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -47,6 +47,7 @@ def test_the_backend_is_told_by_the_connection_not_by_the_caller(dbs: Databases)
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_upsert_inserts_new_keys_and_updates_existing_ones(dbs: Databases) -> None:
     engine = dbs.target()
     table = _items(sa.MetaData())
@@ -64,6 +65,7 @@ def test_upsert_inserts_new_keys_and_updates_existing_ones(dbs: Databases) -> No
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_key_lists_longer_than_one_query_takes_are_found(dbs: Databases) -> None:
     engine = dbs.target()
     table = _items(sa.MetaData())

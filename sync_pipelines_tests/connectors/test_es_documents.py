@@ -57,6 +57,7 @@ def target_rows(url: str) -> dict[str, tuple[Any, ...]]:
     return {r[0]: tuple(r[1:]) for r in rows}
 
 
+@pytest.mark.slow
 def test_incremental_documents_with_cursor_ties(dbs: Databases, es: Elasticsearch, index_prefix: str) -> None:
     index = f"{index_prefix}-docs"
     es.indices.create(

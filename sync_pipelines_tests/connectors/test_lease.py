@@ -12,6 +12,7 @@ from sync_pipelines.errors import ConcurrentRunError
 from sync_pipelines_tests.support.databases import Databases
 
 
+@pytest.mark.slow
 def test_a_held_lease_refuses_a_second_holder_and_is_free_again_after(dbs: Databases) -> None:
     first, second = dbs.target(), dbs.target()  # two engines: two sessions, as two processes would have
     try:

@@ -157,6 +157,7 @@ def test_csv_reads_give_the_values_row_reads_give(pg: Databases) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_sync_through_the_set_based_path_keeps_baselines_the_per_record_path_reads(pg: Databases) -> None:
     source = pg.source()
     table = _table(sa.MetaData())
@@ -223,6 +224,7 @@ def test_a_sync_through_the_set_based_path_keeps_baselines_the_per_record_path_r
     target.dispose()
 
 
+@pytest.mark.slow
 def test_a_composite_key_is_hashed_and_recorded_like_the_per_record_path_does(pg: Databases) -> None:
     source = pg.source()
     metadata = sa.MetaData()

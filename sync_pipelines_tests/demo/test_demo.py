@@ -31,6 +31,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_builds_the_source_databases_only(demo: dict[str, Path]) -> None:
     assert sorted(demo) == ["directory", "erp"]
     assert {p.name for p in demo["erp"].parent.iterdir()} == {"erp.db", "directory.db"}

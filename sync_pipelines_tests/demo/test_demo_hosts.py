@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from sync_pipelines.cli import main
 from sync_pipelines.demo.hosts import POOL
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (Dagster, CLI or server runs)
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.config import SyncConfig
@@ -86,6 +87,7 @@ def rows_config(dbs: Databases) -> SyncConfig:
     )
 
 
+@pytest.mark.slow
 def test_bad_rows_fail_alone_with_their_key_and_field(dbs: Databases) -> None:
     make_rows(dbs)
     result = run_sync(rows_config(dbs), RunOptions(run_id="bad-rows", sample_size=100))

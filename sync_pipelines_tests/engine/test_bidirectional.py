@@ -69,6 +69,7 @@ def actions(result: Any) -> dict[str, RecordAction]:
     return {str(s.key["order_id"]): s.action for s in result.samples}
 
 
+@pytest.mark.slow
 def test_changes_flow_both_ways(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     target = wh_orders(dbs)
@@ -88,6 +89,7 @@ def test_changes_flow_both_ways(synced: tuple[Databases, sa.Table]) -> None:
     assert (settled.counts.unchanged, settled.counts.updated) == (10, 0)
 
 
+@pytest.mark.slow
 def test_rows_created_on_the_target_reach_the_source(synced: tuple[Databases, sa.Table]) -> None:
     dbs, _ = synced
     row = {
@@ -111,6 +113,7 @@ def test_rows_created_on_the_target_reach_the_source(synced: tuple[Databases, sa
     assert (settled.counts.unchanged, settled.counts.created, settled.counts.updated) == (11, 0, 0)
 
 
+@pytest.mark.slow
 def test_a_change_on_both_sides_is_a_conflict(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     target = wh_orders(dbs)
@@ -132,6 +135,7 @@ def test_a_change_on_both_sides_is_a_conflict(synced: tuple[Databases, sa.Table]
     assert run(two_way(dbs), "run-4").counts.unchanged == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("choice", [ConflictChoice.KEEP_SOURCE, ConflictChoice.KEEP_TARGET])
 def test_a_resolved_conflict_leaves_both_sides_equal(
     synced: tuple[Databases, sa.Table], choice: ConflictChoice
@@ -151,6 +155,7 @@ def test_a_resolved_conflict_leaves_both_sides_equal(
     assert (after.counts.unchanged, after.counts.conflicted, after.counts.updated) == (10, 0, 0)
 
 
+@pytest.mark.slow
 def test_deletes_propagate_under_the_delete_guard(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     target = wh_orders(dbs)
@@ -174,6 +179,7 @@ def test_deletes_propagate_under_the_delete_guard(synced: tuple[Databases, sa.Ta
     assert len(source_rows(dbs)) == 8
 
 
+@pytest.mark.slow
 def test_without_delete_missing_a_deleted_row_is_restored(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     target = wh_orders(dbs)
@@ -186,6 +192,7 @@ def test_without_delete_missing_a_deleted_row_is_restored(synced: tuple[Database
     assert len(source_rows(dbs)) == len(target_rows(dbs)) == 10
 
 
+@pytest.mark.slow
 def test_dry_run_plans_both_ways_and_writes_nothing(synced: tuple[Databases, sa.Table]) -> None:
     dbs, _ = synced
     target = wh_orders(dbs)

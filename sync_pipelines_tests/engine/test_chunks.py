@@ -58,6 +58,7 @@ def duplicated_outcomes(dbs: Databases, run_id: str) -> list[Any]:
     )
 
 
+@pytest.mark.slow
 def test_parallel_full_sync_matches_the_serial_one(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 61)] + [order(61, qty="n/a")])
     serial = full_config(dbs, name="serial_orders", target={**_target(dbs), "table": "wh_serial"})
@@ -94,6 +95,7 @@ def _target(dbs: Databases) -> dict[str, Any]:
     return {"kind": "sql", "url": dbs.target_url, "table": "wh_orders", "key": ["order_id"]}
 
 
+@pytest.mark.slow
 def test_a_failed_chunk_then_reexecution_gives_exactly_the_source(dbs: Databases, tmp_path: Path) -> None:
     make_source(dbs, [order(i) for i in range(1, 51)])
     cfg = full_config(dbs, parallel={"workers": 2})
@@ -166,6 +168,7 @@ def _people_config(dbs: Databases, name: str, table: str, **extra: Any) -> SyncC
     )
 
 
+@pytest.mark.slow
 def test_duplicate_and_null_keys_are_found_as_in_a_serial_run(dbs: Databases) -> None:
     ids: list[int | None] = [*range(1, 31), 5, 5, 17, 29, None, 30]
     _people(dbs, ids)
@@ -179,6 +182,7 @@ def test_duplicate_and_null_keys_are_found_as_in_a_serial_run(dbs: Databases) ->
     assert sorted(e for (e,) in errors) == ["duplicate key within the run"] * 5 + ["key id is null"]
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     keys=st.lists(st.one_of(st.none(), st.integers(-50, 50)), max_size=60),
@@ -203,6 +207,7 @@ def test_key_ranges_cover_every_row_exactly_once(tmp_path: Path, keys: list[int 
     reader.engine.dispose()
 
 
+@pytest.mark.slow
 def test_dry_runs_and_incremental_reads_stay_serial(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 15)])
     cfg = orders_config(sqlite_dbs, parallel=PARALLEL)  # incremental on updated_at
@@ -219,6 +224,7 @@ def test_dry_runs_and_incremental_reads_stay_serial(sqlite_dbs: Databases) -> No
     assert result.watermark_after is not None and result.watermark_after["key"] == [14]
 
 
+@pytest.mark.slow
 def test_the_dagster_job_runs_the_chunks(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 30)])
     cfg = full_config(sqlite_dbs, parallel=PARALLEL)
@@ -258,6 +264,7 @@ class _Daemonic:
     daemon = True
 
 
+@pytest.mark.slow
 def test_a_daemonic_process_runs_the_chunks_one_by_one(sqlite_dbs: Databases, monkeypatch: pytest.MonkeyPatch) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 30)])
     cfg = full_config(sqlite_dbs, parallel=PARALLEL)
@@ -275,6 +282,7 @@ def test_a_daemonic_process_runs_the_chunks_one_by_one(sqlite_dbs: Databases, mo
     assert bookkeeping(sqlite_dbs, "SELECT count(DISTINCT chunk) FROM _sync_batches") == [(3,)]
 
 
+@pytest.mark.slow
 def test_a_stop_request_stops_every_worker_at_a_batch_boundary(sqlite_dbs: Databases) -> None:
     make_source(sqlite_dbs, [order(i) for i in range(1, 40)])
     cfg = full_config(sqlite_dbs, parallel=PARALLEL)
@@ -288,6 +296,7 @@ def test_a_stop_request_stops_every_worker_at_a_batch_boundary(sqlite_dbs: Datab
     assert load(cfg, manifest, options).counts.created == 39
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
 def test_a_batch_the_database_refuses_rolls_back_whole_and_resumes(backend: str, tmp_path: Path) -> None:
     for dbs in make_databases(backend, tmp_path):
@@ -328,6 +337,7 @@ def test_a_batch_the_database_refuses_rolls_back_whole_and_resumes(backend: str,
         assert bookkeeping(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'refused'") == [(50,)]
 
 
+@pytest.mark.slow
 def test_dagster_reexecution_from_the_failed_load_resumes_the_chunks(tmp_path: Path) -> None:
     rows = [
         {"id": i, "name": f"p{i}", "age": str(20 + i), "updated_at": f"2024-01-{i % 28 + 1:02d}"} for i in range(1, 41)

@@ -62,6 +62,7 @@ def test_fingerprint_is_stable_across_driver_representations() -> None:
     assert values_hash({"a": "1"}) != values_hash({"a": "2"})
 
 
+@pytest.mark.slow
 @given(
     st.decimals(min_value=-(10**9), max_value=10**9, places=2, allow_nan=False, allow_infinity=False),
     st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2100, 1, 1)),
@@ -77,6 +78,7 @@ def test_normalised_values_do_not_depend_on_the_driver_representation(
     assert normalise(aware, "datetime") == normalise(moment, "datetime") == normalise(moment.isoformat(), "datetime")
 
 
+@pytest.mark.slow
 def test_every_written_record_has_a_baseline(synced: tuple[Databases, sa.Table]) -> None:
     dbs, _ = synced
     rows = bookkeeping(dbs, "SELECT sync, run_id FROM _sync_baselines")
@@ -84,6 +86,7 @@ def test_every_written_record_has_a_baseline(synced: tuple[Databases, sa.Table])
     assert {tuple(r) for r in rows} == {("orders_sync", "run-1")}
 
 
+@pytest.mark.slow
 def test_target_edit_alone_is_left_alone(synced: tuple[Databases, sa.Table]) -> None:
     dbs, _ = synced
     edit_target(dbs, 3, customer="edited by hand")
@@ -101,6 +104,7 @@ def test_target_edit_alone_is_left_alone(synced: tuple[Databases, sa.Table]) -> 
     assert list_conflicts(full_orders_config(dbs)) == []
 
 
+@pytest.mark.slow
 def test_manual_policy_records_a_conflict_and_keeps_the_target(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     edit_target(dbs, 3, customer="edited by hand")
@@ -140,6 +144,7 @@ def test_manual_policy_records_a_conflict_and_keeps_the_target(synced: tuple[Dat
     assert conflict_summary(cfg).open_count == 1
 
 
+@pytest.mark.slow
 def test_source_wins_overwrites_and_logs_it(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     edit_target(dbs, 5, customer="edited by hand")
@@ -157,6 +162,7 @@ def test_source_wins_overwrites_and_logs_it(synced: tuple[Databases, sa.Table]) 
     assert run(cfg, "run-3").counts.unchanged == 10
 
 
+@pytest.mark.slow
 def test_target_wins_keeps_the_edit_until_the_source_changes_again(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     edit_target(dbs, 5, customer="edited by hand")
@@ -177,6 +183,7 @@ def test_target_wins_keeps_the_edit_until_the_source_changes_again(synced: tuple
     assert target_rows(dbs)[5]["customer"] == "changed again"
 
 
+@pytest.mark.slow
 def test_dry_run_reports_conflicts_without_recording_them(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     edit_target(dbs, 2, qty=99)
@@ -192,6 +199,7 @@ def test_dry_run_reports_conflicts_without_recording_them(synced: tuple[Database
     assert target_rows(dbs)[2]["qty"] == 99
 
 
+@pytest.mark.slow
 def test_sides_that_agree_again_close_the_conflict(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     edit_target(dbs, 7, customer="edited by hand")
@@ -218,6 +226,7 @@ def _conflicted(dbs: Databases, source: sa.Table, ids: list[int]) -> SyncConfig:
     return cfg
 
 
+@pytest.mark.slow
 def test_resolve_keep_source_writes_the_source_and_settles(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     cfg = _conflicted(dbs, source, [3, 4])
@@ -236,6 +245,7 @@ def test_resolve_keep_source_writes_the_source_and_settles(synced: tuple[Databas
     assert (later.counts.conflicted, later.counts.target_modified, later.counts.unchanged) == (1, 0, 9)
 
 
+@pytest.mark.slow
 def test_resolve_keep_target_keeps_the_edit(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     cfg = _conflicted(dbs, source, [3, 4])
@@ -250,6 +260,7 @@ def test_resolve_keep_target_keeps_the_edit(synced: tuple[Databases, sa.Table]) 
     assert {r[0] for r in bookkeeping(dbs, "SELECT resolution FROM _sync_conflicts")} == {"keep_target"}
 
 
+@pytest.mark.slow
 def test_resolving_twice_or_unknown_ids_is_an_error_that_changes_nothing(
     synced: tuple[Databases, sa.Table],
 ) -> None:
@@ -273,6 +284,7 @@ def test_resolving_twice_or_unknown_ids_is_an_error_that_changes_nothing(
         resolve_conflicts(cfg, None, ConflictChoice.KEEP_SOURCE, "alice", run_id="resolve-6")
 
 
+@pytest.mark.slow
 def test_deleted_records_lose_their_baseline(synced: tuple[Databases, sa.Table]) -> None:
     dbs, source = synced
     engine = dbs.source()
@@ -287,6 +299,7 @@ def test_deleted_records_lose_their_baseline(synced: tuple[Databases, sa.Table])
     assert len(bookkeeping(dbs, "SELECT key_hash FROM _sync_baselines")) == 9
 
 
+@pytest.mark.slow
 def test_a_target_column_with_less_precision_is_not_an_edit(dbs: Databases) -> None:
     """The target keeps whole seconds and one decimal; what it stored is its side of the baseline."""
     precise = T0 + dt.timedelta(microseconds=123_456)

@@ -60,6 +60,7 @@ def staged_files(tmp_path: Path, run_id: str) -> list[Path]:
     return sorted(p for p in folder.rglob("*.parquet")) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_lost_column_and_changed_type_fail_before_writing(dbs: Databases, tmp_path: Path) -> None:
     make_source(dbs, [{"id": i, "name": f"n{i}", "qty": i} for i in range(1, 6)], DRIFT_ORDERS)
     cfg = config(dbs)

@@ -27,6 +27,7 @@ from sync_pipelines_tests.factories import (
 from sync_pipelines_tests.support.databases import Databases
 
 
+@pytest.mark.slow
 def test_created_updated_unchanged_failed(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 31)] + [order(31, qty="n/a"), order(32, status=None)])
     cfg = orders_config(dbs)
@@ -80,6 +81,7 @@ def test_too_many_failures_is_failed(sqlite_dbs: Databases) -> None:
     assert "4 of 5 records failed" in (result.error or "")
 
 
+@pytest.mark.slow
 def test_cursor_ties_are_neither_lost_nor_read_twice(dbs: Databases) -> None:
     # 20 rows share one cursor value; batches of 7 split the tie in the middle.
     table = make_source(dbs, [order(i, updated_at=T0) for i in range(1, 21)])
@@ -97,6 +99,7 @@ def test_cursor_ties_are_neither_lost_nor_read_twice(dbs: Databases) -> None:
     assert sorted(target_rows(dbs)) == list(range(1, 23))
 
 
+@pytest.mark.slow
 def test_delete_missing_and_its_guard(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 21)])
     cfg = orders_config(dbs, mode="full", cursor=None, delete_missing=True, max_delete_ratio=0.25)
@@ -127,6 +130,7 @@ def test_delete_missing_and_its_guard(dbs: Databases) -> None:
     assert sorted(target_rows(dbs)) == list(range(4, 21))
 
 
+@pytest.mark.slow
 def test_dry_run_writes_nothing(dbs: Databases) -> None:
     table = make_source(dbs, [order(i) for i in range(1, 11)])
     cfg = orders_config(dbs)
@@ -150,6 +154,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_crash_between_batches_then_rerun_gives_exactly_the_source(
     dbs: Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,6 +242,7 @@ def test_missing_source_table_is_permanent_and_hides_password(sqlite_dbs: Databa
         run(cfg, "r")
 
 
+@pytest.mark.slow
 def test_a_zero_key_is_written_as_zero(dbs: Databases) -> None:
     """A created target table gives its key no AUTO_INCREMENT: MariaDB would turn key 0 into a new number."""
     make_source(dbs, [order(0), order(1)])

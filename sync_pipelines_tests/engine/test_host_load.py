@@ -97,6 +97,7 @@ def test_a_reexecuted_host_run_skips_the_batch_committed_before_its_failure(
     assert result.details["updated_host_ip_list"] == ["10.1.1.1", "10.1.1.3", "10.1.2.1", "10.1.2.2"]
 
 
+@pytest.mark.slow
 def test_a_host_batch_whose_connection_drops_is_replayed_whole(
     pg: Databases,
     tmp_path: Path,
@@ -125,6 +126,7 @@ def test_a_host_batch_whose_connection_drops_is_replayed_whole(
     assert recorded_ips(config, "dropped") == ["10.1.1.1", "10.1.1.2"]  # each host recorded once
 
 
+@pytest.mark.slow
 def test_a_host_registered_meanwhile_by_another_run_is_replayed_not_lost(
     dbs: Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ from sync_pipelines_tests.support.hosts import by_ip, register_pool, resources, 
 IN_POOL = ["10.1.1.1", "10.1.1.2", "10.1.1.3"]
 
 
+@pytest.mark.slow
 def test_host_list_run_writes_maxima_and_reports_every_status(
     dbs: Databases, es: Elasticsearch, index_prefix: str, fault_proxy: FaultProxy
 ) -> None:
@@ -82,6 +83,7 @@ def test_pool_run_queries_every_registered_host_and_updates_in_place(
     assert updated[0].key == {"host_ip": "10.1.2.1"} and updated[0].changes["cpu_load"][1] == pytest.approx(97.0)
 
 
+@pytest.mark.slow
 def test_group_full_sync_registers_new_hosts(dbs: Databases, es: Elasticsearch, index_prefix: str) -> None:
     seed_metrics(es, index_prefix)
     pool = register_pool(dbs.target_url, ["10.1.1.1"])
@@ -121,6 +123,7 @@ def test_group_discovery_refuses_a_truncated_host_list(
     assert CmdbWriter(config).pool() == {}
 
 
+@pytest.mark.slow
 def test_a_timed_out_host_fails_alone_and_concurrency_is_bounded(
     sqlite_dbs: Databases, es: Elasticsearch, index_prefix: str, fault_proxy: FaultProxy
 ) -> None:

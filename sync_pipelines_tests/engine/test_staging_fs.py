@@ -163,6 +163,7 @@ def test_full_sync_with_a_file_url(sqlite_dbs: Databases, tmp_path: Path, monkey
     assert not (shared / "url-1" / "items_sync").exists()
 
 
+@pytest.mark.slow
 def test_dagster_job_with_staging_and_step_outputs_in_memory(
     sqlite_dbs: Databases, memory_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

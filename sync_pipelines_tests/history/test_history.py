@@ -81,6 +81,7 @@ def update_source(path: Path, row_id: int, **values: Any) -> None:
 # -- trigger attribution
 
 
+@pytest.mark.slow
 def test_a_cli_run_is_manual_with_the_given_user(syncs: Path) -> None:
     result = invoke("run", "clean", "--json", "--user", "alice")
     run_id = json.loads(result.stdout.strip().splitlines()[-1])["run_id"]
@@ -106,6 +107,7 @@ def test_a_cli_run_is_manual_with_the_given_user(syncs: Path) -> None:
     assert meta["history_view"] == f"http://127.0.0.1:3001/runs/{run_id}"
 
 
+@pytest.mark.slow
 def test_a_cli_run_without_user_records_the_os_user(syncs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("getpass.getuser", lambda: "svc_sync")
     result = invoke("run", "clean", "--json")
@@ -114,6 +116,7 @@ def test_a_cli_run_without_user_records_the_os_user(syncs: Path, monkeypatch: py
     assert ledger_row(syncs, run_id).user == "svc_sync"
 
 
+@pytest.mark.slow
 def test_a_launchpad_user_is_recorded_when_no_identity_is_known(syncs: Path) -> None:
     """The launchpad's flat form takes `user`; without a `sync/user` tag it becomes the run's user."""
     with DagsterInstance.get() as instance:
@@ -130,6 +133,7 @@ def test_a_launchpad_user_is_recorded_when_no_identity_is_known(syncs: Path) -> 
     assert ledger_row(syncs, tagged).user == "dan"  # a known identity wins over the form
 
 
+@pytest.mark.slow
 def test_a_schedule_tick_is_attributed_to_the_schedule(syncs: Path) -> None:
     defs = build_definitions(load_configs(syncs))
     schedule = defs.resolve_schedule_def(schedule_name("clean"))
@@ -143,6 +147,7 @@ def test_a_schedule_tick_is_attributed_to_the_schedule(syncs: Path) -> None:
     assert run_tags(run_id)[Tag.TRIGGERED_BY.value] == "schedule"
 
 
+@pytest.mark.slow
 def test_a_sensor_tick_is_attributed_to_the_sensor(syncs: Path) -> None:
     @sensor(job_name="sync_clean", name="file_drop_sensor")
     def file_drop(_context: Any) -> RunRequest:
@@ -155,6 +160,7 @@ def test_a_sensor_tick_is_attributed_to_the_sensor(syncs: Path) -> None:
     assert ledger_row(syncs, run_id).trigger is Trigger.SENSOR
 
 
+@pytest.mark.slow
 def test_backfill_and_api_launches(syncs: Path) -> None:
     backfill = launch(syncs, "clean", {"dagster/backfill": "bkf001"})
     api = launch(syncs, "clean", {Tag.TRIGGER.value: "api", Tag.USER.value: "etl-bot"})
@@ -168,6 +174,7 @@ def test_backfill_and_api_launches(syncs: Path) -> None:
 # -- the ledger
 
 
+@pytest.mark.slow
 def test_the_ledger_records_completed_partial_and_failed_runs(syncs: Path) -> None:
     clean = launch(syncs, "clean", {}, dry_run=True)
     tolerant = launch(syncs, "tolerant", {})
@@ -186,6 +193,7 @@ def test_the_ledger_records_completed_partial_and_failed_runs(syncs: Path) -> No
     assert failed.error and "max_failure_ratio" in failed.error
 
 
+@pytest.mark.slow
 def test_a_step_error_closes_the_row_as_failed_with_its_error(syncs: Path, tmp_path: Path) -> None:
     (tmp_path / "clean.db").unlink()
     make_source(tmp_path / "other.db", PEOPLE_ROWS, PEOPLE)
@@ -202,6 +210,7 @@ def test_a_step_error_closes_the_row_as_failed_with_its_error(syncs: Path, tmp_p
     assert entry.error_details  # the error type or traceback
 
 
+@pytest.mark.slow
 def test_an_interrupted_load_is_cancelled_with_its_committed_counts(
     syncs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,6 +239,7 @@ def _created_run(folder: Path, instance: DagsterInstance) -> DagsterRun:
     return instance.create_run_for_job(job_def=job, run_config={}, tags=dict(job.run_tags))
 
 
+@pytest.mark.slow
 def test_the_run_status_sensors_close_rows_of_runs_that_ended_outside_the_ops(syncs: Path) -> None:
     defs = build_definitions(load_configs(syncs))
     with DagsterInstance.get() as instance:
@@ -265,6 +275,7 @@ def test_the_run_status_sensors_close_rows_of_runs_that_ended_outside_the_ops(sy
     assert set(report.counts) == set(failed.counts)
 
 
+@pytest.mark.slow
 def test_the_sweep_closes_rows_whose_run_has_ended(syncs: Path) -> None:
     with DagsterInstance.get() as instance:
         ended, alive = _created_run(syncs, instance), _created_run(syncs, instance)
@@ -282,6 +293,7 @@ def test_the_sweep_closes_rows_whose_run_has_ended(syncs: Path) -> None:
 # -- record history and exports
 
 
+@pytest.mark.slow
 def test_show_lists_field_changes_and_filters_actions(syncs: Path, tmp_path: Path) -> None:
     launch(syncs, "tolerant", {})
     update_source(tmp_path / "dirty.db", 3, name="p3-renamed", age="99")
@@ -304,6 +316,7 @@ def test_show_lists_field_changes_and_filters_actions(syncs: Path, tmp_path: Pat
     assert invoke("show", "no-such-run").exit_code == 2
 
 
+@pytest.mark.slow
 def test_store_unchanged_keeps_a_row_per_unchanged_record(syncs: Path, tmp_path: Path) -> None:
     write_config(
         syncs,
@@ -318,6 +331,7 @@ def test_store_unchanged_keeps_a_row_per_unchanged_record(syncs: Path, tmp_path:
     assert len(rows) == 9 and all(" people " in row for row in rows)
 
 
+@pytest.mark.slow
 def test_export_xlsx_has_a_summary_and_one_row_per_record(syncs: Path, tmp_path: Path) -> None:
     launch(syncs, "tolerant", {Tag.USER.value: "alice"})
     update_source(tmp_path / "dirty.db", 3, name="p3-renamed")
@@ -350,6 +364,7 @@ def test_export_xlsx_has_a_summary_and_one_row_per_record(syncs: Path, tmp_path:
     assert records["A1"].font.bold and records["A1"].fill.fgColor.rgb.endswith("305496")
 
 
+@pytest.mark.slow
 def test_export_csv(syncs: Path, tmp_path: Path) -> None:
     run_id = launch(syncs, "tolerant", {})
     out = tmp_path / "run.csv"
@@ -367,6 +382,7 @@ def test_export_csv(syncs: Path, tmp_path: Path) -> None:
 # -- listing, paging, statistics
 
 
+@pytest.mark.slow
 def test_history_pages_and_filters(syncs: Path) -> None:
     ids = [launch(syncs, name, {}) for name in ("clean", "tolerant", "strict", "tolerant", "clean")]
 
@@ -385,6 +401,7 @@ def test_history_pages_and_filters(syncs: Path) -> None:
     assert invoke("history", "nope").exit_code == 2
 
 
+@pytest.mark.slow
 def test_stats_report_success_rate_volumes_and_durations(syncs: Path) -> None:
     for name in ("tolerant", "tolerant", "strict", "clean"):
         launch(syncs, name, {})
@@ -400,6 +417,7 @@ def test_stats_report_success_rate_volumes_and_durations(syncs: Path) -> None:
     assert table.stdout.splitlines()[2].split()[:3] == ["tolerant", "2", "100%"]
 
 
+@pytest.mark.slow
 def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) -> None:
     for name in ("tolerant", "strict", "strict"):
         launch(syncs, name, {})
@@ -427,6 +445,7 @@ def test_sync_statistics_asset_shows_per_sync_tables_and_numbers(syncs: Path) ->
     assert meta["tolerant_success_rate"].value == 1.0 and meta["tolerant_records"].value == 10
 
 
+@pytest.mark.slow
 def test_the_statistics_sensor_refreshes_after_sync_runs_end_but_not_after_dry_runs(syncs: Path) -> None:
     defs = build_definitions(load_configs(syncs))
     sensor_def = defs.resolve_sensor_def(STATISTICS_SENSOR)
@@ -453,6 +472,7 @@ def test_the_statistics_sensor_refreshes_after_sync_runs_end_but_not_after_dry_r
     assert tick(cursor)[0] == []  # each ended run refreshes once
 
 
+@pytest.mark.slow
 def test_history_before_any_run_reads_nothing_and_creates_nothing(syncs: Path, tmp_path: Path) -> None:
     result = invoke("history")
 
@@ -476,6 +496,7 @@ def test_history_names_an_unreachable_ledger_database(syncs: Path, tmp_path: Pat
     assert "127.0.0.1:1/ledger" in result.stderr and "_sync_runs" in result.stderr
 
 
+@pytest.mark.slow
 def test_history_of_every_sync_lists_what_it_can_and_names_an_unreachable_ledger(
     syncs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -63,6 +63,7 @@ def _two_runs(dbs: Databases) -> SyncConfig:
     return cfg
 
 
+@pytest.mark.slow
 def test_records_page_and_filter_by_action_status_and_entity(history_dbs: Databases) -> None:
     cfg = _two_runs(history_dbs)
     with open_ledger(cfg) as ledger:
@@ -92,6 +93,7 @@ def test_records_page_and_filter_by_action_status_and_entity(history_dbs: Databa
     assert RECORDS_RUN_INDEX in indexes
 
 
+@pytest.mark.slow
 def test_runs_filter_by_trigger_user_dry_run_and_dates(history_dbs: Databases) -> None:
     cfg = _two_runs(history_dbs)
     scheduled = list_runs([cfg], where=RunFilter(trigger=Trigger.SCHEDULE))

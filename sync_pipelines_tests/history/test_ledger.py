@@ -32,6 +32,7 @@ def entry(run_id: str, minutes: int, **overrides: object) -> RunEntry:
     return RunEntry(**values)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_ledger_rows_open_finish_and_close_on_every_backend(dbs: Databases) -> None:
     cfg = orders_config(dbs)
     with open_ledger(cfg) as ledger:
@@ -63,6 +64,7 @@ def test_ledger_rows_open_finish_and_close_on_every_backend(dbs: Databases) -> N
     assert (b.status, b.error, b.duration_s) == (RunStatus.CANCELLED, "stopped", 60.0)
 
 
+@pytest.mark.slow
 def test_records_keep_entity_and_field_changes_and_the_ledger_pages_them(dbs: Databases) -> None:
     make_source(dbs, [order(i) for i in range(1, 6)])
     cfg = orders_config(dbs, history={"store_unchanged": True, "entity": "orders"})

@@ -114,6 +114,7 @@ def make_conflict(sync: PeopleSync, person: int = 2) -> ExecuteInProcessResult:
     return sync.run()
 
 
+@pytest.mark.slow
 def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(dbs: Databases, tmp_path: Path) -> None:
     sync = PeopleSync(dbs, tmp_path)
     first = sync.run()
@@ -158,6 +159,7 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     assert again.asset_materializations_for_node("people")[0].metadata["conflicted"].value == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("policy", "kept", "settled"),
     [
@@ -194,6 +196,7 @@ def test_a_run_whose_conflicts_the_policy_settled_warns_until_a_clean_run(
     assert latest_check_status() is AssetCheckExecutionRecordStatus.SUCCEEDED
 
 
+@pytest.mark.slow
 def test_resolve_job_refuses_resolved_and_unknown_conflicts(sqlite_dbs: Databases, tmp_path: Path) -> None:
     sync = PeopleSync(sqlite_dbs, tmp_path)
     make_conflict(sync)
@@ -218,6 +221,7 @@ def test_resolve_job_refuses_resolved_and_unknown_conflicts(sqlite_dbs: Database
     assert latest_check_status() is AssetCheckExecutionRecordStatus.SUCCEEDED
 
 
+@pytest.mark.slow
 def test_resolve_job_without_sync_in_its_config_is_refused(sqlite_dbs: Databases, tmp_path: Path) -> None:
     sync = PeopleSync(sqlite_dbs, tmp_path)
     job = sync.defs().resolve_job_def("resolve_conflicts")
@@ -228,6 +232,7 @@ def test_resolve_job_without_sync_in_its_config_is_refused(sqlite_dbs: Databases
         )
 
 
+@pytest.mark.slow
 def test_resolve_job_refuses_an_unknown_choice_at_launch(sqlite_dbs: Databases, tmp_path: Path) -> None:
     """The choice is an enum of the run config: Dagster refuses `source` before the run is created."""
     sync = PeopleSync(sqlite_dbs, tmp_path)
@@ -261,6 +266,7 @@ def test_blocking_follows_the_config(sqlite_dbs: Databases, tmp_path: Path) -> N
     ).blocking
 
 
+@pytest.mark.slow
 def test_a_blocking_check_fails_the_run_but_not_the_sync_status(sqlite_dbs: Databases, tmp_path: Path) -> None:
     sync = PeopleSync(sqlite_dbs, tmp_path, block_on_conflicts=True)
 
@@ -274,6 +280,7 @@ def test_a_blocking_check_fails_the_run_but_not_the_sync_status(sqlite_dbs: Data
     assert sync.run().success
 
 
+@pytest.mark.slow
 def test_a_dry_run_reports_the_conflicts_it_would_raise(sqlite_dbs: Databases, tmp_path: Path) -> None:
     sync = PeopleSync(sqlite_dbs, tmp_path)
     assert sync.run().success
@@ -294,6 +301,7 @@ def test_a_dry_run_reports_the_conflicts_it_would_raise(sqlite_dbs: Databases, t
     assert sync.target_name(2) == "fixed by hand"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) -> None:
     from sync_pipelines_tests.support.databases import make_databases

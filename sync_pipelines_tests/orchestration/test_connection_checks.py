@@ -75,6 +75,7 @@ def test_every_sync_asset_has_a_non_blocking_endpoints_check(configs: list[SyncC
     assert all(not node.name.endswith(CHECK_NAME) for node in job.graph.node_defs)
 
 
+@pytest.mark.slow
 def test_the_asset_check_reports_each_endpoint(configs: list[SyncConfig]) -> None:
     healthy, broken = (build_endpoint_check(c)() for c in configs)
     assert healthy.passed is True
@@ -85,6 +86,7 @@ def test_the_asset_check_reports_each_endpoint(configs: list[SyncConfig]) -> Non
     assert [(r.data["role"], r.data["status"]) for r in records] == [("source", "FAILED"), ("target", "OK")]
 
 
+@pytest.mark.slow
 def test_the_job_records_check_evaluations_and_fails_on_a_broken_sync(configs: list[SyncConfig]) -> None:
     with DagsterInstance.ephemeral() as instance:
         result = run_check_job(configs, instance, [])
@@ -124,6 +126,7 @@ def test_the_job_records_check_evaluations_and_fails_on_a_broken_sync(configs: l
         )
 
 
+@pytest.mark.slow
 def test_the_sensor_checks_the_syncs_never_checked_then_waits_a_day(configs: list[SyncConfig]) -> None:
     defs = build_definitions(configs)
     sensor_def = defs.resolve_sensor_def(CHECK_SENSOR_NAME)

@@ -177,6 +177,7 @@ def test_an_invalid_file_is_shown_while_every_valid_sync_loads(monkeypatch: pyte
     assert not evaluation.passed and "batch_size" in (evaluation.description or "")
 
 
+@pytest.mark.slow
 def test_dagster_loads_the_location_and_logs_each_invalid_file(tmp_path: Path, folder: Path) -> None:
     write(folder, sync_yaml("broken", mode="incremental"))
     env = {**os.environ, "SYNC_PIPELINES_CONFIG_DIR": str(folder), "DAGSTER_HOME": str(tmp_path / "dagster_home")}

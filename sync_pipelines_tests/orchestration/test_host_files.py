@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dagster import DagsterInstance, Definitions, RunRequest, SensorResult, build_sensor_context
 from elasticsearch import Elasticsearch
 
@@ -56,6 +57,7 @@ def test_parse_host_list_reports_invalid_lines_by_number() -> None:
     assert parse_host_list("\n# only comments\n").ips == []
 
 
+@pytest.mark.slow
 def test_file_sensor_runs_each_file_once_and_files_it_away(
     tmp_path: Path, es: Elasticsearch, index_prefix: str
 ) -> None:
@@ -133,6 +135,7 @@ def test_file_sensor_runs_each_file_once_and_files_it_away(
     assert runs[str(good)].dagster_run.tags[HOST_FILE_KEY_TAG] == hashlib.sha256(GOOD.encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_the_report_of_a_failed_file_says_why_the_run_failed(tmp_path: Path) -> None:
     """Elasticsearch cannot be reached: the file goes to failed/ with the run's error in its report."""
     target = f"sqlite:///{tmp_path / 'cmdb.db'}"

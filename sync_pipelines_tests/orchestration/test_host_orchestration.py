@@ -24,6 +24,8 @@ from sync_pipelines_tests.factories import host_sync_config, write_config
 from sync_pipelines_tests.support.es import FaultProxy
 from sync_pipelines_tests.support.hosts import register_pool, resources, seed_metrics
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (Dagster, CLI or server runs)
+
 
 def run(defs: Definitions, **run_config: Any) -> ExecuteInProcessResult:
     job = defs.resolve_job_def(job_name("host_metrics"))

@@ -116,6 +116,7 @@ def test_partitions_and_the_realtime_sensor_need_an_incremental_sync(sqlite_dbs:
 # ----------------------------------------------------------------------------- windows
 
 
+@pytest.mark.slow
 def test_a_window_run_reads_only_its_window_and_leaves_the_watermark(dbs: Databases) -> None:
     make_orders(dbs.source_url, orders())
     cfg = config(dbs)
@@ -133,6 +134,7 @@ def test_a_window_run_reads_only_its_window_and_leaves_the_watermark(dbs: Databa
     assert target_ids(dbs) == sorted(r["id"] for r in orders())
 
 
+@pytest.mark.slow
 def test_partitioned_job_runs_one_partition_and_still_runs_without_one(sqlite_dbs: Databases) -> None:
     make_orders(sqlite_dbs.source_url, orders())
     defs = build_definitions([config(sqlite_dbs)])
@@ -152,6 +154,7 @@ def test_partitioned_job_runs_one_partition_and_still_runs_without_one(sqlite_db
         assert len(target_ids(sqlite_dbs)) == 12
 
 
+@pytest.mark.slow
 def test_a_single_run_backfill_reads_the_whole_range_in_one_run(sqlite_dbs: Databases) -> None:
     make_orders(sqlite_dbs.source_url, orders())
     partitions = {"granularity": "daily", "start": "2024-01-01", "backfill": "single_run"}
@@ -171,6 +174,7 @@ def test_a_single_run_backfill_reads_the_whole_range_in_one_run(sqlite_dbs: Data
     assert {m.metadata["window"].value for m in materializations} == {"[2024-01-01 00:00:00, 2024-01-03 00:00:00)"}
 
 
+@pytest.mark.slow
 def test_unpartitioned_runs_materialize_the_partitions_they_read(sqlite_dbs: Databases) -> None:
     """A scheduled or manual run of a partitioned sync fills the partitions it read: the asset never looks empty."""
     make_orders(sqlite_dbs.source_url, orders())
@@ -246,6 +250,7 @@ def test_retry_waits_grow_exponentially_with_jitter_up_to_the_cap() -> None:
 # ----------------------------------------------------------------------------- interrupts
 
 
+@pytest.mark.slow
 def test_an_interrupt_stops_the_load_at_the_next_batch_boundary(sqlite_dbs: Databases, monkeypatch: Any) -> None:
     make_orders(sqlite_dbs.source_url, orders())
     cfg = config(sqlite_dbs, partitions=None)
@@ -362,6 +367,7 @@ def test_source_sensor_on_an_empty_source_skips_and_a_broken_source_fails_loudly
     assert any("cannot poll the source" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_failure_sensor_records_a_failed_run(sqlite_dbs: Databases) -> None:
     make_orders(sqlite_dbs.source_url, orders())
     cfg = config(sqlite_dbs, source={"kind": "sql", "url": sqlite_dbs.source_url, "table": "missing"})
@@ -399,6 +405,7 @@ def test_failure_sensor_records_a_failed_run(sqlite_dbs: Databases) -> None:
 # ----------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow
 def test_the_cli_gets_default_signal_handling_back_when_started_with_them_ignored(tmp_path: Any) -> None:
     import subprocess
     import sys

@@ -60,6 +60,7 @@ def run_tags(run_id: str) -> dict[str, str]:
     return dict(run.tags)
 
 
+@pytest.mark.slow
 def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> None:
     make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, mode="incremental", cursor="updated_at")
@@ -106,6 +107,7 @@ def test_a_run_records_counts_watermark_samples_and_status(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.slow
 def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) -> None:
     """Dagster shows a partial run as a success; the WARN check on the asset says records failed."""
     make_source(
@@ -132,6 +134,7 @@ def test_a_partial_run_warns_through_the_failed_records_check(tmp_path: Path) ->
     assert dry.success and not [e for e in dry.get_asset_check_evaluations() if e.check_name == "no_failed_records"]
 
 
+@pytest.mark.slow
 def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: Path) -> None:
     make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path)
@@ -152,6 +155,7 @@ def test_a_second_run_creates_nothing_and_then_reports_changed_fields(tmp_path: 
     assert "age: 29 → 30" in updated.data["changes"]
 
 
+@pytest.mark.slow
 def test_a_dry_run_writes_nothing_and_keeps_the_watermark(tmp_path: Path) -> None:
     make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, mode="incremental", cursor="updated_at")
@@ -171,6 +175,7 @@ def test_a_dry_run_writes_nothing_and_keeps_the_watermark(tmp_path: Path) -> Non
     assert sync.rows() == 3
 
 
+@pytest.mark.slow
 def test_a_few_bad_rows_within_the_ratio_make_a_partial_run(tmp_path: Path) -> None:
     make_source(
         tmp_path / "source.db",
@@ -191,6 +196,7 @@ def test_a_few_bad_rows_within_the_ratio_make_a_partial_run(tmp_path: Path) -> N
     assert sync.rows() == 3
 
 
+@pytest.mark.slow
 def test_too_many_bad_rows_fail_the_step_with_the_metadata(tmp_path: Path) -> None:
     make_source(
         tmp_path / "source.db",
@@ -211,6 +217,7 @@ def test_too_many_bad_rows_fail_the_step_with_the_metadata(tmp_path: Path) -> No
     assert result.asset_materializations_for_node("people") == []
 
 
+@pytest.mark.slow
 def test_a_missing_source_table_fails_the_run_naming_it(tmp_path: Path) -> None:
     sync = Sync(tmp_path)  # no source database at all
 
@@ -227,6 +234,7 @@ def test_a_missing_source_table_fails_the_run_naming_it(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_missing_sqlite_source_fails_without_leaving_an_empty_file(tmp_path: Path) -> None:
     sync = Sync(tmp_path)  # source.db is never created
 
@@ -242,6 +250,7 @@ def test_a_missing_sqlite_source_fails_without_leaving_an_empty_file(tmp_path: P
     assert not (tmp_path / "source.db").exists()
 
 
+@pytest.mark.slow
 def test_a_secret_in_a_failure_is_redacted_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sp_secret_db_7f3a9c"
     monkeypatch.setenv("PEOPLE_DB", secret)
@@ -261,6 +270,7 @@ def test_a_secret_in_a_failure_is_redacted_everywhere(tmp_path: Path, monkeypatc
     assert stored and not [entry for entry in stored if secret in str(entry)]
 
 
+@pytest.mark.slow
 def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -311,6 +321,7 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
     assert (child.status, child.counts["processed"]) == (RunStatus.COMPLETED, 21)
 
 
+@pytest.mark.slow
 def test_materializing_from_the_asset_graph_tags_the_run_with_its_sync(tmp_path: Path) -> None:
     make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path)
@@ -326,6 +337,7 @@ def test_materializing_from_the_asset_graph_tags_the_run_with_its_sync(tmp_path:
     assert load_metadata(result, "people")["created"] == 3
 
 
+@pytest.mark.slow
 def test_each_step_opens_the_target_database_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ledger row, the writes, the metadata and the closing row of a step share one engine (one pool)."""
     make_source(tmp_path / "source.db", ROWS, DATED_PEOPLE, replace=True)

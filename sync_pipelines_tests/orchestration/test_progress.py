@@ -22,6 +22,8 @@ from sync_pipelines.orchestration import execute_sync, get_instance
 from sync_pipelines.orchestration.progress import latest_run_id, run_progress
 from sync_pipelines_tests.factories import SourceTable, make_source
 
+pytestmark = pytest.mark.slow  # every test here takes seconds (Dagster, CLI or server runs)
+
 ROWS = 25
 ITEMS = SourceTable("items", {"name": sa.String(20), "version": sa.Integer})
 

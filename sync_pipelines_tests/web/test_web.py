@@ -254,6 +254,7 @@ def test_the_ui_command_is_registered(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "--port" in result.output and "127.0.0.1" in result.output
 
 
+@pytest.mark.slow
 def test_the_view_does_not_import_dagster() -> None:
     """The view sits beside the CLI and reads history through plain Python; Dagster stays in orchestration/."""
     import subprocess
