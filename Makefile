@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # the default handling back so that Ctrl-C and `kill` stop them.
 WITH_SIGNALS := env --default-signal=TERM,INT DAGSTER_HOME="$(DAGSTER_HOME)"
 
-.PHONY: help setup demo test lint fmt typecheck ui clean distclean dagster-home bench bench-quick bench-memory bench-history
+.PHONY: help setup demo test test-fast lint fmt typecheck ui clean distclean dagster-home bench bench-quick bench-memory bench-history
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,10 @@ test: setup ## Start PostgreSQL/MariaDB/RabbitMQ if down, then ruff, mypy and py
 	echo "== mypy"; $(BIN)/mypy || failed="$$failed mypy"; \
 	echo "== pytest"; $(BIN)/pytest $(PYTEST_ARGS) || failed="$$failed pytest"; \
 	if [ -n "$$failed" ]; then echo "make test: failed:$$failed" >&2; exit 1; fi
+
+test-fast: setup ## The unit tests not marked slow (under two minutes): pytest -m "unit and not slow"
+	scripts/ensure-services
+	$(BIN)/pytest -m "unit and not slow" $(PYTEST_ARGS)
 
 lint: setup ## Check formatting and lint rules (no changes)
 	$(BIN)/ruff format --check .

@@ -1,4 +1,5 @@
-"""Shared fixtures: fresh databases on the real SQLite, PostgreSQL and MariaDB servers of this machine.
+"""Shared fixtures: fresh databases on the real SQLite, PostgreSQL and MariaDB servers of this machine
+(``support/databases.py``), and every test's own staging folder and Dagster home.
 
 PostgreSQL (127.0.0.1:5432, trust auth) and MariaDB (127.0.0.1:3306, root without password) must be
 running (``scripts/ensure-services`` starts them); a test that cannot reach them fails, never skips.
@@ -6,68 +7,27 @@ running (``scripts/ensure-services`` starts them); a test that cannot reach them
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get("SYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-MARIADB_ADMIN_URL = os.environ.get("SYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
-BACKENDS = ("sqlite", "postgresql", "mariadb")
+from sync_pipelines_tests.factories import three_syncs
+from sync_pipelines_tests.support.databases import BACKENDS, OUTAGE_SECRET, Databases, make_databases
 
-
-@dataclass
-class Databases:
-    """A fresh source and target database on one backend."""
-
-    backend: str
-    source_url: str
-    target_url: str
-
-    def source(self) -> sa.Engine:
-        return sa.create_engine(self.source_url)
-
-    def target(self) -> sa.Engine:
-        return sa.create_engine(self.target_url)
+TESTS = Path(__file__).parent
+BROWSER_MODULES = {"test_web_browser.py", "test_ui_status.py"}
 
 
-def _server_database(admin_url: str, backend: str) -> Iterator[str]:
-    name = f"sp_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    preparer = admin.dialect.identifier_preparer
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {preparer.quote(name)}"))
-    url = sa.make_url(admin_url).set(database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            if backend == "postgresql":
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {preparer.quote(name)} WITH (FORCE)"))
-            else:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {preparer.quote(name)}"))
-        admin.dispose()
-
-
-def make_databases(backend: str, tmp_path: Path) -> Iterator[Databases]:
-    if backend == "sqlite":
-        yield Databases(backend, f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'target.db'}")
-        return
-    admin = PG_ADMIN_URL if backend == "postgresql" else MARIADB_ADMIN_URL
-    src_gen = _server_database(admin, backend)
-    dst_gen = _server_database(admin, backend)
-    source_url = next(src_gen)
-    target_url = next(dst_gen)
-    try:
-        yield Databases(backend, source_url, target_url)
-    finally:
-        for gen in (src_gen, dst_gen):
-            for _ in gen:
-                pass
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by folder: ``e2e`` under ``e2e/`` (whole deployments), ``unit`` everywhere else;
+    ``browser`` for the tests that drive Chromium."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        item.add_marker(pytest.mark.e2e if folder == "e2e" else pytest.mark.unit)
+        if item.path.name in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -92,4 +52,24 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
 
 
-pytest_plugins = ["sync_pipelines_tests.es_support"]
+@pytest.fixture
+def pg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """PostgreSQL source and target whose URLs carry a password from ``${SYNC_OUTAGE_PW}``."""
+    monkeypatch.setenv("SYNC_OUTAGE_PW", OUTAGE_SECRET)
+    gen = make_databases("postgresql", tmp_path)
+    dbs = next(gen)
+    yield dbs
+    for _ in gen:
+        pass
+
+
+@pytest.fixture
+def syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three syncs over SQLite (``factories.three_syncs``), the config folder set and ``tmp_path`` current."""
+    monkeypatch.chdir(tmp_path)
+    folder = three_syncs(tmp_path)
+    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(folder))
+    return folder
+
+
+pytest_plugins = ["sync_pipelines_tests.support.es"]

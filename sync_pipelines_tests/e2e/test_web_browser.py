@@ -1,0 +1,387 @@
+"""The history view in Debian's Chromium (Playwright), served by ``sync-pipelines ui`` beside a real Dagster.
+
+``sync-pipelines ui`` starts ``dagster dev`` and the view; the test walks every page, narrows the
+records with a filter, expands a record's field changes, downloads the filtered records as Excel,
+resolves a conflict with the page's button (a ``resolve_conflicts`` run in Dagster), and finally
+stops the command with SIGTERM and checks that every process it started has ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import openpyxl
+import pytest
+import requests
+import sqlalchemy as sa
+import yaml
+
+from sync_pipelines_tests.support.live import BIN, CHROMIUM, CHROMIUM_FLAGS, REPO, default_signals, free_port
+from sync_pipelines_tests.support.web_history import SYNC, History, build_history
+
+DAILY = "orders_daily"
+"""A partitioned copy of ``orders_sync``: Dagster's launchpad would ask to confirm a run without a partition."""
+START_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 180
+LOADED = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename } } } } }"
+RUN_STATUS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+RUN_TAGS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }"
+LAUNCH = """
+mutation Launch($job: String!) {
+  launchRun(executionParams: {
+    selector: {repositoryLocationName: "sync_pipelines", repositoryName: "__repository__", jobName: $job},
+    runConfigData: {}
+  }) { __typename ... on LaunchRunSuccess { run { runId } } ... on Error { message } }
+}
+"""
+
+
+def host_metrics_config(demo: Path) -> dict[str, object]:
+    """The demo's ``host_metrics`` sync, with its CMDB in ``demo`` and without the file-drop sensor."""
+    data = yaml.safe_load((REPO / "syncs" / "host_metrics.yaml").read_text(encoding="utf-8"))
+    data["target"]["url"] = f"sqlite:///{demo / 'cmdb.db'}"
+    del data["source"]["host_files"]
+    return dict(data)
+
+
+@dataclass
+class Ui:
+    """A running ``sync-pipelines ui`` and what it serves."""
+
+    process: subprocess.Popen[bytes]
+    view: str
+    dagster: str
+    history: History
+    log: Path
+
+    def graphql(self, query: str, **variables: object) -> dict[str, object]:
+        answer = requests.post(f"{self.dagster}/graphql", json={"query": query, "variables": variables}, timeout=60)
+        return dict(answer.json()["data"])
+
+    def wait(self, ready: object, what: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.process.poll() is None, f"sync-pipelines ui exited:\n{self.log.read_text(errors='replace')}"
+            with contextlib.suppress(requests.RequestException, KeyError, TypeError):
+                if callable(ready) and ready():
+                    return
+            assert time.monotonic() < deadline, (
+                f"{what} not within {timeout_s} s:\n{self.log.read_text(errors='replace')}"
+            )
+            time.sleep(0.5)
+
+
+def _location_loaded(ui: Ui) -> bool:
+    entries = ui.graphql(LOADED)["workspaceOrError"]["locationEntries"]  # type: ignore[index]
+    return any((e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation" for e in entries)
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
+    root = tmp_path_factory.mktemp("web_ui")
+    history = build_history(root)
+    hosts = yaml.safe_dump(host_metrics_config(root / "demo"), allow_unicode=True)
+    (history.config_dir / "host_metrics.yaml").write_text(hosts, encoding="utf-8")
+    daily = yaml.safe_load((history.config_dir / f"{SYNC}.yaml").read_text(encoding="utf-8"))
+    daily.update(name=DAILY, partitions={"granularity": "daily", "start": "2026-11-01"})
+    daily["target"]["url"] = f"sqlite:///{root / 'daily.db'}"
+    (history.config_dir / f"{DAILY}.yaml").write_text(yaml.safe_dump(daily, allow_unicode=True), encoding="utf-8")
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    view_port, dagster_port = free_port(), free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_PIPELINES_STAGING_DIR": str(root / "staging")}
+    env.pop("SYNC_DEMO_ES_URL", None)
+    command = [str(BIN / "sync-pipelines"), "--config-dir", str(history.config_dir), "ui"]
+    command += ["--port", str(view_port), "--dagster-port", str(dagster_port), "--demo-dir", str(root / "demo")]
+    log = root / "ui.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=default_signals,
+        )  # fmt: skip
+    started = Ui(process, f"http://127.0.0.1:{view_port}", f"http://127.0.0.1:{dagster_port}", history, log)
+    try:
+        started.wait(lambda: requests.get(started.view, timeout=5).ok, "the history view", START_TIMEOUT_S)
+        started.wait(lambda: _location_loaded(started), "Dagster's code location", START_TIMEOUT_S)
+        yield started
+    finally:
+        if process.poll() is None:  # the last test did not stop it: stop it the same way
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_every_page_loads_and_a_run_filters_expands_and_downloads(ui: Ui, browser: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    history = ui.history
+    headings = {
+        "/": "Syncs",
+        "/runs": "Runs",
+        f"/syncs/{SYNC}": SYNC,
+        f"/runs/{history.second}": f"Run {history.second[:8]} of {SYNC}",
+        f"/syncs/{SYNC}/conflicts": f"Conflicts of {SYNC}",
+        "/backfills": "Backfills",
+        f"/backfills/{history.backfill_id}": f"Backfill {history.backfill_id}",
+    }
+    for i, (path, heading) in enumerate(headings.items()):
+        response = page.goto(ui.view + path)
+        assert response is not None and response.status == 200, path
+        expect(page.locator("h1")).to_contain_text(heading)
+        page.screenshot(path=str(tmp_path / f"page{i}.png"), full_page=True)
+
+    page.goto(f"{ui.view}/runs/{history.second}")
+    expect(page.locator("td.key")).to_have_count(3)
+    page.select_option("select[name=action]", "updated")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("td.key")).to_have_text(["order_id=5"])
+    expect(page.locator(".pager")).to_contain_text("1 record")
+
+    change = page.locator("table.diff tr").filter(has_text="status")
+    expect(change).to_be_hidden()
+    page.locator("details summary").first.click()
+    expect(change).to_be_visible()
+    expect(change.locator("td.before")).to_have_text("open")
+    expect(change.locator("td.after")).to_have_text("paid")
+    page.screenshot(path=str(tmp_path / "run_filtered_expanded.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.locator("#download-xlsx").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    book = openpyxl.load_workbook(saved, read_only=True)
+    rows = list(book["Records"].iter_rows(values_only=True))
+    assert saved.name == f"{SYNC}-{history.second[:8]}.xlsx"
+    assert [(r[0], r[2]) for r in rows[1:]] == [("order_id=5", "updated")]
+    assert 'status: "open" -> "paid"' in str(rows[1][4])
+
+
+def test_keep_source_resolves_the_conflict_through_a_dagster_run(ui: Ui, browser: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{ui.view}/syncs/{SYNC}/conflicts")
+    page.locator("input[name=resolved_by]").fill("bob")
+    page.get_by_role("button", name="Keep source").click()
+    notice = page.get_by_role("status")
+    expect(notice).to_contain_text("Launched run")
+    expect(page.locator("input[name=resolved_by]")).to_have_value("bob")  # kept for the next conflict
+    run_id = (page.locator("[role=status] a").get_attribute("href") or "").rsplit("/", 1)[-1]
+    page.screenshot(path=str(tmp_path / "conflict_launched.png"), full_page=True)
+
+    def finished() -> bool:
+        run = ui.graphql(RUN_STATUS, id=run_id)["runOrError"]
+        return run["status"] in ("SUCCESS", "FAILURE", "CANCELED")  # type: ignore[index]
+
+    ui.wait(finished, f"run {run_id} of resolve_conflicts", RUN_TIMEOUT_S)
+    assert ui.graphql(RUN_STATUS, id=run_id)["runOrError"] == {"status": "SUCCESS"}
+    page.goto(f"{ui.view}/syncs/{SYNC}/conflicts")
+    expect(page.get_by_text("No open conflicts.")).to_be_visible()
+    page.goto(f"{ui.view}/syncs/{SYNC}/conflicts?all=1")
+    expect(page.locator("section.conflict")).to_contain_text("resolved by bob (keep_source)")
+    engine = sa.create_engine(ui.history.target_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM wh_orders WHERE order_id = 6")).scalar_one() == "paid"
+    engine.dispose()
+
+
+def test_run_now_launches_a_partitioned_sync_without_a_partition(ui: Ui, browser: object, tmp_path: Path) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(f"{ui.view}/syncs/{DAILY}")
+    expect(page.locator("form.launch")).to_contain_text(f"sync_{DAILY} without a partition")
+    page.get_by_label("Full sync").check()
+    page.locator("form.launch input[name=user]").fill("carol")
+    page.get_by_role("button", name="Run now").click()
+    notice = page.get_by_role("status")
+    expect(notice).to_contain_text("Launched run")
+    run_id = (page.locator("[role=status] a").get_attribute("href") or "").rsplit("/", 1)[-1]
+    page.screenshot(path=str(tmp_path / "run_now_launched.png"), full_page=True)
+
+    def finished() -> bool:
+        run = ui.graphql(RUN_STATUS, id=run_id)["runOrError"]
+        return run["status"] in ("SUCCESS", "FAILURE", "CANCELED")  # type: ignore[index]
+
+    ui.wait(finished, f"run {run_id} of sync_{DAILY}", RUN_TIMEOUT_S)
+    assert ui.graphql(RUN_STATUS, id=run_id)["runOrError"] == {"status": "SUCCESS"}
+    tags = {t["key"]: t["value"] for t in ui.graphql(RUN_TAGS, id=run_id)["runOrError"]["tags"]}  # type: ignore[index]
+    assert tags["sync/user"] == "carol" and tags["sync/triggered_by"] == "manual"
+    assert tags["sync/status"] == "partial"  # order 3 cannot be cast
+    assert "dagster/partition" not in tags and "sync/dry_run" not in tags
+    page.goto(f"{ui.view}/syncs/{DAILY}")
+    expect(page.locator("table.runs tbody tr").first).to_contain_text("carol")
+    page.screenshot(path=str(tmp_path / "run_now_history.png"), full_page=True)
+    engine = sa.create_engine(f"sqlite:///{ui.history.config_dir.parent / 'daily.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM wh_orders")).scalar_one() == 29  # 30 orders, one failed
+    engine.dispose()
+
+
+def test_host_metrics_launched_in_dagster_reach_the_demo_elasticsearch_server(ui: Ui) -> None:
+    launched = ui.graphql(LAUNCH, job="sync_host_metrics")["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched  # type: ignore[index]
+    run_id = launched["run"]["runId"]  # type: ignore[index]
+
+    def finished() -> bool:
+        run = ui.graphql(RUN_STATUS, id=run_id)["runOrError"]
+        return run["status"] in ("SUCCESS", "FAILURE", "CANCELED")  # type: ignore[index]
+
+    ui.wait(finished, f"run {run_id} of sync_host_metrics", RUN_TIMEOUT_S)
+    assert ui.graphql(RUN_STATUS, id=run_id)["runOrError"] == {"status": "SUCCESS"}
+    engine = sa.create_engine(f"sqlite:///{ui.history.config_dir.parent / 'demo' / 'cmdb.db'}")
+    with engine.connect() as conn:
+        written = conn.execute(sa.text("SELECT count(*) FROM server_resources")).scalar_one()
+    engine.dispose()
+    assert written == 25  # the 25 pool hosts that send metrics; the 2 retired ones have no data
+
+
+def _listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_dagster_stops_when_the_command_is_killed(tmp_path: Path) -> None:
+    """Even SIGKILL of ``sync-pipelines ui`` (no clean-up possible) does not leave Dagster running."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    command = [str(BIN / "sync-pipelines"), "--config-dir", str(folder), "ui", "--port", str(free_port())]
+    command += ["--dagster-port", str(free_port())]
+    with (tmp_path / "ui.log").open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (dagster := [p for p in descendants(process.pid) if "dagster" in _command_line(p)]):
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "ui.log").read_text()
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=60)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while any(_alive(pid) for pid in dagster):
+            assert time.monotonic() < deadline, f"dagster dev {dagster} outlived the killed command"
+            time.sleep(0.2)
+    except AssertionError:
+        for pid in dagster:  # clean up after the failure: dagster dev leads its own process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        raise
+
+
+def test_the_demo_elasticsearch_server_stops_when_the_command_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of ``sync-pipelines ui`` also stops the demo's Elasticsearch-API server it started: its port is freed."""
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    hosts = yaml.safe_dump(host_metrics_config(tmp_path / "demo"), allow_unicode=True)
+    (folder / "host_metrics.yaml").write_text(hosts, encoding="utf-8")
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    env.pop("SYNC_DEMO_ES_URL", None)
+    command = [str(BIN / "sync-pipelines"), "--config-dir", str(folder), "ui", "--port", str(free_port())]
+    command += ["--dagster-port", str(free_port()), "--demo-dir", str(tmp_path / "demo")]
+    log = tmp_path / "ui.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=default_signals
+        )
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (servers := [p for p in descendants(process.pid) if "noida-db" in _command_line(p)]):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        [server] = servers
+        arguments = _command_line(server).split()
+        es_url = f"http://127.0.0.1:{arguments[arguments.index('--elasticsearch-port') + 1]}"
+        while not _listening(es_url):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        started = descendants(process.pid)
+        process.kill()
+        process.wait(timeout=60)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while _listening(es_url) or _alive(server):
+            assert time.monotonic() < deadline, f"the Elasticsearch-API server {es_url} outlived the killed command"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=60)
+        for pid in started | descendants(process.pid):  # clean up after a failure
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
+
+
+def test_sigterm_stops_dagster_and_the_view_together(ui: Ui) -> None:
+    assert _listening(ui.view) and _listening(ui.dagster)
+    started = descendants(ui.process.pid)
+    assert len(started) >= 3  # dagster dev, its webserver and its daemon at least
+    ui.process.send_signal(signal.SIGTERM)
+    ui.process.wait(timeout=120)
+    assert [pid for pid in started if _alive(pid)] == []
+    assert not _listening(ui.view) and not _listening(ui.dagster)

@@ -1,0 +1,150 @@
+"""The run ledger and record history on SQLite, PostgreSQL and MariaDB, and the pure helpers around them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.engine import RunOptions, run_sync
+from sync_pipelines.history import RunEntry, Trigger, open_ledger
+from sync_pipelines.history.queries import find_run, list_runs
+from sync_pipelines.history.stats import compute_stats, percentile
+from sync_pipelines.orchestration.metadata import trigger_of, user_of
+from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import make_source, order, orders_config
+from sync_pipelines_tests.support.databases import Databases
+
+T0 = dt.datetime(2024, 5, 1, 8, 0, 0)
+
+
+def entry(run_id: str, minutes: int, **overrides: object) -> RunEntry:
+    values: dict[str, object] = {
+        "run_id": run_id,
+        "sync": "orders_sync",
+        "trigger": Trigger.MANUAL,
+        "mode": "incremental",
+        "started_at": T0 + dt.timedelta(minutes=minutes),
+    }
+    values.update(overrides)
+    return RunEntry(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_ledger_rows_open_finish_and_close_on_every_backend(dbs: Databases) -> None:
+    cfg = orders_config(dbs)
+    with open_ledger(cfg) as ledger:
+        ledger.open_run(entry("run-a", 0, user="alice", trigger=Trigger.API))
+        ledger.open_run(entry("run-a", 5))  # a later step of the same run keeps the first row
+        done = entry("run-a", 0, status=RunStatus.PARTIAL, finished_at=T0 + dt.timedelta(seconds=90))
+        done.counts.update(processed=10, created=9, failed=1)
+        ledger.finish_run(done)
+        ledger.open_run(entry("run-b", 10))
+        assert ledger.close_run(
+            "run-b", RunStatus.CANCELLED, error="stopped", finished_at=T0 + dt.timedelta(minutes=11)
+        )
+        assert not ledger.close_run("run-b", RunStatus.FAILED, error="again")  # already closed
+        assert not ledger.close_run("run-a", RunStatus.FAILED, error="late")
+
+        a, b = ledger.get("run-a"), ledger.get("run-b")
+        by_prefix = ledger.get_by_prefix("run-")  # two runs match: ambiguous
+        assert ledger.count(status=RunStatus.PARTIAL) == 1
+
+    assert a is not None and b is not None and by_prefix is None
+    assert (a.status, a.trigger, a.user, a.counts["created"], a.started_at) == (
+        RunStatus.PARTIAL,
+        Trigger.MANUAL,  # the finished row is the one the load step wrote
+        None,
+        9,
+        T0,
+    )
+    assert a.duration_s == 90.0
+    assert (b.status, b.error, b.duration_s) == (RunStatus.CANCELLED, "stopped", 60.0)
+
+
+@pytest.mark.slow
+def test_records_keep_entity_and_field_changes_and_the_ledger_pages_them(dbs: Databases) -> None:
+    make_source(dbs, [order(i) for i in range(1, 6)])
+    cfg = orders_config(dbs, history={"store_unchanged": True, "entity": "orders"})
+    run_sync(cfg, RunOptions(run_id="run-1"))
+    with dbs.source().begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET status = 'paid', updated_at = :t WHERE id = 2"), {"t": T0})
+    run_sync(cfg, RunOptions(run_id="run-2", full_sync=True))
+    with open_ledger(cfg) as ledger:
+        for i, run_id in enumerate(("run-1", "run-2")):
+            ledger.finish_run(entry(run_id, i, records_run_id=run_id, status=RunStatus.COMPLETED))
+        records = list(ledger.iter_records("run-2", chunk=2))
+
+    assert [(r["action"], r["entity"]) for r in records].count(("unchanged", "orders")) == 4
+    [updated] = [r for r in records if r["action"] == "updated"]
+    assert json.loads(updated["record_key"]) == {"order_id": 2}
+    assert json.loads(updated["changes"])["status"] == ["open", "paid"]
+    page = list_runs([cfg], page=2, page_size=1)
+    assert (page.total, page.pages, [e.run_id for e in page.entries]) == (2, 2, ["run-1"])
+    found = find_run([cfg], "run-2")
+    assert found is not None and found[1].records_run_id == "run-2"
+
+
+def test_an_older_records_table_gains_the_entity_column(sqlite_dbs: Databases) -> None:
+    with sqlite_dbs.target().begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE _sync_records (id INTEGER PRIMARY KEY, run_id VARCHAR(64) NOT NULL, "
+                "sync VARCHAR(128) NOT NULL, batch INTEGER NOT NULL, record_key TEXT NOT NULL, "
+                "action VARCHAR(16) NOT NULL, changes TEXT, error TEXT, recorded_at DATETIME NOT NULL)"
+            )
+        )
+    make_source(sqlite_dbs, [order(1)])
+
+    run_sync(orders_config(sqlite_dbs), RunOptions(run_id="run-1"))
+
+    with sqlite_dbs.target().connect() as conn:
+        rows = conn.execute(sa.text("SELECT entity, action FROM _sync_records")).all()
+    assert [tuple(r) for r in rows] == [("wh_orders", "created")]
+
+
+@pytest.mark.parametrize(
+    ("tags", "parent", "expected"),
+    [
+        ({}, None, Trigger.MANUAL),
+        ({"sync/trigger": "cli"}, None, Trigger.MANUAL),
+        ({"sync/trigger": "api"}, None, Trigger.API),
+        ({"dagster/schedule_name": "orders_schedule"}, None, Trigger.SCHEDULE),
+        ({"dagster/sensor_name": "drop"}, None, Trigger.SENSOR),
+        ({"dagster/backfill": "abc"}, None, Trigger.BACKFILL),
+        ({"dagster/schedule_name": "orders_schedule"}, "parent-run", Trigger.RETRY),
+        ({"dagster/parent_run_id": "parent-run", "sync/trigger": "api"}, None, Trigger.RETRY),
+    ],
+)
+def test_trigger_of_tags(tags: dict[str, str], parent: str | None, expected: Trigger) -> None:
+    assert trigger_of(tags, parent) is expected
+
+
+def test_user_of_tags() -> None:
+    assert user_of({"sync/user": " alice "}) == "alice"
+    assert user_of({"dagster/user": "bob@example.com"}) == "bob@example.com"
+    assert user_of({"sync/user": ""}) is None
+
+
+def test_percentiles_and_success_rate() -> None:
+    assert percentile([], 50) is None
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert percentile([float(i) for i in range(1, 101)], 95) == pytest.approx(95.05)
+    runs = [
+        entry("a", 0, status=RunStatus.COMPLETED, duration_s=2.0),
+        entry("b", 1, status=RunStatus.PARTIAL, duration_s=4.0),
+        entry("c", 2, status=RunStatus.FAILED, duration_s=6.0),
+        entry("d", 3, status=RunStatus.RUNNING),
+        entry("e", 4, status=RunStatus.COMPLETED, dry_run=True, duration_s=1.0),
+    ]
+    runs[0].counts.update(processed=5, created=5)
+    runs[4].counts.update(processed=5, created=5)  # a dry run: left out of the statistics
+
+    stats = compute_stats(runs, ["orders_sync", "idle"])
+
+    s = stats["orders_sync"]
+    assert (s.runs, s.finished, s.succeeded, s.success_rate) == (4, 3, 2, 2 / 3)
+    assert (s.records["created"], s.processed, s.p50_s) == (5, 5, 4.0)
+    assert stats["idle"].runs == 0 and stats["idle"].success_rate is None
