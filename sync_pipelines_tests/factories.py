@@ -9,6 +9,7 @@ folder of syncs; :func:`invoke` runs the ``sync-pipelines`` command in-process.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -335,3 +336,15 @@ def invoke(*args: str | Path, config_dir: Path | None = None, catch_exceptions: 
     if config_dir is not None:
         argv = ["--config-dir", str(config_dir), *argv]
     return CliRunner().invoke(main, argv, catch_exceptions=catch_exceptions)
+
+
+def fill_template(path: Path, values: Mapping[str, str]) -> None:
+    """Fill the ``<fill in: ...>`` placeholders of a ``new`` template: each key starts a placeholder's text.
+
+    Every placeholder below ``name:`` must be filled (the modeline above it is not a placeholder).
+    """
+    text = path.read_text(encoding="utf-8")
+    for description, value in values.items():
+        text = re.sub(rf"<fill in: {re.escape(description)}[^>]*>", value, text)
+    assert "<fill in" not in text.split("\nname:")[1]
+    path.write_text(text, encoding="utf-8")

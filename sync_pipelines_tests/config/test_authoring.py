@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 from sync_pipelines.cli import main
 from sync_pipelines.config import SyncConfig, parse_config
 from sync_pipelines.config.schema import SCHEMA_FILENAME, json_schema
-from sync_pipelines_tests.factories import SourceTable, invoke, make_source
+from sync_pipelines_tests.factories import SourceTable, fill_template, invoke, make_source
 
 PROJECT = Path(__file__).resolve().parents[2]
 ERP_ORDERS = SourceTable("orders", {"total": sa.Numeric(12, 2)})
@@ -110,11 +109,7 @@ def test_new_elasticsearch_template_validates_once_filled(folder: Path) -> None:
         "target SQLAlchemy URL": "sqlite:///logs.db",
         "target table": "app_logs",
     }
-    text = path.read_text(encoding="utf-8")
-    for description, value in values.items():
-        text = re.sub(rf"<fill in: {description}[^>]*>", value, text)
-    assert "<fill in" not in text.split("\nname:")[1]
-    path.write_text(text, encoding="utf-8")
+    fill_template(path, values)
     ok = CliRunner().invoke(main, ["validate"])
     assert ok.exit_code == 0, ok.output
     cfg = parse_config(path)[0]

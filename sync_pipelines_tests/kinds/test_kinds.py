@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from sync_pipelines.errors import ConfigError
 from sync_pipelines.kinds import KINDS, Pipeline, ResultTable, kind_of, source_reader, target_writer
 from sync_pipelines.kinds.host_metrics import HOST_COLUMNS, HostOptions
 from sync_pipelines.orchestration.kinds import dagster_metadata, kind_options, launchpad_config_class, run_values
+from sync_pipelines_tests.factories import fill_template
 from sync_pipelines_tests.support.hosts import register_pool, seed_metrics
 
 PROTOCOLS = {Pipeline.TABLE: (SourceReader, TargetWriter), Pipeline.HOSTS: (HostMetricsReader, HostWriter)}
@@ -126,11 +126,7 @@ def test_new_host_metrics_template_validates_once_filled(tmp_path: Path, monkeyp
         "index pattern": "host-metrics-*",
         "CMDB SQLAlchemy URL": "sqlite:///cmdb.db",
     }
-    text = path.read_text(encoding="utf-8")
-    for description, value in values.items():
-        text = re.sub(rf"<fill in: {description}[^>]*>", value, text)
-    assert "<fill in" not in text.split("\nname:")[1]
-    path.write_text(text, encoding="utf-8")
+    fill_template(path, values)
     ok = CliRunner().invoke(main, ["validate"])
     assert ok.exit_code == 0, ok.output
     cfg = parse_config(path)[0]
