@@ -187,6 +187,8 @@ def batches_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("batch", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("chunk", sa.Integer, nullable=False),
         sa.Column("committed_at", sa.DateTime, nullable=False),
+        # The run whose process committed the batch: ``run_id`` itself, or the re-execution that resumed it.
+        sa.Column("attempt", sa.String(64)),
         extend_existing=True,
     )
 

@@ -578,7 +578,7 @@ class SqlTargetWriter:
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
             self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
             inspector = sa.inspect(conn)
-            _add_missing_columns(conn, inspector, self.records_table)
+            add_missing_columns(conn, inspector, self.records_table)
             bookkeeping.upgrade_records(conn, self.records_table)
             if not inspector.has_table(self.target.table, schema=self.target.db_schema):
                 if not self.target.create:
@@ -767,7 +767,7 @@ class SqlTargetWriter:
             yield
 
 
-def _add_missing_columns(conn: Connection, inspector: sa.Inspector, table: sa.Table) -> None:
+def add_missing_columns(conn: Connection, inspector: sa.Inspector, table: sa.Table) -> None:
     """Add nullable columns a bookkeeping table created by an earlier release lacks (e.g. ``entity``)."""
     present = {c["name"] for c in inspector.get_columns(table.name, schema=table.schema)}
     preparer = conn.dialect.identifier_preparer

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
-from sync_pipelines.connectors.sql import translate_errors
+from sync_pipelines.connectors.sql import add_missing_columns, translate_errors
 from sync_pipelines.engine.guards import settle_status
 from sync_pipelines.engine.manifest import (
     BatchFile,
@@ -120,12 +120,15 @@ class ResumeRecord:
     until the next run of the sync starts (:meth:`reset`).
     """
 
-    def __init__(self, sync: str, db_schema: str | None):
+    def __init__(self, sync: str, db_schema: str | None, attempt: str | None = None):
         self.sync = sync
+        self.attempt = attempt
+        """The run whose process commits the batches (a re-execution's own id); None: the sync run's."""
         self.table = bookkeeping.batches_table(sa.MetaData(schema=db_schema))
 
     def create(self, conn: Connection) -> None:
         self.table.create(conn, checkfirst=True)
+        add_missing_columns(conn, sa.inspect(conn), self.table)
 
     def done(self, conn: Connection, run_id: str) -> set[int]:
         """The batches of ``run_id`` committed so far."""
@@ -142,7 +145,12 @@ class ResumeRecord:
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         conn.execute(
             sa.insert(self.table).values(
-                sync=self.sync, run_id=run_id, batch=batch.index, chunk=batch.chunk or 0, committed_at=now
+                sync=self.sync,
+                run_id=run_id,
+                batch=batch.index,
+                chunk=batch.chunk or 0,
+                committed_at=now,
+                attempt=self.attempt or run_id,
             )
         )
 

@@ -138,12 +138,22 @@ class HostBatchWriter:
     its registered hosts, every host's outcome (``_sync_host_results``) and its resume record in one
     transaction. Keeps every host's result for the run's report."""
 
-    def __init__(self, config: SyncConfig, run_id: str, *, register: bool, time_range: str, sample_size: int):
+    def __init__(
+        self,
+        config: SyncConfig,
+        run_id: str,
+        *,
+        register: bool,
+        time_range: str,
+        sample_size: int,
+        attempt: str | None = None,
+    ):
         self.config, self.run_id = config, run_id
         self.register, self.time_range, self.sample_size = register, time_range, sample_size
         self.cmdb = host_writer(config)
         self.endpoint = self.cmdb.endpoint
-        self.resume = ResumeRecord(config.name, self.cmdb.target.db_schema)
+        self.attempt = attempt
+        self.resume = ResumeRecord(config.name, self.cmdb.target.db_schema, attempt)
         self.sink: Sink = TargetSink(self.cmdb.engine)
         self.results: list[HostResult] = []
 
@@ -219,6 +229,7 @@ class HostBatchWriter:
             register=self.register,
             time_range=self.time_range,
             sample_size=self.sample_size,
+            attempt=self.attempt,
         )
 
 
@@ -232,7 +243,12 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
     plan = host_plan(manifest)
     register = plan.host_source is HostSource.GROUP
     writer = HostBatchWriter(
-        config, options.run_id, register=register, time_range=plan.query_time_range, sample_size=options.sample_size
+        config,
+        options.run_id,
+        register=register,
+        time_range=plan.query_time_range,
+        sample_size=options.sample_size,
+        attempt=options.process_run_id,
     )
     result = SyncResult.begin(config.name, options, full_sync=register)
     try:

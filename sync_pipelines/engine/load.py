@@ -223,7 +223,9 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         incremental=not manifest.full_sync,
         sample_size=options.sample_size,
     )
-    loader = BatchLoader(config, options.run_id, writer, manifest.types, mode, _schema(manifest))
+    loader = BatchLoader(
+        config, options.run_id, writer, manifest.types, mode, _schema(manifest), options.process_run_id
+    )
     drive(config, manifest, options, loader, result, samples)
     result.samples = samples.items
     return conclude(config, options, result, started, unit="records")
@@ -275,13 +277,14 @@ class BatchLoader:
         types: dict[str, str],
         mode: LoadMode,
         schema: dict[str, pa.DataType],
+        attempt: str | None = None,
     ):
-        self.config, self.run_id, self.writer = config, run_id, writer
+        self.config, self.run_id, self.writer, self.attempt = config, run_id, writer, attempt
         self.endpoint = writer.endpoint
         self.types, self.schema = types, schema
         self.columns = list(types)
         self.reconciler = Reconciler(config, writer, types, self.columns)
-        self.resume = ResumeRecord(config.name, writer.target.db_schema)
+        self.resume = ResumeRecord(config.name, writer.target.db_schema, attempt)
         self.mode = mode
         self.tracking, self.incremental = mode.tracking, mode.incremental
         self.source_writer = SqlSourceWriter(config) if self.reconciler.bidirectional else None
@@ -408,16 +411,23 @@ class BatchLoader:
         result.watermark_after = self.state.watermark
 
     def worker(self) -> Callable[[], BatchLoader]:
-        return functools.partial(_worker_loader, self.config, self.run_id, self.schema, self.types, self.mode)
+        return functools.partial(
+            _worker_loader, self.config, self.run_id, self.schema, self.types, self.mode, self.attempt
+        )
 
 
 def _worker_loader(
-    config: SyncConfig, run_id: str, schema: dict[str, pa.DataType], types: dict[str, str], mode: LoadMode
+    config: SyncConfig,
+    run_id: str,
+    schema: dict[str, pa.DataType],
+    types: dict[str, str],
+    mode: LoadMode,
+    attempt: str | None,
 ) -> BatchLoader:
     """The loader of one chunk in a worker process (its own engine; the state row stays with the driver)."""
     writer = target_writer(config)
     writer.prepare(schema)
-    return BatchLoader(config, run_id, writer, types, mode, schema)
+    return BatchLoader(config, run_id, writer, types, mode, schema, attempt)
 
 
 def _finish(

@@ -55,6 +55,9 @@ class RunOptions:
     """The options of the sync's kind beyond ``full_sync`` and ``dry_run`` (e.g. a host-metrics run's host
     list and time range); None: the configured defaults."""
     window: tuple[dt.datetime, dt.datetime] | None = None
+    process_run_id: str | None = None
+    """The run whose process executes this step, when it differs from ``run_id``: a re-execution of a failed
+    run resumes that run's batches (``run_id``) and records the batches it commits as its own."""
 
     def staging_dir(self, sync: str) -> UPath:
         """The run-scoped staging folder of one sync (a local path or a URL on a shared store)."""

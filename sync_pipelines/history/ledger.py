@@ -26,6 +26,7 @@ from sync_pipelines.types import COUNT_KEYS, RecordAction, RunStatus
 
 LEDGER_TABLE = bookkeeping.RUNS_TABLE
 RECORDS_TABLE = bookkeeping.RECORDS_TABLE
+BATCHES_TABLE = bookkeeping.BATCHES_TABLE
 
 
 class Trigger(enum.StrEnum):
@@ -275,7 +276,7 @@ class Ledger:
                 "error": old["error"] or error,
                 "error_details": old["error_details"] or error_details,
             }
-            values.update(self._committed_counts(conn, old["records_run_id"] or run_id))
+            values.update(self._committed_counts(conn, old["records_run_id"] or run_id, run_id))
             conn.execute(
                 sa.update(self.runs)
                 .where(self.runs.c.run_id == run_id, self.runs.c.status == RunStatus.RUNNING.value)
@@ -283,21 +284,40 @@ class Ledger:
             )
         return True
 
-    def _committed_counts(self, conn: Connection, records_run_id: str) -> dict[str, int]:
+    def _committed_counts(self, conn: Connection, records_run_id: str, run_id: str) -> dict[str, int]:
+        """Counts of the records ``run_id`` committed. Its records are filed under ``records_run_id`` (the
+        run whose batches it resumed, or itself); when several attempts committed batches of that run (a
+        failed run and its re-execution), only the batches this attempt committed are counted."""
         records = self.records(conn)
         if records is None:
             return {}
-        rows = conn.execute(
-            sa.select(records.c.action, sa.func.count())
-            .where(records.c.run_id == records_run_id)
-            .group_by(records.c.action)
-        ).all()
+        query = sa.select(records.c.action, sa.func.count()).where(records.c.run_id == records_run_id)
+        own = self._own_batches(conn, records_run_id, run_id)
+        if own is not None:
+            query = query.where(records.c.batch.in_(own))
+        rows = conn.execute(query.group_by(records.c.action)).all()
         counts = dict.fromkeys(("created", "updated", "deleted", "failed", "skipped", "conflicted"), 0)
         for action, n in rows:
             key = "conflicted" if action == RecordAction.CONFLICT.value else str(action)
             if key in counts:
                 counts[key] += int(n)
         return counts
+
+    def _own_batches(self, conn: Connection, records_run_id: str, run_id: str) -> sa.Select[Any] | None:
+        """The batches of ``records_run_id`` that ``run_id`` committed, when another attempt committed some too;
+        None when ``run_id`` committed them all (or the resume record no longer tells)."""
+        if not self._exists(conn, BATCHES_TABLE):
+            return None
+        batches = sa.Table(BATCHES_TABLE, sa.MetaData(schema=self.metadata.schema), autoload_with=conn)
+        if "attempt" not in batches.c:
+            return None
+        mine = batches.c.run_id == records_run_id
+        others = conn.execute(
+            sa.select(sa.func.count()).where(mine, batches.c.attempt.is_not(None), batches.c.attempt != run_id)
+        ).scalar()
+        if not others:
+            return None
+        return sa.select(batches.c.batch).where(mine, batches.c.attempt == run_id)
 
     # -- reading
 

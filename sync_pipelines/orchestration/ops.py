@@ -70,6 +70,7 @@ def run_options(
         logger=context.log,
         window=run_window(context),
         kind_options=kind_options(cfg, config),
+        process_run_id=context.run_id if run_id != context.run_id else None,
     )
 
 

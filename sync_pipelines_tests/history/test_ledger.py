@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.engine import RunOptions, run_sync
+from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.queries import find_run, list_runs
 from sync_pipelines.history.stats import compute_stats, percentile
@@ -148,3 +150,70 @@ def test_percentiles_and_success_rate() -> None:
     assert (s.runs, s.finished, s.succeeded, s.success_rate) == (4, 3, 2, 2 / 3)
     assert (s.records["created"], s.processed, s.p50_s) == (5, 5, 4.0)
     assert stats["idle"].runs == 0 and stats["idle"].success_rate is None
+
+
+def test_a_failed_run_closed_after_its_reexecution_committed_counts_only_its_own_batches(
+    sqlite_dbs: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-execution files its records under the failed run it resumes; closing either run late (the failed
+    one after its re-execution committed batches, or a re-execution that died too) counts each one's own."""
+    make_source(sqlite_dbs, [order(i) for i in range(1, 22)])
+    cfg = orders_config(sqlite_dbs)  # batches of 7: three batches
+    parent = RunOptions(run_id="parent")
+    manifest = transform(cfg, extract(cfg, parent), parent)
+    original = SqlTargetWriter.upsert
+    calls = {"n": 0}
+
+    def fail_second(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("worker killed")
+        original(self, conn, rows)
+
+    with open_ledger(cfg) as ledger:
+        ledger.open_run(entry("parent", 0))
+        monkeypatch.setattr(SqlTargetWriter, "upsert", fail_second)
+        with pytest.raises(RuntimeError, match="worker killed"):
+            load(cfg, manifest, parent)
+        monkeypatch.setattr(SqlTargetWriter, "upsert", original)
+
+        # The re-execution resumes the parent's staged batches before the parent's row is closed.
+        ledger.open_run(entry("retry", 1, parent_run_id="parent", records_run_id="parent"))
+        retry = RunOptions(run_id="parent", process_run_id="retry")
+        result = load(cfg, manifest, retry)
+        assert result.counts.created == 21  # the whole sync run: 7 resumed, 14 written now
+
+        assert ledger.close_run("parent", RunStatus.FAILED, error="process died")
+        assert ledger.close_run("retry", RunStatus.FAILED, error="process died")
+        closed_parent, closed_retry = ledger.get("parent"), ledger.get("retry")
+    assert closed_parent is not None and closed_retry is not None
+    assert closed_parent.counts["created"] == 7
+    assert closed_retry.counts["created"] == 14
+    engine = sa.create_engine(sqlite_dbs.target_url)
+    with engine.connect() as conn:
+        attempts = conn.execute(sa.text("SELECT batch, attempt FROM _sync_batches ORDER BY batch")).all()
+    engine.dispose()
+    assert [tuple(a) for a in attempts] == [(0, "parent"), (1, "retry"), (2, "retry")]
+
+
+@pytest.mark.slow
+def test_a_resume_record_of_an_earlier_release_gains_the_attempt_column(dbs: Databases) -> None:
+    cfg = orders_config(dbs)
+    engine = sa.create_engine(dbs.target_url)
+    with engine.begin() as conn:  # _sync_batches as an earlier release created it
+        conn.execute(
+            sa.text(
+                "CREATE TABLE _sync_batches (sync VARCHAR(128) NOT NULL, run_id VARCHAR(64) NOT NULL, "
+                "batch INTEGER NOT NULL, chunk INTEGER NOT NULL, committed_at TIMESTAMP NULL, "
+                "PRIMARY KEY (sync, run_id, batch))"
+            )
+        )
+    engine.dispose()
+    make_source(dbs, [order(i) for i in range(1, 9)])
+    result = run_sync(cfg, RunOptions(run_id="after-upgrade"))
+    assert result.counts.created == 8
+    engine = sa.create_engine(dbs.target_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT batch, attempt FROM _sync_batches ORDER BY batch")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [(0, "after-upgrade"), (1, "after-upgrade")]
