@@ -312,12 +312,12 @@ class Ledger:
         if "attempt" not in batches.c:
             return None
         mine = batches.c.run_id == records_run_id
-        others = conn.execute(
-            sa.select(sa.func.count()).where(mine, batches.c.attempt.is_not(None), batches.c.attempt != run_id)
-        ).scalar()
+        # A row an earlier release wrote has no attempt: the records run committed it itself.
+        attempt = sa.func.coalesce(batches.c.attempt, batches.c.run_id)
+        others = conn.execute(sa.select(sa.func.count()).where(mine, attempt != run_id)).scalar()
         if not others:
             return None
-        return sa.select(batches.c.batch).where(mine, batches.c.attempt == run_id)
+        return sa.select(batches.c.batch).where(mine, attempt == run_id)
 
     # -- reading
 

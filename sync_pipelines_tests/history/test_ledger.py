@@ -182,6 +182,13 @@ def test_a_failed_run_closed_after_its_reexecution_committed_counts_only_its_own
         retry = RunOptions(run_id="parent", process_run_id="retry")
         result = load(cfg, manifest, retry)
         assert result.counts.created == 21  # the whole sync run: 7 resumed, 14 written now
+        engine = sa.create_engine(sqlite_dbs.target_url)
+        with engine.connect() as conn:
+            attempts = conn.execute(sa.text("SELECT batch, attempt FROM _sync_batches ORDER BY batch")).all()
+        assert [tuple(a) for a in attempts] == [(0, "parent"), (1, "retry"), (2, "retry")]
+        with engine.begin() as conn:  # the parent's batch as an earlier release recorded it: no attempt
+            conn.execute(sa.text("UPDATE _sync_batches SET attempt = NULL WHERE batch = 0"))
+        engine.dispose()
 
         assert ledger.close_run("parent", RunStatus.FAILED, error="process died")
         assert ledger.close_run("retry", RunStatus.FAILED, error="process died")
@@ -189,11 +196,6 @@ def test_a_failed_run_closed_after_its_reexecution_committed_counts_only_its_own
     assert closed_parent is not None and closed_retry is not None
     assert closed_parent.counts["created"] == 7
     assert closed_retry.counts["created"] == 14
-    engine = sa.create_engine(sqlite_dbs.target_url)
-    with engine.connect() as conn:
-        attempts = conn.execute(sa.text("SELECT batch, attempt FROM _sync_batches ORDER BY batch")).all()
-    engine.dispose()
-    assert [tuple(a) for a in attempts] == [(0, "parent"), (1, "retry"), (2, "retry")]
 
 
 @pytest.mark.slow
