@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -348,3 +348,26 @@ def fill_template(path: Path, values: Mapping[str, str]) -> None:
         text = re.sub(rf"<fill in: {re.escape(description)}[^>]*>", value, text)
     assert "<fill in" not in text.split("\nname:")[1]
     path.write_text(text, encoding="utf-8")
+
+
+class Crash(Exception):
+    """A failure injected into a load (a killed worker, a lost connection)."""
+
+
+def fail_nth_upsert(monkeypatch: Any, n: int, message: str = "killed") -> Callable[[], None]:
+    """Make the ``n``-th batch upsert of the SQL target raise :class:`Crash` (the batch rolls back whole).
+
+    Returns what puts the real upsert back (the test's end does too)."""
+    from sync_pipelines.connectors.sql import SqlTargetWriter
+
+    original = SqlTargetWriter.upsert
+    calls = {"n": 0}
+
+    def failing(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise Crash(message)
+        original(self, conn, rows)
+
+    monkeypatch.setattr(SqlTargetWriter, "upsert", failing)
+    return lambda: monkeypatch.setattr(SqlTargetWriter, "upsert", original)

@@ -16,7 +16,9 @@ from sync_pipelines.errors import ConcurrentRunError, PermanentConnectorError
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines_tests.factories import ORDERS_T0 as T0
 from sync_pipelines_tests.factories import (
+    Crash,
     bookkeeping,
+    fail_nth_upsert,
     make_source,
     order,
     orders_config,
@@ -150,10 +152,6 @@ def test_dry_run_writes_nothing(dbs: Databases) -> None:
     assert target_rows(dbs)[2]["status"] == "open"
 
 
-class Crash(Exception):
-    pass
-
-
 @pytest.mark.slow
 def test_crash_between_batches_then_rerun_gives_exactly_the_source(
     dbs: Databases, monkeypatch: pytest.MonkeyPatch
@@ -199,19 +197,10 @@ def test_reexecuting_a_failed_load_resumes_after_committed_batches(
     cfg = orders_config(sqlite_dbs)
     options = RunOptions(run_id="same-run")
     manifest = transform(cfg, extract(cfg, options), options)
-    original = SqlTargetWriter.upsert
-    calls = {"n": 0}
-
-    def fail_second(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise Crash("lost connection")
-        original(self, conn, rows)
-
-    monkeypatch.setattr(SqlTargetWriter, "upsert", fail_second)
+    restore = fail_nth_upsert(monkeypatch, 2, "lost connection")
     with pytest.raises(Crash):
         load(cfg, manifest, options)
-    monkeypatch.setattr(SqlTargetWriter, "upsert", original)
+    restore()
     result = load(cfg, manifest, options)  # same run, same staged batches
     assert result.counts.processed == 21 and result.counts.created == 21
     assert sorted(target_rows(sqlite_dbs)) == list(range(1, 22))

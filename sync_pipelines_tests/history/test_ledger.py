@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.connectors.sql import SqlTargetWriter
 from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.queries import find_run, list_runs
 from sync_pipelines.history.stats import compute_stats, percentile
 from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.types import RunStatus
-from sync_pipelines_tests.factories import make_source, order, orders_config
+from sync_pipelines_tests.factories import Crash, fail_nth_upsert, make_source, order, orders_config
 from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2024, 5, 1, 8, 0, 0)
@@ -161,21 +159,12 @@ def test_a_failed_run_closed_after_its_reexecution_committed_counts_only_its_own
     cfg = orders_config(sqlite_dbs)  # batches of 7: three batches
     parent = RunOptions(run_id="parent")
     manifest = transform(cfg, extract(cfg, parent), parent)
-    original = SqlTargetWriter.upsert
-    calls = {"n": 0}
-
-    def fail_second(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("worker killed")
-        original(self, conn, rows)
-
     with open_ledger(cfg) as ledger:
         ledger.open_run(entry("parent", 0))
-        monkeypatch.setattr(SqlTargetWriter, "upsert", fail_second)
-        with pytest.raises(RuntimeError, match="worker killed"):
+        restore = fail_nth_upsert(monkeypatch, 2, "worker killed")
+        with pytest.raises(Crash, match="worker killed"):
             load(cfg, manifest, parent)
-        monkeypatch.setattr(SqlTargetWriter, "upsert", original)
+        restore()
 
         # The re-execution resumes the parent's staged batches before the parent's row is closed.
         ledger.open_run(entry("retry", 1, parent_run_id="parent", records_run_id="parent"))
