@@ -26,7 +26,13 @@ from psycopg import sql
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
+from sync_pipelines.connectors.dialects.arrow_values import exact_from_text
+
 _STAGE_NUMBERS = itertools.count()
+# Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
+_ARROW_STAGE = sql.Identifier("pg_temp", "_sync_arrow_stage")
+_ARROW_KEYS = sql.Identifier("pg_temp", "_sync_arrow_keys")
+_CSV_WRITE = pa_csv.WriteOptions(include_header=False)
 
 
 def _identifier(table: sa.Table) -> sql.Composable:
@@ -176,4 +182,171 @@ def read_csv_batches(
                 yield _parse_csv(b"".join(chunk), types)
 
 
-__all__ = ["copy_rows", "copy_tuples", "copy_upsert", "read_csv_batches"]
+# --------------------------------------------------------------------------- Arrow batches
+
+
+def _raw(conn: Connection) -> psycopg.Connection[Any]:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
+
+
+def _names(columns: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, columns))
+
+
+def _csv_of(table: sa.Table, rows: pa.Table) -> memoryview:
+    """``rows`` as PostgreSQL CSV (no header, NULL unquoted and empty, empty texts quoted).
+
+    Naive timestamps going to a ``timestamptz`` column are marked UTC (a ``Z`` suffix), so that the
+    session's time zone does not shift them.
+    """
+    for i, name in enumerate(rows.column_names):
+        kind = rows.schema.field(i).type
+        column_type = table.c[name].type
+        if pa.types.is_timestamp(kind) and isinstance(column_type, sa.DateTime) and column_type.timezone:
+            rows = rows.set_column(i, name, rows.column(i).cast(pa.timestamp(kind.unit, tz=kind.tz or "UTC")))
+    buffer = io.BytesIO()
+    pa_csv.write_csv(rows, buffer, _CSV_WRITE)
+    return buffer.getbuffer()
+
+
+def _copy_csv(cur: psycopg.Cursor[Any], target: sql.Composable, columns: Sequence[str], data: memoryview) -> None:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(target, _names(columns))
+    with cur.copy(statement) as copy:
+        copy.write(data)
+
+
+def _stage(cur: psycopg.Cursor[Any], stage: sql.Identifier, table: sa.Table, rows: pa.Table) -> None:
+    """A temporary ``stage`` with the columns of ``rows`` typed as in ``table``, holding ``rows``."""
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+    cur.execute(
+        sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            stage, _names(rows.column_names), _identifier(table)
+        )
+    )
+    _copy_csv(cur, stage, rows.column_names, _csv_of(table, rows))
+
+
+def insert_arrow(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+    """Append ``rows`` to ``table`` with one ``COPY ... FROM STDIN (FORMAT csv)`` written by Arrow."""
+    if not rows.num_rows:
+        return
+    with _driver_errors(f"COPY {table.fullname}"), _raw(conn).cursor() as cur:
+        _copy_csv(cur, _identifier(table), rows.column_names, _csv_of(table, rows))
+
+
+def upsert_arrow(conn: Connection, table: sa.Table, rows: pa.Table, key: Sequence[str]) -> None:
+    """``COPY`` ``rows`` into a temporary table, then one ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE``.
+
+    Rows equal to the stored ones are left untouched (no new row version). Keys are unique within ``rows``.
+    """
+    if not rows.num_rows:
+        return
+    columns = rows.column_names
+    non_key = [c for c in columns if c not in key]
+    action: sql.Composable = sql.SQL("DO NOTHING")
+    if non_key:
+        action = sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
+            sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key),
+            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in non_key),
+            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in non_key),
+        )
+    with _driver_errors(f"upsert into {table.fullname} through COPY"), _raw(conn).cursor() as cur:
+        _stage(cur, _ARROW_STAGE, table, rows)
+        cur.execute(
+            sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                _identifier(table), _names(columns), _names(columns), _ARROW_STAGE, _names(key), action
+            )
+        )
+        cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_STAGE))
+
+
+def _key_match(key: Sequence[str]) -> sql.Composable:
+    return sql.SQL(" AND ").join(sql.SQL("t.{0} = k.{0}").format(sql.Identifier(c)) for c in key)
+
+
+def delete_arrow(conn: Connection, table: sa.Table, keys: pa.Table) -> int:
+    """Delete the rows whose key is in ``keys``: ``COPY`` the keys into a temporary table, ``DELETE ... USING`` it."""
+    if not keys.num_rows:
+        return 0
+    with _driver_errors(f"delete from {table.fullname} through COPY"), _raw(conn).cursor() as cur:
+        _stage(cur, _ARROW_KEYS, table, keys)
+        cur.execute(
+            sql.SQL("DELETE FROM {} t USING {} k WHERE {}").format(
+                _identifier(table), _ARROW_KEYS, _key_match(keys.column_names)
+            )
+        )
+        deleted = cur.rowcount
+        cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
+    return deleted
+
+
+def read_arrow(
+    conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
+) -> pa.Table:
+    """The rows of ``table`` whose key is in ``keys``: keys staged with ``COPY``, rows read with
+    ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` and parsed by Arrow (see ``SqlBackend.read_arrow``)."""
+    selected: list[sql.Composable] = []
+    types: dict[str, pa.DataType] = {}
+    for name in columns:
+        column_type = table.c[name].type
+        wanted = schema.field(name).type
+        expression: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(name))
+        if isinstance(column_type, sa.DateTime) and column_type.timezone:
+            expression = sql.SQL("({} AT TIME ZONE 'UTC')").format(expression)
+        selected.append(expression)
+        # Floating-point values are never taken as decimals; other mismatches are found by parsing.
+        float_as_decimal = isinstance(column_type, sa.Float) and pa.types.is_decimal(wanted)
+        types[name] = pa.string() if float_as_decimal else wanted
+    if not keys.num_rows:
+        return pa.table({c: pa.array([], types[c]) for c in columns})
+    raw = _raw(conn)
+    with _driver_errors(f"read from {table.fullname} through COPY"), raw.cursor() as cur:
+        if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
+            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+        _stage(cur, _ARROW_KEYS, table, keys)
+        query = sql.SQL("COPY (SELECT {} FROM {} t WHERE EXISTS (SELECT 1 FROM {} k WHERE {})) TO STDOUT (FORMAT csv)")
+        chunks: list[bytes] = []
+        with cur.copy(
+            query.format(sql.SQL(", ").join(selected), _identifier(table), _ARROW_KEYS, _key_match(keys.column_names))
+        ) as copy:
+            chunks.extend(bytes(chunk) for chunk in copy)
+        cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
+    return _parse_exact(b"".join(chunks), types)
+
+
+def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    """PostgreSQL CSV as Arrow columns of ``types``, a column that does not parse exactly as text."""
+    names = list(types)
+    read = pa_csv.ReadOptions(column_names=names, use_threads=False)
+    if not data:
+        return pa.table({name: pa.array([], kind) for name, kind in types.items()})
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=read,
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, true_values=["t"], false_values=["f"], **_CSV_NULLS
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    text = pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=read,
+        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), **_CSV_NULLS),
+    )
+    return pa.Table.from_arrays([exact_from_text(text.column(name), kind) for name, kind in types.items()], names=names)
+
+
+__all__ = [
+    "copy_rows",
+    "copy_tuples",
+    "copy_upsert",
+    "delete_arrow",
+    "insert_arrow",
+    "read_arrow",
+    "read_csv_batches",
+    "upsert_arrow",
+]

@@ -13,9 +13,11 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from sync_pipelines.connectors.dialects.arrow_values import exact_array, python_columns
 from sync_pipelines.errors import ConcurrentRunError
 
 LEASE_POLL_S = 0.25
@@ -74,6 +76,63 @@ class SqlBackend:
         Nothing to do where the counter follows the largest value by itself (SQLite, InnoDB).
         """
 
+    # -- bulk reads and writes of Arrow batches (in the caller's transaction)
+
+    def insert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+        """Append every row of ``rows`` (its columns a subset of ``table``'s) to ``table``; no conflict handling."""
+        if rows.num_rows:
+            conn.execute(sa.insert(table), param_dicts(rows))
+
+    def upsert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table, key: Sequence[str]) -> None:
+        """Insert the rows whose ``key`` is new and update the other columns of ``rows`` where it exists.
+
+        Without a non-key column, rows whose key exists are left alone. Keys are unique within ``rows``.
+        """
+        if not rows.num_rows:
+            return
+        non_key = [c for c in rows.column_names if c not in key]
+        conn.execute(self.upsert_statement(table, key, non_key), param_dicts(rows))
+
+    def delete_arrow(self, conn: Connection, table: sa.Table, keys: pa.Table) -> int:
+        """Delete the rows whose key (the columns of ``keys``) is in ``keys``; returns how many were deleted."""
+        deleted = 0
+        for condition in self.key_conditions(table, keys):
+            deleted += conn.execute(sa.delete(table).where(condition)).rowcount
+        return deleted
+
+    def read_arrow(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
+    ) -> pa.Table:
+        """The ``columns`` of the rows whose key (the columns of ``keys``) is in ``keys``, in any order.
+
+        Each column comes back of its type in ``schema`` when every stored value converts to it exactly
+        (a timestamp with time zone as naive UTC, 0/1 as booleans, a decimal rescaled without loss), and
+        as ``pa.string()`` holding each value's text otherwise, for the caller to normalise.
+        """
+        # Driver values as they are: SQLAlchemy's result processors would round decimals or reject odd texts.
+        selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
+        found: list[list[Any]] = [[] for _ in columns]
+        for condition in self.key_conditions(table, keys):
+            for row in conn.execute(sa.select(*selected).where(condition)):
+                for values, value in zip(found, row, strict=True):
+                    values.append(value)
+        return arrow_table(table, columns, found, schema)
+
+    def key_conditions(self, table: sa.Table, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
+        """``key IN (...)`` conditions covering ``keys``, at most :attr:`keys_per_query` values each."""
+        names = keys.column_names
+        values = python_columns(keys)
+        if len(names) == 1:
+            column = table.c[names[0]]
+            for start in range(0, keys.num_rows, self.keys_per_query):
+                yield self.key_in(column, values[0][start : start + self.keys_per_query])
+            return
+        tuples = list(zip(*values, strict=True))
+        step = max(1, self.keys_per_query // len(names))
+        key = sa.tuple_(*(table.c[n] for n in names))
+        for start in range(0, len(tuples), step):
+            yield key.in_(tuples[start : start + step])
+
     # -- identifiers
 
     def identifier_problem(self, name: str) -> str | None:
@@ -113,6 +172,22 @@ def on_conflict_upsert(insert: Any, key: Sequence[str], non_key: Sequence[str]) 
     if non_key:
         return insert.on_conflict_do_update(index_elements=list(key), set_={c: insert.excluded[c] for c in non_key})
     return insert.on_conflict_do_nothing(index_elements=list(key))
+
+
+def param_dicts(rows: pa.Table) -> list[dict[str, Any]]:
+    """``rows`` as SQLAlchemy executemany parameters (converted column by column)."""
+    names = rows.column_names
+    return [dict(zip(names, values, strict=True)) for values in zip(*python_columns(rows), strict=True)]
+
+
+def arrow_table(table: sa.Table, columns: Sequence[str], values: Sequence[list[Any]], schema: pa.Schema) -> pa.Table:
+    """Driver values read from ``table``, one list per column, as Arrow columns of the types in ``schema``
+    where they convert exactly (see :meth:`SqlBackend.read_arrow`)."""
+    arrays = [
+        exact_array(column, schema.field(name).type, float_column=isinstance(table.c[name].type, sa.Float))
+        for name, column in zip(columns, values, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 def lease_name(sync: str) -> str:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
+import pyarrow as pa
+import pymysql
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 
+from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, python_columns
 from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
+
+_STAGE = "_sync_arrow_stage"
+"""A TEMPORARY table of the connection, beside the target table (it hides a permanent table of that name)."""
 
 _TRANSIENT_ERRNOS = frozenset(
     {
@@ -44,7 +53,7 @@ class MySqlBackend(SqlBackend):
     forbidden_identifier_chars: ClassVar[dict[str, str]] = {"`": "a backtick"}
 
     def dbapi_connect_args(self, url: URL) -> dict[str, Any]:
-        """Adds the password as UTF-8 bytes for PyMySQL.
+        """Allows ``LOAD DATA LOCAL INFILE`` and adds the password as UTF-8 bytes for PyMySQL.
 
         PyMySQL encodes a ``str`` password as Latin-1: a password beyond Latin-1 raises
         ``UnicodeEncodeError`` before connecting, and one with Latin-1 letters (``ü``) sends other bytes
@@ -53,6 +62,8 @@ class MySqlBackend(SqlBackend):
         and ``mysql`` command-line clients send too.
         """
         args = dict(self.connect_args)
+        if url.get_driver_name() == "pymysql":
+            args["local_infile"] = True  # LOAD DATA LOCAL INFILE, the bulk path of insert_arrow/upsert_arrow
         if url.get_driver_name() == "pymysql" and url.password is not None and not url.password.isascii():
             args["password"] = url.password.encode("utf-8")
         return args
@@ -60,6 +71,49 @@ class MySqlBackend(SqlBackend):
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         stmt = mysql.insert(table)
         return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in (list(non_key) or list(key)[:1])})
+
+    def can_load_local(self, conn: Connection) -> bool:
+        """Whether this connection may send ``LOAD DATA LOCAL INFILE`` (PyMySQL with ``local_infile``)."""
+        raw = conn.connection.driver_connection
+        return isinstance(raw, pymysql.connections.Connection) and bool(getattr(raw, "_local_infile", False))
+
+    def insert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+        """``LOAD DATA LOCAL INFILE`` from a temporary file written by Arrow; without ``local_infile``,
+        PyMySQL's multi-row ``INSERT ... VALUES``."""
+        if not rows.num_rows:
+            return
+        if self.can_load_local(conn):
+            _load_data(conn, table, rows)
+        else:
+            conn.exec_driver_sql(_insert_sql(conn, table, rows.column_names), _tuples(rows))
+
+    def upsert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table, key: Sequence[str]) -> None:
+        """``LOAD DATA`` into a TEMPORARY table, then one ``INSERT ... SELECT ... ON DUPLICATE KEY UPDATE``;
+        without ``local_infile``, PyMySQL's multi-row ``INSERT ... VALUES ... ON DUPLICATE KEY UPDATE``."""
+        if not rows.num_rows:
+            return
+        preparer = conn.dialect.identifier_preparer
+        columns = rows.column_names
+        names = ", ".join(map(preparer.quote, columns))
+        updated = [c for c in columns if c not in key] or list(key)[:1]
+        update = "ON DUPLICATE KEY UPDATE " + ", ".join(
+            f"{preparer.quote(c)} = VALUES({preparer.quote(c)})" for c in updated
+        )
+        if not self.can_load_local(conn):
+            conn.exec_driver_sql(f"{_insert_sql(conn, table, columns)} {update}", _tuples(rows))
+            return
+        stage = preparer.format_table(sa.Table(_STAGE, sa.MetaData(schema=table.schema)))
+        conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {stage} AS SELECT {names} FROM {preparer.format_table(table)} LIMIT 0"
+        )
+        try:
+            _load_data(conn, sa.Table(_STAGE, sa.MetaData(schema=table.schema)), rows)
+            conn.exec_driver_sql(
+                f"INSERT INTO {preparer.format_table(table)} ({names}) SELECT {names} FROM {stage} {update}"
+            )
+        finally:
+            conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
 
     def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
         # An unqualified new name would move the table into the connection's default database.
@@ -87,3 +141,60 @@ class MySqlBackend(SqlBackend):
             finally:
                 with contextlib.suppress(sa_exc.SQLAlchemyError):
                     conn.execute(sa.select(sa.func.release_lock(name)))
+
+
+def _insert_sql(conn: Connection, table: sa.Table, columns: Sequence[str]) -> str:
+    preparer = conn.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(c) for c in columns)
+    # SQLAlchemy's preparer doubles a % in a name already, for the driver's "format" paramstyle.
+    return f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+
+
+def _tuples(rows: pa.Table) -> list[tuple[Any, ...]]:
+    return list(zip(*python_columns(rows), strict=True))
+
+
+def _load_data(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+    """Append ``rows`` to ``table`` with ``LOAD DATA LOCAL INFILE``; any warning fails the statement.
+
+    With ``LOCAL`` the server cannot stop the client's transfer, so it turns errors (a duplicate key,
+    a value that does not fit its column) into warnings and skips or truncates the row: they are
+    raised here as the driver error of the first warning, which the caller's transaction rolls back.
+    """
+    preparer = conn.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(c) for c in rows.column_names)
+    # The default FIELDS and LINES options: tab-separated, backslash escapes, \N for NULL, newline-ended.
+    # PyMySQL formats the path in with %: the preparer has doubled any % in a name.
+    statement = f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(table)} CHARACTER SET utf8mb4 ({names})"
+    lines = delimited_lines(rows)
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    # The file is the array's value bytes between its first and last offsets (no Python object per row).
+    _, offset_buffer, data = lines.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32, count=len(lines) + 1, offset=lines.offset * 4)
+    start, end = int(offsets[0]), int(offsets[-1])
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, pymysql.connections.Connection)
+    fd, path = tempfile.mkstemp(prefix="sync_load_", suffix=".tsv")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(memoryview(data)[start:end] if data is not None else b"")
+        with _driver_errors(statement), raw.cursor() as cur:
+            cur.execute(statement, (path,))
+            loaded, warnings = cur.rowcount, cur.warning_count
+            if warnings or loaded != rows.num_rows:
+                cur.execute("SHOW WARNINGS LIMIT 1")
+                first = cur.fetchone()
+                code, message = (int(first[1]), str(first[2])) if first else (1062, "rows were skipped")
+                error_class = pymysql.err.IntegrityError if code in _UNIQUE_ERRNOS else pymysql.err.DataError
+                raise error_class(code, f"LOAD DATA into {table.fullname}: {message} ({warnings} warning(s))")
+    finally:
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def _driver_errors(statement: str) -> Iterator[None]:
+    try:
+        yield
+    except pymysql.err.Error as exc:
+        raise sa_exc.DBAPIError.instance(statement, None, exc, pymysql.err.Error) from None

@@ -8,11 +8,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import psycopg
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from sync_pipelines.connectors import pg_copy
 from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, on_conflict_upsert, wait_or_fail
 
 # SQLSTATE classes and codes after which the same statement may succeed on a new attempt.
@@ -45,6 +47,34 @@ class PostgresBackend(SqlBackend):
 
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         return on_conflict_upsert(postgresql.insert(table), key, non_key)
+
+    def insert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+        """``COPY ... FROM STDIN (FORMAT csv)`` written by Arrow (psycopg 3; SQLAlchemy's executemany otherwise)."""
+        if self.can_copy(conn):
+            pg_copy.insert_arrow(conn, table, rows)
+        else:
+            super().insert_arrow(conn, table, rows)
+
+    def upsert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table, key: Sequence[str]) -> None:
+        """``COPY`` into a ``pg_temp`` table, then one ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE``."""
+        if self.can_copy(conn):
+            pg_copy.upsert_arrow(conn, table, rows, key)
+        else:
+            super().upsert_arrow(conn, table, rows, key)
+
+    def delete_arrow(self, conn: Connection, table: sa.Table, keys: pa.Table) -> int:
+        """``COPY`` the keys into a ``pg_temp`` table, then one ``DELETE ... USING`` it."""
+        if self.can_copy(conn):
+            return pg_copy.delete_arrow(conn, table, keys)
+        return super().delete_arrow(conn, table, keys)
+
+    def read_arrow(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
+    ) -> pa.Table:
+        """``COPY (SELECT ... JOIN the staged keys) TO STDOUT (FORMAT csv)``, parsed by Arrow."""
+        if self.can_copy(conn):
+            return pg_copy.read_arrow(conn, table, columns, keys, schema)
+        return super().read_arrow(conn, table, columns, keys, schema)
 
     def ids_inserted(self, conn: Connection, column: sa.Column[Any]) -> None:
         # A serial column's sequence does not see explicit values: set it past the largest one.

@@ -10,10 +10,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from sync_pipelines.connectors.dialects.arrow_values import python_columns
 from sync_pipelines.connectors.dialects.base import SqlBackend, on_conflict_upsert, wait_or_fail
 
 _TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
@@ -32,6 +34,28 @@ class SqliteBackend(SqlBackend):
 
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         return on_conflict_upsert(sqlite.insert(table), key, non_key)
+
+    def insert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
+        """One prepared ``INSERT`` run over plain tuples (dates, datetimes and decimals as SQLAlchemy stores them)."""
+        if rows.num_rows:
+            conn.exec_driver_sql(_insert_sql(conn, table, rows.column_names), _tuples(rows))
+
+    def upsert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table, key: Sequence[str]) -> None:
+        """One prepared ``INSERT ... ON CONFLICT (key) DO UPDATE`` (``DO NOTHING`` without a non-key column).
+
+        Faster here than staging the rows in a TEMP table and upserting them with one ``INSERT ... SELECT``.
+        """
+        if not rows.num_rows:
+            return
+        quote = conn.dialect.identifier_preparer.quote
+        non_key = [c for c in rows.column_names if c not in key]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in non_key)
+            if non_key
+            else "DO NOTHING"
+        )
+        statement = f"{_insert_sql(conn, table, rows.column_names)} ON CONFLICT ({', '.join(map(quote, key))}) {action}"
+        conn.exec_driver_sql(statement, _tuples(rows))
 
     def is_transient(self, error: BaseException) -> bool:
         # The primary result code is the low byte of the extended one (SQLITE_BUSY_SNAPSHOT is BUSY too).
@@ -62,3 +86,13 @@ class SqliteBackend(SqlBackend):
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def _insert_sql(conn: Connection, table: sa.Table, columns: Sequence[str]) -> str:
+    preparer = conn.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(c) for c in columns)
+    return f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _tuples(rows: pa.Table) -> list[tuple[Any, ...]]:
+    return list(zip(*python_columns(rows, text_dates=True), strict=True))

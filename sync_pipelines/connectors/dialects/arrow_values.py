@@ -1,0 +1,229 @@
+"""Arrow columns to driver values and back, column by column, for the backends' bulk reads and writes.
+
+Writes turn each Arrow column into one Python list (or one text column) at once; reads turn each
+column of driver values into the wanted Arrow type when every value converts exactly, and into text
+otherwise (``str(v)``, ISO dates and datetimes), so that the caller can tell and normalise it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_INEXACT = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, ValueError, TypeError)
+_SUB_MICRO = re.compile(r"\.\d{7,}")
+
+
+class _Inexact(Exception):
+    """A value that the wanted type cannot hold exactly."""
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def python_columns(rows: pa.Table, *, text_dates: bool = False) -> list[list[Any]]:
+    """One list of driver values per column of ``rows`` (``to_pylist`` once per column).
+
+    With ``text_dates`` (SQLite), dates, timestamps and decimals become the values SQLAlchemy's
+    SQLite dialect stores: ``YYYY-MM-DD``, ``YYYY-MM-DD HH:MM:SS.ffffff`` and floats.
+    """
+    return [_python_column(rows.column(i), text_dates=text_dates) for i in range(rows.num_columns)]
+
+
+def _python_column(column: pa.ChunkedArray, *, text_dates: bool) -> list[Any]:
+    kind = column.type
+    if text_dates and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        if pa.types.is_timestamp(kind):
+            column = _naive_utc(column).cast(pa.timestamp("us"))
+        return pc.cast(column, pa.string()).to_pylist()
+    if text_dates and pa.types.is_decimal(kind):
+        # float(str) rounds correctly, as SQLAlchemy's float(Decimal) does.
+        return [None if v is None else float(v) for v in pc.cast(column, pa.string()).to_pylist()]
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        column = _naive_utc(column)
+    return column.to_pylist()
+
+
+def _naive_utc(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if kind.tz is None:
+        return column
+    return column.cast(pa.timestamp(kind.unit))  # the stored instants are UTC
+
+
+def delimited_lines(rows: pa.Table) -> pa.Array:
+    """``rows`` as the lines of a ``LOAD DATA`` file, one string per row, each ending with a newline.
+
+    Fields are separated by tabs; NULL is ``\\N``; backslashes, tabs, newlines and NUL are escaped
+    with a backslash (the defaults of ``FIELDS ESCAPED BY '\\\\'``); booleans are ``1``/``0``;
+    timestamps are naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``.
+    """
+    fields = [_delimited_field(rows.column(i)) for i in range(rows.num_columns)]
+    if not fields:
+        raise ValueError("no column to write")
+    line = pc.binary_join_element_wise(*fields, "\t") if len(fields) > 1 else fields[0]
+    return pc.binary_join_element_wise(line, pa.scalar(""), "\n")
+
+
+def _delimited_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        text = pc.cast(pc.cast(column, pa.int8()), pa.string())
+    elif pa.types.is_timestamp(kind):
+        text = pc.cast(_naive_utc(column).cast(pa.timestamp("us")), pa.string())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = column.cast(pa.string())
+        for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\0", "\\0")):
+            text = pc.replace_substring(text, raw, escaped)
+    else:
+        text = pc.cast(column, pa.string())
+    return pc.fill_null(text, "\\N")
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def text_array(values: Sequence[Any]) -> pa.Array:
+    """Each non-null value's text: ``str(v)``, ISO format for dates and datetimes."""
+    return pa.array(
+        [None if v is None else v.isoformat() if isinstance(v, dt.date) else str(v) for v in values], pa.string()
+    )
+
+
+def exact_array(values: Sequence[Any], wanted: pa.DataType, *, float_column: bool = False) -> pa.Array:
+    """``values`` (driver values of one column) as an Arrow array of type ``wanted``, or as text.
+
+    The wanted type is kept only when every non-null value converts exactly: an aware datetime is
+    converted to naive UTC, 0/1 become booleans, a decimal is rescaled only without loss, a text is
+    parsed only when it is the canonical form of a value of the wanted type (SQLite keeps dates,
+    datetimes and odd values as text). ``float_column`` says the stored column is a floating-point
+    one, whose values are never taken as decimals.
+    """
+    try:
+        return _exact(values, wanted, float_column=float_column)
+    except (_Inexact, *_INEXACT, ArithmeticError):
+        return text_array(values)
+
+
+def _kinds(values: Sequence[Any]) -> set[type]:
+    return {type(v) for v in values if v is not None}
+
+
+def _exact(values: Sequence[Any], wanted: pa.DataType, *, float_column: bool) -> pa.Array:
+    kinds = _kinds(values)
+    if pa.types.is_string(wanted):
+        return pa.array(values, pa.string()) if kinds <= {str} else text_array(values)
+    if kinds == {str}:
+        return exact_from_text(pa.array(values, pa.string()), wanted)
+    if pa.types.is_boolean(wanted):
+        if kinds <= {bool}:
+            return pa.array(values, pa.bool_())
+        if kinds <= {int, bool} and all(v in (0, 1) for v in values if v is not None):
+            return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
+    elif pa.types.is_integer(wanted):
+        if kinds <= {int}:
+            return pa.array(values, wanted)
+        if kinds <= {int, Decimal}:
+            return pa.array([_integral(v) for v in values], wanted)
+    elif pa.types.is_floating(wanted):
+        if kinds <= {float, int, Decimal}:
+            return pa.array([_as_float(v) for v in values], wanted)
+    elif pa.types.is_decimal(wanted):
+        allowed = {int, Decimal} if float_column else {int, Decimal, float}
+        if kinds <= allowed:
+            return pa.array([_as_decimal(v, wanted) for v in values], wanted)
+    elif pa.types.is_timestamp(wanted):
+        if kinds <= {dt.datetime}:
+            return pa.array([_naive(v) for v in values], wanted)
+    elif pa.types.is_date(wanted) and kinds <= {dt.date}:
+        return pa.array(values, wanted)
+    raise _Inexact(wanted)
+
+
+def _integral(value: Any) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if value != value.to_integral_value():
+        raise _Inexact(value)
+    return int(value)
+
+
+def _as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, float):
+        return value
+    result = float(value)
+    if Decimal(result) != value:  # also an integer past 2**53
+        raise _Inexact(value)
+    return result
+
+
+def _as_decimal(value: Any, wanted: pa.Decimal128Type) -> Decimal | None:
+    if value is None:
+        return None
+    # A float stored for a decimal column (SQLite's NUMERIC) stands for its shortest decimal form.
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    scaled = number.quantize(Decimal(1).scaleb(-wanted.scale))
+    if scaled != number or len(scaled.as_tuple().digits) > wanted.precision:
+        raise _Inexact(value)
+    return scaled
+
+
+def _naive(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def exact_from_text(text: pa.Array | pa.ChunkedArray, wanted: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """A text column as type ``wanted`` when every non-null text is an exact form of such a value, else as is.
+
+    Integers, dates and booleans (``t``/``f``, ``true``/``false``, ``1``/``0``) must be in their canonical
+    form; decimals may carry fewer decimals than the wanted scale; datetimes are ISO 8601 (``T`` or a space)
+    with at most microseconds, and an offset is converted to UTC.
+    """
+    try:
+        return _from_text(text, wanted)
+    except (_Inexact, *_INEXACT, ArithmeticError):
+        return text
+
+
+def _from_text(text: pa.Array | pa.ChunkedArray, wanted: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_string(wanted):
+        return text
+    if pa.types.is_boolean(wanted):
+        lowered = pc.utf8_lower(text)
+        truth = pc.is_in(lowered, pa.array(["t", "true", "1"]))
+        falsity = pc.is_in(lowered, pa.array(["f", "false", "0"]))
+        if not pc.all(pc.or_(pc.or_(truth, falsity), pc.is_null(text))).as_py():
+            raise _Inexact(wanted)
+        return pc.if_else(pc.is_null(text), pa.scalar(None, pa.bool_()), truth)
+    if pa.types.is_timestamp(wanted):
+        try:
+            return pc.cast(text, wanted)
+        except _INEXACT:
+            texts = text.to_pylist()
+            # fromisoformat drops digits past the microsecond: such a text is not exact.
+            if any(v is not None and _SUB_MICRO.search(v) for v in texts):
+                raise _Inexact(wanted) from None
+            return pa.array([None if v is None else _naive(dt.datetime.fromisoformat(v)) for v in texts], wanted)
+    if pa.types.is_decimal(wanted):
+        values = [None if v is None else Decimal(v) for v in text.to_pylist()]
+        if any(v is not None and not v.is_finite() for v in values):
+            raise _Inexact(wanted)
+        return pa.array([_as_decimal(v, wanted) for v in values], wanted)
+    cast = pc.cast(text, wanted)
+    if pa.types.is_floating(wanted):
+        return cast
+    # Integers and dates: only their canonical text (no '+5', '05', '2024-1-5').
+    if pc.all(pc.equal(pc.cast(cast, pa.string()), text)).as_py() is False:
+        raise _Inexact(wanted)
+    return cast
+
+
+__all__ = ["delimited_lines", "exact_array", "exact_from_text", "python_columns", "text_array"]

@@ -1,0 +1,409 @@
+"""The backends' bulk reads and writes of Arrow batches, on the real SQLite, PostgreSQL and MariaDB servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from sync_pipelines.connectors.column_types import LONG_TEXT, timestamp_type
+from sync_pipelines.connectors.dialects import backend
+from sync_pipelines_tests.support.databases import Databases
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("name", pa.string()),
+        ("price", pa.decimal128(12, 2)),
+        ("ratio", pa.float64()),
+        ("active", pa.bool_()),
+        ("born", pa.date32()),
+        ("seen_at", pa.timestamp("us")),
+    ]
+)
+ODD_TEXT = "tab\there\nnew line\\back slash \"quoted\" 'single' \r end, comma ; é 漢字 😀"
+
+
+def _engine(dbs: Databases) -> sa.Engine:
+    url = sa.make_url(dbs.target_url)
+    return sa.create_engine(url, connect_args=backend(url).dbapi_connect_args(url))
+
+
+@pytest.fixture
+def engine(dbs: Databases) -> Iterator[sa.Engine]:
+    engine = _engine(dbs)
+    yield engine
+    engine.dispose()
+
+
+def _items(name: str = "items", schema: str | None = None) -> sa.Table:
+    return sa.Table(
+        name,
+        sa.MetaData(schema=schema),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("name", LONG_TEXT),
+        sa.Column("price", sa.Numeric(12, 2)),
+        sa.Column("ratio", sa.Double),
+        sa.Column("active", sa.Boolean),
+        sa.Column("born", sa.Date),
+        sa.Column("seen_at", timestamp_type()),
+    )
+
+
+def _rows(ids: list[int], *, name: str = "n") -> pa.Table:
+    count = len(ids)
+    return pa.table(
+        {
+            "id": ids,
+            "name": [f"{name}{i}" for i in ids],
+            "price": [Decimal(i) / 100 for i in ids],
+            "ratio": [i / 4 for i in ids],
+            "active": [i % 2 == 0 for i in ids],
+            "born": [dt.date(2020, 1, 1) + dt.timedelta(days=i) for i in ids],
+            "seen_at": [dt.datetime(2024, 5, 1, 12, 30, 15, 123456) + dt.timedelta(seconds=i) for i in ids],
+        },
+        schema=SCHEMA,
+    ).slice(0, count)
+
+
+def _odd_rows() -> pa.Table:
+    return pa.table(
+        {
+            "id": [1, 2, 3, 4],
+            "name": [ODD_TEXT, "", None, "NULL"],
+            "price": [Decimal("-1234567890.12"), Decimal("0.00"), None, Decimal("0.10")],
+            "ratio": [0.1, -2.5e-10, None, 1e20],
+            "active": [True, False, None, True],
+            "born": [dt.date(1999, 12, 31), dt.date(2024, 2, 29), None, dt.date(1, 1, 1)],
+            "seen_at": [
+                dt.datetime(2024, 1, 2, 3, 4, 5, 6),
+                dt.datetime(2024, 12, 31, 23, 59, 59, 999999),
+                None,
+                dt.datetime(2000, 1, 1),
+            ],
+        },
+        schema=SCHEMA,
+    )
+
+
+def _create(engine: sa.Engine, table: sa.Table) -> None:
+    with engine.begin() as conn:
+        table.create(conn)
+
+
+def _read_all(engine: sa.Engine, table: sa.Table) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+
+
+def _sorted(rows: pa.Table, key: str = "id") -> pa.Table:
+    return rows.sort_by(key)
+
+
+def _keys(ids: list[int]) -> pa.Table:
+    return pa.table({"id": pa.array(ids, pa.int64())})
+
+
+def test_insert_writes_every_value_as_sqlalchemy_writes_it(engine: sa.Engine) -> None:
+    table = _items()
+    twin = _items("twin")
+    _create(engine, table)
+    _create(engine, twin)
+    rows = _odd_rows()
+    with engine.begin() as conn:
+        backend(conn).insert_arrow(conn, table, rows)
+        conn.execute(sa.insert(twin), rows.to_pylist())
+    written = _read_all(engine, table)
+    assert written == _read_all(engine, twin)
+    assert written[0][1] == ODD_TEXT
+    assert [r[1] for r in written] == [ODD_TEXT, "", None, "NULL"]
+    with engine.connect() as conn:
+        raw = conn.exec_driver_sql("SELECT * FROM items ORDER BY id").all()
+        twin_raw = conn.exec_driver_sql("SELECT * FROM twin ORDER BY id").all()
+    assert raw == twin_raw  # the stored forms too (SQLite keeps dates and decimals as SQLAlchemy writes them)
+
+
+def test_round_trip_returns_the_input_with_every_declared_type(engine: sa.Engine) -> None:
+    table = _items()
+    _create(engine, table)
+    rows = _odd_rows()
+    with engine.begin() as conn:
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows)
+        back = db.read_arrow(conn, table, SCHEMA.names, _keys([1, 2, 3, 4, 99]), SCHEMA)
+    assert back.schema == SCHEMA
+    assert _sorted(back).equals(rows)
+
+
+def test_read_returns_only_the_asked_keys_and_columns(engine: sa.Engine) -> None:
+    table = _items()
+    _create(engine, table)
+    with engine.begin() as conn:
+        db = backend(conn)
+        db.insert_arrow(conn, table, _rows(list(range(1, 1201))))
+        back = db.read_arrow(conn, table, ["name", "id"], _keys([5, 700, 1200, 5000]), SCHEMA)
+        none = db.read_arrow(conn, table, ["id", "price"], _keys([]), SCHEMA)
+    assert back.column_names == ["name", "id"]
+    assert sorted(back.to_pylist(), key=lambda r: r["id"]) == [
+        {"name": "n5", "id": 5},
+        {"name": "n700", "id": 700},
+        {"name": "n1200", "id": 1200},
+    ]
+    assert none.num_rows == 0
+    assert none.column_names == ["id", "price"]
+
+
+def test_upsert_inserts_new_keys_and_updates_existing_ones(engine: sa.Engine) -> None:
+    table = _items()
+    _create(engine, table)
+    with engine.begin() as conn:
+        backend(conn).insert_arrow(conn, table, _rows([1, 2, 3]))
+    changed = _rows([2, 3, 4], name="new").drop_columns(["ratio"])
+    with engine.begin() as conn:
+        backend(conn).upsert_arrow(conn, table, changed, ["id"])
+    written = _read_all(engine, table)
+    assert [(r[0], r[1], r[3]) for r in written] == [
+        (1, "n1", 0.25),
+        (2, "new2", 0.5),
+        (3, "new3", 0.75),
+        (4, "new4", None),
+    ]
+    assert written[3][2] == Decimal("0.04")
+
+
+def test_upsert_of_key_only_rows_inserts_the_missing_keys(engine: sa.Engine) -> None:
+    table = sa.Table("tags", sa.MetaData(), sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False))
+    _create(engine, table)
+    with engine.begin() as conn:
+        db = backend(conn)
+        db.upsert_arrow(conn, table, _keys([1, 2]), ["id"])
+        db.upsert_arrow(conn, table, _keys([2, 3]), ["id"])
+    assert _read_all(engine, table) == [(1,), (2,), (3,)]
+
+
+def test_upsert_with_a_composite_key_leaves_other_rows_alone(engine: sa.Engine) -> None:
+    table = sa.Table(
+        "stock",
+        sa.MetaData(),
+        sa.Column("site", sa.String(20), primary_key=True),
+        sa.Column("sku", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("qty", sa.Integer),
+    )
+    _create(engine, table)
+    first = pa.table({"site": ["a", "a", "b"], "sku": [1, 2, 1], "qty": [10, 20, 30]})
+    second = pa.table({"site": ["a", "b"], "sku": [2, 2], "qty": [21, 40]})
+    with engine.begin() as conn:
+        backend(conn).insert_arrow(conn, table, first)
+        backend(conn).upsert_arrow(conn, table, second, ["site", "sku"])
+    assert _read_all(engine, table) == [("a", 1, 10), ("a", 2, 21), ("b", 1, 30), ("b", 2, 40)]
+
+
+def test_delete_by_single_and_composite_keys_counts_the_deleted_rows(engine: sa.Engine) -> None:
+    items = _items()
+    stock = sa.Table(
+        "stock",
+        sa.MetaData(),
+        sa.Column("site", sa.String(20), primary_key=True),
+        sa.Column("sku", sa.BigInteger, primary_key=True, autoincrement=False),
+    )
+    _create(engine, items)
+    _create(engine, stock)
+    with engine.begin() as conn:
+        db = backend(conn)
+        db.insert_arrow(conn, items, _rows(list(range(1, 1101))))
+        db.insert_arrow(conn, stock, pa.table({"site": ["a", "a", "b"], "sku": [1, 2, 1]}))
+        assert db.delete_arrow(conn, items, _keys([*range(2, 1001), 5000])) == 999
+        assert db.delete_arrow(conn, items, _keys([])) == 0
+        assert db.delete_arrow(conn, stock, pa.table({"site": ["a", "b", "c"], "sku": [2, 1, 1]})) == 2
+    assert [r[0] for r in _read_all(engine, items)] == [1, *range(1001, 1101)]
+    assert _read_all(engine, stock) == [("a", 1)]
+
+
+def test_writes_roll_back_with_the_transaction(engine: sa.Engine) -> None:
+    table = _items()
+    _create(engine, table)
+    with engine.begin() as conn:
+        backend(conn).insert_arrow(conn, table, _rows([1, 2]))
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        db = backend(conn)
+        db.insert_arrow(conn, table, _rows([3]))
+        db.upsert_arrow(conn, table, _rows([1, 4], name="x"), ["id"])
+        assert db.delete_arrow(conn, table, _keys([2])) == 1
+        assert db.read_arrow(conn, table, ["id"], _keys([1, 2, 3, 4]), SCHEMA).num_rows == 3
+        raise RuntimeError("the batch failed")
+    assert [(r[0], r[1]) for r in _read_all(engine, table)] == [(1, "n1"), (2, "n2")]
+
+
+def test_insert_of_an_existing_key_fails(engine: sa.Engine) -> None:
+    table = _items()
+    _create(engine, table)
+    with engine.begin() as conn:
+        backend(conn).insert_arrow(conn, table, _rows([1]))
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        backend(conn).insert_arrow(conn, table, _rows([2, 1]))
+    assert [r[0] for r in _read_all(engine, table)] == [1]
+
+
+def test_identifiers_that_need_quoting(engine: sa.Engine) -> None:
+    table = sa.Table(
+        'odd "name" é%',
+        sa.MetaData(),
+        sa.Column("key col", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("it's 'x'", sa.String(50)),
+        sa.Column("größe %s", sa.Integer),
+    )
+    _create(engine, table)
+    schema = pa.schema([("key col", pa.int64()), ("it's 'x'", pa.string()), ("größe %s", pa.int64())])
+    rows = pa.table({"key col": [1, 2], "it's 'x'": ["a", "b"], "größe %s": [5, 6]}, schema=schema)
+    with engine.begin() as conn:
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows)
+        db.upsert_arrow(conn, table, rows.slice(1).set_column(2, "größe %s", pa.array([7])), ["key col"])
+        assert db.delete_arrow(conn, table, pa.table({"key col": [1]})) == 1
+        back = db.read_arrow(conn, table, schema.names, pa.table({"key col": [1, 2]}), schema)
+    assert back.to_pylist() == [{"key col": 2, "it's 'x'": "b", "größe %s": 7}]
+
+
+def test_read_falls_back_to_text_where_a_value_does_not_convert_exactly(engine: sa.Engine) -> None:
+    table = sa.Table(
+        "loose",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("amount", sa.Numeric(12, 3)),
+        sa.Column("exact", sa.Numeric(12, 3)),
+        sa.Column("real", sa.Double),
+        sa.Column("flag", sa.SmallInteger),
+    )
+    _create(engine, table)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(table),
+            [
+                {"id": 1, "amount": Decimal("1.234"), "exact": Decimal("1.230"), "real": 1.5, "flag": 1},
+                {"id": 2, "amount": None, "exact": None, "real": None, "flag": 2},
+            ],
+        )
+    wanted = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("amount", pa.decimal128(12, 2)),
+            ("exact", pa.decimal128(12, 2)),
+            ("real", pa.decimal128(12, 2)),
+            ("flag", pa.bool_()),
+        ]
+    )
+    with engine.begin() as conn:
+        back = _sorted(backend(conn).read_arrow(conn, table, wanted.names, _keys([1, 2]), wanted))
+    assert back.column("id").type == pa.int64()
+    assert back.column("amount").type == pa.string()
+    assert back.column("amount").to_pylist() == ["1.234", None]
+    assert back.column("exact").type == pa.decimal128(12, 2)
+    assert back.column("exact").to_pylist() == [Decimal("1.23"), None]
+    assert back.column("real").type == pa.string()
+    assert back.column("real").to_pylist() == ["1.5", None]
+    assert back.column("flag").type == pa.string()
+    assert back.column("flag").to_pylist() == ["1", "2"]
+
+
+def test_sqlite_text_in_an_integer_column_reads_as_text(sqlite_dbs: Databases) -> None:
+    engine = _engine(sqlite_dbs)
+    table = _items()
+    _create(engine, table)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO items (id, name, price, born, seen_at) VALUES "
+            "(1, 'a', 1.5, '2024-01-02', '2024-01-02 03:04:05.000007'), (2, 'b', 'abc', 'soon', 'later')"
+        )
+        back = _sorted(backend(conn).read_arrow(conn, table, SCHEMA.names, _keys([1, 2]), SCHEMA))
+        good = backend(conn).read_arrow(conn, table, SCHEMA.names, _keys([1]), SCHEMA)
+        conn.exec_driver_sql("INSERT INTO items (id, ratio) VALUES ('abc', 1.0)")
+        ids = backend(conn).read_arrow(conn, table, ["id"], pa.table({"id": ["abc"]}), SCHEMA)
+    assert back.column("price").to_pylist() == ["1.5", "abc"]
+    assert back.column("born").to_pylist() == ["2024-01-02", "soon"]
+    assert back.column("seen_at").to_pylist() == ["2024-01-02 03:04:05.000007", "later"]
+    assert good.column("price").to_pylist() == [Decimal("1.50")]
+    assert good.column("seen_at").to_pylist() == [dt.datetime(2024, 1, 2, 3, 4, 5, 7)]
+    assert ids.column("id").type == pa.string()
+    assert ids.column("id").to_pylist() == ["abc"]
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(tmp_path: object) -> Iterator[sa.Engine]:
+    from pathlib import Path
+
+    from sync_pipelines_tests.support.databases import make_databases
+
+    assert isinstance(tmp_path, Path)
+    gen = make_databases("postgresql", tmp_path)
+    engine = _engine(next(gen))
+    yield engine
+    engine.dispose()
+    for _ in gen:
+        pass
+
+
+def test_postgresql_table_in_a_schema_and_time_zones(pg_engine: sa.Engine) -> None:
+    schema = 'sales "eu"'
+    table = _items("orders", schema=schema)
+    aware = sa.Table(
+        "events",
+        sa.MetaData(schema=schema),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("at", sa.DateTime(timezone=True)),
+    )
+    with pg_engine.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+        table.create(conn)
+        aware.create(conn)
+        # A permanent table named like the staging table must not be touched.
+        conn.exec_driver_sql("CREATE TABLE public._sync_arrow_stage (id bigint)")
+    rows = _odd_rows()
+    at = dt.datetime(2024, 6, 1, 8, 0, 0, 5)
+    with pg_engine.begin() as conn:
+        conn.exec_driver_sql("SET TIME ZONE 'Asia/Tokyo'")
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows.slice(0, 2))
+        db.upsert_arrow(conn, table, rows.slice(1), ["id"])
+        db.upsert_arrow(conn, aware, pa.table({"id": [1], "at": pa.array([at], pa.timestamp("us"))}), ["id"])
+        back = db.read_arrow(conn, table, SCHEMA.names, _keys([1, 2, 3, 4]), SCHEMA)
+        events = db.read_arrow(
+            conn, aware, ["id", "at"], _keys([1]), pa.schema([("id", pa.int64()), ("at", pa.timestamp("us"))])
+        )
+        stored = conn.exec_driver_sql(
+            f'SELECT "at" AT TIME ZONE \'UTC\' FROM "{schema.replace(chr(34), chr(34) * 2)}".events'
+        ).scalar()
+        assert db.delete_arrow(conn, table, _keys([1, 3])) == 2
+    assert _sorted(back).equals(rows)
+    assert stored == at
+    assert events.column("at").to_pylist() == [at]
+    with pg_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM public._sync_arrow_stage").scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 2
+
+
+def test_connections_without_the_bulk_protocol_give_the_same_results(dbs: Databases) -> None:
+    # MariaDB without local_infile (multi-row INSERT), PostgreSQL through psycopg2 (SQLAlchemy's executemany).
+    url = sa.make_url(dbs.target_url)
+    if dbs.backend == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")
+    engine = sa.create_engine(url)
+    table = _items()
+    _create(engine, table)
+    rows = _odd_rows()
+    try:
+        with engine.begin() as conn:
+            db = backend(conn)
+            assert not db.can_copy(conn)
+            db.insert_arrow(conn, table, rows.slice(0, 2))
+            db.upsert_arrow(conn, table, rows.slice(1), ["id"])
+            back = db.read_arrow(conn, table, SCHEMA.names, _keys([1, 2, 3, 4]), SCHEMA)
+            assert db.delete_arrow(conn, table, _keys([4, 7])) == 1
+        assert _sorted(back).equals(rows)
+        assert [r[0] for r in _read_all(engine, table)] == [1, 2, 3]
+    finally:
+        engine.dispose()
