@@ -36,6 +36,8 @@ _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 """An autoincrement id (SQLite autoincrements only ``INTEGER PRIMARY KEY``)."""
 
 _COMPRESSION = "zstd"
+_RENDER_ROWS = 10_000
+"""Keys turned into Python values at a time when a set is expanded (memory stays bounded)."""
 
 
 def record_sets_table(metadata: sa.MetaData) -> sa.Table:
@@ -109,9 +111,11 @@ def _key_value(value: Any) -> Any:
 def record_keys(keys: pa.Table) -> Iterator[str]:
     """The ``record_key`` text of each row of ``keys``, as the per-record path writes it."""
     names = keys.column_names
-    columns = [keys.column(name).to_pylist() for name in names]
-    for values in zip(*columns, strict=True):
-        yield dumps({name: _key_value(v) for name, v in zip(names, values, strict=True)})
+    for start in range(0, keys.num_rows, _RENDER_ROWS):
+        part = keys.slice(start, _RENDER_ROWS)
+        columns = [part.column(name).to_pylist() for name in names]
+        for values in zip(*columns, strict=True):
+            yield dumps({name: _key_value(v) for name, v in zip(names, values, strict=True)})
 
 
 def iter_set_records(row: Any, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
