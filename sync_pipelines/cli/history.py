@@ -22,6 +22,7 @@ from sync_pipelines.errors import SweepError, SyncError
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx, format_changes, format_key
 from sync_pipelines.history.ledger import RunEntry, open_ledger, utcnow
 from sync_pipelines.history.queries import Page, find_run, list_runs, runs_since
+from sync_pipelines.history.records import RecordFilter, RunRecords
 from sync_pipelines.history.stats import compute_partition_stats, compute_stats
 from sync_pipelines.orchestration import get_instance
 from sync_pipelines.orchestration.ledger_sensors import sweep
@@ -160,9 +161,7 @@ def show(ctx: click.Context, run_id: str, actions: tuple[str, ...], failed_only:
         more = False
         with open_ledger(cfg) as ledger:
             chunk = min(limit + 1, 5000)
-            for record in ledger.iter_records(
-                entry.records_run_id or entry.run_id, actions=wanted or None, chunk=chunk
-            ):
+            for record in RunRecords(ledger, entry).iter_rows(RecordFilter(action=tuple(wanted)), chunk=chunk):
                 if len(rows) > limit:
                     more = True
                     break

@@ -7,6 +7,8 @@ batch's rows and its bookkeeping commit in one transaction:
 ``_sync_state``           one row per sync: watermark, state version, last run and batch
 ``_sync_runs``            the run ledger: one row per run with its status and counts
 ``_sync_records``         per-record outcomes of each run, with field-level changes
+``_sync_record_sets``     per batch and action, the keys of records without field-level change
+                          (created, unchanged) as one compressed blob (:mod:`.record_sets`)
 ``_sync_baselines``       the last state both sides agreed on, per record (conflict detection)
 ``_sync_conflicts``       records both sides changed, until a person resolves them
 ``_sync_batches``         the batches a run has committed (resume of a re-execution)

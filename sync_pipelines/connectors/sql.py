@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sync_pipelines.config.models import FilterCondition, SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.config.urls import build_url, display_url
-from sync_pipelines.connectors import bookkeeping, pg_copy
+from sync_pipelines.connectors import bookkeeping, pg_copy, record_sets
 from sync_pipelines.connectors.column_types import LONG_BINARY, LONG_TEXT, timestamp_type
 from sync_pipelines.connectors.dialects import backend, backend_of_error, sync_lease
 from sync_pipelines.connectors.values import decode, encode
@@ -576,7 +576,9 @@ class SqlTargetWriter:
                 endpoint=self.endpoint,
             )
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
-            self.metadata.create_all(conn, tables=[self.state_table, self.records_table])
+            self.metadata.create_all(
+                conn, tables=[self.state_table, self.records_table, record_sets.record_sets_table(self.metadata)]
+            )
             inspector = sa.inspect(conn)
             add_missing_columns(conn, inspector, self.records_table)
             bookkeeping.upgrade_records(conn, self.records_table)

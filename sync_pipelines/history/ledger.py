@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors import bookkeeping, record_sets
 from sync_pipelines.connectors.sql import create_sql_engine, release_engine, translate_errors
 from sync_pipelines.types import COUNT_KEYS, RecordAction, RunStatus
 
 LEDGER_TABLE = bookkeeping.RUNS_TABLE
 RECORDS_TABLE = bookkeeping.RECORDS_TABLE
+RECORD_SETS_TABLE = record_sets.RECORD_SETS_TABLE
 BATCHES_TABLE = bookkeeping.BATCHES_TABLE
 
 
@@ -194,6 +195,7 @@ class Ledger:
         self.metadata = sa.MetaData(schema=schema)
         self.runs = ledger_table(self.metadata)
         self._records: sa.Table | None = None
+        self._record_sets: sa.Table | None = None
 
     def ensure(self) -> None:
         """Create ``_sync_runs`` when missing; add the columns (and their indexes) an older ledger lacks."""
@@ -223,6 +225,12 @@ class Ledger:
         if self._records is None and self._exists(conn, RECORDS_TABLE):
             self._records = sa.Table(RECORDS_TABLE, sa.MetaData(schema=self.metadata.schema), autoload_with=conn)
         return self._records
+
+    def record_sets(self, conn: Connection) -> sa.Table | None:
+        """``_sync_record_sets``, or None before any run wrote one."""
+        if self._record_sets is None and self._exists(conn, RECORD_SETS_TABLE):
+            self._record_sets = record_sets.record_sets_table(sa.MetaData(schema=self.metadata.schema))
+        return self._record_sets
 
     # -- writing
 
@@ -287,15 +295,28 @@ class Ledger:
     def _committed_counts(self, conn: Connection, records_run_id: str, run_id: str) -> dict[str, int]:
         """Counts of the records ``run_id`` committed. Its records are filed under ``records_run_id`` (the
         run whose batches it resumed, or itself); when several attempts committed batches of that run (a
-        failed run and its re-execution), only the batches this attempt committed are counted."""
-        records = self.records(conn)
-        if records is None:
+        failed run and its re-execution), only the batches this attempt committed are counted.
+
+        Records are counted one per ``_sync_records`` row, plus the size of each ``_sync_record_sets`` set.
+        """
+        records, sets = self.records(conn), self.record_sets(conn)
+        if records is None and sets is None:
             return {}
-        query = sa.select(records.c.action, sa.func.count()).where(records.c.run_id == records_run_id)
         own = self._own_batches(conn, records_run_id, run_id)
-        if own is not None:
-            query = query.where(records.c.batch.in_(own))
-        rows = conn.execute(query.group_by(records.c.action)).all()
+        queries: list[sa.Select[Any]] = []
+        if records is not None:
+            queries.append(
+                sa.select(records.c.action, sa.func.count())
+                .where(records.c.run_id == records_run_id, *([records.c.batch.in_(own)] if own is not None else []))
+                .group_by(records.c.action)
+            )
+        if sets is not None:
+            queries.append(
+                sa.select(sets.c.action, sa.func.sum(sets.c.count))
+                .where(sets.c.run_id == records_run_id, *([sets.c.batch.in_(own)] if own is not None else []))
+                .group_by(sets.c.action)
+            )
+        rows = [row for query in queries for row in conn.execute(query).all()]
         counts = dict.fromkeys(("created", "updated", "deleted", "failed", "skipped", "conflicted"), 0)
         for action, n in rows:
             key = "conflicted" if action == RecordAction.CONFLICT.value else str(action)
@@ -414,32 +435,6 @@ class Ledger:
                 return []
             rows = conn.execute(query).all()
         return [BackfillSummary.from_row(row) for row in rows]
-
-    def iter_records(
-        self, records_run_id: str, *, actions: list[RecordAction] | None = None, chunk: int = 5000
-    ) -> Iterator[dict[str, Any]]:
-        """The stored record outcomes of a run, in order, streamed ``chunk`` rows at a time."""
-        if self.missing_database:
-            return
-        last_id = 0
-        while True:
-            with translate_errors(self.endpoint, f"reading {RECORDS_TABLE}"), self.engine.connect() as conn:
-                records = self.records(conn)
-                if records is None:
-                    return
-                query = (
-                    sa.select(records)
-                    .where(records.c.run_id == records_run_id, records.c.id > last_id)
-                    .order_by(records.c.id)
-                    .limit(chunk)
-                )
-                if actions:
-                    query = query.where(records.c.action.in_([a.value for a in actions]))
-                rows = [dict(row) for row in conn.execute(query).mappings()]
-            yield from rows
-            if len(rows) < chunk:
-                return
-            last_id = rows[-1]["id"]
 
 
 def _add_column(conn: Connection, table: sa.Table, column: sa.Column[Any]) -> None:

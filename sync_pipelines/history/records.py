@@ -1,16 +1,21 @@
-"""Paged, filtered reads of the per-record history ``_sync_records`` of one run.
+"""Paged, filtered reads of the per-record history of one run: ``_sync_records`` and ``_sync_record_sets``.
 
-Every query of the history view over ``_sync_records`` lives here, so that a change of the table's
-storage is adapted in one place. The queries stay fast on runs of millions of records: they filter
-on the run first and use the index :data:`RECORDS_RUN_INDEX` (run, action, entity, id), created by
-:func:`ensure_record_indexes`; a page reads its ids from the index and then only its own rows.
+Every query of the history view over the stored records lives here, so that a change of their
+storage is adapted in one place. A run stores records one per ``_sync_records`` row, and those
+without field-level change as sets of keys (:mod:`~sync_pipelines.connectors.record_sets`); every
+reader here lists both record by record (see :class:`RunRecords` for the order).
+
+The queries stay fast on runs of millions of records: they filter on the run first and use the
+index :data:`RECORDS_RUN_INDEX` (run, action, entity, id), created by :func:`ensure_record_indexes`;
+a page reads its ids from the index and then only its own rows, and decodes only the sets it shows
+(the sets' sizes, read once per run, tell which ones a page touches).
 """
 
 from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +23,9 @@ import sqlalchemy as sa
 
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors.record_sets import iter_set_records
 from sync_pipelines.connectors.sql import translate_errors
-from sync_pipelines.history.ledger import RECORDS_TABLE, Ledger, RunEntry
+from sync_pipelines.history.ledger import RECORD_SETS_TABLE, RECORDS_TABLE, Ledger, RunEntry
 from sync_pipelines.history.queries import Paged
 from sync_pipelines.types import RecordAction
 
@@ -90,7 +96,8 @@ class Change:
 class RecordRow:
     """One stored record outcome, ready to show."""
 
-    id: int
+    id: int | None
+    """The ``_sync_records`` id; None for a record of a set (``_sync_record_sets``)."""
     key: str
     entity: str
     action: RecordAction
@@ -163,44 +170,122 @@ Group = tuple[str | None, RecordAction, int]
 """``(entity, action, count)`` of a run's stored records."""
 
 
-class RunRecords:
-    """The stored records of one run (its ``records_run_id``: a retry lists its parent's records).
+@dataclass(frozen=True)
+class StoredSet:
+    """One ``_sync_record_sets`` row of a run, without its keys: where it stands and how many records it holds."""
 
-    The counts per (action, entity) are read once, with one pass over the run's index entries, and
-    serve the per-entity status, the filtered totals and the filter choices.
+    id: int
+    batch: int
+    entity: str | None
+    action: RecordAction
+    count: int
+
+
+@dataclass
+class RunCounts:
+    """What a run stored, counted once: rows per (entity, action), and its record sets.
+
+    A finished run writes no more records, so the view keeps these for later pages and filters.
     """
 
-    def __init__(self, ledger: Ledger, entry: RunEntry, groups: list[Group] | None = None):
-        """``groups``: the counts of an earlier read of the same finished run, when kept."""
-        self.ledger = ledger
-        self.entry = entry
-        self.run_id = entry.records_run_id or entry.run_id
-        self._groups = groups
+    rows: list[Group]
+    """``(entity, action, count)`` of the run's ``_sync_records`` rows."""
+    sets: list[StoredSet]
+    """The run's record sets, in id order."""
+    rows_by_batch: dict[tuple[str | None, tuple[RecordAction, ...] | None], dict[int, int]] = field(
+        default_factory=dict
+    )
+    """Per filter (entity, actions) that was paged: its ``_sync_records`` rows per batch."""
 
     @property
     def groups(self) -> list[Group]:
-        """``(entity, action, count)`` of the run's stored records."""
-        if self._groups is None:
-            self._groups = list(self._grouped_counts())
-        return self._groups
+        """``(entity, action, count)`` of every stored record, rows and sets together."""
+        found: dict[tuple[str | None, RecordAction], int] = {}
+        for entity, action, n in self.rows:
+            found[entity, action] = found.get((entity, action), 0) + n
+        for s in self.sets:
+            found[s.entity, s.action] = found.get((s.entity, s.action), 0) + s.count
+        order = list(RecordAction).index
+        return [(e, a, n) for (e, a), n in sorted(found.items(), key=lambda i: (order(i[0][1]), i[0][0] or ""))]
 
-    def _grouped_counts(self) -> Iterator[tuple[str | None, RecordAction, int]]:
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of consecutive records in the listing order: one set, or the rows of one batch (or of all)."""
+
+    count: int
+    stored_set: StoredSet | None = None
+    batch: int | None = None
+    """The batch of a segment of rows; None: the rows of every batch, by id."""
+
+
+def _batch_order(batch: int) -> tuple[bool, int]:
+    # Batch -1 holds what a run writes after its last batch (the deletes of a full sync): it comes last.
+    return batch < 0, batch
+
+
+class RunRecords:
+    """The stored records of one run (its ``records_run_id``: a retry lists its parent's records).
+
+    A run stores records one per ``_sync_records`` row, and those without field-level change
+    (created, and unchanged ones with ``history.store_unchanged``) as sets: one
+    ``_sync_record_sets`` row per batch, action and entity, holding their keys. Every method lists
+    both, record by record.
+
+    **Order.** Records are listed in the order the run wrote them: batch by batch (batch -1, what is
+    written after the last batch such as the deletes of a full sync, at the end); within a batch,
+    the records of its sets first (set by set, each in the order it holds its keys, the order of the
+    batch), then its one-by-one records by id. When no set passes the filter, the rows are listed by
+    id alone, which is the same order when batches commit one after another.
+
+    The counts per (action, entity) and the sets' sizes are read once, with one pass over the run's
+    index entries, and serve the per-entity status, the filtered totals, the filter choices and the
+    paging: a page decodes only the sets it shows.
+    """
+
+    def __init__(self, ledger: Ledger, entry: RunEntry, counts: RunCounts | None = None):
+        """``counts``: the counts of an earlier read of the same finished run, when kept."""
+        self.ledger = ledger
+        self.entry = entry
+        self.run_id = entry.records_run_id or entry.run_id
+        self._counts = counts
+
+    @property
+    def counts(self) -> RunCounts:
+        """The run's rows per (entity, action) and its record sets (read on first use)."""
+        if self._counts is None:
+            self._counts = self._read_counts()
+        return self._counts
+
+    @property
+    def groups(self) -> list[Group]:
+        """``(entity, action, count)`` of the run's stored records (rows and sets)."""
+        return self.counts.groups
+
+    def _read_counts(self) -> RunCounts:
+        counts = RunCounts([], [])
         if self.ledger.missing_database:
-            return
+            return counts
         with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
             records = _records_table(self.ledger, conn)
-            if records is None:
-                return
-            c = records.c
-            query = (
-                sa.select(c.action, c.entity, sa.func.count())
-                .where(c.run_id == self.run_id)
-                .group_by(c.action, c.entity)
-                .order_by(c.action, c.entity)
-            )
-            rows = conn.execute(query).all()
-        for action, entity, n in rows:
-            yield entity, RecordAction(action), int(n)
+            if records is not None:
+                c = records.c
+                query = (
+                    sa.select(c.action, c.entity, sa.func.count())
+                    .where(c.run_id == self.run_id)
+                    .group_by(c.action, c.entity)
+                    .order_by(c.action, c.entity)
+                )
+                counts.rows = [(entity, RecordAction(a), int(n)) for a, entity, n in conn.execute(query).all()]
+            sets = self.ledger.record_sets(conn)
+            if sets is not None:
+                c = sets.c
+                query = sa.select(c.id, c.batch, c.entity, c.action, c.count).where(c.run_id == self.run_id)
+                counts.sets = [
+                    StoredSet(int(i), int(batch), entity, RecordAction(action), int(n))
+                    for i, batch, entity, action, n in conn.execute(query.order_by(c.id)).all()
+                ]
+        return counts
 
     def entities(self) -> list[str]:
         """The entity types among the run's stored records."""
@@ -228,6 +313,41 @@ class RunRecords:
         """How many stored records pass ``filters``."""
         return sum(n for entity, action, n in self.groups if filters.keeps(entity, action))
 
+    def _segments(self, filters: RecordFilter) -> list[_Segment]:
+        """The records passing ``filters`` as consecutive segments, in the listing order (see the class)."""
+        counts = self.counts
+        sets = [s for s in counts.sets if filters.keeps(s.entity, s.action)]
+        rows = sum(n for entity, action, n in counts.rows if filters.keeps(entity, action))
+        if not sets:
+            return [_Segment(rows)] if rows else []
+        by_batch = self._rows_by_batch(filters) if rows else {}
+        segments: list[_Segment] = []
+        for batch in sorted({s.batch for s in sets} | set(by_batch), key=_batch_order):
+            segments.extend(_Segment(s.count, stored_set=s) for s in sets if s.batch == batch)
+            if by_batch.get(batch):
+                segments.append(_Segment(by_batch[batch], batch=batch))
+        return segments
+
+    def _rows_by_batch(self, filters: RecordFilter) -> dict[int, int]:
+        """How many ``_sync_records`` rows passing ``filters`` each batch holds (kept in :attr:`counts`)."""
+        actions = filters.actions()
+        key = (filters.entity, None if actions is None else tuple(actions))
+        found = self.counts.rows_by_batch.get(key)
+        if found is not None:
+            return found
+        with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
+            records = _records_table(self.ledger, conn)
+            if records is None:
+                return {}
+            query = (
+                sa.select(records.c.batch, sa.func.count())
+                .where(*_where(records, self.run_id, filters))
+                .group_by(records.c.batch)
+            )
+            found = {int(batch): int(n) for batch, n in conn.execute(query).all()}
+        self.counts.rows_by_batch[key] = found
+        return found
+
     def page(self, filters: RecordFilter, *, page: int = 1, page_size: int = 50) -> RecordPage:
         """Page ``page`` (from 1) of the records passing ``filters``, in the order they were written."""
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -235,20 +355,61 @@ class RunRecords:
         total = self.count(filters)
         if total == 0:
             return RecordPage(total=total, page=page, page_size=page_size)
+        skip, wanted = (page - 1) * page_size, page_size
+        found: list[dict[str, Any]] = []
         with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
-            records = _records_table(self.ledger, conn)
-            if records is None:
-                return RecordPage(total=0, page=page, page_size=page_size)
-            ids = sa.select(records.c.id).where(*_where(records, self.run_id, filters)).order_by(records.c.id)
-            chosen = [i for (i,) in conn.execute(ids.limit(page_size).offset((page - 1) * page_size))]
-            query = sa.select(records).where(records.c.id.in_(chosen)).order_by(records.c.id)
-            rows = [record_row(dict(row)) for row in conn.execute(query).mappings()]
-        return RecordPage(total=total, page=page, page_size=page_size, rows=rows)
+            for segment in self._segments(filters):
+                if skip >= segment.count:
+                    skip -= segment.count
+                    continue
+                take = min(wanted, segment.count - skip)
+                found.extend(self._read(conn, segment, filters, skip, take))
+                skip, wanted = 0, wanted - take
+                if wanted == 0:
+                    break
+        return RecordPage(total=total, page=page, page_size=page_size, rows=[record_row(row) for row in found])
+
+    def _read(
+        self, conn: sa.Connection, segment: _Segment, filters: RecordFilter, skip: int, take: int
+    ) -> list[dict[str, Any]]:
+        """Records ``skip`` to ``skip + take`` of ``segment``."""
+        if segment.stored_set is not None:
+            sets = self.ledger.record_sets(conn)
+            assert sets is not None
+            row = conn.execute(sa.select(sets).where(sets.c.id == segment.stored_set.id)).mappings().first()
+            return [] if row is None else list(iter_set_records(row, skip, skip + take))
+        records = _records_table(self.ledger, conn)
+        if records is None:
+            return []
+        where = _where(records, self.run_id, filters, segment.batch)
+        ids = sa.select(records.c.id).where(*where).order_by(records.c.id).limit(take).offset(skip)
+        chosen = [i for (i,) in conn.execute(ids)]
+        query = sa.select(records).where(records.c.id.in_(chosen)).order_by(records.c.id)
+        return [dict(row) for row in conn.execute(query).mappings()]
 
     def iter_rows(self, filters: RecordFilter, chunk: int = 5000) -> Iterator[dict[str, Any]]:
-        """Every stored record passing ``filters``, as raw rows, streamed ``chunk`` at a time."""
+        """Every stored record passing ``filters`` as a ``_sync_records`` row, in the listing order.
+
+        Rows are read ``chunk`` at a time and sets one at a time, each on a connection of its own, so
+        a long export holds no connection while it writes. A set's records have no ``id`` (None).
+        """
         if self.ledger.missing_database:
             return
+        for segment in self._segments(filters):
+            if segment.stored_set is None:
+                yield from self._iter_segment_rows(filters, segment.batch, chunk)
+                continue
+            with (
+                translate_errors(self.ledger.endpoint, f"reading {RECORD_SETS_TABLE}"),
+                self.ledger.engine.connect() as conn,
+            ):
+                sets = self.ledger.record_sets(conn)
+                assert sets is not None
+                row = conn.execute(sa.select(sets).where(sets.c.id == segment.stored_set.id)).mappings().first()
+            if row is not None:
+                yield from iter_set_records(row)
+
+    def _iter_segment_rows(self, filters: RecordFilter, batch: int | None, chunk: int) -> Iterator[dict[str, Any]]:
         last_id = 0
         while True:
             with (
@@ -258,7 +419,7 @@ class RunRecords:
                 records = _records_table(self.ledger, conn)
                 if records is None:
                     return
-                where = [*_where(records, self.run_id, filters), records.c.id > last_id]
+                where = [*_where(records, self.run_id, filters, batch), records.c.id > last_id]
                 query = sa.select(records).where(*where).order_by(records.c.id).limit(chunk)
                 rows = [dict(row) for row in conn.execute(query).mappings()]
             yield from rows
@@ -267,9 +428,13 @@ class RunRecords:
             last_id = rows[-1]["id"]
 
 
-def _where(records: sa.Table, run_id: str, filters: RecordFilter) -> list[sa.ColumnElement[bool]]:
+def _where(
+    records: sa.Table, run_id: str, filters: RecordFilter, batch: int | None = None
+) -> list[sa.ColumnElement[bool]]:
     c = records.c
     clauses: list[sa.ColumnElement[bool]] = [c.run_id == run_id]
+    if batch is not None:
+        clauses.append(c.batch == batch)
     actions = filters.actions()
     if actions is not None:
         clauses.append(c.action.in_([a.value for a in actions]))
@@ -311,10 +476,10 @@ def _redacted(value: Any) -> Any:
     return redact(value) if isinstance(value, str) else value
 
 
-def record_row(row: dict[str, Any]) -> RecordRow:
-    """A stored ``_sync_records`` row as shown: readable key, parsed changes, secrets removed."""
+def record_row(row: Mapping[str, Any]) -> RecordRow:
+    """A stored ``_sync_records`` row (or a record of a set) as shown: readable key, parsed changes, secrets removed."""
     return RecordRow(
-        id=int(row["id"]),
+        id=None if row.get("id") is None else int(row["id"]),
         key=redact(format_key(row["record_key"])),
         entity=row.get("entity") or "",
         action=RecordAction(row["action"]),
@@ -334,7 +499,9 @@ __all__: Sequence[str] = [
     "RecordPage",
     "RecordRow",
     "RecordStatus",
+    "RunCounts",
     "RunRecords",
+    "StoredSet",
     "actions_of",
     "ensure_record_indexes",
     "format_key",

@@ -20,7 +20,7 @@ from sync_pipelines.config.models import SqlSource, SqlTarget
 from sync_pipelines.errors import UnknownSyncError
 from sync_pipelines.history.ledger import Ledger, RunEntry
 from sync_pipelines.history.links import history_url
-from sync_pipelines.history.records import Group, RecordStatus, RunRecords, ensure_record_indexes, status_of
+from sync_pipelines.history.records import RecordStatus, RunCounts, RunRecords, ensure_record_indexes, status_of
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web.dagster_api import DagsterApi
 
@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DAGSTER_URL_ENV = "SYNC_PIPELINES_DAGSTER_URL"
 COUNTS_KEPT = 256
-"""Finished runs whose record counts per (entity, action) are kept in memory."""
+"""Finished runs whose record counts per (entity, action) and record sets are kept in memory."""
 
 
 def entity_label(cfg: SyncConfig) -> str:
@@ -73,7 +73,7 @@ class Site:
     dagster: DagsterApi
     templates: Jinja2Templates = field(init=False)
     _indexed: set[tuple[str, str | None]] = field(default_factory=set, init=False)
-    _counts: OrderedDict[str, list[Group]] = field(default_factory=OrderedDict, init=False)
+    _counts: OrderedDict[str, RunCounts] = field(default_factory=OrderedDict, init=False)
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -106,7 +106,7 @@ class Site:
         key = f"{entry.run_id}@{entry.finished_at}"
         records = RunRecords(ledger, entry, self._counts.get(key))
         if entry.status is not RunStatus.RUNNING:
-            self._counts[key] = records.groups
+            self._counts[key] = records.counts
             self._counts.move_to_end(key)
             while len(self._counts) > COUNTS_KEPT:
                 self._counts.popitem(last=False)

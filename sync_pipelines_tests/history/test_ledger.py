@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.queries import find_run, list_runs
+from sync_pipelines.history.records import RecordFilter, RunRecords
 from sync_pipelines.history.stats import compute_stats, percentile
 from sync_pipelines.orchestration.metadata import trigger_of, user_of
 from sync_pipelines.types import RunStatus
@@ -73,9 +74,13 @@ def test_records_keep_entity_and_field_changes_and_the_ledger_pages_them(dbs: Da
         conn.execute(sa.text("UPDATE orders SET status = 'paid', updated_at = :t WHERE id = 2"), {"t": T0})
     run_sync(cfg, RunOptions(run_id="run-2", full_sync=True))
     with open_ledger(cfg) as ledger:
-        for i, run_id in enumerate(("run-1", "run-2")):
-            ledger.finish_run(entry(run_id, i, records_run_id=run_id, status=RunStatus.COMPLETED))
-        records = list(ledger.iter_records("run-2", chunk=2))
+        entries = [
+            entry(run_id, i, records_run_id=run_id, status=RunStatus.COMPLETED)
+            for i, run_id in enumerate(("run-1", "run-2"))
+        ]
+        for finished in entries:
+            ledger.finish_run(finished)
+        records = list(RunRecords(ledger, entries[1]).iter_rows(RecordFilter(), chunk=2))
 
     assert [(r["action"], r["entity"]) for r in records].count(("unchanged", "orders")) == 4
     [updated] = [r for r in records if r["action"] == "updated"]
