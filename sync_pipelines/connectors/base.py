@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sync_pipelines.config.elasticsearch import CmdbTarget
     from sync_pipelines.config.models import SqlTarget, SyncConfig
     from sync_pipelines.connectors.cmdb import HostResult
+    from sync_pipelines.connectors.dialects.base import SqlBackend
     from sync_pipelines.connectors.es_hosts import HostMetrics
     from sync_pipelines.connectors.sql import KeyRange, SourceBatch, SyncState
 
@@ -79,6 +80,7 @@ class TargetWriter(Protocol):
     target: SqlTarget
     engine: Engine
     endpoint: str
+    backend: SqlBackend
     metadata: sa.MetaData
     state_table: sa.Table
     records_table: sa.Table

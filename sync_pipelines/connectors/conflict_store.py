@@ -14,13 +14,12 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipelines.connectors import bookkeeping, pg_copy
+from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.dialects import backend, sync_lease
 from sync_pipelines.connectors.fingerprint import hash_from_hex
 from sync_pipelines.connectors.values import decode, display, encode
@@ -149,8 +148,8 @@ class ConflictStore:
     # -- schema
 
     def create(self, conn: Connection) -> None:
-        """Create both tables when missing."""
-        self.baselines.metadata.create_all(conn, tables=[self.baselines, self.conflicts])
+        """Create the conflicts table when missing."""
+        self.conflicts.create(conn, checkfirst=True)
 
     def upgrade(self, engine: Engine) -> dict[str, int]:
         """Bring tables of an earlier release to the current format (see
@@ -166,57 +165,14 @@ class ConflictStore:
             return bookkeeping.upgrade_baselines(conn, self.baselines, self.conflicts)
 
     def exists(self, conn: Connection) -> bool:
-        """Whether the tables exist (a dry run against a target never synced has none)."""
-        return sa.inspect(conn).has_table(self.baselines.name, schema=self.baselines.schema)
+        """Whether the conflicts table exists (a dry run against a target never synced has none)."""
+        return sa.inspect(conn).has_table(self.conflicts.name, schema=self.conflicts.schema)
 
-    # -- baselines
-
-    def fetch_baselines(self, conn: Connection, key_hashes: Sequence[int]) -> dict[int, Baseline]:
-        """Baselines of the given records, by key hash."""
-        table, found = self.baselines, {}
-        chunk = _chunk(conn)
-        for start in range(0, len(key_hashes), chunk):
-            part = list(key_hashes[start : start + chunk])
-            query = sa.select(table.c.key_hash, table.c.source_hash, table.c.target_hash, table.c.target_values).where(
-                table.c.sync == self.sync, _within(conn, table.c.key_hash, part)
-            )
-            for key_hash, source_hash, target_hash, values in conn.execute(query):
-                found[int(key_hash)] = Baseline(int(source_hash), int(target_hash), json.loads(values))
-        return found
-
-    def save_baselines(self, conn: Connection, run_id: str, rows: Sequence[BaselineRow]) -> None:
-        """Replace the baselines of ``rows``."""
-        if not rows:
-            return
-        self.delete_baselines(conn, [r.key_hash for r in rows])
-        now = utcnow()
-        write = (
-            partial(pg_copy.copy_rows, conn, self.baselines)
-            if backend(conn).can_copy(conn)
-            else partial(conn.execute, sa.insert(self.baselines))
-        )
-        write(
-            [
-                {
-                    "sync": self.sync,
-                    "key_hash": row.key_hash,
-                    "source_hash": row.baseline.source_hash,
-                    "target_hash": row.baseline.target_hash,
-                    "target_values": _json(row.baseline.values),
-                    "run_id": run_id,
-                    "updated_at": now,
-                }
-                for row in rows
-            ],
-        )
-
-    def delete_baselines(self, conn: Connection, key_hashes: Sequence[int]) -> None:
-        """Forget the baselines of deleted (or re-baselined) records."""
-        table = self.baselines
-        chunk = _chunk(conn)
-        for start in range(0, len(key_hashes), chunk):
-            part = list(key_hashes[start : start + chunk])
-            conn.execute(sa.delete(table).where(table.c.sync == self.sync, _within(conn, table.c.key_hash, part)))
+    def any_open(self, conn: Connection) -> bool:
+        """Whether the sync has an open conflict (one indexed probe)."""
+        table = self.conflicts
+        query = sa.select(table.c.id).where(table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value)
+        return conn.execute(query.limit(1)).first() is not None
 
     # -- conflicts
 
@@ -266,10 +222,7 @@ class ConflictStore:
     def close_settled(self, conn: Connection, run_id: str, key_hashes: Sequence[int]) -> int:
         """Close open conflicts of records whose two sides came to agree; returns how many were closed."""
         table = self.conflicts
-        any_open = conn.execute(
-            sa.select(table.c.id).where(table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value).limit(1)
-        ).first()
-        if any_open is None or not key_hashes:
+        if not key_hashes or not self.any_open(conn):
             return 0
         open_ids = self._open_ids(conn, key_hashes)
         if not open_ids:

@@ -1,7 +1,7 @@
 """The end of a bidirectional run: records that exist on one side only.
 
 The batches have already carried source changes to the target and target changes back to the
-source (see :class:`~sync_pipelines.engine.conflicts.Reconciler`). What is left is decided here,
+source (see :func:`~sync_pipelines.engine.classify.classify`). What is left is decided here,
 from the keys the source still has and the baselines:
 
 - a target row the source does not have and that has no baseline was created on the target: it is
@@ -29,7 +29,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
-from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.engine.conflicts import Reconciler, rows_table
 from sync_pipelines.engine.guards import check_deletes
 from sync_pipelines.errors import DeleteGuardError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome
@@ -59,13 +59,16 @@ def finish_bidirectional(
     """Settle the records present on one side only (see the module docstring)."""
     assert writer.table is not None
     done = Finish()
-    reconciler.to_save = []
     key_names = list(config.target.key)
     only_target = writer.missing_keys(conn, seen)
-    hashes = [reconciler.key_hash(k) for k in only_target]
-    known = reconciler.store.fetch_baselines(conn, hashes) if write or reconciler.store.exists(conn) else {}
-    deleted_at_source = [k for k, h in zip(only_target, hashes, strict=True) if h in known]
-    created_on_target = [k for k, h in zip(only_target, hashes, strict=True) if h not in known]
+    known: set[tuple[Any, ...]] = set()
+    if only_target and (write or reconciler.store.exists(conn)):
+        found = reconciler.store.read(conn, reconciler.keys_table(only_target))
+        known = set(zip(*[found.column(k).to_pylist() for k in key_names], strict=True))
+    in_baselines = reconciler.keys_table(only_target)
+    typed = list(zip(*[in_baselines.column(k).to_pylist() for k in key_names], strict=True)) if only_target else []
+    deleted_at_source = [k for k, t in zip(only_target, typed, strict=True) if t in known]
+    created_on_target = [k for k, t in zip(only_target, typed, strict=True) if t not in known]
     if reconciler.propagate_deletes:
         target_total = int(conn.execute(sa.select(sa.func.count()).select_from(writer.table)).scalar_one())
         try:
@@ -79,10 +82,9 @@ def finish_bidirectional(
         deleted_at_source = []
 
     rows = writer.fetch_existing(conn, created_on_target, list(reconciler.types)) if created_on_target else {}
-    for key, row in rows.items():
+    for key in rows:
         record_key = {k: display(v) for k, v in zip(key_names, key, strict=True)}
         done.outcomes.append(RecordOutcome(record_key, RecordAction.SOURCE_CREATED))
-        reconciler.agreed(key, row)
     done.counts.add(RecordAction.SOURCE_CREATED, len(rows))
     done.outcomes += [RecordOutcome(k, RecordAction.SOURCE_DELETED) for k in source_deletes]
     done.counts.add(RecordAction.SOURCE_DELETED, len(source_deletes))
@@ -96,8 +98,8 @@ def finish_bidirectional(
 
     source.write(list(rows.values()), "creating rows of the target in the source")
     source.delete(source_deletes)
-    reconciler.save(conn, run_id)
+    reconciler.agree(conn, run_id, rows_table(list(rows.values()), reconciler.columns, reconciler.types))
     writer.delete_keys(conn, deleted_at_source)
-    gone = [reconciler.key_hash([k[n] for n in key_names]) for k in source_deletes]
-    reconciler.store.delete_baselines(conn, gone + [reconciler.key_hash(k) for k in deleted_at_source])
+    gone = [tuple(k[n] for n in key_names) for k in source_deletes]
+    reconciler.store.delete(conn, reconciler.keys_table(gone + list(deleted_at_source)))
     return done

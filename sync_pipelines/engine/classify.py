@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipelines.connectors import render
+from sync_pipelines.connectors.baselines import BASELINE_FIELDS, baseline_schema
 from sync_pipelines.connectors.conflict_store import NewConflict
 from sync_pipelines.connectors.fingerprint import key_hash, normalise_row, values_hash
 from sync_pipelines.connectors.rowhash import (
@@ -49,9 +50,6 @@ from sync_pipelines.connectors.values import display
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.types import ConflictPolicy, Counts, RecordAction, RecordOutcome
 
-BASELINE_COLUMNS = ("source_hash", "target_hash", "fields", "target_fields", "version")
-"""The baseline's own columns, after the record's key columns (see :func:`baseline_schema`)."""
-
 _POLICY_ACTION = {
     ConflictPolicy.MANUAL: RecordAction.CONFLICT,
     ConflictPolicy.SOURCE_WINS: RecordAction.SOURCE_WON,
@@ -62,20 +60,6 @@ OUTCOME_SCHEMA = pa.schema(
     [("record_key", pa.string()), ("action", pa.string()), ("changes", pa.string()), ("error", pa.string())]
 )
 """Per-record outcomes of a plan, as the writer stores them in ``_sync_records``."""
-
-
-def baseline_schema(key_types: dict[str, pa.DataType]) -> pa.Schema:
-    """The Arrow schema of baselines: the key columns, then :data:`BASELINE_COLUMNS`."""
-    return pa.schema(
-        [
-            *key_types.items(),
-            ("source_hash", pa.int64()),
-            ("target_hash", pa.int64()),
-            ("fields", pa.binary()),
-            ("target_fields", pa.binary()),
-            ("version", pa.int16()),
-        ]
-    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +103,8 @@ class Plan:
     """New baselines (:func:`baseline_schema`); those of written rows assume the target stores what was sent."""
     written_baselines: np.ndarray[Any, np.dtype[np.bool_]]
     """Which rows of :attr:`baselines` describe written rows (their target side may need reading back)."""
+    replaced: np.ndarray[Any, np.dtype[np.bool_]]
+    """Which rows of :attr:`baselines` replace a baseline the record had (the others are new)."""
     agreed: pa.Table
     """Keys of the records whose two sides now agree (open conflicts on them are closed)."""
     seen: pa.Table
@@ -293,6 +279,7 @@ def classify(rules: Rules, batch: pa.Table, current: pa.Table, baselines: pa.Tab
     new_baselines, written_flags = _baselines(
         rules, src, source_hashes, target_hashes, baseline_new, write, target_side_kept, from_target
     )
+    replaced = based[baseline_new]
     all_outcomes = _with_failed(failed_outcomes, outcomes)
     samples = _samples(rules, sets, all_outcomes, sample_size)
     agreed = good.select(list(key)).filter(pa.array(baseline_new))
@@ -304,8 +291,9 @@ def classify(rules: Rules, batch: pa.Table, current: pa.Table, baselines: pa.Tab
         outcomes=all_outcomes,
         baselines=new_baselines,
         written_baselines=written_flags,
+        replaced=replaced,
         agreed=agreed,
-        seen=_seen(batch, key),
+        seen=batch_keys(batch, key),
         conflicts=conflicts,
         reverse_rows=reverse_rows,
         reverse_deletes=reverse_deletes,
@@ -500,11 +488,11 @@ def _baselines(
         pc.if_else(pa.array(same), pa.scalar(None, pa.binary()), digests_to_binary(target_digests)),
         pa.array(np.full(len(rows), HASH_VERSION, dtype=np.int16)),
     ]
-    names = [*rules.key, *BASELINE_COLUMNS]
+    names = [*rules.key, *BASELINE_FIELDS]
     return pa.Table.from_arrays(arrays, names=names), write[rows]
 
 
-def _seen(batch: pa.Table, key: tuple[str, ...]) -> pa.Table:
+def batch_keys(batch: pa.Table, key: tuple[str, ...] | list[str]) -> pa.Table:
     """Keys present in a batch (failed rows' too, when their key itself is valid)."""
     keys = batch.select(list(key))
     valid = None
@@ -548,4 +536,4 @@ def _samples(rules: Rules, sets: dict[RecordAction, pa.Table], outcomes: pa.Tabl
     return out
 
 
-__all__ = ["BASELINE_COLUMNS", "OUTCOME_SCHEMA", "Plan", "Rules", "baseline_schema", "classify"]
+__all__ = ["OUTCOME_SCHEMA", "Plan", "Rules", "baseline_schema", "batch_keys", "classify"]

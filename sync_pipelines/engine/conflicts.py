@@ -1,74 +1,43 @@
-"""Edits made on the target: judging records against their baselines, and resolving conflicts.
+"""Edits made on the target: the baselines and conflicts of a sync's records, and resolving conflicts.
 
-For a record that exists on both sides and has a baseline (the last state both sides agreed on:
-a hash of the source's values and the target row as stored), each side is compared with its own
-part of the baseline:
-
-- target as baseline, source changed: an ordinary update;
-- target changed, source as baseline: ``target_modified``, left alone (one way) or written back to
-  the source (bidirectional);
-- both changed to different values: a conflict, handled by the sync's ``on_conflict`` policy;
-- both changed to the same values: unchanged (the baseline follows).
-
-A record without a baseline (written before baselines existed, or by someone else) is compared
-value by value as before, and gets its baseline when written or found equal.
+Records are judged by :func:`~sync_pipelines.engine.classify.classify`, a batch at a time. A
+:class:`Reconciler` holds what that judgement reads and writes besides the target rows: the sync's
+baselines (:class:`~sync_pipelines.connectors.baselines.BaselineStore`, the last state both sides
+agreed on, as hashes) and its conflicts (records both sides changed, until a person resolves them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
+import numpy as np
+import pyarrow as pa
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.base import TargetWriter
-from sync_pipelines.connectors.conflict_store import (
-    Baseline,
-    BaselineRow,
-    Conflict,
-    ConflictStore,
-    ConflictSummary,
-    NewConflict,
-    utcnow,
-)
-from sync_pipelines.connectors.fingerprint import key_hash, row_normaliser, values_hash
-from sync_pipelines.connectors.pg_bulk import BulkSpec, bulk_spec
-from sync_pipelines.connectors.sql import norm_key, translate_errors
+from sync_pipelines.connectors.baselines import BaselineStore, agreed_baselines
+from sync_pipelines.connectors.conflict_store import Conflict, ConflictStore, ConflictSummary, NewConflict, utcnow
+from sync_pipelines.connectors.dialects import backend
+from sync_pipelines.connectors.fingerprint import key_hash
+from sync_pipelines.connectors.rowhash import column_of
+from sync_pipelines.connectors.sql import norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
-from sync_pipelines.connectors.values import display
+from sync_pipelines.connectors.values import arrow_type
+from sync_pipelines.engine.classify import Rules
 from sync_pipelines.errors import ConflictResolutionError
 from sync_pipelines.kinds import target_writer
-from sync_pipelines.types import ConflictChoice, ConflictPolicy, ConflictStatus, RecordAction, SyncDirection
-
-_POLICY_ACTION = {
-    ConflictPolicy.MANUAL: RecordAction.CONFLICT,
-    ConflictPolicy.SOURCE_WINS: RecordAction.SOURCE_WON,
-    ConflictPolicy.TARGET_WINS: RecordAction.TARGET_WON,
-}
-
-
-@dataclass
-class Verdict:
-    """What to do with one record that exists on both sides."""
-
-    action: RecordAction
-    write: bool
-    changes: dict[str, list[Any]] = field(default_factory=dict)
-    conflict: NewConflict | None = None
-    reverse: dict[str, Any] | None = None
-    """Bidirectional: the target row to write back to the source."""
-    reverse_delete: bool = False
-    """Bidirectional: the record was deleted from the target; delete it from the source."""
+from sync_pipelines.types import ConflictChoice, ConflictStatus, SyncDirection
 
 
 class Reconciler:
-    """Judges the records of one batch against their baselines and collects the baselines to save.
+    """The baselines and conflicts of one sync's records, and the rules that judge them.
 
     Args:
         config: the sync.
+        writer: its target.
         types: declared type of every written column (the manifest's types).
         columns: the written columns, key columns included.
     """
@@ -76,149 +45,94 @@ class Reconciler:
     def __init__(self, config: SyncConfig, writer: TargetWriter, types: dict[str, str], columns: list[str]):
         self.config = config
         self.writer = writer
-        self.store = conflict_store(writer)
-        self.types = types
+        self.conflicts = conflict_store(writer)
+        self.types = dict(types)
         self.columns = list(columns)
         self.key_names = list(config.target.key)
         self.key_types = [types.get(k, "string") for k in self.key_names]
         self.fields = [c for c in columns if c not in self.key_names]
-        self.normalise = row_normaliser(types, self.fields)
-        """Normalised field values of a row (see :func:`~sync_pipelines.connectors.fingerprint.normalise_row`)."""
-        self.baselines: dict[int, Baseline] = {}
-        self._key_hashes: dict[tuple[Any, ...], int] = {}
-        self.to_save: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        self.settled: list[int] = []
         self.bidirectional = config.direction is SyncDirection.BIDIRECTIONAL
         self.propagate_deletes = self.bidirectional and config.delete_missing
-        self._bulk: BulkSpec | None = None
-        self._bulk_checked = False
+        self.rules = Rules(
+            key=tuple(self.key_names),
+            fields=tuple(self.fields),
+            types=self.types,
+            policy=config.on_conflict,
+            bidirectional=self.bidirectional,
+            propagate_deletes=self.propagate_deletes,
+            keep_unchanged=config.history.store_unchanged,
+        )
+        self._store: BaselineStore | None = None
 
-    def bulk(self, conn: Connection) -> BulkSpec | None:
-        """The set-based path for this sync's batches (see :mod:`~sync_pipelines.connectors.pg_bulk`), if its
-        target allows it; checked once per run. Bidirectional syncs always judge record by record."""
-        if not self._bulk_checked:
-            self._bulk_checked = True
-            if not self.bidirectional:
-                self._bulk = bulk_spec(
-                    conn, self.writer.table, self.config.name, self.types, self.columns, self.key_names
-                )
-        return self._bulk
+    @property
+    def store(self) -> BaselineStore:
+        """The sync's baselines, keyed like the target's key columns (known once the target is reflected)."""
+        table = self.writer.table
+        assert table is not None, "the target table is not known yet"
+        if self._store is None or self._store.table.metadata is not self.writer.metadata:
+            key = [(k, table.c[k].type) for k in self.key_names]
+            self._store = BaselineStore(self.writer.metadata, self.config.name, key, self.types, self.fields)
+        return self._store
+
+    def key_schema(self) -> pa.Schema:
+        return pa.schema([(k, arrow_type(t)) for k, t in zip(self.key_names, self.key_types, strict=True)])
+
+    def keys_table(self, keys: Sequence[Sequence[Any]]) -> pa.Table:
+        """Key tuples (driver values, or their display forms) as an Arrow table of the declared key types."""
+        columns = list(zip(*keys, strict=True)) if keys else [() for _ in self.key_names]
+        arrays = []
+        for values, declared in zip(columns, self.key_types, strict=True):
+            try:
+                raw = pa.array(list(values))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                raw = pa.array([None if v is None else str(v) for v in values], pa.string())
+            arrays.append(column_of(raw, declared).typed if len(raw) else pa.array([], arrow_type(declared)))
+        return pa.Table.from_arrays(arrays, schema=self.key_schema())
 
     def key_hash(self, key: Sequence[Any]) -> int:
-        """The key hash of a record (see :func:`~sync_pipelines.connectors.fingerprint.key_hash`)."""
-        cached = self._key_hashes.get(tuple(key))
-        return cached if cached is not None else key_hash(key, self.key_types)
+        """The key hash naming a record in ``_sync_conflicts``."""
+        return key_hash(key, self.key_types)
 
-    def start_batch(self, conn: Connection | None, keys: Sequence[Sequence[Any]]) -> None:
-        """Read the baselines of a batch's keys (none when the tables do not exist yet)."""
-        self.to_save, self.settled = [], []
-        self.baselines = {}
-        self._key_hashes = {}
-        self._key_hashes = {tuple(k): self.key_hash(k) for k in keys}
-        if conn is not None and keys and self.store.exists(conn):
-            self.baselines = self.store.fetch_baselines(conn, list(self._key_hashes.values()))
+    def create(self, conn: Connection) -> None:
+        """Create the baselines and conflicts tables when missing."""
+        self.store.create(conn)
+        self.conflicts.create(conn)
 
-    def agreed(self, key: Sequence[Any], row: dict[str, Any]) -> None:
-        """Remember that both sides now agree on a record, the source holding ``row``: a new baseline.
+    def agree(self, conn: Connection, run_id: str, rows: pa.Table, stored: pa.Table | None = None) -> None:
+        """Both sides now agree on ``rows`` (the source's values; the target holds ``stored``, or the same):
+        replace their baselines, and close open conflicts on them."""
+        if not rows.num_rows:
+            return
+        store = self.store
+        baselines = agreed_baselines(rows, stored, self.key_names, self.fields, self.types)
+        store.write(conn, baselines, np.ones(rows.num_rows, dtype=bool))
+        self.close_settled(conn, run_id, rows.select(self.key_names))
 
-        The target's side of the baseline is read back when it is saved (see :meth:`save`).
-        """
-        self.to_save.append((norm_key(key), self.normalise(row)))
+    def close_settled(self, conn: Connection, run_id: str, keys: pa.Table) -> int:
+        """Close the open conflicts of records whose two sides came to agree (``keys``)."""
+        if not keys.num_rows or not self.conflicts.any_open(conn):
+            return 0
+        values = list(zip(*[keys.column(k).to_pylist() for k in self.key_names], strict=True))
+        return self.conflicts.close_settled(conn, run_id, [self.key_hash(norm_key(v)) for v in values])
 
-    def save(self, conn: Connection, run_id: str) -> list[int]:
-        """Save the baselines remembered by :meth:`agreed`, reading the target rows as now stored.
+    def record_conflicts(self, conn: Connection, run_id: str, conflicts: Sequence[NewConflict]) -> None:
+        self.conflicts.record_conflicts(conn, run_id, conflicts)
 
-        Returns the key hashes saved.
-        """
-        if not self.to_save:
-            return []
-        current = self.writer.fetch_existing(conn, [key for key, _ in self.to_save], self.columns)
-        rows = []
-        for key, source_values in self.to_save:
-            stored = current.get(key)
-            if stored is None:
-                continue
-            target_values = self.normalise(stored)
-            source_hash = values_hash(source_values)
-            # Equal values hash alike: the usual case (the target stored what was sent) hashes once.
-            target_hash = source_hash if target_values == source_values else values_hash(target_values)
-            baseline = Baseline(source_hash, target_hash, target_values)
-            rows.append(BaselineRow(self.key_hash(key), baseline))
-        self.store.save_baselines(conn, run_id, rows)
-        self.to_save = []
-        return [row.key_hash for row in rows]
-
-    def judge(
-        self, key: Sequence[Any], record_key: dict[str, Any], row: dict[str, Any], before: dict[str, Any]
-    ) -> Verdict | None:
-        """The verdict on a record present on both sides, or None when it has no baseline."""
-        khash = self.key_hash(key)
-        baseline = self.baselines.get(khash)
-        if baseline is None:
-            return None
-        source = self.normalise(row)
-        target = self.normalise(before)
-        source_changed = values_hash(source) != baseline.source_hash
-        target_changed = values_hash(target) != baseline.target_hash
-        if not target_changed and not source_changed:
-            return Verdict(RecordAction.UNCHANGED, write=False)
-        differing = [f for f in self.fields if source[f] != target[f]]
-        if not target_changed:
-            self.agreed(key, row)
-            return Verdict(RecordAction.UPDATED, write=True, changes=_changes(differing, before, row))
-        if not source_changed:
-            edited = [f for f in self.fields if target[f] != baseline.values.get(f)]
-            changes = {f: [baseline.values.get(f), target[f]] for f in edited}
-            if self.bidirectional:
-                self.agreed(key, before)
-                return Verdict(RecordAction.SOURCE_UPDATED, write=False, changes=changes, reverse=before)
-            return Verdict(RecordAction.TARGET_MODIFIED, write=False, changes=changes)
-        if not differing:
-            self.agreed(key, row)
-            self.settled.append(khash)
-            return Verdict(RecordAction.UNCHANGED, write=False)
-        policy = self.config.on_conflict
-        changes = _changes(differing, before, row)
-        if policy is ConflictPolicy.MANUAL:
-            conflict = NewConflict(khash, record_key, dict(row), target, baseline.values, differing, self.types)
-            return Verdict(RecordAction.CONFLICT, write=False, changes=changes, conflict=conflict)
-        if policy is ConflictPolicy.TARGET_WINS and self.bidirectional:
-            self.agreed(key, before)
-            return Verdict(RecordAction.TARGET_WON, write=False, changes=changes, reverse=before)
-        # The kept (or overwritten) target row becomes the target side of the baseline: later runs
-        # leave the record alone until one side changes again.
-        self.agreed(key, row)
-        return Verdict(_POLICY_ACTION[policy], write=policy is ConflictPolicy.SOURCE_WINS, changes=changes)
-
-    def changes(self, row: dict[str, Any], before: dict[str, Any]) -> dict[str, list[Any]]:
-        """``field -> [target value, source value]`` of the fields whose normalised values differ."""
-        source, target = self.normalise(row), self.normalise(before)
-        return _changes([f for f in self.fields if source[f] != target[f]], before, row)
-
-    def judge_missing(self, key: Sequence[Any], record_key: dict[str, Any]) -> Verdict | None:
-        """Bidirectional: the verdict on a source record missing from the target, or None to create it there.
-
-        A record with a baseline was deleted from the target; with ``delete_missing`` the delete
-        reaches the source (at the end of the run, under the delete guard).
-        """
-        if not self.propagate_deletes or self.key_hash(key) not in self.baselines:
-            return None
-        return Verdict(RecordAction.SOURCE_DELETED, write=False, reverse_delete=True)
-
-    def flush(self, conn: Connection, run_id: str, conflicts: Sequence[NewConflict]) -> None:
-        """Save the batch's baselines and conflicts, and close conflicts whose sides now agree."""
-        saved = self.save(conn, run_id)
-        self.store.record_conflicts(conn, run_id, conflicts)
-        self.store.close_settled(conn, run_id, saved)
+    def read_target(self, conn: Connection, keys: pa.Table) -> pa.Table:
+        """The target rows of ``keys`` (any order), their written columns read in bulk."""
+        table = self.writer.table
+        assert table is not None
+        schema = pa.schema([(c, arrow_type(self.types.get(c, "string"))) for c in self.columns])
+        return backend(conn).read_arrow(conn, table, self.columns, keys.select(self.key_names), schema)
 
 
-def _changes(fields: Sequence[str], before: dict[str, Any], row: dict[str, Any]) -> dict[str, list[Any]]:
-    """``field -> [target value, source value]`` for the given fields."""
-    return {f: [display(before.get(f)), display(row.get(f))] for f in fields}
+def rows_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], types: dict[str, str]) -> pa.Table:
+    """Rows (dicts of Python values) as an Arrow table of the declared types."""
+    return pa.table({c: pa.array([r.get(c) for r in rows], arrow_type(types.get(c, "string"))) for c in columns})
 
 
 def conflict_store(writer: TargetWriter) -> ConflictStore:
-    """The baselines and conflicts of the writer's sync, in its target database."""
+    """The conflicts of the writer's sync, in its target database."""
     return ConflictStore(writer.metadata, writer.config.name)
 
 
@@ -295,36 +209,58 @@ def resolve_conflicts(
         raise ConflictResolutionError(f"sync {config.name}: say who resolves the conflicts (resolved_by)")
     writer = target_writer(config)
     store = conflict_store(writer)
+    from sync_pipelines.engine.upgrade import upgrade_bookkeeping
+
     with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
         store.upgrade(writer.engine)
-    with writer.lease(run_id), translate_errors(writer.endpoint, "resolving conflicts"), writer.engine.begin() as conn:
-        if not store.exists(conn):
-            raise ConflictResolutionError(f"sync {config.name}: has no conflicts (it has not run yet)")
-        conflicts = _chosen(config, store, conn, conflict_ids)
-        writer.table = sa.Table(config.target.table, sa.MetaData(schema=config.target.db_schema), autoload_with=conn)
-        at = utcnow()
-        write_back: list[dict[str, Any]] = []
-        for conflict in conflicts:
-            if not store.mark_resolved(conn, conflict.id, choice=choice, resolved_by=resolved_by, at=at):
-                raise ConflictResolutionError(f"sync {config.name}: conflict {conflict.id} was resolved meanwhile")
-            row = conflict.source_row
-            key = norm_key([row[k] for k in config.target.key])
-            reconciler = Reconciler(config, writer, conflict.field_types, list(conflict.field_types))
-            kept = None
-            if choice is ConflictChoice.KEEP_SOURCE:
-                writer.upsert(conn, [row])
-            elif reconciler.bidirectional:
-                kept = writer.fetch_existing(conn, [key], reconciler.columns).get(key)
-            if kept is not None:
-                write_back.append(kept)
-            reconciler.agreed(key, kept or row)
-            reconciler.save(conn, run_id)
-        # A bidirectional sync gives the kept target values to the source too; that commits before
-        # the target transaction, whose failure would leave two sides that agree.
-        if write_back:
-            SqlSourceWriter(config).write(write_back, "writing the kept target values back to the source")
-        remaining = store.summary(conn, 0).open_count
+    with writer.lease(run_id), translate_errors(writer.endpoint, "resolving conflicts"):
+        with writer.engine.connect() as conn:
+            if not store.exists(conn):
+                raise ConflictResolutionError(f"sync {config.name}: has no conflicts (it has not run yet)")
+            chosen = _chosen(config, store, conn, conflict_ids)
+            writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
+        # Baselines of an earlier format are converted first (with the written columns the conflicts name).
+        types = chosen[0].field_types
+        upgrade_bookkeeping(Reconciler(config, writer, types, list(types)), writer.engine)
+        with writer.engine.begin() as conn:
+            conflicts = _chosen(config, store, conn, [c.id for c in chosen])
+            remaining = _resolve(config, writer, store, conn, conflicts, choice, resolved_by, run_id)
     return Resolution(config.name, [c.id for c in conflicts], choice, resolved_by, remaining)
+
+
+def _resolve(
+    config: SyncConfig,
+    writer: TargetWriter,
+    store: ConflictStore,
+    conn: Connection,
+    conflicts: list[Conflict],
+    choice: ConflictChoice,
+    resolved_by: str,
+    run_id: str,
+) -> int:
+    """Resolve ``conflicts`` in the caller's transaction; returns how many stay open."""
+    at = utcnow()
+    write_back: list[dict[str, Any]] = []
+    for conflict in conflicts:
+        if not store.mark_resolved(conn, conflict.id, choice=choice, resolved_by=resolved_by, at=at):
+            raise ConflictResolutionError(f"sync {config.name}: conflict {conflict.id} was resolved meanwhile")
+        row = conflict.source_row
+        key = norm_key([row[k] for k in config.target.key])
+        reconciler = Reconciler(config, writer, conflict.field_types, list(conflict.field_types))
+        kept = None
+        if choice is ConflictChoice.KEEP_SOURCE:
+            writer.upsert(conn, [row])
+        elif reconciler.bidirectional:
+            kept = writer.fetch_existing(conn, [key], reconciler.columns).get(key)
+        if kept is not None:
+            write_back.append(kept)
+        agreed = rows_table([kept or row], reconciler.columns, reconciler.types)
+        reconciler.agree(conn, run_id, agreed, reconciler.read_target(conn, agreed))
+    # A bidirectional sync gives the kept target values to the source too; that commits before
+    # the target transaction, whose failure would leave two sides that agree.
+    if write_back:
+        SqlSourceWriter(config).write(write_back, "writing the kept target values back to the source")
+    return store.summary(conn, 0).open_count
 
 
 def _chosen(

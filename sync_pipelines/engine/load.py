@@ -3,192 +3,93 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors import bookkeeping
+from sync_pipelines.connectors import bookkeeping, record_sets
 from sync_pipelines.connectors.base import TargetWriter
-from sync_pipelines.connectors.conflict_store import NewConflict
-from sync_pipelines.connectors.pg_bulk import BulkBatch, with_positions
-from sync_pipelines.connectors.sql import SyncState, norm_key, reflect_columns, translate_errors
+from sync_pipelines.connectors.baselines import agreed_baselines, baseline_schema
+from sync_pipelines.connectors.sql import SyncState, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
-from sync_pipelines.connectors.values import arrow_type, display, same
+from sync_pipelines.connectors.values import arrow_type, display
 from sync_pipelines.engine.bidirectional import finish_bidirectional
+from sync_pipelines.engine.classify import Plan, batch_keys, classify
 from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.guards import check_deletes, refuse
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
-from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
-from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError
+from sync_pipelines.engine.upgrade import upgrade_bookkeeping
+from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError, TransientConnectorError
 from sync_pipelines.kinds import target_writer
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome, RunStatus, SyncDirection
 
 
-@dataclass
-class _Plan:
-    """What one batch does to the target."""
-
-    upserts: list[dict[str, Any]] = field(default_factory=list)
-    outcomes: list[RecordOutcome] = field(default_factory=list)
-    counts: Counts = field(default_factory=Counts)
-    seen_keys: list[tuple[Any, ...]] = field(default_factory=list)
-    conflicts: list[NewConflict] = field(default_factory=list)
-    reverse_rows: list[dict[str, Any]] = field(default_factory=list)
-    reverse_deletes: list[dict[str, Any]] = field(default_factory=list)
-    bulk: BulkBatch | None = None
-    """Records planned set-based (created, unchanged); their rows and outcomes are written by :func:`_apply_bulk`."""
-    bulk_samples: list[RecordOutcome] = field(default_factory=list)
-    """The first outcomes of the set-based records, for the run's samples (their rows are written in SQL)."""
-
-    @property
-    def sampled(self) -> list[RecordOutcome]:
-        """Outcomes to offer the run's samples."""
-        return self.outcomes + self.bulk_samples if self.bulk_samples else self.outcomes
+def _empty(schema: dict[str, pa.DataType], columns: list[str]) -> pa.Table:
+    return pa.schema([(c, schema[c]) for c in columns]).empty_table()
 
 
-_BULK_SAMPLES = 1000
-
-
-def _seen_keys(table: pa.Table, key_names: list[str]) -> list[tuple[Any, ...]]:
-    """Keys present in a batch (also those of failed rows whose key itself is fine), as compared with the target."""
-    columns = [table.column(k) for k in key_names]
-    complete = table.filter(functools.reduce(pc.and_, [pc.is_valid(c) for c in columns])) if len(columns) > 1 else None
-    if complete is None:
-        values = columns[0].drop_null().to_pylist()
-        keys = [(v,) for v in values]
-    else:
-        keys = list(zip(*[complete.column(k).to_pylist() for k in key_names], strict=True))
-    if any(pa.types.is_timestamp(c.type) and c.type.tz is not None for c in columns):
-        return [norm_key(k) for k in keys]
-    return keys
-
-
-def _plan_batch(
-    writer: TargetWriter,
-    conn: Connection | None,
-    table: pa.Table,
-    columns: list[str],
-    reconciler: Reconciler | None = None,
-    *,
-    keep_unchanged: bool = False,
-) -> _Plan:
-    """Classify every record of a batch against the current target rows and their baselines (read-only).
-
-    Unchanged records are counted; they get an outcome of their own only with ``keep_unchanged``.
-    On a target that allows it, records are first classified set-based (see
-    :mod:`~sync_pipelines.connectors.pg_bulk`); only those that need a closer look are judged one by one.
-    """
-    plan = _Plan()
-    key_names = writer.target.key
-    ok_mask = pc.is_null(table.column(ERROR_COLUMN))
-    plan.counts.processed = table.num_rows
-    failed = table.filter(pc.invert(ok_mask))
-    for err, raw_key in zip(
-        failed.column(ERROR_COLUMN).to_pylist(), failed.column(KEY_COLUMN).to_pylist(), strict=True
-    ):
-        plan.outcomes.append(RecordOutcome(json.loads(raw_key), RecordAction.FAILED, error=err))
-        plan.counts.add(RecordAction.FAILED)
-    plan.seen_keys = _seen_keys(table, key_names)
-    bulk = reconciler.bulk(conn) if reconciler is not None and conn is not None else None
-    if bulk is not None:
-        assert conn is not None and reconciler is not None
-        staged = bulk.stage(conn, with_positions(table, ok_mask), with_baselines=reconciler.store.exists(conn))
-        plan.bulk = staged
-        plan.counts.add(RecordAction.CREATED, len(staged.created))
-        plan.counts.add(RecordAction.UNCHANGED, staged.unchanged)
-        sample_at = [(RecordAction.CREATED, staged.created[:_BULK_SAMPLES])]
-        if keep_unchanged and staged.unchanged:
-            ok_positions = np.flatnonzero(ok_mask.to_numpy(zero_copy_only=False))
-            unchanged = np.setdiff1d(ok_positions, np.concatenate([staged.created, staged.judge]))
-            sample_at.append((RecordAction.UNCHANGED, unchanged[:_BULK_SAMPLES]))
-        for action, positions in sample_at:
-            key_rows = table.take(pa.array(positions, pa.int64())).select(key_names).to_pylist()
-            plan.bulk_samples += [RecordOutcome({k: display(r[k]) for k in key_names}, action) for r in key_rows]
-        if len(staged.updated):
-            updated = table.take(pa.array(staged.updated, pa.int64())).select(columns).to_pylist()
-            update_keys = [norm_key([row[k] for k in key_names]) for row in updated]
-            current = writer.fetch_existing(conn, update_keys, columns)
-            for key, row in zip(update_keys, updated, strict=True):
-                key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
-                changes = reconciler.changes(row, current.get(key, {}))
-                plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UPDATED, changes))
-                plan.counts.add(RecordAction.UPDATED)
-        good = table.take(pa.array(staged.judge, pa.int64())).select(columns).to_pylist()
-    else:
-        good = table.filter(ok_mask).select(columns).to_pylist()
-    keys = [norm_key([row[k] for k in key_names]) for row in good]
-    existing = writer.fetch_existing(conn, keys, columns) if conn is not None and keys else {}
-    if reconciler is not None:
-        reconciler.start_batch(conn, keys)
-    for key, row in zip(keys, good, strict=True):
-        key_dict = {k: display(v) for k, v in zip(key_names, key, strict=True)}
-        before = existing.get(key)
-        gone = reconciler.judge_missing(key, key_dict) if reconciler is not None and before is None else None
-        if gone is not None:
-            # Counted and logged when the delete is applied, at the end of the run under the delete guard.
-            plan.reverse_deletes.append(key_dict)
-            continue
-        if before is None:
-            plan.upserts.append(row)
-            plan.outcomes.append(RecordOutcome(key_dict, RecordAction.CREATED))
-            plan.counts.add(RecordAction.CREATED)
-            if reconciler is not None:
-                reconciler.agreed(key, row)
-            continue
-        verdict = reconciler.judge(key, key_dict, row, before) if reconciler is not None else None
-        if verdict is not None:
-            if verdict.write:
-                plan.upserts.append(row)
-            if verdict.conflict is not None:
-                plan.conflicts.append(verdict.conflict)
-            if verdict.reverse is not None:
-                plan.reverse_rows.append(verdict.reverse)
-            if verdict.action is not RecordAction.UNCHANGED or keep_unchanged:
-                plan.outcomes.append(RecordOutcome(key_dict, verdict.action, verdict.changes))
-            plan.counts.add(verdict.action)
-            continue
-        if reconciler is not None:
-            reconciler.agreed(key, row)
-        changes = {
-            c: [display(before[c]), display(row[c])]
-            for c in columns
-            if c not in key_names and not same(before[c], row[c])
+def _outcome_table(config: SyncConfig, run_id: str, batch: int, outcomes: pa.Table, now: Any) -> pa.Table:
+    """A plan's outcomes as ``_sync_records`` rows."""
+    n = outcomes.num_rows
+    return pa.table(
+        {
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "sync": pa.array([config.name] * n, pa.string()),
+            "batch": pa.array(np.full(n, batch, dtype=np.int32)),
+            "record_key": outcomes.column("record_key"),
+            "entity": pa.array([config.history_entity] * n, pa.string()),
+            "action": outcomes.column("action"),
+            "changes": outcomes.column("changes"),
+            "error": outcomes.column("error"),
+            "recorded_at": pa.array([now] * n, pa.timestamp("us")),
         }
-        if changes:
-            plan.upserts.append(row)
-            plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UPDATED, changes))
-            plan.counts.add(RecordAction.UPDATED)
-        else:
-            plan.counts.add(RecordAction.UNCHANGED)
-            if keep_unchanged:
-                plan.outcomes.append(RecordOutcome(key_dict, RecordAction.UNCHANGED))
-    return plan
+    )
 
 
-def _apply_bulk(config: SyncConfig, run_id: str, batch: int, conn: Connection, plan: _Plan) -> None:
-    """Write the records a batch planned set-based: new rows, their baselines, their outcomes."""
-    if plan.bulk is not None:
-        entity = config.history_entity
-        plan.bulk.apply(
-            conn,
-            run_id=run_id,
-            batch=batch,
-            entity=entity,
-            now=_utcnow(),
-            keep_unchanged=config.history.store_unchanged,
-        )
+def _as_stored(
+    reconciler: Reconciler, conn: Connection, baselines: pa.Table, written: np.ndarray[Any, np.dtype[np.bool_]]
+) -> pa.Table:
+    """``baselines`` (in the same order) with the target side of the written records taken from their rows as
+    the target stored them: a column that stores less than its declared type, a trigger or a default make
+    what is read back the baseline's target side."""
+    key = reconciler.key_names
+    where = np.flatnonzero(written)
+    keys = baselines.take(pa.array(where)).select(key)
+    stored = reconciler.read_target(conn, keys)
+    hashes = agreed_baselines(stored, None, key, reconciler.fields, reconciler.types)
+    left = keys.append_column("__i", pa.array(np.arange(len(where))))
+    right = hashes.select(key).append_column("__j", pa.array(np.arange(hashes.num_rows)))
+    joined = left.join(right, keys=key, join_type="inner")
+    found_i = np.asarray(joined.column("__i").to_numpy())
+    found_j = np.asarray(joined.column("__j").to_numpy())
+    rows = where[found_i]
+    stored_hash = np.asarray(hashes.column("source_hash").to_numpy())[found_j]
+    source_hash = np.asarray(baselines.column("source_hash").to_numpy())
+    target_hash = baselines.column("target_hash").to_pylist()
+    target_fields = baselines.column("target_fields").to_pylist()
+    stored_fields = hashes.column("fields").take(pa.array(found_j)).to_pylist()
+    for row, value, digests in zip(rows.tolist(), stored_hash.tolist(), stored_fields, strict=True):
+        same = value == source_hash[row]
+        target_hash[row] = None if same else value
+        target_fields[row] = None if same else digests
+    out = baselines.set_column(
+        baselines.schema.get_field_index("target_hash"), "target_hash", pa.array(target_hash, pa.int64())
+    )
+    return out.set_column(
+        out.schema.get_field_index("target_fields"), "target_fields", pa.array(target_fields, pa.binary())
+    )
 
 
 def _outcome_rows(config: SyncConfig, run_id: str, batch: int, outcomes: list[RecordOutcome]) -> list[dict[str, Any]]:
@@ -295,6 +196,10 @@ class BatchLoader:
         """A dry run's keys read (a temporary table), to plan the deletes at the end."""
         self.state: SyncState | None = None
         """The sync's state row, moved with every batch when the run commits inline (None in a worker)."""
+        self.has_baselines = False
+        """Whether the sync's baselines table exists (a dry run before the first run finds none)."""
+        self.exact = False
+        """Whether every written column stores its declared type exactly (no read-back of written rows)."""
 
     @property
     def replayable(self) -> bool:
@@ -303,10 +208,20 @@ class BatchLoader:
     def prepare(self) -> None:
         self.writer.prepare(self.schema)
         with translate_errors(self.endpoint, "preparing the bookkeeping tables"):
-            self.reconciler.store.upgrade(self.writer.engine)
+            upgrade_bookkeeping(self.reconciler, self.writer.engine)
         with translate_errors(self.endpoint, "preparing the bookkeeping tables"), self.writer.engine.begin() as conn:
-            self.reconciler.store.create(conn)
+            self.reconciler.create(conn)
             self.resume.create(conn)
+            record_sets.record_sets_table(self.writer.metadata).create(conn, checkfirst=True)
+        self._bind(True)
+
+    def _bind(self, has_baselines: bool) -> None:
+        """The target table is known: what the batches need to know of it."""
+        table = self.writer.table
+        assert table is not None
+        self.has_baselines = has_baselines
+        db = self.writer.backend
+        self.exact = all(db.stores_exactly(self.types.get(c, "string"), table.c[c].type) for c in self.columns)
 
     def lease(self, run_id: str) -> AbstractContextManager[None]:
         return self.writer.lease(run_id)
@@ -339,31 +254,46 @@ class BatchLoader:
     def committed_counts(self, batch: BatchFile) -> Counts:
         return _committed_counts(self.writer, self.run_id, batch)
 
-    def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> _Plan:
+    def plan(self, conn: Connection | None, table: pa.Table) -> Plan:
+        """Classify ``batch`` against the target rows and baselines of its keys, read in bulk."""
+        reconciler = self.reconciler
+        keys = batch_keys(table, reconciler.rules.key)
+        if conn is not None and self.writer.table is not None:
+            current = reconciler.read_target(conn, keys)
+            baselines = reconciler.store.read(conn, keys) if self.has_baselines else None
+        else:
+            current, baselines = _empty(self.schema, self.columns), None
+        if baselines is None:
+            baselines = baseline_schema({k: self.schema[k] for k in reconciler.key_names}).empty_table()
+        rules = reconciler.rules
+        if not self.sink.writes and rules.keep_unchanged:
+            rules = dataclasses.replace(rules, keep_unchanged=False)
+        return classify(rules, table, current, baselines, sample_size=self.mode.sample_size)
+
+    def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> Plan:
         """Plan ``batch``; a real sink writes it with its resume record (and the state, inline) in ``conn``."""
-        keep_unchanged = self.config.history.store_unchanged and self.sink.writes
-        plan = _plan_batch(self.writer, conn, table, self.columns, self.reconciler, keep_unchanged=keep_unchanged)
+        plan = self.plan(conn, table)
         if conn is None:
             return plan
         if self.sink.writes:
             self._write(conn, plan, batch)
-        elif self.dry_seen is not None:
-            self.writer.add_seen(conn, plan.seen_keys, table=self.dry_seen)
+        elif self.dry_seen is not None and plan.seen.num_rows:
+            self.writer.backend.insert_arrow(conn, self.dry_seen, plan.seen)
         return plan
 
-    def committed(self, written: _Plan) -> Counts:
+    def committed(self, written: Plan) -> Counts:
         self.source_deletes += written.reverse_deletes
-        self.samples.add(written.sampled)
+        self.samples.add(written.samples)
         return written.counts
 
     def sampled(self) -> list[RecordOutcome]:
         return self.samples.items
 
-    def _write(self, conn: Connection, plan: _Plan, batch: BatchFile) -> None:
-        config, writer = self.config, self.writer
+    def _write(self, conn: Connection, plan: Plan, batch: BatchFile) -> None:
+        writer = self.writer
         if self.source_writer is not None:
             self.source_writer.write(plan.reverse_rows)
-        write_plan(config, writer, conn, self.reconciler, self.run_id, batch.index, plan, tracking=self.tracking)
+        self._write_plan(conn, plan, batch.index)
         self.resume.mark(conn, self.run_id, batch)
         state = self.state
         if state is not None:
@@ -374,6 +304,43 @@ class BatchLoader:
             state.last_run_id, state.last_batch = self.run_id, batch.index
             writer.save_state(conn, state)
 
+    def _write_plan(self, conn: Connection, plan: Plan, batch: int) -> None:
+        """Write one planned batch inside the caller's transaction: rows, baselines, conflicts, outcomes, seen keys."""
+        writer, reconciler, db = self.writer, self.reconciler, self.writer.backend
+        target = writer.table
+        assert target is not None
+        if plan.inserts.num_rows:
+            try:
+                db.insert_arrow(conn, target, plan.inserts)
+            except sa_exc.DBAPIError as exc:
+                if exc.orig is not None and db.is_unique_violation(exc.orig):
+                    raise TransientConnectorError(
+                        f"a record of batch {batch} was inserted by another writer since the batch was read; "
+                        "planning the batch again",
+                        endpoint=self.endpoint,
+                    ) from None
+                raise
+        db.upsert_arrow(conn, target, plan.updates, reconciler.key_names)
+        baselines = plan.baselines
+        if not self.exact and plan.written_baselines.any():
+            baselines = _as_stored(reconciler, conn, baselines, plan.written_baselines)
+        reconciler.store.write(conn, baselines, plan.replaced)
+        reconciler.record_conflicts(conn, self.run_id, plan.conflicts)
+        reconciler.close_settled(conn, self.run_id, plan.agreed)
+        now = _utcnow()
+        config = self.config
+        sets = [
+            record_sets.record_set_row(config.name, config.history_entity, self.run_id, batch, action, keys, now)
+            for action, keys in plan.sets.items()
+        ]
+        if sets:
+            conn.execute(sa.insert(record_sets.record_sets_table(writer.metadata)), sets)
+        if plan.outcomes.num_rows:
+            db.insert_arrow(conn, writer.records_table, _outcome_table(config, self.run_id, batch, plan.outcomes, now))
+        if self.tracking and plan.seen.num_rows:
+            assert writer.seen_table is not None
+            db.insert_arrow(conn, writer.seen_table, plan.seen)
+
     @contextlib.contextmanager
     def planning(self) -> Iterator[None]:
         """The same batches, planned on one read-only connection into a sink that writes nothing.
@@ -382,13 +349,16 @@ class BatchLoader:
         so that the plan reads them as a real run would.
         """
         config, writer = self.config, self.writer
-        with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
-            self.reconciler.store.upgrade(writer.engine)
         with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
             exists = sa.inspect(conn).has_table(config.target.table, schema=config.target.db_schema)
             if exists:
                 writer.table = reflect_columns(conn, config.target.table, config.target.db_schema)
                 writer.prepare_seen_definition()
+        with translate_errors(writer.endpoint, "upgrading the bookkeeping tables"):
+            upgrade_bookkeeping(self.reconciler, writer.engine)
+        with translate_errors(writer.endpoint, "planning the dry run"), writer.engine.connect() as conn:
+            if exists:
+                self._bind(self.reconciler.store.exists(conn))
             self.dry_seen = writer.temp_seen_table(conn) if exists and self.tracking else None
             self.sink = DrySink(conn if exists else None)
             yield
@@ -427,7 +397,9 @@ def _worker_loader(
     """The loader of one chunk in a worker process (its own engine; the state row stays with the driver)."""
     writer = target_writer(config)
     writer.prepare(schema)
-    return BatchLoader(config, run_id, writer, types, mode, schema, attempt)
+    loader = BatchLoader(config, run_id, writer, types, mode, schema, attempt)
+    loader._bind(True)
+    return loader
 
 
 def _finish(
@@ -478,26 +450,6 @@ def _finish(
     )
 
 
-def write_plan(
-    config: SyncConfig,
-    writer: TargetWriter,
-    conn: Connection,
-    reconciler: Reconciler,
-    run_id: str,
-    batch: int,
-    plan: _Plan,
-    *,
-    tracking: bool,
-) -> None:
-    """Write one planned batch inside the caller's transaction: rows, baselines, outcomes and seen keys."""
-    _apply_bulk(config, run_id, batch, conn, plan)
-    writer.upsert(conn, plan.upserts)
-    reconciler.flush(conn, run_id, plan.conflicts)
-    writer.record_outcomes(conn, _outcome_rows(config, run_id, batch, plan.outcomes))
-    if tracking:
-        writer.add_seen(conn, plan.seen_keys)
-
-
 def finish_run(
     config: SyncConfig,
     manifest: Manifest,
@@ -533,11 +485,19 @@ def finish_run(
 def _committed_counts(writer: TargetWriter, run_id: str, batch: BatchFile) -> Counts:
     """Counts of a batch committed by an earlier attempt of this run (re-execution from failure)."""
     records = writer.records_table
+    sets = record_sets.record_sets_table(writer.metadata)
     with writer.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(records.c.action, sa.func.count())
-            .where(records.c.run_id == run_id, records.c.batch == batch.index)
-            .group_by(records.c.action)
+        rows = list(
+            conn.execute(
+                sa.select(records.c.action, sa.func.count())
+                .where(records.c.run_id == run_id, records.c.batch == batch.index)
+                .group_by(records.c.action)
+            ).all()
+        )
+        rows += conn.execute(
+            sa.select(sets.c.action, sa.func.sum(sets.c["count"]))
+            .where(sets.c.run_id == run_id, sets.c.batch == batch.index, sets.c.action != RecordAction.UNCHANGED.value)
+            .group_by(sets.c.action)
         ).all()
     counts = Counts(processed=batch.rows)
     for action, n in rows:
@@ -582,7 +542,7 @@ def _delete_missing(
         outcomes = [_deleted(writer, k) for k in keys]
         writer.delete_keys(conn, keys)
         if reconciler is not None:
-            reconciler.store.delete_baselines(conn, [reconciler.key_hash(k) for k in keys])
+            reconciler.store.delete(conn, reconciler.keys_table(keys))
         writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, outcomes))
         result.counts.add(RecordAction.DELETED, len(keys))
         samples.add(outcomes)

@@ -6,7 +6,9 @@ import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -82,3 +84,64 @@ def test_driver_errors_surface_as_sqlalchemy_errors(pg: Databases) -> None:
         pg_copy.copy_rows(conn, table, [{"id": 1, "note": "a"}, {"id": 1, "note": "b"}])
     with pytest.raises(sa.exc.DataError), engine.begin() as conn:
         pg_copy.copy_upsert(conn, table, ["id"], [{"id": 3, "price": "not a number"}])
+
+
+ROWS: list[dict[str, Any]] = [
+    {
+        "code": 'quote " back \\ tab \t nl \n ctl \x01 é 中 \u2028',
+        "n": -(2**62),
+        "amount": Decimal("-1234567890.05"),
+        "at": dt.datetime(2024, 2, 29, 23, 59, 59, 1),
+        "day": dt.date(99, 1, 2),
+        "flag": True,
+        "note": "",
+    },
+    {
+        "code": "plain",
+        "n": 0,
+        "amount": Decimal("0.00"),
+        "at": dt.datetime(1999, 12, 31),
+        "day": dt.date(2024, 1, 1),
+        "flag": False,
+        "note": None,
+    },
+    {"code": "nulls", "n": None, "amount": None, "at": None, "day": None, "flag": None, "note": "x" * 300},
+]
+
+
+def _table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "things",
+        metadata,
+        sa.Column("code", sa.String(100), primary_key=True),
+        sa.Column("n", sa.BigInteger),
+        sa.Column("amount", sa.Numeric(14, 2)),
+        sa.Column("at", sa.DateTime),
+        sa.Column("day", sa.Date),
+        sa.Column("flag", sa.Boolean),
+        sa.Column("note", sa.Text),
+    )
+
+
+def test_csv_reads_give_the_values_row_reads_give(pg: Databases) -> None:
+    engine = pg.source()
+    table = _table(sa.MetaData())
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(sa.insert(table), ROWS)
+    types = {
+        "code": pa.string(),
+        "n": pa.int64(),
+        "amount": pa.decimal128(14, 2),
+        "at": pa.timestamp("us"),
+        "day": pa.date32(),
+        "flag": pa.bool_(),
+        "note": pa.string(),
+    }
+    with engine.connect() as conn:
+        query = sa.select(table).where(table.c.code.in_(["plain", "nulls", ROWS[0]["code"]])).order_by(table.c.code)
+        batches = list(pg_copy.read_csv_batches(conn, query, types, batch_size=2))
+        expected = [dict(r) for r in conn.execute(query).mappings()]
+    assert [b.num_rows for b in batches] == [2, 1]
+    assert [row for b in batches for row in b.to_pylist()] == expected
+    engine.dispose()

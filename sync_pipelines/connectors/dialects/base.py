@@ -17,6 +17,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.connectors.dialects.arrow_values import exact_array, python_columns
 from sync_pipelines.errors import ConcurrentRunError
 
@@ -75,6 +76,37 @@ class SqlBackend:
 
         Nothing to do where the counter follows the largest value by itself (SQLite, InnoDB).
         """
+
+    # -- what a column stores
+
+    def stores_exactly(self, declared: str, column_type: sa.types.TypeEngine[Any]) -> bool:
+        """Whether a column of ``column_type`` stores every value of declared type ``declared`` as sent, so that
+        a row just written reads back equal (else the load reads written rows back for their baselines)."""
+        if declared == "integer":
+            return isinstance(column_type, sa.Integer)
+        if declared == "string":
+            # Plain text only: an enum, char(n) padding or a non-deterministic collation changes what is stored.
+            return isinstance(column_type, sa.String) and not isinstance(column_type, sa.Enum | sa.CHAR | sa.NCHAR)
+        if declared == "boolean":
+            return isinstance(column_type, sa.Boolean)
+        if declared == "float":
+            return isinstance(column_type, sa.Double)
+        if declared == "date":
+            return isinstance(column_type, sa.Date) and not isinstance(column_type, sa.DateTime)
+        if declared == "datetime":
+            return isinstance(column_type, sa.DateTime) and not column_type.timezone and self.microseconds(column_type)
+        parts = decimal_parts(declared)
+        if parts is not None:
+            return (
+                isinstance(column_type, sa.Numeric)
+                and not isinstance(column_type, sa.Float)
+                and column_type.scale == parts[1]
+            )
+        return False
+
+    def microseconds(self, column_type: sa.types.TypeEngine[Any]) -> bool:
+        """Whether a timestamp column keeps microseconds."""
+        return getattr(column_type, "precision", None) in (None, 6)
 
     # -- bulk reads and writes of Arrow batches (in the caller's transaction)
 

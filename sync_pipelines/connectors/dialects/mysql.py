@@ -52,6 +52,16 @@ class MySqlBackend(SqlBackend):
     # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.
     forbidden_identifier_chars: ClassVar[dict[str, str]] = {"`": "a backtick"}
 
+    def microseconds(self, column_type: sa.types.TypeEngine[Any]) -> bool:
+        """``DATETIME`` keeps whole seconds unless declared ``DATETIME(6)``."""
+        return getattr(column_type, "fsp", None) == 6
+
+    def stores_exactly(self, declared: str, column_type: sa.types.TypeEngine[Any]) -> bool:
+        # BOOLEAN is TINYINT(1) here: it reads back as 0/1, which the classifier takes as the same booleans.
+        if declared == "boolean":
+            return isinstance(column_type, sa.Boolean | sa.SmallInteger) or type(column_type).__name__ == "TINYINT"
+        return super().stores_exactly(declared, column_type)
+
     def dbapi_connect_args(self, url: URL) -> dict[str, Any]:
         """Allows ``LOAD DATA LOCAL INFILE`` and adds the password as UTF-8 bytes for PyMySQL.
 

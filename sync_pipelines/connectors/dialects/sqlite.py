@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.connectors.dialects.arrow_values import python_columns
 from sync_pipelines.connectors.dialects.base import SqlBackend, on_conflict_upsert, wait_or_fail
 
@@ -31,6 +32,12 @@ class SqliteBackend(SqlBackend):
     keys_per_query = 500
     stores_dates_as_text = True
     driver_modules = ("sqlite3",)
+
+    def stores_exactly(self, declared: str, column_type: sa.types.TypeEngine[Any]) -> bool:
+        # NUMERIC affinity turns decimal text into a REAL where it can: digits past a double's precision are lost.
+        if decimal_parts(declared) is not None:
+            return False
+        return super().stores_exactly(declared, column_type)
 
     def upsert_statement(self, table: sa.Table, key: Sequence[str], non_key: Sequence[str]) -> Any:
         return on_conflict_upsert(sqlite.insert(table), key, non_key)
