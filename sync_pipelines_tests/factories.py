@@ -355,19 +355,19 @@ class Crash(Exception):
 
 
 def fail_nth_upsert(monkeypatch: Any, n: int, message: str = "killed") -> Callable[[], None]:
-    """Make the ``n``-th batch upsert of the SQL target raise :class:`Crash` (the batch rolls back whole).
+    """Make the ``n``-th batch write of the SQL target raise :class:`Crash` (the batch rolls back whole).
 
-    Returns what puts the real upsert back (the test's end does too)."""
-    from sync_pipelines.connectors.sql import SqlTargetWriter
+    Returns what puts the real write back (the test's end does too)."""
+    from sync_pipelines.engine.load import BatchLoader
 
-    original = SqlTargetWriter.upsert
+    original = BatchLoader.write_plan
     calls = {"n": 0}
 
-    def failing(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+    def failing(self: BatchLoader, conn: Any, plan: Any, batch: int) -> None:
         calls["n"] += 1
         if calls["n"] == n:
             raise Crash(message)
-        original(self, conn, rows)
+        original(self, conn, plan, batch)
 
-    monkeypatch.setattr(SqlTargetWriter, "upsert", failing)
-    return lambda: monkeypatch.setattr(SqlTargetWriter, "upsert", original)
+    monkeypatch.setattr(BatchLoader, "write_plan", failing)
+    return lambda: monkeypatch.setattr(BatchLoader, "write_plan", original)

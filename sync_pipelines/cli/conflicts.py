@@ -80,7 +80,8 @@ def show(ctx: click.Context, sync: str, conflict_id: int, as_json: bool) -> None
         click.echo(f"  resolved: {choice} by {conflict.resolved_by} at {conflict.resolved_at:%Y-%m-%d %H:%M:%S} UTC")
     rows = [("FIELD", "SOURCE", "TARGET", "BASELINE")]
     for name, values in conflict.differences().items():
-        rows.append((name, _show(values["source"]), _show(values["target"]), _show(values["baseline"])))
+        baseline = _show(values["baseline"]) if values["baseline_known"] else "(changed on both sides)"
+        rows.append((name, _show(values["source"]), _show(values["target"]), baseline))
     click.echo("\n".join("  " + line for line in render_table(rows).splitlines()))
 
 

@@ -120,10 +120,19 @@ class Conflict:
         return {k: display(v) for k, v in self.source_row.items()}
 
     def differences(self) -> dict[str, dict[str, Any]]:
-        """Each changed field with its ``source``, ``target`` and ``baseline`` value."""
+        """Each changed field with its ``source``, ``target`` and ``baseline`` value.
+
+        Baselines keep 2-byte digests of each field, not its value: the baseline value of a field is the value
+        of the side that left it as it was, and unknown (``baseline_known`` False) for a field both sides changed.
+        """
         source = self.source_values
         return {
-            f: {"source": source.get(f), "target": self.target_values.get(f), "baseline": self.baseline_values.get(f)}
+            f: {
+                "source": source.get(f),
+                "target": self.target_values.get(f),
+                "baseline": self.baseline_values.get(f),
+                "baseline_known": f in self.baseline_values,
+            }
             for f in self.changed_fields
         }
 

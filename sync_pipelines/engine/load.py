@@ -293,7 +293,7 @@ class BatchLoader:
         writer = self.writer
         if self.source_writer is not None:
             self.source_writer.write(plan.reverse_rows)
-        self._write_plan(conn, plan, batch.index)
+        self.write_plan(conn, plan, batch.index)
         self.resume.mark(conn, self.run_id, batch)
         state = self.state
         if state is not None:
@@ -304,7 +304,7 @@ class BatchLoader:
             state.last_run_id, state.last_batch = self.run_id, batch.index
             writer.save_state(conn, state)
 
-    def _write_plan(self, conn: Connection, plan: Plan, batch: int) -> None:
+    def write_plan(self, conn: Connection, plan: Plan, batch: int) -> None:
         """Write one planned batch inside the caller's transaction: rows, baselines, conflicts, outcomes, seen keys."""
         writer, reconciler, db = self.writer, self.reconciler, self.writer.backend
         target = writer.table

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from dagster import DagsterInstance
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.orchestration import execute_sync
 from sync_pipelines.types import RunStatus
@@ -124,16 +124,16 @@ def test_the_ui_reexecutes_a_failed_cli_run_from_its_failed_step(
     tmp_path: Path, syncs: Path, webserver: Webserver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_source(tmp_path / "source.db", named_people(12), NAMED, replace=True)
-    original = SqlTargetWriter.upsert
+    original = BatchLoader.write_plan
     calls = {"n": 0}
 
-    def fail_in_second_batch(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+    def fail_in_second_batch(self: BatchLoader, conn: Any, plan: Any, batch: int) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("connection lost")
-        original(self, conn, rows)
+        original(self, conn, plan, batch)
 
-    monkeypatch.setattr(SqlTargetWriter, "upsert", fail_in_second_batch)
+    monkeypatch.setattr(BatchLoader, "write_plan", fail_in_second_batch)
     with DagsterInstance.get() as instance:
         failed = execute_sync("people", instance=instance, config_directory=syncs)
     assert failed.status.value == "failed"

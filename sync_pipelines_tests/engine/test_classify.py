@@ -17,17 +17,14 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.connectors.conflict_store import Baseline
 from sync_pipelines.connectors.fingerprint import normalise_row, values_hash
 from sync_pipelines.connectors.rowhash import FieldHashes, column_of, digests_to_binary, row_hashes
 from sync_pipelines.connectors.values import arrow_type, display, same
 from sync_pipelines.engine.classify import Rules, baseline_schema, classify
-from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.types import ConflictPolicy, RecordAction
 from sync_pipelines_tests.factories import sql_sync
@@ -78,12 +75,37 @@ def config(policy: ConflictPolicy, bidirectional: bool, deletes: bool = False) -
     return SyncConfig.model_validate(data)
 
 
-class _Writer:
-    """What ``Reconciler`` reads of a target writer when it only judges (no database)."""
+def _reference_verdict(
+    cfg: SyncConfig, row: dict[str, Any], before: dict[str, Any], base: tuple[int, int, dict[str, Any]] | None
+) -> tuple[str, bool, set[str]]:
+    """The per-record judge of the previous release (``Reconciler.judge``), kept here as the oracle.
 
-    def __init__(self, cfg: SyncConfig):
-        self.config = cfg
-        self.metadata = sa.MetaData()
+    ``base`` is a format-2 baseline: SHA-256 hashes of each side's normalised values, and the target's values.
+    """
+    bidirectional = cfg.direction.value == "bidirectional"
+    source, target = normalise_row(row, TYPES, FIELDS), normalise_row(before, TYPES, FIELDS)
+    differing = [f for f in FIELDS if source[f] != target[f]]
+    if base is None:
+        changed = {c for c in FIELDS if not same(before[c], row[c])}
+        return ("updated" if changed else "unchanged"), bool(changed), changed
+    source_hash, target_hash, values = base
+    source_changed = values_hash(source) != source_hash
+    target_changed = values_hash(target) != target_hash
+    if not target_changed and not source_changed:
+        return "unchanged", False, set()
+    if not target_changed:
+        return "updated", True, set(differing)
+    if not source_changed:
+        edited = {f for f in FIELDS if target[f] != values.get(f)}
+        return ("source_updated" if bidirectional else "target_modified"), False, edited
+    if not differing:
+        return "unchanged", False, set()
+    policy = cfg.on_conflict
+    if policy is ConflictPolicy.MANUAL:
+        return "conflict", False, set(differing)
+    if policy is ConflictPolicy.TARGET_WINS:
+        return "target_won", False, set(differing)
+    return "source_won", True, set(differing)
 
 
 def old_verdict(
@@ -93,27 +115,15 @@ def old_verdict(
     base: dict[str, Any] | None,
     lossy_fields: set[str],
 ) -> tuple[str, bool, set[str]]:
-    """(action, written, changed fields) as ``_plan_batch`` with ``Reconciler.judge`` decided them."""
-    reconciler = Reconciler(cfg, _Writer(cfg), TYPES, list(TYPES))  # type: ignore[arg-type]
-    key = (row["id"],)
-    if base is not None:
-        stored = lossy(base, lossy_fields)
-        reconciler.baselines = {
-            reconciler.key_hash(key): Baseline(
-                values_hash(normalise_row(base, TYPES, FIELDS)),
-                values_hash(normalise_row(stored, TYPES, FIELDS)),
-                normalise_row(stored, TYPES, FIELDS),
-            )
-        }
+    """(action, written, changed fields) as the previous release's per-record path decided them."""
+    propagate = cfg.direction.value == "bidirectional" and cfg.delete_missing
     if before is None:
-        if reconciler.judge_missing(key, {"id": row["id"]}) is not None:
-            return "source_deleted", False, set()
-        return "created", True, set()
-    verdict = reconciler.judge(key, {"id": row["id"]}, row, before)
-    if verdict is None:
-        changed = {c for c in FIELDS if not same(before[c], row[c])}
-        return ("updated" if changed else "unchanged"), bool(changed), changed
-    return verdict.action.value, verdict.write, set(verdict.changes)
+        return ("source_deleted", False, set()) if propagate and base is not None else ("created", True, set())
+    old_base = None
+    if base is not None:
+        stored = normalise_row(lossy(base, lossy_fields), TYPES, FIELDS)
+        old_base = (values_hash(normalise_row(base, TYPES, FIELDS)), values_hash(stored), stored)
+    return _reference_verdict(cfg, row, before, old_base)
 
 
 def table_of(rows: list[dict[str, Any]], names: list[str]) -> pa.Table:

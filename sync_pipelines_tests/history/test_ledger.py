@@ -101,13 +101,13 @@ def test_an_older_records_table_gains_the_entity_column(sqlite_dbs: Databases) -
                 "action VARCHAR(16) NOT NULL, changes TEXT, error TEXT, recorded_at DATETIME NOT NULL)"
             )
         )
-    make_source(sqlite_dbs, [order(1)])
+    make_source(sqlite_dbs, [order(1), order(2, qty="n/a")])
 
     run_sync(orders_config(sqlite_dbs), RunOptions(run_id="run-1"))
 
     with sqlite_dbs.target().connect() as conn:
         rows = conn.execute(sa.text("SELECT entity, action FROM _sync_records")).all()
-    assert [tuple(r) for r in rows] == [("wh_orders", "created")]
+    assert [tuple(r) for r in rows] == [("wh_orders", "failed")]
 
 
 @pytest.mark.parametrize(

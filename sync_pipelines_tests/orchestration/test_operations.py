@@ -35,6 +35,7 @@ from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.operations import Retry
 from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.engine.manifest import RunOptions
 from sync_pipelines.errors import RunCancelled, SourcePollError
 from sync_pipelines.orchestration import build_definitions, job_name, schedule_name
@@ -261,15 +262,15 @@ def test_an_interrupt_stops_the_load_at_the_next_batch_boundary(sqlite_dbs: Data
     cfg = config(sqlite_dbs, partitions=None)
     options = RunOptions(run_id="int1")
     staged = engine.transform(cfg, engine.extract(cfg, options), options)
-    original = SqlTargetWriter.upsert
+    original = BatchLoader.write_plan
     started = threading.Event()
 
-    def slow_upsert(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+    def slow_upsert(self: BatchLoader, conn: Any, plan: Any, batch: int) -> None:
         started.set()
         time.sleep(0.5)
-        original(self, conn, rows)
+        original(self, conn, plan, batch)
 
-    monkeypatch.setattr(SqlTargetWriter, "upsert", slow_upsert)
+    monkeypatch.setattr(BatchLoader, "write_plan", slow_upsert)
     threading.Thread(target=lambda: started.wait(30) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
 
     context = build_op_context()
@@ -283,7 +284,7 @@ def test_an_interrupt_stops_the_load_at_the_next_batch_boundary(sqlite_dbs: Data
     state = SqlTargetWriter(cfg).current_state()
     assert state.last_batch == 0 and state.watermark is not None and state.watermark["key"] == [ids[-1]]
     # The next run resumes after the committed batch.
-    monkeypatch.setattr(SqlTargetWriter, "upsert", original)
+    monkeypatch.setattr(BatchLoader, "write_plan", original)
     resumed = engine.run_sync(cfg, RunOptions(run_id="int2"))
     assert resumed.counts.created == 9 and len(target_ids(sqlite_dbs)) == 12
 

@@ -19,7 +19,7 @@ from dagster import (
 )
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.history import Trigger, open_ledger
 from sync_pipelines.kinds import check_sync
 from sync_pipelines.orchestration import Stage, Tag, execute_sync, step_key
@@ -277,21 +277,21 @@ def test_reexecution_from_the_failed_step_resumes_without_reading_the_source(
     rows = [{"id": i, "name": f"p{i}", "age": str(20 + i), "updated_at": f"2024-01-{i:02d}"} for i in range(1, 22)]
     make_source(tmp_path / "source.db", rows, DATED_PEOPLE, replace=True)
     sync = Sync(tmp_path, batch_size=7)
-    original = SqlTargetWriter.upsert
+    original = BatchLoader.write_plan
     calls = {"n": 0}
 
-    def lose_the_connection_in_batch_two(self: SqlTargetWriter, conn: Any, upserts: Any) -> None:
+    def lose_the_connection_in_batch_two(self: BatchLoader, conn: Any, plan: Any, batch: int) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("connection lost")
-        original(self, conn, upserts)
+        original(self, conn, plan, batch)
 
-    monkeypatch.setattr(SqlTargetWriter, "upsert", lose_the_connection_in_batch_two)
+    monkeypatch.setattr(BatchLoader, "write_plan", lose_the_connection_in_batch_two)
     instance = DagsterInstance.get()
     first = execute_sync("people", instance=instance, config_directory=sync.folder)
     assert first.status.value == "failed" and "connection lost" in (first.error or "")
     assert sync.rows() == 7  # the first batch is committed
-    monkeypatch.setattr(SqlTargetWriter, "upsert", original)
+    monkeypatch.setattr(BatchLoader, "write_plan", original)
     make_source(tmp_path / "source.db", [], DATED_PEOPLE, replace=True)  # a re-read would now see no rows at all
 
     recon = build_reconstructable_job(

@@ -32,7 +32,6 @@ from collections import Counter
 from typing import Any
 
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.connectors import sql as sql_connector
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import SyncError
 
@@ -66,8 +65,7 @@ def _install() -> None:
     original_extract_write = extract_module.write_batch
     original_transform_write = transform_module.write_batch
     original_read = driver_module.read_batch
-    original_record = sql_connector.SqlTargetWriter.record_outcomes
-    original_write_plan = load_module.write_plan
+    original_write_plan = load_module.BatchLoader.write_plan
 
     def extract_write(table: Any, path: Any) -> None:
         original_extract_write(table, path)
@@ -82,20 +80,16 @@ def _install() -> None:
             _reached("between")
         return original_read(path)
 
-    def record(self: Any, conn: Any, rows: list[dict[str, Any]]) -> None:
-        original_record(self, conn, rows)
-        if rows and rows[0]["batch"] >= 0:
-            _reached("load-txn")
-
-    def write_plan(*args: Any, **kwargs: Any) -> None:
-        original_write_plan(*args, **kwargs)
+    def write_plan(self: Any, conn: Any, plan: Any, batch: int) -> None:
+        # Inside the batch's transaction, once everything of the batch is written: a kill here rolls it back.
+        original_write_plan(self, conn, plan, batch)
+        _reached("load-txn")
         _reached("load-plan")
 
     extract_module.write_batch = extract_write  # type: ignore[assignment]
     transform_module.write_batch = transform_write  # type: ignore[assignment]
     driver_module.read_batch = load_read  # type: ignore[assignment]
-    sql_connector.SqlTargetWriter.record_outcomes = record  # type: ignore[method-assign]
-    load_module.write_plan = write_plan
+    load_module.BatchLoader.write_plan = write_plan  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> int:

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.connectors.sql import SourceBatch, SqlSourceReader, SqlTargetWriter
+from sync_pipelines.connectors.sql import SourceBatch, SqlSourceReader
+from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.orchestration import build_definitions
 from sync_pipelines_tests.support.live import CONTROL_ENV
 
-_upsert = SqlTargetWriter.upsert
+_write_plan = BatchLoader.write_plan
 _read = SqlSourceReader.read
 
 
@@ -34,11 +35,11 @@ def _control() -> dict[str, Any]:
     return dict(json.loads(Path(os.environ[CONTROL_ENV]).read_text(encoding="utf-8")))
 
 
-def _slow_upsert(self: SqlTargetWriter, conn: Any, rows: Any) -> None:
+def _slow_write(self: BatchLoader, conn: Any, plan: Any, batch: int) -> None:
     while _control().get("hold", {}).get(self.config.name):
         time.sleep(0.2)
     time.sleep(float(_control()["delay"].get(self.config.name, 0)))
-    _upsert(self, conn, rows)
+    _write_plan(self, conn, plan, batch)
 
 
 def _flaky_read(self: SqlSourceReader, *args: Any, **kwargs: Any) -> Iterator[SourceBatch]:
@@ -51,7 +52,7 @@ def _flaky_read(self: SqlSourceReader, *args: Any, **kwargs: Any) -> Iterator[So
     yield from _read(self, *args, **kwargs)
 
 
-SqlTargetWriter.upsert = _slow_upsert  # type: ignore[method-assign]
+BatchLoader.write_plan = _slow_write  # type: ignore[method-assign]
 SqlSourceReader.read = _flaky_read  # type: ignore[method-assign]
 
 defs = build_definitions(load_configs())
