@@ -26,7 +26,7 @@ from psycopg import sql
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from sync_pipelines.connectors.dialects.arrow_values import exact_from_text
+from sync_pipelines.connectors.dialects.arrow_values import exact_from_text, from_hex_text, hex_text
 
 _STAGE_NUMBERS = itertools.count()
 # Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
@@ -206,6 +206,8 @@ def _csv_of(table: sa.Table, rows: pa.Table) -> memoryview:
         column_type = table.c[name].type
         if pa.types.is_timestamp(kind) and isinstance(column_type, sa.DateTime) and column_type.timezone:
             rows = rows.set_column(i, name, rows.column(i).cast(pa.timestamp(kind.unit, tz=kind.tz or "UTC")))
+        elif pa.types.is_binary(kind):
+            rows = rows.set_column(i, name, hex_text(rows.column(i), b"\\x"))  # bytea's hex input form
     buffer = io.BytesIO()
     pa_csv.write_csv(rows, buffer, _CSV_WRITE)
     return buffer.getbuffer()
@@ -298,7 +300,7 @@ def read_arrow(
         selected.append(expression)
         # Floating-point values are never taken as decimals; other mismatches are found by parsing.
         float_as_decimal = isinstance(column_type, sa.Float) and pa.types.is_decimal(wanted)
-        types[name] = pa.string() if float_as_decimal else wanted
+        types[name] = pa.string() if float_as_decimal or pa.types.is_binary(wanted) else wanted
     if not keys.num_rows:
         return pa.table({c: pa.array([], types[c]) for c in columns})
     raw = _raw(conn)
@@ -313,7 +315,12 @@ def read_arrow(
         ) as copy:
             chunks.extend(bytes(chunk) for chunk in copy)
         cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
-    return _parse_exact(b"".join(chunks), types)
+    found = _parse_exact(b"".join(chunks), types)
+    for name in columns:
+        if pa.types.is_binary(schema.field(name).type) and isinstance(table.c[name].type, sa.LargeBinary):
+            index = found.schema.get_field_index(name)
+            found = found.set_column(index, name, from_hex_text(found.column(name), 2))  # bytea's \x... output
+    return found
 
 
 def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:

@@ -1,5 +1,9 @@
-"""Bookkeeping written by the previous release (hex SHA-256 hashes, four indexes on the outcomes) is
-upgraded on first use, on each real database: no false conflict, no lost conflict, no lost history."""
+"""Bookkeeping written by earlier releases is upgraded on first use, on each real database: no false
+conflict, no lost conflict, no lost history.
+
+Format 1 kept hex SHA-256 hashes and four indexes on the outcomes; format 2 their 64-bit prefixes, every
+sync's baselines in one table ``_sync_baselines`` with a JSON copy of the target's values; format 3 (the
+current one) one table of row hashes and field digests per sync, keyed by the record's key."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import sqlalchemy as sa
 from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.column_types import LONG_TEXT
 from sync_pipelines.connectors.dialects import backend
-from sync_pipelines.connectors.fingerprint import hash_from_hex, text_hash
+from sync_pipelines.connectors.fingerprint import hash_from_hex, key_hash, normalise_row, text_hash, values_hash
 from sync_pipelines.engine.conflicts import list_conflicts, resolve_conflicts
 from sync_pipelines.types import ConflictChoice, RunStatus
 from sync_pipelines_tests.factories import edit_target, full_orders_config, make_source, order, run, update_source
@@ -55,8 +59,58 @@ def _v1_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return baselines, conflicts
 
 
+TYPES = {
+    "order_id": "integer",
+    "customer": "string",
+    "qty": "integer",
+    "price": "decimal(12,2)",
+    "status": "string",
+    "updated_at": "datetime",
+    "origin": "string",
+}
+FIELDS = [f for f in TYPES if f != "order_id"]
+SYNC = "orders_sync"
+
+
+def _snapshot(dbs: Databases) -> dict[int, dict[str, Any]]:
+    """The target rows as they are (right after a run: the values both sides agree on)."""
+    engine = dbs.target()
+    with engine.connect() as conn:
+        rows = {r["order_id"]: dict(r) for r in conn.execute(sa.text("SELECT * FROM wh_orders")).mappings()}
+    engine.dispose()
+    return rows
+
+
+def _to_format_2(dbs: Databases, agreed: dict[int, dict[str, Any]], sides: dict[int, str] | None = None) -> None:
+    """Rewrite the sync's baselines as format 2 kept them: one shared table, by key hash, with the target's
+    values. ``sides`` gives records whose two sides differed (the target stored this ``customer``)."""
+    sides = sides or {}
+    engine = dbs.target()
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE _sync_base_{SYNC}"))
+        table = bookkeeping.baselines_table(sa.MetaData())
+        table.create(conn)
+        rows = []
+        for order_id, row in agreed.items():
+            source = normalise_row(row, TYPES, FIELDS)
+            target = {**source, "customer": sides[order_id]} if order_id in sides else source
+            rows.append(
+                {
+                    "sync": SYNC,
+                    "key_hash": key_hash([order_id], ["integer"]),
+                    "source_hash": values_hash(source),
+                    "target_hash": values_hash(target),
+                    "target_values": json.dumps(target, sort_keys=True, separators=(",", ":")),
+                    "run_id": "run-1",
+                    "updated_at": dt.datetime(2024, 1, 1),
+                }
+            )
+        conn.execute(table.insert(), rows)
+    engine.dispose()
+
+
 def _to_previous_format(dbs: Databases, ids: range) -> None:
-    """Rewrite the target's bookkeeping as the previous release kept it, hashes recomputed its way."""
+    """Rewrite the target's format-2 bookkeeping as format 1 kept it, hashes recomputed its way."""
     hex_of_key = {_v1_digest([i]): i for i in ids}
     engine = dbs.target()
     with engine.begin() as conn:
@@ -102,7 +156,7 @@ def _inspect(dbs: Databases) -> tuple[set[str], dict[str, Any], set[str]]:
         tables = set(inspector.get_table_names())
         kinds = {
             f"{t}.key_hash": next(c["type"] for c in inspector.get_columns(t) if c["name"] == "key_hash")
-            for t in ("_sync_baselines", "_sync_conflicts")
+            for t in ("_sync_conflicts",)
         }
         indexes = {ix["name"] for ix in inspector.get_indexes("_sync_records")}
     engine.dispose()
@@ -122,10 +176,12 @@ def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: D
     source = make_source(dbs, [order(i) for i in range(1, 11)])
     cfg = full_orders_config(dbs)
     assert run(cfg, "run-1").counts.created == 10
+    agreed = _snapshot(dbs)
     edit_target(dbs, 3, customer="edited by hand")
     update_source(dbs, source, [3], customer="changed at source")
     assert run(cfg, "run-2").counts.conflicted == 1
     (open_conflict,) = list_conflicts(cfg)
+    _to_format_2(dbs, agreed)
     _to_previous_format(dbs, range(1, 11))
 
     # Changes made while the tables are in the old format: one update, one target edit, the conflict again.
@@ -145,13 +201,14 @@ def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: D
     assert still_open.key_hash == open_conflict.key_hash
     assert still_open.source_values["customer"] == "changed again"
     tables, kinds, indexes = _inspect(dbs)
-    assert not {"_sync_baselines_v1", "_sync_conflicts_v1"} & tables
+    assert not {"_sync_baselines", "_sync_baselines_v1", "_sync_conflicts_v1"} & tables
     assert all(isinstance(kind, sa.Integer) for kind in kinds.values()), kinds
     assert bookkeeping.RECORDS_RUN_INDEX in indexes
     assert not {"ix__sync_records_run_id", "ix__sync_records_sync"} & indexes
     # No history was lost: the outcomes of the runs before the upgrade are all there.
-    assert _count(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'run-1'") == 10
-    assert _count(dbs, "SELECT count(*) FROM _sync_baselines") == 10
+    assert _count(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'run-2'") == 1
+    assert _count(dbs, "SELECT sum(count) FROM _sync_record_sets WHERE run_id = 'run-1'") == 10
+    assert _count(dbs, f"SELECT count(*) FROM _sync_base_{SYNC}") == 10
 
     # The carried-over conflict resolves by its id; a new one gets a new id; then everything is quiet.
     resolve_conflicts(cfg, [open_conflict.id], ConflictChoice.KEEP_SOURCE, "tester", run_id="resolve-1")
@@ -166,10 +223,35 @@ def test_previous_bookkeeping_is_upgraded_without_false_or_lost_conflicts(dbs: D
 
 
 @pytest.mark.slow
+def test_format_2_baselines_whose_sides_differed_are_judged_by_their_own_hashes(dbs: Databases) -> None:
+    source = make_source(dbs, [order(i) for i in range(1, 7)])
+    cfg = full_orders_config(dbs)
+    assert run(cfg, "run-1").counts.created == 6
+    agreed = _snapshot(dbs)
+    # Record 4's target stored its customer otherwise than the source sent it (a lossy column would).
+    edit_target(dbs, 4, customer="C4 AS STORED")
+    _to_format_2(dbs, agreed, sides={4: "C4 AS STORED"})
+
+    quiet = run(cfg, "run-2").counts
+    assert (quiet.unchanged, quiet.updated, quiet.target_modified, quiet.conflicted) == (6, 0, 0, 0)
+    assert _count(dbs, f"SELECT count(*) FROM _sync_base_{SYNC} WHERE version = 2") == 1
+    assert _count(dbs, f"SELECT count(*) FROM _sync_base_{SYNC} WHERE version = 3") == 5
+    assert "_sync_baselines" not in _inspect(dbs)[0]
+
+    # Judged by its format-2 hashes: an edit on the target only, then a change at the source only.
+    edit_target(dbs, 4, status="edited on the target")
+    assert run(cfg, "run-3").counts.target_modified == 1
+    update_source(dbs, source, [2], status="shipped")
+    after = run(cfg, "run-4").counts
+    assert (after.updated, after.target_modified, after.conflicted) == (1, 1, 0)
+
+
+@pytest.mark.slow
 def test_an_interrupted_upgrade_is_finished_by_the_next_run(dbs: Databases) -> None:
     source = make_source(dbs, [order(i) for i in range(1, 6)])
     cfg = full_orders_config(dbs)
     assert run(cfg, "run-1").counts.created == 5
+    _to_format_2(dbs, _snapshot(dbs))
     _to_previous_format(dbs, range(1, 6))
     # Cut short after the old table was set aside and the new one half filled.
     engine = dbs.target()
@@ -199,8 +281,8 @@ def test_an_interrupted_upgrade_is_finished_by_the_next_run(dbs: Databases) -> N
 
     assert (counts.updated, counts.unchanged, counts.conflicted, counts.target_modified) == (1, 4, 0, 0)
     tables, _, _ = _inspect(dbs)
-    assert "_sync_baselines_v1" not in tables
-    assert _count(dbs, "SELECT count(*) FROM _sync_baselines") == 5
+    assert not {"_sync_baselines_v1", "_sync_baselines"} & tables
+    assert _count(dbs, f"SELECT count(*) FROM _sync_base_{SYNC}") == 5
 
 
 @pytest.mark.parametrize("text", ["", "{}", '{"a":"1"}', '[42,"x"]'])

@@ -407,3 +407,24 @@ def test_connections_without_the_bulk_protocol_give_the_same_results(dbs: Databa
         assert [r[0] for r in _read_all(engine, table)] == [1, 2, 3]
     finally:
         engine.dispose()
+
+
+def test_binary_values_round_trip_byte_for_byte(engine: sa.Engine) -> None:
+    table = sa.Table(
+        "blobs",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("data", sa.LargeBinary),
+    )
+    every_byte = bytes(range(256))
+    values = [every_byte, b"", None, b"\t\n\\\x00\r\"'", every_byte[::-1] * 3]
+    rows = pa.table({"id": pa.array(range(1, 6), pa.int64()), "data": pa.array(values, pa.binary())})
+    schema = pa.schema([("id", pa.int64()), ("data", pa.binary())])
+    with engine.begin() as conn:
+        table.create(conn)
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows.slice(0, 3))
+        db.upsert_arrow(conn, table, rows.slice(2), ["id"])
+        read = db.read_arrow(conn, table, ["id", "data"], rows.select(["id"]), schema)
+    assert read.schema.field("data").type == pa.binary()
+    assert sorted(read.to_pylist(), key=lambda r: r["id"]) == rows.to_pylist()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -73,7 +74,9 @@ def delimited_lines(rows: pa.Table) -> pa.Array:
 
 def _delimited_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
     kind = column.type
-    if pa.types.is_boolean(kind):
+    if pa.types.is_binary(kind):
+        text = hex_text(column)  # loaded through UNHEX (see the MariaDB backend's LOAD DATA)
+    elif pa.types.is_boolean(kind):
         text = pc.cast(pc.cast(column, pa.int8()), pa.string())
     elif pa.types.is_timestamp(kind):
         text = pc.cast(_naive_utc(column).cast(pa.timestamp("us")), pa.string())
@@ -84,6 +87,50 @@ def _delimited_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
     else:
         text = pc.cast(column, pa.string())
     return pc.fill_null(text, "\\N")
+
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def hex_text(column: pa.Array | pa.ChunkedArray, prefix: bytes = b"") -> pa.Array:
+    """Each binary value as ``prefix`` + lower-case hex text, computed on the whole buffer (NULL stays NULL)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    if n == 0:
+        return pa.array([], pa.string())
+    _, offset_buffer, data_buffer = column.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[column.offset : column.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    width = 2 * lengths + len(prefix)
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(width, out=out_offsets[1:])
+    out = np.empty(int(out_offsets[-1]), dtype=np.uint8)
+    for i, byte in enumerate(prefix):
+        out[out_offsets[:-1] + i] = byte
+    total = int(lengths.sum())
+    if total:
+        owner = np.repeat(np.arange(n), lengths)
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        values = data[offsets[owner] + within]
+        at = out_offsets[owner] + len(prefix) + 2 * within
+        out[at] = _HEX_DIGITS[values >> 4]
+        out[at + 1] = _HEX_DIGITS[values & 0x0F]
+    valid = None if column.null_count == 0 else column.is_valid().buffers()[1]
+    if valid is not None and column.offset % 8:
+        valid = pa.array(np.asarray(column.is_valid())).buffers()[1]
+    return pa.Array.from_buffers(
+        pa.string(), n, [valid, pa.py_buffer(out_offsets.astype(np.int32)), pa.py_buffer(out)], column.null_count
+    )
+
+
+def from_hex_text(column: pa.Array | pa.ChunkedArray, prefix: int = 0) -> pa.Array:
+    """The inverse of :func:`hex_text` (``prefix``: how many leading characters to skip)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    values = column.to_pylist()
+    return pa.array([None if v is None else bytes.fromhex(v[prefix:]) for v in values], pa.binary())
 
 
 # --------------------------------------------------------------------------- reading
@@ -117,6 +164,10 @@ def _kinds(values: Sequence[Any]) -> set[type]:
 
 def _exact(values: Sequence[Any], wanted: pa.DataType, *, float_column: bool) -> pa.Array:
     kinds = _kinds(values)
+    if pa.types.is_binary(wanted):
+        if kinds <= {bytes, bytearray, memoryview}:
+            return pa.array([None if v is None else bytes(v) for v in values], pa.binary())
+        raise _Inexact(wanted)
     if pa.types.is_string(wanted):
         return pa.array(values, pa.string()) if kinds <= {str} else text_array(values)
     if kinds == {str}:

@@ -172,10 +172,15 @@ def _load_data(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
     raised here as the driver error of the first warning, which the caller's transaction rolls back.
     """
     preparer = conn.dialect.identifier_preparer
-    names = ", ".join(preparer.quote(c) for c in rows.column_names)
+    # Binary values travel as hex text into a user variable, decoded by UNHEX (the file is read as utf8mb4).
+    binary = [i for i, f in enumerate(rows.schema) if pa.types.is_binary(f.type)]
+    names = ", ".join(f"@b{i}" if i in binary else preparer.quote(c) for i, c in enumerate(rows.column_names))
+    decoded = ", ".join(f"{preparer.quote(rows.column_names[i])} = UNHEX(@b{i})" for i in binary)
     # The default FIELDS and LINES options: tab-separated, backslash escapes, \N for NULL, newline-ended.
     # PyMySQL formats the path in with %: the preparer has doubled any % in a name.
     statement = f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(table)} CHARACTER SET utf8mb4 ({names})"
+    if decoded:
+        statement += f" SET {decoded}"
     lines = delimited_lines(rows)
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
