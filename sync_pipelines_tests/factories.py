@@ -269,6 +269,29 @@ def bookkeeping(dbs: Databases, sql: str) -> list[Any]:
     return rows
 
 
+def recorded(target: Databases | str, **where: Any) -> list[dict[str, Any]]:
+    """Every record outcome in the target database, one dict per record as a ``_sync_records`` row reads
+    (records kept in record sets expanded, their ``id`` None), in the order they were written; ``where``
+    keeps those whose columns equal the given values (e.g. ``run_id="run-1", action="created"``)."""
+    from sync_pipelines.connectors import record_sets
+
+    url = target.target_url if isinstance(target, Databases) else target
+    engine = sa.create_engine(url)
+    out: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        if inspector.has_table(record_sets.RECORD_SETS_TABLE):
+            sets = record_sets.record_sets_table(sa.MetaData())
+            for row in conn.execute(sa.select(sets).order_by(sets.c.id)).mappings():
+                out += list(record_sets.iter_set_records(row))
+        if inspector.has_table("_sync_records"):
+            rows = conn.execute(sa.text("SELECT * FROM _sync_records ORDER BY id")).mappings()
+            out += [dict(r) for r in rows]
+    engine.dispose()
+    out.sort(key=lambda r: (r["run_id"], r["batch"] if r["batch"] >= 0 else 1 << 30, r["id"] is not None, r["id"] or 0))
+    return [r for r in out if all(r.get(k) == v for k, v in where.items())]
+
+
 def update_source(dbs: Databases, table: sa.Table, ids: list[int], **values: Any) -> None:
     """Set ``values`` on the source rows ``ids``."""
     engine = dbs.source()

@@ -32,6 +32,7 @@ from sync_pipelines.config import load_configs
 from sync_pipelines.orchestration import build_definitions, execute_sync, report_for_run
 from sync_pipelines.orchestration.ledger_sensors import DEAD_RUNS_SENSOR_NAME
 from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import recorded
 from sync_pipelines_tests.support.databases import Databases
 from sync_pipelines_tests.support.faults import (
     assert_no_duplicates,
@@ -39,7 +40,6 @@ from sync_pipelines_tests.support.faults import (
     seed_source,
     source_rows,
     sync_config,
-    target_query,
     target_rows,
 )
 from sync_pipelines_tests.support.live import CONTROL_ENV, LiveDagster, write_control
@@ -169,5 +169,5 @@ def test_a_killed_run_worker_of_a_daemon_launched_run_is_closed_and_retried(
         live.stop()
     assert target_rows(sqlite_dbs) == source_rows(sqlite_dbs)
     assert_no_duplicates(sqlite_dbs)
-    created = target_query(sqlite_dbs, "SELECT record_key FROM _sync_records WHERE action = 'created'")
-    assert sorted(json.loads(key)["id"] for (key,) in created) == list(range(1, ROWS + 1))
+    created = recorded(sqlite_dbs, action="created")
+    assert sorted(json.loads(r["record_key"])["id"] for r in created) == list(range(1, ROWS + 1))

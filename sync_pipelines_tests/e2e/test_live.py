@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.factories import make_source
+from sync_pipelines_tests.factories import make_source, recorded
 from sync_pipelines_tests.support.live import (
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -88,6 +88,15 @@ def target_ids(live: LiveDagster, sync: str) -> list[int]:
         engine.dispose()
 
 
+def outcomes(live: LiveDagster, sync: str, **where: Any) -> list[dict[str, Any]]:
+    """The record outcomes in ``sync``'s target database (see ``factories.recorded``)."""
+    engine = target(live, sync)
+    try:
+        return recorded(engine.url.render_as_string(hide_password=False), **where)
+    finally:
+        engine.dispose()
+
+
 def query(live: LiveDagster, sync: str, sql: str) -> list[tuple[Any, ...]]:
     engine = target(live, sync)
     try:
@@ -136,12 +145,8 @@ def test_a_three_partition_backfill_runs_one_window_per_partition(live: LiveDags
     assert sorted(by_partition) == partitions
     # Each run created exactly the ten people of its day; day four was not read.
     for day, partition in enumerate(partitions):
-        rows = query(
-            live,
-            "live_parts",
-            f"SELECT record_key FROM _sync_records WHERE run_id = '{by_partition[partition]}' AND action = 'created'",
-        )
-        assert sorted(json.loads(key)["id"] for (key,) in rows) == list(range(day * 10 + 1, day * 10 + 11))
+        rows = outcomes(live, "live_parts", run_id=by_partition[partition], action="created")
+        assert sorted(json.loads(r["record_key"])["id"] for r in rows) == list(range(day * 10 + 1, day * 10 + 11))
     assert target_ids(live, "live_parts") == list(range(1, 31))
     # Partition runs leave the incremental watermark alone.
     [(watermark,)] = query(live, "live_parts", "SELECT watermark FROM _sync_state")
@@ -177,9 +182,9 @@ def test_terminating_a_run_keeps_whole_batches_and_the_next_run_resumes(live: Li
     assert resumed.status == "SUCCESS"
     assert target_ids(live, "live_slow") == list(range(1, ROWS + 1))
     # Every person was created once, by one of the two runs: nothing committed twice, nothing skipped.
-    created = query(live, "live_slow", "SELECT record_key, run_id FROM _sync_records WHERE action = 'created'")
-    assert sorted(json.loads(key)["id"] for key, _ in created) == list(range(1, ROWS + 1))
-    assert {r for _, r in created} == {run_id, resumed.run_id}
+    created = outcomes(live, "live_slow", action="created")
+    assert sorted(json.loads(r["record_key"])["id"] for r in created) == list(range(1, ROWS + 1))
+    assert {r["run_id"] for r in created} == {run_id, resumed.run_id}
 
 
 def test_a_second_run_of_a_sync_waits_while_another_sync_runs(live: LiveDagster) -> None:
@@ -242,8 +247,8 @@ def test_the_source_sensor_starts_a_run_when_the_source_moves(live: LiveDagster)
     assert second.status == "SUCCESS"
     assert json.loads(second.tags["sync/high_water_mark"]) == {"$datetime": "2024-01-05T08:00:00"}
     assert target_ids(live, "live_watch") == list(range(1, ROWS + 2))
-    created = query(live, "live_watch", f"SELECT record_key FROM _sync_records WHERE run_id = '{second.run_id}'")
-    assert [json.loads(key)["id"] for (key,) in created] == [41]  # incremental: only the new row
+    created = outcomes(live, "live_watch", run_id=second.run_id)
+    assert [json.loads(r["record_key"])["id"] for r in created] == [41]  # incremental: only the new row
 
 
 @pytest.mark.browser

@@ -195,7 +195,7 @@ def test_secret_never_leaks_after_successful_partial_and_failed_runs(account: Da
     assert_clean([csv_path.read_text(encoding="utf-8"), *cells])
     engine = sa.create_engine(resolved(account.target_url))
     with engine.connect() as conn:
-        for table in ("_sync_runs", "_sync_records", "_sync_state"):
+        for table in ("_sync_runs", "_sync_records", "_sync_record_sets", "_sync_state"):
             assert_clean([repr(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}"))])
     engine.dispose()
 

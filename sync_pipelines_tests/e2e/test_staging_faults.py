@@ -111,7 +111,8 @@ def test_file_size_limit_of_the_kernel_fails_staging(tmp_path: Path) -> None:
 
 
 def _record_ids(dbs: Databases, run_id: str) -> list[int]:
-    return [r[0] for r in fs.target_query(dbs, f"SELECT id FROM _sync_records WHERE run_id = '{run_id}'")]
+    """Ids of the run's record sets (its created records), in the order written."""
+    return [r[0] for r in fs.target_query(dbs, f"SELECT id FROM _sync_record_sets WHERE run_id = '{run_id}'")]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from sync_pipelines_tests.factories import (
     make_source,
     order,
     orders_config,
+    recorded,
     target_rows,
 )
 from sync_pipelines_tests.support.databases import Databases, make_databases
@@ -51,11 +53,8 @@ def rows_of(dbs: Databases, table: str) -> dict[int, tuple[Any, ...]]:
 
 
 def duplicated_outcomes(dbs: Databases, run_id: str) -> list[Any]:
-    return bookkeeping(
-        dbs,
-        "SELECT record_key, action, count(*) FROM _sync_records "
-        f"WHERE run_id = '{run_id}' GROUP BY record_key, action HAVING count(*) > 1",
-    )
+    seen = Counter((r["record_key"], r["action"]) for r in recorded(dbs, run_id=run_id))
+    return [(key, action, n) for (key, action), n in seen.items() if n > 1]
 
 
 @pytest.mark.slow
@@ -117,16 +116,15 @@ def test_a_failed_chunk_then_reexecution_gives_exactly_the_source(dbs: Databases
     by_index = {b.index: b for b in manifest.batches}
     # Every committed batch is whole, nothing else is there.
     assert len(target_rows(dbs)) == sum(by_index[i].rows for i in committed)
-    assert bookkeeping(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'crashing'") == [
-        (sum(by_index[i].rows for i in committed),)
-    ]
+    assert len(recorded(dbs, run_id="crashing")) == sum(by_index[i].rows for i in committed)
 
     shutil.move(kept, broken)
     result = load(cfg, manifest, options)  # re-execution: same run id, same staged batches
     assert result.status is RunStatus.COMPLETED
     assert (result.counts.processed, result.counts.created, result.counts.failed) == (50, 50, 0)
     assert sorted(target_rows(dbs)) == list(range(1, 51))
-    assert bookkeeping(dbs, "SELECT count(*), count(DISTINCT record_key) FROM _sync_records") == [(50, 50)]
+    keys = [r["record_key"] for r in recorded(dbs)]
+    assert (len(keys), len(set(keys))) == (50, 50)
     assert duplicated_outcomes(dbs, "crashing") == []
 
     # The next run starts from the finished state: nothing changes, nothing is deleted.
@@ -178,8 +176,8 @@ def test_duplicate_and_null_keys_are_found_as_in_a_serial_run(dbs: Databases) ->
     )
     assert parallel.counts.as_dict() == serial.counts.as_dict()
     assert (parallel.counts.created, parallel.counts.failed) == (30, 6)
-    errors = bookkeeping(dbs, "SELECT error FROM _sync_records WHERE run_id = 'p' AND action = 'failed'")
-    assert sorted(e for (e,) in errors) == ["duplicate key within the run"] * 5 + ["key id is null"]
+    errors = [r["error"] for r in recorded(dbs, run_id="p", action="failed")]
+    assert sorted(errors) == ["duplicate key within the run"] * 5 + ["key id is null"]
 
 
 @pytest.mark.slow
@@ -323,7 +321,7 @@ def test_a_batch_the_database_refuses_rolls_back_whole_and_resumes(backend: str,
         assert 38 not in target_rows(dbs)
         # Nothing of the refused batch stayed behind: rows, outcomes and seen keys went with the transaction.
         assert not {33, 34, 35, 36, 37, 38, 39} & set(target_rows(dbs))
-        assert bookkeeping(dbs, f"SELECT count(*) FROM _sync_records WHERE batch = {refused.index}") == [(0,)]
+        assert recorded(dbs, batch=refused.index) == []
 
         alter = "ALTER COLUMN customer TYPE VARCHAR(50)" if backend == "postgresql" else "MODIFY customer VARCHAR(50)"
         with engine.begin() as conn:
@@ -334,7 +332,7 @@ def test_a_batch_the_database_refuses_rolls_back_whole_and_resumes(backend: str,
         assert sorted(target_rows(dbs)) == list(range(1, 51))
         assert target_rows(dbs)[38]["customer"] == "far too long"
         assert duplicated_outcomes(dbs, "refused") == []
-        assert bookkeeping(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'refused'") == [(50,)]
+        assert len(recorded(dbs, run_id="refused")) == 50
 
 
 @pytest.mark.slow
@@ -377,7 +375,8 @@ def test_dagster_reexecution_from_the_failed_load_resumes_the_chunks(tmp_path: P
     assert started[0] == step_key("people", Stage.LOAD)
     assert (meta["status"], meta["processed"], meta["created"]) == ("completed", 40, 40)
     assert sync.rows() == 40
-    assert _sqlite_rows(sync.target, "SELECT count(*), count(DISTINCT record_key) FROM _sync_records") == [(40, 40)]
+    keys = [r["record_key"] for r in recorded(f"sqlite:///{sync.target}")]
+    assert (len(keys), len(set(keys))) == (40, 40)
 
 
 def _sqlite_rows(path: Path, sql: str) -> list[Any]:

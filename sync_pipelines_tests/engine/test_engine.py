@@ -22,6 +22,7 @@ from sync_pipelines_tests.factories import (
     make_source,
     order,
     orders_config,
+    recorded,
     run,
     target_rows,
     update_source,
@@ -70,10 +71,10 @@ def test_created_updated_unchanged_failed(dbs: Databases) -> None:
     assert (full.counts.processed, full.counts.unchanged, full.counts.failed) == (32, 31, 1)
     assert full.watermark_after == third.watermark_after
 
-    records = bookkeeping(dbs, "SELECT run_id, action, record_key, changes FROM _sync_records ORDER BY id")
-    assert {r[1] for r in records if r[0] == "run-1"} == {"created", "failed"}
-    updated = [r for r in records if r[0] == "run-3"]
-    assert len(updated) == 2 and json.loads(updated[0][3])["status"] == ["open", "paid"]
+    assert {r["action"] for r in recorded(dbs, run_id="run-1")} == {"created", "failed"}
+    assert len(recorded(dbs, run_id="run-1", action="created")) == 31
+    updated = recorded(dbs, run_id="run-3")
+    assert len(updated) == 2 and json.loads(updated[0]["changes"])["status"] == ["open", "paid"]
 
 
 def test_too_many_failures_is_failed(sqlite_dbs: Databases) -> None:
@@ -118,8 +119,8 @@ def test_delete_missing_and_its_guard(dbs: Databases) -> None:
     assert result.status is RunStatus.COMPLETED
     assert (result.counts.deleted, result.counts.unchanged) == (3, 17)
     assert sorted(target_rows(dbs)) == list(range(4, 21))
-    deleted = bookkeeping(dbs, "SELECT record_key FROM _sync_records WHERE action = 'deleted' ORDER BY record_key")
-    assert [json.loads(r[0])["order_id"] for r in deleted] == [1, 2, 3]
+    deleted = recorded(dbs, action="deleted")
+    assert sorted(json.loads(r["record_key"])["order_id"] for r in deleted) == [1, 2, 3]
 
     # Deleting 6 of 17 (35%) is over the 25% guard: the run fails and deletes nothing.
     engine = dbs.source()
@@ -148,7 +149,7 @@ def test_dry_run_writes_nothing(dbs: Databases) -> None:
     assert dry.samples[0].changes["status"] == ["open", "void"]
     assert dry.watermark_after == dry.watermark_before
     assert bookkeeping(dbs, "SELECT watermark, version FROM _sync_state") == state_before
-    assert bookkeeping(dbs, "SELECT count(*) FROM _sync_records WHERE run_id = 'dry-1'")[0][0] == 0
+    assert recorded(dbs, run_id="dry-1") == []
     assert target_rows(dbs)[2]["status"] == "open"
 
 

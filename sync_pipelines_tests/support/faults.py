@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from sync_pipelines.connectors.values import decode
+from sync_pipelines_tests.factories import recorded
 from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2024, 5, 1, 9, 0, 0)
@@ -178,19 +179,15 @@ def assert_watermark_committed(dbs: Databases, name: str = "items_sync") -> None
 
 
 def assert_bookkeeping_agrees(dbs: Databases, name: str = "items_sync") -> None:
-    """``_sync_records`` names exactly the keys of the target, and the state names a run that recorded."""
+    """The run history (``_sync_records`` and its record sets) names exactly the keys of the target, and the
+    state names a run that recorded."""
     target_keys = set(target_rows(dbs))
-    recorded = {
-        json.loads(r[0])["id"]
-        for r in target_query(
-            dbs, f"SELECT record_key FROM _sync_records WHERE sync = '{name}' AND action IN ('created', 'updated')"
-        )
-    }
-    assert recorded == target_keys, f"records vs target differ: {sorted(recorded ^ target_keys)[:10]}"
+    outcomes = [r for r in recorded(dbs, sync=name) if r["action"] in ("created", "updated")]
+    keys = {json.loads(r["record_key"])["id"] for r in outcomes}
+    assert keys == target_keys, f"records vs target differ: {sorted(keys ^ target_keys)[:10]}"
     state = target_query(dbs, f"SELECT last_run_id, version FROM _sync_state WHERE sync = '{name}'")
     if state and state[0][0] is not None:
-        runs = target_query(dbs, f"SELECT COUNT(*) FROM _sync_records WHERE run_id = '{state[0][0]}'")
-        assert runs[0][0] > 0 or state[0][1] > 0
+        assert recorded(dbs, run_id=state[0][0]) or state[0][1] > 0
 
 
 def child_env(**extra: str) -> dict[str, str]:
