@@ -228,25 +228,30 @@ class ConflictStore:
             found.update({int(key_hash): int(conflict_id) for key_hash, conflict_id in conn.execute(query)})
         return found
 
-    def close_settled(self, conn: Connection, run_id: str, key_hashes: Sequence[int]) -> int:
-        """Close open conflicts of records whose two sides came to agree; returns how many were closed."""
+    def open_record_keys(self, conn: Connection) -> dict[str, int]:
+        """The record keys (their JSON text) of the sync's open conflicts, with each conflict's id."""
         table = self.conflicts
-        if not key_hashes or not self.any_open(conn):
+        query = sa.select(table.c.record_key, table.c.id).where(
+            table.c.sync == self.sync, table.c.status == ConflictStatus.OPEN.value
+        )
+        return {str(record_key): int(conflict_id) for record_key, conflict_id in conn.execute(query)}
+
+    def close(self, conn: Connection, run_id: str, ids: Sequence[int]) -> int:
+        """Close open conflicts ``ids`` whose records' two sides came to agree; returns how many were closed."""
+        if not ids:
             return 0
-        open_ids = self._open_ids(conn, key_hashes)
-        if not open_ids:
-            return 0
+        table, now = self.conflicts, utcnow()
         conn.execute(
             sa.update(table)
-            .where(table.c.id.in_(list(open_ids.values())))
+            .where(table.c.id.in_(list(ids)), table.c.status == ConflictStatus.OPEN.value)
             .values(
                 status=ConflictStatus.RESOLVED.value,
                 resolved_by=f"run {run_id} (source and target agree)",
-                resolved_at=utcnow(),
-                updated_at=utcnow(),
+                resolved_at=now,
+                updated_at=now,
             )
         )
-        return len(open_ids)
+        return len(ids)
 
     def find(
         self, conn: Connection, *, status: ConflictStatus | None = None, ids: Sequence[int] | None = None

@@ -8,15 +8,18 @@ agreed on, as hashes) and its conflicts (records both sides changed, until a per
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors import render
 from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.baselines import BaselineStore, agreed_baselines
 from sync_pipelines.connectors.conflict_store import Conflict, ConflictStore, ConflictSummary, NewConflict, utcnow
@@ -25,7 +28,7 @@ from sync_pipelines.connectors.fingerprint import key_hash
 from sync_pipelines.connectors.rowhash import column_of
 from sync_pipelines.connectors.sql import norm_key, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
-from sync_pipelines.connectors.values import arrow_type
+from sync_pipelines.connectors.values import arrow_type, dumps
 from sync_pipelines.engine.classify import Rules
 from sync_pipelines.errors import ConflictResolutionError
 from sync_pipelines.kinds import target_writer
@@ -109,11 +112,22 @@ class Reconciler:
         self.close_settled(conn, run_id, rows.select(self.key_names))
 
     def close_settled(self, conn: Connection, run_id: str, keys: pa.Table) -> int:
-        """Close the open conflicts of records whose two sides came to agree (``keys``)."""
+        """Close the open conflicts of records whose two sides came to agree (``keys``).
+
+        Records are matched by their key's JSON text (rendered for the whole batch at once), so a batch costs
+        one query when the sync has no open conflict and one more when it has some.
+        """
         if not keys.num_rows or not self.conflicts.any_open(conn):
             return 0
-        values = list(zip(*[keys.column(k).to_pylist() for k in self.key_names], strict=True))
-        return self.conflicts.close_settled(conn, run_id, [self.key_hash(norm_key(v)) for v in values])
+        wanted: dict[str, int] = {}
+        for text, conflict_id in self.conflicts.open_record_keys(conn).items():
+            stored = json.loads(text)
+            if all(k in stored for k in self.key_names):
+                wanted[dumps({k: stored[k] for k in self.key_names})] = conflict_id
+        columns = [column_of(keys.column(k), t) for k, t in zip(self.key_names, self.key_types, strict=True)]
+        rendered = render.record_keys(self.key_names, columns, keys.num_rows)
+        hits = rendered.filter(pc.is_in(rendered, value_set=pa.array(list(wanted), pa.string())))
+        return self.conflicts.close(conn, run_id, sorted({wanted[t] for t in hits.to_pylist()}))
 
     def record_conflicts(self, conn: Connection, run_id: str, conflicts: Sequence[NewConflict]) -> None:
         self.conflicts.record_conflicts(conn, run_id, conflicts)

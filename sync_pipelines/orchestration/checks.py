@@ -45,11 +45,19 @@ CONFLICTS_SCHEMA = TableSchema(
         TableColumn("field", "string", description="A field changed on both sides (one row per field)."),
         TableColumn("source", "string", description="The field's value in the source now."),
         TableColumn("target", "string", description="The field's value in the target now."),
-        TableColumn("baseline", "string", description="The value both sides had at the last sync."),
+        TableColumn(
+            "baseline",
+            "string",
+            description="The value both sides had at the last sync, where one side still has it.",
+        ),
         TableColumn("detected_at", "string", description="When a run first found the conflict (UTC)."),
         TableColumn("run_id", "string", description="The run that last found it."),
     ]
 )
+
+
+_BOTH_CHANGED = "(changed on both sides)"
+"""The baseline cell of a field both sides changed: baselines keep a digest of each field, not its value."""
 
 
 def has_conflict_check(cfg: SyncConfig) -> bool:
@@ -87,7 +95,8 @@ def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, An
                 "id": c.id,
                 "key": redact(", ".join(f"{k}={_show(v)}" for k, v in c.record_key.items())),
                 "field": name,
-                **{side: unbroken(redact(_show(d[side]))) for side in ("source", "target", "baseline")},
+                **{side: unbroken(redact(_show(d[side]))) for side in ("source", "target")},
+                "baseline": unbroken(redact(_show(d["baseline"]))) if d["baseline_known"] else _BOTH_CHANGED,
                 "detected_at": c.detected_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "run_id": c.run_id,
             }

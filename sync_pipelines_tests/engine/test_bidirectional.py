@@ -126,7 +126,9 @@ def test_a_change_on_both_sides_is_a_conflict(synced: tuple[Databases, sa.Table]
     assert manual.counts.conflicted == 1
     assert (source_rows(dbs)[4]["customer"], target_rows(dbs)[4]["customer"]) == ("source side", "target side")
     [conflict] = list_conflicts(two_way(dbs))
-    assert conflict.differences() == {"customer": {"source": "source side", "target": "target side", "baseline": "c4"}}
+    assert conflict.differences() == {
+        "customer": {"source": "source side", "target": "target side", "baseline": None, "baseline_known": False}
+    }
 
     target_wins = run(two_way(dbs, on_conflict="target_wins"), "run-3")
 

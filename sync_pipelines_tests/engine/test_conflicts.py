@@ -81,9 +81,8 @@ def test_normalised_values_do_not_depend_on_the_driver_representation(
 @pytest.mark.slow
 def test_every_written_record_has_a_baseline(synced: tuple[Databases, sa.Table]) -> None:
     dbs, _ = synced
-    rows = bookkeeping(dbs, "SELECT sync, run_id FROM _sync_baselines")
-    assert len(rows) == 10
-    assert {tuple(r) for r in rows} == {("orders_sync", "run-1")}
+    rows = bookkeeping(dbs, "SELECT count(*), min(version), max(version) FROM _sync_base_orders_sync")
+    assert [tuple(r) for r in rows] == [(10, 3, 3)]
 
 
 @pytest.mark.slow
@@ -129,11 +128,15 @@ def test_manual_policy_records_a_conflict_and_keeps_the_target(synced: tuple[Dat
     assert conflict.status is ConflictStatus.OPEN
     assert conflict.run_id == "run-2"
     assert conflict.changed_fields == ["customer", "status"]
+    # Both sides changed the customer: its value at the last sync is not kept, only that each side changed it.
     assert conflict.differences()["customer"] == {
         "source": "changed at source",
         "target": "edited by hand",
-        "baseline": "c3",
+        "baseline": None,
+        "baseline_known": False,
     }
+    # Only the source changed the status: the target still holds the value of the last sync.
+    assert conflict.differences()["status"]["baseline"] == "open"
     assert conflict.source_values["price"] == "0.75"
     assert conflict.target_values["price"] == "0.75"
 
@@ -296,7 +299,7 @@ def test_deleted_records_lose_their_baseline(synced: tuple[Databases, sa.Table])
     result = run(cfg, "run-2", full_sync=True)
 
     assert result.counts.deleted == 1
-    assert len(bookkeeping(dbs, "SELECT key_hash FROM _sync_baselines")) == 9
+    assert bookkeeping(dbs, "SELECT count(*) FROM _sync_base_orders_sync") == [(9,)]
 
 
 @pytest.mark.slow

@@ -141,7 +141,7 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
         "field": "name",
         "source": '"renamed at source"',
         "target": '"fixed by hand"',
-        "baseline": '"p2"',
+        "baseline": "(changed on both sides)",
     }
     assert latest_check_status() is AssetCheckExecutionRecordStatus.FAILED
     assert sync.target_name(2) == "fixed by hand"
@@ -373,7 +373,8 @@ def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) 
         assert as_json["differences"]["name"] == {
             "source": "renamed at source",
             "target": "fixed by hand",
-            "baseline": "p3",
+            "baseline": None,
+            "baseline_known": False,
         }
         listed_json = json.loads(
             invoke("conflicts", "list", "people", "--all", "--json", config_dir=sync.folder).output

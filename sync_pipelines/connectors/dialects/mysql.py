@@ -198,11 +198,14 @@ def _load_data(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
             cur.execute(statement, (path,))
             loaded, warnings = cur.rowcount, cur.warning_count
             if warnings or loaded != rows.num_rows:
-                cur.execute("SHOW WARNINGS LIMIT 1")
-                first = cur.fetchone()
-                code, message = (int(first[1]), str(first[2])) if first else (1062, "rows were skipped")
-                error_class = pymysql.err.IntegrityError if code in _UNIQUE_ERRNOS else pymysql.err.DataError
-                raise error_class(code, f"LOAD DATA into {table.fullname}: {message} ({warnings} warning(s))")
+                # Notes (a decimal rounded to the column's scale) are what a plain INSERT accepts too.
+                cur.execute("SHOW WARNINGS")
+                serious = [w for w in cur.fetchall() if str(w[0]).lower() != "note"]
+                if serious or loaded != rows.num_rows:
+                    first = serious[0] if serious else None
+                    code, message = (int(first[1]), str(first[2])) if first else (1062, "rows were skipped")
+                    error_class = pymysql.err.IntegrityError if code in _UNIQUE_ERRNOS else pymysql.err.DataError
+                    raise error_class(code, f"LOAD DATA into {table.fullname}: {message} ({warnings} warning(s))")
     finally:
         os.unlink(path)
 
