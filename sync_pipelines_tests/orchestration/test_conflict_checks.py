@@ -322,7 +322,7 @@ def test_conflicts_commands_list_show_and_resolve(backend: str, tmp_path: Path) 
 
         shown = invoke("conflicts", "show", "people", "1", config_dir=sync.folder)
         assert shown.exit_code == 0
-        assert 'name    "renamed at source"  "fixed by hand"  "p3"' in shown.output
+        assert 'name    "renamed at source"  "fixed by hand"  (changed on both sides)' in shown.output
         assert "active  true                 false            true" in shown.output
 
         resolved = invoke(
