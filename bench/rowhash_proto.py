@@ -1,8 +1,8 @@
 """A numpy prototype of the v3 row hash, to time hashing beside the write floor of bookkeeping format v3.
 
 Each column is hashed to 64 bits per row, vectorised: fixed-width columns (integers, timestamps,
-decimal128) through a splitmix64 mix of their values; strings through a positional multiply-add of
-their bytes read straight from Arrow's offsets and data buffers, mixed with their length. NULLs hash
+decimal128) through a splitmix64 mix of their values; strings by folding their length and their
+8-byte words, read straight from Arrow's offsets and data buffers, through splitmix64. NULLs hash
 to a tag of their own. The row hash folds the column hashes in column order; the per-field hashes
 keep 2 bytes of each non-key column. Only the cost matters here: the values are not a stable format
 (the engine's own row hash is ``sync_pipelines.engine.rowhash``).
@@ -17,8 +17,7 @@ _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _NULL_TAG = np.uint64(0x6A09E667F3BCC909)
 _MUL1, _MUL2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-# One odd 64-bit multiplier per byte position of a string (grown on demand).
-_positions = np.zeros(0, dtype=np.uint64)
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -30,13 +29,6 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     z *= _MUL2
     z ^= z >> _S31
     return z
-
-
-def _position_multipliers(length: int) -> np.ndarray:
-    global _positions
-    if len(_positions) < length:
-        _positions = splitmix64(np.arange(max(length, 64), dtype=np.uint64)) | np.uint64(1)
-    return _positions
 
 
 def _fixed(array: pa.Array, width: int) -> np.ndarray:
@@ -51,24 +43,32 @@ def _fixed(array: pa.Array, width: int) -> np.ndarray:
 
 
 def _strings(array: pa.Array) -> np.ndarray:
-    """Per row: ``splitmix64(sum over bytes of (byte + 1) * multiplier[position] + length)``."""
+    """Per row: the length, then each 8-byte word of the string (zero-padded), folded by splitmix64.
+
+    Word ``k`` of every row is gathered at once from the data buffer through the offsets, so the loop
+    runs once per 8 bytes of the longest string, not once per row.
+    """
     offsets_buf, data_buf = array.buffers()[1], array.buffers()[2]
     assert offsets_buf is not None
     large = pa.types.is_large_string(array.type)
     offsets = np.frombuffer(offsets_buf, dtype=np.int64 if large else np.int32, count=array.offset + len(array) + 1)
     offsets = offsets[array.offset :].astype(np.int64)
     starts, lengths = offsets[:-1], np.diff(offsets)
-    total = int(lengths.sum())
-    sums = np.zeros(len(array), dtype=np.uint64)
-    if total:
-        assert data_buf is not None
-        data = np.frombuffer(data_buf, dtype=np.uint8, count=int(offsets[-1]))[int(offsets[0]) :]
-        # The position of every byte inside its string, from the offsets alone.
-        position = np.arange(total, dtype=np.int64) - np.repeat(starts - starts[0], lengths)
-        terms = (data.astype(np.uint64) + np.uint64(1)) * _position_multipliers(int(lengths.max()))[position]
-        filled = lengths > 0
-        sums[filled] = np.add.reduceat(terms, (starts - starts[0])[filled])
-    return splitmix64(sums + lengths.astype(np.uint64))
+    hashed = splitmix64(lengths.astype(np.uint64))
+    longest = int(lengths.max()) if len(lengths) else 0
+    if longest == 0:
+        return hashed
+    assert data_buf is not None
+    end = int(offsets[-1])
+    padded = np.zeros(end + 8, dtype=np.uint8)
+    padded[:end] = np.frombuffer(data_buf, dtype=np.uint8, count=end)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 8)
+    for k in range(0, longest, 8):
+        word = np.ascontiguousarray(windows[np.minimum(starts + k, end)]).view(np.uint64).ravel()
+        remaining = np.clip(lengths - k, 0, 8).astype(np.uint64)
+        keep = np.where(remaining >= 8, _ALL, (np.uint64(1) << (remaining * np.uint64(8))) - np.uint64(1))
+        hashed = splitmix64(hashed ^ (word & keep))
+    return hashed
 
 
 def column_hashes(array: pa.Array) -> np.ndarray:
