@@ -8,7 +8,15 @@
         --runs 1 --no-dlt                               # peak RSS of case 1 at 1M rows
     .venv/bin/python bench/bench_sync.py --sizes 100000 --sources postgresql --targets mariadb,sqlite --runs 1
 
+    .venv/bin/python bench/bench_sync.py --sizes 100000,1000000 --sources postgresql --cases '' \
+        --floors copy,copy_bookkeeping,copy_bookkeeping_v2 --no-dlt   # the write floors only
+
+Anchors (--floors): copy (binary COPY of the rows), copy_upsert (COPY into a temp table + one upsert),
+copy_bookkeeping (the write floor of bookkeeping format v3, bench/floor_v3.py; its runs also time
+read_source, the source into Arrow, and hash_<rows>, hashing every row) and copy_bookkeeping_v2
+(the previous format's floor, only when asked for).
 Cases, each through the engine and through the Dagster job (in-process executor):
+  0 incremental, nothing changed since the last run (timed after case 3, or after a full load)
   1 full sync into an empty target        2 full sync, all rows unchanged
   3 incremental after 1% updated + 0.1% inserted    4 dry run of case 3
   5 full sync with delete_missing after 1% of the source was deleted
@@ -163,8 +171,14 @@ class Timer:
             if before:
                 before()
             runs.append(child({**self.base, **spec}))
+        self._store(label, runs)
+        # Figures a run times beside its own (the v3 floor's source read and hashing), each under its name.
+        for name in runs[0].get("figures", {}):
+            self._store(name, [{**r, "wall_s": r["figures"][name]} for r in runs])
+
+    def _store(self, label: str, runs: list[dict[str, Any]]) -> None:
         fig = self.out[label] = median_of(runs)
-        print(f"  {self.prefix} {label:<22} {fig['wall_s']:8.3f} s  {fig['peak_rss_mb']:7.0f} MB", flush=True)
+        print(f"  {self.prefix} {label:<28} {fig['wall_s']:8.3f} s  {fig['peak_rss_mb']:7.0f} MB", flush=True)
 
 
 def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -192,10 +206,16 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
         with psycopg.connect(pg_dsn(BENCH_DB), autocommit=True) as conn:
             conn.execute(f"CREATE TABLE {DST_SCHEMA}.orders (LIKE {SRC_SCHEMA}.orders INCLUDING ALL)")
 
-    timed("copy", {"kind": "copy"}, before=prepare_copy)
-    timed("copy_upsert", {"kind": "copy_upsert"}, before=None)  # into the target the last COPY filled
-    timed("copy_bookkeeping", {"kind": "copy_bookkeeping"}, before=prepare_copy)
-    cases = {int(c) for c in args.cases.split(",")}
+    floors = args.floors.split(",") if args.floors else []
+    if "copy" in floors or "copy_upsert" in floors:
+        timed("copy", {"kind": "copy"}, before=prepare_copy)
+    if "copy_upsert" in floors:
+        timed("copy_upsert", {"kind": "copy_upsert"}, before=None)  # into the target the last COPY filled
+    if "copy_bookkeeping" in floors:
+        timed("copy_bookkeeping", {"kind": "copy_bookkeeping", "batch_size": args.batch_size}, before=prepare_copy)
+    if "copy_bookkeeping_v2" in floors:
+        timed("copy_bookkeeping_v2", {"kind": "copy_bookkeeping_v2"}, before=prepare_copy)
+    cases = {int(c) for c in args.cases.split(",") if c.strip()}
     for runner in args.runners.split(","):
         run = {"kind": runner, "config": incremental, "full_sync": True, "dry_run": False}
 
@@ -204,13 +224,17 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
 
         if 1 in cases:
             timed(f"{runner}_1_full_empty", run, before=reset_target)
-        elif runner == args.runners.split(",")[0]:
+        elif cases and runner == args.runners.split(",")[0]:
             reset_target()
             fill()  # the later cases start from a synced target
         if 2 in cases:
             timed(f"{runner}_2_full_unchanged", run)
         if 3 in cases:
             timed(f"{runner}_3_incremental", {**run, "full_sync": False}, before=changes.update_and_insert)
+        if 0 in cases:
+            if 3 not in cases:  # an incremental run brings the watermark to the source's last change
+                child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
+            timed(f"{runner}_0_incremental_unchanged", {**run, "full_sync": False})
 
         def change_for_dry_run() -> None:
             child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
@@ -328,11 +352,24 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
 
     e1, e2, e3, e4 = (wall(f"engine_{c}") for c in ("1_full_empty", "2_full_unchanged", "3_incremental", "4_dry_run"))
     copy, dlt, d3 = wall("copy"), wall("dlt_merge_full"), wall("dagster_3_incremental")
+    e0, d0 = wall("engine_0_incremental_unchanged"), wall("dagster_0_incremental_unchanged")
     if e1 and copy:
         r["case1_vs_copy_rows_per_s"] = copy / e1
-    floor = wall("copy_bookkeeping")
+    floor, floor_v2 = wall("copy_bookkeeping"), wall("copy_bookkeeping_v2")
+    if copy and floor:
+        r["copy_bookkeeping_over_copy"] = floor / copy
+    if copy and floor_v2:
+        r["copy_bookkeeping_v2_over_copy"] = floor_v2 / copy
+    if floor and floor_v2:
+        r["copy_bookkeeping_v2_over_v3"] = floor_v2 / floor
     if e1 and floor:
         r["case1_vs_copy_bookkeeping_rows_per_s"] = floor / e1
+    if e0 is not None:
+        r["case0_engine_s"] = e0
+    if e0 is not None and d0 is not None:
+        r["dagster_minus_engine_case0_s"] = d0 - e0
+    if e0 is not None and e1 and e3:
+        r["case3_minus_case0_over_case1"] = (e3 - e0) / e1
     if e1 and dlt:
         r["case1_vs_dlt_speed"] = dlt / e1
     if e1 and e2:
@@ -374,7 +411,18 @@ def main() -> None:
         help="postgresql, mariadb and/or sqlite: MariaDB and SQLite targets time cases 1 and 2 beside their own "
         "bulk floor (LOAD DATA LOCAL INFILE; executemany in one transaction)",
     )
-    parser.add_argument("--cases", default="1,2,3,4,5", help="comma-separated cases to time (default: all five)")
+    parser.add_argument(
+        "--cases",
+        default="0,1,2,3,4,5",
+        help="comma-separated cases to time (default: all six); an empty string times the floors only",
+    )
+    parser.add_argument(
+        "--floors",
+        default="copy,copy_upsert,copy_bookkeeping",
+        help="comma-separated anchors to time before the cases: copy, copy_upsert, copy_bookkeeping (the v3 write "
+        "floor, with read_source and hash from the same runs) and copy_bookkeeping_v2 (the previous format's "
+        "floor, not timed by default); an empty string times none",
+    )
     parser.add_argument(
         "--runners", default="engine,dagster", help="engine and/or dagster (e.g. --runners engine for a memory check)"
     )
@@ -456,18 +504,24 @@ def write_report(prefix: str, results: list[dict[str, Any]], args: argparse.Name
     return path
 
 
+GOALS = {"copy_bookkeeping_over_copy": 2.0, "case0_engine_s": 1.0}
+"""Upper bounds that the printed table checks (at 1M rows they are the goals; smaller sizes are indications)."""
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'source':<10} {'target':<10} {'rows':>8} {'case':<24} {'median s':>9} {'rows/s':>10} {'peak MB':>8}")
+    print(f"\n{'source':<10} {'target':<10} {'rows':>8} {'case':<32} {'median s':>9} {'rows/s':>10} {'peak MB':>8}")
     for res in results:
         for label, fig in res.items():
             if isinstance(fig, dict) and "wall_s" in fig:
                 print(
-                    f"{res['source']:<10} {res.get('target', 'postgresql'):<10} {res['rows']:>8} {label:<24} "
+                    f"{res['source']:<10} {res.get('target', 'postgresql'):<10} {res['rows']:>8} {label:<32} "
                     f"{fig['wall_s']:9.3f} "
                     f"{res['rows'] / fig['wall_s']:10.0f} {fig['peak_rss_mb']:8.0f}"
                 )
         for name, value in res["ratios"].items():
-            print(f"{'':<10} {'':<10} {'':>8} ratio {name:<32} {value:8.3f}")
+            goal = GOALS.get(name)
+            verdict = f"  goal <= {goal}: {'met' if value <= goal else 'NOT met'}" if goal is not None else ""
+            print(f"{'':<10} {'':<10} {'':>8} ratio {name:<32} {value:8.3f}{verdict}")
     by_source: dict[str, dict[int, float]] = {}
     for res in results:
         if "engine_1_full_empty" in res and res.get("target", "postgresql") == "postgresql":

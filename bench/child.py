@@ -9,6 +9,8 @@ import time
 import uuid
 from typing import Any
 
+import floor_v3
+
 PG_TYPES = ["int8", "int8", "varchar", "int4", "numeric", "varchar", "varchar", "timestamp", "timestamp"]
 
 
@@ -41,16 +43,22 @@ def _dagster(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _read_source(spec: dict[str, Any]) -> Any:
     """Yield typed source rows from SQLite (PostgreSQL sources are copied block by block instead)."""
-    import datetime as dt
     import sqlite3
-    from decimal import Decimal
 
-    stamp = dt.datetime.fromisoformat
     with sqlite3.connect(spec["sqlite_path"]) as db:
         cur = db.execute("SELECT * FROM orders ORDER BY id")
         while chunk := cur.fetchmany(50_000):
             for r in chunk:
-                yield (*r[:4], Decimal(str(r[4])).quantize(Decimal("0.01")), r[5], r[6], stamp(r[7]), stamp(r[8]))
+                yield _typed(r)
+
+
+def _typed(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A SQLite ``orders`` row with PostgreSQL's types (Decimal prices, datetimes)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    stamp = dt.datetime.fromisoformat
+    return (*r[:4], Decimal(str(r[4])).quantize(Decimal("0.01")), r[5], r[6], stamp(r[7]), stamp(r[8]))
 
 
 def _copy(spec: dict[str, Any], *, upsert: bool) -> dict[str, Any]:
@@ -84,11 +92,11 @@ def _copy(spec: dict[str, Any], *, upsert: bool) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - started}
 
 
-def _copy_bookkeeping(spec: dict[str, Any]) -> dict[str, Any]:
-    """The write floor of a sync that keeps per-record guarantees: binary COPY of the rows, plus, set-based in
-    the server, one baseline (hashes and values, as the engine renders them) and one outcome row per record,
-    into the engine's own bookkeeping tables (created from their definitions, with their indexes). Nothing
-    is compared or read back."""
+def _copy_bookkeeping_v2(spec: dict[str, Any]) -> dict[str, Any]:
+    """The write floor of bookkeeping format v2: binary COPY of the rows, plus, set-based in the server, one
+    baseline (hashes and values, as the engine renders them) and one outcome row per record, into the
+    engine's own bookkeeping tables (created from their definitions, with their indexes). Nothing is
+    compared or read back."""
     import psycopg
     import sqlalchemy as sa
     from psycopg import sql
@@ -142,6 +150,80 @@ def _copy_bookkeeping(spec: dict[str, Any]) -> dict[str, Any]:
             )
         )
     return {"wall_s": time.perf_counter() - started}
+
+
+def _source_arrow(spec: dict[str, Any]) -> Any:
+    """The whole source as one Arrow table: ``COPY ... TO STDOUT (FORMAT csv)`` parsed by pyarrow.csv, as the
+    engine reads a PostgreSQL source (a SQLite source goes through a CSV file)."""
+    import io
+    import os
+    import tempfile
+
+    import psycopg
+    import pyarrow.csv as pa_csv
+
+    names = list(floor_v3.ARROW_TYPES)
+    read = pa_csv.ReadOptions(column_names=names, use_threads=False)
+    if spec["source"] == "postgresql":
+        query = f"COPY (SELECT * FROM {spec['source_schema']}.orders) TO STDOUT (FORMAT csv)"
+        with psycopg.connect(spec["source_dsn"]) as src, src.cursor() as cur:
+            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+            with cur.copy(query) as reader:
+                data = b"".join(bytes(block) for block in reader)
+        nulls = pa_csv.ConvertOptions(
+            column_types=floor_v3.ARROW_TYPES,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        )
+        return pa_csv.read_csv(io.BytesIO(data), read_options=read, convert_options=nulls)
+    fd, path = tempfile.mkstemp(suffix=".csv")
+    os.close(fd)
+    try:
+        _source_csv(spec, path)
+        nulls = pa_csv.ConvertOptions(column_types=floor_v3.ARROW_TYPES, null_values=["\\N"], strings_can_be_null=True)
+        return pa_csv.read_csv(path, read_options=read, convert_options=nulls)
+    finally:
+        os.unlink(path)
+
+
+def _copy_bookkeeping(spec: dict[str, Any]) -> dict[str, Any]:
+    """The write floor of bookkeeping format v3 (``floor_v3``), its target rows copied batch by batch by key
+    range: piped from the source's binary COPY (PostgreSQL) or written as typed rows (SQLite)."""
+    import contextlib
+    import sqlite3
+
+    import psycopg
+
+    table = f"{spec['target_schema']}.orders"
+    with contextlib.ExitStack() as stack:
+        if spec["source"] == "postgresql":
+            src = stack.enter_context(psycopg.connect(spec["source_dsn"], autocommit=True))
+
+            def write_target(cur: Any, low: int, high: int) -> None:
+                query = (
+                    f"COPY (SELECT * FROM {spec['source_schema']}.orders WHERE id BETWEEN {low} AND {high}) "
+                    "TO STDOUT (FORMAT BINARY)"
+                )
+                with (
+                    cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as sink,
+                    src.cursor() as inp,
+                    inp.copy(query) as reader,
+                ):
+                    for block in reader:
+                        sink.write(block)
+
+        else:
+            db = stack.enter_context(contextlib.closing(sqlite3.connect(spec["sqlite_path"])))
+
+            def write_target(cur: Any, low: int, high: int) -> None:
+                rows = db.execute("SELECT * FROM orders WHERE id BETWEEN ? AND ? ORDER BY id", (low, high))
+                with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as sink:
+                    sink.set_types(PG_TYPES)
+                    for r in rows:
+                        sink.write_row(_typed(r))
+
+        return floor_v3.copy_bookkeeping(spec, lambda: _source_arrow(spec), write_target)
 
 
 def _source_csv(spec: dict[str, Any], path: str) -> None:
@@ -267,6 +349,7 @@ def main() -> None:
         "copy": lambda s: _copy(s, upsert=False),
         "copy_upsert": lambda s: _copy(s, upsert=True),
         "copy_bookkeeping": _copy_bookkeeping,
+        "copy_bookkeeping_v2": _copy_bookkeeping_v2,
         "mariadb_load_data": _mariadb_load_data,
         "sqlite_executemany": _sqlite_executemany,
         "dlt": _dlt,
