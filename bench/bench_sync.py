@@ -9,12 +9,11 @@
     .venv/bin/python bench/bench_sync.py --sizes 100000 --sources postgresql --targets mariadb,sqlite --runs 1
 
     .venv/bin/python bench/bench_sync.py --sizes 100000,1000000 --sources postgresql --cases '' \
-        --floors copy,copy_bookkeeping,copy_bookkeeping_v2 --no-dlt   # the write floors only
+        --floors copy,copy_bookkeeping --no-dlt         # the write floors only
 
 Anchors (--floors): copy (binary COPY of the rows), copy_upsert (COPY into a temp table + one upsert),
 copy_bookkeeping (the write floor of bookkeeping format v3, bench/floor_v3.py; its runs also time
-read_source, the source into Arrow, and hash_<rows>, hashing every row) and copy_bookkeeping_v2
-(the previous format's floor, only when asked for).
+read_source, the source into Arrow, and hash_<rows>, hashing every row with the engine's row hash).
 Cases, each through the engine and through the Dagster job (in-process executor):
   0 incremental, nothing changed since the last run (timed after case 3, or after a full load)
   1 full sync into an empty target        2 full sync, all rows unchanged
@@ -213,8 +212,6 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
         timed("copy_upsert", {"kind": "copy_upsert"}, before=None)  # into the target the last COPY filled
     if "copy_bookkeeping" in floors:
         timed("copy_bookkeeping", {"kind": "copy_bookkeeping", "batch_size": args.batch_size}, before=prepare_copy)
-    if "copy_bookkeeping_v2" in floors:
-        timed("copy_bookkeeping_v2", {"kind": "copy_bookkeeping_v2"}, before=prepare_copy)
     cases = {int(c) for c in args.cases.split(",") if c.strip()}
     for runner in args.runners.split(","):
         run = {"kind": runner, "config": incremental, "full_sync": True, "dry_run": False}
@@ -355,13 +352,9 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
     e0, d0 = wall("engine_0_incremental_unchanged"), wall("dagster_0_incremental_unchanged")
     if e1 and copy:
         r["case1_vs_copy_rows_per_s"] = copy / e1
-    floor, floor_v2 = wall("copy_bookkeeping"), wall("copy_bookkeeping_v2")
+    floor = wall("copy_bookkeeping")
     if copy and floor:
         r["copy_bookkeeping_over_copy"] = floor / copy
-    if copy and floor_v2:
-        r["copy_bookkeeping_v2_over_copy"] = floor_v2 / copy
-    if floor and floor_v2:
-        r["copy_bookkeeping_v2_over_v3"] = floor_v2 / floor
     if e1 and floor:
         r["case1_vs_copy_bookkeeping_rows_per_s"] = floor / e1
     if e0 is not None:
@@ -419,9 +412,8 @@ def main() -> None:
     parser.add_argument(
         "--floors",
         default="copy,copy_upsert,copy_bookkeeping",
-        help="comma-separated anchors to time before the cases: copy, copy_upsert, copy_bookkeeping (the v3 write "
-        "floor, with read_source and hash from the same runs) and copy_bookkeeping_v2 (the previous format's "
-        "floor, not timed by default); an empty string times none",
+        help="comma-separated anchors to time before the cases: copy, copy_upsert and copy_bookkeeping (the v3 write "
+        "floor, with read_source and hash from the same runs); an empty string times none",
     )
     parser.add_argument(
         "--runners", default="engine,dagster", help="engine and/or dagster (e.g. --runners engine for a memory check)"

@@ -92,66 +92,6 @@ def _copy(spec: dict[str, Any], *, upsert: bool) -> dict[str, Any]:
     return {"wall_s": time.perf_counter() - started}
 
 
-def _copy_bookkeeping_v2(spec: dict[str, Any]) -> dict[str, Any]:
-    """The write floor of bookkeeping format v2: binary COPY of the rows, plus, set-based in the server, one
-    baseline (hashes and values, as the engine renders them) and one outcome row per record, into the
-    engine's own bookkeeping tables (created from their definitions, with their indexes). Nothing is
-    compared or read back."""
-    import psycopg
-    import sqlalchemy as sa
-    from psycopg import sql
-
-    from sync_pipelines.connectors import bookkeeping
-    from sync_pipelines.connectors.pg_bulk import BulkSpec, _hash64
-
-    types = {
-        "id": "integer",
-        "customer_id": "integer",
-        "sku": "string",
-        "qty": "integer",
-        "unit_price": "decimal(12,2)",
-        "status": "string",
-        "note": "string",
-        "created_at": "datetime",
-        "updated_at": "datetime",
-    }
-    schema = spec["target_schema"]
-    table = sa.Table("orders", sa.MetaData(), *[sa.Column(c) for c in types], schema=schema)
-    bulk = BulkSpec(table, "ceiling", list(types), ["id"], [c for c in types if c != "id"], types)
-    metadata = sa.MetaData(schema=schema)
-    baselines, records = bookkeeping.baselines_table(metadata), bookkeeping.records_table(metadata)
-    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(spec["target_dsn"]))
-    metadata.create_all(engine, tables=[baselines, records])
-    engine.dispose()
-    started = time.perf_counter()
-    _copy(spec, upsert=False)
-    with psycopg.connect(spec["target_dsn"]) as conn, conn.cursor() as cur:
-        cur.execute("SET LOCAL jit = off")
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {}.{} (sync, key_hash, source_hash, target_hash, target_values, run_id, updated_at) "
-                "SELECT 'ceiling', k, h, h, v, 'run', now() FROM "
-                "(SELECT t.*, {} AS k, {} AS v, {} AS h FROM {}.orders t OFFSET 0) t"
-            ).format(
-                sql.Identifier(schema),
-                sql.Identifier(baselines.name),
-                _hash64(bulk.key_json("t")),
-                bulk.values_json("t"),
-                _hash64(bulk.values_json("t")),
-                sql.Identifier(schema),
-            )
-        )
-        cur.execute(
-            sql.SQL(
-                "INSERT INTO {}.{} (run_id, sync, batch, record_key, entity, action, recorded_at) "
-                "SELECT 'run', 'ceiling', 0, {}, 'orders', 'created', now() FROM {}.orders t ORDER BY t.id"
-            ).format(
-                sql.Identifier(schema), sql.Identifier(records.name), bulk.record_key_json("t"), sql.Identifier(schema)
-            )
-        )
-    return {"wall_s": time.perf_counter() - started}
-
-
 def _source_arrow(spec: dict[str, Any]) -> Any:
     """The whole source as one Arrow table: ``COPY ... TO STDOUT (FORMAT csv)`` parsed by pyarrow.csv, as the
     engine reads a PostgreSQL source (a SQLite source goes through a CSV file)."""
@@ -349,7 +289,6 @@ def main() -> None:
         "copy": lambda s: _copy(s, upsert=False),
         "copy_upsert": lambda s: _copy(s, upsert=True),
         "copy_bookkeeping": _copy_bookkeeping,
-        "copy_bookkeeping_v2": _copy_bookkeeping_v2,
         "mariadb_load_data": _mariadb_load_data,
         "sqlite_executemany": _sqlite_executemany,
         "dlt": _dlt,
