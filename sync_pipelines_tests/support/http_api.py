@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +40,8 @@ class ApiState:
     """What the server serves and what it saw."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    provider: Callable[[], list[dict[str, Any]]] | None = None
+    """Reads the records afresh for each request (e.g. from a database) instead of ``records``."""
     auth: tuple[str, ...] | None = None
     """``("bearer", token)``, ``("basic", user, password)``, ``("header", name, value)``, ``("query", name, value)``."""
     page_size: int = 2
@@ -99,7 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
         return query.get(values[0]) == values[1]
 
     def _route(self, state: ApiState, path: str, query: dict[str, str]) -> None:
-        records = _since(sorted(state.records, key=lambda r: r["id"]), query.get("updated_since"))
+        served = state.provider() if state.provider is not None else state.records
+        records = _since(sorted(served, key=lambda r: r["id"]), query.get("updated_since"))
         size = state.page_size
         if path == "/list":
             self._json(records)
