@@ -72,4 +72,4 @@ def syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-pytest_plugins = ["sync_pipelines_tests.support.es"]
+pytest_plugins = ["sync_pipelines_tests.support.es", "sync_pipelines_tests.support.http_api"]

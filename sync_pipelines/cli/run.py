@@ -194,6 +194,7 @@ def run(
 @click.pass_context
 def demo(ctx: click.Context, directory: Path) -> None:
     """Create the demo databases when missing, then run every configured sync through Dagster."""
+    from sync_pipelines.demo.directory_api import directory_api_demo
     from sync_pipelines.demo.hosts import host_metrics_demo
     from sync_pipelines.demo.sources import build_demo_databases
 
@@ -202,9 +203,10 @@ def demo(ctx: click.Context, directory: Path) -> None:
     failed = []
     summary = []
     configs = load_configs(ctx)
-    with host_metrics_demo(configs, directory) as es_note:
-        if es_note:
-            click.echo(es_note)
+    with host_metrics_demo(configs, directory) as es_note, directory_api_demo(configs, directory) as api_note:
+        for note in (es_note, api_note):
+            if note:
+                click.echo(note)
         for cfg in configs:
             report = _run(ctx, cfg, full_sync=False, dry_run=False)
             counts = _counts_text(report, ("processed", "created", "updated", "unchanged", "failed", "deleted"))

@@ -76,14 +76,17 @@ def needs_demo_es(configs: list[SyncConfig]) -> bool:
 
 @contextlib.contextmanager
 def demo_es(configs: list[SyncConfig], demo_dir: Path) -> Iterator[None]:
-    """The demo's seeded Elasticsearch-API server (and CMDB) while the UI runs, when a sync needs it."""
+    """The demo's seeded Elasticsearch-API server (and CMDB) and its directory API while the UI runs, when a
+    sync needs them."""
+    from sync_pipelines.demo.directory_api import directory_api_demo
     from sync_pipelines.demo.hosts import host_metrics_demo
 
-    if not needs_demo_es(configs):
-        yield
-        return
-    with host_metrics_demo(configs, demo_dir) as note:
-        click.echo(note)
+    with contextlib.ExitStack() as stack:
+        if needs_demo_es(configs):
+            click.echo(stack.enter_context(host_metrics_demo(configs, demo_dir)))
+        api_note = stack.enter_context(directory_api_demo(configs, demo_dir))
+        if api_note:
+            click.echo(api_note)
         yield
 
 

@@ -15,7 +15,41 @@ from sync_pipelines.config.placeholders import find_placeholders
 from sync_pipelines.errors import ConfigError
 
 CONFIG_DIR_ENV = "SYNC_PIPELINES_CONFIG_DIR"
-_UNION_TAGS = {"sql", "elasticsearch", "elasticsearch_hosts", "cmdb"}
+
+
+def _union_fields(schema: dict[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """The fields holding a tagged union (``source``, ``target``, ``auth``...) and the tags of those unions.
+
+    Read from the JSON Schema of :class:`SyncConfig`, so that a new kind's models need no entry here.
+    """
+    fields: set[str] = set()
+    tags: set[str] = set()
+
+    def unions(node: Any) -> list[dict[str, Any]]:
+        if not isinstance(node, dict):
+            return []
+        found = [node["discriminator"]] if isinstance(node.get("discriminator"), dict) else []
+        for option in node.get("anyOf", []):
+            found += unions(option)
+        return found
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, prop in (node.get("properties") or {}).items():
+                for union in unions(prop):
+                    fields.add(name)
+                    tags.update(union.get("mapping", {}))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return frozenset(fields), frozenset(tags)
+
+
+_UNION_FIELDS, _UNION_TAGS = _union_fields(SyncConfig.model_json_schema())
 
 
 def config_dir() -> Path:
@@ -51,7 +85,12 @@ def _display(path: Path) -> str:
 def _format_validation(where: str, error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
-        loc = [str(p) for p in item["loc"] if str(p) not in _UNION_TAGS and not str(p).startswith("function-")]
+        parts = [str(p) for p in item["loc"]]
+        loc = [
+            part
+            for i, part in enumerate(parts)
+            if not (i and part in _UNION_TAGS and parts[i - 1] in _UNION_FIELDS) and not part.startswith("function-")
+        ]
         message = item["msg"]
         for prefix in ("Value error, ", "Assertion failed, "):
             message = message.removeprefix(prefix)

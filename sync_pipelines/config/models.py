@@ -12,6 +12,7 @@ from sync_pipelines.config.cron import to_dagster_cron
 from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, ElasticsearchSource
 from sync_pipelines.config.identifiers import check_identifier, check_identifiers, check_optional_identifier
 from sync_pipelines.config.operations import Partitions, RealtimeSensor, Retry
+from sync_pipelines.config.rest import RestSource
 from sync_pipelines.config.urls import check_url
 from sync_pipelines.types import ConflictPolicy, SyncDirection, SyncMode
 
@@ -102,7 +103,7 @@ class SqlTarget(_Model):
     _key = field_validator("key")(lambda cls, v: check_identifiers(v))
 
 
-Source = Annotated[SqlSource | ElasticsearchSource | ElasticsearchHostsSource, Field(discriminator="kind")]
+Source = Annotated[SqlSource | ElasticsearchSource | ElasticsearchHostsSource | RestSource, Field(discriminator="kind")]
 Target = Annotated[SqlTarget | CmdbTarget, Field(discriminator="kind")]
 
 FilterOp = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null", "not_null"]

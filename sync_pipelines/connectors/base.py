@@ -39,8 +39,8 @@ class SourceReader(Protocol):
     def arrow_schema(self) -> dict[str, pa.DataType]:
         """Arrow type of every column read."""
 
-    def count(self, watermark: dict[str, Any] | None, *, incremental: bool) -> int:
-        """How many rows :meth:`read` will yield."""
+    def count(self, watermark: dict[str, Any] | None, *, incremental: bool) -> int | None:
+        """How many rows :meth:`read` will yield; None when the source cannot tell in advance (an HTTP API)."""
 
     def read(self, watermark: dict[str, Any] | None, *, incremental: bool) -> Iterator[SourceBatch]:
         """Batches after ``watermark`` (incremental) or of every row."""

@@ -77,7 +77,7 @@ def _count(
     try:
         if options.window is not None:
             return _windowed(reader).count(watermark, incremental=incremental, window=options.window)
-        return reader.count(watermark, incremental=incremental)
+        return reader.count(watermark, incremental=incremental)  # None: the source cannot tell
     except ConnectorError as exc:
         options.logger.warning("cannot count the source rows, progress shows no total: %s", exc)
         return None

@@ -25,11 +25,19 @@ from sync_pipelines.connectors.base import (
 )
 from sync_pipelines.connectors.check import CheckContext, EndpointCheck, EndpointRole, check_endpoint
 from sync_pipelines.errors import ConfigError
-from sync_pipelines.kinds import es_documents, host_metrics, sql_table
-from sync_pipelines.kinds.base import KindOptions, Pipeline, ResultColumn, ResultTable, ResultValue, SyncKind
+from sync_pipelines.kinds import es_documents, host_metrics, rest_api, sql_table
+from sync_pipelines.kinds.base import (
+    KindOptions,
+    Pipeline,
+    ResultColumn,
+    ResultTable,
+    ResultValue,
+    SourceSummary,
+    SyncKind,
+)
 
 KINDS: dict[str, SyncKind[Any, Any]] = {
-    kind.source_kind: kind for kind in (sql_table.KIND, es_documents.KIND, host_metrics.KIND)
+    kind.source_kind: kind for kind in (sql_table.KIND, es_documents.KIND, host_metrics.KIND, rest_api.KIND)
 }
 """Every kind of sync, keyed by its ``source.kind``."""
 
@@ -107,6 +115,7 @@ __all__ = [
     "ResultColumn",
     "ResultTable",
     "ResultValue",
+    "SourceSummary",
     "SyncKind",
     "check_sync",
     "host_reader",

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from sync_pipelines.config.elasticsearch import HostFileDrop
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.check import EndpointCheckFunction
 
@@ -61,12 +62,31 @@ class ResultTable:
 ResultValue = int | float | str | bool | list[Any] | ResultTable
 """A value of a kind's result metadata: numbers and text, a list (shown as JSON) or a table."""
 
+
+@dataclass(frozen=True)
+class SourceSummary:
+    """How one sync's source is shown: in the asset's metadata and description, and as its UI kind (icon)."""
+
+    url: str
+    """The endpoint without credentials, ``${VAR}`` references as written."""
+    what: str
+    """What is read there, e.g. ``public.orders``, ``query: SELECT ...``, ``elasticsearch: app-logs-*``."""
+    label: str
+    """The source in a sentence (``Sync of <label> into ...``)."""
+    system: str
+    """The source system, shown as the asset's kind: a SQL dialect (``postgresql``), ``elasticsearch``, ``http``."""
+
+
 R = TypeVar("R")
 W = TypeVar("W")
 
 
 def _no_metadata(details: Mapping[str, Any]) -> dict[str, ResultValue]:
     return {}
+
+
+def _no_host_files(cfg: SyncConfig) -> HostFileDrop | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -97,6 +117,8 @@ class SyncKind(Generic[R, W]):
     """What ``new`` writes after the endpoints (mapping, mode, batches, schedule...)."""
     descriptions: Callable[[SyncConfig], Mapping[str, str]]
     """What each step (:data:`STEPS`) does for one sync, shown on the ops."""
+    summary: Callable[[SyncConfig], SourceSummary]
+    """How the source of one sync is shown (asset metadata, description and kind)."""
     options: type[KindOptions] = KindOptions
     """The run options model (no fields: the kind takes only ``full_sync`` and ``dry_run``)."""
     launchpad: Callable[[SyncConfig], type[KindOptions]] | None = None
@@ -108,6 +130,10 @@ class SyncKind(Generic[R, W]):
     """Metadata of a run's result computed from its ``details``, beyond counts, watermarks and samples."""
     supports_parallel_read: bool = False
     """Whether a full read can be split into key ranges read by worker processes (``parallel:``)."""
+    keeps_conflicts: bool = False
+    """Whether its runs keep baselines and conflicts that a person resolves (the history view's conflict pages)."""
+    host_files: Callable[[SyncConfig], HostFileDrop | None] = field(default=_no_host_files)
+    """The folder of host list files a sensor watches for one sync; None: no such sensor."""
 
     @property
     def source_kind(self) -> str:
@@ -144,5 +170,6 @@ __all__ = [
     "ResultColumn",
     "ResultTable",
     "ResultValue",
+    "SourceSummary",
     "SyncKind",
 ]

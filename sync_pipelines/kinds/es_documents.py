@@ -3,13 +3,14 @@ target ``sql``)."""
 
 from __future__ import annotations
 
-from sync_pipelines.config.elasticsearch import ElasticsearchSource
-from sync_pipelines.config.models import SqlTarget
+from sync_pipelines.config.elasticsearch import ElasticsearchSource, EsConnection
+from sync_pipelines.config.models import SqlTarget, SyncConfig
 from sync_pipelines.config.placeholders import placeholder
 from sync_pipelines.connectors.check import check_es_documents, check_sql_target
+from sync_pipelines.connectors.es_client import display_endpoint
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader
 from sync_pipelines.connectors.sql import SqlTargetWriter
-from sync_pipelines.kinds.base import Pipeline, SyncKind
+from sync_pipelines.kinds.base import Pipeline, SourceSummary, SyncKind
 from sync_pipelines.kinds.sql_table import TABLE_BODY_TEMPLATE, TABLE_TARGET_TEMPLATE, table_descriptions
 
 SOURCE_TEMPLATE = f"""\
@@ -29,6 +30,20 @@ source:
   # fields (dotted paths for objects), so a sync keyed on the document id maps `id: _id`.
 """
 
+
+def es_summary(cfg: SyncConfig) -> SourceSummary:
+    """An Elasticsearch source: its index pattern on its cluster."""
+    source = cfg.source
+    assert isinstance(source, EsConnection)
+    kind = getattr(source, "kind", "elasticsearch")
+    return SourceSummary(
+        url=display_endpoint(source.endpoint),
+        what=f"{kind}: {source.index}",
+        label=f"Elasticsearch {source.index}",
+        system="elasticsearch",
+    )
+
+
 KIND = SyncKind(
     name="es_documents",
     title="Elasticsearch documents",
@@ -43,7 +58,8 @@ KIND = SyncKind(
     target_template=TABLE_TARGET_TEMPLATE,
     body_template=TABLE_BODY_TEMPLATE,
     descriptions=table_descriptions,
+    summary=es_summary,
 )
 """The documents of an Elasticsearch index pattern into a SQL table."""
 
-__all__ = ["KIND"]
+__all__ = ["KIND", "es_summary"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource
+from sync_pipelines.config.elasticsearch import CmdbTarget, ElasticsearchHostsSource, HostFileDrop
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.placeholders import placeholder
 from sync_pipelines.config.secrets import redact
@@ -20,6 +20,7 @@ from sync_pipelines.connectors.check import check_cmdb_target, check_es_hosts
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.connectors.es_hosts import EsHostMetricsReader
 from sync_pipelines.kinds.base import KindOptions, Pipeline, ResultColumn, ResultTable, ResultValue, SyncKind
+from sync_pipelines.kinds.es_documents import es_summary
 from sync_pipelines.types import HostStatus
 
 
@@ -192,6 +193,13 @@ max_failure_ratio: 0.0
 timezone: UTC
 """
 
+
+def host_files(cfg: SyncConfig) -> HostFileDrop | None:
+    """The folder of host list files of a sync (``source.host_files``), if any."""
+    assert isinstance(cfg.source, ElasticsearchHostsSource)
+    return cfg.source.host_files
+
+
 KIND = SyncKind(
     name="host_metrics",
     title="Host metrics",
@@ -206,6 +214,8 @@ KIND = SyncKind(
     target_template=TARGET_TEMPLATE,
     body_template=BODY_TEMPLATE,
     descriptions=descriptions,
+    summary=es_summary,
+    host_files=host_files,
     options=HostOptions,
     launchpad=launchpad,
     full_sync_description="Group full sync: query every host of the configured `group` in Elasticsearch and "
@@ -214,4 +224,4 @@ KIND = SyncKind(
 )
 """Per-host metrics from Elasticsearch into the CMDB."""
 
-__all__ = ["HOST_COLUMNS", "KIND", "HostOptions", "descriptions", "launchpad", "result_metadata"]
+__all__ = ["HOST_COLUMNS", "KIND", "HostOptions", "descriptions", "host_files", "launchpad", "result_metadata"]

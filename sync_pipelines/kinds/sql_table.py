@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.placeholders import placeholder
 from sync_pipelines.connectors.check import check_sql_source, check_sql_target
-from sync_pipelines.connectors.sql import SqlTargetWriter, open_sql_source
-from sync_pipelines.kinds.base import Pipeline, SyncKind
+from sync_pipelines.connectors.sql import SqlTargetWriter, display_url, open_sql_source
+from sync_pipelines.kinds.base import Pipeline, SourceSummary, SyncKind
 
 SOURCE_TEMPLATE = f"""\
 source:
@@ -87,6 +87,20 @@ def table_descriptions(cfg: SyncConfig) -> Mapping[str, str]:
     }
 
 
+def sql_summary(cfg: SyncConfig) -> SourceSummary:
+    """A SQL source: its table (schema-qualified) or query, and its dialect."""
+    source = cfg.source
+    assert isinstance(source, SqlSource)
+    if source.table:
+        what = f"{source.db_schema}.{source.table}" if source.db_schema else source.table
+    else:
+        what = "query: " + " ".join(str(source.query).split())
+    dialect = source.url.split(":", 1)[0].split("+", 1)[0].lower()
+    return SourceSummary(
+        url=display_url(source.url), what=what, label=source.table or "a query", system=dialect or "sql"
+    )
+
+
 KIND = SyncKind(
     name="sql_table",
     title="SQL table",
@@ -101,8 +115,10 @@ KIND = SyncKind(
     target_template=TABLE_TARGET_TEMPLATE,
     body_template=TABLE_BODY_TEMPLATE,
     descriptions=table_descriptions,
+    summary=sql_summary,
     supports_parallel_read=True,
+    keeps_conflicts=True,
 )
 """A table or query of a SQL database into a SQL table."""
 
-__all__ = ["KIND", "TABLE_BODY_TEMPLATE", "TABLE_TARGET_TEMPLATE", "table_descriptions"]
+__all__ = ["KIND", "TABLE_BODY_TEMPLATE", "TABLE_TARGET_TEMPLATE", "sql_summary", "table_descriptions"]

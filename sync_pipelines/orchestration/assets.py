@@ -4,8 +4,9 @@ from typing import Any
 
 from dagster import AssetKey, AssetsDefinition, graph_asset
 
-from sync_pipelines.config.models import SqlSource, SyncConfig
+from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.history.links import sync_url
+from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration.kinds import run_config_mapping
 from sync_pipelines.orchestration.metadata import asset_kinds, asset_metadata
 from sync_pipelines.orchestration.names import GROUP_NAME, Stage, Tag, op_name
@@ -18,17 +19,11 @@ def asset_key(cfg: SyncConfig) -> AssetKey:
     return AssetKey(cfg.name)
 
 
-def _source_name(cfg: SyncConfig) -> str:
-    if isinstance(cfg.source, SqlSource):
-        return cfg.source.table or "a query"
-    return f"Elasticsearch {cfg.source.index}"
-
-
 def asset_description(cfg: SyncConfig) -> str:
     """The config's description, or one naming the source and target tables."""
     if cfg.description.strip():
         return cfg.description.strip()
-    source = _source_name(cfg)
+    source = kind_of(cfg).summary(cfg).label
     return f"Sync of {source} into {cfg.target.table} ({cfg.mode.value})."
 
 

@@ -26,12 +26,13 @@ from dagster import (
     sensor,
 )
 
-from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, HostFileDrop
+from sync_pipelines.config.elasticsearch import HostFileDrop
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.cmdb import RESULTS_TABLE, CmdbWriter
 from sync_pipelines.engine.host_files import FileOutcome, content_key, file_away, parse_host_list
 from sync_pipelines.errors import SyncError
+from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration.failures import run_error
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import HostStatus
@@ -54,12 +55,13 @@ def sensor_name(sync: str) -> str:
 
 def watches_host_files(cfg: SyncConfig) -> bool:
     """Whether a sync has a host-file folder to watch."""
-    return isinstance(cfg.source, ElasticsearchHostsSource) and cfg.source.host_files is not None
+    return kind_of(cfg).host_files(cfg) is not None
 
 
 def _drop(cfg: SyncConfig) -> HostFileDrop:
-    assert isinstance(cfg.source, ElasticsearchHostsSource) and cfg.source.host_files is not None
-    return cfg.source.host_files
+    drop = kind_of(cfg).host_files(cfg)
+    assert drop is not None
+    return drop
 
 
 def _run_for(context: SensorEvaluationContext, sync: str, key: str) -> Any:

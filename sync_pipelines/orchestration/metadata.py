@@ -9,12 +9,12 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
-from sync_pipelines.config.models import SqlSource, SyncConfig
+from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.connectors.es_client import display_endpoint
 from sync_pipelines.connectors.sql import display_url
 from sync_pipelines.engine.manifest import Manifest, SyncResult
 from sync_pipelines.history.ledger import Trigger
+from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration.names import Tag
 from sync_pipelines.types import COUNT_KEYS, RecordOutcome
 
@@ -49,16 +49,9 @@ def _show(value: Any) -> str:
 
 def asset_kinds(config: SyncConfig) -> set[str]:
     """Kinds (UI icons) of a sync asset: the source and target database systems."""
-    kinds = set()
-    urls = [config.target.url]
-    if isinstance(config.source, SqlSource):
-        urls.append(config.source.url)
-    else:
-        kinds.add("elasticsearch")
-    for url in urls:
-        dialect = url.split(":", 1)[0].split("+", 1)[0].lower()
-        kinds.add(_KIND_OF_DIALECT.get(dialect, dialect or "sql"))
-    return kinds
+    source = kind_of(config).summary(config).system
+    dialect = config.target.url.split(":", 1)[0].split("+", 1)[0].lower() or "sql"
+    return {_KIND_OF_DIALECT.get(system, system) for system in (source, dialect)}
 
 
 def asset_metadata(config: SyncConfig) -> dict[str, Any]:
@@ -85,20 +78,8 @@ def asset_metadata(config: SyncConfig) -> dict[str, Any]:
 
 
 def _source_metadata(config: SyncConfig) -> dict[str, Any]:
-    source = config.source
-    if not isinstance(source, SqlSource):
-        return {
-            "source_url": MetadataValue.text(display_endpoint(source.endpoint)),
-            "source": MetadataValue.text(f"{source.kind}: {source.index}"),
-        }
-    return {
-        "source_url": MetadataValue.text(display_url(source.url)),
-        "source": MetadataValue.text(
-            _qualified(source.db_schema, source.table)
-            if source.table
-            else "query: " + " ".join(str(source.query).split())
-        ),
-    }
+    summary = kind_of(config).summary(config)
+    return {"source_url": MetadataValue.text(summary.url), "source": MetadataValue.text(summary.what)}
 
 
 def stage_metadata(manifest: Manifest) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from sync_pipelines.config import SyncConfig, load_configs
-from sync_pipelines.config.models import SqlSource, SqlTarget
 from sync_pipelines.errors import UnknownSyncError
 from sync_pipelines.history.ledger import Ledger, RunEntry
 from sync_pipelines.history.links import history_url
 from sync_pipelines.history.records import RecordStatus, RunCounts, RunRecords, ensure_record_indexes, status_of
+from sync_pipelines.kinds import kind_of
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web.dagster_api import DagsterApi
 
@@ -37,8 +37,8 @@ def entity_label(cfg: SyncConfig) -> str:
 
 
 def has_conflicts(cfg: SyncConfig) -> bool:
-    """Whether the sync keeps baselines and conflicts (a SQL source and a SQL target)."""
-    return isinstance(cfg.source, SqlSource) and isinstance(cfg.target, SqlTarget)
+    """Whether the sync keeps baselines and conflicts that a person resolves (its kind says)."""
+    return kind_of(cfg).keeps_conflicts
 
 
 def when(value: dt.datetime | None) -> str:

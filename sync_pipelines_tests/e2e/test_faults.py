@@ -1,7 +1,8 @@
 """Fault campaign: kill -9 a sync process at seeded random points, then rerun and check nothing is lost.
 
 Each round changes the source, starts the sync in a child process (``fault_runner``), kills it with
-SIGKILL while extracting, transforming, inside a load transaction or between two committed batches,
+SIGKILL while extracting, transforming, inside a load transaction or between two committed batches
+(the SQL source on SQLite and PostgreSQL, and the same rows read through a local JSON API, ``rest``),
 checks what survived (no duplicates, the watermark never past committed data, the bookkeeping in step
 with the target), reruns the sync to completion and compares a checksum of every row with the source.
 
@@ -22,6 +23,7 @@ from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.support import faults as fs
 from sync_pipelines_tests.support.databases import Databases, make_databases
+from sync_pipelines_tests.support.http_api import LocalApi
 
 ROUNDS = 40 if os.environ.get("SYNC_FAULT_CAMPAIGN") == "large" else 12
 SEED = int(os.environ.get("SYNC_FAULT_SEED", "20261125"))
@@ -35,14 +37,18 @@ def _plan(rng: random.Random) -> list[str]:
     return phases
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_kill_nine_at_random_points(backend: str, tmp_path: Path) -> None:
-    rng = random.Random(f"{SEED}-{backend}")
+@pytest.mark.parametrize(
+    ("backend", "source"), [("sqlite", "sql"), ("postgresql", "sql"), ("sqlite", "rest")], ids=lambda v: v
+)
+def test_kill_nine_at_random_points(backend: str, source: str, tmp_path: Path, local_api: LocalApi) -> None:
+    """The SQL source on each backend, and the same rows read through a local JSON API (``rest``)."""
+    rng = random.Random(f"{SEED}-{backend}" + ("" if source == "sql" else f"-{source}"))
     gen = make_databases(backend, tmp_path)
     dbs: Databases = next(gen)
     try:
         fs.seed_source(dbs, 30)
-        data = fs.sync_config(dbs)
+        local_api.state.provider = fs.api_items(dbs)
+        data = fs.sync_config(dbs) if source == "sql" else fs.rest_sync_config(dbs, local_api.url)
         config = SyncConfig.model_validate(data)
         first = run_sync(config, RunOptions(run_id="initial"))
         assert first.status is RunStatus.COMPLETED
@@ -58,7 +64,7 @@ def test_kill_nine_at_random_points(backend: str, tmp_path: Path) -> None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.communicate()
             assert proc.returncode == -signal.SIGKILL
-            where = f"{backend} round {round_no}: killed at {phase} {point}"
+            where = f"{backend}/{source} round {round_no}: killed at {phase} {point}"
             fs.assert_no_duplicates(dbs)
             fs.assert_watermark_committed(dbs)
             fs.assert_bookkeeping_agrees(dbs)
@@ -71,7 +77,8 @@ def test_kill_nine_at_random_points(backend: str, tmp_path: Path) -> None:
             fs.assert_watermark_committed(dbs)
             fs.assert_bookkeeping_agrees(dbs)
             KILLS.append(where)
+        assert source == "sql" or len(local_api.state.requests) > ROUNDS  # every rest run read the API
     finally:
         for _ in gen:
             pass
-    assert len([k for k in KILLS if k.startswith(backend)]) == ROUNDS
+    assert len([k for k in KILLS if k.startswith(f"{backend}/{source} ")]) == ROUNDS

@@ -40,6 +40,7 @@ from sync_pipelines.types import RunStatus
 from sync_pipelines_tests.support.databases import MARIADB_ADMIN_URL, PG_ADMIN_URL, Databases, make_databases
 from sync_pipelines_tests.support.es import FaultProxy
 from sync_pipelines_tests.support.hosts import seed_metrics
+from sync_pipelines_tests.support.http_api import LocalApi
 
 SECRET = "Leak-Canary-7f3a9c1e-pw"
 WRONG = "Wrong-Canary-0b8d2e4f-pw"
@@ -496,3 +497,74 @@ def test_an_elasticsearch_password_with_url_delimiters_authenticates_and_never_l
             assert_never_leaks(forms, outputs + list(views.values()), run_ids, engine)
         finally:
             engine.dispose()
+
+
+REST_TOKEN = "Rest-Canary-5e1d7a93-token"
+
+
+def rest_sync(name: str, url: str, target: str, auth: dict[str, str]) -> dict[str, Any]:
+    """A sync of the local API's users into the SQLite file ``target``."""
+    return {
+        "name": name,
+        "source": {
+            "kind": "rest",
+            "url": url,
+            "records": "data.items",
+            "auth": auth,
+            "paginator": {"type": "page_number", "size": 2},
+            "retries": {"attempts": 0},
+        },
+        "target": {"kind": "sql", "url": target, "table": f"{name}_users", "key": ["user_id"]},
+        "mapping": {"user_id": {"source": "id", "type": "integer"}, "email": "profile.email"},
+        "retry": {"max_retries": 0},
+    }
+
+
+def test_api_tokens_keys_and_passwords_of_rest_sources_never_leak(
+    local_api: LocalApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bearer, basic (the hostile password), header and query auth against the local API, one refused token."""
+    monkeypatch.setenv("SYNC_API_TOKEN", REST_TOKEN)
+    monkeypatch.setenv("SYNC_API_WRONG_TOKEN", REST_TOKEN[::-1])
+    monkeypatch.setenv("SYNC_HOSTILE_PW", HOSTILE_PASSWORD)
+    forms = leak_forms(REST_TOKEN) + leak_forms(REST_TOKEN[::-1]) + leak_forms(HOSTILE_PASSWORD)
+    target = f"sqlite:///{tmp_path / 'app.db'}"
+    url = f"{local_api.url}/page"
+    syncs = {
+        "api_bearer": {"type": "bearer", "token": "${SYNC_API_TOKEN}"},
+        "api_basic": {"type": "basic", "username": "reader", "password": "${SYNC_HOSTILE_PW}"},
+        "api_header": {"type": "header", "name": "X-API-Key", "value": "${SYNC_API_TOKEN}"},
+        "api_query": {"type": "query", "name": "api_key", "value": "${SYNC_HOSTILE_PW}"},
+        "api_refused": {"type": "bearer", "token": "${SYNC_API_WRONG_TOKEN}"},
+    }
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    for name, auth in syncs.items():
+        data = rest_sync(name, url, target, auth)
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    base = ["--config-dir", str(folder)]
+    servers = {
+        "api_bearer": ("bearer", REST_TOKEN),
+        "api_basic": ("basic", "reader", HOSTILE_PASSWORD),
+        "api_header": ("header", "X-API-Key", REST_TOKEN),
+        "api_query": ("query", "api_key", HOSTILE_PASSWORD),
+        "api_refused": ("bearer", REST_TOKEN),
+    }
+    outputs: list[str] = []
+    runs: dict[str, str] = {}
+    for name in syncs:
+        local_api.state.auth = servers[name]
+        code, output, runs[name] = run_json(base, name)
+        outputs.append(output)
+        assert code == (1 if name == "api_refused" else 0), output
+    assert "HTTP 401" in outputs[-1] and f"{url}: sync api_refused" in outputs[-1], outputs[-1]
+    assert json.loads(outputs[0].splitlines()[-1])["counts"]["created"] == 5
+    local_api.state.auth = servers["api_bearer"]  # `check --all` below: only the bearer syncs authenticate
+    views = read_back(base, runs, "api_refused", "api_bearer", tmp_path)
+    assert "HTTP 401" in views["show api_refused"], views["show api_refused"]
+    assert url in views["check"] and "api_key" not in views["check"], views["check"]
+    engine = sa.create_engine(target)
+    try:
+        assert_never_leaks(forms, outputs + list(views.values()), list(runs.values()), engine)
+    finally:
+        engine.dispose()

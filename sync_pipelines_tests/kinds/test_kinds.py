@@ -60,6 +60,11 @@ def configs(tmp_path: Path, es_url: str) -> dict[str, SyncConfig]:
             "source": {"kind": "elasticsearch_hosts", "endpoint": es_url, "index": "metrics-*"},
             "target": {"kind": "cmdb", "url": target},
         },
+        {
+            "name": "users",
+            "source": {"kind": "rest", "url": "http://127.0.0.1:9/api/users", "records": "data"},
+            "target": table_target,
+        },
     ]
     return {cfg.source.kind: cfg for cfg in map(SyncConfig.model_validate, data)}
 
@@ -108,7 +113,7 @@ def test_kind_of_names_the_known_kinds() -> None:
     unknown = cfg.model_copy(update={"source": cfg.source.model_copy(update={"kind": "mongodb"})})
     with pytest.raises(ConfigError) as raised:
         kind_of(unknown)
-    assert "unknown kind 'mongodb'; known: elasticsearch, elasticsearch_hosts, sql" in str(raised.value)
+    assert "unknown kind 'mongodb'; known: elasticsearch, elasticsearch_hosts, rest, sql" in str(raised.value)
 
 
 def test_new_host_metrics_template_validates_once_filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,3 +193,38 @@ def test_host_result_metadata_converts_to_dagster_with_its_table_schema(
     assert [(c.name, c.type) for c in schema.columns] == [(c.name, c.type) for c in HOST_COLUMNS]
     rows = {r.data["host_ip"]: r.data for r in hosts.records}  # type: ignore[attr-defined]
     assert rows["10.1.1.1"]["status"] == "success" and rows["10.1.1.9"]["status"] == "not_in_pool"
+
+
+def test_new_rest_template_validates_once_filled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SYNC_PIPELINES_CONFIG_DIR", str(tmp_path / "syncs"))
+    created = CliRunner().invoke(main, ["new", "api_users", "--source", "rest", "--target", "sql"])
+    assert created.exit_code == 0, created.output
+    path = tmp_path / "syncs" / "api_users.yaml"
+    assert "${API_USERS_API_TOKEN}" in path.read_text(encoding="utf-8")
+    unfilled = CliRunner().invoke(main, ["validate"])
+    assert unfilled.exit_code == 1 and "source.url" in unfilled.output
+    values = {
+        "one sentence": "Users of the directory API.",
+        "API endpoint": "https://directory.example.com/api/v1/users",
+        "target SQLAlchemy URL": "sqlite:///users.db",
+        "target table": "users",
+    }
+    fill_template(path, values)
+    ok = CliRunner().invoke(main, ["validate"])
+    assert ok.exit_code == 0, ok.output
+    cfg = parse_config(path)[0]
+    assert cfg is not None and kind_of(cfg).name == "rest_api" and kind_of(cfg).pipeline is Pipeline.TABLE
+
+
+def test_each_kind_summarises_its_source_without_credentials(tmp_path: Path, es: Elasticsearch) -> None:
+    built = configs(tmp_path, es_url(es))
+    summaries = {kind: kind_of(cfg).summary(cfg) for kind, cfg in built.items()}
+    assert (summaries["sql"].what, summaries["sql"].label, summaries["sql"].system) == ("orders", "orders", "sqlite")
+    assert summaries["elasticsearch"].what == "elasticsearch: logs-*"
+    assert summaries["elasticsearch_hosts"].system == "elasticsearch"
+    rest = summaries["rest"]
+    assert (rest.url, rest.system) == ("http://127.0.0.1:9/api/users", "rest")
+    assert rest.what == "rest: GET http://127.0.0.1:9/api/users (data)"
+    # Only the kinds whose records go through the ledger's baselines keep conflicts for a person.
+    assert {k for k, cfg in built.items() if kind_of(cfg).keeps_conflicts} == {"sql", "rest"}

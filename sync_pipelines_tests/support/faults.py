@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,44 @@ def sync_config(dbs: Databases, batch_size: int = 3, name: str = "items_sync") -
         "cursor": "updated_at",
         "batch_size": batch_size,
     }
+
+
+def rest_sync_config(dbs: Databases, api_url: str, batch_size: int = 3, name: str = "items_sync") -> dict[str, Any]:
+    """:func:`sync_config` reading ``items`` through the local API of :func:`api_items` (``rest`` source)."""
+    return {
+        **sync_config(dbs, batch_size, name),
+        "source": {
+            "kind": "rest",
+            "url": f"{api_url}/page",
+            "records": "data.items",
+            "paginator": {"type": "page_number", "size": 7},
+            "incremental": {"param": "updated_since"},
+            "retries": {"attempts": 2, "backoff_s": 0},
+        },
+    }
+
+
+def api_items(dbs: Databases) -> Callable[[], list[dict[str, Any]]]:
+    """The source rows of ``items`` as the records of a JSON API (read afresh on each call)."""
+
+    def read() -> list[dict[str, Any]]:
+        engine = dbs.source()
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.select(source_table(sa.MetaData()))).mappings().all()
+        finally:
+            engine.dispose()
+        return [
+            {
+                "id": row["id"],
+                "name": row["name"],
+                "amount": None if row["amount"] is None else str(row["amount"]),
+                "updated_at": row["updated_at"].isoformat() + "Z",
+            }
+            for row in rows
+        ]
+
+    return read
 
 
 def _norm(value: Any) -> str:
