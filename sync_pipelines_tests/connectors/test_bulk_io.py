@@ -428,3 +428,29 @@ def test_binary_values_round_trip_byte_for_byte(engine: sa.Engine) -> None:
         read = db.read_arrow(conn, table, ["id", "data"], rows.select(["id"]), schema)
     assert read.schema.field("data").type == pa.binary()
     assert sorted(read.to_pylist(), key=lambda r: r["id"]) == rows.to_pylist()
+
+
+def test_read_of_keys_in_key_order_returns_exactly_those_keys(engine: sa.Engine) -> None:
+    """Ascending keys of a short range (a full read's batch) and scattered ones give the same answer."""
+    table = sa.Table(
+        "ranged",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.Text),
+    )
+    rows = pa.table({"id": pa.array(range(1, 41), pa.int64()), "note": [f"n{i}" for i in range(1, 41)]})
+    schema = pa.schema([("id", pa.int64()), ("note", pa.string())])
+    ascending = pa.table({"id": pa.array([3, 4, 6, 7, 9, 10], pa.int64())})
+    scattered = pa.table({"id": pa.array([40, 3, 17, 99], pa.int64())})
+    with engine.begin() as conn:
+        table.create(conn)
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows)
+        dense = db.read_arrow(conn, table, ["id", "note"], ascending, schema)
+        sparse = db.read_arrow(conn, table, ["id", "note"], scattered, schema)
+    assert sorted(dense.column("id").to_pylist()) == [3, 4, 6, 7, 9, 10]
+    assert sorted(sparse.to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 3, "note": "n3"},
+        {"id": 17, "note": "n17"},
+        {"id": 40, "note": "n40"},
+    ]
