@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,7 +27,6 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.connectors.dialects.arrow_values import exact_from_text, from_hex_text, hex_text
 
-_STAGE_NUMBERS = itertools.count()
 # Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
 _ARROW_STAGE = sql.Identifier("pg_temp", "_sync_arrow_stage")
 _ARROW_KEYS = sql.Identifier("pg_temp", "_sync_arrow_keys")
@@ -41,88 +39,12 @@ def _identifier(table: sa.Table) -> sql.Composable:
     return sql.Identifier(table.name)
 
 
-def _naive_timestamp(table: sa.Table, column: str) -> bool:
-    column_type = table.c[column].type
-    return isinstance(column_type, sa.DateTime) and not column_type.timezone
-
-
 @contextmanager
 def _driver_errors(statement: str) -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
         raise sa_exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from None
-
-
-def _copy(raw: psycopg.Connection[Any], target: sql.Composable, columns: Sequence[str], rows: Iterable[Any]) -> None:
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    with raw.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
-def copy_rows(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Append ``rows`` (dicts with the same keys) to ``table`` with one ``COPY``."""
-    if not rows:
-        return
-    columns = list(rows[0])
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    with _driver_errors(f"COPY {table.fullname}"):
-        _copy(raw, _identifier(table), columns, ([row[c] for c in columns] for row in rows))
-
-
-def copy_tuples(conn: Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Append ``rows`` (value sequences in the order of ``columns``) to ``table`` with one ``COPY``."""
-    if not rows:
-        return
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    with _driver_errors(f"COPY {table.fullname}"):
-        _copy(raw, _identifier(table), columns, rows)
-
-
-def copy_upsert(conn: Connection, table: sa.Table, key: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or update ``rows`` in ``table``: ``COPY`` into a temporary table, then one set-based upsert.
-
-    Rows sharing a key keep the last one, as a row-by-row upsert would leave it.
-    """
-    if not rows:
-        return
-    columns = list(rows[0])
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        latest[tuple(row[k] for k in key)] = row
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    stage = sql.Identifier(f"_sync_stage_{next(_STAGE_NUMBERS)}")
-    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    # Naive timestamp columns are staged as timestamptz, so that an aware value is converted to the
-    # session's time zone on the way in, as a bound parameter would be.
-    staged = sql.SQL(", ").join(
-        sql.SQL("{0}::timestamptz AS {0}" if _naive_timestamp(table, c) else "{0}").format(sql.Identifier(c))
-        for c in columns
-    )
-    non_key = [c for c in columns if c not in key]
-    action: sql.Composable
-    if non_key:
-        sets = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key)
-        action = sql.SQL("DO UPDATE SET {}").format(sets)
-    else:
-        action = sql.SQL("DO NOTHING")
-    with _driver_errors(f"upsert into {table.fullname} through COPY"), raw.cursor() as cur:
-        cur.execute(
-            sql.SQL("CREATE TEMPORARY TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                stage, staged, _identifier(table)
-            )
-        )
-        _copy(raw, stage, columns, ([row[c] for c in columns] for row in latest.values()))
-        cur.execute(
-            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
-                _identifier(table), cols, cols, stage, sql.SQL(", ").join(map(sql.Identifier, key)), action
-            )
-        )
-        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
 
 _CSV_NULLS = {"null_values": [""], "strings_can_be_null": True, "quoted_strings_can_be_null": False}
@@ -390,9 +312,6 @@ def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
 
 
 __all__ = [
-    "copy_rows",
-    "copy_tuples",
-    "copy_upsert",
     "delete_arrow",
     "insert_arrow",
     "read_arrow",

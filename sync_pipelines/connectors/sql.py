@@ -550,6 +550,22 @@ def _short(name: str, prefix: str) -> str:
     return f"{full[:51]}_{hashlib.blake2b(name.encode()).hexdigest()[:8]}"
 
 
+_OUTCOMES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("sync", pa.string()),
+        ("batch", pa.int32()),
+        ("record_key", pa.string()),
+        ("entity", pa.string()),
+        ("action", pa.string()),
+        ("changes", pa.string()),
+        ("error", pa.string()),
+        ("recorded_at", pa.timestamp("us")),
+    ]
+)
+"""The columns of ``_sync_records`` a run writes (the id is the database's)."""
+
+
 class SqlTargetWriter:
     """Reads, upserts and deletes target rows; keeps the `_sync_*` bookkeeping tables beside them."""
 
@@ -663,47 +679,10 @@ class SqlTargetWriter:
         assert self.table is not None
         return [self.table.c[k] for k in self.target.key]
 
-    def fetch_existing(
-        self, conn: Connection, keys: list[tuple[Any, ...]], columns: list[str]
-    ) -> dict[tuple[Any, ...], dict[str, Any]]:
-        """Current target rows for ``keys``, keyed by key tuple."""
-        assert self.table is not None
-        key_cols = self.key_columns()
-        found: dict[tuple[Any, ...], dict[str, Any]] = {}
-        select_cols = [self.table.c[c] for c in columns]
-        db = self.backend
-        chunk = db.keys_per_query if len(key_cols) == 1 else min(db.keys_per_query, 500)
-        for start in range(0, len(keys), chunk):
-            part = keys[start : start + chunk]
-            if len(key_cols) == 1:
-                cond = db.key_in(key_cols[0], [k[0] for k in part])
-            else:
-                cond = sa.tuple_(*key_cols).in_(part)
-            for row in conn.execute(sa.select(*select_cols).where(cond)).mappings():
-                found[tuple(_norm_key(row[k]) for k in self.target.key)] = dict(row)
-        return found
-
-    def upsert(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Insert or update ``rows`` with the dialect's own upsert."""
-        if not rows:
-            return
-        assert self.table is not None
-        table = self.table
-        if self.backend.can_copy(conn):
-            pg_copy.copy_upsert(conn, table, self.target.key, rows)
-            return
-        non_key = [c for c in rows[0] if c not in self.target.key]
-        try:
-            stmt = self.backend.upsert_statement(table, self.target.key, non_key)
-        except NotImplementedError as exc:
-            raise PermanentConnectorError(str(exc), endpoint=self.endpoint) from None
-        conn.execute(stmt, rows)
-
     def record_outcomes(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        if rows and self.backend.can_copy(conn):
-            pg_copy.copy_rows(conn, self.records_table, rows)
-        elif rows:
-            conn.execute(sa.insert(self.records_table), rows)
+        """Append outcome rows (see :func:`~sync_pipelines.connectors.bookkeeping.outcome_rows`) in bulk."""
+        if rows:
+            self.backend.insert_arrow(conn, self.records_table, pa.Table.from_pylist(rows, schema=_OUTCOMES))
 
     # -- deletes (full sync with delete_missing)
 
@@ -711,15 +690,6 @@ class SqlTargetWriter:
         assert self.seen_table is not None
         self.seen_table.create(conn, checkfirst=True)
         conn.execute(sa.delete(self.seen_table))
-
-    def add_seen(self, conn: Connection, keys: list[tuple[Any, ...]], table: sa.Table | None = None) -> None:
-        """Remember keys the source still has (``table``: a dry run's temporary copy)."""
-        target = table if table is not None else self.seen_table
-        assert target is not None
-        if keys and self.backend.can_copy(conn):
-            pg_copy.copy_tuples(conn, target, self.target.key, keys)
-        elif keys:
-            conn.execute(sa.insert(target), [dict(zip(self.target.key, k, strict=True)) for k in keys])
 
     def _missing_condition(self, seen: sa.Table) -> sa.ColumnElement[bool]:
         assert self.table is not None
@@ -742,12 +712,15 @@ class SqlTargetWriter:
         return [tuple(r) for r in conn.execute(query)]
 
     def delete_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None:
-        key_cols = self.key_columns()
+        """Delete the target rows of ``keys`` (key tuples as read from the target)."""
         assert self.table is not None
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            cond = key_cols[0].in_([k[0] for k in part]) if len(key_cols) == 1 else sa.tuple_(*key_cols).in_(part)
-            conn.execute(sa.delete(self.table).where(cond))
+        if keys:
+            columns = list(zip(*keys, strict=True))
+            self.backend.delete_arrow(
+                conn,
+                self.table,
+                pa.table({k: pa.array(list(v)) for k, v in zip(self.target.key, columns, strict=True)}),
+            )
 
     def temp_seen_table(self, conn: Connection) -> sa.Table:
         """A session-scoped copy of the seen-keys table, for dry runs that must write nothing."""

@@ -29,7 +29,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import display
-from sync_pipelines.engine.conflicts import Reconciler, rows_table
+from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.guards import check_deletes
 from sync_pipelines.errors import DeleteGuardError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome
@@ -81,9 +81,10 @@ def finish_bidirectional(
         created_on_target += deleted_at_source
         deleted_at_source = []
 
-    rows = writer.fetch_existing(conn, created_on_target, list(reconciler.types)) if created_on_target else {}
-    for key in rows:
-        record_key = {k: display(v) for k, v in zip(key_names, key, strict=True)}
+    found = reconciler.read_target(conn, reconciler.keys_table(created_on_target)) if created_on_target else None
+    rows = found.to_pylist() if found is not None else []
+    for row in rows:
+        record_key = {k: display(row[k]) for k in key_names}
         done.outcomes.append(RecordOutcome(record_key, RecordAction.SOURCE_CREATED))
     done.counts.add(RecordAction.SOURCE_CREATED, len(rows))
     done.outcomes += [RecordOutcome(k, RecordAction.SOURCE_DELETED) for k in source_deletes]
@@ -96,9 +97,10 @@ def finish_bidirectional(
     if not write:
         return done
 
-    source.write(list(rows.values()), "creating rows of the target in the source")
+    source.write(rows, "creating rows of the target in the source")
     source.delete(source_deletes)
-    reconciler.agree(conn, run_id, rows_table(list(rows.values()), reconciler.columns, reconciler.types))
+    if found is not None:
+        reconciler.agree(conn, run_id, found)
     writer.delete_keys(conn, deleted_at_source)
     gone = [tuple(k[n] for n in key_names) for k in source_deletes]
     reconciler.store.delete(conn, reconciler.keys_table(gone + list(deleted_at_source)))

@@ -26,7 +26,7 @@ from sync_pipelines.connectors.conflict_store import Conflict, ConflictStore, Co
 from sync_pipelines.connectors.dialects import backend
 from sync_pipelines.connectors.fingerprint import key_hash
 from sync_pipelines.connectors.rowhash import column_of
-from sync_pipelines.connectors.sql import norm_key, reflect_columns, translate_errors
+from sync_pipelines.connectors.sql import reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.values import arrow_type, dumps
 from sync_pipelines.engine.classify import Rules
@@ -259,13 +259,14 @@ def _resolve(
         if not store.mark_resolved(conn, conflict.id, choice=choice, resolved_by=resolved_by, at=at):
             raise ConflictResolutionError(f"sync {config.name}: conflict {conflict.id} was resolved meanwhile")
         row = conflict.source_row
-        key = norm_key([row[k] for k in config.target.key])
         reconciler = Reconciler(config, writer, conflict.field_types, list(conflict.field_types))
         kept = None
+        written = rows_table([row], reconciler.columns, reconciler.types)
         if choice is ConflictChoice.KEEP_SOURCE:
-            writer.upsert(conn, [row])
+            assert writer.table is not None
+            backend(conn).upsert_arrow(conn, writer.table, written, reconciler.key_names)
         elif reconciler.bidirectional:
-            kept = writer.fetch_existing(conn, [key], reconciler.columns).get(key)
+            kept = next(iter(reconciler.read_target(conn, written).to_pylist()), None)
         if kept is not None:
             write_back.append(kept)
         agreed = rows_table([kept or row], reconciler.columns, reconciler.types)
