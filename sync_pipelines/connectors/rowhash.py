@@ -100,6 +100,48 @@ def bytes_hash(array: pa.Array) -> Hashes:
         lengths = np.diff(raw_offsets)
     starts = raw_offsets[:-1]
     nwords = (lengths + 7) // 8
+    longest = int(nwords.max()) if n else 0
+    if longest <= _COLUMN_WORDS:
+        sums = _word_sums_by_column(data, starts, lengths, nwords, longest)
+    else:
+        sums = _word_sums_flat(data, starts, lengths, nwords)
+    with np.errstate(over="ignore"):
+        return mix(sums ^ (lengths.astype(U64) * _LENGTH_SALT))
+
+
+_COLUMN_WORDS = 32
+"""Strings of at most this many 8-byte words are hashed a word position at a time over every row."""
+
+
+def _word_sums_by_column(
+    data: np.ndarray[Any, Any], starts: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any], nwords: Any, longest: int
+) -> Hashes:
+    """The sum of word contributions of each value, taking word ``k`` of every value at once (short strings)."""
+    n = len(starts)
+    sums = np.zeros(n, dtype=U64)
+    if longest == 0:
+        return sums
+    end = int((starts + lengths).max())
+    padded = np.zeros(end + 8, dtype=np.uint8)
+    padded[:end] = data[:end]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 8)
+    with np.errstate(over="ignore"):
+        for k in range(longest):
+            has = nwords > k
+            at = np.minimum(starts + 8 * k, end)
+            word = np.ascontiguousarray(windows[at]).view("<u8").reshape(-1).astype(U64, copy=False)
+            left = np.clip(lengths - 8 * k, 0, 8).astype(U64)
+            keep = np.where(left >= 8, U64(0xFFFFFFFFFFFFFFFF), (U64(1) << (left * U64(8))) - U64(1))
+            contribution = mix((word & keep) ^ mix(np.full(1, k, dtype=U64)))
+            sums += np.where(has, contribution, U64(0))
+    return sums
+
+
+def _word_sums_flat(
+    data: np.ndarray[Any, Any], starts: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any], nwords: Any
+) -> Hashes:
+    """The same sums over one flat array of every word (long strings: work follows the total length)."""
+    n = len(starts)
     word_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(nwords, out=word_offsets[1:])
     total_words = int(word_offsets[-1])
@@ -118,8 +160,7 @@ def bytes_hash(array: pa.Array) -> Hashes:
         positions = word_offsets[:-1][has_words]
         with np.errstate(over="ignore"):
             sums[has_words] = np.add.reduceat(contributions, positions)
-    with np.errstate(over="ignore"):
-        return mix(sums ^ (lengths.astype(U64) * _LENGTH_SALT))
+    return sums
 
 
 def _words(array: pa.Array, type_name: str) -> Hashes:
@@ -317,7 +358,7 @@ def _python_value(value: Any, declared: str) -> Any:
             return float(value)
         if decimal_parts(declared) is not None:
             return Decimal(value)
-    except ValueError:
+    except (ValueError, ArithmeticError):
         return value
     return value
 
