@@ -50,33 +50,42 @@ def _driver_errors(statement: str) -> Iterator[None]:
 _CSV_NULLS = {"null_values": [""], "strings_can_be_null": True, "quoted_strings_can_be_null": False}
 
 
-def _parse_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
-    """Rows of PostgreSQL CSV as an Arrow table; a column Arrow cannot parse as its type stays text."""
-    names = list(types)
-    read = pa_csv.ReadOptions(column_names=names, use_threads=False)
+def _read_csv(data: bytes, types: dict[str, pa.DataType]) -> tuple[pa.Table, bool]:
+    """PostgreSQL CSV as Arrow columns of ``types`` and True; when some column does not parse as its type,
+    every column as text and False."""
+    read = pa_csv.ReadOptions(column_names=list(types), use_threads=False)
     try:
-        return pa_csv.read_csv(
+        typed = pa_csv.read_csv(
             io.BytesIO(data),
             read_options=read,
             convert_options=pa_csv.ConvertOptions(
                 column_types=types, true_values=["t"], false_values=["f"], **_CSV_NULLS
             ),
         )
+        return typed, True
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     text = pa_csv.read_csv(
         io.BytesIO(data),
         read_options=read,
-        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), **_CSV_NULLS),
+        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(types, pa.string()), **_CSV_NULLS),
     )
+    return text, False
+
+
+def _parse_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    """Rows of PostgreSQL CSV as an Arrow table; a column Arrow cannot parse as its type stays text."""
+    table, typed = _read_csv(data, types)
+    if typed:
+        return table
     columns = []
     for name, wanted in types.items():
-        column = text.column(name)
+        column = table.column(name)
         # Odd values (a column Arrow cannot convert) stay text, so that transform reports the records holding them.
         with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
             column = pc.equal(column, "t") if pa.types.is_boolean(wanted) else pc.cast(column, wanted)
         columns.append(column)
-    return pa.Table.from_arrays(columns, names=names)
+    return pa.Table.from_arrays(columns, names=list(types))
 
 
 def read_csv_batches(
@@ -289,26 +298,14 @@ def _dense_range(keys: pa.Table) -> tuple[int, int] | None:
 
 def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
     """PostgreSQL CSV as Arrow columns of ``types``, a column that does not parse exactly as text."""
-    names = list(types)
-    read = pa_csv.ReadOptions(column_names=names, use_threads=False)
     if not data:
         return pa.table({name: pa.array([], kind) for name, kind in types.items()})
-    try:
-        return pa_csv.read_csv(
-            io.BytesIO(data),
-            read_options=read,
-            convert_options=pa_csv.ConvertOptions(
-                column_types=types, true_values=["t"], false_values=["f"], **_CSV_NULLS
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    text = pa_csv.read_csv(
-        io.BytesIO(data),
-        read_options=read,
-        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), **_CSV_NULLS),
+    table, typed = _read_csv(data, types)
+    if typed:
+        return table
+    return pa.Table.from_arrays(
+        [exact_from_text(table.column(n), kind) for n, kind in types.items()], names=list(types)
     )
-    return pa.Table.from_arrays([exact_from_text(text.column(name), kind) for name, kind in types.items()], names=names)
 
 
 __all__ = [
