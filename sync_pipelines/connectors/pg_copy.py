@@ -25,7 +25,13 @@ from psycopg import sql
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from sync_pipelines.connectors.dialects.arrow_values import exact_from_text, from_hex_text, hex_text
+from sync_pipelines.connectors.dialects.arrow_values import (
+    dense_range,
+    exact_from_text,
+    from_hex_text,
+    hex_text,
+    only_keys,
+)
 
 # Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
 _ARROW_STAGE = sql.Identifier("pg_temp", "_sync_arrow_stage")
@@ -239,7 +245,7 @@ def read_arrow(
         if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
             cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
         chunks: list[bytes] = []
-        span = _dense_range(keys)
+        span = dense_range(keys) if keys.column_names[0] in columns else None
         if span is not None:
             # Keys read in key order (a full read) cover one short range: one index range scan, no staging; rows of
             # the range that were not asked for (the few the source no longer has) are left out below.
@@ -268,32 +274,13 @@ def read_arrow(
         if span is None:
             cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
     found = _parse_exact(b"".join(chunks), types)
-    if span is not None and found.num_rows:
-        name = keys.column_names[0]
-        found = found.filter(pc.is_in(found.column(name), value_set=keys.column(0).cast(found.schema.field(name).type)))
+    if span is not None:
+        found = only_keys(found, keys)
     for name in columns:
         if pa.types.is_binary(schema.field(name).type) and isinstance(table.c[name].type, sa.LargeBinary):
             index = found.schema.get_field_index(name)
             found = found.set_column(index, name, from_hex_text(found.column(name), 2))  # bytea's \x... output
     return found
-
-
-_DENSE = 2
-"""A range read serves keys whose span is at most this many times their count."""
-
-
-def _dense_range(keys: pa.Table) -> tuple[int, int] | None:
-    """``(first, last)`` of one integer key column whose values are ascending and span a short range, else None."""
-    if keys.num_columns != 1 or not pa.types.is_integer(keys.schema.field(0).type) or keys.num_rows < 2:
-        return None
-    column = keys.column(0)
-    if column.null_count:
-        return None
-    values = column.to_numpy()
-    first, last = int(values[0]), int(values[-1])
-    if last - first + 1 > _DENSE * len(values) or not bool((values[1:] > values[:-1]).all()):
-        return None
-    return first, last
 
 
 def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:

@@ -135,6 +135,36 @@ def from_hex_text(column: pa.Array | pa.ChunkedArray, prefix: int = 0) -> pa.Arr
 
 # --------------------------------------------------------------------------- reading
 
+DENSE = 2
+"""A range read serves keys whose span is at most this many times their count."""
+
+
+def dense_range(keys: pa.Table) -> tuple[int, int] | None:
+    """``(first, last)`` of one integer key column whose values ascend and span a short range, else None.
+
+    A full read's batch comes in key order: its target rows are read by one range condition instead of
+    lists of keys; the rows of the range that were not asked for are left out by the reader.
+    """
+    if keys.num_columns != 1 or not pa.types.is_integer(keys.schema.field(0).type) or keys.num_rows < 2:
+        return None
+    column = keys.column(0)
+    if column.null_count:
+        return None
+    values = column.to_numpy()
+    first, last = int(values[0]), int(values[-1])
+    if last - first + 1 > DENSE * len(values) or not bool((values[1:] > values[:-1]).all()):
+        return None
+    return first, last
+
+
+def only_keys(found: pa.Table, keys: pa.Table) -> pa.Table:
+    """The rows of ``found`` whose (single-column) key is in ``keys``."""
+    name = keys.column_names[0]
+    if not found.num_rows:
+        return found
+    wanted = keys.column(0).cast(found.schema.field(name).type)
+    return found.filter(pc.is_in(found.column(name), value_set=wanted))
+
 
 def text_array(values: Sequence[Any]) -> pa.Array:
     """Each non-null value's text: ``str(v)``, ISO format for dates and datetimes."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.config.models import decimal_parts
-from sync_pipelines.connectors.dialects.arrow_values import exact_array, python_columns
+from sync_pipelines.connectors.dialects.arrow_values import dense_range, exact_array, only_keys, python_columns
 from sync_pipelines.errors import ConcurrentRunError
 
 LEASE_POLL_S = 0.25
@@ -144,11 +144,17 @@ class SqlBackend:
         # Driver values as they are: SQLAlchemy's result processors would round decimals or reject odd texts.
         selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
         found: list[list[Any]] = [[] for _ in columns]
-        for condition in self.key_conditions(table, keys):
+        span = dense_range(keys) if keys.column_names[0] in columns else None
+        if span is not None:
+            conditions: Iterable[sa.ColumnElement[bool]] = [table.c[keys.column_names[0]].between(*span)]
+        else:
+            conditions = self.key_conditions(table, keys)
+        for condition in conditions:
             for row in conn.execute(sa.select(*selected).where(condition)):
                 for values, value in zip(found, row, strict=True):
                     values.append(value)
-        return arrow_table(table, columns, found, schema)
+        read = arrow_table(table, columns, found, schema)
+        return only_keys(read, keys) if span is not None else read
 
     def key_conditions(self, table: sa.Table, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
         """``key IN (...)`` conditions covering ``keys``, at most :attr:`keys_per_query` values each."""
