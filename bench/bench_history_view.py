@@ -28,7 +28,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.records import ensure_record_indexes
 from sync_pipelines.types import RunStatus

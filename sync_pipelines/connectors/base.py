@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from sync_pipelines.connectors.cmdb import HostResult
     from sync_pipelines.connectors.dialects.base import SqlBackend
     from sync_pipelines.connectors.es_hosts import HostMetrics
-    from sync_pipelines.connectors.sql import KeyRange, SourceBatch, SyncState
+    from sync_pipelines.connectors.sql_source import KeyRange, SourceBatch
+    from sync_pipelines.connectors.sql_target import SyncState
 
 Window = tuple[dt.datetime, dt.datetime]
 """A cursor window ``[start, end)`` (a partitioned run)."""

@@ -36,7 +36,9 @@ from sync_pipelines.connectors.compat import (
 )
 from sync_pipelines.connectors.es_client import display_endpoint, es_client, translate_es_errors
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader, flatten_mapping
-from sync_pipelines.connectors.sql import SqlTargetWriter, open_sql_source, translate_errors
+from sync_pipelines.connectors.sql import translate_errors
+from sync_pipelines.connectors.sql_source import open_sql_source
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.errors import CheckFailed, SyncError
 
 

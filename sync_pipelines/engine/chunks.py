@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping
 from sync_pipelines.connectors.compat import check_drift
-from sync_pipelines.connectors.sql import KeyRange, key_ranges
+from sync_pipelines.connectors.sql_source import KeyRange, key_ranges
 from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine.extract import _max_position, is_incremental
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, by_chunk, chunk_workers, is_chunked

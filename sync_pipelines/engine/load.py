@@ -21,8 +21,9 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping, record_sets
 from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.baselines import agreed_baselines, baseline_schema
-from sync_pipelines.connectors.sql import SyncState, reflect_columns, translate_errors
+from sync_pipelines.connectors.sql import reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
+from sync_pipelines.connectors.sql_target import SyncState
 from sync_pipelines.connectors.values import arrow_type, display
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.classify import Plan, batch_keys, classify

@@ -9,7 +9,7 @@ from sync_pipelines.config.placeholders import placeholder
 from sync_pipelines.connectors.check import check_es_documents, check_sql_target
 from sync_pipelines.connectors.es_client import display_endpoint
 from sync_pipelines.connectors.es_documents import ElasticsearchDocumentReader
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.kinds.base import Pipeline, SourceSummary, SyncKind
 from sync_pipelines.kinds.sql_table import TABLE_BODY_TEMPLATE, TABLE_TARGET_TEMPLATE, table_descriptions
 

@@ -9,7 +9,7 @@ from sync_pipelines.config.urls import display_http_url
 from sync_pipelines.connectors.check import check_sql_target
 from sync_pipelines.connectors.rest import RestReader
 from sync_pipelines.connectors.rest.check import check_rest_source
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.kinds.base import Pipeline, SourceSummary, SyncKind
 from sync_pipelines.kinds.sql_table import TABLE_BODY_TEMPLATE, TABLE_TARGET_TEMPLATE, table_descriptions
 

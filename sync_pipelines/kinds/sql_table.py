@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 from sync_pipelines.config.models import SqlSource, SqlTarget, SyncConfig
 from sync_pipelines.config.placeholders import placeholder
+from sync_pipelines.config.urls import display_url
 from sync_pipelines.connectors.check import check_sql_source, check_sql_target
-from sync_pipelines.connectors.sql import SqlTargetWriter, display_url, open_sql_source
+from sync_pipelines.connectors.sql_source import open_sql_source
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.kinds.base import Pipeline, SourceSummary, SyncKind
 
 SOURCE_TEMPLATE = f"""\

@@ -14,7 +14,7 @@ from dagster import MetadataValue, OpExecutionContext
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.connectors.sql import display_url
+from sync_pipelines.config.urls import display_url
 from sync_pipelines.engine.manifest import SyncResult
 from sync_pipelines.errors import SyncError
 from sync_pipelines.history.ledger import LEDGER_TABLE, RunEntry, Trigger, open_ledger, utcnow

@@ -11,7 +11,7 @@ from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
-from sync_pipelines.connectors.sql import display_url
+from sync_pipelines.config.urls import display_url
 from sync_pipelines.engine.manifest import Manifest, SyncResult
 from sync_pipelines.history.ledger import Trigger
 from sync_pipelines.kinds import kind_of

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sync_pipelines.config import SyncConfig
-from sync_pipelines.connectors.sql import SqlSourceReader, key_ranges
+from sync_pipelines.connectors.sql_source import SqlSourceReader, key_ranges
 from sync_pipelines.engine import RunOptions, extract, load, pool, run_sync, transform
 from sync_pipelines.engine.chunks import is_chunked
 from sync_pipelines.errors import PermanentConnectorError, RunCancelled, StagingError

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.engine import RunOptions, extract, load, run_sync, transform
 from sync_pipelines.errors import ConcurrentRunError, PermanentConnectorError
 from sync_pipelines.types import RecordAction, RunStatus

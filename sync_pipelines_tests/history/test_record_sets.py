@@ -34,7 +34,8 @@ from sync_pipelines.connectors.record_sets import (
     record_set_row,
     record_sets_table,
 )
-from sync_pipelines.connectors.sql import SqlTargetWriter, norm_key
+from sync_pipelines.connectors.sql import norm_key
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.connectors.values import display
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.export import RECORDS_SHEET, export_csv, export_xlsx

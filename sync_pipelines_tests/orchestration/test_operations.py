@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.operations import Retry
-from sync_pipelines.connectors.sql import SqlTargetWriter
+from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.engine.manifest import RunOptions
 from sync_pipelines.errors import RunCancelled, SourcePollError

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sync_pipelines.config import load_configs
-from sync_pipelines.connectors.sql import SourceBatch, SqlSourceReader
+from sync_pipelines.connectors.sql_source import SourceBatch, SqlSourceReader
 from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.orchestration import build_definitions

@@ -20,7 +20,7 @@ from sync_pipelines.connectors.rest.client import RestClient
 from sync_pipelines.connectors.rest.paginators import Page
 from sync_pipelines.connectors.rest.paths import dig
 from sync_pipelines.connectors.rest.records import columns_of, declared_types, staged_type, to_arrow, to_row
-from sync_pipelines.connectors.sql import SourceBatch
+from sync_pipelines.connectors.sql_source import SourceBatch
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import PermanentConnectorError
 
