@@ -8,14 +8,16 @@ otherwise (``str(v)``, ISO dates and datetimes), so that the caller can tell and
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 _INEXACT = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, ValueError, TypeError)
 _SUB_MICRO = re.compile(r"\.\d{7,}")
@@ -155,6 +157,38 @@ def dense_range(keys: pa.Table) -> tuple[int, int] | None:
     if last - first + 1 > DENSE * len(values) or not bool((values[1:] > values[:-1]).all()):
         return None
     return first, last
+
+
+def parse_text_csv(
+    data: bytes, columns: Sequence[str], schema: pa.Schema, *, float_columns: Collection[str] = ()
+) -> pa.Table:
+    """CSV text of ``columns`` (every field quoted, NULL an unquoted empty field, binary as hex) as Arrow
+    columns of their types in ``schema`` where every value converts exactly, else as text. Values of
+    ``float_columns`` (floating-point columns) are never taken as decimals."""
+    if not data:
+        return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
+    text = pa_csv.read_csv(
+        io.BytesIO(data),
+        read_options=pa_csv.ReadOptions(column_names=list(columns), use_threads=False),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(columns, pa.string()),
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    arrays = []
+    for name in columns:
+        wanted = schema.field(name).type
+        column = text.column(name)
+        if pa.types.is_binary(wanted):
+            arrays.append(from_hex_text(column))
+        elif name in float_columns and pa.types.is_decimal(wanted):
+            arrays.append(column)
+        else:
+            arrays.append(exact_from_text(column, wanted))
+    return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 def only_keys(found: pa.Table, keys: pa.Table) -> pa.Table:

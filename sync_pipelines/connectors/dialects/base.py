@@ -144,11 +144,7 @@ class SqlBackend:
         # Driver values as they are: SQLAlchemy's result processors would round decimals or reject odd texts.
         selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
         found: list[list[Any]] = [[] for _ in columns]
-        span = dense_range(keys) if keys.column_names[0] in columns else None
-        if span is not None:
-            conditions: Iterable[sa.ColumnElement[bool]] = [table.c[keys.column_names[0]].between(*span)]
-        else:
-            conditions = self.key_conditions(table, keys)
+        conditions, span = self.read_conditions(table, columns, keys)
         for condition in conditions:
             for row in conn.execute(sa.select(*selected).where(condition)):
                 for values, value in zip(found, row, strict=True):
@@ -156,7 +152,17 @@ class SqlBackend:
         read = arrow_table(table, columns, found, schema)
         return only_keys(read, keys) if span is not None else read
 
-    def key_conditions(self, table: sa.Table, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
+    def read_conditions(
+        self, table: sa.FromClause, columns: Sequence[str], keys: pa.Table
+    ) -> tuple[Iterable[sa.ColumnElement[bool]], tuple[int, int] | None]:
+        """The conditions a bulk read of ``keys`` runs, and the key range when one range condition serves
+        (a full read's batch: the rows of the range that were not asked for are left out after the read)."""
+        span = dense_range(keys) if keys.column_names[0] in columns else None
+        if span is not None:
+            return [table.c[keys.column_names[0]].between(*span)], span
+        return self.key_conditions(table, keys), None
+
+    def key_conditions(self, table: sa.FromClause, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
         """``key IN (...)`` conditions covering ``keys``, at most :attr:`keys_per_query` values each."""
         names = keys.column_names
         values = python_columns(keys)

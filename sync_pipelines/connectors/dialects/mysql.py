@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 
-from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, python_columns
+from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, only_keys, parse_text_csv, python_columns
 from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
 
 _STAGE = "_sync_arrow_stage"
@@ -124,6 +124,33 @@ class MySqlBackend(SqlBackend):
             )
         finally:
             conn.exec_driver_sql(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
+
+    def read_arrow(
+        self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
+    ) -> pa.Table:
+        """The rows of ``keys`` (see ``SqlBackend.read_arrow``), each rendered by the server as one CSV line.
+
+        PyMySQL decodes every value of a result in Python; one text column per row (``CONCAT`` of quoted
+        fields, an unquoted empty field for NULL) costs a fraction of that, and Arrow parses the lines. Binary
+        values travel as hex.
+        """
+        if not keys.num_rows:
+            return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
+        alias = table.alias("t")
+        fields = []
+        for name in columns:
+            # Quoted once here; the statement's own % escaping follows (the preparer's would be a second one).
+            column = conn.dialect.identifier_preparer.quote(name).replace("%%", "%")
+            text = f"HEX(t.{column})" if pa.types.is_binary(schema.field(name).type) else f"CAST(t.{column} AS CHAR)"
+            fields.append(f"IF(t.{column} IS NULL, '', CONCAT('\"', REPLACE({text}, '\"', '\"\"'), '\"'))")
+        line: sa.ColumnElement[str] = sa.literal_column(f"CONCAT_WS(',', {', '.join(fields)})")
+        conditions, span = self.read_conditions(alias, columns, keys)
+        lines: list[str] = []
+        for condition in conditions:
+            lines += conn.execute(sa.select(line).select_from(alias).where(condition)).scalars().all()
+        floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
+        read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
+        return only_keys(read, keys) if span is not None else read
 
     def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
         # An unqualified new name would move the table into the connection's default database.
