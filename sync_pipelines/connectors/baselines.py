@@ -106,11 +106,19 @@ class BaselineStore:
     def exists(self, conn: Connection) -> bool:
         return sa.inspect(conn).has_table(self.table.name, schema=self.table.schema)
 
+    @property
+    def columns(self) -> list[str]:
+        """The columns of a baseline row, key first."""
+        return [*self.key, *BASELINE_FIELDS]
+
     def read(self, conn: Connection, keys: pa.Table) -> pa.Table:
         """The baselines of ``keys`` (a table of the key columns), any order."""
         if not keys.num_rows:
             return self.schema.empty_table()
-        found = backend(conn).read_arrow(conn, self.table, [*self.key, *BASELINE_FIELDS], keys, self.schema)
+        return self.as_read(backend(conn).read_arrow(conn, self.table, self.columns, keys, self.schema))
+
+    def as_read(self, found: pa.Table) -> pa.Table:
+        """Baselines as a backend read them, in :func:`baseline_schema` (keys are normalised by the classifier)."""
         return _cast(found, self.schema)
 
     def write(self, conn: Connection, baselines: pa.Table, replaced: np.ndarray[Any, np.dtype[np.bool_]]) -> None:

@@ -221,66 +221,97 @@ def delete_arrow(conn: Connection, table: sa.Table, keys: pa.Table) -> int:
     return deleted
 
 
+Side = tuple[sa.Table, Sequence[str], pa.Schema]
+"""A table read by key: the table, the columns to read and their wanted Arrow types."""
+
+
 def read_arrow(
     conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
 ) -> pa.Table:
-    """The rows of ``table`` whose key is in ``keys``: keys staged with ``COPY``, rows read with
-    ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` and parsed by Arrow (see ``SqlBackend.read_arrow``)."""
-    selected: list[sql.Composable] = []
+    """The rows of ``table`` whose key is in ``keys``, with ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` parsed by
+    Arrow (see ``SqlBackend.read_arrow``)."""
+    return read_arrow_sides(conn, [(table, columns, schema)], keys)[0]
+
+
+def read_arrow_sides(conn: Connection, sides: Sequence[Side], keys: pa.Table) -> list[pa.Table]:
+    """The rows of each table of ``sides`` (tables keyed by the same columns, those of ``keys``) whose key is in
+    ``keys``, read by ONE ``COPY``: the server sends one message per key instead of one per key and table.
+
+    The batch's keys are either one short ascending range (a full read: one index range scan per table, the
+    rows of the range that were not asked for left out afterwards) or staged with ``COPY`` and probed one index
+    lookup each (``LATERAL ... OFFSET 0`` keeps the planner from hashing a whole table whose statistics may be
+    stale: the cost follows the batch, not the table).
+    """
+    key = keys.column_names
     types: dict[str, pa.DataType] = {}
-    for name in columns:
-        column_type = table.c[name].type
-        wanted = schema.field(name).type
-        expression: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(name))
-        if isinstance(column_type, sa.DateTime) and column_type.timezone:
-            expression = sql.SQL("({} AT TIME ZONE 'UTC')").format(expression)
-        selected.append(expression)
-        # Floating-point values are never taken as decimals; other mismatches are found by parsing.
-        float_as_decimal = isinstance(column_type, sa.Float) and pa.types.is_decimal(wanted)
-        types[name] = pa.string() if float_as_decimal or pa.types.is_binary(wanted) else wanted
+    selected: list[sql.Composable] = []
+    for i, (table, columns, schema) in enumerate(sides):
+        alias = sql.Identifier(f"s{i}")
+        selected.append(sql.SQL("({}.{} IS NOT NULL)").format(alias, sql.Identifier(key[0])))
+        types[f"{i}"] = pa.bool_()
+        for name in columns:
+            column_type = table.c[name].type
+            wanted = schema.field(name).type
+            expression: sql.Composable = sql.SQL("{}.{}").format(alias, sql.Identifier(name))
+            if isinstance(column_type, sa.DateTime) and column_type.timezone:
+                expression = sql.SQL("({} AT TIME ZONE 'UTC')").format(expression)
+            selected.append(expression)
+            # Floating-point values are never taken as decimals; other mismatches are found by parsing.
+            float_as_decimal = isinstance(column_type, sa.Float) and pa.types.is_decimal(wanted)
+            types[f"{i}:{name}"] = pa.string() if float_as_decimal or pa.types.is_binary(wanted) else wanted
     if not keys.num_rows:
-        return pa.table({c: pa.array([], types[c]) for c in columns})
+        return [pa.table({c: pa.array([], s.field(c).type) for c in cols}) for _, cols, s in sides]
     raw = _raw(conn)
-    with _driver_errors(f"read from {table.fullname} through COPY"), raw.cursor() as cur:
+    span = dense_range(keys) if all(key[0] in cols for _, cols, _ in sides) else None
+    tables = [_identifier(t) for t, _, _ in sides]
+    with _driver_errors(f"read from {sides[0][0].fullname} through COPY"), raw.cursor() as cur:
         if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
             cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
-        chunks: list[bytes] = []
-        span = dense_range(keys) if keys.column_names[0] in columns else None
         if span is not None:
-            # Keys read in key order (a full read) cover one short range: one index range scan, no staging; rows of
-            # the range that were not asked for (the few the source no longer has) are left out below.
-            query = sql.SQL("COPY (SELECT {} FROM {} t WHERE t.{} BETWEEN {} AND {}) TO STDOUT (FORMAT csv)").format(
-                sql.SQL(", ").join(selected),
-                _identifier(table),
-                sql.Identifier(keys.column_names[0]),
-                sql.Literal(span[0]),
-                sql.Literal(span[1]),
-            )
+            ranged = [
+                sql.SQL("(SELECT * FROM {} WHERE {} BETWEEN {} AND {}) s{}").format(
+                    t, sql.Identifier(key[0]), sql.Literal(span[0]), sql.Literal(span[1]), sql.SQL(str(i))
+                )
+                for i, t in enumerate(tables)
+            ]
+            source: sql.Composable = ranged[0]
+            for i, part in enumerate(ranged[1:], start=1):
+                source = sql.SQL("{} FULL JOIN {} ON s0.{} = s{}.{}").format(
+                    source, part, sql.Identifier(key[0]), sql.SQL(str(i)), sql.Identifier(key[0])
+                )
         else:
-            _stage(cur, _ARROW_KEYS, table, keys)
-            # One index probe per staged key (LATERAL ... OFFSET 0 keeps the planner from hashing the whole
-            # table, whose statistics may be stale): the cost follows the batch, not the table.
-            query = sql.SQL(
-                "COPY (SELECT {} FROM {} k CROSS JOIN LATERAL (SELECT * FROM {} tt WHERE {} OFFSET 0) t) "
-                "TO STDOUT (FORMAT csv)"
-            ).format(
-                sql.SQL(", ").join(selected),
-                _ARROW_KEYS,
-                _identifier(table),
-                sql.SQL(" AND ").join(sql.SQL("tt.{0} = k.{0}").format(sql.Identifier(c)) for c in keys.column_names),
+            _stage(cur, _ARROW_KEYS, sides[0][0], keys)
+            probes = [
+                sql.SQL("LEFT JOIN LATERAL (SELECT * FROM {} tt WHERE {} OFFSET 0) s{} ON true").format(
+                    t,
+                    sql.SQL(" AND ").join(sql.SQL("tt.{0} = k.{0}").format(sql.Identifier(c)) for c in key),
+                    sql.SQL(str(i)),
+                )
+                for i, t in enumerate(tables)
+            ]
+            found_any = sql.SQL(" OR ").join(
+                sql.SQL("s{}.{} IS NOT NULL").format(sql.SQL(str(i)), sql.Identifier(key[0])) for i in range(len(sides))
             )
+            source = sql.SQL("{} k {} WHERE {}").format(_ARROW_KEYS, sql.SQL(" ").join(probes), found_any)
+        chunks: list[bytes] = []
+        query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(sql.SQL(", ").join(selected), source)
         with cur.copy(query) as copy:
             chunks.extend(bytes(chunk) for chunk in copy)
         if span is None:
             cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
     found = _parse_exact(b"".join(chunks), types)
-    if span is not None:
-        found = only_keys(found, keys)
-    for name in columns:
-        if pa.types.is_binary(schema.field(name).type) and isinstance(table.c[name].type, sa.LargeBinary):
-            index = found.schema.get_field_index(name)
-            found = found.set_column(index, name, from_hex_text(found.column(name), 2))  # bytea's \x... output
-    return found
+    out = []
+    for i, (table, columns, schema) in enumerate(sides):
+        present = found.filter(pc.fill_null(found.column(f"{i}"), False))
+        side = pa.Table.from_arrays([present.column(f"{i}:{c}") for c in columns], names=list(columns))
+        if span is not None:
+            side = only_keys(side, keys)
+        for name in columns:
+            if pa.types.is_binary(schema.field(name).type) and isinstance(table.c[name].type, sa.LargeBinary):
+                index = side.schema.get_field_index(name)
+                side = side.set_column(index, name, from_hex_text(side.column(name), 2))  # bytea's \x... output
+        out.append(side)
+    return out
 
 
 def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
@@ -299,6 +330,7 @@ __all__ = [
     "delete_arrow",
     "insert_arrow",
     "read_arrow",
+    "read_arrow_sides",
     "read_csv_batches",
     "upsert_arrow",
 ]

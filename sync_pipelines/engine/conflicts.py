@@ -132,6 +132,19 @@ class Reconciler:
     def record_conflicts(self, conn: Connection, run_id: str, conflicts: Sequence[NewConflict]) -> None:
         self.conflicts.record_conflicts(conn, run_id, conflicts)
 
+    def read_both(self, conn: Connection, keys: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """The target rows of ``keys`` and their baselines, read together (one statement where the backend can)."""
+        table = self.writer.table
+        assert table is not None
+        store = self.store
+        schema = pa.schema([(c, arrow_type(self.types.get(c, "string"))) for c in self.columns])
+        current, baselines = backend(conn).read_arrow_sides(
+            conn,
+            [(table, self.columns, schema), (store.table, store.columns, store.schema)],
+            keys.select(self.key_names),
+        )
+        return current, store.as_read(baselines)
+
     def read_target(self, conn: Connection, keys: pa.Table) -> pa.Table:
         """The target rows of ``keys`` (any order), their written columns read in bulk."""
         table = self.writer.table

@@ -259,9 +259,10 @@ class BatchLoader:
         """Classify ``batch`` against the target rows and baselines of its keys, read in bulk."""
         reconciler = self.reconciler
         keys = batch_keys(table, reconciler.rules.key)
-        if conn is not None and self.writer.table is not None:
-            current = reconciler.read_target(conn, keys)
-            baselines = reconciler.store.read(conn, keys) if self.has_baselines else None
+        if conn is not None and self.writer.table is not None and self.has_baselines:
+            current, baselines = reconciler.read_both(conn, keys)
+        elif conn is not None and self.writer.table is not None:
+            current, baselines = reconciler.read_target(conn, keys), None
         else:
             current, baselines = _empty(self.schema, self.columns), None
         if baselines is None:

@@ -454,3 +454,50 @@ def test_read_of_keys_in_key_order_returns_exactly_those_keys(engine: sa.Engine)
         {"id": 17, "note": "n17"},
         {"id": 40, "note": "n40"},
     ]
+
+
+def test_two_tables_keyed_alike_are_read_together(engine: sa.Engine) -> None:
+    """A target and its baselines read by the same keys: each side as its own read would give it."""
+    metadata = sa.MetaData()
+    left = sa.Table(
+        "left_side",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.Text),
+    )
+    right = sa.Table(
+        "right_side",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("note", sa.Text),  # the same column name on both sides
+        sa.Column("digest", sa.LargeBinary),
+    )
+    left_schema = pa.schema([("id", pa.int64()), ("note", pa.string())])
+    right_schema = pa.schema([("id", pa.int64()), ("note", pa.string()), ("digest", pa.binary())])
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+        db = backend(conn)
+        db.insert_arrow(conn, left, pa.table({"id": pa.array(range(1, 6), pa.int64()), "note": list("abcde")}))
+        right_rows = {"id": pa.array(range(3, 9), pa.int64()), "note": list("CDEFGH"), "digest": [b"\x00\t"] * 6}
+        db.insert_arrow(conn, right, pa.table(right_rows, schema=right_schema))
+        results = {}
+        for label, wanted in (("dense", [2, 3, 4, 5, 6, 7]), ("scattered", [7, 2, 100, 4])):
+            keys = pa.table({"id": pa.array(wanted, pa.int64())})
+            together = db.read_arrow_sides(
+                conn, [(left, ["id", "note"], left_schema), (right, ["id", "note", "digest"], right_schema)], keys
+            )
+            alone = [
+                db.read_arrow(conn, left, ["id", "note"], keys, left_schema),
+                db.read_arrow(conn, right, ["id", "note", "digest"], keys, right_schema),
+            ]
+            results[label] = (together, alone)
+    for together, alone in results.values():
+        for joined, single in zip(together, alone, strict=True):
+            assert sorted(joined.to_pylist(), key=lambda r: r["id"]) == sorted(
+                single.to_pylist(), key=lambda r: r["id"]
+            )
+    dense_left, dense_right = results["dense"][0]
+    assert sorted(dense_left.column("id").to_pylist()) == [2, 3, 4, 5]
+    assert sorted(dense_right.column("id").to_pylist()) == [3, 4, 5, 6, 7]
+    assert set(dense_right.column("digest").to_pylist()) == {b"\x00\t"}
+    assert sorted(results["scattered"][0][1].column("id").to_pylist()) == [4, 7]

@@ -152,6 +152,13 @@ class SqlBackend:
         read = arrow_table(table, columns, found, schema)
         return only_keys(read, keys) if span is not None else read
 
+    def read_arrow_sides(
+        self, conn: Connection, sides: Sequence[tuple[sa.Table, Sequence[str], pa.Schema]], keys: pa.Table
+    ) -> list[pa.Table]:
+        """:meth:`read_arrow` of each table of ``sides`` (tables keyed by the same columns, those of ``keys``):
+        ``(table, columns, schema)`` each. A backend that can join them reads all in one statement."""
+        return [self.read_arrow(conn, table, columns, keys, schema) for table, columns, schema in sides]
+
     def read_conditions(
         self, table: sa.FromClause, columns: Sequence[str], keys: pa.Table
     ) -> tuple[Iterable[sa.ColumnElement[bool]], tuple[int, int] | None]:

@@ -71,10 +71,18 @@ class PostgresBackend(SqlBackend):
     def read_arrow(
         self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
     ) -> pa.Table:
-        """``COPY (SELECT ... JOIN the staged keys) TO STDOUT (FORMAT csv)``, parsed by Arrow."""
+        """``COPY (SELECT ... ) TO STDOUT (FORMAT csv)`` of a key range or the staged keys, parsed by Arrow."""
         if self.can_copy(conn):
             return pg_copy.read_arrow(conn, table, columns, keys, schema)
         return super().read_arrow(conn, table, columns, keys, schema)
+
+    def read_arrow_sides(
+        self, conn: Connection, sides: Sequence[tuple[sa.Table, Sequence[str], pa.Schema]], keys: pa.Table
+    ) -> list[pa.Table]:
+        """Every side joined on the key in one ``COPY``: one message per key from the server, not one per table."""
+        if self.can_copy(conn):
+            return pg_copy.read_arrow_sides(conn, sides, keys)
+        return super().read_arrow_sides(conn, sides, keys)
 
     def ids_inserted(self, conn: Connection, column: sa.Column[Any]) -> None:
         # A serial column's sequence does not see explicit values: set it past the largest one.
