@@ -226,18 +226,7 @@ def read_arrow(
 ) -> pa.Table:
     """The rows of ``table`` whose key is in ``keys``: keys staged with ``COPY``, rows read with
     ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` and parsed by Arrow (see ``SqlBackend.read_arrow``)."""
-    selected: list[sql.Composable] = []
-    types: dict[str, pa.DataType] = {}
-    for name in columns:
-        column_type = table.c[name].type
-        wanted = schema.field(name).type
-        expression: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(name))
-        if isinstance(column_type, sa.DateTime) and column_type.timezone:
-            expression = sql.SQL("({} AT TIME ZONE 'UTC')").format(expression)
-        selected.append(expression)
-        # Floating-point values are never taken as decimals; other mismatches are found by parsing.
-        float_as_decimal = isinstance(column_type, sa.Float) and pa.types.is_decimal(wanted)
-        types[name] = pa.string() if float_as_decimal or pa.types.is_binary(wanted) else wanted
+    selected, types = _selection(table, columns, schema)
     if not keys.num_rows:
         return pa.table({c: pa.array([], types[c]) for c in columns})
     raw = _raw(conn)
@@ -276,10 +265,51 @@ def read_arrow(
     found = _parse_exact(b"".join(chunks), types)
     if span is not None:
         found = only_keys(found, keys)
+    return _binary_columns(found, table, columns, schema)
+
+
+def scan_arrow(conn: Connection, table: sa.Table, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """``columns`` of every row of ``table`` with one ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` parsed by Arrow
+    (see ``SqlBackend.scan_arrow``)."""
+    selected, types = _selection(table, columns, schema)
+    raw = _raw(conn)
+    chunks: list[bytes] = []
+    with _driver_errors(f"read from {table.fullname} through COPY"), raw.cursor() as cur:
+        if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
+            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+        query = sql.SQL("COPY (SELECT {} FROM {} t) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(selected), _identifier(table)
+        )
+        with cur.copy(query) as copy:
+            chunks.extend(bytes(chunk) for chunk in copy)
+    return _binary_columns(_parse_exact(b"".join(chunks), types), table, columns, schema)
+
+
+def _selection(
+    table: sa.Table, columns: Sequence[str], schema: pa.Schema
+) -> tuple[list[sql.Composable], dict[str, pa.DataType]]:
+    """The select list of ``columns`` (time zones read as UTC) and the Arrow type each is parsed as."""
+    selected: list[sql.Composable] = []
+    types: dict[str, pa.DataType] = {}
+    for name in columns:
+        column_type = table.c[name].type
+        wanted = schema.field(name).type
+        expression: sql.Composable = sql.SQL("t.{}").format(sql.Identifier(name))
+        if isinstance(column_type, sa.DateTime) and column_type.timezone:
+            expression = sql.SQL("({} AT TIME ZONE 'UTC')").format(expression)
+        selected.append(expression)
+        # Floating-point values are never taken as decimals; other mismatches are found by parsing.
+        float_as_decimal = isinstance(column_type, sa.Float) and pa.types.is_decimal(wanted)
+        types[name] = pa.string() if float_as_decimal or pa.types.is_binary(wanted) else wanted
+    return selected, types
+
+
+def _binary_columns(found: pa.Table, table: sa.Table, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
+    """``found`` with its ``bytea`` columns decoded from their ``\\x...`` output."""
     for name in columns:
         if pa.types.is_binary(schema.field(name).type) and isinstance(table.c[name].type, sa.LargeBinary):
             index = found.schema.get_field_index(name)
-            found = found.set_column(index, name, from_hex_text(found.column(name), 2))  # bytea's \x... output
+            found = found.set_column(index, name, from_hex_text(found.column(name), 2))
     return found
 
 
@@ -300,5 +330,6 @@ __all__ = [
     "insert_arrow",
     "read_arrow",
     "read_csv_batches",
+    "scan_arrow",
     "upsert_arrow",
 ]
