@@ -73,15 +73,23 @@ def scan_source_keys(config: SyncConfig, types: dict[str, str]) -> pa.Table:
     sources = config.source_key
     columns = []
     for name, source in zip(key, sources, strict=True):
-        parts = [b.column(source) for b in batches]
-        raw = pa.chunked_array(parts) if parts else pa.chunked_array([], pa.null())
-        columns.append(comparable(column_of(raw, types.get(name, "string"))))
+        columns.append(comparable(column_of(_joined(batches, source), types.get(name, "string"))))
     table = pa.Table.from_arrays(columns, names=key)
     valid = None
     for column in table.columns:
         present = pc.is_valid(column)
         valid = present if valid is None else pc.and_(valid, present)
     return table if valid is None else table.filter(valid)
+
+
+def _joined(batches: list[pa.Table], name: str) -> pa.ChunkedArray:
+    """Column ``name`` of every batch, as text when the batches read it as different types."""
+    parts = [chunk for b in batches for chunk in b.column(name).chunks]
+    if not parts:
+        return pa.chunked_array([], pa.null())
+    if len({p.type for p in parts}) > 1:
+        parts = [pc.cast(p, pa.string()) for p in parts]
+    return pa.chunked_array(parts)
 
 
 def comparable(column: Column) -> pa.Array:
