@@ -19,6 +19,8 @@ Cases, each through the engine and through the Dagster job (in-process executor)
   1 full sync into an empty target        2 full sync, all rows unchanged
   3 incremental after 1% updated + 0.1% inserted    4 dry run of case 3
   5 full sync with delete_missing after 1% of the source was deleted
+  6 incremental with delete_missing after case 3's changes and 0.1% of the source deleted (its run also
+    reports `key_scan`: reading every source key and comparing them with the target's, inside the run)
 Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own;
 the worker processes of `parallel:` are not counted). $BENCH_PG_DATABASE names the database used
 (default sync_bench), so that two measurements on one server do not drop each other's tables.
@@ -242,6 +244,19 @@ def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dic
         if 5 in cases:
             child({**base, "kind": "engine", "config": incremental, "full_sync": False, "dry_run": False})
             timed(f"{runner}_5_full_delete", {**run, "config": full}, before=changes.delete)
+        if 6 in cases:
+            deleting = {**incremental, "delete_missing": True}
+            child({**base, "kind": "engine", "config": deleting, "full_sync": False, "dry_run": False})
+
+            def change_and_delete() -> None:
+                changes.update_and_insert()
+                changes.delete(0.001)
+
+            timed(
+                f"{runner}_6_incremental_delete",
+                {**run, "config": deleting, "full_sync": False},
+                before=change_and_delete,
+            )
     if args.dlt:
 
         def prepare_dlt() -> None:
@@ -376,6 +391,11 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         r["case5_over_case1_time"] = e5 / e1
     if e3 and d3:
         r["dagster_minus_engine_case3_s"] = d3 - e3
+    e6, scan = wall("engine_6_incremental_delete"), wall("key_scan")
+    if e3 and e6 and scan:
+        r["case6_over_case3_plus_key_scan"] = e6 / (e3 + scan)
+    if e1 and scan:
+        r["key_scan_over_case1"] = scan / e1
     return r
 
 
@@ -406,8 +426,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--cases",
-        default="0,1,2,3,4,5",
-        help="comma-separated cases to time (default: all six); an empty string times the floors only",
+        default="0,1,2,3,4,5,6",
+        help="comma-separated cases to time (default: all seven); an empty string times the floors only",
     )
     parser.add_argument(
         "--floors",

@@ -96,7 +96,7 @@ class RunCancelled(SyncError):
 
 
 class DeleteGuardError(SyncError):
-    """A full sync would delete more of one side than ``max_delete_ratio`` allows; nothing was deleted."""
+    """A run would delete more of one side than ``max_delete_ratio`` allows; nothing was deleted."""
 
     def __init__(self, sync: str, *, deletes: int, total: int, max_ratio: float, side: str = "target"):
         self.sync, self.deletes, self.total, self.max_ratio, self.side = sync, deletes, total, max_ratio, side

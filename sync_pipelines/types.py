@@ -66,6 +66,17 @@ class SyncMode(StrEnum):
     INCREMENTAL = "incremental"
 
 
+class DeleteScan(StrEnum):
+    """How often an incremental sync with ``delete_missing`` scans the source's keys for deletes."""
+
+    EVERY_RUN = "every_run"
+    """Every run that reads after the watermark (partition runs never scan)."""
+    HOURLY = "hourly"
+    """The first run in each clock hour (UTC) since the last scan."""
+    DAILY = "daily"
+    """The first run on each calendar day (in the sync's ``timezone``) since the last scan."""
+
+
 class ConflictStatus(StrEnum):
     """Whether a conflict still waits for a person."""
 

@@ -14,7 +14,7 @@ from sync_pipelines.config.identifiers import check_identifier, check_identifier
 from sync_pipelines.config.operations import Partitions, RealtimeSensor, Retry
 from sync_pipelines.config.rest import RestSource
 from sync_pipelines.config.urls import check_url
-from sync_pipelines.types import ConflictPolicy, SyncDirection, SyncMode
+from sync_pipelines.types import ConflictPolicy, DeleteScan, SyncDirection, SyncMode
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 _DECIMAL_RE = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
@@ -208,10 +208,19 @@ class SyncConfig(_Model):
     )
     batch_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per batch and per transaction.")
     delete_missing: bool = Field(
-        default=False, description="In a full sync, delete target rows whose key is gone from the source."
+        default=False,
+        description="Delete target rows whose key is gone from the source (or no longer matches `filter`). A full "
+        "sync compares the keys it read; an incremental one (SQL sources) also scans the source's keys, see "
+        "`delete_scan`.",
+    )
+    delete_scan: DeleteScan = Field(
+        default=DeleteScan.EVERY_RUN,
+        description="Mode `incremental` with `delete_missing`: when a run also reads every source key to find "
+        "deletes. `every_run` (default), `hourly` (the first run of each UTC hour) or `daily` (the first run of "
+        "each day in `timezone`); the other runs delete nothing.",
     )
     max_delete_ratio: float = Field(
-        default=0.2, ge=0, le=1, description="Refuse a full sync that would delete more than this share of the target."
+        default=0.2, ge=0, le=1, description="Refuse a run that would delete more than this share of the target."
     )
     max_failure_ratio: float = Field(
         default=0.0,
@@ -289,8 +298,14 @@ class SyncConfig(_Model):
             raise ValueError("realtime: needs mode `incremental` (the sensor polls the cursor's maximum)")
         if (self.partitions is not None or self.realtime is not None) and not isinstance(self.source, SqlSource):
             raise ValueError("partitions/realtime: only SQL sources can read a cursor window or poll its maximum")
-        if self.delete_missing and self.mode is not SyncMode.FULL:
-            raise ValueError("delete_missing: needs mode `full` (an incremental read does not see deleted rows)")
+        if self.delete_missing and self.mode is SyncMode.INCREMENTAL and not isinstance(self.source, SqlSource):
+            raise ValueError(
+                "delete_missing: with mode `incremental` needs a SQL source (each run scans the source's keys)"
+            )
+        if self.delete_scan is not DeleteScan.EVERY_RUN and not (
+            self.delete_missing and self.mode is SyncMode.INCREMENTAL
+        ):
+            raise ValueError("delete_scan: only used by mode `incremental` with `delete_missing: true`")
         if self.direction is SyncDirection.BIDIRECTIONAL:
             self._check_bidirectional()
         if self.parallel is not None:

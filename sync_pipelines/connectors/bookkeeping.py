@@ -13,6 +13,7 @@ batch's rows and its bookkeeping commit in one transaction:
 ``_sync_conflicts``       records both sides changed, until a person resolves them
 ``_sync_batches``         the batches a run has committed (resume of a re-execution)
 ``_sync_seen_<sync>``     keys a full sync read from the source (deletes by key difference)
+``_sync_key_scans``       per sync, the last scan of the source's keys (deletes of incremental syncs)
 ``_sync_host_results``    per-host outcomes of host-metrics runs (in the CMDB)
 ========================  =================================================================
 
@@ -41,6 +42,7 @@ BASELINES_TABLE = "_sync_baselines"
 CONFLICTS_TABLE = "_sync_conflicts"
 BATCHES_TABLE = "_sync_batches"
 SEEN_PREFIX = "_sync_seen_"
+KEY_SCANS_TABLE = "_sync_key_scans"
 HOST_RESULTS_TABLE = "_sync_host_results"
 
 RECORDS_RUN_INDEX = "ix__sync_records_run_action_entity"
@@ -225,6 +227,22 @@ def seen_table(metadata: sa.MetaData, name: str, key: Sequence[tuple[str, sa.typ
     return sa.Table(name, metadata, *columns, extend_existing=True)
 
 
+def key_scans_table(metadata: sa.MetaData) -> sa.Table:
+    """``_sync_key_scans``: per sync, the run that last compared every source key with the target's, when, and
+    what it found (``delete_scan`` of an incremental sync with ``delete_missing`` schedules the next one)."""
+    return sa.Table(
+        KEY_SCANS_TABLE,
+        metadata,
+        sa.Column("sync", sa.String(128), primary_key=True),
+        sa.Column("run_id", sa.String(64), nullable=False),
+        sa.Column("scanned_at", sa.DateTime, nullable=False),
+        sa.Column("source_keys", sa.BigInteger, nullable=False),
+        sa.Column("target_keys", sa.BigInteger, nullable=False),
+        sa.Column("deleted", sa.BigInteger, nullable=False),
+        extend_existing=True,
+    )
+
+
 # --------------------------------------------------------------------------- upgrades of earlier formats
 #
 # Tables written by an earlier release are brought to the format above the first time a run (or a
@@ -332,6 +350,7 @@ __all__ = [
     "BATCHES_TABLE",
     "CONFLICTS_TABLE",
     "HOST_RESULTS_TABLE",
+    "KEY_SCANS_TABLE",
     "RECORDS_RUN_INDEX",
     "RECORDS_TABLE",
     "RUNS_TABLE",
@@ -342,6 +361,7 @@ __all__ = [
     "batches_table",
     "conflicts_table",
     "host_results_table",
+    "key_scans_table",
     "outcome_rows",
     "records_table",
     "runs_table",

@@ -310,6 +310,32 @@ class SqlSourceReader:
                     }
                 yield SourceBatch(table, position)
 
+    def read_keys(self, batch_size: int = 200_000) -> Iterator[pa.Table]:
+        """Yield the key columns of every row this sync reads (its filter applied, no cursor or watermark).
+
+        One narrow ``SELECT key FROM source WHERE filter``: on PostgreSQL one ``array_agg`` per key column
+        (:func:`~sync_pipelines.connectors.pg_copy.aggregated_read`) or, for very large sources, ``COPY``; elsewhere
+        streamed in batches of ``batch_size`` rows. An incremental sync with
+        ``delete_missing`` compares these keys with the target's to find the rows the source no longer has.
+        """
+        with translate_errors(self.endpoint, "scanning the source's keys"), self.engine.connect() as conn:
+            selectable = self._selectable(conn)
+            self.needed_columns(list(selectable.c.keys()))
+            names = list(self.config.source_key)
+            query = self._filtered(selectable, sa.select(*(self._column(selectable, n) for n in names)))
+            copy_types = _copy_types(conn, query)
+            if copy_types is not None:
+                compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+                found = pg_copy.aggregated_read(conn, str(compiled), compiled.params, copy_types)
+                if found is not None:
+                    yield found
+                else:
+                    yield from pg_copy.read_csv_batches(conn, query, copy_types, batch_size)
+                return
+            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            for rows in result.partitions(batch_size):
+                yield _rows_to_arrow(names, rows)
+
     def close(self) -> None:
         """Release the reader's connections."""
         self.engine.dispose()

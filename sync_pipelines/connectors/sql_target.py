@@ -79,6 +79,7 @@ class SqlTargetWriter:
         self.metadata = sa.MetaData(schema=self.target.db_schema)
         self.state_table = bookkeeping.state_table(self.metadata)
         self.records_table = bookkeeping.records_table(self.metadata)
+        self.key_scans_table = bookkeeping.key_scans_table(self.metadata)
         self.table: sa.Table | None = None
         self.seen_table: sa.Table | None = None
 
@@ -94,7 +95,13 @@ class SqlTargetWriter:
             )
         with translate_errors(self.endpoint, "preparing the target"), self.engine.begin() as conn:
             self.metadata.create_all(
-                conn, tables=[self.state_table, self.records_table, record_sets.record_sets_table(self.metadata)]
+                conn,
+                tables=[
+                    self.state_table,
+                    self.records_table,
+                    self.key_scans_table,
+                    record_sets.record_sets_table(self.metadata),
+                ],
             )
             inspector = sa.inspect(conn)
             add_missing_columns(conn, inspector, self.records_table)
@@ -222,6 +229,38 @@ class SqlTargetWriter:
                 self.table,
                 pa.table({k: pa.array(list(v)) for k, v in zip(self.target.key, columns, strict=True)}),
             )
+
+    # -- key scans (incremental sync with delete_missing)
+
+    def read_all_keys(self, conn: Connection, schema: pa.Schema) -> pa.Table:
+        """Every key of the target table (columns of ``schema``), read in bulk through the backend."""
+        assert self.table is not None
+        return self.backend.scan_arrow(conn, self.table, list(self.target.key), schema)
+
+    def last_key_scan(self, conn: Connection) -> dt.datetime | None:
+        """When this sync's source keys were last compared with the target's (naive UTC); None: never."""
+        if not sa.inspect(conn).has_table(bookkeeping.KEY_SCANS_TABLE, schema=self.target.db_schema):
+            return None
+        scans = self.key_scans_table
+        value = conn.execute(sa.select(scans.c.scanned_at).where(scans.c.sync == self.config.name)).scalar()
+        return value if isinstance(value, dt.datetime) else None
+
+    def record_key_scan(
+        self, conn: Connection, run_id: str, scanned_at: dt.datetime, *, source: int, target: int, deleted: int
+    ) -> None:
+        """Remember this run's key scan (in the caller's transaction, beside its deletes)."""
+        scans = self.key_scans_table
+        conn.execute(sa.delete(scans).where(scans.c.sync == self.config.name))
+        conn.execute(
+            sa.insert(scans).values(
+                sync=self.config.name,
+                run_id=run_id,
+                scanned_at=scanned_at,
+                source_keys=source,
+                target_keys=target,
+                deleted=deleted,
+            )
+        )
 
     def temp_seen_table(self, conn: Connection) -> sa.Table:
         """A session-scoped copy of the seen-keys table, for dry runs that must write nothing."""

@@ -21,6 +21,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping, record_sets
 from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.baselines import agreed_baselines, baseline_schema
+from sync_pipelines.connectors.rowhash import column_of
 from sync_pipelines.connectors.sql import reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.sql_target import SyncState
@@ -28,6 +29,15 @@ from sync_pipelines.connectors.values import arrow_type, display
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.classify import Plan, batch_keys, classify
 from sync_pipelines.engine.conflicts import Reconciler
+from sync_pipelines.engine.deletes import (
+    KeyScan,
+    comparable,
+    deleted_outcomes,
+    missing_keys,
+    sample_outcomes,
+    scan_due,
+    scan_source_keys,
+)
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.guards import check_deletes, refuse
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
@@ -124,6 +134,7 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         tracking=(config.delete_missing and manifest.full_sync) or config.direction is SyncDirection.BIDIRECTIONAL,
         incremental=not manifest.full_sync,
         sample_size=options.sample_size,
+        key_scan=config.delete_missing and not manifest.full_sync and options.window is None,
     )
     loader = BatchLoader(
         config, options.run_id, writer, manifest.types, mode, _schema(manifest), options.process_run_id
@@ -161,6 +172,9 @@ class LoadMode:
     incremental: bool
     """Move the watermark with every batch."""
     sample_size: int
+    key_scan: bool = False
+    """Scan the source's keys at the end for deletes, when ``delete_scan`` says one is due (an incremental run
+    with ``delete_missing``; never a partition run)."""
 
 
 class BatchLoader:
@@ -370,17 +384,40 @@ class BatchLoader:
         """Bidirectional one-sided records and deletes; written, then the watermark and state (a real run)."""
         writer = self.writer
         if isinstance(self.sink, DrySink):
-            if self.sink.conn is not None and self.dry_seen is not None:
-                conn = self.sink.conn
-                _finish(self.config, manifest, options, self, conn, self.dry_seen, result, samples, write=False)
+            conn = self.sink.conn
+            if conn is not None and (self.dry_seen is not None or self.mode.key_scan):
+                scan = self._key_scan(conn, options)
+                _finish(self.config, manifest, options, self, conn, self.dry_seen, result, samples, False, scan)
             return
+        scan = None
+        if self.mode.key_scan:
+            with translate_errors(writer.endpoint, "reading the last key scan"), writer.engine.connect() as conn:
+                scan = self._key_scan(conn, options)
         with translate_errors(writer.endpoint, "finishing the run"), writer.engine.begin() as conn:
             if self.tracking and not manifest.batches:
                 writer.reset_seen(conn)
-            if not _finish(self.config, manifest, options, self, conn, writer.seen_table, result, samples, write=True):
+            if not _finish(self.config, manifest, options, self, conn, writer.seen_table, result, samples, True, scan):
                 return
         assert self.state is not None
         result.watermark_after = self.state.watermark
+
+    def _key_scan(self, conn: Connection, options: RunOptions) -> KeyScan | None:
+        """The source's keys, when this run scans them (``delete_scan`` says when; None otherwise)."""
+        if not self.mode.key_scan:
+            return None
+        now = _utcnow()
+        last = self.writer.last_key_scan(conn)
+        if not scan_due(self.config, last, now):
+            options.logger.info(
+                "%s: no key scan this run (delete_scan %s, last scan at %s UTC)",
+                self.config.name,
+                self.config.delete_scan.value,
+                last,
+            )
+            return None
+        started = time.monotonic()
+        keys = scan_source_keys(self.config, self.types)
+        return KeyScan(keys, now, time.monotonic() - started)
 
     def worker(self) -> Callable[[], BatchLoader]:
         return functools.partial(
@@ -413,11 +450,12 @@ def _finish(
     seen: sa.Table | None,
     result: SyncResult,
     samples: Samples,
-    *,
     write: bool,
+    scan: KeyScan | None = None,
 ) -> bool:
     """The end of a run, written (``write``) or planned: one-sided records of a bidirectional sync, deletes of
-    records the source no longer has, then (written) the watermark and state. False when a guard refused."""
+    records the source no longer has (by the seen keys of a full read, or the keys of ``scan``), then
+    (written) the watermark and state. False when a guard refused."""
     writer = loader.writer
     deleting = config.delete_missing and manifest.full_sync
     if loader.reconciler.bidirectional and seen is not None:
@@ -440,15 +478,16 @@ def _finish(
             result.status, result.error = RunStatus.FAILED, finish.error
             return False
         deleting = False
+    reconciler = loader.reconciler
     if not write:
-        return not (
-            deleting
-            and seen is not None
-            and _delete_missing(config, options, writer, conn, seen, result, samples, write=False)
-        )
+        if deleting and seen is not None:
+            return not _delete_missing(config, options, writer, conn, seen, result, samples, reconciler, write=False)
+        if scan is not None:
+            return not _delete_scanned(config, options, writer, conn, scan, result, samples, reconciler, write=False)
+        return True
     assert loader.state is not None
     return finish_run(
-        config, manifest, options, writer, conn, loader.state, result, samples, loader.reconciler, deleting=deleting
+        config, manifest, options, writer, conn, loader.state, result, samples, reconciler, deleting=deleting, scan=scan
     )
 
 
@@ -464,18 +503,23 @@ def finish_run(
     reconciler: Reconciler,
     *,
     deleting: bool,
+    scan: KeyScan | None = None,
 ) -> bool:
-    """Delete what the source no longer has (``deleting``), then move the watermark and the state version.
+    """Delete what the source no longer has (``deleting``: the keys a full read saw; ``scan``: the source's keys
+    an incremental run scanned), then move the watermark and the state version.
 
     Runs in the caller's last transaction. Returns False when the delete guard refused (nothing more written).
     """
+    refused = False
     if deleting:
         assert writer.seen_table is not None
         refused = _delete_missing(
-            config, options, writer, conn, writer.seen_table, result, samples, write=True, reconciler=reconciler
+            config, options, writer, conn, writer.seen_table, result, samples, reconciler, write=True
         )
-        if refused:
-            return False
+    elif scan is not None:
+        refused = _delete_scanned(config, options, writer, conn, scan, result, samples, reconciler, write=True)
+    if refused:
+        return False
     if manifest.full_sync and manifest.final_position is not None:
         state.watermark = manifest.final_position
     state.version += 1
@@ -519,11 +563,11 @@ def _delete_missing(
     seen: sa.Table,
     result: SyncResult,
     samples: Samples,
+    reconciler: Reconciler,
     *,
     write: bool,
-    reconciler: Reconciler | None = None,
 ) -> bool:
-    """Delete (or plan to delete) target rows gone from the source. Returns True if the guard refused."""
+    """Delete (or plan to delete) target rows whose key a full read did not see. Returns True if the guard refused."""
     missing, total = writer.count_missing(conn, seen)
     try:
         check_deletes(config, missing, total)
@@ -538,16 +582,91 @@ def _delete_missing(
         result.counts.add(RecordAction.DELETED, missing)
         return False
     while True:
-        keys = writer.missing_keys(conn, seen, limit=1000)
+        keys = writer.missing_keys(conn, seen, limit=_DELETE_CHUNK)
         if not keys:
             return False
-        outcomes = [_deleted(writer, k) for k in keys]
-        writer.delete_keys(conn, keys)
-        if reconciler is not None:
-            reconciler.store.delete(conn, reconciler.keys_table(keys))
-        writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, outcomes))
-        result.counts.add(RecordAction.DELETED, len(keys))
-        samples.add(outcomes)
+        _write_deletes(config, options, writer, conn, reconciler.keys_table(keys), result, samples, reconciler)
+
+
+def _delete_scanned(
+    config: SyncConfig,
+    options: RunOptions,
+    writer: TargetWriter,
+    conn: Connection,
+    scan: KeyScan,
+    result: SyncResult,
+    samples: Samples,
+    reconciler: Reconciler,
+    *,
+    write: bool,
+) -> bool:
+    """Delete (or plan to delete) target rows whose key the source's scanned keys lack. Returns True if the guard
+    refused. The target's keys are read in bulk and compared with the scan's in Arrow; a real run records the
+    scan (``_sync_key_scans``) beside its deletes."""
+    started = time.monotonic()
+    declared = reconciler.key_schema()
+    stored = writer.read_all_keys(conn, declared)
+    target = pa.Table.from_arrays(
+        [
+            comparable(column_of(stored.column(k), t))
+            for k, t in zip(reconciler.key_names, reconciler.key_types, strict=True)
+        ],
+        names=reconciler.key_names,
+    )
+    gone = missing_keys(target, scan.keys)
+    result.details["key_scan"] = {
+        "source_keys": scan.keys.num_rows,
+        "target_keys": target.num_rows,
+        "missing": gone.num_rows,
+        "scan_s": round(scan.seconds, 3),
+        "compare_s": round(time.monotonic() - started, 3),
+    }
+    try:
+        check_deletes(config, gone.num_rows, target.num_rows)
+    except DeleteGuardError as exc:
+        refuse(result, exc)
+        return True
+    if not write:
+        if gone.num_rows:
+            rows = reconciler.read_target(conn, gone.slice(0, options.sample_size))
+            samples.add(sample_outcomes(deleted_outcomes(rows, reconciler.key_names, reconciler.types), rows.num_rows))
+            result.counts.add(RecordAction.DELETED, gone.num_rows)
+        return False
+    for start in range(0, gone.num_rows, _DELETE_CHUNK):
+        _write_deletes(config, options, writer, conn, gone.slice(start, _DELETE_CHUNK), result, samples, reconciler)
+    writer.record_key_scan(
+        conn, options.run_id, scan.at, source=scan.keys.num_rows, target=target.num_rows, deleted=gone.num_rows
+    )
+    return False
+
+
+_DELETE_CHUNK = 20_000
+"""Deleted records written per round (their last values are read, then the rows, baselines and outcomes)."""
+
+
+def _write_deletes(
+    config: SyncConfig,
+    options: RunOptions,
+    writer: TargetWriter,
+    conn: Connection,
+    keys: pa.Table,
+    result: SyncResult,
+    samples: Samples,
+    reconciler: Reconciler,
+) -> None:
+    """Delete the target rows of ``keys`` and their baselines, each with a ``deleted`` outcome holding its key and
+    last values, in bulk through the backend (in the caller's transaction)."""
+    if not keys.num_rows:
+        return
+    db, target = writer.backend, writer.table
+    assert target is not None
+    rows = reconciler.read_target(conn, keys)
+    outcomes = deleted_outcomes(rows, reconciler.key_names, reconciler.types)
+    db.delete_arrow(conn, target, keys.select(reconciler.key_names))
+    reconciler.store.delete(conn, keys.select(reconciler.key_names))
+    db.insert_arrow(conn, writer.records_table, _outcome_table(config, options.run_id, -1, outcomes, _utcnow()))
+    result.counts.add(RecordAction.DELETED, rows.num_rows)
+    samples.add(sample_outcomes(outcomes, options.sample_size))
 
 
 def _deleted(writer: TargetWriter, key: tuple[Any, ...]) -> RecordOutcome:

@@ -61,9 +61,11 @@ mode: full
 
 # Rows per batch; each batch is one transaction on the target.
 batch_size: 10000
-# Full syncs only: delete target rows gone from the source, refusing runs that would delete more
-# than `max_delete_ratio` of the target.
+# Delete target rows gone from the source, refusing runs that would delete more than
+# `max_delete_ratio` of the target. An incremental sync also reads every source key to find them,
+# on each run or less often (`delete_scan: every_run | hourly | daily`).
 delete_missing: false
+# delete_scan: every_run
 max_delete_ratio: 0.2
 # Share of records allowed to fail (bad values) before the run counts as failed instead of partial.
 max_failure_ratio: 0.0

@@ -12,7 +12,7 @@ from sync_pipelines.config import SyncConfig, load_configs, parse_config
 from sync_pipelines.config.loader import CONFIG_DIR_ENV, config_dir
 from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.errors import ConfigError
-from sync_pipelines.types import SyncMode
+from sync_pipelines.types import DeleteScan, SyncMode
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,6 +103,17 @@ def test_defaults(tmp_path: Path) -> None:
     assert config.delete_missing is False
 
 
+def test_incremental_deletes_scan_every_run_unless_told(tmp_path: Path) -> None:
+    body = MINIMAL.format(name="scanned") + "mode: incremental\ncursor: updated_at\ndelete_missing: true\n"
+    write(tmp_path, "a.yml", body)
+    write(tmp_path, "b.yml", body.replace("scanned", "daily") + "delete_scan: daily\n")
+
+    every, daily = load_configs(tmp_path)
+
+    assert every.delete_missing and every.delete_scan is DeleteScan.EVERY_RUN
+    assert daily.delete_scan is DeleteScan.DAILY
+
+
 def test_files_load_sorted_and_other_files_are_ignored(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", MINIMAL.format(name="second"))
     write(tmp_path, "a.yml", MINIMAL.format(name="first"))
@@ -189,9 +200,23 @@ INVALID = {
         MINIMAL.format(name="x") + "cursor: updated_at\n",
         "cursor: only used with mode `incremental`",
     ),
-    "delete_missing_incremental": (
-        MINIMAL.format(name="x") + "mode: incremental\ncursor: updated_at\ndelete_missing: true\n",
-        "delete_missing: needs mode `full`",
+    "delete_scan_without_delete_missing": (
+        MINIMAL.format(name="x") + "mode: incremental\ncursor: updated_at\ndelete_scan: hourly\n",
+        "delete_scan: only used by mode `incremental` with `delete_missing: true`",
+    ),
+    "delete_scan_in_full_mode": (
+        MINIMAL.format(name="x") + "delete_missing: true\ndelete_scan: daily\n",
+        "delete_scan: only used by mode `incremental` with `delete_missing: true`",
+    ),
+    "delete_missing_incremental_rest": (
+        "name: x\nsource: {kind: rest, url: 'http://api.example/users', incremental: {param: since}}\n"
+        "target: {kind: sql, url: 'sqlite:///dst.db', table: t, key: [id]}\n"
+        "mode: incremental\ncursor: updated_at\ndelete_missing: true\n",
+        "delete_missing: with mode `incremental` needs a SQL source",
+    ),
+    "bad_delete_scan": (
+        MINIMAL.format(name="x") + "mode: incremental\ncursor: u\ndelete_missing: true\ndelete_scan: weekly\n",
+        "delete_scan: input should be 'every_run', 'hourly' or 'daily'",
     ),
     "bad_mode": (
         MINIMAL.format(name="x") + "mode: sometimes\n",

@@ -22,6 +22,8 @@ from sync_pipelines.connectors.dialects.arrow_values import dense_range, exact_a
 from sync_pipelines.errors import ConcurrentRunError
 
 LEASE_POLL_S = 0.25
+_SCAN_ROWS = 50_000
+"""Rows fetched at a time by :meth:`SqlBackend.scan_arrow`."""
 
 
 class SqlBackend:
@@ -168,6 +170,19 @@ class SqlBackend:
         if span is not None:
             return [table.c[keys.column_names[0]].between(*span)], span
         return self.key_conditions(table, keys), None
+
+    def scan_arrow(self, conn: Connection, table: sa.Table, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
+        """The ``columns`` of every row of ``table``, in any order, typed as :meth:`read_arrow` types them.
+
+        One ``SELECT`` streamed in large partitions: meant for narrow reads (a table's keys).
+        """
+        selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
+        found: list[list[Any]] = [[] for _ in columns]
+        result = conn.execution_options(yield_per=_SCAN_ROWS).execute(sa.select(*selected))
+        for rows in result.partitions():
+            for values, column in zip(found, zip(*rows, strict=True), strict=True):
+                values.extend(column)
+        return arrow_table(table, columns, found, schema)
 
     def key_conditions(self, table: sa.FromClause, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
         """``key IN (...)`` conditions covering ``keys``, at most :attr:`keys_per_query` values each."""

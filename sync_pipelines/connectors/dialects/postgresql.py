@@ -84,6 +84,12 @@ class PostgresBackend(SqlBackend):
             return pg_copy.read_arrow_sides(conn, sides, keys)
         return super().read_arrow_sides(conn, sides, keys)
 
+    def scan_arrow(self, conn: Connection, table: sa.Table, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
+        """``COPY (SELECT columns FROM table) TO STDOUT (FORMAT csv)``, parsed by Arrow."""
+        if self.can_copy(conn):
+            return pg_copy.scan_arrow(conn, table, columns, schema)
+        return super().scan_arrow(conn, table, columns, schema)
+
     def ids_inserted(self, conn: Connection, column: sa.Column[Any]) -> None:
         # A serial column's sequence does not see explicit values: set it past the largest one.
         table = column.table
