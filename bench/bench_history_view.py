@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/bench_history_view.py                  # 1M records, figures printed
     .venv/bin/python bench/bench_history_view.py --records 200000
+    .venv/bin/python bench/bench_history_view.py --created-sets 1000000   # plus 1M created records in 20 sets
 
 Fills `_sync_records` of a fresh database (``$BENCH_PG_DATABASE``, default sync_bench_history) with
 COPY: one run of --records records (two entities; created, updated, deleted and 1% failed), plus
-another run of 10% as many, then asks the view (its Starlette app, in process) for the run page,
-a late page of its records, filtered pages and a filtered Excel download. Each figure is the first
-answer of a new view (cold) and the median of --repeat more (warm). Figures, not assertions.
+another run of 10% as many (with --created-sets, the measured run also has that many created
+records stored as ``_sync_record_sets`` sets of 50,000 keys, one per batch), then asks the view
+(its Starlette app, in process) for the run page, a late page of its records, filtered pages and a
+filtered Excel download. Each figure is the first answer of a new view (cold) and the median of
+--repeat more (warm). Figures, not assertions.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import yaml
 from starlette.testclient import TestClient
 
 from sync_pipelines.config import load_configs
+from sync_pipelines.connectors.record_sets import record_set_row, record_sets_table
 from sync_pipelines.connectors.sql_target import SqlTargetWriter
 from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.records import ensure_record_indexes
-from sync_pipelines.types import RunStatus
+from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web import create_app
 
 ADMIN_DSN = os.environ.get("BENCH_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -84,6 +88,29 @@ def copy_records(dsn: str, run_id: str, count: int) -> float:
     return time.perf_counter() - started
 
 
+SET_SIZE = 50_000
+
+
+def insert_sets(url: str, run_id: str, count: int) -> float:
+    """Store ``count`` created records of ``run_id`` as sets of :data:`SET_SIZE` keys; returns the seconds."""
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    started = time.perf_counter()
+    table = record_sets_table(sa.MetaData())
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        table.create(conn, checkfirst=True)
+        for batch, first in enumerate(range(0, count, SET_SIZE)):
+            ids = pa.array(range(10_000_000 + first, 10_000_000 + min(count, first + SET_SIZE)), pa.int64())
+            keys = pa.table({"user_id": ids})
+            conn.execute(
+                sa.insert(table), [record_set_row(SYNC, "users", run_id, batch, RecordAction.CREATED, keys, T0)]
+            )
+    engine.dispose()
+    return time.perf_counter() - started
+
+
 def timed(folder: Path, path: str, repeat: int) -> tuple[float, float]:
     """Milliseconds of the first answer of a new view (cold: no counts kept) and median of ``repeat`` more."""
     client = TestClient(create_app(folder, "http://127.0.0.1:3000"))
@@ -103,6 +130,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000, help="Records of the measured run.")
     parser.add_argument("--repeat", type=int, default=5, help="Timed answers after the first.")
+    parser.add_argument(
+        "--created-sets", type=int, default=0, help="Created records of the measured run stored as record sets."
+    )
     args = parser.parse_args()
 
     url = recreate_database()
@@ -116,6 +146,7 @@ def main() -> None:
         writer.engine.dispose()
         big, other = str(uuid.uuid4()), str(uuid.uuid4())
         copy_s = copy_records(dsn, big, args.records) + copy_records(dsn, other, args.records // 10)
+        sets_s = insert_sets(url, big, args.created_sets) if args.created_sets else 0.0
         with open_ledger(cfg) as ledger:
             for run_id, n in ((big, args.records), (other, args.records // 10)):
                 entry = RunEntry(run_id, SYNC, Trigger.SCHEDULE, "full", status=RunStatus.PARTIAL, started_at=T0)
@@ -128,7 +159,7 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE _sync_records")
 
-        last_page = max(1, args.records // 50 // 2)
+        last_page = max(1, (args.records + args.created_sets) // 50 // 2)
         cases = {
             "run page (counts, entity status, first 50 records)": f"/runs/{big}",
             f"run page, records page {last_page:,} of all records": f"/runs/{big}?page={last_page}",
@@ -136,12 +167,23 @@ def main() -> None:
             "records filtered: entity=departments, action=updated, page 100": (
                 f"/runs/{big}?entity=departments&action=updated&page=100"
             ),
+            **(
+                {
+                    f"records filtered: action=created, page {args.created_sets // 50 // 2:,}": (
+                        f"/runs/{big}?action=created&page={args.created_sets // 50 // 2}"
+                    )
+                }
+                if args.created_sets
+                else {}
+            ),
             "run history (sync list of runs)": "/runs",
             "sync list": "/",
             "Excel download of status=failed": f"/runs/{big}/records.xlsx?status=failed",
         }
         print(f"{args.records:,} records (+{args.records // 10:,} of another run) in PostgreSQL {BENCH_DB}")
         print(f"  COPY {copy_s:.1f} s, index (run, action, entity, id) built in {index_s:.1f} s")
+        if args.created_sets:
+            print(f"  +{args.created_sets:,} created records in sets of {SET_SIZE:,}, written in {sets_s:.1f} s")
         print(f"  {'answer':<66} {'cold':>9} {'warm':>9}")
         for label, path in cases.items():
             cold, warm = timed(folder, path, args.repeat)

@@ -356,9 +356,10 @@ class RunRecords:
         if total == 0:
             return RecordPage(total=total, page=page, page_size=page_size)
         skip, wanted = (page - 1) * page_size, page_size
+        segments = self._segments(filters)
         found: list[dict[str, Any]] = []
         with translate_errors(self.ledger.endpoint, f"reading {RECORDS_TABLE}"), self.ledger.engine.connect() as conn:
-            for segment in self._segments(filters):
+            for segment in segments:
                 if skip >= segment.count:
                     skip -= segment.count
                     continue
