@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from sync_pipelines.connectors.column_types import LONG_TEXT, timestamp_type
 from sync_pipelines.connectors.dialects import backend
-from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 SCHEMA = pa.schema(
     [
@@ -333,12 +334,7 @@ def test_sqlite_text_in_an_integer_column_reads_as_text(sqlite_dbs: Databases) -
 
 
 @pytest.fixture
-def pg_engine(tmp_path: object) -> Iterator[sa.Engine]:
-    from pathlib import Path
-
-    from sync_pipelines_tests.support.databases import make_databases
-
-    assert isinstance(tmp_path, Path)
+def pg_engine(tmp_path: Path) -> Iterator[sa.Engine]:
     gen = make_databases("postgresql", tmp_path)
     engine = _engine(next(gen))
     yield engine
