@@ -1,11 +1,12 @@
-"""The `_sync_baselines` and `_sync_conflicts` tables kept beside a sync's target table.
+"""The `_sync_conflicts` table kept beside a sync's target table.
 
-A baseline is the last state both sides agreed on for one record: the hash of the source's values
-as staged, and the hash and values of the target row as read back after the write (so a target
-column that stores less precision than the source sends is not mistaken for an edit). Records and
-values are named by 64-bit hashes (:mod:`~sync_pipelines.connectors.fingerprint`). A conflict is
-a record that both the source and the target changed since its baseline, held with the source,
-target and baseline values until a person resolves it.
+A conflict is a record that both the source and the target changed since its baseline (see
+:mod:`~sync_pipelines.connectors.baselines`), held with the source and target values, the baseline values
+one side still holds and the fields that differ, until a person resolves it. Records are named by their
+key's 64-bit hash (:func:`~sync_pipelines.connectors.fingerprint.key_hash`) and its JSON text.
+
+The store also knows the shared baselines table of formats 1 and 2 (``_sync_baselines``), which only the
+upgrade of earlier bookkeeping reads.
 """
 
 from __future__ import annotations
@@ -20,21 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.connectors import bookkeeping
-from sync_pipelines.connectors.dialects import backend, sync_lease
+from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.connectors.fingerprint import hash_from_hex
 from sync_pipelines.connectors.values import decode, display, encode
 from sync_pipelines.types import ConflictChoice, ConflictStatus
 
 _CHUNK = 500
-
-
-def _chunk(conn: Connection) -> int:
-    """Keys per query, as many as the database takes in one."""
-    return backend(conn).keys_per_query
-
-
-def _within(conn: Connection, column: sa.ColumnElement[Any], values: list[Any]) -> sa.ColumnElement[bool]:
-    return backend(conn).key_in(column, values)
 
 
 def utcnow() -> dt.datetime:
@@ -57,27 +49,6 @@ def encode_row(row: dict[str, Any]) -> str:
 def decode_row(text: str) -> dict[str, Any]:
     """The inverse of :func:`encode_row`."""
     return {k: decode(v) for k, v in json.loads(text).items()}
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The last agreed state of one record.
-
-    ``values`` are the normalised target values; ``source_hash`` and ``target_hash`` hash each
-    side's normalised values.
-    """
-
-    source_hash: int
-    target_hash: int
-    values: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class BaselineRow:
-    """One baseline to save."""
-
-    key_hash: int
-    baseline: Baseline
 
 
 @dataclass
@@ -147,7 +118,8 @@ class ConflictSummary:
 
 
 class ConflictStore:
-    """Reads and writes the baselines and conflicts of one sync, inside the caller's transactions."""
+    """Reads and writes the conflicts of one sync, inside the caller's transactions (and upgrades the tables of
+    earlier releases)."""
 
     def __init__(self, metadata: sa.MetaData, sync: str):
         self.sync = sync

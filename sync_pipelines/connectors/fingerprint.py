@@ -1,4 +1,7 @@
-"""Dialect-independent forms of synced values, and the hashes of records and keys built from them.
+"""Dialect-independent forms of synced values, and the format-2 hashes of records and keys built from them.
+
+Format-3 baselines hash with :mod:`~sync_pipelines.connectors.rowhash`; the hashes here still name a record
+in ``_sync_conflicts`` (:func:`key_hash`) and judge the baselines an upgrade kept from format 2.
 
 A value read back from PostgreSQL, MariaDB or SQLite must hash like the staged value that was
 written, whatever the driver returns (``1`` for a MariaDB boolean, ``Decimal('1.50')`` for a
@@ -102,29 +105,6 @@ def normalise(value: Any, type_name: str) -> Any:
         except _FAILED_CONVERSION:
             pass
     return _unconverted(value)
-
-
-def row_normaliser(types: Mapping[str, str], columns: Sequence[str]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """A function doing :func:`normalise_row` for fixed ``types`` and ``columns``, faster on many rows."""
-    plan = [(c, _converter(types.get(c, "string"))) for c in columns]
-
-    def run(row: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for column, convert in plan:
-            value = row.get(column)
-            if value is None:
-                out[column] = None
-                continue
-            if convert is not None:
-                try:
-                    out[column] = convert(value)
-                    continue
-                except _FAILED_CONVERSION:
-                    pass
-            out[column] = value if type(value) is str else _unconverted(value)
-        return out
-
-    return run
 
 
 def normalise_row(row: Mapping[str, Any], types: Mapping[str, str], columns: Sequence[str]) -> dict[str, Any]:
