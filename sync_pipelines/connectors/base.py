@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -104,7 +104,14 @@ class TargetWriter(Protocol):
     def missing_keys(self, conn: Connection, seen: sa.Table, limit: int | None = None) -> list[tuple[Any, ...]]: ...
     def delete_keys(self, conn: Connection, keys: list[tuple[Any, ...]]) -> None: ...
     def temp_seen_table(self, conn: Connection) -> sa.Table: ...
-    def lease(self, run_id: str, timeout_s: float = 60.0) -> AbstractContextManager[None]: ...
+    def lease(
+        self,
+        run_id: str,
+        timeout_s: float = 60.0,
+        *,
+        slots: int = 0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable
