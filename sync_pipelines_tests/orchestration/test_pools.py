@@ -43,7 +43,9 @@ def test_only_partitioned_syncs_on_a_database_of_several_writers_get_more_than_o
     assert [pool_limit(c) for c in configs] == [3, 2, 1, 1, 1]
     assert pool_limits(configs) == {"sync/pg_days": 3, "sync/maria_days": 2}
     assert sync("d", "postgresql://u@h/dst", partitions={"granularity": "daily", "start": "2024-01-01"}).partitions
-    assert pool_limit(sync("d", "postgresql://u@h/dst", partitions={"granularity": "daily", "start": "2024-01-01"})) == 2
+    assert (
+        pool_limit(sync("d", "postgresql://u@h/dst", partitions={"granularity": "daily", "start": "2024-01-01"})) == 2
+    )
 
 
 def test_the_limits_are_written_to_the_instance_and_set_back_to_one() -> None:
