@@ -19,6 +19,7 @@ from sync_pipelines.cli.check import check
 from sync_pipelines.cli.configs import list_syncs, new, schema, validate
 from sync_pipelines.cli.conflicts import conflicts
 from sync_pipelines.cli.history import export, history, show, stats
+from sync_pipelines.cli.pools import pools
 from sync_pipelines.cli.run import demo, run
 from sync_pipelines.cli.staging import staging
 from sync_pipelines.cli.status import status
@@ -36,6 +37,7 @@ COMMANDS: tuple[click.Command, ...] = (
     new,
     schema,
     worker,
+    pools,
     ui,
     staging,
     history,

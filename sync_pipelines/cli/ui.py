@@ -25,7 +25,8 @@ from sync_pipelines.cli.shared import config_folder, demo_dir_option, load_confi
 from sync_pipelines.config import SyncConfig
 from sync_pipelines.config.loader import CONFIG_DIR_ENV
 from sync_pipelines.history.links import DEFAULT_HOST, DEFAULT_PORT, HISTORY_URL_ENV
-from sync_pipelines.orchestration.instance import ensure_dagster_home
+from sync_pipelines.orchestration.instance import ensure_dagster_home, get_instance
+from sync_pipelines.orchestration.pools import apply_pool_limits
 from sync_pipelines.signals import dies_with_this_process, restore_default_signals
 from sync_pipelines.web import create_app
 from sync_pipelines.web.site import DAGSTER_URL_ENV
@@ -126,6 +127,8 @@ def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: P
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     configs = load_configs(ctx)
     ensure_dagster_home()
+    with get_instance() as instance:  # the daemon's queue starts a partitioned sync's runs up to its pool limit
+        apply_pool_limits(instance, configs)
     view_url = f"http://{host}:{port}"
     dagster_url = f"http://{host}:{dagster_port}"
     with demo_es(configs, demo_dir):

@@ -32,6 +32,10 @@ class BackfillMode(StrEnum):
     """One run reading the whole range ``[first start, last end)``: fewer runs for large backfills."""
 
 
+MAX_PARALLEL_PARTITIONS = 16
+"""The most partition runs of one sync that may load at once (the lease has this many shared slots)."""
+
+
 class Partitions(_Model):
     """Time partitions over the cursor column of an incremental sync.
 
@@ -44,6 +48,14 @@ class Partitions(_Model):
     backfill: BackfillMode = Field(
         default=BackfillMode.MULTI_RUN,
         description="`multi_run`: a backfill runs one run per partition; `single_run`: one run for the whole range.",
+    )
+    max_parallel: int = Field(
+        default=2,
+        ge=1,
+        le=MAX_PARALLEL_PARTITIONS,
+        description="Partition runs of this sync that may load at once (a backfill's runs, CLI runs with "
+        "`--partition`). Plain runs (schedule, sensor, full sync) always run alone. A SQLite target, or a "
+        "target without the cursor column, takes one at a time.",
     )
 
     @field_validator("start", mode="before")

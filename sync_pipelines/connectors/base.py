@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -113,7 +113,14 @@ class TargetWriter(Protocol):
     def record_key_scan(
         self, conn: Connection, run_id: str, scanned_at: dt.datetime, *, source: int, target: int, deleted: int
     ) -> None: ...
-    def lease(self, run_id: str, timeout_s: float = 60.0) -> AbstractContextManager[None]: ...
+    def lease(
+        self,
+        run_id: str,
+        timeout_s: float = 60.0,
+        *,
+        slots: int = 0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,11 +273,19 @@ class SqlTargetWriter:
     # -- lease
 
     @contextlib.contextmanager
-    def lease(self, run_id: str, timeout_s: float = 60.0) -> Iterator[None]:
-        """Hold the per-sync lease while loading, so two runs of one sync never interleave."""
+    def lease(
+        self,
+        run_id: str,
+        timeout_s: float = 60.0,
+        *,
+        slots: int = 0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
+        """Hold the per-sync lease while loading: alone (``slots=0``), or shared by at most ``slots`` partition
+        runs (see :func:`~sync_pipelines.connectors.dialects.sync_lease`)."""
         with (
             translate_errors(self.endpoint, "taking the sync lease"),
-            sync_lease(self.engine, self.config.name, timeout_s),
+            sync_lease(self.engine, self.config.name, timeout_s, slots=slots, on_wait=on_wait),
         ):
             yield
 

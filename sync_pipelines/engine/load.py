@@ -21,6 +21,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping, record_sets
 from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.baselines import agreed_baselines, baseline_schema
+from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.connectors.rowhash import column_of
 from sync_pipelines.connectors.sql import reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
@@ -41,6 +42,13 @@ from sync_pipelines.engine.deletes import (
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.guards import check_deletes, refuse
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
+from sync_pipelines.engine.overlap import (
+    PARTITION_LEASE_WAIT_S,
+    PLAIN_LEASE_WAIT_S,
+    cursor_column,
+    newer_in_target,
+    partition_slots,
+)
 from sync_pipelines.engine.upgrade import upgrade_bookkeeping
 from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError, TransientConnectorError
 from sync_pipelines.kinds import target_writer
@@ -135,10 +143,13 @@ def load(config: SyncConfig, manifest: Manifest, options: RunOptions) -> SyncRes
         incremental=not manifest.full_sync,
         sample_size=options.sample_size,
         key_scan=config.delete_missing and not manifest.full_sync and options.window is None,
+        slots=partition_slots(config) if options.window is not None else 0,
+        cursor=cursor_column(config) if partition_slots(config) else None,
     )
     loader = BatchLoader(
         config, options.run_id, writer, manifest.types, mode, _schema(manifest), options.process_run_id
     )
+    loader.on_wait = options.logger.info
     drive(config, manifest, options, loader, result, samples)
     result.samples = samples.items
     return conclude(config, options, result, started, unit="records")
@@ -175,6 +186,11 @@ class LoadMode:
     key_scan: bool = False
     """Scan the source's keys at the end for deletes, when ``delete_scan`` says one is due (an incremental run
     with ``delete_missing``; never a partition run)."""
+    slots: int = 0
+    """A partition run sharing the sync's lease with at most ``slots - 1`` others; 0: a run that loads alone."""
+    cursor: str | None = None
+    """The target's cursor column when records whose target row is newer are left alone (see
+    :mod:`~sync_pipelines.engine.overlap`); None: every planned write is made."""
 
 
 class BatchLoader:
@@ -215,12 +231,34 @@ class BatchLoader:
         """Whether the sync's baselines table exists (a dry run before the first run finds none)."""
         self.exact = False
         """Whether every written column stores its declared type exactly (no read-back of written rows)."""
+        self.on_wait: Callable[[str], None] | None = None
+        """Told why the run waits for the lease, if it does."""
+        if mode.cursor is not None and writer.backend.row_lock_isolation is not None:
+            # Row locks taken before reading a batch's rows must not extend to the gaps between keys.
+            self.sink = TargetSink(writer.engine.execution_options(isolation_level=writer.backend.row_lock_isolation))
 
     @property
     def replayable(self) -> bool:
         return self.source_writer is None  # a batch that wrote back to the source is not replayed here
 
     def prepare(self) -> None:
+        # Partition runs start side by side, before the lease: one at a time creates the tables they find missing.
+        with self._preparing():
+            self._prepare()
+
+    @contextlib.contextmanager
+    def _preparing(self) -> Iterator[None]:
+        if not self.mode.slots:
+            yield
+            return
+        name = f"{self.config.name}:prepare"
+        with (
+            translate_errors(self.endpoint, "taking the lease of the table preparation"),
+            sync_lease(self.writer.engine, name, PARTITION_LEASE_WAIT_S),
+        ):
+            yield
+
+    def _prepare(self) -> None:
         self.writer.prepare(self.schema)
         with translate_errors(self.endpoint, "preparing the bookkeeping tables"):
             upgrade_bookkeeping(self.reconciler, self.writer.engine)
@@ -239,14 +277,32 @@ class BatchLoader:
         self.exact = all(db.stores_exactly(self.types.get(c, "string"), table.c[c].type) for c in self.columns)
 
     def lease(self, run_id: str) -> AbstractContextManager[None]:
-        return self.writer.lease(run_id)
+        """The sync's lease: shared by partition runs (``mode.slots``), else held alone."""
+        slots = self.mode.slots
+        wait = PARTITION_LEASE_WAIT_S if slots else PLAIN_LEASE_WAIT_S
+        return self.writer.lease(run_id, wait, slots=slots, on_wait=self.on_wait)
 
     def claim(self, manifest: Manifest, options: RunOptions) -> set[int]:
-        """Read the state under the lease; a new run claims it, a re-executed one learns its committed batches."""
+        """Read the state under the lease; a new run claims it, a re-executed one learns its committed batches.
+
+        A partition run sharing the lease claims nothing: it leaves the state row (watermark and version) to
+        the plain runs and resumes from its own resume record only. Its writes are kept in order by the
+        older-over-newer guard of :meth:`plan` instead of the stale-read guard.
+        """
         config, writer = self.config, self.writer
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
             state = writer.read_state(conn)
             done = self.resume.done(conn, options.run_id)
+        if self.mode.slots:
+            self.state = None
+            if done:
+                options.logger.info(
+                    "%s: resuming partition run %s, %d batches already committed",
+                    config.name,
+                    options.run_id,
+                    len(done),
+                )
+            return done
         self.state = state
         if resuming_run(config, state, manifest, options.run_id):
             if not done and state.last_batch >= 0:
@@ -273,10 +329,13 @@ class BatchLoader:
         """Classify ``batch`` against the target rows and baselines of its keys, read in bulk."""
         reconciler = self.reconciler
         keys = batch_keys(table, reconciler.rules.key)
-        if conn is not None and self.writer.table is not None and self.has_baselines:
-            current, baselines = reconciler.read_both(conn, keys)
-        elif conn is not None and self.writer.table is not None:
-            current, baselines = reconciler.read_target(conn, keys), None
+        if conn is not None and self.writer.table is not None:
+            if self.mode.cursor is not None and self.sink.writes and keys.num_rows:
+                self._lock_rows(conn, keys)
+            if self.has_baselines:
+                current, baselines = reconciler.read_both(conn, keys)
+            else:
+                current, baselines = reconciler.read_target(conn, keys), None
         else:
             current, baselines = _empty(self.schema, self.columns), None
         if baselines is None:
@@ -284,7 +343,34 @@ class BatchLoader:
         rules = reconciler.rules
         if not self.sink.writes and rules.keep_unchanged:
             rules = dataclasses.replace(rules, keep_unchanged=False)
-        return classify(rules, table, current, baselines, sample_size=self.mode.sample_size)
+        kept = 0
+        if self.mode.cursor is not None:
+            # Older over newer: a record whose target row holds a later cursor than the one read here was
+            # written by a run that read it after this one did (its cursor moved into another partition's
+            # window meanwhile). The batch leaves it out before classifying, so the classifier plans
+            # nothing for it; it counts as unchanged (the target already holds a newer version).
+            newer = newer_in_target(table, current, list(reconciler.key_names), self.mode.cursor)
+            kept = int(newer.sum())
+            if kept:
+                table = table.filter(pa.array(~newer))
+        plan = classify(rules, table, current, baselines, sample_size=self.mode.sample_size)
+        if kept:
+            plan.counts.processed += kept
+            plan.counts.unchanged += kept
+        return plan
+
+    def _lock_rows(self, conn: Connection, keys: pa.Table) -> None:
+        """Lock the target rows of ``keys`` until the batch commits, before they are read for the guard.
+
+        Another run's batch writing one of them waits for this one (or this one for it), so the cursor the
+        guard compares is the latest committed one. A key missing from the target takes no lock: a row
+        inserted meanwhile makes the insert fail as a duplicate, and the batch is planned again.
+        """
+        table = self.writer.table
+        assert table is not None
+        columns = [table.c[k] for k in self.reconciler.key_names]
+        for condition in self.writer.backend.key_conditions(table, keys):
+            conn.execute(sa.select(*columns).where(condition).order_by(*columns).with_for_update()).all()
 
     def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> Plan:
         """Plan ``batch``; a real sink writes it with its resume record (and the state, inline) in ``conn``."""
@@ -389,6 +475,8 @@ class BatchLoader:
                 scan = self._key_scan(conn, options)
                 _finish(self.config, manifest, options, self, conn, self.dry_seen, result, samples, False, scan)
             return
+        if self.state is None:
+            return  # a partition run sharing the lease: no deletes, and the state row is the plain runs'
         scan = None
         if self.mode.key_scan:
             with translate_errors(writer.endpoint, "reading the last key scan"), writer.engine.connect() as conn:

@@ -53,6 +53,9 @@ class Tag(StrEnum):
     """The machine of that process."""
     PROCESS_START = "sync/process_start"
     """When that process started (clock ticks since boot), so that a reused pid is not taken for it."""
+    PLAIN_RUN = "sync/plain_run"
+    """The sync of a run that moves its watermark (a schedule's, the sensor's, a CLI run without ``--partition``):
+    the queue starts one such run per sync at a time (a tag limit), while partition runs share the sync's pool."""
     PROCESS_RUN = "sync/process_run"
     """The run the process tags were written for: a retry copies its parent's tags, which name a process
     that never ran the retry."""
@@ -87,5 +90,6 @@ def step_key(sync: str, stage: Stage) -> str:
 
 
 def pool_name(sync: str) -> str:
-    """Concurrency pool shared by the ops of one sync: ``sync/<name>``."""
+    """Concurrency pool shared by the ops of one sync: ``sync/<name>`` (limit: see
+    :func:`~sync_pipelines.orchestration.pools.pool_limit`)."""
     return f"sync/{sync}"

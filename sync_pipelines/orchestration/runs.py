@@ -126,13 +126,15 @@ def execute_sync(
         reconstructable_args=(directory, sync),  # type: ignore[arg-type]  # Dagster types it tuple[object]
     )
     job = recon.get_definition()
-    partition_tags = {}
+    partition_tags: dict[str, str]
     if partition is not None:
         if job.partitions_def is None:
             raise UnknownPartitionError(f"sync {sync} has no partitions")
         if not job.partitions_def.has_partition_key(partition):
             raise UnknownPartitionError(f"sync {sync} has no partition {partition!r}")
         partition_tags = {PARTITION_NAME_TAG: partition}
+    else:
+        partition_tags = {Tag.PLAIN_RUN.value: sync}
     dry_run_tag = {Tag.DRY_RUN.value: "true"} if dry_run else {}
     run_id = make_new_run_id()
     run = instance.create_run_for_job(

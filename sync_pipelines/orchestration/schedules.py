@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.orchestration.names import schedule_name
+from sync_pipelines.orchestration.names import Tag, schedule_name
 
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -31,5 +31,6 @@ def build_schedule(cfg: SyncConfig, job: UnresolvedAssetJobDefinition) -> Schedu
         job=job,
         execution_timezone=cfg.timezone,
         default_status=status,
+        tags={Tag.PLAIN_RUN.value: cfg.name},
         description=f"Runs sync `{cfg.name}` on `{cfg.schedule.cron}` ({cfg.timezone}).",
     )

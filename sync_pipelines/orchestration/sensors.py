@@ -80,7 +80,7 @@ def build_source_sensor(cfg: SyncConfig, job: UnresolvedAssetJobDefinition) -> S
         context.update_cursor(encoded)
         return RunRequest(
             run_key=f"{cfg.name}:{encoded}",
-            tags={Tag.SYNC_NAME.value: cfg.name, HIGH_WATER_MARK_TAG: encoded[:200]},
+            tags={Tag.SYNC_NAME.value: cfg.name, Tag.PLAIN_RUN.value: cfg.name, HIGH_WATER_MARK_TAG: encoded[:200]},
         )
 
     return _source_changed

@@ -47,3 +47,55 @@ def test_the_cmdb_writer_takes_the_sync_lease(sqlite_dbs: Databases) -> None:
     finally:
         other.dispose()
         writer.engine.dispose()
+
+
+def test_partition_runs_share_the_lease_up_to_their_limit_and_a_plain_run_waits_for_them(dbs: Databases) -> None:
+    """Shared holders (partition runs) load side by side up to ``slots``; an exclusive one (a plain run) waits
+    for every shared holder, and none enters while it holds the lease. SQLite takes one writer at a time."""
+    engines = [dbs.target() for _ in range(4)]
+    told: list[str] = []
+    try:
+        with sync_lease(engines[0], "orders", slots=2):
+            if dbs.backend == "sqlite":
+                with (
+                    pytest.raises(ConcurrentRunError),
+                    sync_lease(engines[1], "orders", timeout_s=0.5, slots=2, on_wait=told.append),
+                ):
+                    pass
+                assert told == [
+                    "sync orders: waiting for the lease: sqlite allows one writer at a time, so the sync's "
+                    "partition runs load one after the other"
+                ]
+                return
+            with sync_lease(engines[1], "orders", slots=2, timeout_s=0.5):
+                with (
+                    pytest.raises(ConcurrentRunError),
+                    sync_lease(engines[2], "orders", timeout_s=0.5, slots=2, on_wait=told.append),
+                ):
+                    pass  # a third partition run beyond max_parallel waits
+                with pytest.raises(ConcurrentRunError), sync_lease(engines[3], "orders", timeout_s=0.5):
+                    pass  # a plain run waits for the partition runs
+            assert told == [
+                "sync orders: waiting for the lease: 2 partition run(s) of the sync are loading, "
+                "the most allowed at once"
+            ]
+            with (
+                pytest.raises(ConcurrentRunError),
+                sync_lease(engines[3], "orders", timeout_s=0.5, on_wait=told.append),
+            ):
+                pass
+            assert told[-1] == (
+                "sync orders: waiting for the lease: partition runs of the sync are loading; a plain run loads "
+                "alone, after them"
+            )
+        with (
+            sync_lease(engines[3], "orders", timeout_s=0.5),
+            pytest.raises(ConcurrentRunError),
+            sync_lease(engines[0], "orders", timeout_s=0.5, slots=2),
+        ):
+            pass  # no partition run beside a plain run
+        with sync_lease(engines[0], "orders", timeout_s=0.5, slots=2):
+            pass  # every slot and the gate were released
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy.engine import URL, Connection, Engine
 
@@ -45,18 +45,27 @@ def backend_of_error(error: BaseException) -> SqlBackend:
 
 
 @contextlib.contextmanager
-def sync_lease(engine: Engine, sync: str, timeout_s: float = 60.0) -> Iterator[None]:
+def sync_lease(
+    engine: Engine,
+    sync: str,
+    timeout_s: float = 60.0,
+    *,
+    slots: int = 0,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold the lease of ``sync`` on the target behind ``engine``, so two runs never write it at once.
 
-    Waits up to ``timeout_s`` for it. Driver errors propagate as they are: callers wrap the lease in
-    their ``translate_errors``. PostgreSQL uses a session advisory lock, MariaDB/MySQL ``GET_LOCK``,
-    SQLite an exclusive ``flock`` on a file beside the database; each is released by the server or
-    the OS when the holder dies.
+    Waits up to ``timeout_s`` for it. ``slots=0`` (plain runs, conflict resolution) takes it alone;
+    ``slots=n`` shares it with at most ``n - 1`` other shared holders (partition runs of disjoint windows),
+    on databases that take several writers (see :meth:`SqlBackend.lease`). Driver errors propagate as they
+    are: callers wrap the lease in their ``translate_errors``. PostgreSQL uses session advisory locks,
+    MariaDB/MySQL ``GET_LOCK``, SQLite an exclusive ``flock`` on a file beside the database; each is
+    released by the server or the OS when the holder dies.
 
     Raises:
         ConcurrentRunError: another run still holds the lease after ``timeout_s``.
     """
-    with backend(engine).lease(engine, sync, time.monotonic() + timeout_s):
+    with backend(engine).lease(engine, sync, time.monotonic() + timeout_s, slots=slots, on_wait=on_wait):
         yield
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -223,14 +223,126 @@ class SqlBackend:
 
     # -- lease
 
+    concurrent_writers: ClassVar[bool] = True
+    """Whether several runs may write the target at once (a shared lease); False: one writer at a time."""
+    row_lock_isolation: ClassVar[str | None] = None
+    """The isolation level of a transaction that locks rows by key (``SELECT ... FOR UPDATE``) before reading
+    them, when the connection's default would also lock the gaps between keys; None: the default."""
+
+    def lock_session(self, conn: Connection, engine: Engine) -> LockSession | None:
+        """The named locks of this database on ``conn``, held until released or the session ends; None: none."""
+        return None
+
     @contextlib.contextmanager
-    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
+    def lease(
+        self,
+        engine: Engine,
+        sync: str,
+        deadline: float,
+        *,
+        slots: int = 0,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> Iterator[None]:
         """Hold the per-sync lease until the block ends; wait until ``deadline`` (monotonic) for it.
+
+        ``slots=0`` takes it exclusively (no other run of the sync writes meanwhile). ``slots=n`` shares it
+        with the sync's other shared holders, at most ``n`` at once, and with no exclusive holder; a database
+        without :attr:`concurrent_writers` takes it exclusively instead. ``on_wait`` is told once, in a
+        sentence, why the run waits.
 
         Raises:
             ConcurrentRunError: another run still holds it at ``deadline``.
         """
+        with engine.connect() as conn:
+            session = self.lock_session(conn, engine)
+            if session is None:
+                yield
+                return
+            shared = min(slots, MAX_SLOTS) if self.concurrent_writers else 0
+            alone = (
+                f"{self.name} allows one writer at a time, so the sync's partition runs load one after the other"
+                if slots and not shared
+                else None
+            )
+            with held_lease(session, sync, deadline, shared, on_wait, slotted=self.concurrent_writers, alone=alone):
+                yield
+
+
+MAX_SLOTS = 16
+"""Shared slots of a sync's lease (``partitions.max_parallel`` is at most this)."""
+
+
+class LockSession(Protocol):
+    """Named, session-scoped locks of one database connection (released by the server if the session dies)."""
+
+    def try_lock(self, name: str) -> bool:
+        """Take lock ``name`` if free, without waiting."""
+        ...
+
+    def unlock(self, name: str) -> None:
+        """Release lock ``name``."""
+        ...
+
+
+def slot_name(sync: str, slot: int) -> str:
+    """The lock of one shared slot of a sync's lease."""
+    return f"{lease_name(sync)}#{slot}"
+
+
+@contextlib.contextmanager
+def held_lease(
+    session: LockSession,
+    sync: str,
+    deadline: float,
+    slots: int,
+    on_wait: Callable[[str], None] | None,
+    *,
+    slotted: bool = True,
+    alone: str | None = None,
+) -> Iterator[None]:
+    """A readers-writer lease over named locks: a gate and :data:`MAX_SLOTS` slots.
+
+    A shared holder passes the gate, takes a free slot among the first ``slots`` and leaves the gate. An
+    exclusive holder (``slots=0``) keeps the gate, which stops new shared holders, and takes every slot as
+    the shared holders leave (none when not ``slotted``: the database has one writer at a time). The gate
+    is the lease's name of earlier releases, so an older process holding it still excludes this one.
+    ``alone`` says why a run that asked to share the lease waits for it instead.
+    """
+    gate = lease_name(sync)
+    held: list[str] = []
+    told = on_wait is None
+
+    def wait(why: str) -> None:
+        nonlocal told
+        if not told and on_wait is not None:
+            on_wait(f"sync {sync}: waiting for the lease: {why}")
+            told = True
+        wait_or_fail(sync, deadline)
+
+    try:
+        while True:
+            if not session.try_lock(gate):
+                wait(alone or "another run of the sync holds it alone (a plain run loads alone)")
+                continue
+            if slots:
+                slot = next((n for n in range(slots) if session.try_lock(slot_name(sync, n))), None)
+                session.unlock(gate)
+                if slot is None:
+                    wait(f"{slots} partition run(s) of the sync are loading, the most allowed at once")
+                    continue
+                held.append(slot_name(sync, slot))
+                break
+            held.append(gate)
+            for n in range(MAX_SLOTS if slotted else 0):
+                while not session.try_lock(slot_name(sync, n)):
+                    wait("partition runs of the sync are loading; a plain run loads alone, after them")
+                held.append(slot_name(sync, n))
+            break
         yield
+    finally:
+        for name in reversed(held):
+            with contextlib.suppress(Exception):
+                session.unlock(name)
 
 
 def on_conflict_upsert(insert: Any, key: Sequence[str], non_key: Sequence[str]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, only_keys, parse_text_csv, python_columns
-from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, wait_or_fail
+from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend
 
 _STAGE = "_sync_arrow_stage"
 """A TEMPORARY table of the connection, beside the target table (it hides a permanent table of that name)."""
@@ -51,6 +52,9 @@ class MySqlBackend(SqlBackend):
     max_identifier_length = 64
     # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.
     forbidden_identifier_chars: ClassVar[dict[str, str]] = {"`": "a backtick"}
+    # REPEATABLE READ would lock the gaps around keys a batch looks up but the target lacks: two runs
+    # inserting new keys would then deadlock each other on every batch.
+    row_lock_isolation = "READ COMMITTED"
 
     def microseconds(self, column_type: sa.types.TypeEngine[Any]) -> bool:
         """``DATETIME`` keeps whole seconds unless declared ``DATETIME(6)``."""
@@ -166,18 +170,26 @@ class MySqlBackend(SqlBackend):
         code = error.args[0] if error.args and isinstance(error.args[0], int) else None
         return code in _UNIQUE_ERRNOS
 
-    @contextlib.contextmanager
-    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
-        """``GET_LOCK``, released by the server when the holder's connection dies."""
-        name = lease_name(sync)[:64]
-        with engine.connect() as conn:
-            while conn.execute(sa.select(sa.func.get_lock(name, 1))).scalar() != 1:
-                wait_or_fail(sync, deadline)
-            try:
-                yield
-            finally:
-                with contextlib.suppress(sa_exc.SQLAlchemyError):
-                    conn.execute(sa.select(sa.func.release_lock(name)))
+    def lock_session(self, conn: Connection, engine: Engine) -> LockSession:
+        """``GET_LOCK`` named locks, released by the server when the holder's connection dies."""
+        return _NamedLocks(conn)
+
+
+class _NamedLocks:
+    """``GET_LOCK(name, 0)``; a name past MariaDB's 64 characters is shortened with a hash of it."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    @staticmethod
+    def _name(name: str) -> str:
+        return name if len(name) <= 64 else name[:40] + hashlib.blake2b(name.encode(), digest_size=12).hexdigest()
+
+    def try_lock(self, name: str) -> bool:
+        return self.conn.execute(sa.select(sa.func.get_lock(self._name(name), 0))).scalar() == 1
+
+    def unlock(self, name: str) -> None:
+        self.conn.execute(sa.select(sa.func.release_lock(self._name(name))))
 
 
 def _insert_sql(conn: Connection, table: sa.Table, columns: Sequence[str]) -> str:

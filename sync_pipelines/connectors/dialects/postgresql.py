@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.connectors import pg_copy
-from sync_pipelines.connectors.dialects.base import SqlBackend, lease_name, on_conflict_upsert, wait_or_fail
+from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend, on_conflict_upsert
 
 # SQLSTATE classes and codes after which the same statement may succeed on a new attempt.
 _TRANSIENT_CLASSES = ("08", "53", "57P", "40")
@@ -113,17 +111,26 @@ class PostgresBackend(SqlBackend):
     def is_unique_violation(self, error: BaseException) -> bool:
         return getattr(error, "sqlstate", None) == _UNIQUE_VIOLATION
 
-    @contextlib.contextmanager
-    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
-        """A session advisory lock, released by the server when the holder's connection dies."""
-        lock_id = int.from_bytes(hashlib.blake2b(lease_name(sync).encode()).digest()[:8], "big", signed=True)
-        with engine.connect() as conn:
-            while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock_id))).scalar():
-                wait_or_fail(sync, deadline)
-            conn.commit()
-            try:
-                yield
-            finally:
-                with contextlib.suppress(sa_exc.SQLAlchemyError):
-                    conn.execute(sa.select(sa.func.pg_advisory_unlock(lock_id)))
-                    conn.commit()
+    def lock_session(self, conn: Connection, engine: Engine) -> LockSession:
+        """Session advisory locks, released by the server when the holder's connection dies."""
+        return _AdvisoryLocks(conn)
+
+
+class _AdvisoryLocks:
+    """``pg_try_advisory_lock`` on a 64-bit hash of each lock's name."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    @staticmethod
+    def _id(name: str) -> int:
+        return int.from_bytes(hashlib.blake2b(name.encode()).digest()[:8], "big", signed=True)
+
+    def try_lock(self, name: str) -> bool:
+        got = bool(self.conn.execute(sa.select(sa.func.pg_try_advisory_lock(self._id(name)))).scalar())
+        self.conn.commit()
+        return got
+
+    def unlock(self, name: str) -> None:
+        self.conn.execute(sa.select(sa.func.pg_advisory_unlock(self._id(name))))
+        self.conn.commit()

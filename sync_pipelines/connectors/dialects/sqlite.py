@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.connectors.dialects.arrow_values import python_columns
-from sync_pipelines.connectors.dialects.base import SqlBackend, on_conflict_upsert, wait_or_fail
+from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend, lease_name, on_conflict_upsert
 
 _TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
@@ -72,25 +71,41 @@ class SqliteBackend(SqlBackend):
     def is_unique_violation(self, error: BaseException) -> bool:
         return getattr(error, "sqlite_errorcode", None) in _UNIQUE_CODES
 
-    @contextlib.contextmanager
-    def lease(self, engine: Engine, sync: str, deadline: float) -> Iterator[None]:
-        """An exclusive ``flock`` on a file beside the database, released by the OS when the holder dies."""
+    concurrent_writers = False
+
+    def lock_session(self, conn: Connection, engine: Engine) -> LockSession | None:
+        """Exclusive ``flock`` s on files beside the database, released by the OS when the holder dies; none for
+        a ``:memory:`` database (nobody else can reach it)."""
         database = engine.url.database
         if not database or database == ":memory:":
-            yield
-            return
-        fd = os.open(Path(f"{database}.{sync}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            return None
+        return _FileLocks(database)
+
+
+class _FileLocks:
+    """One lock file per name beside the database: ``<database>.<sync>.lock`` for a sync's lease."""
+
+    def __init__(self, database: str):
+        self.database = database
+        self.open: dict[str, int] = {}
+
+    def _path(self, name: str) -> Path:
+        return Path(f"{self.database}.{name.removeprefix(lease_name(''))}.lock")
+
+    def try_lock(self, name: str) -> bool:
+        fd = os.open(self._path(name), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    wait_or_fail(sync, deadline)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self.open[name] = fd
+        return True
+
+    def unlock(self, name: str) -> None:
+        fd = self.open.pop(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
