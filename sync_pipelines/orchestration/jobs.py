@@ -51,8 +51,11 @@ def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
     By default the in-process executor: it starts a run in well under a second, and the three steps
     run one after the other anyway. ``SYNC_PIPELINES_EXECUTOR=celery`` sends each step to Celery
     workers instead (see :mod:`sync_pipelines.orchestration.executors`). Runs carry the tag
-    ``sync/name``. After the load step, the ``no_open_conflicts`` check is evaluated; the connection
-    check is left to the ``check_connections`` job. A partitioned sync's job is partitioned like its
+    ``sync/name``; every run of a sync without partitions moves its watermark, so the job also tags them
+    all ``sync/plain_run`` (one in progress per sync in Dagster's queue). A partitioned sync's plain runs
+    get that tag from the schedule, the sensor or the CLI; its partition runs go side by side. After the
+    load step, the ``no_open_conflicts`` check is evaluated; the connection check is left to the
+    ``check_connections`` job. A partitioned sync's job is partitioned like its
     asset and takes its flags at ``ops.<name>.config`` (see :func:`job_run_config`).
     """
     return define_asset_job(
@@ -60,6 +63,6 @@ def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
         selection=_selection(cfg),
         config=_job_config(cfg),
         description=f"Run sync `{cfg.name}`: {asset_description(cfg)}",
-        tags={Tag.SYNC_NAME.value: cfg.name},
+        tags={Tag.SYNC_NAME.value: cfg.name} | ({Tag.PLAIN_RUN.value: cfg.name} if cfg.partitions is None else {}),
         executor_def=sync_executor(),
     )
