@@ -16,18 +16,6 @@ from sync_pipelines.config.urls import build_http_url, display_http_url
 from sync_pipelines.errors import PermanentConnectorError, SecretError, TransientConnectorError
 
 
-def dig(document: dict[str, Any], path: str) -> Any:
-    """A field of a document's ``_source`` by dotted path (or the literal dotted key); None when absent."""
-    if path in document:
-        return document[path]
-    value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def display_endpoint(template: str) -> str:
     """The endpoint as shown to people: no user or password, ``${VAR}`` references left as written."""
     return display_http_url(template)

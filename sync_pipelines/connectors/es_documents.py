@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from sync_pipelines.config.elasticsearch import ElasticsearchSource, es_date_math
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.es_client import check_complete, dig, display_endpoint, es_client, translate_es_errors
+from sync_pipelines.connectors.es_client import check_complete, display_endpoint, es_client, translate_es_errors
+from sync_pipelines.connectors.json_paths import dig
 from sync_pipelines.connectors.sql_source import SourceBatch
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import PermanentConnectorError

@@ -19,12 +19,12 @@ from sync_pipelines.config.elasticsearch import ElasticsearchHostsSource, es_dat
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.es_client import (
     check_complete,
-    dig,
     display_endpoint,
     error_text,
     es_client,
     translate_es_errors,
 )
+from sync_pipelines.connectors.json_paths import dig
 from sync_pipelines.errors import ConnectorError, PermanentConnectorError
 from sync_pipelines.types import HostStatus
 

@@ -18,9 +18,9 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.rest import RestSource
 from sync_pipelines.config.secrets import redact, resolve
 from sync_pipelines.config.urls import build_http_url, display_http_url
+from sync_pipelines.connectors.json_paths import MISSING, find
 from sync_pipelines.connectors.rest.auth import build_auth
 from sync_pipelines.connectors.rest.paginators import Page, PageRequest, Paginator, build_paginator
-from sync_pipelines.connectors.rest.paths import MISSING, find
 from sync_pipelines.connectors.rest.retry import RetryAfterTooLong, retrying_session
 from sync_pipelines.errors import PermanentConnectorError, TransientConnectorError
 

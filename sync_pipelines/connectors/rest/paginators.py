@@ -23,7 +23,7 @@ from sync_pipelines.config.rest import (
     RestPaginator,
     SinglePage,
 )
-from sync_pipelines.connectors.rest.paths import dig
+from sync_pipelines.connectors.json_paths import dig
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import pyarrow as pa
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.rest import RestSource
+from sync_pipelines.connectors.json_paths import dig
 from sync_pipelines.connectors.rest.client import RestClient
 from sync_pipelines.connectors.rest.paginators import Page
-from sync_pipelines.connectors.rest.paths import dig
 from sync_pipelines.connectors.rest.records import columns_of, declared_types, staged_type, to_arrow, to_row
 from sync_pipelines.connectors.sql_source import SourceBatch
 from sync_pipelines.connectors.values import decode, encode

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from sync_pipelines.config.models import SyncConfig
-from sync_pipelines.connectors.rest.paths import dig
+from sync_pipelines.connectors.json_paths import dig
 from sync_pipelines.connectors.values import arrow_type
 
 

@@ -1,4 +1,4 @@
-"""Dotted paths into JSON documents (``data.items``, ``profile.email``)."""
+"""Dotted paths into JSON documents (``data.items``, ``profile.email``): HTTP API records, Elasticsearch sources."""
 
 from __future__ import annotations
 
