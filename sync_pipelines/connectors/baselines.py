@@ -141,11 +141,6 @@ class BaselineStore:
         if keys.num_rows:
             backend(conn).delete_arrow(conn, self.table, keys)
 
-    def agreed(self, conn: Connection, rows: pa.Table, stored: pa.Table | None = None) -> pa.Table:
-        """The baselines of records whose two sides now agree: the source holding ``rows``, the target
-        ``stored`` (the same rows as the target stores them; ``rows`` themselves when None). Not saved."""
-        return agreed_baselines(rows, stored, self.key, self.fields, self.types)
-
 
 def agreed_baselines(
     rows: pa.Table, stored: pa.Table | None, key: Sequence[str], fields: Sequence[str], types: Mapping[str, str]
