@@ -164,7 +164,7 @@ def test_a_killed_run_worker_of_a_daemon_launched_run_is_closed_and_retried(
 
         write_control(control)
         [retry] = live.wait(lambda: live.runs(**{"dagster/parent_run_id": run_id}), "the run retry")
-        assert live.wait_finished(retry.run_id, timeout_s=300).status == "SUCCESS"
+        assert live.wait_finished(retry.run_id, timeout_s=300).status == "SUCCESS", live.failures(retry.run_id)
     finally:
         live.stop()
     assert target_rows(sqlite_dbs) == source_rows(sqlite_dbs)

@@ -318,6 +318,16 @@ class LiveDagster:
         """Wait until the run is SUCCESS, FAILURE or CANCELED."""
         return self.wait(lambda: (r := self.run(run_id)).status in FINISHED and r, f"run {run_id} to finish", timeout_s)
 
+    def failures(self, run_id: str) -> list[str]:
+        """The run's step failures and error-level messages, to explain an unexpected status."""
+        lines = []
+        for e in self.events(run_id):
+            if e.get("error"):
+                lines.append(f"{e.get('stepKey')}: {e['error']['className']}: {e['error']['message']}")
+            elif e["__typename"] in ("RunFailureEvent", "EngineEvent") and "fail" in (e.get("message") or "").lower():
+                lines.append(str(e.get("message")))
+        return lines
+
 
 def write_control(path: Path, **values: Any) -> None:
     """The fault-injection settings ``live_definitions`` reads on every batch."""
