@@ -30,7 +30,7 @@ class _SharedEngines:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0
-        self.engines: dict[str, Engine] = {}
+        self.engines: dict[tuple[str, bool], Engine] = {}
 
 
 _SHARED = _SharedEngines()
@@ -66,8 +66,11 @@ def release_engine(engine: Engine) -> None:
     engine.dispose()
 
 
-def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
+def create_sql_engine(template: str, *, where: str, bulk_load: bool = False) -> tuple[Engine, str]:
     """Resolve secrets in ``template`` and create an engine; returns it with the display URL.
+
+    ``bulk_load`` is for a target's engine (see :meth:`SqlBackend.dbapi_connect_args`); sources and
+    the ledger's readers get an engine without it.
 
     The URL is assembled from its components (:func:`build_url`), so no value of a ``${VAR}`` can
     change its structure. Inside :func:`shared_engines`, the engine of a URL is created once and then
@@ -82,15 +85,16 @@ def create_sql_engine(template: str, *, where: str) -> tuple[Engine, str]:
     if db.default_dbapi is not None and "+" not in url.drivername:
         url = url.set(drivername=f"{url.drivername}+{db.default_dbapi}")
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    connect_args = db.dbapi_connect_args(url)
+    connect_args = db.dbapi_connect_args(url, bulk_load=bulk_load)
     if connect_args:
         kwargs["connect_args"] = connect_args
-    cache_key = url.render_as_string(hide_password=False)
+    cache_key = (url.render_as_string(hide_password=False), bulk_load)
     with _SHARED.lock:
         if _SHARED.depth and cache_key in _SHARED.engines:
             return _SHARED.engines[cache_key], shown
     try:
         engine = sa.create_engine(url, **kwargs)
+        db.configure_engine(engine, bulk_load=bulk_load)
     except (sa_exc.ArgumentError, ImportError) as exc:
         raise PermanentConnectorError(redact(f"cannot create engine: {exc}"), endpoint=shown) from None
     with _SHARED.lock:

@@ -74,7 +74,9 @@ class SqlTargetWriter:
         assert isinstance(config.target, SqlTarget)
         self.config = config
         self.target: SqlTarget = config.target
-        self.engine, self.endpoint = create_sql_engine(self.target.url, where=f"{config.name}: target.url")
+        self.engine, self.endpoint = create_sql_engine(
+            self.target.url, where=f"{config.name}: target.url", bulk_load=True
+        )
         self.backend = backend(self.engine)
         self.metadata = sa.MetaData(schema=self.target.db_schema)
         self.state_table = bookkeeping.state_table(self.metadata)

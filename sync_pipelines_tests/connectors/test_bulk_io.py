@@ -8,11 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pymysql
 import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.connectors.column_types import LONG_TEXT, timestamp_type
 from sync_pipelines.connectors.dialects import backend
+from sync_pipelines.connectors.sql import create_sql_engine
 from sync_pipelines_tests.support.databases import Databases, make_databases
 
 SCHEMA = pa.schema(
@@ -30,8 +32,8 @@ ODD_TEXT = "tab\there\nnew line\\back slash \"quoted\" 'single' \r end, comma ; 
 
 
 def _engine(dbs: Databases) -> sa.Engine:
-    url = sa.make_url(dbs.target_url)
-    return sa.create_engine(url, connect_args=backend(url).dbapi_connect_args(url))
+    engine, _ = create_sql_engine(dbs.target_url, where="test", bulk_load=True)  # as a target's engine
+    return engine
 
 
 @pytest.fixture
@@ -380,6 +382,39 @@ def test_postgresql_table_in_a_schema_and_time_zones(pg_engine: sa.Engine) -> No
     with pg_engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM public._sync_arrow_stage").scalar() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 2
+
+
+def test_only_a_targets_mariadb_connection_sends_a_file_and_only_its_own(tmp_path: Path) -> None:
+    """``LOAD DATA LOCAL INFILE`` lets the server name the file the client sends: a source's connection
+    never allows it, and a target's allows it only for the file of its own bulk write."""
+    gen = make_databases("mariadb", tmp_path)
+    dbs = next(gen)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("1\tfrom a file the sync never loads\n", encoding="utf-8")
+    source, _ = create_sql_engine(dbs.target_url, where="source.url")
+    target, _ = create_sql_engine(dbs.target_url, where="target.url", bulk_load=True)
+    table = _items()
+    try:
+        _create(target, table)
+        for engine, announced in ((source, False), (target, True)):
+            with engine.connect() as conn:
+                assert backend(conn).can_load_local(conn) is announced
+            # What a hostile server can do: answer a statement by asking for a file of its choosing.
+            raw = engine.raw_connection()
+            try:
+                with pytest.raises((RuntimeError, pymysql.err.MySQLError)), raw.cursor() as cur:
+                    cur.execute(f"LOAD DATA LOCAL INFILE '{secret}' INTO TABLE items (id, name)")
+            finally:
+                raw.invalidate()  # a refused request leaves the protocol mid-exchange
+        assert _read_all(target, table) == []
+        with target.begin() as conn:
+            backend(conn).insert_arrow(conn, table, _odd_rows().slice(0, 2))  # its own file: LOAD DATA
+        assert [r[0] for r in _read_all(target, table)] == [1, 2]
+    finally:
+        source.dispose()
+        target.dispose()
+        for _ in gen:
+            pass
 
 
 def test_connections_without_the_bulk_protocol_give_the_same_results(dbs: Databases) -> None:

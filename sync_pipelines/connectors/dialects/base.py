@@ -48,9 +48,17 @@ class SqlBackend:
     forbidden_identifier_chars: ClassVar[dict[str, str]] = {}
     """Characters a table or column name may not hold on this database (beyond what quoting handles), by name."""
 
-    def dbapi_connect_args(self, url: URL) -> dict[str, Any]:
-        """Arguments for every new DBAPI connection to ``url``: :attr:`connect_args` and what the driver needs."""
+    def dbapi_connect_args(self, url: URL, *, bulk_load: bool = False) -> dict[str, Any]:
+        """Arguments for every new DBAPI connection to ``url``: :attr:`connect_args` and what the driver needs.
+
+        ``bulk_load`` is true for the engines of targets, whose plans are written through the bulk path;
+        a capability that lets the server ask the client for something (MariaDB's ``LOCAL INFILE``) is
+        asked for there only, never on a source's engine.
+        """
         return dict(self.connect_args)
+
+    def configure_engine(self, engine: Engine, *, bulk_load: bool = False) -> None:
+        """Set up a new engine (connection events); nothing by default."""
 
     # -- capabilities that depend on the live connection
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pymysql
 import sqlalchemy as sa
+from pymysql.constants import CLIENT
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
@@ -66,8 +67,12 @@ class MySqlBackend(SqlBackend):
             return isinstance(column_type, sa.Boolean | sa.SmallInteger) or type(column_type).__name__ == "TINYINT"
         return super().stores_exactly(declared, column_type)
 
-    def dbapi_connect_args(self, url: URL) -> dict[str, Any]:
-        """Allows ``LOAD DATA LOCAL INFILE`` and adds the password as UTF-8 bytes for PyMySQL.
+    def dbapi_connect_args(self, url: URL, *, bulk_load: bool = False) -> dict[str, Any]:
+        """Announces ``LOAD DATA LOCAL INFILE`` (a target's engine) and adds the password as UTF-8 bytes for PyMySQL.
+
+        With ``LOCAL INFILE`` the server names the file the client sends, so a source's engine never
+        announces it, and a target's connection sends a file only while :func:`_load_data` runs its own
+        statement (:meth:`configure_engine`).
 
         PyMySQL encodes a ``str`` password as Latin-1: a password beyond Latin-1 raises
         ``UnicodeEncodeError`` before connecting, and one with Latin-1 letters (``ü``) sends other bytes
@@ -76,7 +81,7 @@ class MySqlBackend(SqlBackend):
         and ``mysql`` command-line clients send too.
         """
         args = dict(self.connect_args)
-        if url.get_driver_name() == "pymysql":
+        if bulk_load and url.get_driver_name() == "pymysql":
             args["local_infile"] = True  # LOAD DATA LOCAL INFILE, the bulk path of insert_arrow/upsert_arrow
         if url.get_driver_name() == "pymysql" and url.password is not None and not url.password.isascii():
             args["password"] = url.password.encode("utf-8")
@@ -86,10 +91,17 @@ class MySqlBackend(SqlBackend):
         stmt = mysql.insert(table)
         return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in (list(non_key) or list(key)[:1])})
 
+    def configure_engine(self, engine: Engine, *, bulk_load: bool = False) -> None:
+        """A target's PyMySQL connections announce ``LOCAL INFILE`` but refuse the server's file requests,
+        except while :func:`_load_data` sends its own file: a request for any other file (a hostile or
+        confused server's) is refused by PyMySQL before a byte is read."""
+        if bulk_load and engine.url.get_driver_name() == "pymysql":
+            sa.event.listen(engine, "connect", _refuse_file_requests)
+
     def can_load_local(self, conn: Connection) -> bool:
-        """Whether this connection may send ``LOAD DATA LOCAL INFILE`` (PyMySQL with ``local_infile``)."""
+        """Whether this connection announced ``LOCAL INFILE`` to the server (a target's PyMySQL connection)."""
         raw = conn.connection.driver_connection
-        return isinstance(raw, pymysql.connections.Connection) and bool(getattr(raw, "_local_infile", False))
+        return isinstance(raw, pymysql.connections.Connection) and bool(raw.client_flag & CLIENT.LOCAL_FILES)
 
     def insert_arrow(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
         """``LOAD DATA LOCAL INFILE`` from a temporary file written by Arrow; without ``local_infile``,
@@ -203,6 +215,10 @@ def _tuples(rows: pa.Table) -> list[tuple[Any, ...]]:
     return list(zip(*python_columns(rows), strict=True))
 
 
+def _refuse_file_requests(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection._local_infile = False  # PyMySQL reads it when the server asks for a file
+
+
 def _load_data(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
     """Append ``rows`` to ``table`` with ``LOAD DATA LOCAL INFILE``; any warning fails the statement.
 
@@ -234,7 +250,11 @@ def _load_data(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
         with os.fdopen(fd, "wb") as file:
             file.write(memoryview(data)[start:end] if data is not None else b"")
         with _driver_errors(statement), raw.cursor() as cur:
-            cur.execute(statement, (path,))
+            raw._local_infile = True  # this statement's file only (see MySqlBackend.configure_engine)
+            try:
+                cur.execute(statement, (path,))
+            finally:
+                raw._local_infile = False
             loaded, warnings = cur.rowcount, cur.warning_count
             if warnings or loaded != rows.num_rows:
                 # Notes (a decimal rounded to the column's scale) are what a plain INSERT accepts too.
