@@ -120,6 +120,7 @@ class TargetWriter(Protocol):
         *,
         slots: int = 0,
         on_wait: Callable[[str], None] | None = None,
+        behind_shared_s: float | None = None,
     ) -> AbstractContextManager[None]: ...
 
 

@@ -282,12 +282,20 @@ class SqlTargetWriter:
         *,
         slots: int = 0,
         on_wait: Callable[[str], None] | None = None,
+        behind_shared_s: float | None = None,
     ) -> Iterator[None]:
         """Hold the per-sync lease while loading: alone (``slots=0``), or shared by at most ``slots`` partition
         runs (see :func:`~sync_pipelines.connectors.dialects.sync_lease`)."""
         with (
             translate_errors(self.endpoint, "taking the sync lease"),
-            sync_lease(self.engine, self.config.name, timeout_s, slots=slots, on_wait=on_wait),
+            sync_lease(
+                self.engine,
+                self.config.name,
+                timeout_s,
+                slots=slots,
+                on_wait=on_wait,
+                behind_shared_s=behind_shared_s,
+            ),
         ):
             yield
 

@@ -280,7 +280,11 @@ class BatchLoader:
         """The sync's lease: shared by partition runs (``mode.slots``), else held alone."""
         slots = self.mode.slots
         wait = PARTITION_LEASE_WAIT_S if slots else PLAIN_LEASE_WAIT_S
-        return self.writer.lease(run_id, wait, slots=slots, on_wait=self.on_wait)
+        # A plain run behind partition runs waits for them (no new one starts meanwhile), as long as they
+        # may wait for each other; behind another plain run it gives up after PLAIN_LEASE_WAIT_S.
+        return self.writer.lease(
+            run_id, wait, slots=slots, on_wait=self.on_wait, behind_shared_s=PARTITION_LEASE_WAIT_S
+        )
 
     def claim(self, manifest: Manifest, options: RunOptions) -> set[int]:
         """Read the state under the lease; a new run claims it, a re-executed one learns its committed batches.

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from sync_pipelines.config.models import SyncConfig
 
 PLAIN_LEASE_WAIT_S = 60.0
-"""How long a plain run waits for the lease before it fails (another run is loading)."""
+"""How long a plain run waits for the lease before it fails (another plain run is loading); behind partition
+runs it waits as long as they may (:data:`PARTITION_LEASE_WAIT_S`)."""
 PARTITION_LEASE_WAIT_S = 3600.0
 """How long a partition run waits for a slot of the lease: partition runs queue behind each other."""
 

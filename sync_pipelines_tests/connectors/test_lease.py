@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -9,7 +13,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.cmdb import CmdbWriter
 from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.errors import ConcurrentRunError
-from sync_pipelines_tests.support.databases import Databases
+from sync_pipelines_tests.support.databases import Databases, make_databases
 
 
 @pytest.mark.slow
@@ -99,3 +103,38 @@ def test_partition_runs_share_the_lease_up_to_their_limit_and_a_plain_run_waits_
     finally:
         for engine in engines:
             engine.dispose()
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])  # SQLite has no shared holders (see above)
+def test_a_plain_run_behind_partition_runs_waits_for_them_but_not_behind_another_plain_run(
+    server: str, tmp_path: Path
+) -> None:
+    """``behind_shared_s`` lengthens an exclusive holder's wait for shared holders only."""
+    gen = make_databases(server, tmp_path)
+    dbs = next(gen)
+    engines = [dbs.target() for _ in range(3)]
+    released = threading.Event()
+
+    def partition_run() -> None:
+        with sync_lease(engines[0], "orders", slots=2):
+            time.sleep(1.5)  # longer than the plain run's own timeout below
+        released.set()
+
+    try:
+        loader = threading.Thread(target=partition_run)
+        loader.start()
+        time.sleep(0.3)
+        with sync_lease(engines[1], "orders", timeout_s=0.5, behind_shared_s=60):
+            assert released.is_set()  # it got the lease once the partition run left, not before
+        loader.join()
+        with (
+            sync_lease(engines[1], "orders"),
+            pytest.raises(ConcurrentRunError),
+            sync_lease(engines[2], "orders", timeout_s=0.5, behind_shared_s=60),
+        ):
+            pass  # another plain run holds it: the usual timeout
+    finally:
+        for engine in engines:
+            engine.dispose()
+        for _ in gen:
+            pass

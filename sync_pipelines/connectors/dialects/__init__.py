@@ -52,20 +52,25 @@ def sync_lease(
     *,
     slots: int = 0,
     on_wait: Callable[[str], None] | None = None,
+    behind_shared_s: float | None = None,
 ) -> Iterator[None]:
     """Hold the lease of ``sync`` on the target behind ``engine``, so two runs never write it at once.
 
-    Waits up to ``timeout_s`` for it. ``slots=0`` (plain runs, conflict resolution) takes it alone;
-    ``slots=n`` shares it with at most ``n - 1`` other shared holders (partition runs of disjoint windows),
-    on databases that take several writers (see :meth:`SqlBackend.lease`). Driver errors propagate as they
-    are: callers wrap the lease in their ``translate_errors``. PostgreSQL uses session advisory locks,
-    MariaDB/MySQL ``GET_LOCK``, SQLite an exclusive ``flock`` on a file beside the database; each is
-    released by the server or the OS when the holder dies.
+    Waits up to ``timeout_s`` for it; an exclusive holder whose only wait is for shared holders to leave
+    (partition runs loading) waits up to ``behind_shared_s`` instead, when given. ``slots=0`` (plain runs,
+    conflict resolution) takes it alone; ``slots=n`` shares it with at most ``n - 1`` other shared holders
+    (partition runs of disjoint windows), on databases that take several writers (see
+    :meth:`SqlBackend.lease`). Driver errors propagate as they are: callers wrap the lease in their
+    ``translate_errors``. PostgreSQL uses session advisory locks, MariaDB/MySQL ``GET_LOCK``, SQLite an
+    exclusive ``flock`` on a file beside the database; each is released by the server or the OS when the
+    holder dies.
 
     Raises:
         ConcurrentRunError: another run still holds the lease after ``timeout_s``.
     """
-    with backend(engine).lease(engine, sync, time.monotonic() + timeout_s, slots=slots, on_wait=on_wait):
+    now = time.monotonic()
+    behind = None if behind_shared_s is None else now + behind_shared_s
+    with backend(engine).lease(engine, sync, now + timeout_s, slots=slots, on_wait=on_wait, behind_shared=behind):
         yield
 
 

@@ -250,8 +250,10 @@ class SqlBackend:
         *,
         slots: int = 0,
         on_wait: Callable[[str], None] | None = None,
+        behind_shared: float | None = None,
     ) -> Iterator[None]:
-        """Hold the per-sync lease until the block ends; wait until ``deadline`` (monotonic) for it.
+        """Hold the per-sync lease until the block ends; wait until ``deadline`` (monotonic) for it, or until
+        ``behind_shared`` when an exclusive holder waits only for shared holders to leave.
 
         ``slots=0`` takes it exclusively (no other run of the sync writes meanwhile). ``slots=n`` shares it
         with the sync's other shared holders, at most ``n`` at once, and with no exclusive holder; a database
@@ -272,7 +274,16 @@ class SqlBackend:
                 if slots and not shared
                 else None
             )
-            with held_lease(session, sync, deadline, shared, on_wait, slotted=self.concurrent_writers, alone=alone):
+            with held_lease(
+                session,
+                sync,
+                deadline,
+                shared,
+                on_wait,
+                slotted=self.concurrent_writers,
+                alone=alone,
+                behind_shared=behind_shared,
+            ):
                 yield
 
 
@@ -307,6 +318,7 @@ def held_lease(
     *,
     slotted: bool = True,
     alone: str | None = None,
+    behind_shared: float | None = None,
 ) -> Iterator[None]:
     """A readers-writer lease over named locks: a gate and :data:`MAX_SLOTS` slots.
 
@@ -314,18 +326,20 @@ def held_lease(
     exclusive holder (``slots=0``) keeps the gate, which stops new shared holders, and takes every slot as
     the shared holders leave (none when not ``slotted``: the database has one writer at a time). The gate
     is the lease's name of earlier releases, so an older process holding it still excludes this one.
-    ``alone`` says why a run that asked to share the lease waits for it instead.
+    ``alone`` says why a run that asked to share the lease waits for it instead. An exclusive holder
+    that has the gate waits for the shared holders until ``behind_shared`` (default ``deadline``): no new
+    one starts meanwhile, so the wait ends when the partition runs loading finish.
     """
     gate = lease_name(sync)
     held: list[str] = []
     told = on_wait is None
 
-    def wait(why: str) -> None:
+    def wait(why: str, until: float = deadline) -> None:
         nonlocal told
         if not told and on_wait is not None:
             on_wait(f"sync {sync}: waiting for the lease: {why}")
             told = True
-        wait_or_fail(sync, deadline)
+        wait_or_fail(sync, until)
 
     try:
         while True:
@@ -343,7 +357,10 @@ def held_lease(
             held.append(gate)
             for n in range(MAX_SLOTS if slotted else 0):
                 while not session.try_lock(slot_name(sync, n)):
-                    wait("partition runs of the sync are loading; a plain run loads alone, after them")
+                    wait(
+                        "partition runs of the sync are loading; a plain run loads alone, after them",
+                        max(deadline, behind_shared or deadline),
+                    )
                 held.append(slot_name(sync, n))
             break
         yield
