@@ -331,7 +331,14 @@ class LiveDagster:
 
 def write_control(path: Path, **values: Any) -> None:
     """The fault-injection settings ``live_definitions`` reads on every batch."""
-    path.write_text(json.dumps({"delay": {}, "fail": {}, **values}), encoding="utf-8")
+    replace_file(path, json.dumps({"delay": {}, "fail": {}, **values}))
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``path`` whole at once: a run polling it never reads it empty or half written."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 # --- the live syncs' source and configurations, and the browser

@@ -23,7 +23,7 @@ from sync_pipelines.connectors.sql_source import SourceBatch, SqlSourceReader
 from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.orchestration import build_definitions
-from sync_pipelines_tests.support.live import CONTROL_ENV
+from sync_pipelines_tests.support.live import CONTROL_ENV, replace_file
 
 _write_plan = BatchLoader.write_plan
 _read = SqlSourceReader.read
@@ -47,7 +47,7 @@ def _flaky_read(self: SqlSourceReader, *args: Any, **kwargs: Any) -> Iterator[So
     left = int(control["fail"].get(self.config.name, 0))
     if left > 0:
         control["fail"][self.config.name] = left - 1
-        Path(os.environ[CONTROL_ENV]).write_text(json.dumps(control), encoding="utf-8")
+        replace_file(Path(os.environ[CONTROL_ENV]), json.dumps(control))
         raise TransientConnectorError("reading the source failed: connection refused", endpoint=self.endpoint)
     yield from _read(self, *args, **kwargs)
 
