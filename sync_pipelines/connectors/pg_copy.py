@@ -56,13 +56,13 @@ def _driver_errors(statement: str) -> Iterator[None]:
 _CSV_NULLS = {"null_values": [""], "strings_can_be_null": True, "quoted_strings_can_be_null": False}
 
 
-def _read_csv(data: bytes, types: dict[str, pa.DataType]) -> tuple[pa.Table, bool]:
+def _read_csv(data: bytes | bytearray, types: dict[str, pa.DataType]) -> tuple[pa.Table, bool]:
     """PostgreSQL CSV as Arrow columns of ``types`` and True; when some column does not parse as its type,
     every column as text and False."""
     read = pa_csv.ReadOptions(column_names=list(types), use_threads=False)
     try:
         typed = pa_csv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(data),  # no copy of the bytes
             read_options=read,
             convert_options=pa_csv.ConvertOptions(
                 column_types=types, true_values=["t"], false_values=["f"], **_CSV_NULLS
@@ -72,14 +72,14 @@ def _read_csv(data: bytes, types: dict[str, pa.DataType]) -> tuple[pa.Table, boo
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     text = pa_csv.read_csv(
-        io.BytesIO(data),
+        pa.BufferReader(data),
         read_options=read,
         convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(types, pa.string()), **_CSV_NULLS),
     )
     return text, False
 
 
-def _parse_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+def _parse_csv(data: bytes | bytearray, types: dict[str, pa.DataType]) -> pa.Table:
     """Rows of PostgreSQL CSV as an Arrow table; a column Arrow cannot parse as its type stays text."""
     table, typed = _read_csv(data, types)
     if typed:
@@ -109,18 +109,29 @@ def read_csv_batches(
     with _driver_errors("COPY (source query) TO STDOUT"), raw.cursor() as cur:
         cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
         with cur.copy(statement, compiled.params) as copy:
-            chunk: list[Any] = []
+            chunk, rows = bytearray(), 0
             for row in copy:
-                # A copy of each row: keeping psycopg's views alive holds their libpq buffers, 4x slower.
-                chunk.append(bytes(row))
-                if len(chunk) >= batch_size:
-                    yield _parse_csv(b"".join(chunk), types)
-                    chunk = []
-            if chunk:
-                yield _parse_csv(b"".join(chunk), types)
+                # Each row is appended at once: keeping psycopg's views alive holds their libpq buffers (4x
+                # slower), and one bytes object per row costs more than growing one buffer.
+                chunk += row
+                rows += 1
+                if rows >= batch_size:
+                    yield _parse_csv(chunk, types)
+                    chunk, rows = bytearray(), 0
+            if rows:
+                yield _parse_csv(chunk, types)
 
 
 # --------------------------------------------------------------------------- Arrow batches
+
+
+def _copy_out(cur: psycopg.Cursor[Any], query: sql.Composed) -> bytearray:
+    """Everything ``COPY ... TO STDOUT`` sends, in one buffer grown row by row (see :func:`read_csv_batches`)."""
+    data = bytearray()
+    with cur.copy(query) as copy:
+        for row in copy:
+            data += row
+    return data
 
 
 def _raw(conn: Connection) -> psycopg.Connection[Any]:
@@ -286,13 +297,11 @@ def read_arrow_sides(conn: Connection, sides: Sequence[Side], keys: pa.Table) ->
                 sql.SQL("s{}.{} IS NOT NULL").format(sql.SQL(str(i)), sql.Identifier(key[0])) for i in range(len(sides))
             )
             source = sql.SQL("{} k {} WHERE {}").format(_ARROW_KEYS, sql.SQL(" ").join(probes), found_any)
-        chunks: list[bytes] = []
         query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(sql.SQL(", ").join(selected), source)
-        with cur.copy(query) as copy:
-            chunks.extend(bytes(chunk) for chunk in copy)
+        data = _copy_out(cur, query)
         if span is None:
             cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
-    found = _parse_exact(b"".join(chunks), types)
+    found = _parse_exact(data, types)
     out = []
     for i, (table, columns, schema) in enumerate(sides):
         present = found.filter(pc.fill_null(found.column(f"{i}"), False))
@@ -354,16 +363,14 @@ def scan_arrow(conn: Connection, table: sa.Table, columns: Sequence[str], schema
         if found is not None:
             return found
     raw = _raw(conn)
-    chunks: list[bytes] = []
     with _driver_errors(f"read from {table.fullname} through COPY"), raw.cursor() as cur:
         if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
             cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
         query = sql.SQL("COPY (SELECT {} FROM {} t) TO STDOUT (FORMAT csv)").format(
             sql.SQL(", ").join(selected), _identifier(table)
         )
-        with cur.copy(query) as copy:
-            chunks.extend(bytes(chunk) for chunk in copy)
-    return _binary_columns(_parse_exact(b"".join(chunks), types), table, columns, schema)
+        data = _copy_out(cur, query)
+    return _binary_columns(_parse_exact(data, types), table, columns, schema)
 
 
 def _selection(
@@ -394,7 +401,7 @@ def _binary_columns(found: pa.Table, table: sa.Table, columns: Sequence[str], sc
     return found
 
 
-def _parse_exact(data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+def _parse_exact(data: bytes | bytearray, types: dict[str, pa.DataType]) -> pa.Table:
     """PostgreSQL CSV as Arrow columns of ``types``, a column that does not parse exactly as text."""
     if not data:
         return pa.table({name: pa.array([], kind) for name, kind in types.items()})
