@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -117,6 +118,16 @@ _COUNTED_AS: dict[str, str] = {
 """Actions counted under another name: every record that both sides changed counts as ``conflicted``."""
 
 
+READ_FROM_SOURCE: frozenset[RecordAction] = frozenset(RecordAction) - {
+    RecordAction.DELETED,
+    RecordAction.SOURCE_CREATED,
+    RecordAction.SOURCE_UPDATED,
+    RecordAction.SOURCE_DELETED,
+}
+"""The actions of records the run read from its source, each counted once in ``processed``; the others are
+target rows (deleted, or written back to the source by a bidirectional sync)."""
+
+
 @dataclass
 class Counts:
     """Record counts of one run. ``processed`` counts every record read from the source."""
@@ -149,6 +160,16 @@ class Counts:
     def as_dict(self) -> dict[str, int]:
         """All counts, including ``succeeded``, keyed as in :data:`COUNT_KEYS`."""
         return {key: int(getattr(self, key)) for key in COUNT_KEYS}
+
+    @classmethod
+    def of_actions(cls, actions: Iterable[tuple[str, int]]) -> Counts:
+        """The counts of recorded actions (``(action, how many)``); ``processed`` is what was read from the source."""
+        counts = cls()
+        for action, n in actions:
+            counts.add(RecordAction(action), int(n))
+            if RecordAction(action) in READ_FROM_SOURCE:
+                counts.processed += int(n)
+        return counts
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Counts:

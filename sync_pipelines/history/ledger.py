@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors import bookkeeping, record_sets
 from sync_pipelines.connectors.sql import create_sql_engine, release_engine, translate_errors
-from sync_pipelines.types import COUNT_KEYS, RecordAction, RunStatus
+from sync_pipelines.types import COUNT_KEYS, Counts, RunStatus
 
 LEDGER_TABLE = bookkeeping.RUNS_TABLE
 RECORDS_TABLE = bookkeeping.RECORDS_TABLE
@@ -297,7 +297,9 @@ class Ledger:
         run whose batches it resumed, or itself); when several attempts committed batches of that run (a
         failed run and its re-execution), only the batches this attempt committed are counted.
 
-        Records are counted one per ``_sync_records`` row, plus the size of each ``_sync_record_sets`` set.
+        Records are counted one per ``_sync_records`` row, plus the size of each ``_sync_record_sets`` set
+        (created and unchanged records), so the counts add up: ``processed`` is every record of the
+        committed batches read from the source, ``succeeded`` those created, updated or unchanged.
         """
         records, sets = self.records(conn), self.record_sets(conn)
         if records is None and sets is None:
@@ -316,13 +318,8 @@ class Ledger:
                 .where(sets.c.run_id == records_run_id, *([sets.c.batch.in_(own)] if own is not None else []))
                 .group_by(sets.c.action)
             )
-        rows = [row for query in queries for row in conn.execute(query).all()]
-        counts = dict.fromkeys(("created", "updated", "deleted", "failed", "skipped", "conflicted"), 0)
-        for action, n in rows:
-            key = "conflicted" if action == RecordAction.CONFLICT.value else str(action)
-            if key in counts:
-                counts[key] += int(n)
-        return counts
+        rows = [(str(action), int(n or 0)) for query in queries for action, n in conn.execute(query).all()]
+        return Counts.of_actions(rows).as_dict()
 
     def _own_batches(self, conn: Connection, records_run_id: str, run_id: str) -> sa.Select[Any] | None:
         """The batches of ``records_run_id`` that ``run_id`` committed, when another attempt committed some too;
