@@ -30,7 +30,7 @@ class _SharedEngines:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.depth = 0
-        self.engines: dict[tuple[str, bool], Engine] = {}
+        self.engines: dict[tuple[str, str], Engine] = {}
 
 
 _SHARED = _SharedEngines()
@@ -88,7 +88,9 @@ def create_sql_engine(template: str, *, where: str, bulk_load: bool = False) -> 
     connect_args = db.dbapi_connect_args(url, bulk_load=bulk_load)
     if connect_args:
         kwargs["connect_args"] = connect_args
-    cache_key = (url.render_as_string(hide_password=False), bulk_load)
+    # One engine per URL and connection arguments: a target's engine serves its ledger too where
+    # ``bulk_load`` changes nothing (every database but MariaDB/MySQL).
+    cache_key = (url.render_as_string(hide_password=False), repr(sorted(connect_args.items())))
     with _SHARED.lock:
         if _SHARED.depth and cache_key in _SHARED.engines:
             return _SHARED.engines[cache_key], shown

@@ -156,7 +156,8 @@ def test_a_killed_run_worker_of_a_daemon_launched_run_is_closed_and_retried(
             300,
         )
         assert closed.startswith(f"sync items_sync: process died: the process running this run (pid {worker} "), closed
-        assert closed.endswith(f"; committed batches: created={committed}"), closed
+        expected = f"processed={committed}, succeeded={committed}, created={committed}"
+        assert closed.endswith(f"; committed batches: {expected}"), closed
         assert live.run(run_id).tags["sync/status"] == "failed"
         row = ledger_row(sqlite_dbs, run_id)
         assert row["status"] == "failed" and str(row["error"]).startswith("process died: "), row

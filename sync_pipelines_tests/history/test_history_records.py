@@ -52,7 +52,7 @@ def _two_runs(dbs: Databases) -> SyncConfig:
         )
         second.started_at = T0 + dt.timedelta(hours=1)
         second.records_run_id = "run-2"
-        second.counts.update(processed=19, unchanged=17, updated=2)
+        second.counts.update(processed=19, succeeded=19, unchanged=17, updated=2)
         ledger.finish_run(first)
         ledger.finish_run(second)
         ledger.finish_run(
@@ -124,7 +124,7 @@ def test_backfills_group_partition_runs_with_their_counts(sqlite_dbs: Databases)
                 backfill_id="abcdefgh",
                 started_at=T0 + dt.timedelta(minutes=day),
             )
-            run.counts.update(created=created, processed=created)
+            run.counts.update(created=created, processed=created, succeeded=created)
             ledger.finish_run(run)
         ledger.finish_run(RunEntry("plain", cfg.name, Trigger.MANUAL, "incremental", started_at=T0))
         runs = ledger.select(where=RunFilter(backfill_id="abcdefgh"))

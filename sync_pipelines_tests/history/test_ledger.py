@@ -40,7 +40,7 @@ def test_ledger_rows_open_finish_and_close_on_every_backend(dbs: Databases) -> N
         ledger.open_run(entry("run-a", 0, user="alice", trigger=Trigger.API))
         ledger.open_run(entry("run-a", 5))  # a later step of the same run keeps the first row
         done = entry("run-a", 0, status=RunStatus.PARTIAL, finished_at=T0 + dt.timedelta(seconds=90))
-        done.counts.update(processed=10, created=9, failed=1)
+        done.counts.update(processed=10, succeeded=9, created=9, failed=1)
         ledger.finish_run(done)
         ledger.open_run(entry("run-b", 10))
         assert ledger.close_run(

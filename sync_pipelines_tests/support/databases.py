@@ -14,6 +14,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from sync_pipelines_tests.support.invariants import counts_that_do_not_add_up
+
 PG_ADMIN_URL = os.environ.get("SYNC_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MARIADB_ADMIN_URL = os.environ.get("SYNC_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -53,8 +55,12 @@ def server_database(admin_url: str, backend: str) -> Iterator[str]:
 
 
 def make_databases(backend: str, tmp_path: Path) -> Iterator[Databases]:
+    """A fresh source and target on ``backend``; when the test is done, the counts of every run in their
+    ledgers must add up (:mod:`.invariants`)."""
     if backend == "sqlite":
-        yield Databases(backend, f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'target.db'}")
+        dbs = Databases(backend, f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'target.db'}")
+        yield dbs
+        _check_ledgers(dbs)
         return
     admin = PG_ADMIN_URL if backend == "postgresql" else MARIADB_ADMIN_URL
     src_gen = server_database(admin, backend)
@@ -62,11 +68,18 @@ def make_databases(backend: str, tmp_path: Path) -> Iterator[Databases]:
     source_url = next(src_gen)
     target_url = next(dst_gen)
     try:
-        yield Databases(backend, source_url, target_url)
+        dbs = Databases(backend, source_url, target_url)
+        yield dbs
+        _check_ledgers(dbs)
     finally:
         for gen in (src_gen, dst_gen):
             for _ in gen:
                 pass
+
+
+def _check_ledgers(dbs: Databases) -> None:
+    problems = [p for url in (dbs.source_url, dbs.target_url) for p in counts_that_do_not_add_up(url)]
+    assert not problems, "the counts of these runs do not add up:\n" + "\n".join(problems)
 
 
 OUTAGE_SECRET = "Sup3r-S3cret-Outage-pw"
