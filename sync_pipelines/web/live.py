@@ -100,6 +100,9 @@ def live_state(
     load = stages.get("load")
     if running and load is not None:
         counts["processed"] = load.rows
+        # Unchanged rows are not stored one by one: what the load read and did not fail, skip or hold succeeded.
+        held = sum(counts[k] for k in ("failed", "skipped", "conflicted", "target_modified"))
+        counts["succeeded"] = max(load.rows - held, 0)
     current = next((stages[s] for s in reversed(STAGES) if s in stages), None)
     status = entry.status.value if entry else "queued" if dagster is not None and dagster.pending else "starting"
     return {

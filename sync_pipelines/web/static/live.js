@@ -7,6 +7,8 @@
   var url = box.getAttribute("data-progress-url");
   var every = Number(box.getAttribute("data-poll-ms")) || 1000;
   var shownStatus = box.getAttribute("data-status");
+  var leaving = false;  // a form of the page (cancel, retry) is being sent: its answer replaces the page
+  document.addEventListener("submit", function () { leaving = true; });
   var number = function (n) { return Math.round(n).toLocaleString("en-US"); };
   var seconds = function (s) {
     if (s < 60) { return s.toFixed(2) + " s"; }
@@ -58,9 +60,11 @@
     if (position && state.position) { position.textContent = "number " + state.position + " in line"; }
   };
   var poll = function () {
+    if (leaving) { return; }
     fetch(url, { cache: "no-store", headers: { Accept: "application/json" } })
       .then(function (answer) { return answer.ok ? answer.json() : null; })
       .then(function (state) {
+        if (leaving) { return; }
         if (state && (state.finished || state.status !== shownStatus)) {
           window.location.reload();
           return;
