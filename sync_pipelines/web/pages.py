@@ -119,6 +119,10 @@ def _history(request: Request, sync: SyncConfig | None) -> Response:
     where = params.run_filter(query, [cfg.name for cfg in configs])
     paging = params.paging(query, RUNS_PAGE_SIZE, 200)
     page = list_runs(configs, page=paging.page, page_size=paging.size, where=where)
+    by_name = {cfg.name: cfg for cfg in configs}
+    for entry in page.entries:  # a running run's row holds zeros until its load ends: show what it did so far
+        if entry.status is RunStatus.RUNNING and entry.sync in by_name:
+            entry.counts = live.live_state(site, by_name[entry.sync], entry, None)["counts"]
     queued, queue_error = live.queued_runs(site, sync.name if sync else None) if paging.page == 1 else ([], None)
     row = _row(sync, _schedule_states(site), dt.datetime.now(dt.UTC), None) if sync else None
     return site.render(

@@ -522,7 +522,7 @@ def test_queued_and_running_runs_live_progress_cancel_and_retry(
     expect(page.locator("[data-stage=transform] .stage-text")).to_contain_text("40 of 40 rows", timeout=WAIT_MS)
     expect(page.locator("[data-count=processed]")).to_have_text("0")
     page.evaluate("window.sameDocument = true")
-    write_control(centre.control, delay={CENTRE: 1.0})  # one batch of four a second from now on
+    write_control(centre.control, delay={CENTRE: 1.5})  # one batch of four every 1.5 s from now on
     load = page.locator("[data-stage=load] .stage-text")
     expect(load).to_contain_text("of 40 rows", timeout=WAIT_MS)
     expect(load).to_contain_text("rows/s")
@@ -534,6 +534,12 @@ def test_queued_and_running_runs_live_progress_cancel_and_retry(
     assert page.evaluate("window.sameDocument") is True  # updated in place, not by reloading the page
     assert int(page.locator("[data-count=processed]").inner_text()) > int(before)
     page.screenshot(path=str(shots / "centre_live_run.png"), full_page=True)
+    page.goto(f"{centre.view}/syncs/{CENTRE}")  # the run history shows the running run's counts so far too
+    running = page.locator("table.runs tbody tr", has_text=first[:8])
+    expect(running.locator(".badge.status-running")).to_be_visible()
+    assert int(running.locator("td.num").nth(1).inner_text()) > 0  # created
+    page.goto(f"{centre.view}/runs/{first}")
+    expect(page.locator("h1 .badge.status-running")).to_be_visible()
 
     # Cancel from the run's page: the run stops after the batch it is writing; the page shows the outcome.
     page.get_by_role("button", name="Cancel run").click()

@@ -307,6 +307,11 @@ def test_a_running_run_shows_the_records_it_committed_so_far_and_polls_for_more(
     assert (state["counts"]["failed"], state["counts"]["updated"]) == (2, 1)
     assert re.search(r'data-count="failed">2<', page.text) and re.search(r'data-count="updated">1<', page.text)
     assert state["stages"] == []  # no Dagster answers here: no progress lines to read
+    with TestClient(create_app(history.config_dir, f"http://127.0.0.1:{free_port()}")) as client:
+        listing = client.get("/runs", params={"status": "running"})
+    [row] = rows(listing.text, "runs")
+    cells = re.findall(r'<td class="num">(\d+)</td>', row)  # processed, created, updated, deleted, failed, conflicted
+    assert run_id[:8] in row and "status-running" in row and cells[2] == "1" and cells[4] == "2"
 
 
 def test_a_finished_run_offers_a_retry_and_says_what_it_does(client: TestClient, history: History) -> None:
