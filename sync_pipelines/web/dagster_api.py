@@ -131,7 +131,7 @@ class DagsterRun:
 
     @property
     def dry_run(self) -> bool:
-        """Whether the run was launched as a dry run (its tag, or its launch config's flag)."""
+        """Whether the run carries the ``sync/dry_run`` tag."""
         return self.tags.get("sync/dry_run") == "true"
 
     @classmethod
