@@ -365,6 +365,17 @@ class Ledger:
             )
         return RunEntry.from_row(rows[0]) if len(rows) == 1 else None
 
+    def live_counts(self, entry: RunEntry) -> dict[str, int]:
+        """The counts of the records a run still ``running`` has committed so far (its row holds zeros until the
+        load step ends): created, updated, deleted, failed, skipped and conflicted."""
+        if self.missing_database:
+            return {}
+        with (
+            translate_errors(self.endpoint, f"reading the records of run {entry.run_id}"),
+            self.engine.connect() as conn,
+        ):
+            return self._committed_counts(conn, entry.records_run_id or entry.run_id, entry.run_id)
+
     def running(self) -> list[RunEntry]:
         """Rows still marked ``running``."""
         return self.select(status=RunStatus.RUNNING)

@@ -23,3 +23,8 @@ def run_url(run_id: str) -> str:
 def sync_url(name: str) -> str:
     """The page of one sync: what it does and its run history."""
     return f"{history_url()}/syncs/{quote(name, safe='')}"
+
+
+def conflicts_url(name: str) -> str:
+    """The page of one sync's open conflicts, each with Keep source / Keep target."""
+    return f"{sync_url(name)}/conflicts"

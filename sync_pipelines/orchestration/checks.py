@@ -32,6 +32,7 @@ from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.conflict_store import ConflictSummary, utcnow
 from sync_pipelines.engine.conflicts import conflict_summary
 from sync_pipelines.errors import SyncError
+from sync_pipelines.history.links import conflicts_url
 from sync_pipelines.orchestration.assets import asset_key
 from sync_pipelines.orchestration.metadata import unbroken
 from sync_pipelines.orchestration.names import CONFLICT_CHECK_NAME, RESOLVE_JOB_NAME
@@ -114,10 +115,10 @@ def conflict_metadata(cfg: SyncConfig, summary: ConflictSummary) -> dict[str, An
             max(0.0, (now - summary.oldest_detected_at).total_seconds())
         )
     if summary.open_count:
+        metadata["resolve_in_the_view"] = MetadataValue.url(conflicts_url(cfg.name))
         metadata["how_to_resolve"] = MetadataValue.md(
-            f"Launch the `{RESOLVE_JOB_NAME}` job with `sync: {cfg.name}`, the conflict ids (or `all: true`), "
-            "`choice: keep_source` or `keep_target` and `resolved_by`; or run "
-            f"`sync-pipelines conflicts resolve {cfg.name} --all --choice keep_source --by <name>`."
+            f"Open [the conflicts of {cfg.name}]({conflicts_url(cfg.name)}) in the history view and choose Keep "
+            f"source or Keep target for each (every choice is a run of the `{RESOLVE_JOB_NAME}` job)."
         )
     return metadata
 
@@ -134,6 +135,7 @@ def _description(cfg: SyncConfig, summary: ConflictSummary, raised: int) -> str:
         return (
             f"{summary.open_count} record(s) of `{cfg.target.table}` changed on both sides and wait for a person."
             + by_run
+            + f" Resolve them on the history view's conflict page: {conflicts_url(cfg.name)}"
         )
     if raised:
         settled = _SETTLED_BY.get(cfg.on_conflict, "they were resolved")
@@ -186,8 +188,8 @@ def build_conflict_check(cfg: SyncConfig) -> AssetChecksDefinition:
         name=CONFLICT_CHECK_NAME,
         description=f"Fails while records of `{cfg.target.table}` that were changed both by the source and on "
         f"the target wait for a person (sync `{cfg.name}`, policy `{cfg.on_conflict.value}`); warns after a run "
-        f"whose conflicts the policy settled. Resolve open ones with the `{RESOLVE_JOB_NAME}` job or "
-        "`sync-pipelines conflicts resolve`.",
+        f"whose conflicts the policy settled. Resolve open ones on the history view's conflict page "
+        f"({conflicts_url(cfg.name)}).",
         blocking=cfg.block_on_conflicts,
     )
     def _no_open_conflicts(context: AssetCheckExecutionContext) -> AssetCheckResult:

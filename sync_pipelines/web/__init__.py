@@ -1,7 +1,8 @@
-"""A read-only web view of the run history beside the Dagster UI: syncs, runs, records, conflicts, backfills.
+"""The sync centre beside the Dagster UI: syncs, runs in every state, records, conflicts, backfills.
 
-It reads the run ledger and record history through :mod:`sync_pipelines.history` and resolves
-conflicts by launching Dagster's ``resolve_conflicts`` job over GraphQL. Nothing below imports it.
+It reads the run ledger and record history through :mod:`sync_pipelines.history`, and acts only through
+Dagster's GraphQL API: it launches runs and ``resolve_conflicts``, lists queued runs and reads a running
+run's progress lines, cancels and retries runs, and turns schedules on and off. Nothing below imports it.
 """
 
 from sync_pipelines.web.app import create_app

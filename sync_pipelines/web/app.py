@@ -7,12 +7,12 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sync_pipelines.errors import BadQueryParameter, ConfigError, SyncError, UnknownSyncError
-from sync_pipelines.web import backfills, conflicts, launch, pages
+from sync_pipelines.web import backfills, conflicts, control, launch, live, pages
 from sync_pipelines.web.dagster_api import DagsterApi
 from sync_pipelines.web.site import HERE, Site, site_of
 
@@ -43,6 +43,10 @@ async def _sync_error(request: Request, exc: Exception) -> Response:
     return _error(request, 502, "A ledger database did not answer", [str(exc)])
 
 
+async def _favicon(request: Request) -> Response:
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 def create_app(config_dir: Path, dagster_url: str) -> Starlette:
     """The history view of the syncs in ``config_dir``; its buttons launch runs on Dagster at ``dagster_url``."""
     routes = [
@@ -50,12 +54,17 @@ def create_app(config_dir: Path, dagster_url: str) -> Starlette:
         Route("/runs", pages.run_history, name="runs"),
         Route("/runs/{run_id}", pages.run_page, name="run"),
         Route("/runs/{run_id}/records.{fmt:str}", pages.export, name="export"),
+        Route("/runs/{run_id}/progress.json", live.progress_json, name="progress"),
+        Route("/runs/{run_id}/cancel", control.cancel, methods=["POST"], name="cancel"),
+        Route("/runs/{run_id}/retry", control.retry, methods=["POST"], name="retry"),
         Route("/syncs/{name}", pages.sync_page, name="sync"),
         Route("/syncs/{name}/run", launch.run_now, methods=["POST"], name="run_now"),
+        Route("/syncs/{name}/schedule", control.toggle_schedule, methods=["POST"], name="schedule"),
         Route("/syncs/{name}/conflicts", conflicts.conflicts_page, name="conflicts"),
         Route("/syncs/{name}/conflicts/{conflict_id:int}/resolve", conflicts.resolve, methods=["POST"]),
         Route("/backfills", backfills.backfills_page, name="backfills"),
         Route("/backfills/{backfill_id}", backfills.backfill_page, name="backfill"),
+        Route("/favicon.ico", _favicon),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
     handlers = {

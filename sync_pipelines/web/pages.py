@@ -13,14 +13,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from sync_pipelines.config import SyncConfig
+from sync_pipelines.engine.conflicts import conflict_summary
+from sync_pipelines.errors import LaunchError, SyncError
 from sync_pipelines.history.export import ExportFormat, export_csv, export_xlsx
 from sync_pipelines.history.ledger import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.queries import find_run, last_runs, list_runs
 from sync_pipelines.history.records import RecordStatus
 from sync_pipelines.types import RecordAction, RunStatus
-from sync_pipelines.web import params
+from sync_pipelines.web import live, params
+from sync_pipelines.web.dagster_api import SCHEDULE_SUFFIX, ScheduleState
 from sync_pipelines.web.schedule import next_fire
-from sync_pipelines.web.site import entity_label, has_conflicts, site_of
+from sync_pipelines.web.site import Site, entity_label, has_conflicts, site_of
 
 RUNS_PAGE_SIZE = 25
 RECORDS_PAGE_SIZE = 50
@@ -40,27 +43,59 @@ class SyncRow:
     next_run: dt.datetime | None
     last: RunEntry | None
     conflicts: bool
+    schedule_on: bool | None = None
+    """Whether the schedule is on in Dagster; the configured default when Dagster did not answer; None: no
+    schedule."""
+    schedule_known: bool = True
+    """False when Dagster did not answer and ``schedule_on`` is the configuration's default."""
+    open_conflicts: int | None = None
+    """Open conflicts waiting for a person; None when the sync keeps none or they could not be read."""
 
 
-def _schedule(cfg: SyncConfig, now: dt.datetime) -> tuple[str, dt.datetime | None]:
+def _schedule_states(site: Site) -> dict[str, ScheduleState] | None:
+    try:
+        return site.dagster.schedules()
+    except LaunchError:
+        return None
+
+
+def _open_conflicts(cfg: SyncConfig) -> int | None:
+    if not has_conflicts(cfg):
+        return None
+    try:
+        return conflict_summary(cfg, sample_size=0).open_count
+    except SyncError:
+        return None
+
+
+def _row(cfg: SyncConfig, states: dict[str, ScheduleState] | None, now: dt.datetime, last: RunEntry | None) -> SyncRow:
+    row = SyncRow(cfg, entity_label(cfg), "manual", None, last, has_conflicts(cfg), open_conflicts=_open_conflicts(cfg))
     if cfg.schedule is None:
-        return "manual", None
-    state = "" if cfg.schedule.enabled else " (off by default)"
-    text = f"{cfg.schedule.cron} ({cfg.timezone}){state}"
-    return text, next_fire(cfg.schedule.dagster_cron, cfg.timezone, now)
+        return row
+    row.schedule = f"{cfg.schedule.cron} ({cfg.timezone})"
+    state = (states or {}).get(f"{cfg.name}{SCHEDULE_SUFFIX}")
+    row.schedule_known = state is not None
+    row.schedule_on = state.on if state is not None else cfg.schedule.enabled
+    if row.schedule_on:  # a schedule that is off fires no run
+        row.next_run = next_fire(cfg.schedule.dagster_cron, cfg.timezone, now)
+    return row
 
 
 def sync_list(request: Request) -> Response:
-    """Every sync: mode, schedule with its next run, the last real run and its status."""
+    """Every sync: mode, schedule (on or off) with its next run, open conflicts, the last real run and its status."""
     site = site_of(request)
     configs = site.configs()
     latest = last_runs(configs)
+    states = _schedule_states(site)
     now = dt.datetime.now(dt.UTC)
-    rows = []
-    for cfg in configs:
-        text, upcoming = _schedule(cfg, now)
-        rows.append(SyncRow(cfg, entity_label(cfg), text, upcoming, latest.get(cfg.name), has_conflicts(cfg)))
-    return site.render(request, "syncs.html", rows=rows)
+    rows = [_row(cfg, states, now, latest.get(cfg.name)) for cfg in configs]
+    return site.render(
+        request,
+        "syncs.html",
+        rows=rows,
+        notice=request.query_params.get("notice"),
+        error=request.query_params.get("error"),
+    )
 
 
 def run_history(request: Request) -> Response:
@@ -84,6 +119,12 @@ def _history(request: Request, sync: SyncConfig | None) -> Response:
     where = params.run_filter(query, [cfg.name for cfg in configs])
     paging = params.paging(query, RUNS_PAGE_SIZE, 200)
     page = list_runs(configs, page=paging.page, page_size=paging.size, where=where)
+    by_name = {cfg.name: cfg for cfg in configs}
+    for entry in page.entries:  # a running run's row holds zeros until its load ends: show what it did so far
+        if entry.status is RunStatus.RUNNING and entry.sync in by_name:
+            entry.counts = live.live_state(site, by_name[entry.sync], entry, None)["counts"]
+    queued, queue_error = live.queued_runs(site, sync.name if sync else None) if paging.page == 1 else ([], None)
+    row = _row(sync, _schedule_states(site), dt.datetime.now(dt.UTC), None) if sync else None
     return site.render(
         request,
         "runs.html",
@@ -100,6 +141,10 @@ def _history(request: Request, sync: SyncConfig | None) -> Response:
         statuses=list(RunStatus),
         triggers=list(Trigger),
         kinds=list(params.RunKind),
+        queued=queued,
+        queue_error=queue_error,
+        row=row,
+        notice=request.query_params.get("notice"),
     )
 
 
@@ -113,8 +158,18 @@ def _find(request: Request) -> tuple[SyncConfig, RunEntry]:
 
 
 def run_page(request: Request) -> Response:
-    """One run: counts, success/total per entity, and its records, filtered and paged."""
+    """One run: counts, success/total per entity, and its records, filtered and paged. A run still waiting in
+    Dagster's queue (no ledger row yet) gets a page with its place in line; a running run's page shows its
+    progress live."""
     site = site_of(request)
+    run_id = request.path_params["run_id"]
+    if find_run(site.configs(), run_id) is None:
+        try:
+            pending = site.dagster.run(run_id)
+        except LaunchError:
+            pending = None
+        if pending is not None:
+            return live.pending_page(request, site, site.dagster, pending)
     cfg, entry = _find(request)
     filters = params.record_filter(request.query_params)
     paging = params.paging(request.query_params, RECORDS_PAGE_SIZE)
@@ -139,6 +194,12 @@ def run_page(request: Request) -> Response:
         download_qs=params.query_string(qs, page=None, page_size=None),
         actions=list(RecordAction),
         record_statuses=list(RecordStatus),
+        live=live.live_state(site, cfg, entry, None) if entry.status is RunStatus.RUNNING else None,
+        poll_ms=live.POLL_MS,
+        can_retry_from_failure=entry.status in (RunStatus.FAILED, RunStatus.CANCELLED),
+        notice=request.query_params.get("notice"),
+        error=request.query_params.get("error"),
+        run_by=request.query_params.get("by", ""),
     )
 
 

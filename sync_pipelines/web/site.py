@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from sync_pipelines.config import SyncConfig, load_configs
+from sync_pipelines.engine.progress import ProgressSnapshot
 from sync_pipelines.errors import UnknownSyncError
 from sync_pipelines.history.ledger import Ledger, RunEntry
 from sync_pipelines.history.links import history_url
@@ -29,6 +31,9 @@ DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DAGSTER_URL_ENV = "SYNC_PIPELINES_DAGSTER_URL"
 COUNTS_KEPT = 256
 """Finished runs whose record counts per (entity, action) and record sets are kept in memory."""
+PROGRESS_KEPT = 64
+"""Running runs whose event log cursor and latest progress lines are kept between two polls."""
+_ISO_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(?:Z|[+-]00:?00)?$")
 
 
 def entity_label(cfg: SyncConfig) -> str:
@@ -48,6 +53,35 @@ def when(value: dt.datetime | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def epoch(value: float | None) -> dt.datetime | None:
+    """A Unix timestamp (as Dagster gives times) as an aware UTC time, for :func:`when`."""
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC)
+
+
+def shown(value: object) -> object:
+    """A record's field value as the view shows it: a time (a datetime, or an ISO text such as
+    ``2026-11-20T08:06:00.000000``) as ``2026-11-20 08:06:00`` like every other time in the view (with its
+    fraction of a second only when there is one); anything else unchanged."""
+    if isinstance(value, dt.datetime):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        return value
+    match = _ISO_TIME.match(value)
+    if match is None:
+        return value
+    day, clock, fraction = match.groups()
+    fraction = (fraction or "").rstrip("0")
+    return f"{day} {clock}.{fraction}" if fraction else f"{day} {clock}"
+
+
+def batch(value: int | None) -> str:
+    """A record's batch number; the records a run writes after its last batch (batch -1 in the ledger, such as
+    the deletes of a full sync) read ``after the last``."""
+    if value is None:
+        return "-"
+    return "after the last" if value < 0 else str(value)
 
 
 def seconds(value: float | None) -> str:
@@ -74,11 +108,15 @@ class Site:
     templates: Jinja2Templates = field(init=False)
     _indexed: set[tuple[str, str | None]] = field(default_factory=set, init=False)
     _counts: OrderedDict[str, RunCounts] = field(default_factory=OrderedDict, init=False)
+    progress: OrderedDict[str, tuple[str | None, dict[str, ProgressSnapshot]]] = field(
+        default_factory=OrderedDict, init=False
+    )
+    """Per running run: the event log cursor read up to, and the latest progress line of each stage."""
 
     def __post_init__(self) -> None:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
-        env.filters.update(when=when, seconds=seconds, number=number)
+        env.filters.update(when=when, seconds=seconds, number=number, epoch=epoch, shown=shown, batch=batch)
         env.globals.update(
             dagster_url=self.dagster.url, RecordAction=RecordAction, RecordStatus=RecordStatus, status_of=status_of
         )
@@ -111,6 +149,13 @@ class Site:
             while len(self._counts) > COUNTS_KEPT:
                 self._counts.popitem(last=False)
         return records
+
+    def remember_progress(self, run_id: str, cursor: str | None, stages: dict[str, ProgressSnapshot]) -> None:
+        """Keep where a run's event log was read up to, so the next poll reads only what came after."""
+        self.progress[run_id] = (cursor, stages)
+        self.progress.move_to_end(run_id)
+        while len(self.progress) > PROGRESS_KEPT:
+            self.progress.popitem(last=False)
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
         """The page ``template`` with ``context``."""

@@ -4,15 +4,22 @@
 records with a filter, expands a record's field changes, downloads the filtered records as Excel,
 resolves a conflict with the page's button (a ``resolve_conflicts`` run in Dagster), and finally
 stops the command with SIGTERM and checks that every process it started has ended.
+
+The sync centre's runs in every state are driven against a live Dagster with the project's instance
+settings (one run per sync at a time, so a second run waits in the queue) and ``live_definitions``,
+whose control file holds a sync's batches back: a queued run's page, a running run's live progress,
+cancel and retry from the run's page, and a schedule turned on and off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +31,22 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from sync_pipelines_tests.support.live import BIN, CHROMIUM, CHROMIUM_FLAGS, REPO, default_signals, free_port
+from sync_pipelines.web import create_app
+from sync_pipelines_tests.factories import make_source
+from sync_pipelines_tests.support.live import (
+    BIN,
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    CONTROL_ENV,
+    LIVE_PEOPLE,
+    REPO,
+    LiveDagster,
+    default_signals,
+    free_port,
+    live_sync_config,
+    people_rows,
+    write_control,
+)
 from sync_pipelines_tests.support.web_history import SYNC, History, build_history
 
 DAILY = "orders_daily"
@@ -385,3 +407,213 @@ def test_sigterm_stops_dagster_and_the_view_together(ui: Ui) -> None:
     ui.process.wait(timeout=120)
     assert [pid for pid in started if _alive(pid)] == []
     assert not _listening(ui.view) and not _listening(ui.dagster)
+
+
+# --- the sync centre: runs in every state, against a live Dagster whose batches the test holds back
+
+CENTRE = "centre_people"
+"""40 people in batches of four; its schedule (1 January) is off by default."""
+SCREENSHOTS_ENV = "SYNC_SCREENSHOTS_DIR"
+"""A folder to keep the sync centre's screenshots in (the test's tmp_path without it)."""
+WAIT_MS = 120_000
+
+
+@dataclass
+class Centre:
+    """A live Dagster, the history view serving its syncs, and the control file of ``live_definitions``."""
+
+    dagster: LiveDagster
+    view: str
+    control: Path
+
+    def shots(self, tmp_path: Path) -> Path:
+        folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+@pytest.fixture(scope="module")
+def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("centre")
+    make_source(root / "source.db", people_rows(), LIVE_PEOPLE)
+    folder = root / "syncs"
+    folder.mkdir()
+    data = live_sync_config(root, CENTRE, schedule={"cron": "0 0 1 1 *", "enabled": False}, timezone="UTC")
+    (folder / f"{CENTRE}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    control = root / "control.json"
+    write_control(control)
+    env = {
+        "SYNC_PIPELINES_CONFIG_DIR": str(folder),
+        "SYNC_PIPELINES_STAGING_DIR": str(root / "staging"),
+        CONTROL_ENV: str(control),
+    }
+    dagster = LiveDagster(root, "sync_pipelines_tests.support.live_definitions", env, location="sync_pipelines")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(folder, dagster.url), host="127.0.0.1", port=port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    try:
+        dagster.start(stop_sensors=("sync_statistics_sensor", "endpoints_reachable_sensor"))
+        thread.start()
+        view = f"http://127.0.0.1:{port}"
+        dagster.wait(lambda: _listening(view), "the history view")
+        yield Centre(dagster, view, control)
+    finally:
+        server.should_exit = True
+        if thread.is_alive():
+            thread.join(timeout=30)
+        dagster.stop()
+
+
+def _launched(page: object) -> str:
+    """The id of the run that the page's notice says was launched."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    return (page.locator("[role=status] a").get_attribute("href") or "").rsplit("/", 1)[-1]
+
+
+def test_queued_and_running_runs_live_progress_cancel_and_retry(
+    centre: Centre, browser: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    shots = centre.shots(tmp_path)
+    dagster = centre.dagster
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.on("dialog", lambda dialog: dialog.accept())  # the cancel button asks to confirm
+    write_control(centre.control, hold={CENTRE: True})  # no batch is written until the test says so
+
+    # Two runs launched from the sync's page: the second waits in Dagster's queue behind the first.
+    page.goto(f"{centre.view}/syncs/{CENTRE}")
+    page.locator("form.launch input[name=user]").fill("alice")
+    page.get_by_role("button", name="Run now").click()
+    expect(page.get_by_role("status")).to_contain_text("Launched run")
+    first = _launched(page)
+    dagster.wait(lambda: dagster.run(first).status == "STARTED", f"run {first} to start")
+    page.get_by_role("button", name="Run now").click()
+    expect(page.get_by_role("status")).to_contain_text("Launched run")
+    second = _launched(page)
+    assert second != first
+    dagster.wait(lambda: dagster.run(second).status == "QUEUED", f"run {second} to wait in the queue")
+
+    page.goto(f"{centre.view}/runs")
+    queue = page.locator("table.queue tbody tr")
+    expect(queue).to_have_count(1)
+    expect(queue.first).to_contain_text(second[:8])
+    expect(queue.first.locator("td").first).to_have_text("1")
+    expect(queue.first).to_contain_text("alice")
+    page.screenshot(path=str(shots / "centre_queue.png"), full_page=True)
+    page.goto(f"{centre.view}/syncs/{CENTRE}")
+    expect(page.locator("table.queue tbody tr")).to_contain_text(second[:8])
+
+    response = page.goto(f"{centre.view}/runs/{second}")
+    assert response is not None and response.status == 200  # a queued run has a page, not a 404
+    expect(page.locator("h1")).to_contain_text(f"Run {second[:8]} of {CENTRE}")
+    expect(page.locator("h1 .badge.status-queued")).to_have_text("queued")
+    expect(page.locator(".queue-position")).to_have_text("number 1 in line")
+    page.screenshot(path=str(shots / "centre_queued_run.png"), full_page=True)
+
+    # The running run's page follows it live: extract and transform are done, the load is held back.
+    page.goto(f"{centre.view}/runs/{first}")
+    expect(page.locator("h1 .badge.status-running")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("[data-stage=transform] .stage-text")).to_contain_text("40 of 40 rows", timeout=WAIT_MS)
+    expect(page.locator("[data-count=processed]")).to_have_text("0")
+    page.evaluate("window.sameDocument = true")
+    write_control(centre.control, delay={CENTRE: 1.5})  # one batch of four every 1.5 s from now on
+    load = page.locator("[data-stage=load] .stage-text")
+    expect(load).to_contain_text("of 40 rows", timeout=WAIT_MS)
+    expect(load).to_contain_text("rows/s")
+    expect(load).to_contain_text("ETA")
+    before = page.locator("[data-count=processed]").inner_text()
+    bar_before = page.locator("[data-stage=load] .bar").get_attribute("aria-valuenow")
+    expect(page.locator("[data-count=processed]")).not_to_have_text(before, timeout=WAIT_MS)
+    expect(page.locator("[data-stage=load] .bar")).not_to_have_attribute("aria-valuenow", bar_before or "")
+    assert page.evaluate("window.sameDocument") is True  # updated in place, not by reloading the page
+    assert int(page.locator("[data-count=processed]").inner_text()) > int(before)
+    page.screenshot(path=str(shots / "centre_live_run.png"), full_page=True)
+    page.goto(f"{centre.view}/syncs/{CENTRE}")  # the run history shows the running run's counts so far too
+    running = page.locator("table.runs tbody tr", has_text=first[:8])
+    expect(running.locator(".badge.status-running")).to_be_visible()
+    assert int(running.locator("td.num").nth(1).inner_text()) > 0  # created
+    page.goto(f"{centre.view}/runs/{first}")
+    expect(page.locator("h1 .badge.status-running")).to_be_visible()
+
+    # Cancel from the run's page: the run stops after the batch it is writing; the page shows the outcome.
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.get_by_role("status")).to_contain_text("Cancellation requested")
+    assert dagster.wait_finished(first).status == "CANCELED"
+    write_control(centre.control)  # the queued run now starts, and runs at full speed
+    expect(page.locator("h1 .badge.status-cancelled")).to_be_visible(timeout=WAIT_MS)
+    created = int(page.locator("[data-count=created]").inner_text().replace(",", ""))
+    assert 0 < created < 40  # the batches written before the cancel stay written
+    page.screenshot(path=str(shots / "centre_cancelled_run.png"), full_page=True)
+    assert dagster.wait_finished(second).status == "SUCCESS"
+
+    # Retry the cancelled run, all steps, as dave: a Dagster re-execution that the ledger records under dave.
+    page.locator("form.retry input[name=user]").fill("dave")
+    page.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Retry of run {first[:8]}")
+    retry = page.url.split("/runs/", 1)[1].split("?", 1)[0]
+    assert retry not in (first, second)
+    finished = dagster.wait_finished(retry)
+    assert finished.status == "SUCCESS" and finished.tags["sync/user"] == "dave"
+    assert finished.tags["dagster/parent_run_id"] == first
+    page.goto(f"{centre.view}/runs/{retry}")
+    facts = page.locator("dl.facts")
+    expect(facts).to_contain_text("retry")
+    expect(facts).to_contain_text("dave")
+    expect(facts.locator("a", has_text=first[:8])).to_be_visible()
+    page.goto(f"{centre.view}/runs?user=dave")
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    page.screenshot(path=str(shots / "centre_retry.png"), full_page=True)
+
+
+SCHEDULE_STATE = """
+query Schedule($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { scheduleState { status } } }
+}
+"""
+
+
+def test_a_schedule_is_shown_on_or_off_and_toggled_from_the_view(
+    centre: Centre, browser: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Browser, expect
+
+    assert isinstance(browser, Browser)
+    shots = centre.shots(tmp_path)
+    selector = {
+        "repositoryLocationName": "sync_pipelines",
+        "repositoryName": "__repository__",
+        "scheduleName": f"{CENTRE}_schedule",
+    }
+
+    def state() -> str:
+        return str(
+            centre.dagster.graphql(SCHEDULE_STATE, selector=selector)["scheduleOrError"]["scheduleState"]["status"]
+        )
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(centre.view)
+    row = page.locator("table.syncs tbody tr", has_text=CENTRE)
+    expect(row.locator(".sched .badge")).to_have_text("off")
+    expect(row.locator("td.next-run")).to_have_text("-")  # an off schedule fires no run
+    row.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Schedule of {CENTRE} turned on")
+    expect(row.locator(".sched .badge")).to_have_text("on")
+    expect(row.locator("td.next-run")).to_have_text(re.compile(r"^20\d\d-01-01 00:00:00$"))
+    assert state() == "RUNNING"
+    page.screenshot(path=str(shots / "centre_schedule_on.png"), full_page=True)
+
+    page.goto(f"{centre.view}/syncs/{CENTRE}")
+    expect(page.locator("dd.next-run")).to_have_text(re.compile(r"^20\d\d-01-01 00:00:00$"))
+    page.get_by_role("button", name="Turn off").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Schedule of {CENTRE} turned off")
+    expect(page.locator("h1")).to_have_text(CENTRE)  # back on the sync's page
+    expect(page.locator("dl.facts .sched .badge")).to_have_text("off")
+    expect(page.locator("dd.next-run")).to_have_text("- (the schedule is off)")
+    assert state() == "STOPPED"
+    page.screenshot(path=str(shots / "centre_schedule_off.png"), full_page=True)

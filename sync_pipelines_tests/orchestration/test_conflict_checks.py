@@ -23,6 +23,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from sync_pipelines.cli import main
 from sync_pipelines.config import load_configs
+from sync_pipelines.history.links import conflicts_url
 from sync_pipelines.orchestration import Tag, build_definitions, job_name
 from sync_pipelines.orchestration.checks import build_conflict_check
 from sync_pipelines_tests.factories import invoke
@@ -133,6 +134,12 @@ def test_check_is_red_while_a_conflict_is_open_and_green_after_the_resolve_job(d
     assert red.metadata["open_conflicts"].value == 1
     assert red.metadata["conflicts_found_by_run"].value == 1
     assert "This run found 1 record(s) changed on both sides." in (red.description or "")
+    # The check sends a person to the history view's conflict page, not to the CLI.
+    page = conflicts_url("people")
+    assert page.endswith("/syncs/people/conflicts")
+    assert (red.description or "").endswith(f"Resolve them on the history view's conflict page: {page}")
+    assert red.metadata["resolve_in_the_view"].value == page and page in red.metadata["how_to_resolve"].value
+    assert "sync-pipelines" not in red.metadata["how_to_resolve"].value
     assert red.metadata["oldest_conflict_age_s"].value >= 0
     [sample] = red.metadata["sample_conflicts"].value.records
     assert sample.data["key"] == "id=2"

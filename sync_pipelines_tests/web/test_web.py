@@ -6,14 +6,18 @@ import csv
 import datetime as dt
 import io
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
 import pytest
+import sqlalchemy as sa
 from starlette.testclient import TestClient
 
+from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import LaunchError
+from sync_pipelines.history import RunEntry, Trigger, open_ledger
 from sync_pipelines.history.links import run_url, sync_url
 from sync_pipelines.types import ConflictChoice
 from sync_pipelines.web import create_app
@@ -265,3 +269,139 @@ def test_the_view_does_not_import_dagster() -> None:
     code = "import sys, sync_pipelines.web.app; print('dagster' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+# --- runs in every state, schedules and conflicts on the sync pages, and the view's small details
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> tuple[History, str]:
+    """A history whose latest run is still ``running``: its row holds zeros, its committed records do not."""
+    history = build_history(tmp_path_factory.mktemp("web_running"))
+    cfg = history.config()
+    engine = sa.create_engine(history.source_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE orders SET qty = 'x', updated_at = '2026-11-22 09:00:00' WHERE id IN (7, 8)"))
+        conn.execute(sa.text("UPDATE orders SET customer = 'new', updated_at = '2026-11-22 09:00:00' WHERE id = 9"))
+    engine.dispose()
+    run_id = str(uuid.uuid4())
+    run_sync(cfg, RunOptions(run_id=run_id))
+    with open_ledger(cfg) as ledger:  # as the ledger holds it while the load step runs
+        ledger.finish_run(RunEntry(run_id, SYNC, Trigger.MANUAL, "incremental", user="erin"))
+    return history, run_id
+
+
+def test_a_running_run_shows_the_records_it_committed_so_far_and_polls_for_more(
+    running: tuple[History, str],
+) -> None:
+    history, run_id = running
+    with TestClient(create_app(history.config_dir, f"http://127.0.0.1:{free_port()}")) as client:
+        page = client.get(f"/runs/{run_id}")
+        state = client.get(f"/runs/{run_id}/progress.json").json()
+
+    assert page.status_code == 200 and "status-running" in page.text and "Counts so far" in page.text
+    assert f'data-progress-url="http://testserver/runs/{run_id}/progress.json"' in page.text
+    assert "/static/live.js" in page.text and ">Cancel run</button>" in page.text and ">Retry</button>" not in page.text
+    # Two orders fail their cast, one is updated: the ledger row still says 0 of each, the records do not.
+    assert state["status"] == "running" and state["finished"] is False
+    assert (state["counts"]["failed"], state["counts"]["updated"]) == (2, 1)
+    assert re.search(r'data-count="failed">2<', page.text) and re.search(r'data-count="updated">1<', page.text)
+    assert state["stages"] == []  # no Dagster answers here: no progress lines to read
+    with TestClient(create_app(history.config_dir, f"http://127.0.0.1:{free_port()}")) as client:
+        listing = client.get("/runs", params={"status": "running"})
+    [row] = rows(listing.text, "runs")
+    cells = re.findall(r'<td class="num">(\d+)</td>', row)  # processed, created, updated, deleted, failed, conflicted
+    assert run_id[:8] in row and "status-running" in row and cells[2] == "1" and cells[4] == "2"
+
+
+def test_a_finished_run_offers_a_retry_and_says_what_it_does(client: TestClient, history: History) -> None:
+    partial = client.get(f"/runs/{history.second}")
+    failed = client.get(f"/runs/{history.dry}")
+    [partial_form] = re.findall(r'<form class="retry".*?</form>', partial.text, flags=re.S)
+    [failed_form] = re.findall(r'<form class="retry".*?</form>', failed.text, flags=re.S)
+    assert "it reads the source again" in partial_form and "from_failure" not in partial_form
+    assert 'name="from_failure" value="0" checked' in failed_form and "reuses the staged extract" in failed_form
+    assert ">Cancel run</button>" not in partial.text
+
+
+def test_cancel_retry_and_schedule_buttons_report_an_unreachable_dagster(client: TestClient, history: History) -> None:
+    cancel = client.post(f"/runs/{history.second}/cancel", follow_redirects=False)
+    anonymous = client.post(f"/runs/{history.second}/retry", data={"from_failure": "0"}, follow_redirects=False)
+    retry = client.post(f"/runs/{history.second}/retry", data={"user": "dave"})
+    toggle = client.post(f"/syncs/{SYNC}/schedule", data={"on": "0", "back": f"/syncs/{SYNC}"})
+    elsewhere = {"Origin": "https://evil.example.com"}
+    refused = [
+        client.post(f"/runs/{history.second}/cancel", headers=elsewhere).status_code,
+        client.post(f"/runs/{history.second}/retry", data={"user": "dave"}, headers=elsewhere).status_code,
+        client.post(f"/syncs/{SYNC}/schedule", data={"on": "1"}, headers=elsewhere).status_code,
+    ]
+    offsite = client.post(
+        f"/syncs/{SYNC}/schedule", data={"on": "1", "back": "//evil.example.com"}, follow_redirects=False
+    )
+
+    assert cancel.status_code == 303 and cancel.headers["location"].startswith(f"/runs/{history.second}?error=")
+    assert anonymous.status_code == 303 and "enter+who+retries" in anonymous.headers["location"]
+    assert retry.status_code == 200 and "did not answer" in retry.text and 'value="dave"' in retry.text
+    assert toggle.status_code == 200 and "did not answer" in toggle.text and "<h1>orders_sync</h1>" in toggle.text
+    assert refused == [403, 403, 403]
+    assert offsite.headers["location"].startswith("/?error=")
+
+
+def test_schedules_show_on_or_off_and_an_off_schedule_has_no_next_run(client: TestClient, history: History) -> None:
+    from sync_pipelines.web.dagster_api import ScheduleState
+    from sync_pipelines.web.pages import _row
+
+    listing = client.get("/")
+    [row] = rows(listing.text, "syncs")
+    # Dagster does not answer here: the configured default (on) is shown, and said to be a default.
+    assert '<span class="badge on">on</span>' in row and "default: Dagster did not answer" in row
+    assert ">Turn off</button>" in row and 'name="back" value="/"' in row
+
+    cfg, now = history.config(), dt.datetime(2026, 12, 3, 9, tzinfo=UTC)
+    off = _row(cfg, {f"{SYNC}_schedule": ScheduleState(f"{SYNC}_schedule", False, "x")}, now, None)
+    on = _row(cfg, {f"{SYNC}_schedule": ScheduleState(f"{SYNC}_schedule", True, "x")}, now, None)
+    assert (off.schedule_on, off.schedule_known, off.next_run) == (False, True, None)
+    assert on.schedule_on and on.next_run == dt.datetime(2026, 12, 3, 18, tzinfo=UTC)
+    site = client.app.state.site  # type: ignore[attr-defined]
+    html = site.templates.env.get_template("syncs.html").render(
+        rows=[off], url_for=lambda route, **kw: f"/{route}/{kw.get('name', '')}", notice=None, error=None
+    )
+    [off_row] = rows(html, "syncs")
+    assert '<span class="badge off">off</span>' in off_row and ">Turn on</button>" in off_row
+    assert '<td class="nowrap next-run">-</td>' in off_row
+
+
+def test_open_conflicts_are_counted_on_the_sync_list_and_the_sync_page(client: TestClient) -> None:
+    listing = client.get("/")
+    page = client.get(f"/syncs/{SYNC}")
+    link = f'<a class="badge conflicts-open" href="http://testserver/syncs/{SYNC}/conflicts">1 open conflict</a>'
+    assert link in rows(listing.text, "syncs")[0]
+    assert f'<dd class="open-conflicts">{link}</dd>' in page.text
+
+
+def test_queued_runs_need_dagster_and_the_page_says_when_it_did_not_answer(client: TestClient) -> None:
+    runs = client.get("/runs")
+    assert 'class="hint queue-unknown">Dagster\'s queue could not be read' in runs.text
+    assert client.get("/runs/0123456789/progress.json").status_code == 404
+
+
+def test_small_details_favicon_red_only_for_failures_one_time_format_and_no_batch_minus_one(
+    client: TestClient, history: History
+) -> None:
+    from sync_pipelines.web.site import batch, shown
+
+    favicon = client.get("/favicon.ico")
+    assert favicon.status_code == 200 and favicon.headers["content-type"].startswith("image/svg+xml")
+    assert 'rel="icon"' in client.get("/").text and client.get("/static/favicon.svg").status_code == 200
+    partial = client.get(f"/runs/{history.second}").text
+    clean = client.get("/runs/bf-run-1").text
+    assert 'class="count count-failed nonzero"' in partial and 'class="count count-failed"' in clean
+    assert ".count-failed.nonzero .n { color: var(--bad); }" in client.get("/static/style.css").text
+
+    conflicts = client.get(f"/syncs/{SYNC}/conflicts").text
+    shown_times = re.findall(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[.\d]*", conflicts + partial)
+    assert shown_times and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", t) for t in shown_times), shown_times
+    assert shown("2026-11-20T08:06:00.000000") == "2026-11-20 08:06:00" == shown(dt.datetime(2026, 11, 20, 8, 6))
+    assert shown("2026-11-20T08:06:00.250000+00:00") == "2026-11-20 08:06:00.25"
+    assert shown("2026-11-20") == "2026-11-20" and shown(7) == 7
+    assert (batch(-1), batch(0), batch(None)) == ("after the last", "0", "-")
