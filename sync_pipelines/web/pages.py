@@ -19,6 +19,7 @@ from sync_pipelines.history.queries import find_run, last_runs, list_runs
 from sync_pipelines.history.records import RecordStatus
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web import params
+from sync_pipelines.web.host_runs import host_run
 from sync_pipelines.web.schedule import next_fire
 from sync_pipelines.web.site import entity_label, has_conflicts, site_of
 
@@ -139,6 +140,7 @@ def run_page(request: Request) -> Response:
         download_qs=params.query_string(qs, page=None, page_size=None),
         actions=list(RecordAction),
         record_statuses=list(RecordStatus),
+        hosts=host_run(cfg, entry, site.dagster),
     )
 
 
