@@ -54,7 +54,10 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
         data = {**base, **extra, "name": name, "target": {**base["target"], "url": f"sqlite:///{root / name}.db"}}
         data.pop("schedule", None)
         if name == BROKEN:
-            data["source"] = {**base["source"], "url": f"postgresql+psycopg://reader:{SECRET}@127.0.0.1:{free_port()}/erp"}
+            data["source"] = {
+                **base["source"],
+                "url": f"postgresql+psycopg://reader:{SECRET}@127.0.0.1:{free_port()}/erp",
+            }
         (history.config_dir / f"{name}.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
     hosts = yaml.safe_load((REPO / "syncs" / f"{HOSTS}.yaml").read_text(encoding="utf-8"))
     hosts["source"]["endpoint"] = f"http://127.0.0.1:{free_port()}"
@@ -145,7 +148,10 @@ def test_a_backfill_range_is_checked_against_the_sync_partitions(
 ) -> None:
     cfg = {c.name: c for c in load_configs(history.config_dir)}[sync]
     if sync == DAILY and first == "2000-01-01":
-        cfg = cfg.model_copy(update={"partitions": cfg.partitions.model_copy(update={"start": dt.datetime(2000, 1, 1)})})  # type: ignore[union-attr]
+        assert cfg.partitions is not None
+        cfg = cfg.model_copy(
+            update={"partitions": cfg.partitions.model_copy(update={"start": dt.datetime(2000, 1, 1)})}
+        )
     if isinstance(expected, int):
         assert partition_range(cfg, first, last).count == expected
     else:
@@ -299,7 +305,8 @@ def test_the_host_list_form_names_every_malformed_line(client: TestClient) -> No
     assert problems == [
         "typed list, line 3: &#39;not-an-ip&#39; is not an IP address",
         "file hosts.txt, line 2: &#39;10.1.1.300&#39; is not an IP address",
-        "invalid time range &#39;2 weeks&#39;: expected a positive number and a unit m, h, d or w (e.g. 7d, 30d, 1h, 24h)",
+        "invalid time range &#39;2 weeks&#39;: expected a positive number and a unit m, h, d or w "
+        "(e.g. 7d, 30d, 1h, 24h)",
     ]
     assert "# the web tier" in refused.text and 'value="erin"' in refused.text  # what was typed stays
     assert empty.status_code == 400 and "no host IP: type one per line" in empty.text
@@ -358,10 +365,11 @@ def test_a_plain_sync_run_page_has_no_host_section(client: TestClient, history: 
 
 def test_the_cmdb_writer_records_unchanged_hosts_for_the_run_page(history: History) -> None:
     [cfg] = [c for c in load_configs(history.config_dir) if c.name == HOSTS]
-    engine = sa.create_engine(cfg.target.url)  # type: ignore[union-attr]
+    engine = sa.create_engine(cfg.target.url)
     with engine.connect() as conn:
         found = conn.execute(
-            sa.text("SELECT host_ip, action FROM _sync_host_results WHERE run_id = :r ORDER BY host_ip"), {"r": HOST_RUN}
+            sa.text("SELECT host_ip, action FROM _sync_host_results WHERE run_id = :r ORDER BY host_ip"),
+            {"r": HOST_RUN},
         ).all()
     engine.dispose()
     assert [tuple(r) for r in found] == [
