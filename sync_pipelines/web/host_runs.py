@@ -33,7 +33,7 @@ class HostRun:
     host_file: str | None = None
     skipped: list[str] = field(default_factory=list)
     lists: dict[str, list[str]] = field(default_factory=dict)
-    """Outcome (``registered``, ``updated``, ``unchanged``, ``failed``, ``no_data``, ``not_in_pool``) -> host IPs."""
+    """Outcome (:data:`OUTCOMES`: registered, created, updated, unchanged, failed, no_data, not_in_pool) -> host IPs."""
     hosts: list[dict[str, Any]] = field(default_factory=list)
     total: int = 0
     notes: list[str] = field(default_factory=list)
@@ -41,16 +41,23 @@ class HostRun:
 
 
 def outcome_of(row: dict[str, Any]) -> str:
-    """The list a host belongs to: registered, updated (its resources row written), unchanged, or its status."""
+    """The list a host belongs to: ``registered`` in hosts_pool, else the action on its server_resources row
+    (``created``, ``updated``, ``unchanged``) for a successful host, else its status."""
     status = HostStatus(row["status"])
     if status is not HostStatus.SUCCESS:
         return status.value
     if row.get("registered"):
         return "registered"
-    return "unchanged" if row["action"] == RecordAction.UNCHANGED.value else "updated"
+    return str(row["action"])
 
 
-OUTCOMES = ("registered", "updated", "unchanged", *(s.value for s in HostStatus if s is not HostStatus.SUCCESS))
+OUTCOMES = (
+    "registered",
+    RecordAction.CREATED.value,
+    RecordAction.UPDATED.value,
+    RecordAction.UNCHANGED.value,
+    *(s.value for s in HostStatus if s is not HostStatus.SUCCESS),
+)
 
 
 def host_run(cfg: SyncConfig, entry: RunEntry, dagster: DagsterApi) -> HostRun | None:
@@ -79,7 +86,7 @@ def host_run(cfg: SyncConfig, entry: RunEntry, dagster: DagsterApi) -> HostRun |
     found.total = len(rows)
     found.lists = {name: [] for name in OUTCOMES}
     for row in rows:
-        found.lists[outcome_of(row)].append(row["host_ip"])
+        found.lists.setdefault(outcome_of(row), []).append(row["host_ip"])
     ordered = sorted(rows, key=lambda r: (r["status"] != HostStatus.FAILED.value, r["host_ip"]))
     found.hosts = [
         {**r, "outcome": outcome_of(r), "error": redact(r["error"]) if r["error"] else None} for r in ordered

@@ -155,8 +155,11 @@ def test_a_backfill_of_two_partitions_starts_from_the_sync_page(ui: Ui, browser:
     backfill_id = page.url.split("/backfills/", 1)[1].split("?", 1)[0]
     ui.wait(lambda: len(_runs(ui, **{"dagster/backfill": backfill_id})) == 2, "the backfill's two runs", RUN_TIMEOUT_S)
     runs = [_wait_finished(ui, r["runId"]) for r in _runs(ui, **{"dagster/backfill": backfill_id})]
-    partitions = sorted(_tags(r).get("dagster/partition", "") for r in runs)
-    assert partitions == ["2026-11-03", "2026-11-04"], [_tags(r) for r in runs]
+    # One run per partition (multi_run): Dagster tags an asset backfill's run with its one-partition range.
+    ranges = sorted(
+        (_tags(r)["dagster/asset_partition_range_start"], _tags(r)["dagster/asset_partition_range_end"]) for r in runs
+    )
+    assert ranges == [("2026-11-03", "2026-11-03"), ("2026-11-04", "2026-11-04")]
     assert [(r["status"], _tags(r)["sync/user"]) for r in runs] == [("SUCCESS", "dora")] * 2
 
     page.goto(f"{ui.view}/backfills/{backfill_id}")
@@ -197,7 +200,8 @@ def test_a_host_list_typed_and_uploaded_launches_one_run(ui: Ui, browser: Any, t
     assert run["status"] == "SUCCESS" and _tags(run)["sync/user"] == "erin"
 
     page.goto(f"{ui.view}/runs/{run_id}")
-    expect(page.locator("#hosts-updated")).to_have_text("10.1.1.1, 10.1.1.2, 10.1.1.3")
+    expect(page.locator("#hosts-created")).to_have_text("10.1.1.1, 10.1.1.2, 10.1.1.3")  # first metrics of each
+    expect(page.locator("#hosts-updated")).to_have_text("-")
     expect(page.locator("table.hosts tbody tr")).to_have_count(3)
     expect(page.locator("#host-file")).to_have_count(0)  # not started from a dropped file
     page.screenshot(path=str(shots(tmp_path) / "host_list_run.png"), full_page=True)
@@ -235,7 +239,7 @@ def test_a_dropped_host_file_names_itself_and_its_skipped_lines_on_the_run_page(
     page.goto(f"{ui.view}/runs/{run['runId']}")
     expect(page.locator("#host-file")).to_contain_text("Started from the dropped host list night_list.txt")
     expect(page.locator("#skipped-lines li")).to_have_text(["line 2: 'not-an-ip' is not an IP address"])
-    expect(page.locator("#hosts-updated")).to_have_text("10.1.1.4, 10.1.1.5")
+    expect(page.locator("#hosts-created")).to_have_text("10.1.1.4, 10.1.1.5")
     page.screenshot(path=str(shots(tmp_path) / "host_file_run.png"), full_page=True)
 
 

@@ -340,6 +340,7 @@ def test_a_host_run_page_lists_every_host_by_what_happened_to_it(client: TestCli
     lists = dict(re.findall(r'id="hosts-(\w+)">(.*?)</dd>', page.text))
     assert lists == {
         "registered": "-",
+        "created": "-",
         "updated": "10.1.1.2",
         "unchanged": "10.1.1.1",
         "failed": "10.1.1.3",
