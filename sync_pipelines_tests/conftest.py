@@ -17,7 +17,7 @@ from sync_pipelines_tests.factories import three_syncs
 from sync_pipelines_tests.support.databases import BACKENDS, OUTAGE_SECRET, Databases, make_databases
 
 TESTS = Path(__file__).parent
-BROWSER_MODULES = {"test_web_browser.py", "test_ui_status.py"}
+BROWSER_MODULES = {"test_web_browser.py", "test_ui_status.py", "test_web_forms_browser.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,12 +8,19 @@ nothing is deleted, and an existing file of the same name is never overwritten.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
 from sync_pipelines.connectors.es_hosts import is_ip
+
+HOST_FILE_TAG = "sync/host_file"
+"""The run tag naming the dropped file a run was started from (the sensor sets it; the history view shows it)."""
+SKIPPED_LINES_TAG = "sync/host_file_skipped"
+"""The run tag listing the dropped file's skipped lines with their reasons (:func:`skipped_lines_tag`)."""
+SKIPPED_LINES_SHOWN = 100
 
 
 class FileOutcome(StrEnum):
@@ -59,6 +66,24 @@ def parse_host_list(text: str) -> HostList:
     return result
 
 
+def skipped_lines_tag(invalid: list[InvalidLine]) -> str:
+    """The value of :data:`SKIPPED_LINES_TAG`: a JSON list of the first :data:`SKIPPED_LINES_SHOWN` skipped
+    lines (``line 3: 'not-an-ip' is not an IP address``), and how many more the file's report lists."""
+    shown = [str(line) for line in invalid[:SKIPPED_LINES_SHOWN]]
+    if len(invalid) > len(shown):
+        shown.append(f"... and {len(invalid) - len(shown)} more skipped line(s): see the file's report")
+    return json.dumps(shown, ensure_ascii=False)
+
+
+def skipped_lines(tag: str) -> list[str]:
+    """The skipped lines of a :data:`SKIPPED_LINES_TAG` value (none for a value that is not such a list)."""
+    try:
+        value = json.loads(tag)
+    except ValueError:
+        return []
+    return [str(line) for line in value] if isinstance(value, list) else []
+
+
 def content_key(data: bytes) -> str:
     """The SHA-256 of a file's content (hex)."""
     return hashlib.sha256(data).hexdigest()
@@ -78,4 +103,15 @@ def file_away(path: Path, outcome: FileOutcome, report: str) -> Path:
     return target
 
 
-__all__ = ["FileOutcome", "HostList", "InvalidLine", "content_key", "file_away", "parse_host_list"]
+__all__ = [
+    "HOST_FILE_TAG",
+    "SKIPPED_LINES_TAG",
+    "FileOutcome",
+    "HostList",
+    "InvalidLine",
+    "content_key",
+    "file_away",
+    "parse_host_list",
+    "skipped_lines",
+    "skipped_lines_tag",
+]

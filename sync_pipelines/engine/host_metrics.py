@@ -279,7 +279,11 @@ def host_details(results: list[HostResult], plan: HostPlan) -> dict[str, Any]:
     for r in results:
         by_status[r.status.value] += 1
     new = [r.metrics.host_ip for r in results if r.registered]
-    updated = [r.metrics.host_ip for r in results if r.status is HostStatus.SUCCESS and not r.registered]
+    # A list names only the hosts whose action it describes: `updated` those whose server_resources row
+    # was written (created or changed), `unchanged` the successful hosts whose row already held the figures.
+    succeeded = [r for r in results if r.status is HostStatus.SUCCESS and not r.registered]
+    updated = [r.metrics.host_ip for r in succeeded if r.action in (RecordAction.CREATED, RecordAction.UPDATED)]
+    unchanged = [r.metrics.host_ip for r in succeeded if r.action is RecordAction.UNCHANGED]
     failed = [r.metrics.host_ip for r in results if r.status is HostStatus.FAILED]
     return {
         "host_source": plan.host_source.value,
@@ -289,6 +293,7 @@ def host_details(results: list[HostResult], plan: HostPlan) -> dict[str, Any]:
         "status_counts": by_status,
         "new_host_ip_list": new[:HOST_LIST_LIMIT],
         "updated_host_ip_list": updated[:HOST_LIST_LIMIT],
+        "unchanged_host_ip_list": unchanged[:HOST_LIST_LIMIT],
         "failed_ip_list": failed[:HOST_LIST_LIMIT],
         "not_in_pool_ip_list": [r.metrics.host_ip for r in results if r.status is HostStatus.NOT_IN_POOL][
             :HOST_LIST_LIMIT

@@ -101,7 +101,13 @@ HOST_COLUMNS = (
 )
 """The columns of a run's ``hosts`` table."""
 
-IP_LISTS = ("new_host_ip_list", "updated_host_ip_list", "failed_ip_list", "not_in_pool_ip_list")
+IP_LISTS = (
+    "new_host_ip_list",
+    "updated_host_ip_list",
+    "unchanged_host_ip_list",
+    "failed_ip_list",
+    "not_in_pool_ip_list",
+)
 
 
 def _rounded(value: Any) -> float | None:

@@ -30,7 +30,15 @@ from sync_pipelines.config.elasticsearch import HostFileDrop
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.cmdb import RESULTS_TABLE, CmdbWriter
-from sync_pipelines.engine.host_files import FileOutcome, content_key, file_away, parse_host_list
+from sync_pipelines.engine.host_files import (
+    HOST_FILE_TAG,
+    SKIPPED_LINES_TAG,
+    FileOutcome,
+    content_key,
+    file_away,
+    parse_host_list,
+    skipped_lines_tag,
+)
 from sync_pipelines.errors import SyncError
 from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration.failures import run_error
@@ -40,7 +48,6 @@ from sync_pipelines.types import HostStatus
 if TYPE_CHECKING:
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-HOST_FILE_TAG = "sync/host_file"
 HOST_FILE_KEY_TAG = "sync/host_file_sha256"
 INVALID_LINES_TAG = "sync/host_file_invalid_lines"
 SETTLE_S = 2.0
@@ -173,6 +180,7 @@ def build_host_file_sensor(cfg: SyncConfig, job: UnresolvedAssetJobDefinition) -
             tags = {HOST_FILE_TAG: name[-255:], HOST_FILE_KEY_TAG: key}
             if invalid:
                 tags[INVALID_LINES_TAG] = invalid[:255]
+                tags[SKIPPED_LINES_TAG] = skipped_lines_tag(hosts.invalid)
             requests.append(RunRequest(run_key=key, run_config={"host_ip_list": hosts.ips}, tags=tags))
             pending[key] = name
         cursor = json.dumps({"pending": pending}, sort_keys=True)
@@ -187,6 +195,7 @@ __all__ = [
     "HOST_FILE_KEY_TAG",
     "HOST_FILE_TAG",
     "INVALID_LINES_TAG",
+    "SKIPPED_LINES_TAG",
     "build_host_file_sensor",
     "sensor_name",
     "watches_host_files",

@@ -25,6 +25,7 @@ from dagster import (
 from pydantic import Field, create_model
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.engine.host_files import SKIPPED_LINES_TAG, skipped_lines
 from sync_pipelines.engine.manifest import SyncResult
 from sync_pipelines.kinds import KindOptions, ResultTable, ResultValue, SyncKind, kind_of
 from sync_pipelines.orchestration.host_sensors import HOST_FILE_TAG, INVALID_LINES_TAG
@@ -137,6 +138,8 @@ def load_metadata(context: OpExecutionContext, cfg: SyncConfig, result: SyncResu
     for tag, key in ((HOST_FILE_TAG, "host_file"), (INVALID_LINES_TAG, "host_file_invalid_lines")):
         if tag in context.run.tags:
             extra[key] = MetadataValue.text(context.run.tags[tag])
+    if SKIPPED_LINES_TAG in context.run.tags:
+        extra["host_file_skipped"] = MetadataValue.text("\n".join(skipped_lines(context.run.tags[SKIPPED_LINES_TAG])))
     return extra
 
 

@@ -12,7 +12,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from sync_pipelines.errors import BadQueryParameter, ConfigError, SyncError, UnknownSyncError
-from sync_pipelines.web import backfills, conflicts, control, launch, live, pages
+from sync_pipelines.web import (
+    backfill_form,
+    backfills,
+    conflicts,
+    connection,
+    control,
+    host_lists,
+    launch,
+    live,
+    pages,
+    statistics,
+)
 from sync_pipelines.web.dagster_api import DagsterApi
 from sync_pipelines.web.site import HERE, Site, site_of
 
@@ -60,6 +71,12 @@ def create_app(config_dir: Path, dagster_url: str) -> Starlette:
         Route("/syncs/{name}", pages.sync_page, name="sync"),
         Route("/syncs/{name}/run", launch.run_now, methods=["POST"], name="run_now"),
         Route("/syncs/{name}/schedule", control.toggle_schedule, methods=["POST"], name="schedule"),
+        Route("/syncs/{name}/backfill", backfill_form.start_backfill, methods=["POST"], name="start_backfill"),
+        Route("/syncs/{name}/check", connection.connection_test_page, name="connection_test"),
+        Route("/syncs/{name}/check", connection.start_connection_test, methods=["POST"]),
+        Route("/syncs/{name}/statistics", statistics.statistics_page, name="statistics"),
+        Route("/syncs/{name}/hosts", host_lists.host_run_page, name="host_run"),
+        Route("/syncs/{name}/hosts", host_lists.launch_host_run, methods=["POST"]),
         Route("/syncs/{name}/conflicts", conflicts.conflicts_page, name="conflicts"),
         Route("/syncs/{name}/conflicts/{conflict_id:int}/resolve", conflicts.resolve, methods=["POST"]),
         Route("/backfills", backfills.backfills_page, name="backfills"),
@@ -76,4 +93,7 @@ def create_app(config_dir: Path, dagster_url: str) -> Starlette:
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.site = Site(config_dir, DagsterApi(dagster_url))
+    app.state.site.templates.env.globals.update(
+        takes_host_list=host_lists.takes_host_list, partition_example=backfill_form.partition_example
+    )
     return app

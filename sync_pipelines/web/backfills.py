@@ -26,7 +26,8 @@ def backfill_page(request: Request) -> Response:
     backfill_id = request.path_params["backfill_id"]
     configs = site.configs()
     page = list_runs(configs, page_size=MAX_PARTITION_RUNS, where=RunFilter(backfill_id=backfill_id))
-    if not page.entries:
+    launched = request.query_params.get("launched") == "1"
+    if not page.entries and not launched:
         raise HTTPException(404, f"no run of backfill {backfill_id!r} in the ledger of any sync")
     runs = sorted(page.entries, key=lambda e: (e.sync, e.mode))
     return site.render(
@@ -36,4 +37,6 @@ def backfill_page(request: Request) -> Response:
         runs=runs,
         partition_of=lambda e: e.mode.removeprefix(PARTITION_PREFIX),
         total=page.total,
+        launched=launched,
+        launch=request.query_params,
     )

@@ -51,6 +51,24 @@ mutation Launch($job: String!, $location: String!, $config: RunConfigData!, $tag
 """
 
 
+BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PartitionKeysNotFoundError { partitionKeys }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on Error { message }
+  }
+}
+"""
+
+RUN_TAGS = """
+query RunTags($id: ID!) {
+  runOrError(runId: $id) { __typename ... on Run { tags { key value } } ... on Error { message } }
+}
+"""
+
 RUN_FIELDS = "runId status creationTime startTime endTime jobName parentRunId tags { key value }"
 RUN = f"query Run($id: ID!) {{ runOrError(runId: $id) {{ __typename ... on Run {{ {RUN_FIELDS} }} }} }}"
 RUNS = f"""
@@ -219,6 +237,41 @@ class DagsterApi:
         flags = {"full_sync": full_sync, "dry_run": dry_run, "user": user}
         config: dict[str, Any] = {"ops": {sync: {"config": flags}}} if partitioned else dict(flags)
         return self._launch(f"{SYNC_JOB_PREFIX}{sync}", config, {"sync/user": user})
+
+    def launch_hosts(self, sync: str, ips: list[str], time_range: str | None, *, dry_run: bool, user: str) -> str:
+        """Launch a run of the host-metrics sync ``sync_<sync>`` for the hosts ``ips`` (the launchpad's
+        ``host_ip_list``), over ``time_range`` (None: the configured range), recorded under ``user``."""
+        config: dict[str, Any] = {"host_ip_list": list(ips), "dry_run": dry_run, "user": user}
+        if time_range:
+            config["query_time_range"] = time_range
+        return self._launch(f"{SYNC_JOB_PREFIX}{sync}", config, {"sync/user": user})
+
+    def launch_backfill(self, sync: str, first: str, last: str, user: str) -> str:
+        """Backfill the partitions ``first``..``last`` (both included) of the asset ``sync``, as Dagster's
+        asset page does; every run of the backfill carries the ``sync/user`` tag. Returns the backfill's id."""
+        params = {
+            "partitionsByAssets": [
+                {"assetKey": {"path": [sync]}, "partitions": {"range": {"start": first, "end": last}}}
+            ],
+            "tags": [{"key": "sync/user", "value": user}],
+            "title": f"{sync} {first}..{last}",
+        }
+        result = self._post(BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] == "LaunchBackfillSuccess":
+            return str(result["backfillId"])
+        if result.get("partitionKeys"):
+            raise LaunchError(f"Dagster knows no partition(s) {', '.join(result['partitionKeys'])} of {sync}")
+        messages = [e["message"] for e in result.get("errors", [])] or [result.get("message", "")]
+        raise LaunchError(
+            f"Dagster refused to backfill {sync} {first}..{last} ({result['__typename']}): {'; '.join(messages)}"
+        )
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The tags of Dagster run ``run_id``; empty when Dagster does not know the run."""
+        result = self._post(RUN_TAGS, {"id": run_id})["runOrError"]
+        if result["__typename"] != "Run":
+            return {}
+        return {tag["key"]: tag["value"] for tag in result["tags"]}
 
     # -- runs in every state
 

@@ -22,6 +22,7 @@ from sync_pipelines.history.records import RecordStatus
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines.web import live, params
 from sync_pipelines.web.dagster_api import SCHEDULE_SUFFIX, ScheduleState
+from sync_pipelines.web.host_runs import host_run
 from sync_pipelines.web.schedule import next_fire
 from sync_pipelines.web.site import Site, entity_label, has_conflicts, site_of
 
@@ -200,6 +201,7 @@ def run_page(request: Request) -> Response:
         notice=request.query_params.get("notice"),
         error=request.query_params.get("error"),
         run_by=request.query_params.get("by", ""),
+        hosts=host_run(cfg, entry, site.dagster),
     )
 
 

@@ -81,6 +81,9 @@ def test_pool_run_queries_every_registered_host_and_updates_in_place(
     es.indices.refresh(index=f"{index_prefix}-2025.01")
     second = run_sync(config, RunOptions(run_id="run-2"))
     assert (second.counts.updated, second.counts.unchanged) == (1, 1)
+    # Each list names only the hosts whose action it describes.
+    assert second.details["updated_host_ip_list"] == ["10.1.2.1"]
+    assert second.details["unchanged_host_ip_list"] == ["10.1.1.1"]
     assert resources(sqlite_dbs.target_url)[pool["10.1.2.1"]]["cpu_load"] == pytest.approx(97.0)
     updated = [s for s in second.samples if s.action is RecordAction.UPDATED]
     assert updated[0].key == {"host_ip": "10.1.2.1"} and updated[0].changes["cpu_load"][1] == pytest.approx(97.0)
@@ -111,7 +114,9 @@ def test_group_full_sync_registers_new_hosts(dbs: Databases, es: Elasticsearch, 
 
     again = run_sync(config, RunOptions(run_id="run-group-2", full_sync=True))
     assert again.details["new_host_ip_list"] == []
-    assert len(again.details["updated_host_ip_list"]) == 5 and again.counts.unchanged == 5
+    # Nothing changed: every host is listed as unchanged, none as updated.
+    assert again.details["updated_host_ip_list"] == [] and again.counts.unchanged == 5
+    assert again.details["unchanged_host_ip_list"] == ["10.1.1.1", "10.1.1.3", "10.1.1.99", "10.1.2.1", "10.1.2.2"]
 
 
 def test_group_discovery_refuses_a_truncated_host_list(

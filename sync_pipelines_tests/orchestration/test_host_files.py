@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -15,7 +16,12 @@ from elasticsearch import Elasticsearch
 from sync_pipelines.config import load_configs
 from sync_pipelines.engine.host_files import parse_host_list
 from sync_pipelines.orchestration import Tag, build_definitions, job_name
-from sync_pipelines.orchestration.host_sensors import HOST_FILE_KEY_TAG, INVALID_LINES_TAG, sensor_name
+from sync_pipelines.orchestration.host_sensors import (
+    HOST_FILE_KEY_TAG,
+    INVALID_LINES_TAG,
+    SKIPPED_LINES_TAG,
+    sensor_name,
+)
 from sync_pipelines_tests.factories import host_sync_config, write_config
 from sync_pipelines_tests.support.hosts import register_pool, seed_metrics
 
@@ -94,6 +100,9 @@ def test_file_sensor_runs_each_file_once_and_files_it_away(
     assert requests[str(good)].run_config == {"host_ip_list": ["10.1.1.1", "10.1.1.2"]}
     assert requests[str(bad)].run_config == {"host_ip_list": ["10.1.1.1", "10.1.1.99"]}
     assert requests[str(bad)].tags[INVALID_LINES_TAG] == "3, 4"
+    skipped = ["line 3: 'not-an-ip' is not an IP address", "line 4: '10.1.1.300' is not an IP address"]
+    assert json.loads(requests[str(bad)].tags[SKIPPED_LINES_TAG]) == skipped
+    assert SKIPPED_LINES_TAG not in requests[str(good)].tags
     assert (inbox / "failed" / "empty.txt").exists()
     assert "line 2: 'not-an-ip' is not an IP address" in (inbox / "failed" / "empty.txt.report.txt").read_text()
 
@@ -122,6 +131,7 @@ def test_file_sensor_runs_each_file_once_and_files_it_away(
     assert "skipped line 4: '10.1.1.300' is not an IP address" in report
     run_meta = runs[str(bad)].asset_materializations_for_node("host_metrics")[0].metadata
     assert run_meta["host_file"].value == str(bad) and run_meta["host_file_invalid_lines"].value == "3, 4"
+    assert run_meta["host_file_skipped"].value == "\n".join(skipped)
     assert (inbox / "notes.md").exists()
 
     # The same list dropped again (under another name) is never run twice.
