@@ -36,6 +36,7 @@ from sync_pipelines.errors import SyncError, TransientConnectorError
 from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.dead_runs import claim_run
+from sync_pipelines.orchestration.dry_runs import keep_real_verdicts
 from sync_pipelines.orchestration.executors import ExecutorKind, executor_kind
 from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.kinds import SyncRunConfig, kind_options, load_metadata, run_config_class
@@ -66,12 +67,18 @@ def run_options(
     return RunOptions(
         run_id=run_id,
         full_sync=config.full_sync,
-        dry_run=config.dry_run,
+        dry_run=config.dry_run or is_dry_run_tagged(context),
         logger=context.log,
         window=run_window(context),
         kind_options=kind_options(cfg, config),
         process_run_id=context.run_id if run_id != context.run_id else None,
     )
+
+
+def is_dry_run_tagged(context: OpExecutionContext) -> bool:
+    """Whether the run carries ``sync/dry_run=true``: every run of a sync's dry-run job does from its launch (a job
+    tag), whatever its run config says."""
+    return context.run.tags.get(Tag.DRY_RUN.value) == "true"
 
 
 def _set_status(context: OpExecutionContext, status: RunStatus) -> None:
@@ -240,6 +247,20 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
     return _extract, _transform, _load
 
 
+def dry_run_description(result: SyncResult) -> str:
+    """The description of a dry run's observation: what it would have done, and that it wrote nothing."""
+    counts = result.counts.as_dict()
+    planned = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in PLAN_KEYS if counts.get(k))
+    return (
+        f"Dry run (plan only, nothing was written): {planned or 'no change'} of {counts['processed']} record(s) read. "
+        "The planned records are on the run's page in the history view; the checks keep the last real run's verdict."
+    )
+
+
+PLAN_KEYS = ("created", "updated", "deleted", "failed", "conflicted", "target_modified", "skipped")
+"""The counts a dry run's description names (what a real run would change or hold back)."""
+
+
 def report_load(
     context: OpExecutionContext, cfg: SyncConfig, result: SyncResult, extra: Mapping[str, Any] | None = None
 ) -> Iterator[Output[dict[str, Any]]]:
@@ -260,10 +281,11 @@ def report_load(
         raise Failure(description=redact(f"sync {cfg.name!r}: {reason}"), metadata=metadata)
     if result.dry_run:
         context.log_event(
-            AssetObservation(
-                asset_key=AssetKey(cfg.name), description="Dry run: nothing was written.", metadata=metadata
-            )
+            AssetObservation(asset_key=AssetKey(cfg.name), description=dry_run_description(result), metadata=metadata)
         )
+        # A dry run of the sync's own job planned its checks: their last real verdicts are stated again.
+        for key in keep_real_verdicts(context.instance, cfg, context.run_id):
+            context.log.info(f"check {key.name}: the last real run's verdict is kept (a dry run judges nothing)")
         return
     # The partitions first: the run's own materialization, with its counts and samples, is then the asset's latest.
     log_covered_partitions(context, cfg, result)
