@@ -4,7 +4,9 @@ and adapted to Dagster in :mod:`sync_pipelines.orchestration.kinds`.
 
 Only small manifest dicts travel between the ops (the engine stages the rows as Parquet files), so
 the IO manager stores a few hundred bytes per step and a re-execution from a failed step reuses the
-staged batches instead of reading the source again.
+staged batches instead of reading the source again; except after a run that failed because its records
+failed: its re-execution's load step reads the source again, so that a fix of the data is loaded
+(see :mod:`~sync_pipelines.orchestration.retries`).
 """
 
 import time
@@ -31,8 +33,9 @@ from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.sql import shared_engines
+from sync_pipelines.engine.guards import check_failures
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
-from sync_pipelines.errors import SyncError, TransientConnectorError
+from sync_pipelines.errors import FailureRatioExceeded, SyncError, TransientConnectorError
 from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.dead_runs import claim_run
@@ -43,7 +46,7 @@ from sync_pipelines.orchestration.kinds import SyncRunConfig, kind_options, load
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
 from sync_pipelines.orchestration.partitions import log_covered_partitions, run_window, window_text
-from sync_pipelines.orchestration.retries import retry_wait
+from sync_pipelines.orchestration.retries import RECORDS_FAILED_ERROR_TYPE, failed_for_records, retry_wait
 from sync_pipelines.types import RunStatus
 
 CANCELLED_ERROR_TYPE = "cancelled"
@@ -237,6 +240,8 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
         with shared_engines():
             with engine_step(context, cfg, Stage.LOAD):
                 staged = Manifest.from_dict(manifest)
+                if rereads_source(context, cfg, staged):
+                    staged = reread_source(context, cfg, config)
                 options = run_options(context, cfg, config, staged)
                 result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
             extra: dict[str, Any] = load_metadata(context, cfg, result)
@@ -245,6 +250,42 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
             yield from report_load(context, cfg, result, extra)
 
     return _extract, _transform, _load
+
+
+def rereads_source(context: OpExecutionContext, cfg: SyncConfig, staged: Manifest) -> bool:
+    """Whether this load step, a re-execution given the batches an earlier run staged, reads the source again:
+    the run it re-executes failed because its records failed (see :mod:`~sync_pipelines.orchestration.retries`)."""
+    if staged.run_id == context.run_id:
+        return False
+    step = context.get_step_execution_context().step.key  # the same step of the run it re-executes
+    return failed_for_records(context.instance, context.run.parent_run_id, step)
+
+
+def reread_source(context: OpExecutionContext, cfg: SyncConfig, config: SyncRunConfig) -> Manifest:
+    """Extract and transform again under this run's own id (a retry after a data fix), instead of the staged batches."""
+    context.log.info(
+        f"run {context.run.parent_run_id} failed because its records failed: this retry reads the source again "
+        "(a fix of the data is read), instead of loading the batches that run staged"
+    )
+    options = run_options(context, cfg, config)
+    fresh = run_interruptible(context, options, lambda: engine.extract(cfg, options))
+    return run_interruptible(context, options, lambda: engine.transform(cfg, fresh, options))
+
+
+def records_failed(cfg: SyncConfig, result: SyncResult) -> bool:
+    """Whether a failed result failed because too many of its records failed (a data error)."""
+    try:
+        check_failures(cfg, result.counts)
+    except FailureRatioExceeded:
+        return True
+    return False
+
+
+RETRY_AFTER_FIX = (
+    " Fix the records' data at the source, then re-execute the run (from failure, or all steps): the retry reads "
+    "the source again."
+)
+"""What a run that failed on its records tells about a retry (the failure's description)."""
 
 
 def dry_run_description(result: SyncResult) -> str:
@@ -278,6 +319,9 @@ def report_load(
     _set_status(context, result.status)
     if result.status is RunStatus.FAILED:
         reason = result.error or "the run failed"
+        if records_failed(cfg, result):
+            metadata["error_type"] = RECORDS_FAILED_ERROR_TYPE
+            reason = reason.rstrip(".") + "." + RETRY_AFTER_FIX
         raise Failure(description=redact(f"sync {cfg.name!r}: {reason}"), metadata=metadata)
     if result.dry_run:
         context.log_event(
