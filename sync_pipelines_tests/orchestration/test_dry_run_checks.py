@@ -118,3 +118,21 @@ def test_the_dry_run_job_carries_the_tag_and_no_check(tmp_path: Path) -> None:
     assert list(job.graph.node_dict) == ["people"]  # the asset's graph only: no check to plan
     real = sync.defs().resolve_job_def(job_name("people"))
     assert set(real.graph.node_dict) == {"people", "people_no_failed_records", "people_no_open_conflicts"}
+
+
+@pytest.mark.slow
+def test_a_partitioned_syncs_dry_run_job_plans_a_partition_without_writing(tmp_path: Path) -> None:
+    """A partitioned job takes no config mapping: its ops take the dry run from the job's tag."""
+    make_source(tmp_path / "source.db", ROWS[:3], DATED_PEOPLE, replace=True)
+    sync = Sync(
+        tmp_path, mode="incremental", cursor="updated_at", partitions={"granularity": "daily", "start": "2024-01-01"}
+    )
+    instance = DagsterInstance.get()
+    job = sync.defs().resolve_job_def(dry_run_job_name("people"))
+
+    dry = job.execute_in_process(instance=instance, partition_key="2024-01-02", raise_on_error=False)
+
+    assert dry.success and dry.asset_materializations_for_node("people") == []
+    [observation] = [e.asset_observation_data.asset_observation for e in dry.all_events if e.is_asset_observation]
+    assert observation.metadata["dry_run"].value is True and observation.metadata["created"].value == 1
+    assert not sync.rows()

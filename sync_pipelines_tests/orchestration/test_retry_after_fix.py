@@ -47,8 +47,10 @@ def test_reexecuting_a_run_whose_records_failed_reads_the_fixed_source(tmp_path:
         for e in instance.all_logs(first.run_id)
         if e.dagster_event and e.dagster_event.is_step_failure
     ]
-    assert failure.metadata["error_type"].value == RECORDS_FAILED_ERROR_TYPE
-    assert "re-execute the run (from failure, or all steps): the retry reads the source again" in failure.description
+    assert failure is not None and failure.metadata["error_type"].value == RECORDS_FAILED_ERROR_TYPE
+    assert "re-execute the run (from failure, or all steps): the retry reads the source again" in (
+        failure.description or ""
+    )
 
     make_source(tmp_path / "source.db", people(bad=False), DATED_PEOPLE, replace=True)  # the data is fixed
     recon = build_reconstructable_job(
