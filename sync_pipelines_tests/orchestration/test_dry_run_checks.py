@@ -3,6 +3,7 @@ and every dry run is tagged as one from its launch (the dry-run job), on a real 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,15 @@ import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, ExecuteInProcessResult
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from sync_pipelines.config import load_configs
+from sync_pipelines.demo.sources import BAD_QTY, build_demo_databases
+from sync_pipelines.history import open_ledger
+from sync_pipelines.history.records import RecordFilter, RecordStatus, RunRecords
 from sync_pipelines.orchestration import Tag, execute_sync
 from sync_pipelines.orchestration.names import FAILED_RECORDS_CHECK_NAME, dry_run_job_name, job_name
+from sync_pipelines.types import RecordAction
 from sync_pipelines_tests.factories import DATED_PEOPLE, Sync, make_source
+from sync_pipelines_tests.support.live import REPO
 
 ROWS = [
     {"id": 1, "name": "ada", "age": "36", "updated_at": "2024-01-01 08:00:00"},
@@ -136,3 +143,30 @@ def test_a_partitioned_syncs_dry_run_job_plans_a_partition_without_writing(tmp_p
     [observation] = [e.asset_observation_data.asset_observation for e in dry.all_events if e.is_asset_observation]
     assert observation.metadata["dry_run"].value is True and observation.metadata["created"].value == 1
     assert not sync.rows()
+
+
+@pytest.mark.slow
+def test_the_demo_erp_orders_dry_run_lists_its_failed_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reproduction of the demo: ``erp_orders``' dry run counts 4 failed records; its ledger row, its entity
+    row and the ``failed`` filter agree (the run goes through Dagster, which writes the ledger row)."""
+    monkeypatch.chdir(tmp_path)
+    build_demo_databases(tmp_path / "demo")
+    folder = tmp_path / "syncs"
+    folder.mkdir()
+    shutil.copy(REPO / "syncs" / "erp_orders.yaml", folder / "erp_orders.yaml")
+    instance = DagsterInstance.get()
+
+    report = execute_sync("erp_orders", instance=instance, config_directory=folder, dry_run=True)
+
+    assert report.dry_run and report.counts["failed"] == len(BAD_QTY)
+    [cfg] = load_configs(folder)
+    with open_ledger(cfg) as ledger:
+        entry = ledger.get(report.run_id)
+        assert entry is not None and entry.dry_run and entry.counts == report.counts
+        records = RunRecords(ledger, entry)
+        (status,) = records.entity_statuses(cfg.history_entity)
+        assert status.by_action[RecordAction.FAILED] == len(BAD_QTY)
+        assert status.total == entry.counts["processed"]
+        failed = records.page(RecordFilter(status=RecordStatus.FAILED), page_size=50)
+    assert sorted(row.key for row in failed.rows) == [f"order_id={i}" for i in sorted(BAD_QTY)]
+    assert all("qty" in (row.error or "") for row in failed.rows)
