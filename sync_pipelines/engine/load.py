@@ -23,7 +23,7 @@ from sync_pipelines.connectors.base import TargetWriter
 from sync_pipelines.connectors.baselines import agreed_baselines, baseline_schema
 from sync_pipelines.connectors.dialects import sync_lease
 from sync_pipelines.connectors.rowhash import column_of
-from sync_pipelines.connectors.sql import reflect_columns, translate_errors
+from sync_pipelines.connectors.sql import add_missing_columns, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.sql_target import SyncState
 from sync_pipelines.connectors.values import arrow_type, display
@@ -113,6 +113,62 @@ def _as_stored(
 
 def _outcome_rows(config: SyncConfig, run_id: str, batch: int, outcomes: list[RecordOutcome]) -> list[dict[str, Any]]:
     return bookkeeping.outcome_rows(config.name, config.history_entity, run_id, batch, outcomes)
+
+
+class DryPlan:
+    """A dry run's plan, kept as a real run records its outcomes, and written to the ledger tables at the end.
+
+    Created records become ``_sync_record_sets`` rows (one zstd Parquet blob of keys per batch, see
+    :mod:`~sync_pipelines.connectors.record_sets`); every other outcome (updated, deleted, failed, conflict,
+    target edit, a bidirectional finish) a ``_sync_records`` row with its field-level changes. Both are filed
+    under the dry run's id, whose ledger row says ``dry_run``: the history view lists them as the run's plan,
+    and nothing that reads the records of real runs sees them.
+
+    The plan is held here while the run plans on its read-only connection, then written by :meth:`write` in a
+    transaction of its own, once that connection is closed (SQLite allows one writer, and the target and its
+    baselines are never written by a dry run).
+    """
+
+    def __init__(self, config: SyncConfig, run_id: str):
+        self.config, self.run_id = config, run_id
+        self.sets: list[dict[str, Any]] = []
+        self.outcomes: list[pa.Table] = []
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, plan: Plan, batch: int) -> None:
+        """A planned batch: its sets of keys (created; unchanged when kept) and its per-record outcomes."""
+        now, config = _utcnow(), self.config
+        self.sets += [
+            record_sets.record_set_row(config.name, config.history_entity, self.run_id, batch, action, keys, now)
+            for action, keys in plan.sets.items()
+            if keys.num_rows
+        ]
+        self.add_outcomes(plan.outcomes, batch)
+
+    def add_outcomes(self, outcomes: pa.Table, batch: int) -> None:
+        """Outcome columns (``record_key``, ``action``, ``changes``, ``error``) of one batch (-1: after the last)."""
+        if outcomes.num_rows:
+            self.outcomes.append(_outcome_table(self.config, self.run_id, batch, outcomes, _utcnow()))
+
+    def add_records(self, outcomes: list[RecordOutcome], batch: int) -> None:
+        """Outcomes as :class:`RecordOutcome` (a bidirectional finish), of ``batch``."""
+        self.rows += _outcome_rows(self.config, self.run_id, batch, outcomes)
+
+    def write(self, writer: TargetWriter) -> None:
+        """Write the plan in one transaction of its own, creating the two ledger tables when missing."""
+        if not self.sets and not self.outcomes and not self.rows:
+            return
+        sets_table = record_sets.record_sets_table(writer.metadata)
+        with translate_errors(writer.endpoint, "recording the dry run's plan"), writer.engine.begin() as conn:
+            writer.metadata.create_all(conn, tables=[writer.records_table, sets_table])
+            add_missing_columns(conn, sa.inspect(conn), writer.records_table)
+            bookkeeping.upgrade_records(conn, writer.records_table)
+            if self.sets:
+                conn.execute(sa.insert(sets_table), self.sets)
+            for table in self.outcomes:
+                writer.backend.insert_arrow(conn, writer.records_table, table)
+            writer.record_outcomes(conn, self.rows)
+        self.sets, self.outcomes, self.rows = [], [], []
 
 
 def _utcnow() -> Any:
@@ -225,6 +281,8 @@ class BatchLoader:
         self.sink: Sink = TargetSink(writer.engine)
         self.dry_seen: sa.Table | None = None
         """A dry run's keys read (a temporary table), to plan the deletes at the end."""
+        self.dry_plan: DryPlan | None = None
+        """A dry run's plan, written to the ledger tables when the planning connection is closed."""
         self.state: SyncState | None = None
         """The sync's state row, moved with every batch when the run commits inline (None in a worker)."""
         self.has_baselines = False
@@ -379,6 +437,8 @@ class BatchLoader:
     def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> Plan:
         """Plan ``batch``; a real sink writes it with its resume record (and the state, inline) in ``conn``."""
         plan = self.plan(conn, table)
+        if self.dry_plan is not None:
+            self.dry_plan.add(plan, batch.index)
         if conn is None:
             return plan
         if self.sink.writes:
@@ -449,7 +509,10 @@ class BatchLoader:
 
     @contextlib.contextmanager
     def planning(self) -> Iterator[None]:
-        """The same batches, planned on one read-only connection into a sink that writes nothing.
+        """The same batches, planned on one read-only connection into a sink that writes nothing to the target.
+
+        The plan (:class:`DryPlan`) is recorded in the ledger tables under the dry run's id once that connection
+        is closed, in a transaction of its own.
 
         Bookkeeping tables of an earlier release are upgraded first (their contents keep their meaning),
         so that the plan reads them as a real run would.
@@ -467,8 +530,10 @@ class BatchLoader:
                 self._bind(self.reconciler.store.exists(conn))
             self.dry_seen = writer.temp_seen_table(conn) if exists and self.tracking else None
             self.sink = DrySink(conn if exists else None)
+            self.dry_plan = DryPlan(config, self.run_id)
             yield
             conn.rollback()
+        self.dry_plan.write(writer)
 
     def finish(self, manifest: Manifest, options: RunOptions, result: SyncResult, samples: Samples) -> None:
         """Bidirectional one-sided records and deletes; written, then the watermark and state (a real run)."""
@@ -564,6 +629,8 @@ def _finish(
         )
         if write:
             writer.record_outcomes(conn, _outcome_rows(config, options.run_id, -1, finish.outcomes))
+        elif loader.dry_plan is not None:
+            loader.dry_plan.add_records(finish.outcomes, -1)
         result.counts.merge(finish.counts)
         samples.add(finish.outcomes)
         if finish.error:
@@ -572,10 +639,15 @@ def _finish(
         deleting = False
     reconciler = loader.reconciler
     if not write:
+        plan = loader.dry_plan
         if deleting and seen is not None:
-            return not _delete_missing(config, options, writer, conn, seen, result, samples, reconciler, write=False)
+            return not _delete_missing(
+                config, options, writer, conn, seen, result, samples, reconciler, write=False, plan=plan
+            )
         if scan is not None:
-            return not _delete_scanned(config, options, writer, conn, scan, result, samples, reconciler, write=False)
+            return not _delete_scanned(
+                config, options, writer, conn, scan, result, samples, reconciler, write=False, plan=plan
+            )
         return True
     assert loader.state is not None
     return finish_run(
@@ -658,8 +730,11 @@ def _delete_missing(
     reconciler: Reconciler,
     *,
     write: bool,
+    plan: DryPlan | None = None,
 ) -> bool:
-    """Delete (or plan to delete) target rows whose key a full read did not see. Returns True if the guard refused."""
+    """Delete (or plan to delete) target rows whose key a full read did not see. Returns True if the guard refused.
+
+    A dry run's ``plan`` gets a ``deleted`` outcome, with its last values, for each row it would delete."""
     missing, total = writer.count_missing(conn, seen)
     try:
         check_deletes(config, missing, total)
@@ -669,8 +744,15 @@ def _delete_missing(
     if not missing:
         return False
     if not write:
-        keys = writer.missing_keys(conn, seen, limit=options.sample_size)
-        samples.add([_deleted(writer, k) for k in keys])
+        if plan is None:
+            keys = writer.missing_keys(conn, seen, limit=options.sample_size)
+            samples.add([_deleted(writer, k) for k in keys])
+        else:
+            keys = writer.missing_keys(conn, seen)
+            for start in range(0, len(keys), _DELETE_CHUNK):
+                _plan_deletes(
+                    options, conn, reconciler.keys_table(keys[start : start + _DELETE_CHUNK]), samples, reconciler, plan
+                )
         result.counts.add(RecordAction.DELETED, missing)
         return False
     while True:
@@ -691,10 +773,11 @@ def _delete_scanned(
     reconciler: Reconciler,
     *,
     write: bool,
+    plan: DryPlan | None = None,
 ) -> bool:
-    """Delete (or plan to delete) target rows whose key the source's scanned keys lack. Returns True if the guard
-    refused. The target's keys are read in bulk and compared with the scan's in Arrow; a real run records the
-    scan (``_sync_key_scans``) beside its deletes."""
+    """Delete (or plan to delete, into a dry run's ``plan``) target rows whose key the source's scanned keys lack.
+    Returns True if the guard refused. The target's keys are read in bulk and compared with the scan's in Arrow;
+    a real run records the scan (``_sync_key_scans``) beside its deletes."""
     started = time.monotonic()
     declared = reconciler.key_schema()
     stored = writer.read_all_keys(conn, declared)
@@ -719,9 +802,13 @@ def _delete_scanned(
         refuse(result, exc)
         return True
     if not write:
-        if gone.num_rows:
+        if gone.num_rows and plan is None:
             rows = reconciler.read_target(conn, gone.slice(0, options.sample_size))
             samples.add(sample_outcomes(deleted_outcomes(rows, reconciler.key_names, reconciler.types), rows.num_rows))
+        elif plan is not None:
+            for start in range(0, gone.num_rows, _DELETE_CHUNK):
+                _plan_deletes(options, conn, gone.slice(start, _DELETE_CHUNK), samples, reconciler, plan)
+        if gone.num_rows:
             result.counts.add(RecordAction.DELETED, gone.num_rows)
         return False
     for start in range(0, gone.num_rows, _DELETE_CHUNK):
@@ -758,6 +845,19 @@ def _write_deletes(
     reconciler.store.delete(conn, keys.select(reconciler.key_names))
     db.insert_arrow(conn, writer.records_table, _outcome_table(config, options.run_id, -1, outcomes, _utcnow()))
     result.counts.add(RecordAction.DELETED, rows.num_rows)
+    samples.add(sample_outcomes(outcomes, options.sample_size))
+
+
+def _plan_deletes(
+    options: RunOptions, conn: Connection, keys: pa.Table, samples: Samples, reconciler: Reconciler, plan: DryPlan
+) -> None:
+    """A dry run's ``deleted`` outcomes of the target rows of ``keys``: each key with its last values, as a real
+    run records them (:func:`_write_deletes`), into ``plan``; nothing is deleted."""
+    if not keys.num_rows:
+        return
+    rows = reconciler.read_target(conn, keys)
+    outcomes = deleted_outcomes(rows, reconciler.key_names, reconciler.types)
+    plan.add_outcomes(outcomes, -1)
     samples.add(sample_outcomes(outcomes, options.sample_size))
 
 

@@ -68,7 +68,7 @@ def _entry(context: OpExecutionContext, cfg: SyncConfig) -> RunEntry:
         parent_run_id=context.run.parent_run_id,
         backfill_id=context.run.tags.get(BACKFILL_TAG),
         mode=run_mode(context, cfg, full_sync),
-        dry_run=bool(flags.get("dry_run", False)),
+        dry_run=bool(flags.get("dry_run", False)) or context.run.tags.get(Tag.DRY_RUN.value) == "true",
         started_at=_started_at(context),
     )
 

@@ -9,7 +9,7 @@ from sync_pipelines.orchestration.assets import asset_description, asset_key
 from sync_pipelines.orchestration.checks import conflict_check_key, has_conflict_check
 from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.kinds import run_config_mapping
-from sync_pipelines.orchestration.names import Tag, job_name
+from sync_pipelines.orchestration.names import Tag, dry_run_job_name, job_name
 from sync_pipelines.orchestration.record_checks import failed_records_check_key
 
 if TYPE_CHECKING:
@@ -43,6 +43,40 @@ def _job_config(cfg: SyncConfig) -> ConfigMapping | None:
     if cfg.partitions is not None:
         return None
     return run_config_mapping(cfg, lambda values: {"ops": {cfg.name: {"config": values}}})
+
+
+def _dry_run_config(cfg: SyncConfig) -> ConfigMapping | None:
+    """The launchpad form of the sync's kind with ``dry_run`` forced on (a partitioned sync's job takes no mapping:
+    its ops read the job's ``sync/dry_run`` tag instead)."""
+    if cfg.partitions is not None:
+        return None
+    return run_config_mapping(cfg, lambda values: {"ops": {cfg.name: {"config": {**values, "dry_run": True}}}})
+
+
+def build_dry_run_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":
+    """The job ``dry_run_<name>``: plans a run of the sync and writes nothing to its target.
+
+    Every dry run goes through it (the CLI's ``--dry-run``, the history view's *Dry run*, or this job's
+    launchpad), so that Dagster tells dry runs apart at launch and never lets them overwrite what real runs
+    decided:
+
+    - its runs carry ``sync/dry_run=true`` from the moment they are queued (a job tag), and the job's name;
+    - it selects the sync's asset without its checks: a dry run plans no check, so the checks and the asset's
+      badge keep the verdict of the last real run (a check planned in a run that materializes nothing ends
+      *Skipped*, which replaced that verdict);
+    - its load step records an ``AssetObservation`` with the plan's counts, never a materialization.
+
+    Its launchpad form is the sync's, with ``dry_run`` always on.
+    """
+    return define_asset_job(
+        name=dry_run_job_name(cfg.name),
+        selection=AssetSelection.assets(asset_key(cfg)).without_checks(),
+        config=_dry_run_config(cfg),
+        description=f"Dry run of sync `{cfg.name}`: plans every record and writes nothing; the plan is listed on the "
+        "run's page in the history view. The sync's checks are left as the last real run set them.",
+        tags={Tag.SYNC_NAME.value: cfg.name, Tag.DRY_RUN.value: "true"},
+        executor_def=sync_executor(),
+    )
 
 
 def build_sync_job(cfg: SyncConfig) -> "UnresolvedAssetJobDefinition":

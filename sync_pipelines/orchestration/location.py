@@ -20,7 +20,7 @@ from sync_pipelines.orchestration.executors import sync_executor
 from sync_pipelines.orchestration.host_sensors import build_host_file_sensor, watches_host_files
 from sync_pipelines.orchestration.invalid_configs import invalid_file_definitions
 from sync_pipelines.orchestration.io_manager import SyncIOManager
-from sync_pipelines.orchestration.jobs import build_sync_job
+from sync_pipelines.orchestration.jobs import build_dry_run_job, build_sync_job
 from sync_pipelines.orchestration.ledger_sensors import build_ledger_sensors
 from sync_pipelines.orchestration.record_checks import build_failed_records_check
 from sync_pipelines.orchestration.resolve import build_resolve_job
@@ -43,6 +43,7 @@ def build_definitions(configs: Sequence[SyncConfig], invalid: Sequence[InvalidFi
     (:func:`sync_executor`) also applies to the other jobs and to assets materialized from the asset graph.
     """
     jobs = {cfg.name: build_sync_job(cfg) for cfg in configs}
+    dry_jobs = [build_dry_run_job(cfg) for cfg in configs]
     check_job = build_check_connections_job(configs)
     statistics_job = build_statistics_job()
     invalid_assets, invalid_checks = invalid_file_definitions(invalid)
@@ -56,6 +57,7 @@ def build_definitions(configs: Sequence[SyncConfig], invalid: Sequence[InvalidFi
         ],
         jobs=[
             *jobs.values(),
+            *dry_jobs,
             check_job,
             statistics_job,
             build_resolve_job([cfg for cfg in configs if has_conflict_check(cfg)]),
@@ -65,7 +67,7 @@ def build_definitions(configs: Sequence[SyncConfig], invalid: Sequence[InvalidFi
             build_check_schedule(check_job),
         ],
         sensors=[
-            *build_ledger_sensors(configs, list(jobs.values())),
+            *build_ledger_sensors(configs, [*jobs.values(), *dry_jobs]),
             build_statistics_sensor(statistics_job),
             build_check_sensor(configs, check_job),
             build_staging_cleanup_sensor(),

@@ -18,6 +18,9 @@ DEFINITIONS_MODULE = "sync_pipelines.definitions"
 CONFLICT_CHECK_NAME = "no_open_conflicts"
 """Asset check on every sync's asset, failing while conflicts wait for a person."""
 
+FAILED_RECORDS_CHECK_NAME = "no_failed_records"
+"""Asset check on every sync's asset, warning while the last run left failed records."""
+
 RESOLVE_JOB_NAME = "resolve_conflicts"
 """The job that resolves conflicts of any sync."""
 
@@ -64,6 +67,11 @@ class Tag(StrEnum):
 def job_name(sync: str) -> str:
     """``sync_<name>``: the job that materializes one sync's asset."""
     return f"sync_{sync}"
+
+
+def dry_run_job_name(sync: str) -> str:
+    """``dry_run_<name>``: the job that plans one sync's run and writes nothing (no checks, tagged ``sync/dry_run``)."""
+    return f"dry_run_{sync}"
 
 
 def schedule_name(sync: str) -> str:

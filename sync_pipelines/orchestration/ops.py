@@ -4,7 +4,9 @@ and adapted to Dagster in :mod:`sync_pipelines.orchestration.kinds`.
 
 Only small manifest dicts travel between the ops (the engine stages the rows as Parquet files), so
 the IO manager stores a few hundred bytes per step and a re-execution from a failed step reuses the
-staged batches instead of reading the source again.
+staged batches instead of reading the source again; except after a run that failed because its records
+failed: its re-execution's load step reads the source again, so that a fix of the data is loaded
+(see :mod:`~sync_pipelines.orchestration.retries`).
 """
 
 import time
@@ -31,18 +33,20 @@ from sync_pipelines import engine
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.config.secrets import redact
 from sync_pipelines.connectors.sql import shared_engines
+from sync_pipelines.engine.guards import check_failures
 from sync_pipelines.engine.manifest import Manifest, RunOptions, SyncResult
-from sync_pipelines.errors import SyncError, TransientConnectorError
+from sync_pipelines.errors import FailureRatioExceeded, SyncError, TransientConnectorError
 from sync_pipelines.kinds import kind_of
 from sync_pipelines.orchestration import audit
 from sync_pipelines.orchestration.dead_runs import claim_run
+from sync_pipelines.orchestration.dry_runs import keep_real_verdicts
 from sync_pipelines.orchestration.executors import ExecutorKind, executor_kind
 from sync_pipelines.orchestration.interrupts import run_interruptible
 from sync_pipelines.orchestration.kinds import SyncRunConfig, kind_options, load_metadata, run_config_class
 from sync_pipelines.orchestration.metadata import result_metadata, stage_metadata
 from sync_pipelines.orchestration.names import Stage, Tag, op_name, pool_name
 from sync_pipelines.orchestration.partitions import log_covered_partitions, run_window, window_text
-from sync_pipelines.orchestration.retries import retry_wait
+from sync_pipelines.orchestration.retries import RECORDS_FAILED_ERROR_TYPE, failed_for_records, retry_wait
 from sync_pipelines.types import RunStatus
 
 CANCELLED_ERROR_TYPE = "cancelled"
@@ -66,12 +70,18 @@ def run_options(
     return RunOptions(
         run_id=run_id,
         full_sync=config.full_sync,
-        dry_run=config.dry_run,
+        dry_run=config.dry_run or is_dry_run_tagged(context),
         logger=context.log,
         window=run_window(context),
         kind_options=kind_options(cfg, config),
         process_run_id=context.run_id if run_id != context.run_id else None,
     )
+
+
+def is_dry_run_tagged(context: OpExecutionContext) -> bool:
+    """Whether the run carries ``sync/dry_run=true``: every run of a sync's dry-run job does from its launch (a job
+    tag), whatever its run config says."""
+    return context.run.tags.get(Tag.DRY_RUN.value) == "true"
 
 
 def _set_status(context: OpExecutionContext, status: RunStatus) -> None:
@@ -230,6 +240,8 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
         with shared_engines():
             with engine_step(context, cfg, Stage.LOAD):
                 staged = Manifest.from_dict(manifest)
+                if rereads_source(context, cfg, staged):
+                    staged = reread_source(context, cfg, config)
                 options = run_options(context, cfg, config, staged)
                 result = run_interruptible(context, options, lambda: engine.load(cfg, staged, options))
             extra: dict[str, Any] = load_metadata(context, cfg, result)
@@ -238,6 +250,56 @@ def build_sync_ops(cfg: SyncConfig) -> tuple[OpDefinition, OpDefinition, OpDefin
             yield from report_load(context, cfg, result, extra)
 
     return _extract, _transform, _load
+
+
+def rereads_source(context: OpExecutionContext, cfg: SyncConfig, staged: Manifest) -> bool:
+    """Whether this load step, a re-execution given the batches an earlier run staged, reads the source again:
+    the run it re-executes failed because its records failed (see :mod:`~sync_pipelines.orchestration.retries`)."""
+    if staged.run_id == context.run_id:
+        return False
+    step = context.get_step_execution_context().step.key  # the same step of the run it re-executes
+    return failed_for_records(context.instance, context.run.parent_run_id, step)
+
+
+def reread_source(context: OpExecutionContext, cfg: SyncConfig, config: SyncRunConfig) -> Manifest:
+    """Extract and transform again under this run's own id (a retry after a data fix), instead of the staged batches."""
+    context.log.info(
+        f"run {context.run.parent_run_id} failed because its records failed: this retry reads the source again "
+        "(a fix of the data is read), instead of loading the batches that run staged"
+    )
+    options = run_options(context, cfg, config)
+    fresh = run_interruptible(context, options, lambda: engine.extract(cfg, options))
+    return run_interruptible(context, options, lambda: engine.transform(cfg, fresh, options))
+
+
+def records_failed(cfg: SyncConfig, result: SyncResult) -> bool:
+    """Whether a failed result failed because too many of its records failed (a data error)."""
+    try:
+        check_failures(cfg, result.counts)
+    except FailureRatioExceeded:
+        return True
+    return False
+
+
+RETRY_AFTER_FIX = (
+    " Fix the records' data at the source, then re-execute the run (from failure, or all steps): the retry reads "
+    "the source again."
+)
+"""What a run that failed on its records tells about a retry (the failure's description)."""
+
+
+def dry_run_description(result: SyncResult) -> str:
+    """The description of a dry run's observation: what it would have done, and that it wrote nothing."""
+    counts = result.counts.as_dict()
+    planned = ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in PLAN_KEYS if counts.get(k))
+    return (
+        f"Dry run (plan only, nothing was written): {planned or 'no change'} of {counts['processed']} record(s) read. "
+        "The planned records are on the run's page in the history view; the checks keep the last real run's verdict."
+    )
+
+
+PLAN_KEYS = ("created", "updated", "deleted", "failed", "conflicted", "target_modified", "skipped")
+"""The counts a dry run's description names (what a real run would change or hold back)."""
 
 
 def report_load(
@@ -257,13 +319,17 @@ def report_load(
     _set_status(context, result.status)
     if result.status is RunStatus.FAILED:
         reason = result.error or "the run failed"
+        if records_failed(cfg, result):
+            metadata["error_type"] = RECORDS_FAILED_ERROR_TYPE
+            reason = reason.rstrip(".") + "." + RETRY_AFTER_FIX
         raise Failure(description=redact(f"sync {cfg.name!r}: {reason}"), metadata=metadata)
     if result.dry_run:
         context.log_event(
-            AssetObservation(
-                asset_key=AssetKey(cfg.name), description="Dry run: nothing was written.", metadata=metadata
-            )
+            AssetObservation(asset_key=AssetKey(cfg.name), description=dry_run_description(result), metadata=metadata)
         )
+        # A dry run of the sync's own job planned its checks: their last real verdicts are stated again.
+        for key in keep_real_verdicts(context.instance, cfg, context.run_id):
+            context.log.info(f"check {key.name}: the last real run's verdict is kept (a dry run judges nothing)")
         return
     # The partitions first: the run's own materialization, with its counts and samples, is then the asset's latest.
     log_covered_partitions(context, cfg, result)

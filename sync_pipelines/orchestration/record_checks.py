@@ -26,8 +26,7 @@ from dagster import (
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.orchestration.assets import asset_key
-
-FAILED_RECORDS_CHECK_NAME = "no_failed_records"
+from sync_pipelines.orchestration.names import FAILED_RECORDS_CHECK_NAME
 
 
 def failed_records_check_key(cfg: SyncConfig) -> AssetCheckKey:

@@ -47,6 +47,7 @@ from sync_pipelines.orchestration.names import (
     DEFINITIONS_MODULE,
     REPOSITORY_NAME,
     Tag,
+    dry_run_job_name,
     job_name,
 )
 from sync_pipelines.types import COUNT_KEYS, RunStatus
@@ -84,19 +85,22 @@ class RunReport:
         }
 
 
-def sync_job(config_directory: str, sync: str) -> JobDefinition:
-    """The resolved job of one sync, from the configurations in ``config_directory``."""
+def sync_job(config_directory: str, sync: str, dry_run: bool = False) -> JobDefinition:
+    """The resolved job of one sync (its dry-run job with ``dry_run``), from the configurations in
+    ``config_directory``."""
     # Other files of the folder may be invalid: they never stop a valid sync from running.
-    return build_definitions(read_configs(config_directory).configs).resolve_job_def(job_name(sync))
+    name = dry_run_job_name(sync) if dry_run else job_name(sync)
+    return build_definitions(read_configs(config_directory).configs).resolve_job_def(name)
 
 
-def _remote_origin(sync: str, working_directory: str) -> RemoteJobOrigin:
+def _remote_origin(sync: str, working_directory: str, dry_run: bool = False) -> RemoteJobOrigin:
     """The origin the UI gives to the job when it loads ``workspace.yaml``'s code location."""
     target = LoadableTargetOrigin(
         executable_path=sys.executable, module_name=DEFINITIONS_MODULE, working_directory=working_directory
     )
     location = ManagedGrpcPythonEnvCodeLocationOrigin(target, location_name=CODE_LOCATION_NAME)
-    return RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_name(sync))
+    name = dry_run_job_name(sync) if dry_run else job_name(sync)
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), name)
 
 
 def execute_sync(
@@ -110,7 +114,8 @@ def execute_sync(
     run_config: Mapping[str, Any] | None = None,
     partition: str | None = None,
 ) -> RunReport:
-    """Run the job of ``sync`` in this process on ``instance`` and report its outcome.
+    """Run the job of ``sync`` (its dry-run job with ``dry_run``) in this process on ``instance`` and report its
+    outcome.
 
     The run carries the job's tags, ``sync/trigger=cli`` and ``tags``. Step failures do not raise:
     they are part of the report. ``run_config`` adds launchpad options of the sync's job (e.g. the
@@ -123,7 +128,7 @@ def execute_sync(
     recon = build_reconstructable_job(
         __name__,
         sync_job.__name__,
-        reconstructable_args=(directory, sync),  # type: ignore[arg-type]  # Dagster types it tuple[object]
+        reconstructable_args=(directory, sync, dry_run),  # type: ignore[arg-type]  # Dagster types it tuple[object]
     )
     job = recon.get_definition()
     partition_tags: dict[str, str]
@@ -134,7 +139,7 @@ def execute_sync(
             raise UnknownPartitionError(f"sync {sync} has no partition {partition!r}")
         partition_tags = {PARTITION_NAME_TAG: partition}
     else:
-        partition_tags = {Tag.PLAIN_RUN.value: sync}
+        partition_tags = {} if dry_run else {Tag.PLAIN_RUN.value: sync}  # a dry run moves no watermark
     dry_run_tag = {Tag.DRY_RUN.value: "true"} if dry_run else {}
     run_id = make_new_run_id()
     run = instance.create_run_for_job(
@@ -152,7 +157,7 @@ def execute_sync(
             **partition_tags,
             **process_tags(run_id),
         },
-        remote_job_origin=_remote_origin(sync, os.getcwd()),
+        remote_job_origin=_remote_origin(sync, os.getcwd(), dry_run),
         job_code_origin=recon.get_python_origin(),
     )
     execute_run(recon, run, instance, raise_on_error=False)

@@ -24,6 +24,8 @@ RESOLVE_JOB = "resolve_conflicts"
 RESOLVE_OP = "resolve_selected_conflicts"
 SYNC_JOB_PREFIX = "sync_"
 """A sync's job is ``sync_<name>``."""
+DRY_RUN_JOB_PREFIX = "dry_run_"
+"""A sync's dry-run job is ``dry_run_<name>`` (``orchestration.names.dry_run_job_name``)."""
 TIMEOUT_S = 30
 READ_TIMEOUT_S = 5
 """A page waits this long for what it only reads from Dagster (queued runs, schedule states)."""
@@ -236,7 +238,9 @@ class DagsterApi:
         """
         flags = {"full_sync": full_sync, "dry_run": dry_run, "user": user}
         config: dict[str, Any] = {"ops": {sync: {"config": flags}}} if partitioned else dict(flags)
-        return self._launch(f"{SYNC_JOB_PREFIX}{sync}", config, {"sync/user": user})
+        # A dry run goes through the sync's dry-run job: tagged ``sync/dry_run`` from its launch, and without checks.
+        job = f"{DRY_RUN_JOB_PREFIX}{sync}" if dry_run else f"{SYNC_JOB_PREFIX}{sync}"
+        return self._launch(job, config, {"sync/user": user})
 
     def launch_hosts(self, sync: str, ips: list[str], time_range: str | None, *, dry_run: bool, user: str) -> str:
         """Launch a run of the host-metrics sync ``sync_<sync>`` for the hosts ``ips`` (the launchpad's

@@ -225,6 +225,6 @@ def export(request: Request) -> Response:
     return FileResponse(
         path,
         media_type=_MEDIA_TYPES[fmt],
-        filename=f"{cfg.name}-{entry.run_id[:8]}.{fmt.value}",
+        filename=f"{cfg.name}-{entry.run_id[:8]}{'-dry-run-plan' if entry.dry_run else ''}.{fmt.value}",
         background=BackgroundTask(path.unlink, missing_ok=True),
     )

@@ -119,8 +119,10 @@ def test_delete_missing_and_its_guard(dbs: Databases) -> None:
     assert result.status is RunStatus.COMPLETED
     assert (result.counts.deleted, result.counts.unchanged) == (3, 17)
     assert sorted(target_rows(dbs)) == list(range(4, 21))
-    deleted = recorded(dbs, action="deleted")
+    deleted = recorded(dbs, run_id="r3", action="deleted")
     assert sorted(json.loads(r["record_key"])["order_id"] for r in deleted) == [1, 2, 3]
+    planned = recorded(dbs, run_id="r2", action="deleted")  # the dry run's plan named the same records
+    assert [json.loads(r["record_key"]) for r in planned] == [json.loads(r["record_key"]) for r in deleted]
 
     # Deleting 6 of 17 (35%) is over the 25% guard: the run fails and deletes nothing.
     engine = dbs.source()
@@ -149,7 +151,7 @@ def test_dry_run_writes_nothing(dbs: Databases) -> None:
     assert dry.samples[0].changes["status"] == ["open", "void"]
     assert dry.watermark_after == dry.watermark_before
     assert bookkeeping(dbs, "SELECT watermark, version FROM _sync_state") == state_before
-    assert recorded(dbs, run_id="dry-1") == []
+    assert [r["action"] for r in recorded(dbs, run_id="dry-1")] == ["updated"]  # its plan, under its own id
     assert target_rows(dbs)[2]["status"] == "open"
 
 

@@ -146,7 +146,12 @@ def test_a_dry_run_reports_the_deletes_it_would_make(dbs: Databases) -> None:
     assert sampled == [4, 9]
     assert next(s for s in dry.samples if s.key == {"order_id": 4}).changes["customer"] == ["c4", None]
     assert sorted(target_rows(dbs)) == list(range(1, 21))
-    assert recorded(dbs, run_id="dry") == []
+    planned = recorded(dbs, run_id="dry")  # the plan, under the dry run's own id: each delete with its last values
+    assert [(json.loads(r["record_key"]), r["action"]) for r in planned] == [
+        ({"order_id": 4}, "deleted"),
+        ({"order_id": 9}, "deleted"),
+    ]
+    assert json.loads(planned[0]["changes"])["customer"] == ["c4", None]
     assert bookkeeping(dbs, "SELECT run_id, scanned_at FROM _sync_key_scans") == scans
 
 
