@@ -10,8 +10,10 @@ code.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,3 +334,68 @@ def test_no_page_refers_to_a_readme_section_that_moved(page: Path) -> None:
     """Cross-references between pages are links: a quoted section name of the old README would dangle."""
     text = prose(page)
     assert re.findall(r'see "(?:Run history|Operating syncs|Scaling out|Staging retention|Secrets|Cron)', text) == []
+
+
+# -- files and the benchmark scripts -----------------------------------------------------------------------
+
+FILE_PATH = re.compile(r"^[\w./-]+\.(?:py|yaml|yml|toml|md)$")
+SCRIPT = re.compile(r"\b((?:bench|scripts)/[\w-]+(?:\.py)?)((?:[ \t]+[^|;&>\n]*)?)")
+"""A script and the rest of its line (up to a pipe, a redirection or the next command)."""
+
+
+def _tracked_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    return listed.stdout.split()
+
+
+def _file_exists(name: str, tracked: list[str]) -> bool:
+    """A project file (``engine/driver.py`` names ``sync_pipelines/engine/driver.py``) or an installed package's."""
+    if any(path == name or path.endswith(f"/{name}") for path in tracked):
+        return True
+    spec = importlib.util.find_spec(name.split("/", 1)[0])
+    return spec is not None and spec.origin is not None and (Path(spec.origin).parent.parent / name).exists()
+
+
+def test_every_file_named_in_inline_code_exists() -> None:
+    tracked = _tracked_files()
+    named = {
+        token: str(page.relative_to(REPO))
+        for page in PAGES
+        for span in inline_code(page)
+        for token in span.split()
+        if FILE_PATH.match(token)
+    }
+    assert {"connectors/bookkeeping.py", "sync_pipelines_tests/factories.py", "deploy/dagster.yaml"} <= set(named)
+    assert {name: page for name, page in named.items() if not _file_exists(name, tracked)} == {}
+
+
+def script_commands() -> list[tuple[str, str, list[str]]]:
+    """``(where, script, options)`` of each ``bench/...`` or ``scripts/...`` command (continuation lines joined)."""
+    found = []
+    for block in all_blocks():
+        if block.lang in SHELL_LANGS:
+            for found_match in SCRIPT.finditer(block.body.replace("\\\n", " ")):
+                options = re.findall(r"(?<!\S)--[a-z][\w-]*", found_match.group(2))
+                found.append((str(block), found_match.group(1), options))
+    for page in PAGES:
+        for span in inline_code(page):
+            match = SCRIPT.match(span)
+            if match and not span.endswith("/"):  # `bench/results/` is a folder
+                found.append((f"{page.relative_to(REPO)} `{span}`", match.group(1), re.findall(r"--[a-z][\w-]*", span)))
+    return found
+
+
+def test_every_benchmark_and_script_command_has_its_options() -> None:
+    commands = script_commands()
+    problems = []
+    for where, script, options in commands:
+        path = REPO / script
+        if not path.is_file():
+            problems.append(f"{where}: no file {script}")
+            continue
+        source = path.read_text(encoding="utf-8")
+        problems += [f"{where}: {script} has no option {o}" for o in options if f'"{o}"' not in source]
+    assert problems == []
+    assert {"bench/bench_sync.py", "bench/bench_partitions.py", "bench/bench_history_view.py"} <= {
+        s for _, s, _ in commands
+    }
