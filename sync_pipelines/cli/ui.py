@@ -118,8 +118,8 @@ def ui(ctx: click.Context, host: str, port: int, dagster_port: int, workspace: P
     """Start the Dagster UI and daemon, the history view, and (for host-metrics syncs) a local Elasticsearch-API
     server; stop all of them on Ctrl-C, SIGTERM, or when one ends.
 
-    Both UIs bind 127.0.0.1 unless --host says otherwise: they have no login (see the README's
-    "Running the UI safely").
+    Both UIs bind 127.0.0.1 unless --host says otherwise: they have no login (see "Running the UI safely"
+    in docs/operations.md).
     """
     restore_default_signals()
     # Uvicorn hands SIGTERM back to the handler found before it started once it has shut down; the

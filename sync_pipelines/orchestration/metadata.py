@@ -199,7 +199,7 @@ def trigger_of(tags: Mapping[str, str], parent_run_id: str | None = None) -> Tri
     A re-execution (``dagster/parent_run_id``) is a ``retry`` even when its parent came from a
     schedule, whose tags it copies. Then ``dagster/schedule_name`` means ``schedule``,
     ``dagster/sensor_name`` ``sensor`` and ``dagster/backfill`` ``backfill``. Otherwise the
-    ``sync/trigger`` tag decides: ``api`` (set by a GraphQL launch, see the README) or ``cli``
+    ``sync/trigger`` tag decides: ``api`` (set by a GraphQL launch, see docs/operations.md) or ``cli``
     (the CLI: ``manual``); a run without any of these was launched from the UI: ``manual``.
     """
     if parent_run_id or "dagster/parent_run_id" in tags:

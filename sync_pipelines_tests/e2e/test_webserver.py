@@ -57,9 +57,9 @@ mutation Reexecute($parentRunId: String!) {
 """
 
 
-def readme_launch() -> dict[str, Any]:
-    """The JSON body of the README's ``curl`` launch through the GraphQL API."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+def documented_launch() -> dict[str, Any]:
+    """The JSON body of the ``curl`` launch through the GraphQL API in docs/operations.md."""
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
     body = text.split("<<'JSON'\n", 1)[1].split("\nJSON\n", 1)[0]
     return dict(json.loads(body))
 
@@ -219,7 +219,7 @@ def test_a_graphql_launch_with_user_and_full_sync_is_an_api_run(
 ) -> None:
     make_source(tmp_path / "source.db", named_people(7), NAMED, replace=True)
 
-    launch = readme_launch()
+    launch = documented_launch()
     assert launch["variables"]["user"] == "alice"
     launched = webserver.graphql(launch["query"], **{**launch["variables"], "job": "sync_people"})["launchRun"]
 
