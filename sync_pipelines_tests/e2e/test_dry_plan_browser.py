@@ -31,6 +31,7 @@ from sync_pipelines_tests.factories import (
 )
 from sync_pipelines_tests.support.databases import Databases
 from sync_pipelines_tests.support.live import CHROMIUM, CHROMIUM_FLAGS, LiveDagster, free_port
+from sync_pipelines_tests.support.screenshots import screenshot_dir
 
 SYNC = "orders_sync"
 RUN_TAGS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { jobName status tags { key value } } } }"
@@ -81,11 +82,7 @@ def browser() -> Iterator[object]:
 
 
 def shots(tmp_path: Path) -> Path:
-    import os
-
-    folder = Path(os.environ.get("SYNC_SCREENSHOTS", tmp_path))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshot_dir(tmp_path)
 
 
 @pytest.mark.slow

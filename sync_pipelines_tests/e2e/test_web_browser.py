@@ -47,6 +47,7 @@ from sync_pipelines_tests.support.live import (
     people_rows,
     write_control,
 )
+from sync_pipelines_tests.support.screenshots import screenshot_dir
 from sync_pipelines_tests.support.web_history import SYNC, History, build_history
 
 DAILY = "orders_daily"
@@ -413,8 +414,6 @@ def test_sigterm_stops_dagster_and_the_view_together(ui: Ui) -> None:
 
 CENTRE = "centre_people"
 """40 people in batches of four; its schedule (1 January) is off by default."""
-SCREENSHOTS_ENV = "SYNC_SCREENSHOTS_DIR"
-"""A folder to keep the sync centre's screenshots in (the test's tmp_path without it)."""
 WAIT_MS = 120_000
 
 
@@ -427,7 +426,7 @@ class Centre:
     control: Path
 
     def shots(self, tmp_path: Path) -> Path:
-        folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+        folder = screenshot_dir(tmp_path)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 

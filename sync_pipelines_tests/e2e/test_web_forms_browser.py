@@ -5,7 +5,7 @@ typed list plus an uploaded file (after the form named a malformed line); a host
 watched folder, whose run's page names the file and its skipped line; the connection test's table.
 Every launched run is checked in Dagster (status, ``sync/user`` tag) and on the view's pages.
 
-Screenshots go to ``$SYNC_SCREENSHOT_DIR`` when set, else to the test's temporary folder.
+Screenshots go to ``$SYNC_SCREENSHOTS_DIR`` when set, else to the test's temporary folder.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sync_pipelines_tests.support.live import (
     default_signals,
     free_port,
 )
+from sync_pipelines_tests.support.screenshots import screenshot_dir
 from sync_pipelines_tests.support.web_history import SYNC, build_history
 
 DAILY = "orders_daily"
@@ -47,9 +48,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 
 
 def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("SYNC_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return screenshot_dir(tmp_path)
 
 
 @pytest.fixture(scope="module")
