@@ -29,9 +29,9 @@ from sync_pipelines_tests.factories import (
     update_source,
     write_config,
 )
+from sync_pipelines_tests.support.browser import chromium, screenshot_dir
 from sync_pipelines_tests.support.databases import Databases
-from sync_pipelines_tests.support.live import CHROMIUM, CHROMIUM_FLAGS, LiveDagster, free_port
-from sync_pipelines_tests.support.screenshots import screenshot_dir
+from sync_pipelines_tests.support.live import LiveDagster, free_port
 
 SYNC = "orders_sync"
 RUN_TAGS = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { jobName status tags { key value } } } }"
@@ -71,14 +71,8 @@ def centre(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Centre]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def shots(tmp_path: Path) -> Path:

@@ -33,10 +33,9 @@ import yaml
 
 from sync_pipelines.web import create_app
 from sync_pipelines_tests.factories import make_source
+from sync_pipelines_tests.support.browser import chromium, screenshot_dir
 from sync_pipelines_tests.support.live import (
     BIN,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     CONTROL_ENV,
     LIVE_PEOPLE,
     REPO,
@@ -47,7 +46,6 @@ from sync_pipelines_tests.support.live import (
     people_rows,
     write_control,
 )
-from sync_pipelines_tests.support.screenshots import screenshot_dir
 from sync_pipelines_tests.support.web_history import SYNC, History, build_history
 
 DAILY = "orders_daily"
@@ -148,14 +146,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def test_every_page_loads_and_a_run_filters_expands_and_downloads(ui: Ui, browser: object, tmp_path: Path) -> None:

@@ -27,17 +27,15 @@ from sync_pipelines_tests.e2e.test_web_browser import (
     Ui,
     host_metrics_config,
 )
+from sync_pipelines_tests.support.browser import chromium, screenshot_dir
 from sync_pipelines_tests.support.live import (
     BIN,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
     REPO,
     RUN,
     RUNS,
     default_signals,
     free_port,
 )
-from sync_pipelines_tests.support.screenshots import screenshot_dir
 from sync_pipelines_tests.support.web_history import SYNC, build_history
 
 DAILY = "orders_daily"
@@ -100,14 +98,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _runs(ui: Ui, **tags: str) -> list[dict[str, Any]]:
