@@ -32,6 +32,7 @@ from sync_pipelines.connectors.dialects.arrow_values import (
     hex_text,
     only_keys,
 )
+from sync_pipelines.connectors.pg_binary import binary_copy_data
 
 # Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
 _ARROW_STAGE = sql.Identifier("pg_temp", "_sync_arrow_stage")
@@ -168,6 +169,18 @@ def _copy_csv(cur: psycopg.Cursor[Any], target: sql.Composable, columns: Sequenc
         copy.write(data)
 
 
+def _copy_in(cur: psycopg.Cursor[Any], target: sql.Composable, table: sa.Table, rows: pa.Table) -> None:
+    """``rows`` into ``target`` (columns typed as in ``table``): binary ``COPY`` where every column is an integer,
+    a text or ``bytea`` (the baselines: no hex text to render and parse), else CSV written by Arrow."""
+    binary = binary_copy_data(table, rows)
+    if binary is None:
+        _copy_csv(cur, target, rows.column_names, _csv_of(table, rows))
+        return
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(target, _names(rows.column_names))
+    with cur.copy(statement) as copy:
+        copy.write(binary)
+
+
 def _stage(cur: psycopg.Cursor[Any], stage: sql.Identifier, table: sa.Table, rows: pa.Table) -> None:
     """A temporary ``stage`` with the columns of ``rows`` typed as in ``table``, holding ``rows``."""
     cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(stage))
@@ -176,15 +189,15 @@ def _stage(cur: psycopg.Cursor[Any], stage: sql.Identifier, table: sa.Table, row
             stage, _names(rows.column_names), _identifier(table)
         )
     )
-    _copy_csv(cur, stage, rows.column_names, _csv_of(table, rows))
+    _copy_in(cur, stage, table, rows)
 
 
 def insert_arrow(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
-    """Append ``rows`` to ``table`` with one ``COPY ... FROM STDIN (FORMAT csv)`` written by Arrow."""
+    """Append ``rows`` to ``table`` with one ``COPY ... FROM STDIN``, binary or CSV (see :func:`_copy_in`)."""
     if not rows.num_rows:
         return
     with _driver_errors(f"COPY {table.fullname}"), _raw(conn).cursor() as cur:
-        _copy_csv(cur, _identifier(table), rows.column_names, _csv_of(table, rows))
+        _copy_in(cur, _identifier(table), table, rows)
 
 
 def upsert_arrow(conn: Connection, table: sa.Table, rows: pa.Table, key: Sequence[str]) -> None:
@@ -416,6 +429,7 @@ def _parse_exact(data: bytes | bytearray, types: dict[str, pa.DataType]) -> pa.T
 __all__ = [
     "AGGREGATED_ROWS",
     "aggregated_read",
+    "binary_copy_data",
     "delete_arrow",
     "insert_arrow",
     "read_arrow",

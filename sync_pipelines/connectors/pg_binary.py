@@ -1,0 +1,122 @@
+"""PostgreSQL's binary ``COPY`` format built from Arrow columns with numpy, for the narrow tables of the
+bookkeeping (baselines, staged keys) whose columns are integers, texts and byte strings.
+
+Every row is laid out column by column: a 2-byte field count, then per field a 4-byte big-endian length
+(-1 for NULL) and the value's bytes (big-endian integers, UTF-8 text, raw bytes). The lengths and fixed-width
+values are written at their computed offsets with one fancy-index assignment per column, and variable-width
+values with one gather over their data buffer: no Python object per value. A column of any other type makes
+:func:`binary_copy_data` answer None, and the caller writes CSV instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+TRAILER = (-1).to_bytes(2, "big", signed=True)
+
+
+def _integer_width(column_type: sa.types.TypeEngine[Any]) -> int | None:
+    """Bytes of a PostgreSQL integer column: 2, 4 or 8; None when the column is not one."""
+    if isinstance(column_type, sa.SmallInteger):
+        return 2
+    if isinstance(column_type, sa.BigInteger):
+        return 8
+    if isinstance(column_type, sa.Integer):
+        return 4
+    return None
+
+
+def _varlen(column: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """``(offsets, data)`` of a binary or UTF-8 column (32-bit offsets), None for other types."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        pass
+    elif pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        column = column.cast(pa.binary())
+    else:
+        return None
+    n = len(column)
+    _, offset_buffer, data_buffer = column.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[column.offset : column.offset + n + 1].astype(np.int64)
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return offsets, data
+
+
+def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
+    """``rows`` in ``COPY ... FROM STDIN (FORMAT binary)`` form for ``table``'s columns of the same names, or
+    None when a column is neither an integer column given as Arrow integers, nor a text or ``bytea`` column
+    given as Arrow strings or binaries."""
+    n = rows.num_rows
+    columns: list[tuple[str, Any, np.ndarray[Any, Any]]] = []  # (kind, payload, valid mask)
+    sizes = np.full(n, 2, dtype=np.int64)
+    for name in rows.column_names:
+        column = rows.column(name)
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        valid = np.ones(n, dtype=bool) if array.null_count == 0 else np.asarray(array.is_valid().to_numpy(False))
+        column_type = table.c[name].type
+        width = _integer_width(column_type)
+        if width is not None and pa.types.is_integer(array.type):
+            values = np.asarray(pc.fill_null(array, 0).to_numpy(zero_copy_only=False))
+            columns.append(("int", (width, values.astype(f">i{width}")), valid))
+            sizes += 4 + np.where(valid, width, 0)
+            continue
+        texts = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+        if not (isinstance(column_type, sa.String) and texts) and not (
+            isinstance(column_type, sa.LargeBinary) and not texts
+        ):
+            return None
+        varlen = _varlen(array)
+        if varlen is None:
+            return None
+        offsets, data = varlen
+        lengths = np.diff(offsets)
+        columns.append(("var", (offsets, data, lengths), valid))
+        sizes += 4 + np.where(valid, lengths, 0)
+    starts = np.zeros(n, dtype=np.int64)
+    if n:
+        np.cumsum(sizes[:-1], out=starts[1:])
+    starts += len(HEADER)
+    total = len(HEADER) + int(sizes.sum()) + len(TRAILER)
+    out = np.zeros(total, dtype=np.uint8)
+    out[: len(HEADER)] = np.frombuffer(HEADER, dtype=np.uint8)
+    out[total - len(TRAILER) :] = np.frombuffer(TRAILER, dtype=np.uint8)
+    _put(out, starts, np.full(n, len(rows.column_names), dtype=">i2"))
+    at = starts + 2  # where each row's next field starts
+    for kind, payload, valid in columns:
+        if kind == "int":
+            width, values = payload
+            _put(out, at, np.where(valid, width, -1).astype(">i4"))
+            _put(out, (at + 4)[valid], values[valid])
+            at = at + 4 + np.where(valid, width, 0)
+        else:
+            offsets, data, lengths = payload
+            shown = np.where(valid, lengths, 0)
+            _put(out, at, np.where(valid, lengths, -1).astype(">i4"))
+            if shown.any():
+                # Byte j of row i's value goes to (at_i + 4) + (j - offsets_i): one gather over the data buffer.
+                firsts = offsets[:-1][valid]
+                counts = shown[valid]
+                dest0 = (at + 4)[valid]
+                index = np.arange(int(counts.sum()), dtype=np.int64)
+                begin = np.repeat(np.cumsum(counts) - counts, counts)
+                out[np.repeat(dest0, counts) + index - begin] = data[np.repeat(firsts, counts) + index - begin]
+            at = at + 4 + shown
+    return out.tobytes()
+
+
+def _put(out: np.ndarray[Any, Any], positions: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> None:
+    """Write each fixed-width big-endian value of ``values`` at its byte position in ``out``."""
+    if not len(values):
+        return
+    width = values.dtype.itemsize
+    raw = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8).reshape(-1, width)
+    out[positions[:, None] + np.arange(width)] = raw
+
+
+__all__ = ["binary_copy_data"]
