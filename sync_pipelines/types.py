@@ -165,9 +165,13 @@ class Counts:
     def of_actions(cls, actions: Iterable[tuple[str, int]]) -> Counts:
         """The counts of recorded actions (``(action, how many)``); ``processed`` is what was read from the source."""
         counts = cls()
-        for action, n in actions:
-            counts.add(RecordAction(action), int(n))
-            if RecordAction(action) in READ_FROM_SOURCE:
+        known = {a.value: a for a in RecordAction}
+        for name, n in actions:
+            action = known.get(name)
+            if action is None:  # a word this release does not record: counted nowhere
+                continue
+            counts.add(action, int(n))
+            if action in READ_FROM_SOURCE:
                 counts.processed += int(n)
         return counts
 

@@ -63,6 +63,9 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
         width = _integer_width(column_type)
         if width is not None and pa.types.is_integer(array.type):
             values = np.asarray(pc.fill_null(array, 0).to_numpy(zero_copy_only=False))
+            bound = np.iinfo(f"i{width}")
+            if len(values) and (values.min() < bound.min or values.max() > bound.max):
+                return None  # out of the column's range: CSV, whose COPY the server refuses with its own error
             columns.append(("int", (width, values.astype(f">i{width}")), valid))
             sizes += 4 + np.where(valid, width, 0)
             continue

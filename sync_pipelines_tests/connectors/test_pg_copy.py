@@ -172,3 +172,6 @@ def test_binary_copy_answers_none_for_columns_it_does_not_encode() -> None:
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": [1], "code": pa.array([1], pa.int64())})) is None
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": [1], "fields": ["text, not bytes"]})) is None
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": ["1"]})) is None
+    # A value beyond the column's width is never wrapped around: the CSV path lets the server refuse it.
+    assert pg_copy.binary_copy_data(narrow, pa.table({"id": [1], "i2": pa.array([40_000], pa.int32())})) is None
+    assert pg_copy.binary_copy_data(narrow, pa.table({"id": pa.array([2**64 - 1], pa.uint64())})) is None
