@@ -48,10 +48,23 @@ def _varlen(column: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any
     return offsets, data
 
 
+def _encodable(column_type: sa.types.TypeEngine[Any], kind: pa.DataType) -> bool:
+    """Whether a column of ``column_type`` given as Arrow ``kind`` is written in binary here."""
+    if _integer_width(column_type) is not None:
+        return pa.types.is_integer(kind)
+    if isinstance(column_type, sa.String):
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    if isinstance(column_type, sa.LargeBinary):
+        return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+    return False
+
+
 def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
     """``rows`` in ``COPY ... FROM STDIN (FORMAT binary)`` form for ``table``'s columns of the same names, or
     None when a column is neither an integer column given as Arrow integers, nor a text or ``bytea`` column
     given as Arrow strings or binaries."""
+    if not all(_encodable(table.c[name].type, rows.schema.field(name).type) for name in rows.column_names):
+        return None  # told by the types alone, before any column is converted
     n = rows.num_rows
     columns: list[tuple[str, Any, np.ndarray[Any, Any]]] = []  # (kind, payload, valid mask)
     sizes = np.full(n, 2, dtype=np.int64)
@@ -61,7 +74,7 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
         valid = np.ones(n, dtype=bool) if array.null_count == 0 else np.asarray(array.is_valid().to_numpy(False))
         column_type = table.c[name].type
         width = _integer_width(column_type)
-        if width is not None and pa.types.is_integer(array.type):
+        if width is not None:  # an Arrow integer column (_encodable)
             values = np.asarray(pc.fill_null(array, 0).to_numpy(zero_copy_only=False))
             bound = np.iinfo(f"i{width}")
             if len(values) and (values.min() < bound.min or values.max() > bound.max):
@@ -69,14 +82,8 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
             columns.append(("int", (width, values.astype(f">i{width}")), valid))
             sizes += 4 + np.where(valid, width, 0)
             continue
-        texts = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-        if not (isinstance(column_type, sa.String) and texts) and not (
-            isinstance(column_type, sa.LargeBinary) and not texts
-        ):
-            return None
         varlen = _varlen(array)
-        if varlen is None:
-            return None
+        assert varlen is not None  # _encodable
         offsets, data = varlen
         lengths = np.diff(offsets)
         columns.append(("var", (offsets, data, lengths), valid))

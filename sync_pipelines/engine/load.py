@@ -26,7 +26,7 @@ from sync_pipelines.connectors.rowhash import column_of
 from sync_pipelines.connectors.sql import add_missing_columns, reflect_columns, translate_errors
 from sync_pipelines.connectors.sql_reverse import SqlSourceWriter
 from sync_pipelines.connectors.sql_target import SyncState
-from sync_pipelines.connectors.values import arrow_type, display
+from sync_pipelines.connectors.values import arrow_type
 from sync_pipelines.engine.bidirectional import finish_bidirectional
 from sync_pipelines.engine.classify import Plan, batch_keys, classify
 from sync_pipelines.engine.conflicts import Reconciler
@@ -744,15 +744,8 @@ def _delete_missing(
     if not missing:
         return False
     if not write:
-        if plan is None:
-            keys = writer.missing_keys(conn, seen, limit=options.sample_size)
-            samples.add([_deleted(writer, k) for k in keys])
-        else:
-            keys = writer.missing_keys(conn, seen)
-            for start in range(0, len(keys), _DELETE_CHUNK):
-                _plan_deletes(
-                    options, conn, reconciler.keys_table(keys[start : start + _DELETE_CHUNK]), samples, reconciler, plan
-                )
+        assert plan is not None  # a dry run plans inside BatchLoader.planning
+        _plan_deletes(options, conn, reconciler.keys_table(writer.missing_keys(conn, seen)), samples, reconciler, plan)
         result.counts.add(RecordAction.DELETED, missing)
         return False
     while True:
@@ -802,12 +795,8 @@ def _delete_scanned(
         refuse(result, exc)
         return True
     if not write:
-        if gone.num_rows and plan is None:
-            rows = reconciler.read_target(conn, gone.slice(0, options.sample_size))
-            samples.add(sample_outcomes(deleted_outcomes(rows, reconciler.key_names, reconciler.types), rows.num_rows))
-        elif plan is not None:
-            for start in range(0, gone.num_rows, _DELETE_CHUNK):
-                _plan_deletes(options, conn, gone.slice(start, _DELETE_CHUNK), samples, reconciler, plan)
+        assert plan is not None  # a dry run plans inside BatchLoader.planning
+        _plan_deletes(options, conn, gone, samples, reconciler, plan)
         if gone.num_rows:
             result.counts.add(RecordAction.DELETED, gone.num_rows)
         return False
@@ -852,17 +841,12 @@ def _plan_deletes(
     options: RunOptions, conn: Connection, keys: pa.Table, samples: Samples, reconciler: Reconciler, plan: DryPlan
 ) -> None:
     """A dry run's ``deleted`` outcomes of the target rows of ``keys``: each key with its last values, as a real
-    run records them (:func:`_write_deletes`), into ``plan``; nothing is deleted."""
-    if not keys.num_rows:
-        return
-    rows = reconciler.read_target(conn, keys)
-    outcomes = deleted_outcomes(rows, reconciler.key_names, reconciler.types)
-    plan.add_outcomes(outcomes, -1)
-    samples.add(sample_outcomes(outcomes, options.sample_size))
-
-
-def _deleted(writer: TargetWriter, key: tuple[Any, ...]) -> RecordOutcome:
-    return RecordOutcome({k: display(v) for k, v in zip(writer.target.key, key, strict=True)}, RecordAction.DELETED)
+    run records them (:func:`_write_deletes`, by :data:`_DELETE_CHUNK`), into ``plan``; nothing is deleted."""
+    for start in range(0, keys.num_rows, _DELETE_CHUNK):
+        rows = reconciler.read_target(conn, keys.slice(start, _DELETE_CHUNK))
+        outcomes = deleted_outcomes(rows, reconciler.key_names, reconciler.types)
+        plan.add_outcomes(outcomes, -1)
+        samples.add(sample_outcomes(outcomes, options.sample_size))
 
 
 __all__ = ["BatchLoader", "SyncState", "load"]
