@@ -115,6 +115,14 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     daily.update(name=DAILY, partitions={"granularity": "daily", "start": "2026-11-01"})
     daily["target"]["url"] = f"sqlite:///{root / 'daily.db'}"
     (history.config_dir / f"{DAILY}.yaml").write_text(yaml.safe_dump(daily, allow_unicode=True), encoding="utf-8")
+    with running_ui(root, history) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_ui(root: Path, history: History) -> Iterator[Ui]:
+    """``sync-pipelines ui`` over ``history``'s configuration folder (and the demo under ``root / "demo"``), on
+    free ports, once the view answers and Dagster has loaded the code location; stopped with SIGTERM after."""
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
@@ -135,7 +143,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
         started.wait(lambda: _location_loaded(started), "Dagster's code location", START_TIMEOUT_S)
         yield started
     finally:
-        if process.poll() is None:  # the last test did not stop it: stop it the same way
+        if process.poll() is None:  # a test did not stop it: stop it the same way
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=120)

@@ -10,31 +10,23 @@ Screenshots go to ``$SYNC_SCREENSHOTS_DIR`` when set, else to the test's tempora
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from sync_pipelines_tests.e2e.test_web_browser import (
     RUN_TIMEOUT_S,
-    START_TIMEOUT_S,
     Ui,
     host_metrics_config,
+    running_ui,
 )
 from sync_pipelines_tests.support.browser import chromium, screenshot_dir
 from sync_pipelines_tests.support.live import (
-    BIN,
-    REPO,
     RUN,
     RUNS,
-    default_signals,
-    free_port,
 )
 from sync_pipelines_tests.support.web_history import SYNC, build_history
 
@@ -63,37 +55,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     daily.update(name=DAILY, partitions={"granularity": "daily", "start": "2026-11-01", "max_parallel": 1})
     daily["target"]["url"] = f"sqlite:///{root / 'daily.db'}"
     (history.config_dir / f"{DAILY}.yaml").write_text(yaml.safe_dump(daily, allow_unicode=True), encoding="utf-8")
-    home = root / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
-    view_port, dagster_port = free_port(), free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SYNC_PIPELINES_STAGING_DIR": str(root / "staging")}
-    env.pop("SYNC_DEMO_ES_URL", None)
-    command = [str(BIN / "sync-pipelines"), "--config-dir", str(history.config_dir), "ui"]
-    command += ["--port", str(view_port), "--dagster-port", str(dagster_port), "--demo-dir", str(root / "demo")]
-    log = root / "ui.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=default_signals,
-        )  # fmt: skip
-    started = Ui(process, f"http://127.0.0.1:{view_port}", f"http://127.0.0.1:{dagster_port}", history, log)
-
-    def loaded() -> bool:
-        entries = started.graphql(LOADED)["workspaceOrError"]["locationEntries"]  # type: ignore[index]
-        return any((e["locationOrLoadError"] or {}).get("__typename") == "RepositoryLocation" for e in entries)
-
-    try:
-        started.wait(lambda: requests.get(started.view, timeout=5).ok, "the history view", START_TIMEOUT_S)
-        started.wait(loaded, "Dagster's code location", START_TIMEOUT_S)
+    with running_ui(root, history) as started:
         yield started
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
 
 
 @pytest.fixture
