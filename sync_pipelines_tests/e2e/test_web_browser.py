@@ -560,6 +560,9 @@ def test_queued_and_running_runs_live_progress_cancel_and_retry(
     finished = dagster.wait_finished(retry)
     assert finished.status == "SUCCESS" and finished.tags["sync/user"] == "dave"
     assert finished.tags["dagster/parent_run_id"] == first
+    # The retry's page was following it live and reloads itself when it ends: wait for that reload, so that
+    # the next navigation does not race it.
+    expect(page.locator("h1 .badge.status-completed")).to_be_visible(timeout=WAIT_MS)
     page.goto(f"{centre.view}/runs/{retry}")
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text("retry")
