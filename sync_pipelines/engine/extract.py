@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.base import RangeSourceReader, SourceReader
@@ -90,7 +91,23 @@ def _windowed(reader: SourceReader) -> RangeSourceReader:
 
 
 def _max_position(config: SyncConfig, table: pa.Table, best: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-    """The greatest ``(cursor, key...)`` seen so far, so a full read can still set the watermark."""
+    """The greatest ``(cursor, key...)`` seen so far, so a full read can still set the watermark.
+
+    Arrow finds the batch's greatest cursor; only the rows holding it (usually one) are compared as Python
+    tuples, key included. A cursor type Arrow cannot order is compared row by row.
+    """
+    assert config.cursor is not None
+    cursor = table.column(config.cursor)
+    try:
+        top = pc.max(cursor)
+    except pa.ArrowNotImplementedError:
+        return _max_row(config, table, best)
+    if not top.is_valid:
+        return best  # every cursor of the batch is NULL
+    return _max_row(config, table.filter(pc.equal(cursor, top)), best)
+
+
+def _max_row(config: SyncConfig, table: pa.Table, best: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
     assert config.cursor is not None
     columns = [table.column(config.cursor).to_pylist()] + [table.column(k).to_pylist() for k in config.source_key]
     for row in zip(*columns, strict=True):
