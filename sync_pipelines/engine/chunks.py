@@ -33,7 +33,7 @@ from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, by_c
 from sync_pipelines.engine.plan import ChunkPlan
 from sync_pipelines.engine.pool import check_stop, run_pool, start_workers_early
 from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
+from sync_pipelines.engine.staging import batch_name, prepare_dir, read_batch, write_batch
 from sync_pipelines.engine.transform import _DuplicateTracker, map_batch, target_types, transformed_manifest
 from sync_pipelines.kinds import kind_of, range_reader, target_writer
 from sync_pipelines.types import SyncDirection
@@ -122,7 +122,7 @@ def _extract_chunk(config: SyncConfig, staging: Path, chunk: int, key_range: Key
     read = _ChunkRead([], None)
     for index, batch in enumerate(range_reader(config).read(None, incremental=False, key_range=key_range)):
         check_stop(config, f"while extracting chunk {chunk}")
-        path = folder / f"batch-{index:06d}.parquet"
+        path = folder / batch_name(index)
         write_batch(batch.table, path)
         read.files.append((str(path), batch.table.num_rows))
         if config.cursor:
@@ -178,7 +178,7 @@ def _transform_chunk(
     for batch in batches:
         check_stop(config, f"while transforming chunk {chunk}")
         table, failed = map_batch(config, read_batch(batch.path), types, duplicates)
-        path = folder / f"batch-{batch.index:06d}.parquet"
+        path = folder / batch_name(batch.index)
         write_batch(table, path)
         out.append(BatchFile(batch.index, str(path), table.num_rows, failed, batch.position, chunk))
     return out

@@ -1,4 +1,4 @@
-"""Extract: stream the source into run-scoped Parquet batches and describe them in a manifest."""
+"""Extract: stream the source into run-scoped staged batches (Arrow IPC files) and describe them in a manifest."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sync_pipelines.connectors.compat import check_drift
 from sync_pipelines.connectors.values import encode, type_name
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import prepare_dir, write_batch
+from sync_pipelines.engine.staging import batch_name, prepare_dir, write_batch
 from sync_pipelines.errors import ConnectorError, RunCancelled
 from sync_pipelines.kinds import source_reader, target_writer
 from sync_pipelines.types import SyncMode
@@ -25,7 +25,7 @@ def is_incremental(config: SyncConfig, options: RunOptions) -> bool:
 
 
 def extract(config: SyncConfig, options: RunOptions) -> Manifest:
-    """Stream the source in batches of ``config.batch_size`` into run-scoped Parquet files."""
+    """Stream the source in batches of ``config.batch_size`` into run-scoped staged files."""
     window = options.window
     reader = source_reader(config)
     state = target_writer(config).current_state()
@@ -55,7 +55,7 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
     for index, batch in enumerate(batches):
         if options.stop_requested.is_set():
             raise RunCancelled(f"sync {config.name}: stopped while extracting (batch {index})")
-        path = folder / f"batch-{index:06d}.parquet"
+        path = folder / batch_name(index)
         write_batch(batch.table, path)
         # A window's rows may lie before the watermark: a partitioned run never moves it.
         position = None if window is not None else batch.last_position

@@ -28,7 +28,7 @@ from sync_pipelines.connectors.values import type_name
 from sync_pipelines.engine.driver import DrySink, ResumeRecord, Samples, Sink, TargetSink, conclude, drive
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions, SyncResult
 from sync_pipelines.engine.plan import HostPlan, HostSource
-from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
+from sync_pipelines.engine.staging import batch_name, prepare_dir, read_batch, write_batch
 from sync_pipelines.errors import ConfigError, RunCancelled, StagingError
 from sync_pipelines.kinds import host_reader, host_writer
 from sync_pipelines.kinds.host_metrics import HostOptions
@@ -108,7 +108,7 @@ def extract(config: SyncConfig, options: RunOptions) -> Manifest:
             if options.stop_requested.is_set():
                 raise RunCancelled(f"sync {config.name}: stopped while querying hosts (batch {index})")
             results = reader.query_hosts(hosts[start : start + config.batch_size], time_range, options.stop_requested)
-            path = folder / f"batch-{index:06d}.parquet"
+            path = folder / batch_name(index)
             table = hosts_table(results)
             write_batch(table, path)
             failed = sum(1 for r in results if r.status is HostStatus.FAILED)

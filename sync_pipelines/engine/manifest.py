@@ -66,7 +66,7 @@ class RunOptions:
 
 @dataclass
 class BatchFile:
-    """One staged Parquet batch."""
+    """One staged batch (an Arrow IPC file)."""
 
     index: int
     path: str

@@ -1,4 +1,10 @@
-"""Run-scoped staging of Parquet batches, on a local folder or any fsspec filesystem.
+"""Run-scoped staging of batches as Arrow IPC files, on a local folder or any fsspec filesystem.
+
+A staged batch is written once and read once, soon after, by the next stage: the Arrow IPC file format
+with lz4-compressed buffers writes and reads several times faster than Parquet (per million rows of the
+benchmark's orders: 0.18 s against 0.46 s to write, 0.07 s against 0.34 s to read, in files 10 % larger).
+Batches staged as Parquet by an earlier release are still read, so a run re-executed after an upgrade
+resumes from them.
 
 A staging location is a plain path (``/var/lib/sync``, ``staging``), a ``file://`` URL or the URL of a
 shared store (``s3://bucket/prefix``, ``memory://name``). Local locations (plain paths and ``file://``)
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from upath import UPath
 
@@ -30,11 +37,14 @@ StagingPath: TypeAlias = str | os.PathLike[str] | UPath
 """What the staging functions accept: a path, a ``file://`` or fsspec URL, or a ``UPath``."""
 
 _LOCAL_PROTOCOLS = ("", "file", "local")
-_COMPRESSION = "lz4"
-"""Staged batches are read back once, soon after: lz4 writes and reads faster than zstd for a little more space."""
-_WRITE_OPTIONS: dict[str, Any] = {"compression": _COMPRESSION, "use_dictionary": False}
-"""No dictionary pages: a batch is written once and read once, and building dictionaries took half the write
-time (0.49 against 0.26 s per million rows of the benchmark's orders, with smaller files under lz4)."""
+_IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+_IPC_MAGIC = b"ARROW1"
+BATCH_SUFFIX = ".arrow"
+
+
+def batch_name(index: int) -> str:
+    """The file name of a stage's batch ``index``."""
+    return f"batch-{index:06d}{BATCH_SUFFIX}"
 
 
 def staging_path(location: StagingPath) -> UPath:
@@ -87,7 +97,7 @@ def write_batch(table: pa.Table, path: StagingPath) -> None:
     if isinstance(target, Path):
         tmp = target.with_suffix(".tmp")
         try:
-            pq.write_table(table, str(tmp), **_WRITE_OPTIONS)
+            _write_file(table, str(tmp))
             os.replace(tmp, target)
         except (OSError, pa.ArrowException) as exc:
             # A partial file on a full disk would keep holding the space that is missing.
@@ -99,13 +109,20 @@ def write_batch(table: pa.Table, path: StagingPath) -> None:
         return
     fs, where = target.fs, target.path
     try:
-        pq.write_table(table, where, filesystem=fs, **_WRITE_OPTIONS)
+        _write_file(table, where, fs)
     except (OSError, pa.ArrowException) as exc:
         _discard(fs, where)
         raise StagingError(f"cannot write staged batch {target}: {_reason(exc)}") from None
     except BaseException:
         _discard(fs, where)
         raise
+
+
+def _write_file(table: pa.Table, where: str, filesystem: Any = None) -> None:
+    """``table`` as one Arrow IPC file at ``where`` (a local path, or a path of ``filesystem``)."""
+    sink = pa.OSFile(where, "wb") if filesystem is None else filesystem.open(where, "wb")
+    with sink, ipc.new_file(sink, table.schema, options=_IPC_OPTIONS) as writer:
+        writer.write_table(table)
 
 
 def _discard(fs: Any, where: str) -> None:
@@ -121,14 +138,24 @@ def read_batch(path: StagingPath) -> pa.Table:
     """Read one staged batch; raises :class:`StagingError` if it is gone or unreadable."""
     source = staging_path(path)
     try:
-        # ParquetFile, not read_table: the latter loads pyarrow's dataset layer, ~0.2-0.4 s per process.
         if isinstance(source, Path):
-            with pq.ParquetFile(str(source)) as staged:
-                return staged.read()
-        with source.fs.open(source.path, "rb") as handle, pq.ParquetFile(handle) as staged:
-            return staged.read()
+            with pa.OSFile(str(source), "rb") as handle:
+                return _read_file(handle)
+        with source.fs.open(source.path, "rb") as raw, pa.PythonFile(raw, mode="r") as handle:
+            return _read_file(handle)
     except (OSError, pa.ArrowException) as exc:
         raise StagingError(f"cannot read staged batch {source}: {exc}") from None
+
+
+def _read_file(handle: pa.NativeFile) -> pa.Table:
+    head = handle.read(len(_IPC_MAGIC))
+    handle.seek(0)
+    if head == _IPC_MAGIC:
+        return ipc.open_file(handle).read_all()
+    # Staged as Parquet by an earlier release. ParquetFile, not read_table: the latter loads pyarrow's
+    # dataset layer, ~0.2-0.4 s per process.
+    with pq.ParquetFile(handle) as staged:
+        return staged.read()
 
 
 def remove(path: StagingPath) -> None:

@@ -13,7 +13,7 @@ from sync_pipelines.config.models import SyncConfig
 from sync_pipelines.connectors.values import arrow_type, display
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import prepare_dir, read_batch, write_batch
+from sync_pipelines.engine.staging import batch_name, prepare_dir, read_batch, write_batch
 from sync_pipelines.errors import RunCancelled
 
 ERROR_COLUMN = "__error"
@@ -251,7 +251,7 @@ def transform(config: SyncConfig, manifest: Manifest, options: RunOptions) -> Ma
         if options.stop_requested.is_set():
             raise RunCancelled(f"sync {config.name}: stopped while transforming (batch {batch.index})")
         mapped, failed = map_batch(config, read_batch(batch.path), types, duplicates)
-        path = folder / f"batch-{batch.index:06d}.parquet"
+        path = folder / batch_name(batch.index)
         write_batch(mapped, path)
         out.batches.append(BatchFile(batch.index, str(path), mapped.num_rows, failed, batch.position))
         out.rows += mapped.num_rows

@@ -83,7 +83,7 @@ def table_descriptions(cfg: SyncConfig) -> Mapping[str, str]:
     """The steps of a sync into a SQL table."""
     return {
         "extract": f"Read the source of sync `{cfg.name}` in batches of {cfg.batch_size} rows into "
-        "Parquet files staged for this run, from the last committed watermark (or all of it in a full sync).",
+        "Arrow IPC files staged for this run, from the last committed watermark (or all of it in a full sync).",
         "transform": f"Map the staged batches of sync `{cfg.name}` to the columns and types of "
         f"`{cfg.target.table}`; records that cannot be converted are kept with their reason.",
         "load": f"Upsert the transformed batches into `{cfg.target.table}`, one transaction per batch "

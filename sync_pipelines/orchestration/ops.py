@@ -2,7 +2,7 @@
 the engine. What differs between kinds is declared by the kind (:mod:`sync_pipelines.kinds`)
 and adapted to Dagster in :mod:`sync_pipelines.orchestration.kinds`.
 
-Only small manifest dicts travel between the ops (the engine stages the rows as Parquet files), so
+Only small manifest dicts travel between the ops (the engine stages the rows as Arrow IPC files), so
 the IO manager stores a few hundred bytes per step and a re-execution from a failed step reuses the
 staged batches instead of reading the source again; except after a run that failed because its records
 failed: its re-execution's load step reads the source again, so that a fix of the data is loaded

@@ -4,7 +4,7 @@
   permission bits alone would not stop them) fails with a StagingError naming the folder.
 - A staged file that outgrows the space allowed: a child process whose ``RLIMIT_FSIZE`` is tiny gets a
   real ``EFBIG`` from the kernel. ``ENOSPC`` itself needs a full file system, which cannot be made
-  without mount rights; it is simulated in-process by replacing the Parquet writer with one that
+  without mount rights; it is simulated in-process by replacing the staged-file writer with one that
   writes part of the file and raises ``OSError(ENOSPC)`` — the one mock of this suite.
 - Two processes running the same sync at the same time: one waits for the lease or is refused;
   the outcome records of the two runs never interleave.
@@ -67,26 +67,26 @@ def test_no_space_left_while_staging_fails_clearly(
 ) -> None:
     config, _, before = _prepared(sqlite_dbs)
     state = _state(sqlite_dbs)
-    real_write = staging_module.pq.write_table
+    real_write = staging_module._write_file
     calls = {"n": 0}
     # A full disk: the transform stage writes after the 3 extract batches.
     fail_at = 1 if stage == "extract" else 4
 
-    def full_disk(table: pa.Table, where: Any, **kwargs: Any) -> None:
+    def full_disk(table: pa.Table, where: Any, *args: Any) -> None:
         calls["n"] += 1
         if calls["n"] > fail_at:
-            Path(where).write_bytes(b"PAR1 partial")
+            Path(where).write_bytes(b"ARROW1 partial")
             raise OSError(errno.ENOSPC, "No space left on device", str(where))
-        real_write(table, where, **kwargs)
+        real_write(table, where, *args)
 
-    monkeypatch.setattr(staging_module.pq, "write_table", full_disk)
+    monkeypatch.setattr(staging_module, "_write_file", full_disk)
     with pytest.raises(StagingError) as caught:
         run_sync(config, RunOptions(run_id="full"))
     message = str(caught.value)
     assert "No space left on device" in message and f"/full/items_sync/{stage}/batch-" in message, message
     assert not list((Path(RunOptions(run_id="x").staging_root) / "full").rglob("*.tmp"))  # no partial file left
     assert fs.checksum(fs.target_rows(sqlite_dbs)) == before and _state(sqlite_dbs) == state
-    monkeypatch.setattr(staging_module.pq, "write_table", real_write)
+    monkeypatch.setattr(staging_module, "_write_file", real_write)
     assert run_sync(config, RunOptions(run_id="after")).status is RunStatus.COMPLETED
     assert fs.checksum(fs.target_rows(sqlite_dbs)) == fs.checksum(fs.source_rows(sqlite_dbs))
 

@@ -58,7 +58,7 @@ def test_a_killed_run_keeps_its_batches_until_they_expire(folder: Path, monkeypa
     killed = kill_cli_run_after_first_batch(folder)
     [staged] = staged_runs()
     assert staged.run_id == killed and staged.size_bytes > 0
-    assert any(p.suffix == ".parquet" for p in staged.path.rglob("*"))
+    assert any(p.suffix == ".arrow" for p in staged.path.rglob("*"))
 
     # Still STARTED on the instance: kept however old, until the run is known to be over.
     age(staged.path, 1000)
@@ -77,7 +77,7 @@ def test_a_killed_run_keeps_its_batches_until_they_expire(folder: Path, monkeypa
 
 def test_the_sensor_clears_what_expired_and_keeps_the_rest(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for run_id, hours in (("old-run", 100), ("recent-run", 1)):
-        batch = staging_root() / run_id / "items_sync" / "extract" / "batch-00000.parquet"
+        batch = staging_root() / run_id / "items_sync" / "extract" / "batch-00000.arrow"
         batch.parent.mkdir(parents=True)
         batch.write_bytes(b"x" * 10)
         age(staging_root() / run_id, hours)

@@ -105,7 +105,7 @@ def test_a_failed_chunk_then_reexecution_gives_exactly_the_source(dbs: Databases
     assert [b.rows for b in second_chunk] == [7, 7, 7, 4]
     # The third batch of the second chunk is gone: that worker fails there, after committing two batches.
     broken = Path(second_chunk[2].path)
-    kept = tmp_path / "kept.parquet"
+    kept = tmp_path / "kept.arrow"
     shutil.move(broken, kept)
     with pytest.raises(StagingError, match="cannot read staged batch"):
         load(cfg, manifest, options)

@@ -57,7 +57,7 @@ def alter_source(dbs: Databases, *statements: str) -> None:
 
 def staged_files(tmp_path: Path, run_id: str) -> list[Path]:
     folder = tmp_path / "staging" / run_id
-    return sorted(p for p in folder.rglob("*.parquet")) if folder.exists() else []
+    return sorted(p for p in folder.rglob("*.arrow")) if folder.exists() else []
 
 
 @pytest.mark.slow

@@ -37,7 +37,7 @@ def staged(tmp_path: Path, run_id: str, batches: list[list[HostMetrics]], source
         plan=HostPlan(source, "30d", "DB组"),
     )
     for index, hosts in enumerate(batches):
-        path = tmp_path / f"batch-{index:06d}.parquet"
+        path = tmp_path / f"batch-{index:06d}.arrow"
         write_batch(hosts_table(hosts), path)
         manifest.batches.append(BatchFile(index, str(path), len(hosts)))
         manifest.rows += len(hosts)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import fsspec
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import upath.registry
 import yaml
@@ -114,7 +115,7 @@ def test_staging_root_accepts_paths_and_urls(tmp_path: Path, monkeypatch: pytest
     folder = RunOptions(run_id="r1").staging_dir("items_sync")
     assert str(folder) == "memory://bucket/prefix/r1/items_sync"
     # Manifests keep str(path); it comes back as the same location.
-    assert staging_path(str(folder / "extract" / "batch-000001.parquet")) == folder / "extract" / "batch-000001.parquet"
+    assert staging_path(str(folder / "extract" / "batch-000001.arrow")) == folder / "extract" / "batch-000001.arrow"
     monkeypatch.delenv(STAGING_DIR_ENV)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert str(default_staging_root()) == str(tmp_path / "home" / "sync_staging")
@@ -131,7 +132,7 @@ def test_full_sync_with_staging_in_memory(sqlite_dbs: Databases, memory_root: st
     transformed = transform(config, extracted, options)
     assert all(b.path.startswith(f"{memory_root}/mem-1/items_sync/transform/") for b in transformed.batches)
     staged = _memory_files(memory_root)
-    assert len(staged) == 12 and all(name.endswith(".parquet") for name in staged), staged
+    assert len(staged) == 12 and all(name.endswith(".arrow") for name in staged), staged
     assert not (tmp_path / "staging").exists()  # nothing was written to the local staging folder
     result = load(config, transformed, options)
     assert result.status is RunStatus.COMPLETED and result.counts.created == 40
@@ -206,12 +207,12 @@ def test_write_read_and_remove(where: str, tmp_path: Path, memory_root: str) -> 
     root = str(tmp_path / "stage") if where == "local" else memory_root
     folder = prepare_dir(f"{root}/run/sync/extract")
     assert is_local(folder) is (where == "local")
-    write_batch(_table(), folder / "batch-000001.parquet")
-    assert read_batch(str(folder / "batch-000001.parquet")).equals(_table())
+    write_batch(_table(), folder / "batch-000001.arrow")
+    assert read_batch(str(folder / "batch-000001.arrow")).equals(_table())
     # prepare_dir empties a folder that already holds files (a retried step starts clean).
     again = prepare_dir(folder)
-    assert not again.fs.exists(f"{again.path}/batch-000001.parquet")
-    write_batch(_table(3), again / "batch-000001.parquet")
+    assert not again.fs.exists(f"{again.path}/batch-000001.arrow")
+    write_batch(_table(3), again / "batch-000001.arrow")
     remove(f"{root}/run")
     assert not staging_path(f"{root}/run").exists()
     remove(f"{root}/run")  # removing twice is fine
@@ -222,18 +223,36 @@ def test_write_read_and_remove(where: str, tmp_path: Path, memory_root: str) -> 
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])
+def test_a_batch_is_staged_as_an_arrow_file_and_one_staged_as_parquet_is_still_read(
+    where: str, tmp_path: Path, memory_root: str
+) -> None:
+    root = str(tmp_path / "stage") if where == "local" else memory_root
+    folder = prepare_dir(f"{root}/run/sync/extract")
+    write_batch(_table(), folder / "batch-000001.arrow")
+    assert (folder / "batch-000001.arrow").read_bytes()[:6] == b"ARROW1"
+    # A run re-executed after an upgrade finds the batches an earlier release staged as Parquet.
+    earlier = folder / "batch-000002.parquet"
+    with earlier.open("wb") as handle:
+        pq.write_table(_table(7), handle, compression="lz4")
+    assert read_batch(str(earlier)).equals(_table(7))
+    assert read_batch(str(folder / "batch-000001.arrow")).equals(_table())
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
 def test_unwritable_batch_leaves_no_file(where: str, tmp_path: Path, memory_root: str) -> None:
     root = str(tmp_path / "stage") if where == "local" else memory_root
     folder = prepare_dir(f"{root}/run/sync/transform")
-    write_batch(_table(), folder / "batch-000001.parquet")
-    # Parquet has no type for month-day-nano intervals: the writer fails after the file was opened.
-    bad = pa.table({"span": pa.array([(1, 2, 3)], type=pa.month_day_nano_interval())})
-    target = folder / "batch-000002.parquet"
+    write_batch(_table(), folder / "batch-000001.arrow")
+    # An IPC file holds one dictionary per column: a second one fails the writer after the file was opened.
+    bad = pa.table(
+        {"status": pa.chunked_array([pa.array(["new"]).dictionary_encode(), pa.array(["paid"]).dictionary_encode()])}
+    )
+    target = folder / "batch-000002.arrow"
     with pytest.raises(StagingError) as caught:
         write_batch(bad, target)
     assert f"cannot write staged batch {target}" in str(caught.value)
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["batch-000001.parquet"], names
+    assert names == ["batch-000001.arrow"], names
 
 
 def test_full_object_store_leaves_no_partial_batch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,28 +261,28 @@ def test_full_object_store_leaves_no_partial_batch(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(QuotaMemoryFileSystem, "store", {})
     monkeypatch.setattr(QuotaMemoryFileSystem, "pseudo_dirs", [""])
     folder = prepare_dir("quotamem://bucket/run/sync/extract")
-    write_batch(_table(10), folder / "batch-000001.parquet")
-    target = folder / "batch-000002.parquet"
+    write_batch(_table(10), folder / "batch-000001.arrow")
+    target = folder / "batch-000002.arrow"
     with pytest.raises(StagingError) as caught:
         write_batch(_table(2000), target)
     assert str(caught.value).startswith(f"cannot write staged batch {target}: ")
     assert "No space left on device" in str(caught.value)
-    assert sorted(QuotaMemoryFileSystem.store) == ["/bucket/run/sync/extract/batch-000001.parquet"]
-    assert read_batch(folder / "batch-000001.parquet").equals(_table(10))
+    assert sorted(QuotaMemoryFileSystem.store) == ["/bucket/run/sync/extract/batch-000001.arrow"]
+    assert read_batch(folder / "batch-000001.arrow").equals(_table(10))
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])
 def test_unreadable_batch_names_the_path(where: str, tmp_path: Path, memory_root: str) -> None:
     root = str(tmp_path / "stage") if where == "local" else memory_root
     folder = prepare_dir(f"{root}/run/sync/extract")
-    truncated = folder / "batch-000001.parquet"
+    truncated = folder / "batch-000001.arrow"
     write_batch(_table(), truncated)
     data = truncated.read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(StagingError) as caught:
         read_batch(str(truncated))
     assert str(caught.value).startswith(f"cannot read staged batch {truncated}: ")
-    missing = f"{folder}/batch-000009.parquet"
+    missing = f"{folder}/batch-000009.arrow"
     with pytest.raises(StagingError) as caught:
         read_batch(missing)
     assert str(caught.value).startswith(f"cannot read staged batch {missing}: ")
