@@ -4,7 +4,9 @@ bookkeeping (baselines, staged keys) whose columns are integers, texts and byte 
 Every row is laid out column by column: a 2-byte field count, then per field a 4-byte big-endian length
 (-1 for NULL) and the value's bytes (big-endian integers, UTF-8 text, raw bytes). The lengths and fixed-width
 values are written at their computed offsets with one fancy-index assignment per column, and variable-width
-values with one gather over their data buffer: no Python object per value. A column of any other type makes
+values with one gather over their data buffer: no Python object per value. When every row has the same
+width (each column NULL throughout, or set throughout with one length: the baselines of new records), the
+rows are one numpy structured array instead. A column of any other type makes
 :func:`binary_copy_data` answer None, and the caller writes CSV instead.
 """
 
@@ -88,6 +90,9 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
         lengths = np.diff(offsets)
         columns.append(("var", (offsets, data, lengths), valid))
         sizes += 4 + np.where(valid, lengths, 0)
+    fixed = _fixed_width(n, columns)
+    if fixed is not None:
+        return fixed
     starts = np.zeros(n, dtype=np.int64)
     if n:
         np.cumsum(sizes[:-1], out=starts[1:])
@@ -118,6 +123,40 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
                 out[np.repeat(dest0, counts) + index - begin] = data[np.repeat(firsts, counts) + index - begin]
             at = at + 4 + shown
     return out.tobytes()
+
+
+def _fixed_width(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -> bytes | None:
+    """The rows laid out as one numpy structured array when every row has the same width: each column
+    either NULL in every row or set in every row with one length (the baselines of new records: integers,
+    digests of one width, NULL target sides). None: some column varies, and the rows go value by value."""
+    layout: list[tuple[Any, ...]] = [("fields", ">i2")]
+    values: dict[str, Any] = {"fields": len(columns)}
+    for i, (kind, payload, valid) in enumerate(columns):
+        length, value = f"n{i}", f"v{i}"
+        layout.append((length, ">i4"))
+        if n and not valid.any():
+            values[length] = -1
+            continue
+        if not valid.all():
+            return None
+        if kind == "int":
+            width, numbers = payload
+            layout.append((value, numbers.dtype))
+            values[length], values[value] = width, numbers
+            continue
+        offsets, data, lengths = payload
+        width = int(lengths[0]) if n else 0
+        if (lengths != width).any():
+            return None
+        values[length] = width
+        if width:
+            layout.append((value, np.uint8, (width,)))
+            first = int(offsets[0])
+            values[value] = data[first : first + n * width].reshape(n, width)
+    rows = np.empty(n, dtype=np.dtype(layout))
+    for name, filled in values.items():
+        rows[name] = filled
+    return HEADER + rows.tobytes() + TRAILER
 
 
 def _put(out: np.ndarray[Any, Any], positions: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> None:

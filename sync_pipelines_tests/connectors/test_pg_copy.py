@@ -11,8 +11,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sync_pipelines.connectors import pg_copy
+from sync_pipelines.connectors import pg_binary, pg_copy
 from sync_pipelines_tests.support.databases import Databases, make_databases
 
 
@@ -163,6 +165,77 @@ def test_binary_copy_writes_integers_texts_and_bytes_exactly(pg: Databases) -> N
         engine.dispose()
     expected = sorted(zip(*(rows.column(c).to_pylist() for c in rows.column_names), strict=True))
     assert back == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_rows_of_one_width_are_laid_out_as_the_value_by_value_path_lays_them_out(data: st.DataObject) -> None:
+    n = data.draw(st.integers(0, 6))
+    width = data.draw(st.integers(0, 4))
+    never, always = st.just(False), st.just(True)
+
+    def column(kind: pa.DataType, value: st.SearchStrategy[Any]) -> pa.Array:
+        # Mostly one width throughout (all set, or all NULL), sometimes not: then both paths must still agree.
+        shape = data.draw(st.sampled_from(["set", "null", "mixed"]))
+        nulls = [data.draw(never if shape == "set" else always if shape == "null" else st.booleans()) for _ in range(n)]
+        return pa.array([None if null else data.draw(value) for null in nulls], kind)
+
+    rows = pa.table(
+        {
+            "id": column(pa.int64(), st.integers(-(2**63), 2**63 - 1)),
+            "code": column(pa.string(), st.text(alphabet="ab€", min_size=width, max_size=width)),
+            "i4": column(pa.int32(), st.integers(-(2**31), 2**31 - 1)),
+            "i2": column(pa.int16(), st.integers(-(2**15), 2**15 - 1)),
+            "fields": column(pa.binary(), st.binary(min_size=width, max_size=width)),
+            "other": column(pa.binary(), st.binary(max_size=3)),
+        }
+    )
+    if n > 1:
+        rows = pa.concat_tables([rows.slice(0, 1), rows.slice(1)])  # chunked, with offsets not at zero
+    table = _narrow(sa.MetaData())
+    laid_out = pg_copy.binary_copy_data(table, rows)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pg_binary, "_fixed_width", lambda n, columns: None)
+        value_by_value = pg_copy.binary_copy_data(table, rows)
+    assert laid_out is not None and laid_out == value_by_value
+
+
+def test_rows_of_one_width_reach_the_server_exactly(pg: Databases) -> None:
+    digests = [bytes([i]) * 18 for i in range(3)]
+    rows = pa.table(
+        {
+            "id": pa.array([-(2**63), 0, 2**63 - 1], pa.int64()),
+            "i4": pa.array([None, None, None], pa.int32()),
+            "i2": pa.array([1, -1, 2**15 - 1], pa.int16()),
+            "note": ["", "", ""],
+            "fields": digests,
+            "other": pa.array([None, None, None], pa.binary()),
+        }
+    )
+    table = _narrow(sa.MetaData())
+    taken: list[bool] = []
+    real = pg_binary._fixed_width
+
+    def spy(n: int, columns: Any) -> bytes | None:
+        out = real(n, columns)
+        taken.append(out is not None)
+        return out
+
+    engine = pg.target()
+    try:
+        with engine.begin() as conn, pytest.MonkeyPatch.context() as patch:
+            patch.setattr(pg_binary, "_fixed_width", spy)
+            table.create(conn)
+            pg_copy.insert_arrow(conn, table, rows)
+        with engine.connect() as conn:
+            back = [tuple(r) for r in conn.execute(sa.select(table).order_by(table.c.id))]
+    finally:
+        engine.dispose()
+    assert taken == [True]  # one width: the structured layout wrote them
+    assert back == [
+        (r[0], None, None, r[1], r[2], r[3], None)
+        for r in zip(rows["id"].to_pylist(), rows["i2"].to_pylist(), rows["note"].to_pylist(), digests, strict=True)
+    ]
 
 
 def test_binary_copy_answers_none_for_columns_it_does_not_encode() -> None:
