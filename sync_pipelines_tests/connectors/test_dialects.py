@@ -197,3 +197,17 @@ def test_identifier_rules_are_declared_per_backend(db: object, name: str, proble
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+def test_sqlite_stores_decimals_of_up_to_15_digits_exactly_and_longer_ones_not(tmp_path: Path) -> None:
+    """NUMERIC affinity keeps a decimal as a REAL (or an INTEGER): 15 significant digits survive, more may not."""
+    sqlite = backend("sqlite")
+    assert sqlite.stores_exactly("decimal(15,2)", sa.Numeric(15, 2))
+    assert not sqlite.stores_exactly("decimal(16,2)", sa.Numeric(16, 2))
+    assert not sqlite.stores_exactly("decimal(12,2)", sa.Numeric(12, 3))  # another scale reads back otherwise
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        db.execute("CREATE TABLE t (v NUMERIC(16, 2))")
+        db.executemany("INSERT INTO t VALUES (?)", [("9999999999999.99",), ("99999999999999.99",)])
+        stored = [v for (v,) in db.execute("SELECT v FROM t ORDER BY rowid")]
+    assert repr(stored[0]) == "9999999999999.99"  # 15 digits: the same number back
+    assert repr(stored[1]) != "99999999999999.99"  # 16 digits: the REAL lost one

@@ -22,6 +22,10 @@ _TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _UNIQUE_CODES = frozenset({sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY})
 
 
+_REAL_DIGITS = 15
+"""Significant decimal digits a REAL keeps exactly (a double's ``DBL_DIG``)."""
+
+
 class SqliteBackend(SqlBackend):
     """SQLite files (and ``:memory:`` databases, which have no lease: nobody else can reach them)."""
 
@@ -33,8 +37,10 @@ class SqliteBackend(SqlBackend):
     driver_modules = ("sqlite3",)
 
     def stores_exactly(self, declared: str, column_type: sa.types.TypeEngine[Any]) -> bool:
-        # NUMERIC affinity turns decimal text into a REAL where it can: digits past a double's precision are lost.
-        if decimal_parts(declared) is not None:
+        # NUMERIC affinity turns decimal text into a REAL (or an INTEGER) where it can, keeping 15 significant
+        # digits: a decimal of at most 15 digits reads back as the same number, a longer one may not.
+        parts = decimal_parts(declared)
+        if parts is not None and parts[0] > _REAL_DIGITS:
             return False
         return super().stores_exactly(declared, column_type)
 
