@@ -252,6 +252,9 @@ def _exact(values: Sequence[Any], wanted: pa.DataType, *, float_column: bool) ->
     elif pa.types.is_decimal(wanted):
         allowed = {int, Decimal} if float_column else {int, Decimal, float}
         if kinds <= allowed:
+            numbers = _decimals_of_numbers(values, wanted) if kinds <= {int, float} else None
+            if numbers is not None:
+                return numbers
             return pa.array([_as_decimal(v, wanted) for v in values], wanted)
     elif pa.types.is_timestamp(wanted):
         if kinds <= {dt.datetime}:
@@ -287,6 +290,21 @@ def _as_decimal(value: Any, wanted: pa.Decimal128Type) -> Decimal | None:
     if scaled != number or len(scaled.as_tuple().digits) > wanted.precision:
         raise _Inexact(value)
     return scaled
+
+
+def _decimals_of_numbers(values: Sequence[Any], wanted: pa.Decimal128Type) -> pa.Array | None:
+    """Integers and floats (SQLite keeps a decimal as either) as decimals, column-wise: each float stands for
+    its shortest decimal form (Arrow writes the same digits as ``repr``), taken only when the wanted scale
+    and precision hold it without loss, as :func:`_as_decimal` does. None: some value does not fit (or an
+    integer a double does not hold exactly, or exponent notation), for :func:`_as_decimal` to judge."""
+    try:
+        numbers = pa.array(values, pa.float64())  # refuses an integer a double does not hold exactly
+        text = pc.cast(numbers, pa.string())
+        if pc.any(pc.match_substring(text, "e")).as_py():
+            return None  # exponent notation (below 1e-4, from 1e16): rescaling it is left to Decimal
+        return pc.cast(text, wanted)  # refuses a lost digit, or too many
+    except _INEXACT:
+        return None
 
 
 def _naive(value: dt.datetime | None) -> dt.datetime | None:

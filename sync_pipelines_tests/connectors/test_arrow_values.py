@@ -1,0 +1,82 @@
+"""Decimals read back as the integers and floats SQLite keeps them as: taken column-wise exactly when each
+float's shortest decimal form fits the wanted scale and precision, as the value-by-value reading takes them,
+and as text (for the caller to normalise) when one does not."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from sync_pipelines.connectors.dialects import arrow_values
+from sync_pipelines.connectors.dialects.arrow_values import exact_array, text_array
+
+
+def _value_by_value(values: list[Any], wanted: pa.Decimal128Type) -> pa.Array:
+    """What reading took before the column-wise path: each value through ``_as_decimal``, else all as text."""
+    try:
+        return pa.array([arrow_values._as_decimal(v, wanted) for v in values], wanted)
+    except (arrow_values._Inexact, *arrow_values._INEXACT, ArithmeticError):
+        return text_array(values)
+
+
+NUMBERS = st.one_of(
+    st.none(),
+    st.integers(-(10**20), 10**20),
+    st.builds(round, st.floats(-1e17, 1e17), st.integers(0, 14)),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 0.0001, 1e-5, 5e-324, 1e16, 1e20, 9999999999999998.0, 0.1, 12.345]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@example(values=[5e-324], precision=11, scale=4)  # rounds to 0 at that scale: not exact
+@example(values=[1e20], precision=37, scale=8)  # exponent notation
+@example(values=[-75092186529981.4, None], precision=19, scale=2)  # 16 digits: still exact
+@example(values=[24274781454.278572], precision=20, scale=5)  # one decimal too many
+@given(
+    values=st.lists(NUMBERS, max_size=8),
+    precision=st.integers(1, 38),
+    scale=st.integers(0, 12),
+)
+def test_integers_and_floats_become_the_decimals_the_value_by_value_path_makes(
+    values: list[Any], precision: int, scale: int
+) -> None:
+    wanted = pa.decimal128(precision, min(scale, precision))
+
+    assert exact_array(values, wanted).equals(_value_by_value(values, wanted))
+
+
+def test_sqlite_reals_of_a_price_column_read_back_as_their_decimals() -> None:
+    stored = [12.34, 12, 0.1, None, 9999999999.99, -0.5]  # NUMERIC affinity: REAL, or INTEGER when whole
+
+    read = exact_array(stored, pa.decimal128(12, 2))
+
+    assert read.type == pa.decimal128(12, 2)
+    assert read.to_pylist() == [
+        Decimal("12.34"),
+        Decimal("12.00"),
+        Decimal("0.10"),
+        None,
+        Decimal("9999999999.99"),
+        Decimal("-0.50"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stored", "why"),
+    [
+        ([1.005, 2.0], "more decimals than the scale"),
+        ([1e11], "more digits than the precision"),
+        ([float("nan")], "not a number"),
+    ],
+)
+def test_a_value_the_decimal_type_cannot_hold_leaves_the_column_as_text(stored: list[Any], why: str) -> None:
+    read = exact_array(stored, pa.decimal128(12, 2))
+
+    assert read.type == pa.string(), why
+    assert read.to_pylist() == [repr(v) if isinstance(v, float) else str(v) for v in stored]
