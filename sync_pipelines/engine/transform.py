@@ -57,6 +57,24 @@ class _DuplicateTracker:
         self.last_key: tuple[Any, ...] | None = None
         self.hashes = np.empty(0, dtype=np.int64)
 
+    def earlier_in_columns(self, key_columns: list[pa.Array]) -> list[int] | None:
+        """Indexes of a key-ordered batch's keys (given as columns, none null) equal to the previous batch's
+        last key, compared by Arrow; None: not a key-ordered read, or a key Arrow cannot compare so (left
+        to :meth:`earlier`)."""
+        if not self.ordered_by_key or not key_columns or not len(key_columns[0]):
+            return None
+        try:
+            hits: list[int] = []
+            if self.last_key is not None:
+                same = pc.equal(key_columns[0], pa.scalar(self.last_key[0], key_columns[0].type))
+                for column, value in zip(key_columns[1:], self.last_key[1:], strict=True):
+                    same = pc.and_(same, pc.equal(column, pa.scalar(value, column.type)))
+                hits = np.flatnonzero(np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)).tolist()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+        self.last_key = tuple(column[-1].as_py() for column in key_columns)
+        return hits
+
     def earlier(self, keys: list[tuple[Any, ...]]) -> set[int]:
         """Indexes of ``keys`` already seen in an earlier batch."""
         if not keys:
@@ -137,10 +155,12 @@ def map_batch(
         columns[target] = cast
     key_names = list(config.target.key)
     raw_key_columns = [table.column(config.source_column(k) or k) for k in key_names]
+    hits: list[int] | None = None
     if key_names and not errors and _keys_unique(columns, key_names):
         # No conversion failed, no key is null and none repeats within the batch: only earlier batches can clash.
         valid_rows = list(range(n))
-        valid_keys = list(zip(*[columns[k].to_pylist() for k in key_names], strict=True))
+        hits = duplicates.earlier_in_columns([columns[k] for k in key_names])
+        valid_keys = [] if hits is not None else list(zip(*[columns[k].to_pylist() for k in key_names], strict=True))
     else:
         key_lists = [columns[k].to_pylist() for k in key_names]
         keys = list(zip(*key_lists, strict=True)) if key_lists else [()] * n
@@ -159,7 +179,7 @@ def map_batch(
             seen_in_batch.add(key)
             valid_rows.append(i)
             valid_keys.append(key)
-    for pos in duplicates.earlier(valid_keys):
+    for pos in hits if hits is not None else duplicates.earlier(valid_keys):
         errors.setdefault(valid_rows[pos], []).append("duplicate key within the run")
     error_column = (
         pa.array(["; ".join(errors[i]) if i in errors else None for i in range(n)], pa.string())
