@@ -315,7 +315,8 @@ class SqlSourceReader:
 
         One narrow ``SELECT key FROM source WHERE filter``: on PostgreSQL one ``array_agg`` per key column
         (:func:`~sync_pipelines.connectors.pg_copy.aggregated_read`) or, for very large sources, ``COPY``; elsewhere
-        streamed in batches of ``batch_size`` rows. An incremental sync with
+        streamed in batches of ``batch_size`` rows (straight from the driver's cursor where its rows need no
+        conversion and it streams them, as SQLite's does). An incremental sync with
         ``delete_missing`` compares these keys with the target's to find the rows the source no longer has.
         """
         with translate_errors(self.endpoint, "scanning the source's keys"), self.engine.connect() as conn:
@@ -331,6 +332,16 @@ class SqlSourceReader:
                     yield found
                 else:
                     yield from pg_copy.read_csv_batches(conn, query, copy_types, batch_size)
+                return
+            if backend(conn).plain_cursor_streams and not _processed(conn, query):
+                # The driver's own rows are what SQLAlchemy would return (no column converts its values):
+                # read them from the cursor, without a result row object per key.
+                result = conn.execute(query)
+                try:
+                    while rows := result.cursor.fetchmany(batch_size):
+                        yield _rows_to_arrow(names, rows)
+                finally:
+                    result.close()
                 return
             result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
             for rows in result.partitions(batch_size):
@@ -369,6 +380,16 @@ def open_sql_source(config: SyncConfig) -> SqlSourceReader:
             endpoint=display_url(config.source.url),
         )
     return SqlSourceReader(config)
+
+
+def _processed(conn: Connection, query: sa.Select[Any]) -> bool:
+    """Whether SQLAlchemy converts the driver's values of some column ``query`` selects (dates kept as text by
+    SQLite, decimals kept as floats...)."""
+    dialect = conn.dialect
+    return any(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
+        for column in query.selected_columns
+    )
 
 
 def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataType] | None:

@@ -224,3 +224,66 @@ def test_missing_keys_single_composite_and_mixed_types() -> None:
     text = pa.table({"id": pa.array(["1", "x"], pa.string())})
     assert missing_keys(text, pa.table({"id": pa.array([1], pa.int64())})).column("id").to_pylist() == ["x"]
     assert missing_keys(target, target.slice(0, 0)).num_rows == 4
+
+
+def test_sqlite_keys_come_from_the_cursor_as_sqlalchemy_would_give_them(sqlite_dbs: Databases) -> None:
+    """Keys whose values SQLAlchemy would not convert (integers, texts, and dates, which the reader takes as
+    SQLite's text) are fetched from sqlite3's cursor; the filter's values are still bound through SQLAlchemy;
+    a key column SQLAlchemy converts (a boolean, from SQLite's 0 and 1) goes through its rows."""
+    from sync_pipelines.connectors import sql_source
+    from sync_pipelines.kinds import source_reader
+
+    events = sa.Table(
+        "events",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("code", sa.String(10)),
+        sa.Column("at", sa.DateTime),
+        sa.Column("flag", sa.Boolean),
+    )
+    engine = sqlite_dbs.source()
+    events.metadata.create_all(engine)
+    engine.dispose()
+    rows = [{"id": i, "code": f"c{i}", "at": T0 + dt.timedelta(hours=i), "flag": i % 2 == 0} for i in range(1, 8)]
+    _insert(sqlite_dbs, events, rows)
+
+    def keys(key: list[str], **extra: Any) -> tuple[list[Any], list[bool]]:
+        cfg = SyncConfig.model_validate(
+            {
+                "name": "events_sync",
+                "source": {"kind": "sql", "url": sqlite_dbs.source_url, "table": "events"},
+                "target": {"kind": "sql", "url": sqlite_dbs.target_url, "table": "wh_events", "key": key},
+                "mapping": {
+                    "id": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "at": {"type": "datetime"},
+                    "flag": {"type": "boolean"},
+                },
+                # A datetime bound as SQLAlchemy stores it on SQLite (microseconds included), not as sqlite3 would.
+                "filter": [{"column": "at", "op": "ge", "value": T0 + dt.timedelta(hours=3)}],
+                **extra,
+            }
+        )
+        reader = source_reader(cfg)
+        converted: list[bool] = []
+        real = sql_source._processed
+
+        def spy(conn: Any, query: Any) -> bool:
+            converted.append(real(conn, query))
+            return converted[-1]
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sql_source, "_processed", spy)
+            try:
+                batches = list(reader.read_keys(batch_size=2))  # type: ignore[attr-defined]
+            finally:
+                reader.close()  # type: ignore[attr-defined]
+        table = pa.concat_tables(batches)
+        return sorted(zip(*[table.column(k).to_pylist() for k in key], strict=True)), converted
+
+    assert keys(["id", "code"]) == ([(i, f"c{i}") for i in range(3, 8)], [False])
+    stored = [(f"{T0 + dt.timedelta(hours=i):%Y-%m-%d %H:%M:%S.%f}",) for i in range(3, 8)]
+    assert keys(["at"]) == (stored, [False])
+    flagged, converted = keys(["id", "flag"])
+    assert flagged == [(i, i % 2 == 0) for i in range(3, 8)] and converted == [True]
+    assert all(type(flag) is bool for _, flag in flagged)  # SQLAlchemy's rows: booleans, not sqlite3's 0 and 1

@@ -42,6 +42,9 @@ class SqlBackend:
     """How many key values one ``WHERE key IN (...)`` query may carry."""
     supports_copy: ClassVar[bool] = False
     """Whether rows can be streamed in with a bulk protocol (``COPY``) inside a transaction."""
+    plain_cursor_streams: ClassVar[bool] = False
+    """Whether the driver's plain cursor steps through a result as rows are fetched (no server-side cursor
+    needed), so a large read may fetch from it directly."""
     driver_modules: ClassVar[tuple[str, ...]] = ()
     """Top-level modules of the DBAPI drivers whose exceptions :meth:`is_transient` understands."""
     max_identifier_length: ClassVar[int | None] = None

@@ -78,6 +78,7 @@ class SqliteBackend(SqlBackend):
         return getattr(error, "sqlite_errorcode", None) in _UNIQUE_CODES
 
     concurrent_writers = False
+    plain_cursor_streams = True  # sqlite3 computes each row as it is fetched
 
     def lock_session(self, conn: Connection, engine: Engine) -> LockSession | None:
         """Exclusive ``flock`` s on files beside the database, released by the OS when the holder dies; none for
