@@ -80,3 +80,41 @@ def test_a_value_the_decimal_type_cannot_hold_leaves_the_column_as_text(stored: 
 
     assert read.type == pa.string(), why
     assert read.to_pylist() == [repr(v) if isinstance(v, float) else str(v) for v in stored]
+
+
+HEX_TEXTS = st.one_of(
+    st.none(),
+    st.binary(max_size=12).map(bytes.hex),
+    st.binary(max_size=12).map(lambda b: b.hex().upper()),  # MariaDB's HEX()
+    st.text(alphabet="0123456789abcdefABCDEFxg \\é", max_size=9),  # odd lengths, non-digits, spaces
+)
+
+
+@settings(max_examples=400, deadline=None)
+@example(texts=["\\x0a1b", None, "\\x"], prefix=2, cut=1)
+@example(texts=["0a 1b", "ff"], prefix=0, cut=0)  # a space: decoded value by value, as bytes.fromhex takes it
+@given(texts=st.lists(HEX_TEXTS, max_size=10), prefix=st.integers(0, 2), cut=st.integers(0, 3))
+def test_hex_text_decodes_on_the_buffer_as_value_by_value(texts: list[str | None], prefix: int, cut: int) -> None:
+    """Hex text (a slice of a longer column too) gives the bytes, or the error, ``bytes.fromhex`` gives."""
+    column = pa.array(["0"] * cut + texts, pa.string()).slice(cut)  # its buffer starting at an odd byte
+    try:
+        expected: Any = pa.array([None if t is None else bytes.fromhex(t[prefix:]) for t in texts], pa.binary())
+    except ValueError as exc:
+        expected = type(exc)
+    try:
+        got: Any = arrow_values.from_hex_text(column, prefix)
+    except ValueError as exc:
+        got = type(exc)
+    if isinstance(expected, pa.Array):
+        assert isinstance(got, pa.Array)
+        got.validate(full=True)
+        assert got.to_pylist() == expected.to_pylist()
+    else:
+        assert got is expected
+
+
+def test_hex_text_round_trips_through_the_buffer_path() -> None:
+    values = [bytes(range(i % 256, i % 256 + 9 if i % 256 < 247 else 256)) if i % 7 else None for i in range(5_000)]
+    column = pa.array(values, pa.binary())
+    assert arrow_values.from_hex_text(arrow_values.hex_text(column, b"\\x"), 2).to_pylist() == values
+    assert arrow_values.from_hex_text(pa.chunked_array([arrow_values.hex_text(column)])).to_pylist() == values
