@@ -260,13 +260,52 @@ def read_arrow(
 
 def read_arrow_sides(conn: Connection, sides: Sequence[Side], keys: pa.Table) -> list[pa.Table]:
     """The rows of each table of ``sides`` (tables keyed by the same columns, those of ``keys``) whose key is in
-    ``keys``, read by ONE ``COPY``: the server sends one message per key instead of one per key and table.
+    ``keys``.
 
-    The batch's keys are either one short ascending range (a full read: one index range scan per table, the
-    rows of the range that were not asked for left out afterwards) or staged with ``COPY`` and probed one index
-    lookup each (``LATERAL ... OFFSET 0`` keeps the planner from hashing a whole table whose statistics may be
-    stale: the cost follows the batch, not the table).
+    The batch's keys are either one short ascending range (a full read: one ``COPY`` of an index range scan per
+    table, the rows of the range that were not asked for left out afterwards; joining the tables on the server
+    would cost it more than the second statement costs) or staged with ``COPY`` and probed one index lookup each
+    in ONE ``COPY`` (the server sends one message per key instead of one per key and table; ``LATERAL ...
+    OFFSET 0`` keeps the planner from hashing a whole table whose statistics may be stale: the cost follows the
+    batch, not the table).
     """
+    if not keys.num_rows:
+        return [pa.table({c: pa.array([], s.field(c).type) for c in cols}) for _, cols, s in sides]
+    key = keys.column_names
+    raw = _raw(conn)
+    span = dense_range(keys) if all(key[0] in cols for _, cols, _ in sides) else None
+    with _driver_errors(f"read from {sides[0][0].fullname} through COPY"), raw.cursor() as cur:
+        if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
+            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+        if span is not None:
+            return [_read_range(cur, side, key[0], span, keys) for side in sides]
+        found = _read_probed(cur, sides, keys)
+    out = []
+    for i, (table, columns, schema) in enumerate(sides):
+        present = found.filter(pc.fill_null(found.column(f"{i}"), False))
+        side = pa.Table.from_arrays([present.column(f"{i}:{c}") for c in columns], names=list(columns))
+        out.append(_binary_columns(side, table, columns, schema))
+    return out
+
+
+def _read_range(cur: psycopg.Cursor[Any], side: Side, key: str, span: tuple[int, int], keys: pa.Table) -> pa.Table:
+    """The rows of one table whose ``key`` lies in ``span`` and is one of ``keys``."""
+    table, columns, schema = side
+    selected, types = _selection(table, columns, schema)
+    query = sql.SQL("COPY (SELECT {} FROM {} t WHERE t.{} BETWEEN {} AND {}) TO STDOUT (FORMAT csv)").format(
+        sql.SQL(", ").join(selected),
+        _identifier(table),
+        sql.Identifier(key),
+        sql.Literal(span[0]),
+        sql.Literal(span[1]),
+    )
+    found = only_keys(_parse_exact(_copy_out(cur, query), types), keys)
+    return _binary_columns(found, table, columns, schema)
+
+
+def _read_probed(cur: psycopg.Cursor[Any], sides: Sequence[Side], keys: pa.Table) -> pa.Table:
+    """For each staged key found in a table of ``sides``: a flag ``"<i>"`` per table, then its columns as
+    ``"<i>:<column>"``."""
     key = keys.column_names
     types: dict[str, pa.DataType] = {}
     selected: list[sql.Composable] = []
@@ -276,54 +315,23 @@ def read_arrow_sides(conn: Connection, sides: Sequence[Side], keys: pa.Table) ->
         side_selected, side_types = _selection(table, columns, schema, alias=f"s{i}")
         selected += side_selected
         types.update({f"{i}:{name}": kind for name, kind in side_types.items()})
-    if not keys.num_rows:
-        return [pa.table({c: pa.array([], s.field(c).type) for c in cols}) for _, cols, s in sides]
-    raw = _raw(conn)
-    span = dense_range(keys) if all(key[0] in cols for _, cols, _ in sides) else None
-    tables = [_identifier(t) for t, _, _ in sides]
-    with _driver_errors(f"read from {sides[0][0].fullname} through COPY"), raw.cursor() as cur:
-        if not str(raw.info.parameter_status("DateStyle") or "ISO").startswith("ISO"):
-            cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
-        if span is not None:
-            ranged = [
-                sql.SQL("(SELECT * FROM {} WHERE {} BETWEEN {} AND {}) s{}").format(
-                    t, sql.Identifier(key[0]), sql.Literal(span[0]), sql.Literal(span[1]), sql.SQL(str(i))
-                )
-                for i, t in enumerate(tables)
-            ]
-            source: sql.Composable = ranged[0]
-            for i, part in enumerate(ranged[1:], start=1):
-                source = sql.SQL("{} FULL JOIN {} ON s0.{} = s{}.{}").format(
-                    source, part, sql.Identifier(key[0]), sql.SQL(str(i)), sql.Identifier(key[0])
-                )
-        else:
-            _stage(cur, _ARROW_KEYS, sides[0][0], keys)
-            probes = [
-                sql.SQL("LEFT JOIN LATERAL (SELECT * FROM {} tt WHERE {} OFFSET 0) s{} ON true").format(
-                    t,
-                    sql.SQL(" AND ").join(sql.SQL("tt.{0} = k.{0}").format(sql.Identifier(c)) for c in key),
-                    sql.SQL(str(i)),
-                )
-                for i, t in enumerate(tables)
-            ]
-            found_any = sql.SQL(" OR ").join(
-                sql.SQL("s{}.{} IS NOT NULL").format(sql.SQL(str(i)), sql.Identifier(key[0])) for i in range(len(sides))
-            )
-            source = sql.SQL("{} k {} WHERE {}").format(_ARROW_KEYS, sql.SQL(" ").join(probes), found_any)
-        query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(sql.SQL(", ").join(selected), source)
-        data = _copy_out(cur, query)
-        if span is None:
-            cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
-    found = _parse_exact(data, types)
-    out = []
-    for i, (table, columns, schema) in enumerate(sides):
-        present = found.filter(pc.fill_null(found.column(f"{i}"), False))
-        side = pa.Table.from_arrays([present.column(f"{i}:{c}") for c in columns], names=list(columns))
-        if span is not None:
-            side = only_keys(side, keys)
-        side = _binary_columns(side, table, columns, schema)
-        out.append(side)
-    return out
+    _stage(cur, _ARROW_KEYS, sides[0][0], keys)
+    probes = [
+        sql.SQL("LEFT JOIN LATERAL (SELECT * FROM {} tt WHERE {} OFFSET 0) s{} ON true").format(
+            _identifier(table),
+            sql.SQL(" AND ").join(sql.SQL("tt.{0} = k.{0}").format(sql.Identifier(c)) for c in key),
+            sql.SQL(str(i)),
+        )
+        for i, (table, _, _) in enumerate(sides)
+    ]
+    found_any = sql.SQL(" OR ").join(
+        sql.SQL("s{}.{} IS NOT NULL").format(sql.SQL(str(i)), sql.Identifier(key[0])) for i in range(len(sides))
+    )
+    source = sql.SQL("{} k {} WHERE {}").format(_ARROW_KEYS, sql.SQL(" ").join(probes), found_any)
+    query = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT csv)").format(sql.SQL(", ").join(selected), source)
+    data = _copy_out(cur, query)
+    cur.execute(sql.SQL("DROP TABLE {}").format(_ARROW_KEYS))
+    return _parse_exact(data, types)
 
 
 AGGREGATED_ROWS = 10_000_000
