@@ -461,6 +461,73 @@ def test_binary_values_round_trip_byte_for_byte(engine: sa.Engine) -> None:
     assert sorted(read.to_pylist(), key=lambda r: r["id"]) == rows.to_pylist()
 
 
+def test_binary_values_beside_text_round_trip(engine: sa.Engine) -> None:
+    """A row with binary and text values (escapes, letters beyond ASCII) is written and read back as it was: on
+    MariaDB such a file is sent as binary, its text converted from UTF-8 on the server."""
+    table = sa.Table(
+        "mixed",
+        sa.MetaData(),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("data", sa.LargeBinary),
+        sa.Column("note", LONG_TEXT),
+        sa.Column("n", sa.Integer),
+    )
+    rows = pa.table(
+        {
+            "name": ["é 漢字 😀", "tab\there", "back\\slash\\N", "plain"],
+            "data": pa.array([bytes(range(256)), b"\\N", None, b""], pa.binary()),
+            "note": [ODD_TEXT, None, "", "\\N"],
+            "n": pa.array([1, None, 3, 4], pa.int32()),
+        }
+    )
+    schema = rows.schema
+    with engine.begin() as conn:
+        table.create(conn)
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows.slice(0, 3))
+        db.upsert_arrow(conn, table, rows.slice(2), ["name"])
+        read = db.read_arrow(conn, table, schema.names, rows.select(["name"]), schema)
+    assert sorted(read.to_pylist(), key=lambda r: r["name"]) == sorted(rows.to_pylist(), key=lambda r: r["name"])
+
+
+def test_mariadb_text_of_another_character_set_beside_binary_values(tmp_path: Path) -> None:
+    """A file with binary values is read as binary: text still lands in a latin1 column as its letters, not as
+    the bytes of their UTF-8."""
+    gen = make_databases("mariadb", tmp_path)
+    dbs = next(gen)
+    engine = _engine(dbs)
+    table = sa.Table(
+        "latin",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("name", sa.String(32)),
+        sa.Column("data", sa.LargeBinary),
+    )
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TABLE latin (id BIGINT PRIMARY KEY, name VARCHAR(32) CHARACTER SET latin1, data BLOB)"
+            )
+            db = backend(conn)
+            assert db.can_load_local(conn)
+            rows = pa.table(
+                {"id": pa.array([1, 2], pa.int64()), "name": ["Müller\tçà", None], "data": [b"\xe9\x00", b"\t"]}
+            )
+            db.insert_arrow(conn, table, rows)
+            stored = conn.exec_driver_sql("SELECT HEX(name), CHAR_LENGTH(name) FROM latin WHERE id = 1").one()
+            read = db.read_arrow(conn, table, rows.column_names, rows.select(["id"]), rows.schema)
+        assert tuple(stored) == ("Müller\tçà".encode("latin-1").hex().upper(), 9)
+        assert sorted(read.to_pylist(), key=lambda r: r["id"]) == rows.to_pylist()
+        with engine.begin() as conn, pytest.raises(sa.exc.DBAPIError, match="Incorrect string value"):
+            backend(conn).insert_arrow(
+                conn, table, pa.table({"id": pa.array([3], pa.int64()), "name": ["漢字"], "data": [b"x"]})
+            )
+    finally:
+        engine.dispose()
+        for _ in gen:
+            pass
+
+
 def test_read_of_keys_in_key_order_returns_exactly_those_keys(engine: sa.Engine) -> None:
     """Ascending keys of a short range (a full read's batch) and scattered ones give the same answer."""
     table = sa.Table(

@@ -61,34 +61,48 @@ def _naive_utc(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def delimited_lines(rows: pa.Table) -> pa.Array:
-    """``rows`` as the lines of a ``LOAD DATA`` file, one string per row, each ending with a newline.
+    """``rows`` as the lines of a ``LOAD DATA`` file, one value per row, each ending with a newline.
 
     Fields are separated by tabs; NULL is ``\\N``; backslashes, tabs, newlines and NUL are escaped
     with a backslash (the defaults of ``FIELDS ESCAPED BY '\\\\'``); booleans are ``1``/``0``;
-    timestamps are naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``.
+    timestamps are naive UTC ``YYYY-MM-DD HH:MM:SS.ffffff``; binary values are their own bytes, escaped
+    alike (a file with binary values is read ``CHARACTER SET binary``). The lines are text unless a column
+    is binary.
     """
     fields = [_delimited_field(rows.column(i)) for i in range(rows.num_columns)]
     if not fields:
         raise ValueError("no column to write")
-    line = pc.binary_join_element_wise(*fields, "\t") if len(fields) > 1 else fields[0]
-    return pc.binary_join_element_wise(line, pa.scalar(""), "\n")
+    if any(pa.types.is_binary(f.type) for f in fields):
+        fields = [f.cast(pa.binary()) for f in fields]  # zero-copy for text
+        tab, newline, empty = (pa.scalar(b, pa.binary()) for b in (b"\t", b"\n", b""))
+    else:
+        tab, newline, empty = (pa.scalar(t, pa.string()) for t in ("\t", "\n", ""))
+    # The newline goes after the last field first: one pass over that column instead of one over every line.
+    fields[-1] = pc.binary_join_element_wise(fields[-1], empty, newline)
+    return pc.binary_join_element_wise(*fields, tab) if len(fields) > 1 else fields[0]
+
+
+_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\0", "\\0"))
 
 
 def _delimited_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
     kind = column.type
-    if pa.types.is_binary(kind):
-        text = hex_text(column)  # loaded through UNHEX (see the MariaDB backend's LOAD DATA)
-    elif pa.types.is_boolean(kind):
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        raw = column.cast(pa.binary())
+        for plain, escaped in _ESCAPES:
+            raw = pc.replace_substring(raw, plain.encode(), escaped.encode())
+        return pc.fill_null(raw, pa.scalar(b"\\N", pa.binary()))
+    if pa.types.is_boolean(kind):
         text = pc.cast(pc.cast(column, pa.int8()), pa.string())
     elif pa.types.is_timestamp(kind):
         text = pc.cast(_naive_utc(column).cast(pa.timestamp("us")), pa.string())
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = column.cast(pa.string())
-        for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\0", "\\0")):
-            text = pc.replace_substring(text, raw, escaped)
+        for plain, escaped in _ESCAPES:
+            text = pc.replace_substring(text, plain, escaped)
     else:
         text = pc.cast(column, pa.string())
-    return pc.fill_null(text, "\\N")
+    return pc.fill_null(text, pa.scalar("\\N", pa.string()))
 
 
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -227,15 +227,22 @@ def _load_data(conn: Connection, table: sa.Table, rows: pa.Table) -> None:
     raised here as the driver error of the first warning, which the caller's transaction rolls back.
     """
     preparer = conn.dialect.identifier_preparer
-    # Binary values travel as hex text into a user variable, decoded by UNHEX (the file is read as utf8mb4).
-    binary = [i for i, f in enumerate(rows.schema) if pa.types.is_binary(f.type)]
-    names = ", ".join(f"@b{i}" if i in binary else preparer.quote(c) for i, c in enumerate(rows.column_names))
-    decoded = ", ".join(f"{preparer.quote(rows.column_names[i])} = UNHEX(@b{i})" for i in binary)
+    # Binary values travel as their own bytes, so the file is read as binary; text then goes through a user
+    # variable CONVERTed from UTF-8 (the file's encoding) into its column's character set.
+    binary = any(pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type) for f in rows.schema)
+    texts = [
+        i
+        for i, f in enumerate(rows.schema)
+        if binary and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    names = ", ".join(f"@t{i}" if i in texts else preparer.quote(c) for i, c in enumerate(rows.column_names))
+    converted = ", ".join(f"{preparer.quote(rows.column_names[i])} = CONVERT(@t{i} USING utf8mb4)" for i in texts)
     # The default FIELDS and LINES options: tab-separated, backslash escapes, \N for NULL, newline-ended.
     # PyMySQL formats the path in with %: the preparer has doubled any % in a name.
-    statement = f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(table)} CHARACTER SET utf8mb4 ({names})"
-    if decoded:
-        statement += f" SET {decoded}"
+    charset = "binary" if binary else "utf8mb4"
+    statement = f"LOAD DATA LOCAL INFILE %s INTO TABLE {preparer.format_table(table)} CHARACTER SET {charset} ({names})"
+    if converted:
+        statement += f" SET {converted}"
     lines = delimited_lines(rows)
     if isinstance(lines, pa.ChunkedArray):
         lines = lines.combine_chunks()
