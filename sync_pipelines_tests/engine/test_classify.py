@@ -24,6 +24,7 @@ from sync_pipelines.config import SyncConfig
 from sync_pipelines.connectors.fingerprint import normalise_row, values_hash
 from sync_pipelines.connectors.rowhash import FieldHashes, column_of, digests_to_binary, row_hashes
 from sync_pipelines.connectors.values import arrow_type, display, same
+from sync_pipelines.engine import classify as classify_module
 from sync_pipelines.engine.classify import Rules, baseline_schema, classify
 from sync_pipelines.engine.transform import ERROR_COLUMN, KEY_COLUMN
 from sync_pipelines.types import ConflictPolicy, RecordAction
@@ -311,3 +312,21 @@ def test_record_keys_and_changes_render_as_the_per_record_path_wrote_them() -> N
     expected = {f: [display(old[f]), display(new[f])] for f in FIELDS}
     assert row["record_key"] == dumps({"id": 7})
     assert row["changes"] == dumps(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    left=st.lists(st.integers(0, 30), unique=True, max_size=12),
+    right=st.lists(st.integers(0, 30), unique=True, max_size=12),
+    same=st.booleans(),
+)
+def test_rows_are_aligned_by_key_whether_or_not_both_sides_hold_the_same_keys_in_order(
+    left: list[int], right: list[int], same: bool
+) -> None:
+    """The positional shortcut (the same keys in the same order) and the join give each left row its right row."""
+    if same:
+        right = list(left)
+    lt = pa.table({"id": pa.array(left, pa.int64()), "__i": pa.array(range(len(left)), pa.int64())})
+    rt = pa.table({"id": pa.array(right, pa.int64()), "__c": pa.array(range(len(right)), pa.int64())})
+    where = {k: i for i, k in enumerate(right)}
+    assert classify_module._align(lt, rt, ("id",), "__i", "__c").tolist() == [where.get(k, -1) for k in left]
