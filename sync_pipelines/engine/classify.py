@@ -134,15 +134,39 @@ def _align(
     out = np.full(n, -1, dtype=np.int64)
     if n == 0 or right.num_rows == 0:
         return out
+    left_at = np.asarray(left.column(left_index).to_numpy())
+    right_at = np.asarray(right.column(right_index).to_numpy())
     if right.num_rows == n and all(left.column(k).equals(right.column(k)) for k in key):
         # The same keys in the same order (a full read of a target written in key order): no join to run.
-        out[np.asarray(left.column(left_index).to_numpy())] = np.asarray(right.column(right_index).to_numpy())
+        out[left_at] = right_at
+        return out
+    if _one_integer_key(left, right, key):
+        # A single integer key (unique on the right: a primary key) is looked up in the sorted right keys.
+        wanted = np.asarray(left.column(key[0]).to_numpy())
+        have = np.asarray(right.column(key[0]).to_numpy())
+        order = np.argsort(have, kind="stable")
+        ordered = have[order]
+        at = np.minimum(np.searchsorted(ordered, wanted), len(have) - 1)
+        found = ordered[at] == wanted
+        out[left_at[found]] = right_at[order[at[found]]]
         return out
     joined = left.join(right, keys=list(key), join_type="inner")
     li = np.asarray(joined.column(left_index).to_numpy())
     ri = np.asarray(joined.column(right_index).to_numpy())
     out[li] = ri
     return out
+
+
+def _one_integer_key(left: pa.Table, right: pa.Table, key: tuple[str, ...]) -> bool:
+    if len(key) != 1:
+        return False
+    kind = left.schema.field(key[0]).type
+    return (
+        pa.types.is_integer(kind)
+        and right.schema.field(key[0]).type == kind
+        and left.column(key[0]).null_count == 0
+        and right.column(key[0]).null_count == 0
+    )
 
 
 def _take(column: Column, where: np.ndarray[Any, Any]) -> Column:

@@ -314,19 +314,25 @@ def test_record_keys_and_changes_render_as_the_per_record_path_wrote_them() -> N
     assert row["changes"] == dumps(expected)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
-    left=st.lists(st.integers(0, 30), unique=True, max_size=12),
-    right=st.lists(st.integers(0, 30), unique=True, max_size=12),
+    left=st.lists(st.integers(-5, 30), unique=True, max_size=12),
+    right=st.lists(st.integers(-5, 30), unique=True, max_size=12),
     same=st.booleans(),
+    kind=st.sampled_from([pa.int64(), pa.int32(), pa.string()]),
 )
 def test_rows_are_aligned_by_key_whether_or_not_both_sides_hold_the_same_keys_in_order(
-    left: list[int], right: list[int], same: bool
+    left: list[int], right: list[int], same: bool, kind: pa.DataType
 ) -> None:
-    """The positional shortcut (the same keys in the same order) and the join give each left row its right row."""
+    """Each left row gets its right row (or -1) alike from the positional shortcut (the same keys in the same
+    order), the sorted lookup of integer keys and the join of other keys."""
     if same:
         right = list(left)
-    lt = pa.table({"id": pa.array(left, pa.int64()), "__i": pa.array(range(len(left)), pa.int64())})
-    rt = pa.table({"id": pa.array(right, pa.int64()), "__c": pa.array(range(len(right)), pa.int64())})
+
+    def keyed(values: list[int], index: str) -> pa.Table:
+        keys = pa.array([str(v) if pa.types.is_string(kind) else v for v in values], kind)
+        return pa.table({"id": keys, index: pa.array(range(len(values)), pa.int64())})
+
     where = {k: i for i, k in enumerate(right)}
-    assert classify_module._align(lt, rt, ("id",), "__i", "__c").tolist() == [where.get(k, -1) for k in left]
+    got = classify_module._align(keyed(left, "__i"), keyed(right, "__c"), ("id",), "__i", "__c")
+    assert got.tolist() == [where.get(k, -1) for k in left]
