@@ -291,6 +291,29 @@ class FieldHashes:
         for i, name in enumerate(self.fields):
             self.matrix[i] = columns[name].hashes(name, types.get(name, "string"))
 
+    @classmethod
+    def reusing(
+        cls, columns: Mapping[str, Column], types: Mapping[str, str], known: FieldHashes, of: Mapping[str, Column]
+    ) -> FieldHashes:
+        """The field hashes of ``columns``, copied from ``known`` (the hashes of ``of``, the same rows) where a
+        value equals the known one: equal values of one Arrow type have one canonical word, so they hash alike.
+        Only the other values are hashed (a full read of an unchanged target hashes nothing)."""
+        out = cls.__new__(cls)
+        out.fields = sorted(columns)
+        out.n = known.n
+        out.matrix = np.empty((len(out.fields), out.n), dtype=U64)
+        for i, name in enumerate(out.fields):
+            column, declared = columns[name], types.get(name, "string")
+            same = _same_values(column, of[name]) if name in known.fields and name in of else None
+            if same is None or not same.any():
+                out.matrix[i] = column.hashes(name, declared)
+                continue
+            out.matrix[i] = known.matrix[known.fields.index(name)]
+            if not same.all():
+                rest = np.flatnonzero(~same)
+                out.matrix[i, rest] = column.take(pa.array(rest, pa.int64())).hashes(name, declared)
+        return out
+
     @property
     def rows(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Each row's hash as a signed 64-bit integer (as stored in a ``bigint``)."""
@@ -299,6 +322,22 @@ class FieldHashes:
     def digests(self) -> np.ndarray[Any, np.dtype[np.uint16]]:
         """The 16-bit field digests, shape (rows, fields)."""
         return (self.matrix & U64(0xFFFF)).astype(np.uint16).T.copy()
+
+
+def _same_values(a: Column, b: Column) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+    """Where ``a`` and ``b`` hold the same value (NULL and NULL alike); None when they cannot be compared as typed
+    values (another Arrow type, or a value kept as text)."""
+    if a.text is not None or b.text is not None or a.typed.type != b.typed.type or len(a.typed) != len(b.typed):
+        return None
+    try:
+        equal = pc.equal(a.typed, b.typed)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+    same = np.asarray(equal.to_numpy(zero_copy_only=False)) if equal.null_count == 0 else None
+    if same is None:
+        both_null = np.asarray(a.typed.is_null()) & np.asarray(b.typed.is_null())
+        same = np.asarray(pc.fill_null(equal, False).to_numpy(zero_copy_only=False)) | both_null
+    return same.astype(bool, copy=False)
 
 
 def row_hashes(table: pa.Table, types: Mapping[str, str], fields: Sequence[str]) -> np.ndarray[Any, Any]:

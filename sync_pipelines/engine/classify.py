@@ -209,7 +209,7 @@ def classify(rules: Rules, batch: pa.Table, current: pa.Table, baselines: pa.Tab
     tgt = {c: _take(col, np.where(present, at_target, 0)) for c, col in tgt_all.items()} if current.num_rows else None
     if tgt is None:
         tgt = {c: Column(pa.nulls(n, col.typed.type)) for c, col in src.items()}
-    target_hashes = FieldHashes({f: tgt[f] for f in fields}, types, n)
+    target_hashes = FieldHashes.reusing({f: tgt[f] for f in fields}, types, source_hashes, src)
     s_rows, t_rows = source_hashes.rows, target_hashes.rows
     differs = source_hashes.matrix != target_hashes.matrix  # fields x rows
     any_diff = differs.any(axis=0) if len(fields) else np.zeros(n, dtype=bool)

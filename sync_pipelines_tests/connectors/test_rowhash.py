@@ -115,3 +115,45 @@ def test_field_digests_round_trip_through_their_binary_form(fields: int) -> None
     back, valid = binary_to_digests(digests_to_binary(digests), fields)
     assert back.tolist() == digests.tolist()
     assert valid.tolist() == [True, True, True] or fields == 0
+
+
+_PAIR_VALUES = {
+    "name": st.one_of(st.none(), st.sampled_from(["", "a", "Ada", "x" * 300]), st.text(max_size=12)),
+    "price": st.one_of(st.none(), st.decimals(min_value=-999, max_value=999, places=2, allow_nan=False)),
+    "ratio": st.one_of(st.none(), st.sampled_from([0.0, -0.0, 1.5, float("nan"), float("inf")]), st.floats()),
+    "ok": st.one_of(st.none(), st.booleans()),
+    "text_price": st.one_of(st.none(), st.sampled_from(["1.50", "abc", "2"])),  # "abc" keeps its text
+}
+_PAIR_TYPES = {
+    "name": "string",
+    "price": "decimal(12,2)",
+    "ratio": "float",
+    "ok": "boolean",
+    "text_price": "decimal(12,2)",
+}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(data=st.data(), n=st.integers(0, 8))
+def test_hashes_reused_from_equal_values_are_the_hashes_of_the_values(data: st.DataObject, n: int) -> None:
+    """Target hashes copied from the source's where the values are equal (-0.0 and 0.0, NULL and NULL) are what
+    hashing the target's values gives; NaN, unequal values and values kept as text are hashed."""
+    source: dict[str, list[object]] = {
+        f: data.draw(st.lists(s, min_size=n, max_size=n)) for f, s in _PAIR_VALUES.items()
+    }
+    target = {
+        f: [v if data.draw(st.booleans()) else data.draw(_PAIR_VALUES[f]) for v in values]
+        for f, values in source.items()
+    }
+
+    def columns(values: dict[str, list[object]]) -> dict[str, rowhash.Column]:
+        return {
+            f: column_of(pa.array(v, pa.string() if f == "text_price" else None), _PAIR_TYPES[f])
+            for f, v in values.items()
+        }
+
+    src, tgt = columns(source), columns(target)
+    known = rowhash.FieldHashes(src, _PAIR_TYPES, n)
+    reused = rowhash.FieldHashes.reusing(tgt, _PAIR_TYPES, known, src)
+    assert reused.fields == known.fields
+    assert np.array_equal(reused.matrix, rowhash.FieldHashes(tgt, _PAIR_TYPES, n).matrix)
