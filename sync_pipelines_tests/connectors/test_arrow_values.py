@@ -118,3 +118,35 @@ def test_hex_text_round_trips_through_the_buffer_path() -> None:
     column = pa.array(values, pa.binary())
     assert arrow_values.from_hex_text(arrow_values.hex_text(column, b"\\x"), 2).to_pylist() == values
     assert arrow_values.from_hex_text(pa.chunked_array([arrow_values.hex_text(column)])).to_pylist() == values
+
+
+DECIMAL_TEXTS = st.one_of(
+    st.none(),
+    st.integers(0, 6)
+    .flatmap(lambda places: st.decimals(allow_nan=False, allow_infinity=False, places=places))
+    .map(str),
+    st.from_regex(r"\A[+-]?\d{0,14}(\.\d{0,6})?([eE][+-]?\d{1,2})?\Z"),
+    st.sampled_from(["1.505", " 1.5", "1_0", "NaN", "-inf", "", "-", ".", "-0.00", "0.001", "1e-3", "00012.30"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@example(texts=["1.5", "12345678901.00"], precision=12, scale=2)
+@example(texts=["0.50", "0"], precision=2, scale=2)
+@given(texts=st.lists(DECIMAL_TEXTS, max_size=6), precision=st.integers(1, 38), scale=st.integers(0, 10))
+def test_decimal_texts_read_column_wise_as_value_by_value(texts: list[str | None], precision: int, scale: int) -> None:
+    """Decimal text (MariaDB's ``CAST(... AS CHAR)``) cast by Arrow gives what ``Decimal`` value by value gives,
+    or the text when a value is not exact (a declared scale is at most its precision, as in SQL)."""
+    scale = min(scale, precision)
+    wanted = pa.decimal128(precision, scale)
+    column = pa.array(texts, pa.string())
+    try:
+        values = [None if t is None else Decimal(t) for t in texts]
+        if any(v is not None and not v.is_finite() for v in values):
+            raise arrow_values._Inexact(wanted)
+        expected = pa.array([arrow_values._as_decimal(v, wanted) for v in values], wanted)
+    except (arrow_values._Inexact, *arrow_values._INEXACT, ArithmeticError):
+        expected = column
+    got = arrow_values.exact_from_text(column, wanted)
+    assert got.type == expected.type
+    assert got.to_pylist() == expected.to_pylist()

@@ -403,6 +403,10 @@ def _from_text(text: pa.Array | pa.ChunkedArray, wanted: pa.DataType) -> pa.Arra
                 raise _Inexact(wanted) from None
             return pa.array([None if v is None else _naive(dt.datetime.fromisoformat(v)) for v in texts], wanted)
     if pa.types.is_decimal(wanted):
+        try:
+            return pc.cast(text, wanted)  # refuses a text that would lose digits or overflow the precision
+        except _INEXACT:
+            pass  # judged value by value: forms Arrow does not read (spaces, underscores), or not exact
         values = [None if v is None else Decimal(v) for v in text.to_pylist()]
         if any(v is not None and not v.is_finite() for v in values):
             raise _Inexact(wanted)
