@@ -163,7 +163,12 @@ class MySqlBackend(SqlBackend):
         conditions, span = self.read_conditions(alias, columns, keys)
         lines: list[str] = []
         for condition in conditions:
-            lines += conn.execute(sa.select(line).select_from(alias).where(condition)).scalars().all()
+            # The line is text SQLAlchemy does not convert: taken from the driver's cursor, without a Row per line.
+            result = conn.execute(sa.select(line).select_from(alias).where(condition))
+            try:
+                lines += [row[0] for row in result.cursor.fetchall()]
+            finally:
+                result.close()
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
         read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
         return only_keys(read, keys) if span is not None else read
