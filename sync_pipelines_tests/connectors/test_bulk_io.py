@@ -280,14 +280,22 @@ def test_read_falls_back_to_text_where_a_value_does_not_convert_exactly(engine: 
         sa.Column("exact", sa.Numeric(12, 3)),
         sa.Column("real", sa.Double),
         sa.Column("flag", sa.SmallInteger),
+        sa.Column("code", sa.String(16)),  # declared an integer, holding text a CSV line must quote
     )
     _create(engine, table)
     with engine.begin() as conn:
         conn.execute(
             sa.insert(table),
             [
-                {"id": 1, "amount": Decimal("1.234"), "exact": Decimal("1.230"), "real": 1.5, "flag": 1},
-                {"id": 2, "amount": None, "exact": None, "real": None, "flag": 2},
+                {
+                    "id": 1,
+                    "amount": Decimal("1.234"),
+                    "exact": Decimal("1.230"),
+                    "real": 1.5,
+                    "flag": 1,
+                    "code": '7,"x"\n',
+                },
+                {"id": 2, "amount": None, "exact": None, "real": None, "flag": 2, "code": ""},
             ],
         )
     wanted = pa.schema(
@@ -297,6 +305,7 @@ def test_read_falls_back_to_text_where_a_value_does_not_convert_exactly(engine: 
             ("exact", pa.decimal128(12, 2)),
             ("real", pa.decimal128(12, 2)),
             ("flag", pa.bool_()),
+            ("code", pa.int64()),
         ]
     )
     with engine.begin() as conn:
@@ -310,6 +319,7 @@ def test_read_falls_back_to_text_where_a_value_does_not_convert_exactly(engine: 
     assert back.column("real").to_pylist() == ["1.5", None]
     assert back.column("flag").type == pa.string()
     assert back.column("flag").to_pylist() == ["1", "2"]
+    assert back.column("code").to_pylist() == ['7,"x"\n', ""]
 
 
 def test_sqlite_text_in_an_integer_column_reads_as_text(sqlite_dbs: Databases) -> None:

@@ -219,9 +219,9 @@ def dense_range(keys: pa.Table) -> tuple[int, int] | None:
 def parse_text_csv(
     data: bytes, columns: Sequence[str], schema: pa.Schema, *, float_columns: Collection[str] = ()
 ) -> pa.Table:
-    """CSV text of ``columns`` (every field quoted, NULL an unquoted empty field, binary as hex) as Arrow
-    columns of their types in ``schema`` where every value converts exactly, else as text. Values of
-    ``float_columns`` (floating-point columns) are never taken as decimals."""
+    """CSV text of ``columns`` (texts quoted, numbers, dates and times unquoted, NULL an unquoted empty field,
+    binary as quoted hex) as Arrow columns of their types in ``schema`` where every value converts exactly, else
+    as text. Values of ``float_columns`` (floating-point columns) are never taken as decimals."""
     if not data:
         return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
     text = pa_csv.read_csv(
