@@ -133,6 +133,7 @@ DECIMAL_TEXTS = st.one_of(
 @settings(max_examples=400, deadline=None)
 @example(texts=["1.5", "12345678901.00"], precision=12, scale=2)
 @example(texts=["0.50", "0"], precision=2, scale=2)
+@example(texts=["1249999999999998657822717"], precision=29, scale=4)  # 29 digits: past the default context
 @given(texts=st.lists(DECIMAL_TEXTS, max_size=6), precision=st.integers(1, 38), scale=st.integers(0, 10))
 def test_decimal_texts_read_column_wise_as_value_by_value(texts: list[str | None], precision: int, scale: int) -> None:
     """Decimal text (MariaDB's ``CAST(... AS CHAR)``) cast by Arrow gives what ``Decimal`` value by value gives,

@@ -11,7 +11,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Collection, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 _INEXACT = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, ValueError, TypeError)
+_WIDE = Context(prec=80)
+"""Enough digits to rescale any decimal128 value (the default context keeps 28, fewer than 38)."""
 _SUB_MICRO = re.compile(r"\.\d{7,}")
 
 
@@ -343,7 +345,7 @@ def _as_decimal(value: Any, wanted: pa.Decimal128Type) -> Decimal | None:
         return None
     # A float stored for a decimal column (SQLite's NUMERIC) stands for its shortest decimal form.
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    scaled = number.quantize(Decimal(1).scaleb(-wanted.scale))
+    scaled = number.quantize(Decimal(1).scaleb(-wanted.scale), context=_WIDE)
     if scaled != number or len(scaled.as_tuple().digits) > wanted.precision:
         raise _Inexact(value)
     return scaled
