@@ -113,7 +113,8 @@ class SqlSourceReader:
                     f"source table {where!r} does not exist", endpoint=self.endpoint
                 ) from None
         assert self.source.query is not None
-        probe = conn.execution_options(stream_results=True).execute(sa.text(self.source.query))
+        # Options of this statement only: Connection.execution_options would keep streaming on for the connection.
+        probe = conn.execute(sa.text(self.source.query), execution_options={"stream_results": True})
         names = list(probe.keys())
         probe.close()
         return sa.text(self.source.query).columns(*[sa.column(n) for n in names]).subquery("src")
@@ -298,7 +299,7 @@ class SqlSourceReader:
                         }
                     yield SourceBatch(table, position)
                 return
-            result = conn.execution_options(stream_results=True, yield_per=cfg.batch_size).execute(query)
+            result = conn.execute(query, execution_options={"yield_per": cfg.batch_size})
             for rows in result.partitions(cfg.batch_size):
                 table = _rows_to_arrow(names, rows)
                 last = rows[-1]._mapping
@@ -335,15 +336,16 @@ class SqlSourceReader:
                 return
             if backend(conn).plain_cursor_streams and not _processed(conn, query):
                 # The driver's own rows are what SQLAlchemy would return (no column converts its values):
-                # read them from the cursor, without a result row object per key.
-                result = conn.execute(query)
+                # read them from the cursor, without a result row object per key. Not streamed, so that
+                # SQLAlchemy has taken no row from the cursor first.
+                result = conn.execute(query, execution_options={"stream_results": False})
                 try:
                     while rows := result.cursor.fetchmany(batch_size):
                         yield _rows_to_arrow(names, rows)
                 finally:
                     result.close()
                 return
-            result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+            result = conn.execute(query, execution_options={"yield_per": batch_size})
             for rows in result.partitions(batch_size):
                 yield _rows_to_arrow(names, rows)
 

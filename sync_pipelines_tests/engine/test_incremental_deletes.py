@@ -247,11 +247,14 @@ def test_sqlite_keys_come_from_the_cursor_as_sqlalchemy_would_give_them(sqlite_d
     rows = [{"id": i, "code": f"c{i}", "at": T0 + dt.timedelta(hours=i), "flag": i % 2 == 0} for i in range(1, 8)]
     _insert(sqlite_dbs, events, rows)
 
-    def keys(key: list[str], **extra: Any) -> tuple[list[Any], list[bool]]:
+    def keys(key: list[str], query: str | None = None, **extra: Any) -> tuple[list[Any], list[bool]]:
+        source = {"kind": "sql", "url": sqlite_dbs.source_url, "table": "events"}
+        if query is not None:
+            source = {"kind": "sql", "url": sqlite_dbs.source_url, "query": query}
         cfg = SyncConfig.model_validate(
             {
                 "name": "events_sync",
-                "source": {"kind": "sql", "url": sqlite_dbs.source_url, "table": "events"},
+                "source": source,
                 "target": {"kind": "sql", "url": sqlite_dbs.target_url, "table": "wh_events", "key": key},
                 "mapping": {
                     "id": {"type": "integer"},
@@ -282,6 +285,12 @@ def test_sqlite_keys_come_from_the_cursor_as_sqlalchemy_would_give_them(sqlite_d
         return sorted(zip(*[table.column(k).to_pylist() for k in key], strict=True)), converted
 
     assert keys(["id", "code"]) == ([(i, f"c{i}") for i in range(3, 8)], [False])
+    # A source defined by a query is probed for its columns first (a streamed statement): the keys read after
+    # it on the same connection still start with the first one.
+    assert keys(["id", "code"], query="SELECT id, code, at, flag FROM events") == (
+        [(i, f"c{i}") for i in range(3, 8)],
+        [False],
+    )
     stored = [(f"{T0 + dt.timedelta(hours=i):%Y-%m-%d %H:%M:%S.%f}",) for i in range(3, 8)]
     assert keys(["at"]) == (stored, [False])
     flagged, converted = keys(["id", "flag"])

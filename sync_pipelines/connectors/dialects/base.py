@@ -189,7 +189,7 @@ class SqlBackend:
         """
         selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
         found: list[list[Any]] = [[] for _ in columns]
-        result = conn.execution_options(yield_per=_SCAN_ROWS).execute(sa.select(*selected))
+        result = conn.execute(sa.select(*selected), execution_options={"yield_per": _SCAN_ROWS})
         for rows in result.partitions():
             for values, column in zip(found, zip(*rows, strict=True), strict=True):
                 values.extend(column)
