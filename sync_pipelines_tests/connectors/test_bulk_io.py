@@ -471,6 +471,21 @@ def test_binary_values_round_trip_byte_for_byte(engine: sa.Engine) -> None:
     assert sorted(read.to_pylist(), key=lambda r: r["id"]) == rows.to_pylist()
 
 
+def test_a_connection_that_scanned_a_table_still_reads_every_row(engine: sa.Engine) -> None:
+    """A scan streams its rows; the reads after it on the same connection (a key scan, then the rows it
+    found missing) still get every row, the first one included."""
+    table = _items()
+    _create(engine, table)
+    rows = _rows([1, 2, 3])
+    with engine.begin() as conn:
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows)
+        assert sorted(db.scan_arrow(conn, table, ["id"], SCHEMA).column("id").to_pylist()) == [1, 2, 3]
+        for keys in (_keys([1, 2, 3]), _keys([3, 1])):
+            read = db.read_arrow(conn, table, SCHEMA.names, keys, SCHEMA)
+            assert sorted(read.column("id").to_pylist()) == sorted(keys.column("id").to_pylist())
+
+
 def test_binary_values_beside_text_round_trip(engine: sa.Engine) -> None:
     """A row with binary and text values (escapes, letters beyond ASCII) is written and read back as it was: on
     MariaDB such a file is sent as binary, its text converted from UTF-8 on the server."""

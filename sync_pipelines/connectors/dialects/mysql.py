@@ -170,12 +170,9 @@ class MySqlBackend(SqlBackend):
         conditions, span = self.read_conditions(alias, columns, keys)
         lines: list[str] = []
         for condition in conditions:
-            # The line is text SQLAlchemy does not convert: taken from the driver's cursor, without a Row per line.
-            result = conn.execute(sa.select(line).select_from(alias).where(condition))
-            try:
-                lines += [row[0] for row in result.cursor.fetchall()]
-            finally:
-                result.close()
+            # Through SQLAlchemy's result even so: after a streamed read on this connection it has rows the
+            # driver's cursor no longer holds.
+            lines += conn.execute(sa.select(line).select_from(alias).where(condition)).scalars().all()
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
         read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
         return only_keys(read, keys) if span is not None else read
