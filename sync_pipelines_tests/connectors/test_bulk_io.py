@@ -486,6 +486,34 @@ def test_a_connection_that_scanned_a_table_still_reads_every_row(engine: sa.Engi
             assert sorted(read.column("id").to_pylist()) == sorted(keys.column("id").to_pylist())
 
 
+def test_texts_that_look_like_the_load_files_markup_round_trip(engine: sa.Engine) -> None:
+    """Text that reads as NULL, a quote, a separator or an escape in a bulk file (MariaDB's ``LOAD DATA``
+    file, the CSV lines it is read back as, PostgreSQL's CSV) is written and read back as it was, beside
+    NULLs and booleans."""
+    texts = ["NULL", "null", "\\N", "", '"', '""', 'a"', '"a', "a,b", "a\r\nb", " padded ", "back\\", "\t", None]
+    table = sa.Table(
+        "markup",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("s", LONG_TEXT),
+        sa.Column("flag", sa.Boolean),
+    )
+    rows = pa.table(
+        {
+            "id": pa.array(range(len(texts)), pa.int64()),
+            "s": pa.array(texts, pa.string()),
+            "flag": pa.array([i % 3 == 0 if i % 4 else None for i in range(len(texts))], pa.bool_()),
+        }
+    )
+    with engine.begin() as conn:
+        table.create(conn)
+        db = backend(conn)
+        db.insert_arrow(conn, table, rows.slice(0, 8))
+        db.upsert_arrow(conn, table, rows.slice(4), ["id"])
+        read = db.read_arrow(conn, table, rows.column_names, rows.select(["id"]), rows.schema)
+    assert _sorted(read).to_pylist() == rows.to_pylist()
+
+
 def test_binary_values_beside_text_round_trip(engine: sa.Engine) -> None:
     """A row with binary and text values (escapes, letters beyond ASCII) is written and read back as it was: on
     MariaDB such a file is sent as binary, its text converted from UTF-8 on the server."""
