@@ -17,6 +17,7 @@ from sync_pipelines.config.models import FilterCondition, SqlSource, SyncConfig
 from sync_pipelines.config.urls import build_url, display_url
 from sync_pipelines.connectors import pg_copy
 from sync_pipelines.connectors.dialects import backend
+from sync_pipelines.connectors.dialects.base import NOT_STREAMED
 from sync_pipelines.connectors.sql import create_sql_engine, reflect_columns, translate_errors
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import PermanentConnectorError
@@ -336,9 +337,8 @@ class SqlSourceReader:
                 return
             if backend(conn).plain_cursor_streams and not _processed(conn, query):
                 # The driver's own rows are what SQLAlchemy would return (no column converts its values):
-                # read them from the cursor, without a result row object per key. Not streamed, so that
-                # SQLAlchemy has taken no row from the cursor first.
-                result = conn.execute(query, execution_options={"stream_results": False})
+                # read them from the cursor, without a result row object per key.
+                result = conn.execute(query, execution_options=NOT_STREAMED)
                 try:
                     while rows := result.cursor.fetchmany(batch_size):
                         yield _rows_to_arrow(names, rows)

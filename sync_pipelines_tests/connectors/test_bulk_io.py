@@ -471,15 +471,19 @@ def test_binary_values_round_trip_byte_for_byte(engine: sa.Engine) -> None:
     assert sorted(read.to_pylist(), key=lambda r: r["id"]) == rows.to_pylist()
 
 
-def test_a_connection_that_scanned_a_table_still_reads_every_row(engine: sa.Engine) -> None:
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_connection_that_scanned_a_table_still_reads_every_row(engine: sa.Engine, streaming: bool) -> None:
     """A scan streams its rows; the reads after it on the same connection (a key scan, then the rows it
-    found missing) still get every row, the first one included."""
+    found missing) still get every row, the first one included, even on a connection a caller set to stream
+    (SQLAlchemy then buffers a result's first rows before the driver's cursor is read)."""
     table = _items()
     _create(engine, table)
     rows = _rows([1, 2, 3])
     with engine.begin() as conn:
         db = backend(conn)
         db.insert_arrow(conn, table, rows)
+        if streaming:
+            conn.execution_options(yield_per=2)  # on the connection itself, as SQLAlchemy 2 applies it
         assert sorted(db.scan_arrow(conn, table, ["id"], SCHEMA).column("id").to_pylist()) == [1, 2, 3]
         for keys in (_keys([1, 2, 3]), _keys([3, 1])):
             read = db.read_arrow(conn, table, SCHEMA.names, keys, SCHEMA)

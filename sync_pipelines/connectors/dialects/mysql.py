@@ -19,7 +19,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, only_keys, parse_text_csv, python_columns
-from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend
+from sync_pipelines.connectors.dialects.base import NOT_STREAMED, LockSession, SqlBackend
 
 _STAGE = "_sync_arrow_stage"
 """A TEMPORARY table of the connection, beside the target table (it hides a permanent table of that name)."""
@@ -170,9 +170,14 @@ class MySqlBackend(SqlBackend):
         conditions, span = self.read_conditions(alias, columns, keys)
         lines: list[str] = []
         for condition in conditions:
-            # Through SQLAlchemy's result even so: after a streamed read on this connection it has rows the
-            # driver's cursor no longer holds.
-            lines += conn.execute(sa.select(line).select_from(alias).where(condition)).scalars().all()
+            # The lines are text SQLAlchemy does not convert: taken from the driver's cursor, without a Row per
+            # line. Neither streamed nor yielded in parts, whatever a caller set on the connection: a streamed
+            # result has taken its first rows from the cursor already.
+            result = conn.execute(sa.select(line).select_from(alias).where(condition), execution_options=NOT_STREAMED)
+            try:
+                lines += [row[0] for row in result.cursor.fetchall()]
+            finally:
+                result.close()
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
         read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
         return only_keys(read, keys) if span is not None else read
