@@ -23,11 +23,11 @@ from sync_pipelines.errors import ConcurrentRunError
 
 LEASE_POLL_S = 0.25
 _SCAN_ROWS = 50_000
+"""Rows fetched at a time by :meth:`SqlBackend.scan_arrow`."""
 NOT_STREAMED: dict[str, Any] = {"stream_results": False, "yield_per": 0}
 """Execution options of a statement whose rows are read straight from the driver's cursor: neither streamed nor
 yielded in parts, whatever a caller set on the connection (a streamed result has taken its first rows from the
 cursor already; ``yield_per`` alone would turn streaming on)."""
-"""Rows fetched at a time by :meth:`SqlBackend.scan_arrow`."""
 
 
 class SqlBackend:
