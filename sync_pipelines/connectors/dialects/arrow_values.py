@@ -114,7 +114,7 @@ def _hex_pairs() -> np.ndarray[Any, np.dtype[np.uint16]]:
     """The byte each pair of characters (read as a little-endian 16-bit word) spells in hex, upper or lower
     case; above 0xFF where either character is no hex digit."""
     digit = np.full(256, 0x100, dtype=np.uint16)
-    digit[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
+    digit[_HEX_DIGITS] = np.arange(16)
     digit[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
     word = np.arange(65536, dtype=np.uint32)
     first, second = digit[word & 0xFF], digit[word >> 8]
