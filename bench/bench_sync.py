@@ -21,8 +21,11 @@ Cases, each through the engine and through the Dagster job (in-process executor)
   5 full sync with delete_missing after 1% of the source was deleted
   6 incremental with delete_missing after case 3's changes and 0.1% of the source deleted (its run also
     reports `key_scan`: reading every source key and comparing them with the target's, inside the run)
-Every figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own;
-the worker processes of `parallel:` are not counted). $BENCH_PG_DATABASE names the database used
+An engine figure also gives its three stages' times (extract / transform / load, each timed around the
+stage's own call, as run_sync chains them); two ratios tell what share of a goal's budget the work a case
+cannot skip takes (case 2's extract and transform; case 1's write floor plus reading the source). Every
+figure is the median of --runs timed runs, each in a fresh process (its peak RSS is its own; the worker
+processes of `parallel:` are not counted). $BENCH_PG_DATABASE names the database used
 (default sync_bench), so that two measurements on one server do not drop each other's tables.
 Results are printed and written as JSON to bench/results/.
 """
@@ -153,11 +156,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+    out = {
         "wall_s": statistics.median(r["wall_s"] for r in runs),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "runs": [round(r["wall_s"], 3) for r in runs],
     }
+    if all("stages" in r for r in runs):  # an engine run: its stages, each the median of its runs
+        out["stages"] = {name: statistics.median(r["stages"][name] for r in runs) for name in runs[0]["stages"]}
+    return out
 
 
 class Timer:
@@ -175,11 +181,12 @@ class Timer:
         self._store(label, runs)
         # Figures a run times beside its own (the v3 floor's source read and hashing), each under its name.
         for name in runs[0].get("figures", {}):
-            self._store(name, [{**r, "wall_s": r["figures"][name]} for r in runs])
+            self._store(name, [{"wall_s": r["figures"][name], "peak_rss_mb": r["peak_rss_mb"]} for r in runs])
 
     def _store(self, label: str, runs: list[dict[str, Any]]) -> None:
         fig = self.out[label] = median_of(runs)
-        print(f"  {self.prefix} {label:<28} {fig['wall_s']:8.3f} s  {fig['peak_rss_mb']:7.0f} MB", flush=True)
+        stages = "  " + " / ".join(f"{k} {v:.3f}" for k, v in fig["stages"].items()) if "stages" in fig else ""
+        print(f"  {self.prefix} {label:<28} {fig['wall_s']:8.3f} s  {fig['peak_rss_mb']:7.0f} MB{stages}", flush=True)
 
 
 def measure(size: int, source: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -311,10 +318,14 @@ def measure_target(size: int, source: str, target: str, work: Path, args: argpar
     run = {"kind": "engine", "config": cfg, "full_sync": True, "dry_run": False}
     timed("engine_1_full_empty", run, before=reset)
     timed("engine_2_full_unchanged", run)
+    e1 = out["engine_1_full_empty"]["wall_s"]
     out["ratios"] = {
-        "case1_vs_floor_rows_per_s": out["floor"]["wall_s"] / out["engine_1_full_empty"]["wall_s"],
-        "case2_over_case1_time": out["engine_2_full_unchanged"]["wall_s"] / out["engine_1_full_empty"]["wall_s"],
+        "case1_vs_floor_rows_per_s": out["floor"]["wall_s"] / e1,
+        "case2_over_case1_time": out["engine_2_full_unchanged"]["wall_s"] / e1,
     }
+    shared = _stages(out, "engine_2_full_unchanged", "extract", "transform")
+    if shared is not None:
+        out["ratios"]["case2_extract_transform_over_case1"] = shared / e1
     return out
 
 
@@ -355,6 +366,12 @@ def measure_workers(size: int, work: Path, args: argparse.Namespace) -> dict[str
     return out
 
 
+def _stages(result: dict[str, Any], label: str, *names: str) -> float | None:
+    """The sum of the named stages' times of one engine figure, if it was timed."""
+    stages = result.get(label, {}).get("stages")
+    return sum(stages[n] for n in names) if stages else None
+
+
 def ratios(result: dict[str, Any]) -> dict[str, float]:
     """The goal ratios that this run's figures allow (a run of selected cases gives some of them)."""
     r: dict[str, float] = {}
@@ -382,6 +399,14 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
         r["case1_vs_dlt_speed"] = dlt / e1
     if e1 and e2:
         r["case2_over_case1_time"] = e2 / e1
+    shared = _stages(result, "engine_2_full_unchanged", "extract", "transform")
+    if e1 and shared is not None:
+        # Case 2 reads and maps the whole source as case 1 does: the share of case 1 those stages already take.
+        r["case2_extract_transform_over_case1"] = shared / e1
+    source_read = wall("read_source")
+    if copy and floor and source_read:
+        # Case 1 writes at least the format's floor after reading the source: over the goal's budget (2 x COPY).
+        r["floor_plus_read_source_over_2_copy"] = (floor + source_read) / (2 * copy)
     if e1 and e3:
         r["case3_over_case1_time"] = e3 / e1
     if e3 and e4:
@@ -521,14 +546,18 @@ GOALS = {"copy_bookkeeping_over_copy": 2.0, "case0_engine_s": 1.0}
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'source':<10} {'target':<10} {'rows':>8} {'case':<32} {'median s':>9} {'rows/s':>10} {'peak MB':>8}")
+    print(
+        f"\n{'source':<10} {'target':<10} {'rows':>8} {'case':<32} {'median s':>9} {'rows/s':>10} {'peak MB':>8}"
+        "  extract / transform / load s"
+    )
     for res in results:
         for label, fig in res.items():
             if isinstance(fig, dict) and "wall_s" in fig:
+                stages = "  " + " / ".join(f"{v:.3f}" for v in fig["stages"].values()) if "stages" in fig else ""
                 print(
                     f"{res['source']:<10} {res.get('target', 'postgresql'):<10} {res['rows']:>8} {label:<32} "
                     f"{fig['wall_s']:9.3f} "
-                    f"{res['rows'] / fig['wall_s']:10.0f} {fig['peak_rss_mb']:8.0f}"
+                    f"{res['rows'] / fig['wall_s']:10.0f} {fig['peak_rss_mb']:8.0f}{stages}"
                 )
         for name, value in res["ratios"].items():
             goal = GOALS.get(name)
