@@ -109,11 +109,16 @@ def _name(name: str) -> str:
 
 def json_objects(names: Sequence[str], values: Sequence[pa.Array], n: int) -> pa.Array:
     """``{"name":value,...}`` per row; a NULL value leaves its member out (as a missing key)."""
-    members = [pc.binary_join_element_wise(f"{_name(name)}:", v, "") for name, v in zip(names, values, strict=True)]
-    if not members:
+    if not values:
         return pa.array(["{}"] * n, pa.string())
-    inner = pc.binary_join_element_wise(*members, ",", null_handling="skip")
-    return pc.binary_join_element_wise("{", pc.fill_null(inner, ""), "}", "")
+    # Each member with a comma before it, or "" for a NULL value; the first comma is cut. (Joining with
+    # null_handling="skip" instead drops the rows whose values are all NULL: pyarrow 26 returns fewer rows.)
+    members = [
+        pc.fill_null(pc.binary_join_element_wise(f",{_name(name)}:", v, ""), "")
+        for name, v in zip(names, values, strict=True)
+    ]
+    inner = pc.utf8_slice_codeunits(pc.binary_join_element_wise(*members, ""), 1)
+    return pc.binary_join_element_wise("{", inner, "}", "")
 
 
 def record_keys(key: Sequence[str], columns: Sequence[Column], n: int) -> pa.Array:
@@ -121,16 +126,27 @@ def record_keys(key: Sequence[str], columns: Sequence[Column], n: int) -> pa.Arr
     return json_objects(list(key), [json_column(c) for c in columns], n)
 
 
+def _pairs(before: Column, after: Column) -> pa.Array:
+    return pc.binary_join_element_wise("[", json_column(before), ",", json_column(after), "]", "")
+
+
 def changes(
     fields: Sequence[str], before: Sequence[Column], after: Sequence[Column], differs: np.ndarray[Any, Any]
 ) -> pa.Array:
     """``{"field":[before,after],...}`` per row over the fields whose flag in ``differs`` (fields x rows) is set;
     NULL for a row without any."""
+    n = differs.shape[1] if differs.ndim == 2 else 0
     values = []
     for i in range(len(fields)):
-        pair = pc.binary_join_element_wise("[", json_column(before[i]), ",", json_column(after[i]), "]", "")
-        values.append(pc.if_else(pa.array(differs[i]), pair, pa.scalar(None, pa.string())))
-    objects = json_objects(list(fields), values, differs.shape[1] if differs.ndim == 2 else 0)
+        # Only the values of the rows where the field differs are rendered (a record changes few of its fields).
+        where = np.flatnonzero(differs[i])
+        if len(where) < n:
+            take = pa.array(where, pa.int64())
+            pair = _pairs(before[i].take(take), after[i].take(take))
+            values.append(pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(differs[i]), pair))
+        else:
+            values.append(_pairs(before[i], after[i]))
+    objects = json_objects(list(fields), values, n)
     return pc.if_else(pa.array(differs.any(axis=0)), objects, pa.scalar(None, pa.string()))
 
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.connectors.render import json_values
+from sync_pipelines.connectors.render import json_objects, json_values
 from sync_pipelines.connectors.values import dumps
 
 DATETIMES = st.one_of(
@@ -25,3 +25,10 @@ DATETIMES = st.one_of(
 def test_datetimes_render_as_their_isoformat(values: list[dt.datetime | None]) -> None:
     rendered = json_values(pa.array(values, pa.timestamp("us"))).to_pylist()
     assert rendered == [None if v is None else dumps(v) for v in values]
+
+
+def test_objects_of_rows_whose_values_are_all_null_stay_in_place() -> None:
+    a = pa.array([None, "1", None, None], pa.string())
+    b = pa.array([None, None, '"x"', None], pa.string())
+    assert json_objects(["a", "b"], [a, b], 4).to_pylist() == ["{}", '{"a":1}', '{"b":"x"}', "{}"]
+    assert json_objects(["a"], [pa.nulls(2, pa.string())], 2).to_pylist() == ["{}", "{}"]
