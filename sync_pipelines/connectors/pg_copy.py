@@ -299,7 +299,7 @@ def _read_range(cur: psycopg.Cursor[Any], side: Side, key: str, span: tuple[int,
         sql.Literal(span[0]),
         sql.Literal(span[1]),
     )
-    found = only_keys(_parse_exact(_copy_out(cur, query), types), keys)
+    found = only_keys(_parse_exact(_copy_out(cur, query), types), keys, span)
     return _binary_columns(found, table, columns, schema)
 
 

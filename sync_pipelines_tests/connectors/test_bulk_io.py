@@ -596,14 +596,17 @@ def test_read_of_keys_in_key_order_returns_exactly_those_keys(engine: sa.Engine)
     rows = pa.table({"id": pa.array(range(1, 41), pa.int64()), "note": [f"n{i}" for i in range(1, 41)]})
     schema = pa.schema([("id", pa.int64()), ("note", pa.string())])
     ascending = pa.table({"id": pa.array([3, 4, 6, 7, 9, 10], pa.int64())})
+    whole = pa.table({"id": pa.array(range(11, 21), pa.int64())})  # every key of its range
     scattered = pa.table({"id": pa.array([40, 3, 17, 99], pa.int64())})
     with engine.begin() as conn:
         table.create(conn)
         db = backend(conn)
         db.insert_arrow(conn, table, rows)
         dense = db.read_arrow(conn, table, ["id", "note"], ascending, schema)
+        complete = db.read_arrow(conn, table, ["id", "note"], whole, schema)
         sparse = db.read_arrow(conn, table, ["id", "note"], scattered, schema)
     assert sorted(dense.column("id").to_pylist()) == [3, 4, 6, 7, 9, 10]
+    assert sorted(complete.column("id").to_pylist()) == list(range(11, 21))
     assert sorted(sparse.to_pylist(), key=lambda r: r["id"]) == [
         {"id": 3, "note": "n3"},
         {"id": 17, "note": "n17"},

@@ -250,10 +250,11 @@ def parse_text_csv(
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 
-def only_keys(found: pa.Table, keys: pa.Table) -> pa.Table:
-    """The rows of ``found`` whose (single-column) key is in ``keys``."""
+def only_keys(found: pa.Table, keys: pa.Table, span: tuple[int, int]) -> pa.Table:
+    """The rows of ``found`` (read over the key range ``span``, see :func:`dense_range`) whose (single-column) key
+    is in ``keys``."""
     name = keys.column_names[0]
-    if not found.num_rows:
+    if not found.num_rows or span[1] - span[0] + 1 == keys.num_rows:  # every key of the range was asked for
         return found
     wanted = keys.column(0).cast(found.schema.field(name).type)
     return found.filter(pc.is_in(found.column(name), value_set=wanted))

@@ -167,7 +167,7 @@ class SqlBackend:
                 for values, value in zip(found, row, strict=True):
                     values.append(value)
         read = arrow_table(table, columns, found, schema)
-        return only_keys(read, keys) if span is not None else read
+        return only_keys(read, keys, span) if span is not None else read
 
     def read_arrow_sides(
         self, conn: Connection, sides: Sequence[tuple[sa.Table, Sequence[str], pa.Schema]], keys: pa.Table

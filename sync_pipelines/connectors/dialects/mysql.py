@@ -180,7 +180,7 @@ class MySqlBackend(SqlBackend):
                 result.close()
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
         read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
-        return only_keys(read, keys) if span is not None else read
+        return only_keys(read, keys, span) if span is not None else read
 
     def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
         # An unqualified new name would move the table into the connection's default database.
