@@ -35,6 +35,7 @@ BLAKE2b-64 digest of ``"<field name>\\x1f<declared type>"``, and ``mix`` is the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -195,6 +196,8 @@ def field_hashes(array: pa.Array | pa.ChunkedArray, name: str, type_name: str) -
     """The field hash of each value of column ``name`` (declared ``type_name``) as uint64."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    if len(array) > 1 and array.null_count == len(array):  # every value NULL (no target row): one hash for all
+        return np.full(len(array), field_hashes(array.slice(0, 1), name, type_name)[0], dtype=U64)
     words = _words(array, type_name)
     if array.null_count:
         words = np.where(np.asarray(array.is_valid()), words, NULL_WORD)
@@ -314,14 +317,15 @@ class FieldHashes:
                 out.matrix[i, rest] = column.take(pa.array(rest, pa.int64())).hashes(name, declared)
         return out
 
-    @property
+    @functools.cached_property
     def rows(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Each row's hash as a signed 64-bit integer (as stored in a ``bigint``)."""
         return combine(list(self.matrix), self.n).view(np.int64)
 
-    def digests(self) -> np.ndarray[Any, np.dtype[np.uint16]]:
-        """The 16-bit field digests, shape (rows, fields)."""
-        return (self.matrix & U64(0xFFFF)).astype(np.uint16).T.copy()
+    def digests(self, rows: np.ndarray[Any, Any] | None = None) -> np.ndarray[Any, np.dtype[np.uint16]]:
+        """The 16-bit field digests of every row (or of ``rows``), shape (rows, fields)."""
+        matrix = self.matrix if rows is None else self.matrix[:, rows]
+        return (matrix & U64(0xFFFF)).astype(np.uint16).T.copy()
 
 
 def _same_values(a: Column, b: Column) -> np.ndarray[Any, np.dtype[np.bool_]] | None:

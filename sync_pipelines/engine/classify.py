@@ -206,9 +206,13 @@ def classify(rules: Rules, batch: pa.Table, current: pa.Table, baselines: pa.Tab
     present, based = at_target >= 0, at_base >= 0
 
     source_hashes = FieldHashes({f: src[f] for f in fields}, types, n)
-    tgt = {c: _take(col, np.where(present, at_target, 0)) for c, col in tgt_all.items()} if current.num_rows else None
-    if tgt is None:
+    if not current.num_rows:
         tgt = {c: Column(pa.nulls(n, col.typed.type)) for c, col in src.items()}
+    elif current.num_rows == n and bool((at_target == np.arange(n)).all()):
+        tgt = tgt_all  # row i of the target is row i of the batch (a full read of a target written in key order)
+    else:
+        where = np.where(present, at_target, 0)
+        tgt = {c: _take(col, where) for c, col in tgt_all.items()}
     target_hashes = FieldHashes.reusing({f: tgt[f] for f in fields}, types, source_hashes, src)
     s_rows, t_rows = source_hashes.rows, target_hashes.rows
     differs = source_hashes.matrix != target_hashes.matrix  # fields x rows
@@ -500,12 +504,13 @@ def _baselines(
     """The new baselines: the source side from the source's values (the target's, for a bidirectional write-back),
     the target side from the values written, or the target's as they stand when nothing is written."""
     rows = np.flatnonzero(new)
-    s_rows, t_rows = source_hashes.rows, target_hashes.rows
-    s_dig, t_dig = source_hashes.digests(), target_hashes.digests()
-    source_hash = np.where(from_target, t_rows, s_rows)[rows]
-    source_digests = np.where(from_target[:, None], t_dig, s_dig)[rows]
-    target_hash = np.where(target_kept, t_rows, s_rows)[rows]
-    target_digests = np.where(target_kept[:, None], t_dig, s_dig)[rows]
+    s_rows, t_rows = source_hashes.rows[rows], target_hashes.rows[rows]
+    s_dig, t_dig = source_hashes.digests(rows), target_hashes.digests(rows)
+    from_target, target_kept = from_target[rows], target_kept[rows]
+    source_hash = np.where(from_target, t_rows, s_rows)
+    source_digests = np.where(from_target[:, None], t_dig, s_dig)
+    target_hash = np.where(target_kept, t_rows, s_rows)
+    target_digests = np.where(target_kept[:, None], t_dig, s_dig)
     same = target_hash == source_hash
     take = pa.array(rows, pa.int64())
     arrays: list[pa.Array] = [src[k].typed.take(take) for k in rules.key]

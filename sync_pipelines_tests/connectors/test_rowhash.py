@@ -87,6 +87,17 @@ def test_values_read_back_in_other_forms_hash_as_their_declared_type() -> None:
     assert hashes[1] != proper[1]  # a text that is no number differs from every number, and from NULL
 
 
+@pytest.mark.parametrize("field", FIELDS)
+def test_a_column_of_nulls_hashes_as_the_nulls_of_a_column_with_values(field: str) -> None:
+    """A column of NULLs (a batch with no target row) is hashed once for all rows: the same hashes."""
+    values = _table().column(field).combine_chunks()
+    nulls = pa.nulls(3, values.type)
+    mixed = field_hashes(pa.concat_arrays([nulls, values]), field, TYPES[field])
+    alone = field_hashes(nulls, field, TYPES[field])
+    assert alone.tolist() == mixed[:3].tolist()
+    assert mixed[3] != mixed[0]
+
+
 def test_a_null_an_empty_string_and_a_trailing_zero_byte_hash_apart() -> None:
     hashes = field_hashes(pa.array([None, "", "\x00", "a", "a\x00"]), "name", "string").tolist()
     assert len(set(hashes)) == 5
