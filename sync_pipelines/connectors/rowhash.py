@@ -307,7 +307,10 @@ class FieldHashes:
         out.matrix = np.empty((len(out.fields), out.n), dtype=U64)
         for i, name in enumerate(out.fields):
             column, declared = columns[name], types.get(name, "string")
-            same = _same_values(column, of[name]) if name in known.fields and name in of else None
+            nulls = column.text is None and column.typed.null_count == len(
+                column.typed
+            )  # no target row: hashed at once
+            same = _same_values(column, of[name]) if name in known.fields and name in of and not nulls else None
             if same is None or not same.any():
                 out.matrix[i] = column.hashes(name, declared)
                 continue

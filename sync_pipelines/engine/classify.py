@@ -169,6 +169,15 @@ def _one_integer_key(left: pa.Table, right: pa.Table, key: tuple[str, ...]) -> b
     )
 
 
+def _where(table: pa.Table, mask: np.ndarray[Any, Any]) -> pa.Table:
+    """The rows of ``table`` where ``mask``: the table itself when every row is (no copy), none without filtering."""
+    if mask.all():
+        return table
+    if not mask.any():
+        return table.slice(0, 0)
+    return table.filter(pa.array(mask))
+
+
 def _take(column: Column, where: np.ndarray[Any, Any]) -> Column:
     return column.take(pa.array(where, pa.int64()))
 
@@ -281,16 +290,16 @@ def classify(rules: Rules, batch: pa.Table, current: pa.Table, baselines: pa.Tab
         counts.add(RecordAction(action), int((actions == action).sum()))
 
     columns = rules.columns
-    inserts = good.select(columns).filter(pa.array(write & created))
-    updates = good.select(columns).filter(pa.array(write & ~created))
+    inserts = _where(good.select(columns), write & created)
+    updates = _where(good.select(columns), write & ~created)
 
     sets: dict[RecordAction, pa.Table] = {}
     key_columns = good.select(list(key))
     if created.any():
-        sets[RecordAction.CREATED] = key_columns.filter(pa.array(created))
+        sets[RecordAction.CREATED] = _where(key_columns, created)
     unchanged = actions == RecordAction.UNCHANGED
     if rules.keep_unchanged and unchanged.any():
-        sets[RecordAction.UNCHANGED] = key_columns.filter(pa.array(unchanged))
+        sets[RecordAction.UNCHANGED] = _where(key_columns, unchanged)
 
     # Per-record outcomes: updated, and every action that is neither a set nor unchanged.
     listed = ~created & ~unchanged & ~reverse_deleted & (actions != "")
@@ -314,7 +323,7 @@ def classify(rules: Rules, batch: pa.Table, current: pa.Table, baselines: pa.Tab
     replaced = based[baseline_new]
     all_outcomes = _with_failed(failed_outcomes, outcomes)
     samples = _samples(rules, sets, all_outcomes, sample_size)
-    agreed = good.select(list(key)).filter(pa.array(baseline_new))
+    agreed = _where(good.select(list(key)), baseline_new)
     return Plan(
         counts=counts,
         inserts=inserts,
