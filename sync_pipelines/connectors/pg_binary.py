@@ -1,13 +1,17 @@
-"""PostgreSQL's binary ``COPY`` format built from Arrow columns with numpy, for the narrow tables of the
-bookkeeping (baselines, staged keys) whose columns are integers, texts and byte strings.
+"""PostgreSQL's binary ``COPY`` format built from Arrow columns with numpy: the bookkeeping tables and the
+target rows whose columns are integers, texts, byte strings, booleans, double precision floats, dates,
+timestamps (microseconds) and decimals of up to 18 digits.
 
 Every row is laid out column by column: a 2-byte field count, then per field a 4-byte big-endian length
-(-1 for NULL) and the value's bytes (big-endian integers, UTF-8 text, raw bytes). The lengths and fixed-width
-values are written at their computed offsets with one fancy-index assignment per column, and variable-width
-values with one gather over their data buffer: no Python object per value. When every row has the same
-width (each column NULL throughout, or set throughout with one length: the baselines of new records), the
-rows are one numpy structured array instead. A column of any other type makes
-:func:`binary_copy_data` answer None, and the caller writes CSV instead.
+(-1 for NULL) and the value's bytes, as the type's ``recv`` function reads them: big-endian integers and
+floats, UTF-8 text, raw bytes, a byte for a boolean, days (dates) or microseconds (timestamps) since
+2000-01-01, and for ``numeric`` its base-10000 digits after four 2-byte words (digit count, weight of the
+first digit, sign, display scale): a decimal column's values all take the same number of digits, the server
+strips the zero ones. When every row has the same width (each column NULL throughout, or set throughout
+with one length: the baselines of new records), the rows are one numpy structured array. Otherwise each
+column's fields (each run of fixed-width columns set in every row: one numpy structured array) become one
+Arrow binary array of length words and values, and Arrow joins them row by row: no Python object per value.
+A column of any other type makes :func:`binary_copy_data` answer None, and the caller writes CSV instead.
 """
 
 from __future__ import annotations
@@ -50,6 +54,39 @@ def _varlen(column: pa.Array) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any
     return offsets, data
 
 
+_EPOCH_DAYS = 10_957
+"""Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (PostgreSQL's)."""
+_EPOCH_MICROS = _EPOCH_DAYS * 86_400_000_000
+_NUMERIC_NEG = 0x4000
+_DIGITS = 18
+"""Decimals of up to this many digits (with their scale rounded up to whole base-10000 digits) fit an int64."""
+
+
+def _groups(kind: pa.Decimal128Type) -> int | None:
+    """Base-10000 digits of every value of a decimal column, or None when its unscaled values may pass an int64."""
+    pad = -kind.scale % 4
+    if kind.scale < 0 or kind.precision + pad > _DIGITS:
+        return None
+    return -(-(kind.precision + pad) // 4)
+
+
+def _fixed(column_type: sa.types.TypeEngine[Any], kind: pa.DataType) -> bool:
+    """Whether a column of ``column_type`` given as Arrow ``kind`` is one of the fixed-width encodings."""
+    if isinstance(column_type, sa.Boolean):
+        return pa.types.is_boolean(kind)
+    if isinstance(column_type, sa.Double):
+        return pa.types.is_float64(kind)
+    if isinstance(column_type, sa.Float):
+        return False  # real: a double rounded here could differ from the server's rounding of its text
+    if isinstance(column_type, sa.Numeric):
+        return pa.types.is_decimal128(kind) and _groups(kind) is not None
+    if isinstance(column_type, sa.DateTime):
+        return pa.types.is_timestamp(kind) and kind.unit == "us"
+    if isinstance(column_type, sa.Date):
+        return pa.types.is_date32(kind)
+    return False
+
+
 def _encodable(column_type: sa.types.TypeEngine[Any], kind: pa.DataType) -> bool:
     """Whether a column of ``column_type`` given as Arrow ``kind`` is written in binary here."""
     if _integer_width(column_type) is not None:
@@ -58,13 +95,49 @@ def _encodable(column_type: sa.types.TypeEngine[Any], kind: pa.DataType) -> bool
         return pa.types.is_string(kind) or pa.types.is_large_string(kind)
     if isinstance(column_type, sa.LargeBinary):
         return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-    return False
+    return _fixed(column_type, kind)
+
+
+def _fixed_values(array: pa.Array) -> np.ndarray[Any, Any] | None:
+    """The values of a boolean, float64, decimal, date or timestamp column (NULLs as zeros) in their ``recv``
+    form, one numpy element of the type's width per value; None for a decimal beyond its declared precision."""
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=np.uint8)
+    if pa.types.is_float64(kind):
+        return np.asarray(pc.fill_null(array, 0.0).to_numpy(zero_copy_only=False)).astype(">f8")
+    if pa.types.is_date32(kind):
+        days = np.asarray(pc.fill_null(array.cast(pa.int32()), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return (days - _EPOCH_DAYS).astype(">i4")
+    if pa.types.is_timestamp(kind):  # microseconds, UTC instants or naive wall-clock times alike
+        micros = np.asarray(pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False))
+        return (micros - _EPOCH_MICROS).astype(">i8")
+    groups = _groups(kind)
+    assert groups is not None  # _fixed
+    # A decimal128 of at most 18 digits: its low 64-bit word is the whole unscaled value.
+    low = np.frombuffer(array.buffers()[1], dtype="<i8")[2 * array.offset : 2 * (array.offset + len(array)) : 2]
+    unscaled = np.where(np.asarray(array.is_valid()), low, 0) if array.null_count else low
+    if len(unscaled) and int(np.abs(unscaled).max()) >= 10**kind.precision:
+        return None  # not a valid value of its type: the CSV path lets the server judge its text
+    magnitude = np.abs(unscaled) * 10 ** (-kind.scale % 4)  # the scale as whole base-10000 digits
+    out = np.zeros(
+        len(array), dtype=[("n", ">i2"), ("weight", ">i2"), ("sign", ">u2"), ("scale", ">u2"), ("d", ">i2", (groups,))]
+    )
+    out["n"] = groups
+    out["weight"] = groups - 1 - -(-kind.scale // 4)
+    out["sign"] = np.where(unscaled < 0, _NUMERIC_NEG, 0)
+    out["scale"] = kind.scale
+    for i in range(groups):  # the most significant digit first
+        out["d"][:, groups - 1 - i] = magnitude // 10_000**i % 10_000
+    return out
 
 
 def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
     """``rows`` in ``COPY ... FROM STDIN (FORMAT binary)`` form for ``table``'s columns of the same names, or
-    None when a column is neither an integer column given as Arrow integers, nor a text or ``bytea`` column
-    given as Arrow strings or binaries."""
+    None when a column is not one the module encodes given as its Arrow type (an integer column as integers, a
+    text or ``bytea`` column as strings or binaries, a boolean, ``double precision``, ``numeric`` of up to 18
+    digits, date or timestamp column as Arrow booleans, float64, decimal128, date32 or microsecond timestamps).
+    """
     if not all(_encodable(table.c[name].type, rows.schema.field(name).type) for name in rows.column_names):
         return None  # told by the types alone, before any column is converted
     n = rows.num_rows
@@ -81,48 +154,86 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
             bound = np.iinfo(f"i{width}")
             if len(values) and (values.min() < bound.min or values.max() > bound.max):
                 return None  # out of the column's range: CSV, whose COPY the server refuses with its own error
-            columns.append(("int", (width, values.astype(f">i{width}")), valid))
+            columns.append(("fixed", (width, values.astype(f">i{width}")), valid))
+            sizes += 4 + np.where(valid, width, 0)
+            continue
+        if _fixed(column_type, array.type):
+            encoded = _fixed_values(array)
+            if encoded is None:
+                return None
+            width = encoded.dtype.itemsize
+            columns.append(("fixed", (width, encoded), valid))
             sizes += 4 + np.where(valid, width, 0)
             continue
         varlen = _varlen(array)
         assert varlen is not None  # _encodable
         offsets, data = varlen
         lengths = np.diff(offsets)
-        columns.append(("var", (offsets, data, lengths), valid))
+        columns.append(("var", (offsets, data, lengths, array), valid))
         sizes += 4 + np.where(valid, lengths, 0)
     fixed = _fixed_width(n, columns)
     if fixed is not None:
         return fixed
-    starts = np.zeros(n, dtype=np.int64)
-    if n:
-        np.cumsum(sizes[:-1], out=starts[1:])
-    starts += len(HEADER)
-    total = len(HEADER) + int(sizes.sum()) + len(TRAILER)
-    out = np.zeros(total, dtype=np.uint8)
-    out[: len(HEADER)] = np.frombuffer(HEADER, dtype=np.uint8)
-    out[total - len(TRAILER) :] = np.frombuffer(TRAILER, dtype=np.uint8)
-    _put(out, starts, np.full(n, len(rows.column_names), dtype=">i2"))
-    at = starts + 2  # where each row's next field starts
+    return _joined(n, columns)
+
+
+def _joined(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -> bytes:
+    """Rows of varying widths: the fields of each column (of each run of columns set in every row) as one Arrow
+    binary array of length words and values, joined row by row by Arrow; the joined array's data is the rows."""
+    pieces: list[pa.Array] = []
+    run: list[tuple[int, np.ndarray[Any, Any]]] = []
+
+    def end_run() -> None:
+        if run:
+            pieces.append(_fields(n, run))
+            run.clear()
+
     for kind, payload, valid in columns:
-        if kind == "int":
+        if kind == "fixed":
             width, values = payload
-            _put(out, at, np.where(valid, width, -1).astype(">i4"))
-            _put(out, (at + 4)[valid], values[valid])
-            at = at + 4 + np.where(valid, width, 0)
-        else:
-            offsets, data, lengths = payload
-            shown = np.where(valid, lengths, 0)
-            _put(out, at, np.where(valid, lengths, -1).astype(">i4"))
-            if shown.any():
-                # Byte j of row i's value goes to (at_i + 4) + (j - offsets_i): one gather over the data buffer.
-                firsts = offsets[:-1][valid]
-                counts = shown[valid]
-                dest0 = (at + 4)[valid]
-                index = np.arange(int(counts.sum()), dtype=np.int64)
-                begin = np.repeat(np.cumsum(counts) - counts, counts)
-                out[np.repeat(dest0, counts) + index - begin] = data[np.repeat(firsts, counts) + index - begin]
-            at = at + 4 + shown
-    return out.tobytes()
+            if valid.all():
+                run.append((width, values))
+                continue
+            end_run()
+            pieces.append(pc.if_else(pa.array(valid), _fields(n, [(width, values)]), _NULL_FIELD))
+            continue
+        end_run()
+        _, _, lengths, array = payload
+        body = array.cast(pa.large_binary())
+        if array.null_count:
+            body = pc.fill_null(body, _NOTHING)
+        pieces.append(pc.binary_join_element_wise(_words(np.where(valid, lengths, -1).astype(">i4")), body, _NOTHING))
+    end_run()
+    count = pa.scalar(len(columns).to_bytes(2, "big"), pa.large_binary())
+    rows = pc.binary_join_element_wise(count, *pieces, _NOTHING) if n else pa.array([], pa.large_binary())
+    _, offset_buffer, data = rows.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[rows.offset : rows.offset + n + 1]
+    body = memoryview(data)[int(offsets[0]) : int(offsets[-1])] if n else b""
+    return HEADER + bytes(body) + TRAILER
+
+
+_NOTHING = pa.scalar(b"", pa.large_binary())
+_NULL_FIELD = pa.scalar((-1).to_bytes(4, "big", signed=True), pa.large_binary())
+"""A NULL field: its length word, -1, and no value."""
+
+
+def _words(values: np.ndarray[Any, Any]) -> pa.Array:
+    """Each element of a numpy array (structured or not) as one binary value of its bytes."""
+    n, width = len(values), values.dtype.itemsize
+    raw = pa.py_buffer(np.ascontiguousarray(values).tobytes())
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), n, [None, raw]).cast(pa.large_binary())
+
+
+def _fields(n: int, run: list[tuple[int, np.ndarray[Any, Any]]]) -> pa.Array:
+    """The fields of consecutive fixed-width columns set in every row: each row's length words and values."""
+    layout: list[tuple[Any, ...]] = []
+    for i, (_, values) in enumerate(run):
+        layout += [(f"n{i}", ">i4"), (f"v{i}", values.dtype)]
+    fields = np.empty(n, dtype=np.dtype(layout))
+    for i, (width, values) in enumerate(run):
+        fields[f"n{i}"] = width
+        fields[f"v{i}"] = values
+    return _words(fields)
 
 
 def _fixed_width(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -> bytes | None:
@@ -139,12 +250,12 @@ def _fixed_width(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -
             continue
         if not valid.all():
             return None
-        if kind == "int":
+        if kind == "fixed":
             width, numbers = payload
             layout.append((value, numbers.dtype))
             values[length], values[value] = width, numbers
             continue
-        offsets, data, lengths = payload
+        offsets, data, lengths, _ = payload
         width = int(lengths[0]) if n else 0
         if (lengths != width).any():
             return None
@@ -157,15 +268,6 @@ def _fixed_width(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -
     for name, filled in values.items():
         rows[name] = filled
     return HEADER + rows.tobytes() + TRAILER
-
-
-def _put(out: np.ndarray[Any, Any], positions: np.ndarray[Any, Any], values: np.ndarray[Any, Any]) -> None:
-    """Write each fixed-width big-endian value of ``values`` at its byte position in ``out``."""
-    if not len(values):
-        return
-    width = values.dtype.itemsize
-    raw = np.frombuffer(np.ascontiguousarray(values).tobytes(), dtype=np.uint8).reshape(-1, width)
-    out[positions[:, None] + np.arange(width)] = raw
 
 
 __all__ = ["binary_copy_data"]

@@ -11,8 +11,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql
 
 from sync_pipelines.connectors import pg_binary, pg_copy
 from sync_pipelines_tests.support.databases import Databases, make_databases
@@ -238,9 +239,94 @@ def test_rows_of_one_width_reach_the_server_exactly(pg: Databases) -> None:
     ]
 
 
+def _typed(metadata: sa.MetaData, name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("ok", sa.Boolean),
+        sa.Column("ratio", postgresql.DOUBLE_PRECISION),
+        sa.Column("price", sa.Numeric(12, 2)),
+        sa.Column("big", sa.Numeric(18, 4)),
+        sa.Column("small", sa.Numeric(7, 5)),
+        sa.Column("whole", sa.Numeric(5, 0)),
+        sa.Column("at", sa.DateTime),
+        sa.Column("instant", sa.DateTime(timezone=True)),
+        sa.Column("day", sa.Date),
+    )
+
+
+def _decimals(precision: int, scale: int) -> st.SearchStrategy[Decimal | None]:
+    bound = Decimal(10) ** (precision - scale) - Decimal(10) ** -scale
+    return st.one_of(st.none(), st.decimals(-bound, bound, places=scale, allow_nan=False, allow_infinity=False))
+
+
+DATETIMES = st.one_of(
+    st.none(),
+    st.datetimes(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)),
+    st.sampled_from([dt.datetime(2000, 1, 1), dt.datetime(1999, 12, 31, 23, 59, 59, 999999)]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_binary_copy_of_booleans_floats_decimals_dates_and_timestamps_stores_what_csv_stores(
+    pg: Databases, data: st.DataObject
+) -> None:
+    """The target rows' types in their binary forms, written beside the same rows as CSV: the server stores the
+    same values (NULLs, negative and zero decimals, dates before 2000 and 1970, the last microsecond of a day)."""
+    n = data.draw(st.integers(1, 8))
+
+    def column(values: st.SearchStrategy[Any]) -> list[Any]:
+        return [data.draw(values) for _ in range(n)]
+
+    rows = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "ok": pa.array(column(st.one_of(st.none(), st.booleans())), pa.bool_()),
+            "ratio": pa.array(column(st.one_of(st.none(), st.floats(width=64))), pa.float64()),
+            "price": pa.array(column(_decimals(12, 2)), pa.decimal128(12, 2)),
+            "big": pa.array(column(_decimals(18, 4)), pa.decimal128(18, 4)),
+            "small": pa.array(column(_decimals(7, 5)), pa.decimal128(7, 5)),
+            "whole": pa.array(column(_decimals(5, 0)), pa.decimal128(5, 0)),
+            "at": pa.array(column(DATETIMES), pa.timestamp("us")),
+            "instant": pa.array(column(DATETIMES), pa.timestamp("us", tz="UTC")),
+            "day": pa.array(column(st.one_of(st.none(), st.dates())), pa.date32()),
+        }
+    )
+    metadata = sa.MetaData()
+    binary, text = _typed(metadata, "typed_binary"), _typed(metadata, "typed_csv")
+    assert pg_copy.binary_copy_data(binary, rows) is not None
+    engine = pg.target()
+    try:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+            metadata.create_all(conn)
+            pg_copy.insert_arrow(conn, binary, rows)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(pg_copy, "binary_copy_data", lambda table, rows: None)
+                pg_copy.insert_arrow(conn, text, rows)
+        with engine.connect() as conn:
+            by_binary = conn.execute(sa.select(binary).order_by(binary.c.id)).all()
+            by_csv = conn.execute(sa.select(text).order_by(text.c.id)).all()
+    finally:
+        engine.dispose()
+    assert len(by_binary) == n
+    assert [_comparable(r) for r in by_binary] == [_comparable(r) for r in by_csv]
+
+
+def _comparable(row: Any) -> tuple[Any, ...]:
+    return tuple("nan" if isinstance(v, float) and v != v else v for v in row)
+
+
 def test_binary_copy_answers_none_for_columns_it_does_not_encode() -> None:
     table = _orders(sa.MetaData())
-    assert pg_copy.binary_copy_data(table, pa.table({"id": [1], "price": [Decimal("1.00")]})) is None
+    assert pg_copy.binary_copy_data(table, pa.table({"id": [1], "price": [1.5]})) is None  # a float to a numeric
+    assert pg_copy.binary_copy_data(table, pa.table({"id": [1], "at": pa.array([0], pa.timestamp("ns"))})) is None
+    wide = sa.Table("wide", sa.MetaData(), sa.Column("x", sa.Numeric(18, 1)), sa.Column("r", sa.REAL))
+    # 18 digits with a scale of 1 take 21 once the scale is whole base-10000 digits: beyond an int64.
+    assert pg_copy.binary_copy_data(wide, pa.table({"x": pa.array([Decimal("1.0")], pa.decimal128(18, 1))})) is None
+    assert pg_copy.binary_copy_data(wide, pa.table({"r": [1.5]})) is None  # real: the server rounds its text
     narrow = _narrow(sa.MetaData())
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": [1], "code": pa.array([1], pa.int64())})) is None
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": [1], "fields": ["text, not bytes"]})) is None
