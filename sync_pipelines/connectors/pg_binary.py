@@ -142,7 +142,6 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
         return None  # told by the types alone, before any column is converted
     n = rows.num_rows
     columns: list[tuple[str, Any, np.ndarray[Any, Any]]] = []  # (kind, payload, valid mask)
-    sizes = np.full(n, 2, dtype=np.int64)
     for name in rows.column_names:
         column = rows.column(name)
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -155,7 +154,6 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
             if len(values) and (values.min() < bound.min or values.max() > bound.max):
                 return None  # out of the column's range: CSV, whose COPY the server refuses with its own error
             columns.append(("fixed", (width, values.astype(f">i{width}")), valid))
-            sizes += 4 + np.where(valid, width, 0)
             continue
         if _fixed(column_type, array.type):
             encoded = _fixed_values(array)
@@ -163,14 +161,12 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
                 return None
             width = encoded.dtype.itemsize
             columns.append(("fixed", (width, encoded), valid))
-            sizes += 4 + np.where(valid, width, 0)
             continue
         varlen = _varlen(array)
         assert varlen is not None  # _encodable
         offsets, data = varlen
         lengths = np.diff(offsets)
         columns.append(("var", (offsets, data, lengths, array), valid))
-        sizes += 4 + np.where(valid, lengths, 0)
     fixed = _fixed_width(n, columns)
     if fixed is not None:
         return fixed

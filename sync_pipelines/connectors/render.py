@@ -62,7 +62,8 @@ def _floats(values: pa.Array) -> pa.Array:
 
 
 _MICROS = pa.timestamp("us")
-"""The engine's ``datetime`` (naive, microseconds): rendered by Arrow's cast, ten times faster than ``strftime``."""
+"""The engine's ``datetime`` (naive, microseconds): rendered through Arrow's cast to text (0.46 against 1.71 s per
+million values with ``strftime``)."""
 
 
 def _datetimes(values: pa.Array) -> pa.Array:

@@ -307,9 +307,8 @@ class FieldHashes:
         out.matrix = np.empty((len(out.fields), out.n), dtype=U64)
         for i, name in enumerate(out.fields):
             column, declared = columns[name], types.get(name, "string")
-            nulls = column.text is None and column.typed.null_count == len(
-                column.typed
-            )  # no target row: hashed at once
+            # A column of NULLs (no target row) is hashed at once rather than compared value by value.
+            nulls = column.text is None and column.typed.null_count == len(column.typed)
             same = _same_values(column, of[name]) if name in known.fields and name in of and not nulls else None
             if same is None or not same.any():
                 out.matrix[i] = column.hashes(name, declared)
