@@ -41,8 +41,9 @@ demo: setup dagster-home ## Build the demo databases and run every demo sync thr
 	$(WITH_SIGNALS) $(BIN)/sync-pipelines demo
 
 # Every check runs even when an earlier one fails; the target fails if any did.
-test: setup ## Start PostgreSQL/MariaDB/RabbitMQ if down, then ruff, mypy and pytest
+test: setup ## Start PostgreSQL/MariaDB/RabbitMQ if down, install Chromium if missing, then ruff, mypy and pytest
 	scripts/ensure-services
+	scripts/ensure-chromium
 	@failed=""; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || failed="$$failed ruff-format"; \
 	echo "== ruff check"; $(BIN)/ruff check . || failed="$$failed ruff-check"; \
