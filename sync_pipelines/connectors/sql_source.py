@@ -16,8 +16,7 @@ from sqlalchemy.engine import Connection
 from sync_pipelines.config.models import FilterCondition, SqlSource, SyncConfig
 from sync_pipelines.config.urls import build_url, display_url
 from sync_pipelines.connectors import pg_copy
-from sync_pipelines.connectors.dialects import backend
-from sync_pipelines.connectors.dialects.base import NOT_STREAMED
+from sync_pipelines.connectors.dialects import backend, driver_rows
 from sync_pipelines.connectors.sql import create_sql_engine, reflect_columns, translate_errors
 from sync_pipelines.connectors.values import decode, encode
 from sync_pipelines.errors import PermanentConnectorError
@@ -300,10 +299,7 @@ class SqlSourceReader:
                         }
                     yield SourceBatch(table, position)
                 return
-            result = conn.execute(query, execution_options={"yield_per": cfg.batch_size})
-            for rows in result.partitions(cfg.batch_size):
-                table = _rows_to_arrow(names, rows)
-                last = rows[-1]._mapping
+            for table, last in self._row_batches(conn, query, names, cfg.batch_size):
                 position = None
                 if incremental and cfg.cursor is not None:
                     position = {
@@ -312,13 +308,42 @@ class SqlSourceReader:
                     }
                 yield SourceBatch(table, position)
 
+    def _row_batches(
+        self, conn: Connection, query: sa.Select[Any], names: list[str], size: int
+    ) -> Iterator[tuple[pa.Table, dict[str, Any]]]:
+        """Batches of ``query``'s rows as Arrow tables, each with its last row's values as SQLAlchemy returns them.
+
+        Straight from the driver's cursor where it steps through the result as rows are fetched (SQLite's):
+        one plain tuple per row, the values SQLAlchemy's result processors convert converted column by column
+        (:mod:`~sync_pipelines.connectors.dialects.driver_rows`); elsewhere SQLAlchemy's rows, streamed. Python's
+        garbage collector waits while a batch is fetched and converted
+        (:func:`~sync_pipelines.connectors.dialects.driver_rows.collection_paused`).
+        """
+        if not backend(conn).plain_cursor_streams:
+            parts = conn.execute(query, execution_options={"yield_per": size}).partitions(size)
+            while True:
+                with driver_rows.collection_paused():
+                    part = next(parts, None)
+                    if part is None:
+                        return
+                    made = driver_rows.rows_to_arrow(names, part), dict(part[-1]._mapping)
+                    del part
+                yield made
+        convert = driver_rows.result_processors(conn.dialect, query.selected_columns)
+
+        def batch(rows: Sequence[Any]) -> tuple[pa.Table, dict[str, Any]]:
+            table = driver_rows.columns_to_arrow(names, list(zip(*rows, strict=True)), convert)
+            return table, {n: v if f is None else f(v) for n, v, f in zip(names, rows[-1], convert, strict=True)}
+
+        yield from driver_rows.fetched(conn, query, size, batch)
+
     def read_keys(self, batch_size: int = 200_000) -> Iterator[pa.Table]:
         """Yield the key columns of every row this sync reads (its filter applied, no cursor or watermark).
 
         One narrow ``SELECT key FROM source WHERE filter``: on PostgreSQL one ``array_agg`` per key column
         (:func:`~sync_pipelines.connectors.pg_copy.aggregated_read`) or, for very large sources, ``COPY``; elsewhere
-        streamed in batches of ``batch_size`` rows (straight from the driver's cursor where its rows need no
-        conversion and it streams them, as SQLite's does). An incremental sync with
+        streamed in batches of ``batch_size`` rows (straight from the driver's cursor where it streams them, as
+        SQLite's does: see :meth:`_row_batches`). An incremental sync with
         ``delete_missing`` compares these keys with the target's to find the rows the source no longer has.
         """
         with translate_errors(self.endpoint, "scanning the source's keys"), self.engine.connect() as conn:
@@ -335,19 +360,8 @@ class SqlSourceReader:
                 else:
                     yield from pg_copy.read_csv_batches(conn, query, copy_types, batch_size)
                 return
-            if backend(conn).plain_cursor_streams and not _processed(conn, query):
-                # The driver's own rows are what SQLAlchemy would return (no column converts its values):
-                # read them from the cursor, without a result row object per key.
-                result = conn.execute(query, execution_options=NOT_STREAMED)
-                try:
-                    while rows := result.cursor.fetchmany(batch_size):
-                        yield _rows_to_arrow(names, rows)
-                finally:
-                    result.close()
-                return
-            result = conn.execute(query, execution_options={"yield_per": batch_size})
-            for rows in result.partitions(batch_size):
-                yield _rows_to_arrow(names, rows)
+            for table, _ in self._row_batches(conn, query, names, batch_size):
+                yield table
 
     def close(self) -> None:
         """Release the reader's connections."""
@@ -384,16 +398,6 @@ def open_sql_source(config: SyncConfig) -> SqlSourceReader:
     return SqlSourceReader(config)
 
 
-def _processed(conn: Connection, query: sa.Select[Any]) -> bool:
-    """Whether SQLAlchemy converts the driver's values of some column ``query`` selects (dates kept as text by
-    SQLite, decimals kept as floats...)."""
-    dialect = conn.dialect
-    return any(
-        column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
-        for column in query.selected_columns
-    )
-
-
 def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataType] | None:
     """Arrow types to read ``query`` with ``COPY ... TO STDOUT (FORMAT csv)``, or None to read it row by row.
 
@@ -417,15 +421,3 @@ def _copy_types(conn: Connection, query: sa.Select[Any]) -> dict[str, pa.DataTyp
             return None
         types[column.name] = arrow_type_of(kind, sqlite=False)
     return types
-
-
-def _rows_to_arrow(names: list[str], rows: Sequence[sa.Row[Any]]) -> pa.Table:
-    arrays = []
-    for i, _name in enumerate(names):
-        values = [row[i] for row in rows]
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            # Mixed or odd values: keep them as text so that transform can report the bad ones.
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    return pa.Table.from_arrays(arrays, names=names)

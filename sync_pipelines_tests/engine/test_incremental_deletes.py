@@ -227,10 +227,9 @@ def test_missing_keys_single_composite_and_mixed_types() -> None:
 
 
 def test_sqlite_keys_come_from_the_cursor_as_sqlalchemy_would_give_them(sqlite_dbs: Databases) -> None:
-    """Keys whose values SQLAlchemy would not convert (integers, texts, and dates, which the reader takes as
-    SQLite's text) are fetched from sqlite3's cursor; the filter's values are still bound through SQLAlchemy;
-    a key column SQLAlchemy converts (a boolean, from SQLite's 0 and 1) goes through its rows."""
-    from sync_pipelines.connectors import sql_source
+    """Keys are fetched from sqlite3's cursor as SQLAlchemy would give them: integers, texts, and dates (which
+    the reader takes as SQLite's text) as they are, a boolean converted from SQLite's 0 and 1; the filter's
+    values are still bound through SQLAlchemy."""
     from sync_pipelines.kinds import source_reader
 
     events = sa.Table(
@@ -247,7 +246,7 @@ def test_sqlite_keys_come_from_the_cursor_as_sqlalchemy_would_give_them(sqlite_d
     rows = [{"id": i, "code": f"c{i}", "at": T0 + dt.timedelta(hours=i), "flag": i % 2 == 0} for i in range(1, 8)]
     _insert(sqlite_dbs, events, rows)
 
-    def keys(key: list[str], query: str | None = None, **extra: Any) -> tuple[list[Any], list[bool]]:
+    def keys(key: list[str], query: str | None = None, **extra: Any) -> list[Any]:
         source = {"kind": "sql", "url": sqlite_dbs.source_url, "table": "events"}
         if query is not None:
             source = {"kind": "sql", "url": sqlite_dbs.source_url, "query": query}
@@ -268,31 +267,19 @@ def test_sqlite_keys_come_from_the_cursor_as_sqlalchemy_would_give_them(sqlite_d
             }
         )
         reader = source_reader(cfg)
-        converted: list[bool] = []
-        real = sql_source._processed
-
-        def spy(conn: Any, query: Any) -> bool:
-            converted.append(real(conn, query))
-            return converted[-1]
-
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(sql_source, "_processed", spy)
-            try:
-                batches = list(reader.read_keys(batch_size=2))  # type: ignore[attr-defined]
-            finally:
-                reader.close()  # type: ignore[attr-defined]
+        try:
+            batches = list(reader.read_keys(batch_size=2))  # type: ignore[attr-defined]
+        finally:
+            reader.close()  # type: ignore[attr-defined]
         table = pa.concat_tables(batches)
-        return sorted(zip(*[table.column(k).to_pylist() for k in key], strict=True)), converted
+        return sorted(zip(*[table.column(k).to_pylist() for k in key], strict=True))
 
-    assert keys(["id", "code"]) == ([(i, f"c{i}") for i in range(3, 8)], [False])
+    assert keys(["id", "code"]) == [(i, f"c{i}") for i in range(3, 8)]
     # A source defined by a query is probed for its columns first (a streamed statement): the keys read after
     # it on the same connection still start with the first one.
-    assert keys(["id", "code"], query="SELECT id, code, at, flag FROM events") == (
-        [(i, f"c{i}") for i in range(3, 8)],
-        [False],
-    )
+    assert keys(["id", "code"], query="SELECT id, code, at, flag FROM events") == [(i, f"c{i}") for i in range(3, 8)]
     stored = [(f"{T0 + dt.timedelta(hours=i):%Y-%m-%d %H:%M:%S.%f}",) for i in range(3, 8)]
-    assert keys(["at"]) == (stored, [False])
-    flagged, converted = keys(["id", "flag"])
-    assert flagged == [(i, i % 2 == 0) for i in range(3, 8)] and converted == [True]
+    assert keys(["at"]) == stored
+    flagged = keys(["id", "flag"])
+    assert flagged == [(i, i % 2 == 0) for i in range(3, 8)]
     assert all(type(flag) is bool for _, flag in flagged)  # SQLAlchemy's rows: booleans, not sqlite3's 0 and 1

@@ -19,15 +19,12 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.connectors.dialects.arrow_values import dense_range, exact_array, only_keys, python_columns
+from sync_pipelines.connectors.dialects.driver_rows import fetched
 from sync_pipelines.errors import ConcurrentRunError
 
 LEASE_POLL_S = 0.25
 _SCAN_ROWS = 50_000
-"""Rows fetched at a time by :meth:`SqlBackend.scan_arrow`."""
-NOT_STREAMED: dict[str, Any] = {"stream_results": False, "yield_per": 0}
-"""Execution options of a statement whose rows are read straight from the driver's cursor: neither streamed nor
-yielded in parts, whatever a caller set on the connection (a streamed result has taken its first rows from the
-cursor already; ``yield_per`` alone would turn streaming on)."""
+"""Rows fetched at a time by :meth:`SqlBackend.read_arrow` and :meth:`SqlBackend.scan_arrow`."""
 
 
 class SqlBackend:
@@ -163,9 +160,8 @@ class SqlBackend:
         found: list[list[Any]] = [[] for _ in columns]
         conditions, span = self.read_conditions(table, columns, keys)
         for condition in conditions:
-            for row in conn.execute(sa.select(*selected).where(condition)):
-                for values, value in zip(found, row, strict=True):
-                    values.append(value)
+            for _ in fetched(conn, sa.select(*selected).where(condition), _SCAN_ROWS, _extend(found)):
+                pass
         read = arrow_table(table, columns, found, schema)
         return only_keys(read, keys, span) if span is not None else read
 
@@ -189,14 +185,18 @@ class SqlBackend:
     def scan_arrow(self, conn: Connection, table: sa.Table, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
         """The ``columns`` of every row of ``table``, in any order, typed as :meth:`read_arrow` types them.
 
-        One ``SELECT`` streamed in large partitions: meant for narrow reads (a table's keys).
+        One ``SELECT`` streamed in large partitions (from the driver's own cursor where it streams them): meant
+        for narrow reads (a table's keys).
         """
         selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
         found: list[list[Any]] = [[] for _ in columns]
-        result = conn.execute(sa.select(*selected), execution_options={"yield_per": _SCAN_ROWS})
-        for rows in result.partitions():
-            for values, column in zip(found, zip(*rows, strict=True), strict=True):
-                values.extend(column)
+        statement = sa.select(*selected)
+        if self.plain_cursor_streams:
+            for _ in fetched(conn, statement, _SCAN_ROWS, _extend(found)):
+                pass
+        else:
+            for rows in conn.execute(statement, execution_options={"yield_per": _SCAN_ROWS}).partitions():
+                _extend(found)(rows)
         return arrow_table(table, columns, found, schema)
 
     def key_conditions(self, table: sa.FromClause, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
@@ -388,6 +388,16 @@ def param_dicts(rows: pa.Table) -> list[dict[str, Any]]:
     """``rows`` as SQLAlchemy executemany parameters (converted column by column)."""
     names = rows.column_names
     return [dict(zip(names, values, strict=True)) for values in zip(*python_columns(rows), strict=True)]
+
+
+def _extend(found: list[list[Any]]) -> Callable[[Sequence[Any]], None]:
+    """Appends each row's values to the lists of ``found``, one list per column."""
+
+    def extend(rows: Sequence[Any]) -> None:
+        for values, column in zip(found, zip(*rows, strict=True), strict=True):
+            values.extend(column)
+
+    return extend
 
 
 def arrow_table(table: sa.Table, columns: Sequence[str], values: Sequence[list[Any]], schema: pa.Schema) -> pa.Table:

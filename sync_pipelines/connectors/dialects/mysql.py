@@ -19,7 +19,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, only_keys, parse_text_csv, python_columns
-from sync_pipelines.connectors.dialects.base import NOT_STREAMED, LockSession, SqlBackend
+from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend
+from sync_pipelines.connectors.dialects.driver_rows import fetched
 
 _STAGE = "_sync_arrow_stage"
 """A TEMPORARY table of the connection, beside the target table (it hides a permanent table of that name)."""
@@ -39,6 +40,8 @@ _TRANSIENT_ERRNOS = frozenset(
 )
 _PLAIN_TEXT_TYPES = (sa.Integer, sa.Numeric, sa.Date, sa.DateTime, sa.Boolean)
 """Column types whose text (``CAST(... AS CHAR)``) is never empty and never holds a comma, quote or newline."""
+_LINES = 50_000
+"""Lines of a read taken from the driver's cursor at a time."""
 _UNIQUE_ERRNOS = frozenset({1062, 1586})
 """ER_DUP_ENTRY and ER_DUP_ENTRY_WITH_KEY_NAME."""
 
@@ -170,14 +173,9 @@ class MySqlBackend(SqlBackend):
         conditions, span = self.read_conditions(alias, columns, keys)
         lines: list[str] = []
         for condition in conditions:
-            # The lines are text SQLAlchemy does not convert: taken from the driver's cursor, without a Row per
-            # line. Neither streamed nor yielded in parts, whatever a caller set on the connection: a streamed
-            # result has taken its first rows from the cursor already.
-            result = conn.execute(sa.select(line).select_from(alias).where(condition), execution_options=NOT_STREAMED)
-            try:
-                lines += [row[0] for row in result.cursor.fetchall()]
-            finally:
-                result.close()
+            # The lines are text SQLAlchemy does not convert: taken from the driver's cursor, without a Row per line.
+            for part in fetched(conn, sa.select(line).select_from(alias).where(condition), _LINES, _first_values):
+                lines += part
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
         read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
         return only_keys(read, keys, span) if span is not None else read
@@ -216,6 +214,10 @@ class _NamedLocks:
 
     def unlock(self, name: str) -> None:
         self.conn.execute(sa.select(sa.func.release_lock(self._name(name))))
+
+
+def _first_values(rows: Sequence[Any]) -> list[Any]:
+    return [row[0] for row in rows]
 
 
 def _insert_sql(conn: Connection, table: sa.Table, columns: Sequence[str]) -> str:
