@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pymysql
@@ -659,3 +660,41 @@ def test_two_tables_keyed_alike_are_read_together(engine: sa.Engine) -> None:
     assert sorted(dense_right.column("id").to_pylist()) == [3, 4, 5, 6, 7]
     assert set(dense_right.column("digest").to_pylist()) == {b"\x00\t"}
     assert sorted(results["scattered"][0][1].column("id").to_pylist()) == [4, 7]
+
+
+def test_mariadb_lines_cut_at_the_concat_limit_are_read_again_row_by_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read's lines travel as one ``GROUP_CONCAT`` value; where they reach its limit, they are read again one
+    row each, and the rows come back whole."""
+    from sync_pipelines.connectors.dialects import mysql
+
+    gen = make_databases("mariadb", tmp_path)
+    engine = _engine(next(gen))
+    table = _items()
+    rows = pa.concat_tables([_odd_rows(), _rows(list(range(5, 60)))])
+    cuts: list[int] = []
+    row_by_row = mysql.fetched
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        cuts.append(1)
+        return row_by_row(*args, **kwargs)
+
+    monkeypatch.setattr(mysql, "fetched", counted)
+    try:
+        _create(engine, table)
+        with engine.begin() as conn:
+            db = backend(conn)
+            db.insert_arrow(conn, table, rows)
+            whole = _sorted(db.read_arrow(conn, table, SCHEMA.names, rows.select(["id"]), SCHEMA))
+            assert cuts == []
+            monkeypatch.setattr(mysql, "_CONCAT_LIMIT", "300")
+            cut = _sorted(db.read_arrow(conn, table, SCHEMA.names, rows.select(["id"]), SCHEMA))
+            scattered = _keys([59, 1, 30, 2])
+            few = _sorted(db.read_arrow(conn, table, SCHEMA.names, scattered, SCHEMA))
+        assert cuts and whole.equals(_sorted(rows)) and cut.equals(whole)
+        assert few.equals(_sorted(rows.filter(pa.compute.is_in(rows.column("id"), scattered.column("id")))))
+    finally:
+        engine.dispose()
+        for _ in gen:
+            pass

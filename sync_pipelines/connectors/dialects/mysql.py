@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.connectors.dialects.arrow_values import delimited_lines, only_keys, parse_text_csv, python_columns
 from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend
-from sync_pipelines.connectors.dialects.driver_rows import fetched
+from sync_pipelines.connectors.dialects.driver_rows import NOT_STREAMED, fetched
 
 _STAGE = "_sync_arrow_stage"
 """A TEMPORARY table of the connection, beside the target table (it hides a permanent table of that name)."""
@@ -42,6 +42,8 @@ _PLAIN_TEXT_TYPES = (sa.Integer, sa.Numeric, sa.Date, sa.DateTime, sa.Boolean)
 """Column types whose text (``CAST(... AS CHAR)``) is never empty and never holds a comma, quote or newline."""
 _LINES = 50_000
 """Lines of a read taken from the driver's cursor at a time."""
+_CONCAT_LIMIT = "@@max_allowed_packet - 1024"
+"""``group_concat_max_len`` of a read: its lines in one value, the value and the row's other bytes in one packet."""
 _UNIQUE_ERRNOS = frozenset({1062, 1586})
 """ER_DUP_ENTRY and ER_DUP_ENTRY_WITH_KEY_NAME."""
 
@@ -149,11 +151,15 @@ class MySqlBackend(SqlBackend):
     def read_arrow(
         self, conn: Connection, table: sa.Table, columns: Sequence[str], keys: pa.Table, schema: pa.Schema
     ) -> pa.Table:
-        """The rows of ``keys`` (see ``SqlBackend.read_arrow``), each rendered by the server as one CSV line.
+        """The rows of ``keys`` (see ``SqlBackend.read_arrow``), rendered by the server as CSV lines, all the
+        lines of a query as one ``GROUP_CONCAT`` value.
 
-        PyMySQL decodes every value of a result in Python; one text column per row (``CONCAT`` of quoted
-        fields, an unquoted empty field for NULL) costs a fraction of that, and Arrow parses the lines. Binary
-        values travel as hex.
+        PyMySQL decodes every value of a result in Python, and every row of it: one text value per query
+        (a line per row, built from quoted fields, an unquoted empty field for NULL) costs a fraction of
+        that, and Arrow parses the lines. A number, date or time goes as the server writes it, uncast
+        (a cast costs the server a third of a line's time); binary values travel as hex. The value is cut at
+        ``group_concat_max_len``, set to just under ``max_allowed_packet``: a query whose lines reach it reads
+        them again one row each.
         """
         if not keys.num_rows:
             return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
@@ -165,19 +171,32 @@ class MySqlBackend(SqlBackend):
             if isinstance(table.c[name].type, _PLAIN_TEXT_TYPES):
                 # A number, date or time is never empty and holds no comma, quote or newline: unquoted, an empty
                 # field is NULL (half the server's work of building a line, for such columns).
-                fields.append(f"IFNULL(CAST(t.{column} AS CHAR), '')")
+                fields.append(f"IFNULL(t.{column}, '')")
                 continue
             text = f"HEX(t.{column})" if pa.types.is_binary(schema.field(name).type) else f"CAST(t.{column} AS CHAR)"
             fields.append(f"IF(t.{column} IS NULL, '', CONCAT('\"', REPLACE({text}, '\"', '\"\"'), '\"'))")
         line: sa.ColumnElement[str] = sa.literal_column(f"CONCAT_WS(',', {', '.join(fields)})")
+        # A newline of its own between the quotes: a backslash escape means nothing under NO_BACKSLASH_ESCAPES.
+        lines: sa.ColumnElement[str] = sa.literal_column(f"GROUP_CONCAT({line} SEPARATOR '\n')")
+        limit: sa.ColumnElement[int] = sa.literal_column("@@group_concat_max_len")
         conditions, span = self.read_conditions(alias, columns, keys)
-        lines: list[str] = []
+        conn.exec_driver_sql(f"SET SESSION group_concat_max_len = {_CONCAT_LIMIT}")
+        parts: list[str] = []
         for condition in conditions:
-            # The lines are text SQLAlchemy does not convert: taken from the driver's cursor, without a Row per line.
+            most, text = conn.execute(
+                sa.select(limit, lines).select_from(alias).where(condition), execution_options=NOT_STREAMED
+            ).one()
+            if text is None:
+                continue  # no row
+            if len(text.encode()) < most - 4:
+                parts.append(text)
+                continue
+            # Cut at the limit (where a character would have crossed it, up to 3 bytes short of it): this query's
+            # lines again, one row each.
             for part in fetched(conn, sa.select(line).select_from(alias).where(condition), _LINES, _first_values):
-                lines += part
+                parts += part
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
-        read = parse_text_csv("\n".join(lines).encode(), columns, schema, float_columns=floats)
+        read = parse_text_csv("\n".join(parts).encode(), columns, schema, float_columns=floats)
         return only_keys(read, keys, span) if span is not None else read
 
     def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
