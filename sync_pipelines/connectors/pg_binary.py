@@ -222,48 +222,45 @@ def _words(values: np.ndarray[Any, Any]) -> pa.Array:
 
 def _fields(n: int, run: list[tuple[int, np.ndarray[Any, Any]]]) -> pa.Array:
     """The fields of consecutive fixed-width columns set in every row: each row's length words and values."""
-    layout: list[tuple[Any, ...]] = []
-    for i, (_, values) in enumerate(run):
-        layout += [(f"n{i}", ">i4"), (f"v{i}", values.dtype)]
-    fields = np.empty(n, dtype=np.dtype(layout))
-    for i, (width, values) in enumerate(run):
-        fields[f"n{i}"] = width
-        fields[f"v{i}"] = values
-    return _words(fields)
+    parts: list[tuple[tuple[Any, ...], Any]] = []
+    for width, values in run:
+        parts += [((">i4",), width), ((values.dtype,), values)]
+    return _words(_laid_out(n, parts))
 
 
 def _fixed_width(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -> bytes | None:
     """The rows laid out as one numpy structured array when every row has the same width: each column
     either NULL in every row or set in every row with one length (the baselines of new records: integers,
     digests of one width, NULL target sides). None: some column varies, and the rows go value by value."""
-    layout: list[tuple[Any, ...]] = [("fields", ">i2")]
-    values: dict[str, Any] = {"fields": len(columns)}
-    for i, (kind, payload, valid) in enumerate(columns):
-        length, value = f"n{i}", f"v{i}"
-        layout.append((length, ">i4"))
+    parts: list[tuple[tuple[Any, ...], Any]] = [((">i2",), len(columns))]
+    for kind, payload, valid in columns:
         if n and not valid.any():
-            values[length] = -1
+            parts.append(((">i4",), -1))
             continue
         if not valid.all():
             return None
         if kind == "fixed":
             width, numbers = payload
-            layout.append((value, numbers.dtype))
-            values[length], values[value] = width, numbers
+            parts += [((">i4",), width), ((numbers.dtype,), numbers)]
             continue
         offsets, data, lengths, _ = payload
         width = int(lengths[0]) if n else 0
         if (lengths != width).any():
             return None
-        values[length] = width
+        parts.append(((">i4",), width))
         if width:
-            layout.append((value, np.uint8, (width,)))
             first = int(offsets[0])
-            values[value] = data[first : first + n * width].reshape(n, width)
-    rows = np.empty(n, dtype=np.dtype(layout))
-    for name, filled in values.items():
-        rows[name] = filled
-    return HEADER + rows.tobytes() + TRAILER
+            parts.append(((np.uint8, (width,)), data[first : first + n * width].reshape(n, width)))
+    return HEADER + _laid_out(n, parts).tobytes() + TRAILER
+
+
+def _laid_out(n: int, parts: list[tuple[tuple[Any, ...], Any]]) -> np.ndarray[Any, Any]:
+    """``n`` rows of ``parts`` side by side as one numpy structured array: each part its numpy field type and
+    its value (one for every row, or one per row)."""
+    rows = np.empty(n, dtype=np.dtype([(f"f{i}", *kind) for i, (kind, _) in enumerate(parts)]))
+    for i, (_, value) in enumerate(parts):
+        rows[f"f{i}"] = value
+    return rows
 
 
 __all__ = ["binary_copy_data"]
