@@ -39,7 +39,8 @@ _TRANSIENT_ERRNOS = frozenset(
     }
 )
 _PLAIN_TEXT_TYPES = (sa.Integer, sa.Numeric, sa.Date, sa.DateTime, sa.Boolean)
-"""Column types whose text (``CAST(... AS CHAR)``) is never empty and never holds a comma, quote or newline."""
+"""Column types whose text (as the server writes it, the same as ``CAST(... AS CHAR)``) is never empty and never
+holds a comma, quote or newline."""
 _LINES = 50_000
 """Lines of a read taken from the driver's cursor at a time."""
 _CONCAT_LIMIT = "@@max_allowed_packet - 1024"
