@@ -319,23 +319,15 @@ class SqlSourceReader:
         garbage collector waits while a batch is fetched and converted
         (:func:`~sync_pipelines.connectors.dialects.driver_rows.collection_paused`).
         """
-        if not backend(conn).plain_cursor_streams:
-            parts = conn.execute(query, execution_options={"yield_per": size}).partitions(size)
-            while True:
-                with driver_rows.collection_paused():
-                    part = next(parts, None)
-                    if part is None:
-                        return
-                    made = driver_rows.rows_to_arrow(names, part), dict(part[-1]._mapping)
-                    del part
-                yield made
-        convert = driver_rows.result_processors(conn.dialect, query.selected_columns)
+        plain = backend(conn).plain_cursor_streams
+        # SQLAlchemy's rows hold converted values already; the driver's get SQLAlchemy's result processors.
+        convert = driver_rows.result_processors(conn.dialect, query.selected_columns) if plain else [None] * len(names)
 
         def batch(rows: Sequence[Any]) -> tuple[pa.Table, dict[str, Any]]:
-            table = driver_rows.columns_to_arrow(names, list(zip(*rows, strict=True)), convert)
+            table = driver_rows.columns_to_arrow(names, driver_rows.transposed(rows), convert)
             return table, {n: v if f is None else f(v) for n, v, f in zip(names, rows[-1], convert, strict=True)}
 
-        yield from driver_rows.fetched(conn, query, size, batch)
+        yield from driver_rows.fetched(conn, query, size, batch, from_cursor=plain)
 
     def read_keys(self, batch_size: int = 200_000) -> Iterator[pa.Table]:
         """Yield the key columns of every row this sync reads (its filter applied, no cursor or watermark).

@@ -20,7 +20,6 @@ from sync_pipelines.connectors.dialects.driver_rows import (
     collection_paused,
     columns_to_arrow,
     result_processors,
-    rows_to_arrow,
 )
 
 _ODD = st.sampled_from(["yes", "", 1.5, -0.0, b"\x00\x01", 2**63 - 1])
@@ -54,7 +53,8 @@ def _read_both(engine: sa.Engine, kind: str, stored: list[Any]) -> tuple[Any, An
     query = sa.select(table.c.v).order_by(table.c.id)
     with engine.connect() as conn:
         try:
-            expected: Any = rows_to_arrow(["v"], conn.execute(query).all()).column("v").to_pylist()
+            values = tuple(row[0] for row in conn.execute(query).all())
+            expected: Any = columns_to_arrow(["v"], [values]).column("v").to_pylist()
         except Exception as exc:  # the processor's own error, which the driver's path must raise too
             expected = type(exc)
         convert = result_processors(conn.dialect, query.selected_columns)

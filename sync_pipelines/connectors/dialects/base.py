@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from sync_pipelines.config.models import decimal_parts
 from sync_pipelines.connectors.dialects.arrow_values import dense_range, exact_array, only_keys, python_columns
-from sync_pipelines.connectors.dialects.driver_rows import fetched
+from sync_pipelines.connectors.dialects.driver_rows import fetched, transposed
 from sync_pipelines.errors import ConcurrentRunError
 
 LEASE_POLL_S = 0.25
@@ -160,8 +160,9 @@ class SqlBackend:
         found: list[list[Any]] = [[] for _ in columns]
         conditions, span = self.read_conditions(table, columns, keys)
         for condition in conditions:
-            for _ in fetched(conn, sa.select(*selected).where(condition), _SCAN_ROWS, _extend(found)):
-                pass
+            for batch in fetched(conn, sa.select(*selected).where(condition), _SCAN_ROWS, transposed):
+                for values, column in zip(found, batch, strict=True):
+                    values.extend(column)
         read = arrow_table(table, columns, found, schema)
         return only_keys(read, keys, span) if span is not None else read
 
@@ -190,13 +191,10 @@ class SqlBackend:
         """
         selected = [sa.type_coerce(table.c[c], sa.types.NullType()).label(c) for c in columns]
         found: list[list[Any]] = [[] for _ in columns]
-        statement = sa.select(*selected)
-        if self.plain_cursor_streams:
-            for _ in fetched(conn, statement, _SCAN_ROWS, _extend(found)):
-                pass
-        else:
-            for rows in conn.execute(statement, execution_options={"yield_per": _SCAN_ROWS}).partitions():
-                _extend(found)(rows)
+        batches = fetched(conn, sa.select(*selected), _SCAN_ROWS, transposed, from_cursor=self.plain_cursor_streams)
+        for batch in batches:
+            for values, column in zip(found, batch, strict=True):
+                values.extend(column)
         return arrow_table(table, columns, found, schema)
 
     def key_conditions(self, table: sa.FromClause, keys: pa.Table) -> Iterator[sa.ColumnElement[bool]]:
@@ -388,16 +386,6 @@ def param_dicts(rows: pa.Table) -> list[dict[str, Any]]:
     """``rows`` as SQLAlchemy executemany parameters (converted column by column)."""
     names = rows.column_names
     return [dict(zip(names, values, strict=True)) for values in zip(*python_columns(rows), strict=True)]
-
-
-def _extend(found: list[list[Any]]) -> Callable[[Sequence[Any]], None]:
-    """Appends each row's values to the lists of ``found``, one list per column."""
-
-    def extend(rows: Sequence[Any]) -> None:
-        for values, column in zip(found, zip(*rows, strict=True), strict=True):
-            values.extend(column)
-
-    return extend
 
 
 def arrow_table(table: sa.Table, columns: Sequence[str], values: Sequence[list[Any]], schema: pa.Schema) -> pa.Table:

@@ -48,13 +48,31 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def fetched(conn: Connection, statement: sa.Executable, size: int, into: Callable[[Sequence[Any]], T]) -> Iterator[T]:
-    """``into`` each batch of up to ``size`` rows of ``statement``, the rows being the driver's own tuples.
+def fetched(
+    conn: Connection,
+    statement: sa.Executable,
+    size: int,
+    into: Callable[[Sequence[Any]], T],
+    *,
+    from_cursor: bool = True,
+) -> Iterator[T]:
+    """``into`` each batch of up to ``size`` rows of ``statement``: the driver's own tuples taken from its
+    cursor (``from_cursor``), else SQLAlchemy's rows, streamed.
 
     Python's collector waits while a batch is fetched and made into what ``into`` returns
-    (:func:`collection_paused`): the tuples are gone before it runs again. A driver error is raised as
-    SQLAlchemy raises it from its own fetch (a ``DBAPIError`` wrapping it).
+    (:func:`collection_paused`): the rows are gone before it runs again. A driver error read from the
+    cursor is raised as SQLAlchemy raises it from its own fetch (a ``DBAPIError`` wrapping it).
     """
+    if not from_cursor:
+        parts = conn.execute(statement, execution_options={"yield_per": size}).partitions(size)
+        while True:
+            with collection_paused():
+                part = next(parts, None)
+                if part is None:
+                    return
+                made = into(part)
+                del part
+            yield made
     with collection_paused():  # a driver that buffers a result (PyMySQL's) makes every row as it executes
         result = conn.execute(statement, execution_options=NOT_STREAMED)
     driver_error = conn.dialect.loaded_dbapi.Error
@@ -72,6 +90,11 @@ def fetched(conn: Connection, statement: sa.Executable, size: int, into: Callabl
             yield made
     finally:
         result.close()
+
+
+def transposed(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """The values of ``rows``, one tuple per column."""
+    return list(zip(*rows, strict=True))
 
 
 def result_processors(dialect: Dialect, columns: Iterable[sa.ColumnElement[Any]]) -> list[Processor | None]:
@@ -95,12 +118,6 @@ def columns_to_arrow(
     return pa.Table.from_arrays(arrays, names=list(names))
 
 
-def rows_to_arrow(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table:
-    """A table of ``rows`` (tuples or SQLAlchemy rows, values in ``names`` order)."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-    return columns_to_arrow(names, columns)
-
-
 def _array(values: Sequence[Any]) -> pa.Array:
     try:
         return pa.array(values)
@@ -120,4 +137,4 @@ def _booleans(values: Sequence[Any]) -> pa.Array | None:
     return pc.not_equal(array, 0) if pa.types.is_integer(array.type) else None
 
 
-__all__ = ["NOT_STREAMED", "collection_paused", "columns_to_arrow", "fetched", "result_processors", "rows_to_arrow"]
+__all__ = ["NOT_STREAMED", "collection_paused", "columns_to_arrow", "fetched", "result_processors", "transposed"]
