@@ -33,6 +33,7 @@ from sync_pipelines.connectors.dialects.arrow_values import (
     only_keys,
 )
 from sync_pipelines.connectors.pg_binary import binary_copy_data
+from sync_pipelines.connectors.pg_copy_out import copy_out_chunks
 
 # Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
 _ARROW_STAGE = sql.Identifier("pg_temp", "_sync_arrow_stage")
@@ -103,36 +104,24 @@ def read_csv_batches(
     Arrow parses each batch's text in one call instead of building one Python object per value.
     ``types`` gives the Arrow type of every selected column, in order.
     """
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
+    raw = _raw(conn)
     compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     statement = f"COPY ({compiled}) TO STDOUT (FORMAT csv)"
-    with _driver_errors("COPY (source query) TO STDOUT"), raw.cursor() as cur:
-        cur.execute("SET LOCAL DateStyle = 'ISO, MDY'")
-        with cur.copy(statement, compiled.params) as copy:
-            chunk, rows = bytearray(), 0
-            for row in copy:
-                # Each row is appended at once: keeping psycopg's views alive holds their libpq buffers (4x
-                # slower), and one bytes object per row costs more than growing one buffer.
-                chunk += row
-                rows += 1
-                if rows >= batch_size:
-                    yield _parse_csv(chunk, types)
-                    chunk, rows = bytearray(), 0
-            if rows:
-                yield _parse_csv(chunk, types)
+    with _driver_errors("COPY (source query) TO STDOUT"):
+        raw.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+        if compiled.params:  # merged client-side: COPY takes no parameters
+            statement = psycopg.ClientCursor(raw).mogrify(statement, compiled.params)
+        for chunk in copy_out_chunks(raw, statement, rows_per_chunk=batch_size):
+            yield _parse_csv(chunk, types)
 
 
 # --------------------------------------------------------------------------- Arrow batches
 
 
 def _copy_out(cur: psycopg.Cursor[Any], query: sql.Composed) -> bytearray:
-    """Everything ``COPY ... TO STDOUT`` sends, in one buffer grown row by row (see :func:`read_csv_batches`)."""
-    data = bytearray()
-    with cur.copy(query) as copy:
-        for row in copy:
-            data += row
-    return data
+    """Everything ``COPY ... TO STDOUT`` sends, in one buffer."""
+    chunks = list(copy_out_chunks(cur.connection, query))  # one chunk: the whole output, or none
+    return chunks[0] if chunks else bytearray()
 
 
 def _raw(conn: Connection) -> psycopg.Connection[Any]:
