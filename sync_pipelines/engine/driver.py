@@ -193,6 +193,12 @@ class BatchWriter(Protocol[W]):
         """Plan one batch and, for a real sink, write it with its resume record in ``conn``'s transaction."""
         ...
 
+    def read_ahead(self, batch: BatchFile | None) -> None:
+        """``batch`` is committed after the one about to be: the writer may start reading the target for it
+        on a connection of its own (a hint; :meth:`write` reads whatever was not read ahead). None: the
+        run's batches are done, or it stopped."""
+        ...
+
     def committed(self, written: W) -> Counts:
         """Keep what a batch produced (samples, results) once its transaction committed; its counts."""
         ...
@@ -278,11 +284,19 @@ def run_batches(
             out.samples += part.samples
         return out
 
+    following = dict(zip((b.index for b in batches), batches[1:], strict=False))
+
     def one(batch: BatchFile) -> Counts:
         check_stop(config, f"before batch {batch.index}")
+        if batch.index in following:
+            writer.read_ahead(following[batch.index])
         return commit_batch(writer, batch)
 
-    for counts in run_inline(options, one, [(b,) for b in batches], lambda i, _: progress.batch_done(batches[i].rows)):
+    try:
+        done = run_inline(options, one, [(b,) for b in batches], lambda i, _: progress.batch_done(batches[i].rows))
+    finally:
+        writer.read_ahead(None)
+    for counts in done:
         out.counts.merge(counts)
     out.samples = writer.sampled()
     return out

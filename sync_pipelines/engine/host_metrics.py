@@ -201,6 +201,9 @@ class HostBatchWriter:
             self.resume.mark(conn, self.run_id, batch)
         return results
 
+    def read_ahead(self, batch: BatchFile | None) -> None:
+        """Nothing is read ahead: each batch reads its hosts in its own transaction."""
+
     def committed(self, written: list[HostResult]) -> Counts:
         self.results += written
         counts = Counts(processed=len(written))

@@ -49,6 +49,7 @@ from sync_pipelines.engine.overlap import (
     newer_in_target,
     partition_slots,
 )
+from sync_pipelines.engine.read_ahead import ReadAhead, Sides
 from sync_pipelines.engine.upgrade import upgrade_bookkeeping
 from sync_pipelines.errors import ConcurrentRunError, DeleteGuardError, TransientConnectorError
 from sync_pipelines.kinds import target_writer
@@ -291,6 +292,7 @@ class BatchLoader:
         """Whether every written column stores its declared type exactly (no read-back of written rows)."""
         self.on_wait: Callable[[str], None] | None = None
         """Told why the run waits for the lease, if it does."""
+        self._ahead: ReadAhead | None = None
         if mode.cursor is not None and writer.backend.row_lock_isolation is not None:
             # Row locks taken before reading a batch's rows must not extend to the gaps between keys.
             self.sink = TargetSink(writer.engine.execution_options(isolation_level=writer.backend.row_lock_isolation))
@@ -387,14 +389,18 @@ class BatchLoader:
     def committed_counts(self, batch: BatchFile) -> Counts:
         return _committed_counts(self.writer, self.run_id, batch)
 
-    def plan(self, conn: Connection | None, table: pa.Table) -> Plan:
-        """Classify ``batch`` against the target rows and baselines of its keys, read in bulk."""
+    def plan(self, conn: Connection | None, table: pa.Table, batch: BatchFile | None = None) -> Plan:
+        """Classify ``table`` (the rows of ``batch``) against the target rows and baselines of its keys, read in
+        bulk, or read ahead (:meth:`read_ahead`)."""
         reconciler = self.reconciler
         keys = batch_keys(table, reconciler.rules.key)
+        ahead = self._ahead.take(batch, keys) if self._ahead is not None and batch is not None else None
         if conn is not None and self.writer.table is not None:
             if self.mode.cursor is not None and self.sink.writes and keys.num_rows:
                 self._lock_rows(conn, keys)
-            if self.has_baselines:
+            if ahead is not None:
+                current, baselines = ahead
+            elif self.has_baselines:
                 current, baselines = reconciler.read_both(conn, keys)
             else:
                 current, baselines = reconciler.read_target(conn, keys), None
@@ -436,7 +442,7 @@ class BatchLoader:
 
     def write(self, conn: Connection | None, table: pa.Table, batch: BatchFile) -> Plan:
         """Plan ``batch``; a real sink writes it with its resume record (and the state, inline) in ``conn``."""
-        plan = self.plan(conn, table)
+        plan = self.plan(conn, table, batch)
         if self.dry_plan is not None:
             self.dry_plan.add(plan, batch.index)
         if conn is None:
@@ -446,6 +452,38 @@ class BatchLoader:
         elif self.dry_seen is not None and plan.seen.num_rows:
             self.writer.backend.insert_arrow(conn, self.dry_seen, plan.seen)
         return plan
+
+    def read_ahead(self, batch: BatchFile | None) -> None:
+        """Start reading the target rows and baselines of ``batch``, the batch committed after the current one
+        (see :mod:`~sync_pipelines.engine.read_ahead`); None: the run's batches are done.
+
+        Only a real run of a full read reads ahead, with baselines, a one-column key and a backend that
+        declares ``reads_ahead``; never a run whose batches lock their rows before reading (partition runs).
+        """
+        if batch is None:
+            if self._ahead is not None:
+                self._ahead.close()
+                self._ahead = None
+            return
+        if self._ahead is None:
+            db = self.writer.backend
+            if not (
+                self.sink.writes
+                and self.has_baselines
+                and self.writer.table is not None
+                and not self.mode.incremental
+                and self.mode.cursor is None
+                and len(self.reconciler.key_names) == 1
+                and pa.types.is_integer(self.schema.get(self.reconciler.key_names[0], pa.null()))
+                and db.reads_ahead
+            ):
+                return
+            self._ahead = ReadAhead(self.reconciler.rules.key, self._read_sides)
+        self._ahead.start(batch)
+
+    def _read_sides(self, keys: pa.Table) -> Sides:
+        with self.writer.engine.connect() as conn:
+            return self.reconciler.read_both(conn, keys)
 
     def committed(self, written: Plan) -> Counts:
         self.source_deletes += written.reverse_deletes

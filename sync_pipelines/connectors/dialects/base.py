@@ -46,6 +46,10 @@ class SqlBackend:
     plain_cursor_streams: ClassVar[bool] = False
     """Whether the driver's plain cursor steps through a result as rows are fetched (no server-side cursor
     needed), so a large read may fetch from it directly."""
+    reads_ahead: ClassVar[bool] = False
+    """Whether a full sync reads a batch's target rows and baselines on a second connection while the batch
+    before it is written: worth it where the server does the read's work (the client classifies meanwhile),
+    not for a database inside the process, whose reads would take the client's own time."""
     driver_modules: ClassVar[tuple[str, ...]] = ()
     """Top-level modules of the DBAPI drivers whose exceptions :meth:`is_transient` understands."""
     max_identifier_length: ClassVar[int | None] = None

@@ -57,6 +57,7 @@ class MySqlBackend(SqlBackend):
     default_dbapi = "pymysql"
     connect_args: ClassVar[dict[str, Any]] = {"connect_timeout": 10}
     keys_per_query = 500
+    reads_ahead = True
     driver_modules = ("pymysql", "MySQLdb", "mariadb")
     max_identifier_length = 64
     # SQLAlchemy reads such a name back from MariaDB/MySQL with the backtick doubled.

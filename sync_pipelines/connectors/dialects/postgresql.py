@@ -31,6 +31,7 @@ class PostgresBackend(SqlBackend):
     default_dbapi = "psycopg"
     connect_args: ClassVar[dict[str, Any]] = {"connect_timeout": 10}
     keys_per_query = 20_000
+    reads_ahead = True
     supports_copy = True
     driver_modules = ("psycopg", "psycopg2")
     max_identifier_length = 63
