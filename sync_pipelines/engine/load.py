@@ -457,8 +457,9 @@ class BatchLoader:
         """Start reading the target rows and baselines of ``batch``, the batch committed after the current one
         (see :mod:`~sync_pipelines.engine.read_ahead`); None: the run's batches are done.
 
-        Only a real run of a full read reads ahead, with baselines, a one-column key and a backend that
-        declares ``reads_ahead``; never a run whose batches lock their rows before reading (partition runs).
+        Only a real run of a full read reads ahead, with baselines, a one-column integer key and a backend
+        that declares ``reads_ahead``; never a partition run (other runs write the target meanwhile) nor a
+        run whose batches lock their rows before reading.
         """
         if batch is None:
             if self._ahead is not None:
@@ -472,6 +473,7 @@ class BatchLoader:
                 and self.has_baselines
                 and self.writer.table is not None
                 and not self.mode.incremental
+                and not self.mode.slots
                 and self.mode.cursor is None
                 and len(self.reconciler.key_names) == 1
                 and pa.types.is_integer(self.schema.get(self.reconciler.key_names[0], pa.null()))
