@@ -16,6 +16,7 @@ A column of any other type makes :func:`binary_copy_data` answer None, and the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -263,4 +264,69 @@ def _laid_out(n: int, parts: list[tuple[tuple[Any, ...], Any]]) -> np.ndarray[An
     return rows
 
 
-__all__ = ["binary_copy_data"]
+def read_fixed(data: bytes | bytearray, types: Sequence[pa.DataType]) -> list[pa.Array] | None:
+    """The columns of ``COPY ... TO STDOUT (FORMAT binary)`` output whose rows all have one layout (each field
+    NULL in every row, or set in every row with one length: the baselines of a batch whose target sides
+    agree), as Arrow arrays of ``types`` (integers, from ``smallint``, ``integer`` or ``bigint``, and byte
+    strings): one numpy structured array over the whole output, no Python object per value. None when the
+    rows differ in layout, or a field is not of its type's width."""
+    body = memoryview(data)
+    if len(body) < len(HEADER) + len(TRAILER) or bytes(body[: len(HEADER)]) != HEADER or body[-2:] != TRAILER:
+        return None
+    body = body[len(HEADER) : -len(TRAILER)]
+    if not body:
+        return [pa.array([], kind) for kind in types]
+    lengths = _first_layout(body, len(types))
+    if lengths is None:
+        return None
+    parts: list[tuple[Any, ...]] = [("count", ">i2")]
+    for i, (length, kind) in enumerate(zip(lengths, types, strict=True)):
+        parts.append((f"l{i}", ">i4"))
+        if length < 0:
+            continue
+        if pa.types.is_integer(kind):
+            if length not in (2, 4, 8):
+                return None
+            parts.append((f"v{i}", f">i{length}"))
+        elif pa.types.is_binary(kind):
+            parts.append((f"v{i}", np.uint8, (length,)))
+        else:
+            return None
+    layout = np.dtype(parts)
+    if len(body) % layout.itemsize:
+        return None
+    rows = np.frombuffer(body, dtype=layout)
+    if (rows["count"] != len(types)).any():
+        return None
+    columns: list[pa.Array] = []
+    for i, (length, kind) in enumerate(zip(lengths, types, strict=True)):
+        if (rows[f"l{i}"] != length).any():
+            return None
+        n = len(rows)
+        if length < 0:
+            columns.append(pa.nulls(n, kind))
+        elif pa.types.is_integer(kind):
+            values = rows[f"v{i}"].astype(np.int64)
+            columns.append(pa.array(values, pa.int64()).cast(kind))  # a value beyond ``kind`` fails the cast
+        else:
+            offsets = pa.py_buffer((np.arange(n + 1, dtype=np.int32) * length).tobytes())
+            values_buffer = pa.py_buffer(np.ascontiguousarray(rows[f"v{i}"]).tobytes())
+            columns.append(pa.Array.from_buffers(pa.binary(), n, [None, offsets, values_buffer]))
+    return columns
+
+
+def _first_layout(body: memoryview, fields: int) -> list[int] | None:
+    """The field lengths of the first row (-1 for NULL), None when it does not hold ``fields`` fields."""
+    if int.from_bytes(body[:2], "big", signed=True) != fields:
+        return None
+    at, lengths = 2, []
+    for _ in range(fields):
+        if at + 4 > len(body):
+            return None
+        length = int.from_bytes(body[at : at + 4], "big", signed=True)
+        lengths.append(length)
+        at += 4 + max(length, 0)
+    return lengths
+
+
+__all__ = ["binary_copy_data", "read_fixed"]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from sync_pipelines.connectors import pg_binary, pg_copy
+from sync_pipelines.connectors.dialects.arrow_values import dense_range
 from sync_pipelines_tests.support.databases import Databases, make_databases
 
 
@@ -334,3 +335,108 @@ def test_binary_copy_answers_none_for_columns_it_does_not_encode() -> None:
     # A value beyond the column's width is never wrapped around: the CSV path lets the server refuse it.
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": [1], "i2": pa.array([40_000], pa.int32())})) is None
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": pa.array([2**64 - 1], pa.uint64())})) is None
+
+
+def _baselines_like(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "base_like",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("h", sa.BigInteger, nullable=False),
+        sa.Column("th", sa.BigInteger),
+        sa.Column("f", sa.LargeBinary, nullable=False),
+        sa.Column("tf", sa.LargeBinary),
+        sa.Column("v", sa.SmallInteger, nullable=False),
+    )
+
+
+_BASE_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("h", pa.int64()),
+        ("th", pa.int64()),
+        ("f", pa.binary()),
+        ("tf", pa.binary()),
+        ("v", pa.int16()),
+    ]
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(0, 40),
+    width=st.integers(0, 12),
+    target_sides=st.sampled_from(["none", "all", "some"]),
+    widths_vary=st.booleans(),
+    data=st.data(),
+)
+def test_range_reads_of_integers_and_bytes_in_binary_give_what_csv_gives(
+    pg: Databases, count: int, width: int, target_sides: str, widths_vary: bool, data: st.DataObject
+) -> None:
+    # Rows of one layout are parsed from COPY's binary form by numpy; rows of several (a target side set in
+    # some rows only, digests of two widths) make the table's later reads CSV: both give the CSV path's rows.
+    engine = pg.target()
+    table = _baselines_like(sa.MetaData())
+    big = st.integers(-(2**63), 2**63 - 1)
+    rows = []
+    for i in range(count):
+        set_target = target_sides == "all" or (target_sides == "some" and i % 3 == 0)
+        f_width = width + (i % 2 if widths_vary else 0)
+        rows.append(
+            {
+                "id": i + 1,
+                "h": data.draw(big),
+                "th": data.draw(big) if set_target else None,
+                "f": data.draw(st.binary(min_size=f_width, max_size=f_width)),
+                "tf": data.draw(st.binary(min_size=width, max_size=width)) if set_target else None,
+                "v": data.draw(st.integers(-(2**15), 2**15 - 1)),
+            }
+        )
+    pg_copy._VARYING_LAYOUTS.discard(table.fullname)
+    with engine.begin() as conn:
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+        if rows:
+            conn.execute(sa.insert(table), rows)
+    # One dense ascending range (a full read's batch): rows of the range not asked for, and keys asked for with
+    # no row.
+    asked = [r["id"] for r in rows if r["id"] % 4] + [count + 1, count + 2]
+    keys = pa.table({"id": pa.array(sorted(set(asked)), pa.int64())})
+    assert dense_range(keys) is not None
+    try:
+        side = (table, _BASE_SCHEMA.names, _BASE_SCHEMA)
+        with engine.connect() as conn:
+            binary = pg_copy.read_arrow_sides(conn, [side], keys)[0]
+            pg_copy._VARYING_LAYOUTS.add(table.fullname)  # the CSV path, for comparison
+            csv = pg_copy.read_arrow_sides(conn, [side], keys)[0]
+    finally:
+        pg_copy._VARYING_LAYOUTS.discard(table.fullname)
+        engine.dispose()
+    expected = sorted((r for r in rows if r["id"] in set(keys.column("id").to_pylist())), key=lambda r: r["id"])
+    assert csv.sort_by("id").to_pylist() == expected
+    assert binary.schema == csv.schema
+    assert binary.sort_by("id").to_pylist() == expected
+
+
+def test_a_binary_read_of_rows_in_several_layouts_is_refused_and_one_layout_is_taken() -> None:
+    def row(*fields: bytes | None) -> bytes:
+        out = len(fields).to_bytes(2, "big")
+        for field in fields:
+            out += (-1).to_bytes(4, "big", signed=True) if field is None else len(field).to_bytes(4, "big") + field
+        return out
+
+    one = (7).to_bytes(8, "big")
+    kinds = [pa.int64(), pa.binary()]
+    same = pg_binary.HEADER + row(one, b"ab") + row(one, b"cd") + pg_binary.TRAILER
+    assert pg_binary.read_fixed(same, kinds) == [pa.array([7, 7], pa.int64()), pa.array([b"ab", b"cd"])]
+    nulls = pg_binary.HEADER + row(one, None) + row(one, None) + pg_binary.TRAILER
+    assert pg_binary.read_fixed(nulls, kinds) == [pa.array([7, 7], pa.int64()), pa.nulls(2, pa.binary())]
+    for mixed in (row(one, b"ab") + row(one, None), row(one, b"ab") + row(one, b"c") + row(one, b"")):
+        assert pg_binary.read_fixed(pg_binary.HEADER + mixed + pg_binary.TRAILER, kinds) is None
+    assert pg_binary.read_fixed(pg_binary.HEADER + row(one) + pg_binary.TRAILER, kinds) is None  # too few fields
+    assert pg_binary.read_fixed(pg_binary.HEADER + row(b"\x01\x02\x03", b"") + pg_binary.TRAILER, kinds) is None
+    assert pg_binary.read_fixed(b"not binary copy", kinds) is None
+    assert pg_binary.read_fixed(pg_binary.HEADER + pg_binary.TRAILER, kinds) == [
+        pa.array([], pa.int64()),
+        pa.array([], pa.binary()),
+    ]
