@@ -264,6 +264,14 @@ def _laid_out(n: int, parts: list[tuple[tuple[Any, ...], Any]]) -> np.ndarray[An
     return rows
 
 
+def reads_fixed(column_type: sa.types.TypeEngine[Any], kind: pa.DataType) -> bool:
+    """Whether :func:`read_fixed` reads a column of ``column_type`` as Arrow ``kind``: an integer column as
+    integers, a ``bytea`` column as byte strings."""
+    if _integer_width(column_type) is not None:
+        return pa.types.is_integer(kind)
+    return isinstance(column_type, sa.LargeBinary) and pa.types.is_binary(kind)
+
+
 def read_fixed(data: bytes | bytearray, types: Sequence[pa.DataType]) -> list[pa.Array] | None:
     """The columns of ``COPY ... TO STDOUT (FORMAT binary)`` output whose rows all have one layout (each field
     NULL in every row, or set in every row with one length: the baselines of a batch whose target sides
@@ -329,4 +337,4 @@ def _first_layout(body: memoryview, fields: int) -> list[int] | None:
     return lengths
 
 
-__all__ = ["binary_copy_data", "read_fixed"]
+__all__ = ["binary_copy_data", "read_fixed", "reads_fixed"]

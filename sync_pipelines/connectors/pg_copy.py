@@ -32,7 +32,7 @@ from sync_pipelines.connectors.dialects.arrow_values import (
     hex_text,
     only_keys,
 )
-from sync_pipelines.connectors.pg_binary import binary_copy_data, read_fixed
+from sync_pipelines.connectors.pg_binary import binary_copy_data, read_fixed, reads_fixed
 from sync_pipelines.connectors.pg_copy_out import copy_out_chunks
 
 # Always qualified with pg_temp, so that no statement here can reach a permanent table of the same name.
@@ -277,9 +277,9 @@ def read_arrow_sides(conn: Connection, sides: Sequence[Side], keys: pa.Table) ->
     return out
 
 
-_VARYING_LAYOUTS: set[str] = set()
-"""Tables (of integers and byte strings) whose rows were once read in binary in more than one layout: this
-process reads them as CSV from then on."""
+_VARYING_LAYOUTS: set[tuple[str, int, str, str]] = set()
+"""Tables (of integers and byte strings) whose rows were once read in binary in more than one layout, named by
+server, database and table: this process reads them as CSV from then on."""
 
 
 def _read_range(cur: psycopg.Cursor[Any], side: Side, key: str, span: tuple[int, int], keys: pa.Table) -> pa.Table:
@@ -303,22 +303,16 @@ def _read_range(cur: psycopg.Cursor[Any], side: Side, key: str, span: tuple[int,
         )
 
     kinds = [schema.field(c).type for c in columns]
-    fixed = all(_fixed_layout(table.c[c].type, k) for c, k in zip(columns, kinds, strict=True))
-    if fixed and table.fullname not in _VARYING_LAYOUTS:
+    fixed = all(reads_fixed(table.c[c].type, k) for c, k in zip(columns, kinds, strict=True))
+    info = cur.connection.info
+    where = (info.host, info.port, info.dbname, table.fullname)
+    if fixed and where not in _VARYING_LAYOUTS:
         binary = read_fixed(_copy_out(cur, query("binary")), kinds)
         if binary is not None:
             return only_keys(pa.Table.from_arrays(binary, names=list(columns)), keys, span)
-        _VARYING_LAYOUTS.add(table.fullname)
+        _VARYING_LAYOUTS.add(where)
     found = only_keys(_parse_exact(_copy_out(cur, query("csv")), types), keys, span)
     return _binary_columns(found, table, columns, schema)
-
-
-def _fixed_layout(column_type: sa.types.TypeEngine[Any], kind: pa.DataType) -> bool:
-    """Whether a column is read by :func:`~sync_pipelines.connectors.pg_binary.read_fixed`: an integer column as
-    Arrow integers, a ``bytea`` column as binaries."""
-    if isinstance(column_type, sa.Integer):
-        return pa.types.is_integer(kind)
-    return isinstance(column_type, sa.LargeBinary) and pa.types.is_binary(kind)
 
 
 def _read_probed(cur: psycopg.Cursor[Any], sides: Sequence[Side], keys: pa.Table) -> pa.Table:

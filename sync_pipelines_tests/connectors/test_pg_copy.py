@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from sync_pipelines.connectors import pg_binary, pg_copy
+from sync_pipelines.connectors.baselines import baseline_schema, baselines_table
 from sync_pipelines.connectors.dialects.arrow_values import dense_range
 from sync_pipelines_tests.support.databases import Databases, make_databases
 
@@ -337,29 +338,10 @@ def test_binary_copy_answers_none_for_columns_it_does_not_encode() -> None:
     assert pg_copy.binary_copy_data(narrow, pa.table({"id": pa.array([2**64 - 1], pa.uint64())})) is None
 
 
-def _baselines_like(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        "base_like",
-        metadata,
-        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("h", sa.BigInteger, nullable=False),
-        sa.Column("th", sa.BigInteger),
-        sa.Column("f", sa.LargeBinary, nullable=False),
-        sa.Column("tf", sa.LargeBinary),
-        sa.Column("v", sa.SmallInteger, nullable=False),
-    )
-
-
-_BASE_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("h", pa.int64()),
-        ("th", pa.int64()),
-        ("f", pa.binary()),
-        ("tf", pa.binary()),
-        ("v", pa.int16()),
-    ]
-)
+def _varying(conn: sa.Connection, table: sa.Table) -> tuple[str, int, str, str]:
+    """How :data:`pg_copy._VARYING_LAYOUTS` names ``table`` on ``conn``'s server."""
+    info = conn.connection.driver_connection.info  # type: ignore[union-attr]
+    return (info.host, info.port, info.dbname, table.fullname)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -376,24 +358,25 @@ def test_range_reads_of_integers_and_bytes_in_binary_give_what_csv_gives(
     # Rows of one layout are parsed from COPY's binary form by numpy; rows of several (a target side set in
     # some rows only, digests of two widths) make the table's later reads CSV: both give the CSV path's rows.
     engine = pg.target()
-    table = _baselines_like(sa.MetaData())
+    table = baselines_table(sa.MetaData(), "binary_reads", [("id", sa.BigInteger())])
+    schema = baseline_schema({"id": pa.int64()})
     big = st.integers(-(2**63), 2**63 - 1)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(count):
         set_target = target_sides == "all" or (target_sides == "some" and i % 3 == 0)
         f_width = width + (i % 2 if widths_vary else 0)
         rows.append(
             {
                 "id": i + 1,
-                "h": data.draw(big),
-                "th": data.draw(big) if set_target else None,
-                "f": data.draw(st.binary(min_size=f_width, max_size=f_width)),
-                "tf": data.draw(st.binary(min_size=width, max_size=width)) if set_target else None,
-                "v": data.draw(st.integers(-(2**15), 2**15 - 1)),
+                "source_hash": data.draw(big),
+                "target_hash": data.draw(big) if set_target else None,
+                "fields": data.draw(st.binary(min_size=f_width, max_size=f_width)),
+                "target_fields": data.draw(st.binary(min_size=width, max_size=width)) if set_target else None,
+                "version": data.draw(st.integers(-(2**15), 2**15 - 1)),
             }
         )
-    pg_copy._VARYING_LAYOUTS.discard(table.fullname)
     with engine.begin() as conn:
+        varying = _varying(conn, table)
         table.drop(conn, checkfirst=True)
         table.create(conn)
         if rows:
@@ -404,15 +387,24 @@ def test_range_reads_of_integers_and_bytes_in_binary_give_what_csv_gives(
     keys = pa.table({"id": pa.array(sorted(set(asked)), pa.int64())})
     assert dense_range(keys) is not None
     try:
-        side = (table, _BASE_SCHEMA.names, _BASE_SCHEMA)
+        side = (table, schema.names, schema)
         with engine.connect() as conn:
+            pg_copy._VARYING_LAYOUTS.discard(varying)
             binary = pg_copy.read_arrow_sides(conn, [side], keys)[0]
-            pg_copy._VARYING_LAYOUTS.add(table.fullname)  # the CSV path, for comparison
+            refused = varying in pg_copy._VARYING_LAYOUTS
+            pg_copy._VARYING_LAYOUTS.add(varying)  # the CSV path, for comparison
             csv = pg_copy.read_arrow_sides(conn, [side], keys)[0]
     finally:
-        pg_copy._VARYING_LAYOUTS.discard(table.fullname)
+        pg_copy._VARYING_LAYOUTS.discard(varying)
         engine.dispose()
     expected = sorted((r for r in rows if r["id"] in set(keys.column("id").to_pylist())), key=lambda r: r["id"])
+    low, high = min(keys.column("id").to_pylist()), max(keys.column("id").to_pylist())
+    read = [r for r in rows if low <= r["id"] <= high]
+    layouts = {
+        (r["target_hash"] is None, len(r["fields"]), -1 if r["target_fields"] is None else len(r["target_fields"]))
+        for r in read
+    }
+    assert refused == (len(layouts) > 1)  # one layout is parsed from binary, several are refused
     assert csv.sort_by("id").to_pylist() == expected
     assert binary.schema == csv.schema
     assert binary.sort_by("id").to_pylist() == expected
