@@ -46,7 +46,7 @@ from sync_pipelines.engine.manifest import (
 )
 from sync_pipelines.engine.pool import check_stop, run_inline, run_pool
 from sync_pipelines.engine.progress import Progress
-from sync_pipelines.engine.staging import read_batch, remove_sync_staging
+from sync_pipelines.engine.staging import StagingError, read_batch, remove_sync_staging
 from sync_pipelines.errors import TransientConnectorError
 from sync_pipelines.types import Counts, RecordAction, RecordOutcome
 
@@ -193,10 +193,16 @@ class BatchWriter(Protocol[W]):
         """Plan one batch and, for a real sink, write it with its resume record in ``conn``'s transaction."""
         ...
 
-    def read_ahead(self, batch: BatchFile | None) -> None:
-        """``batch`` is committed after the one about to be: the writer may start reading the target for it
-        on a connection of its own (a hint; :meth:`write` reads whatever was not read ahead). None: the
-        run's batches are done, or it stopped."""
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether this run's writer reads a batch's target rows ahead (:meth:`read_ahead`); the driver then
+        reads the next batch's staged rows before committing the current one, to hand them over."""
+        ...
+
+    def read_ahead(self, following: tuple[BatchFile, pa.Table] | None) -> None:
+        """``following`` (a batch and its staged rows) is committed after the batch about to be: the writer
+        may start reading the target for it on a connection of its own (a hint; :meth:`write` reads
+        whatever was not read ahead). None: the run's batches are done, or it stopped."""
         ...
 
     def committed(self, written: W) -> Counts:
@@ -228,9 +234,11 @@ class Committed:
     samples: list[RecordOutcome] = field(default_factory=list)
 
 
-def commit_batch(writer: BatchWriter[Any], batch: BatchFile) -> Counts:
-    """Write one batch in one transaction; a transient error replays it whole (the one retry policy)."""
-    table = read_batch(batch.path)
+def commit_batch(writer: BatchWriter[Any], batch: BatchFile, table: pa.Table | None = None) -> Counts:
+    """Write one batch (its staged rows, ``table`` if already read) in one transaction; a transient error
+    replays it whole (the one retry policy)."""
+    if table is None:
+        table = read_batch(batch.path)
     attempts = writer.sink.attempts if writer.replayable else 1
     for attempt in range(1, attempts + 1):
         try:
@@ -285,12 +293,18 @@ def run_batches(
         return out
 
     following = dict(zip((b.index for b in batches), batches[1:], strict=False))
+    staged: dict[int, pa.Table] = {}
+    """The next batch's rows, read early for the writer to read its target rows ahead."""
 
     def one(batch: BatchFile) -> Counts:
         check_stop(config, f"before batch {batch.index}")
-        if batch.index in following:
-            writer.read_ahead(following[batch.index])
-        return commit_batch(writer, batch)
+        table = staged.pop(batch.index, None)
+        after = following.get(batch.index)
+        if after is not None and writer.reads_ahead:
+            with contextlib.suppress(StagingError):  # reported by that batch's own commit, after this one's
+                staged[after.index] = read_batch(after.path)
+                writer.read_ahead((after, staged[after.index]))
+        return commit_batch(writer, batch, table)
 
     try:
         done = run_inline(options, one, [(b,) for b in batches], lambda i, _: progress.batch_done(batches[i].rows))

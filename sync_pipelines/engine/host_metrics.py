@@ -201,8 +201,11 @@ class HostBatchWriter:
             self.resume.mark(conn, self.run_id, batch)
         return results
 
-    def read_ahead(self, batch: BatchFile | None) -> None:
-        """Nothing is read ahead: each batch reads its hosts in its own transaction."""
+    reads_ahead = False
+    """Nothing is read ahead: each batch reads its hosts in its own transaction."""
+
+    def read_ahead(self, following: tuple[BatchFile, pa.Table] | None) -> None:
+        """Nothing is read ahead (:attr:`reads_ahead`)."""
 
     def committed(self, written: list[HostResult]) -> Counts:
         self.results += written

@@ -453,35 +453,38 @@ class BatchLoader:
             self.writer.backend.insert_arrow(conn, self.dry_seen, plan.seen)
         return plan
 
-    def read_ahead(self, batch: BatchFile | None) -> None:
-        """Start reading the target rows and baselines of ``batch``, the batch committed after the current one
-        (see :mod:`~sync_pipelines.engine.read_ahead`); None: the run's batches are done.
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether this run reads batches' target rows and baselines ahead (see
+        :mod:`~sync_pipelines.engine.read_ahead`): a real run of a full read, with baselines, a one-column
+        integer key and a backend that declares ``reads_ahead``; never a partition run (other runs write the
+        target meanwhile) nor a run whose batches lock their rows before reading."""
+        key = self.reconciler.key_names
+        return (
+            self.sink.writes
+            and self.has_baselines
+            and self.writer.table is not None
+            and not self.mode.incremental
+            and not self.mode.slots
+            and self.mode.cursor is None
+            and len(key) == 1
+            and pa.types.is_integer(self.schema.get(key[0], pa.null()))
+            and self.writer.backend.reads_ahead
+        )
 
-        Only a real run of a full read reads ahead, with baselines, a one-column integer key and a backend
-        that declares ``reads_ahead``; never a partition run (other runs write the target meanwhile) nor a
-        run whose batches lock their rows before reading.
-        """
-        if batch is None:
+    def read_ahead(self, following: tuple[BatchFile, pa.Table] | None) -> None:
+        """Start reading the target rows and baselines of the batch committed after the current one, given
+        with its staged rows, if this run :attr:`reads_ahead`; None: the run's batches are done."""
+        if following is None:
             if self._ahead is not None:
                 self._ahead.close()
                 self._ahead = None
             return
         if self._ahead is None:
-            db = self.writer.backend
-            if not (
-                self.sink.writes
-                and self.has_baselines
-                and self.writer.table is not None
-                and not self.mode.incremental
-                and not self.mode.slots
-                and self.mode.cursor is None
-                and len(self.reconciler.key_names) == 1
-                and pa.types.is_integer(self.schema.get(self.reconciler.key_names[0], pa.null()))
-                and db.reads_ahead
-            ):
+            if not self.reads_ahead:
                 return
             self._ahead = ReadAhead(self.reconciler.rules.key, self._read_sides)
-        self._ahead.start(batch)
+        self._ahead.start(*following)
 
     def _read_sides(self, keys: pa.Table) -> Sides:
         with self.writer.engine.connect() as conn:

@@ -29,7 +29,6 @@ import pyarrow.compute as pc
 
 from sync_pipelines.engine.classify import batch_keys
 from sync_pipelines.engine.manifest import BatchFile
-from sync_pipelines.engine.staging import read_batch
 
 Sides = tuple[pa.Table, pa.Table]
 """The target rows and the baselines of a batch's keys."""
@@ -55,14 +54,14 @@ class ReadAhead:
         self._pending: dict[int, Future[tuple[pa.Table, Sides]]] = {}
         self._written: tuple[Any, Any] | None = None
 
-    def start(self, batch: BatchFile) -> None:
-        """Start reading for ``batch`` behind the reads already started."""
+    def start(self, batch: BatchFile, rows: pa.Table) -> None:
+        """Start reading for ``batch`` (its staged ``rows``) behind the reads already started."""
         if self._reader is None:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="sync-read-ahead")
-        self._pending[batch.index] = self._reader.submit(self._read_for, batch)
+        self._pending[batch.index] = self._reader.submit(self._read_for, rows)
 
-    def _read_for(self, batch: BatchFile) -> tuple[pa.Table, Sides]:
-        keys = batch_keys(read_batch(batch.path), self.key)
+    def _read_for(self, rows: pa.Table) -> tuple[pa.Table, Sides]:
+        keys = batch_keys(rows, self.key)
         return keys, self.read(keys)
 
     def take(self, batch: BatchFile, keys: pa.Table) -> Sides | None:

@@ -4,24 +4,28 @@ read, and a full sync that reads ahead reconciles as one that does not."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from sync_pipelines.engine import driver
 from sync_pipelines.engine.manifest import BatchFile
 from sync_pipelines.engine.read_ahead import ReadAhead, Sides
-from sync_pipelines.engine.staging import write_batch
 from sync_pipelines.types import RecordAction, RunStatus
 from sync_pipelines_tests.factories import edit_target, full_orders_config, make_source, order, run, update_source
 from sync_pipelines_tests.support.databases import Databases
 
 
-def _batch(tmp_path: Path, index: int, ids: list[Any]) -> BatchFile:
-    path = tmp_path / f"batch-{index}.arrow"
-    write_batch(pa.table({"k": ids, "v": [str(i) for i in ids]}), str(path))
-    return BatchFile(index=index, path=str(path), rows=len(ids))
+def _batch(index: int, ids: list[Any]) -> BatchFile:
+    return BatchFile(index=index, path=f"batch-{index}.arrow", rows=len(ids))
+
+
+def _start(ahead: ReadAhead, index: int, ids: list[Any]) -> BatchFile:
+    """Start reading ahead for batch ``index`` of keys ``ids``, handed over with its rows."""
+    batch = _batch(index, ids)
+    ahead.start(batch, pa.table({"k": ids, "v": [str(i) for i in ids]}))
+    return batch
 
 
 class _Reads:
@@ -45,12 +49,11 @@ def _keys(ids: list[Any]) -> pa.Table:
     return pa.table({"k": ids})
 
 
-def test_consecutive_key_ranges_are_read_once_each_on_a_thread_of_their_own(tmp_path: Path) -> None:
+def test_consecutive_key_ranges_are_read_once_each_on_a_thread_of_their_own() -> None:
     reads = _Reads()
     ahead = ReadAhead(("k",), reads)
-    batches = [_batch(tmp_path, i, list(range(10 * i + 1, 10 * i + 11))) for i in range(3)]
-    for batch in batches[1:]:
-        ahead.start(batch)
+    batches = [_batch(0, list(range(1, 11)))]
+    batches += [_start(ahead, i, list(range(10 * i + 1, 10 * i + 11))) for i in (1, 2)]
     assert ahead.take(batches[0], _keys(list(range(1, 11)))) is None  # never read ahead
     second = ahead.take(batches[1], _keys(list(range(11, 21))))
     third = ahead.take(batches[2], _keys(list(range(21, 31))))
@@ -61,44 +64,38 @@ def test_consecutive_key_ranges_are_read_once_each_on_a_thread_of_their_own(tmp_
     ahead.close()
 
 
-def test_a_batch_whose_span_meets_the_batch_written_meanwhile_reads_again(tmp_path: Path) -> None:
+def test_a_batch_whose_span_meets_the_batch_written_meanwhile_reads_again() -> None:
     # Batches ordered by a cursor, not by key: batch 1 was read while batch 0 (keys 5 and 40) was written;
     # the read could not see batch 0's writes, and batch 1's keys lie between batch 0's: it is not used.
     ahead = ReadAhead(("k",), _Reads())
-    first, second = _batch(tmp_path, 0, [5, 40]), _batch(tmp_path, 1, [20, 30])
-    ahead.start(second)
+    first, second = _batch(0, [5, 40]), _start(ahead, 1, [20, 30])
     assert ahead.take(first, _keys([5, 40])) is None
     assert ahead.take(second, _keys([20, 30])) is None
     # Wholly below the span of the batch written meanwhile, or wholly above it, the read stands.
-    third, fourth = _batch(tmp_path, 2, [1, 2]), _batch(tmp_path, 3, [31, 50])
-    ahead.start(third)
-    ahead.start(fourth)
+    third, fourth = _start(ahead, 2, [1, 2]), _start(ahead, 3, [31, 50])
     assert ahead.take(third, _keys([1, 2])) is not None
     assert ahead.take(fourth, _keys([31, 50])) is not None
     ahead.close()
 
 
-def test_a_read_that_failed_text_keys_or_other_keys_are_read_again(tmp_path: Path) -> None:
+def test_a_read_that_failed_text_keys_or_other_keys_are_read_again() -> None:
     ahead = ReadAhead(("k",), _Reads(fail_on={15}))
-    ahead.start(_batch(tmp_path, 1, [11, 15]))
-    ahead.start(_batch(tmp_path, 2, [21, 22]))
-    ahead.start(_batch(tmp_path, 3, ["x", "y"]))
-    assert ahead.take(_batch(tmp_path, 1, [11, 15]), _keys([11, 15])) is None  # the read raised
-    assert ahead.take(_batch(tmp_path, 2, [21, 22]), _keys([21, 23])) is None  # not the batch's keys
-    assert ahead.take(_batch(tmp_path, 3, ["x", "y"]), _keys(["x", "y"])) is None  # a collation may join texts
+    first, second, third = _start(ahead, 1, [11, 15]), _start(ahead, 2, [21, 22]), _start(ahead, 3, ["x", "y"])
+    assert ahead.take(first, _keys([11, 15])) is None  # the read raised
+    assert ahead.take(second, _keys([21, 23])) is None  # not the batch's keys
+    assert ahead.take(third, _keys(["x", "y"])) is None  # a collation may join texts
     ahead.close()
 
 
-def test_a_replayed_batch_and_a_closed_reader_read_again(tmp_path: Path) -> None:
+def test_a_replayed_batch_and_a_closed_reader_read_again() -> None:
     reads = _Reads()
     ahead = ReadAhead(("k",), reads)
-    batch = _batch(tmp_path, 1, [1, 2])
-    ahead.start(batch)
+    batch = _start(ahead, 1, [1, 2])
     assert ahead.take(batch, _keys([1, 2])) is not None
     assert ahead.take(batch, _keys([1, 2])) is None  # a replay after a transient error reads in its transaction
-    ahead.start(_batch(tmp_path, 2, [3, 4]))
+    second = _start(ahead, 2, [3, 4])
     ahead.close()
-    assert ahead.take(_batch(tmp_path, 2, [3, 4]), _keys([3, 4])) is None
+    assert ahead.take(second, _keys([3, 4])) is None
 
 
 @pytest.mark.slow
@@ -121,6 +118,14 @@ def test_a_full_sync_reading_ahead_finds_every_edit_of_either_side(
         return sides
 
     monkeypatch.setattr(ReadAhead, "take", counted)
+    staged_reads: list[str] = []
+    read_batch = driver.read_batch
+
+    def read_once(path: Any) -> pa.Table:
+        staged_reads.append(str(path))
+        return read_batch(path)
+
+    monkeypatch.setattr(driver, "read_batch", read_once)
 
     result = run(cfg, "run-2")
 
@@ -135,3 +140,5 @@ def test_a_full_sync_reading_ahead_finds_every_edit_of_either_side(
     }
     # PostgreSQL and MariaDB read batches 2 to 4 ahead; SQLite (in the process) reads each in its batch.
     assert used == ([False, True, True, True] if dbs.backend != "sqlite" else [])
+    # Each batch's staged rows are read once: a batch read ahead is handed over to its commit.
+    assert len(staged_reads) == len(set(staged_reads)) == 4
