@@ -66,10 +66,25 @@ Hashes = np.ndarray[Any, np.dtype[np.uint64]]
 def mix(x: Hashes) -> Hashes:
     """The splitmix64 finaliser over an array (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z = (z ^ (z >> U64(30))) * _M1
-        z = (z ^ (z >> U64(27))) * _M2
-        return z ^ (z >> U64(31))
+        return _scrambled(x + _GOLDEN)
+
+
+def _mixed(z: Hashes) -> Hashes:
+    """:func:`mix` of ``z`` in place (``z`` is overwritten)."""
+    with np.errstate(over="ignore"):
+        z += _GOLDEN
+    return _scrambled(z)
+
+
+def _scrambled(z: Hashes) -> Hashes:
+    """splitmix64's shifts and multiplications, in place: no array allocated per step."""
+    with np.errstate(over="ignore"):
+        z ^= z >> U64(30)
+        z *= _M1
+        z ^= z >> U64(27)
+        z *= _M2
+        z ^= z >> U64(31)
+    return z
 
 
 def _salt(name: str, type_name: str) -> np.uint64:
@@ -117,25 +132,50 @@ _COLUMN_WORDS = 32
 def _word_sums_by_column(
     data: np.ndarray[Any, Any], starts: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any], nwords: Any, longest: int
 ) -> Hashes:
-    """The sum of word contributions of each value, taking word ``k`` of every value at once (short strings)."""
+    """The sum of word contributions of each value, taking word ``k`` of every value that has one at once
+    (short strings).
+
+    The data is laid over aligned 64-bit words once; a value's word ``k`` at byte ``o`` is the high bytes of
+    aligned word ``o // 8`` joined to the low bytes of the next one (one gather per word position, each
+    aligned word gathered once for both of its halves). Values are taken longest first, so that those with a
+    word ``k`` are a prefix of that order; only a value's last word is masked to its length.
+    """
     n = len(starts)
     sums = np.zeros(n, dtype=U64)
     if longest == 0:
         return sums
     end = int((starts + lengths).max())
-    padded = np.zeros(end + 8, dtype=np.uint8)
-    padded[:end] = data[:end]
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 8)
+    aligned = np.zeros(end // 8 + longest + 2, dtype="<u8")
+    aligned.view(np.uint8)[:end] = data[:end]
+    words = aligned.astype(U64, copy=False)
+    # (longest - nwords fits a byte: numpy sorts bytes by radix, in linear time)
+    order = None if bool((nwords == longest).all()) else np.argsort((longest - nwords).astype(np.uint8), kind="stable")
+    if order is not None:
+        starts, lengths, nwords = starts[order], lengths[order], nwords[order]
+    # Values with more than k words: the first ``having[k]`` of the order.
+    having = np.searchsorted(-nwords, -np.arange(longest), side="left") if order is not None else np.full(longest, n)
+    first = starts >> 3
+    shift = ((starts & 7) * 8).astype(U64)
+    back = U64(63) - shift
+    low = words[first]
     with np.errstate(over="ignore"):
         for k in range(longest):
-            has = nwords > k
-            at = np.minimum(starts + 8 * k, end)
-            word = np.ascontiguousarray(windows[at]).view("<u8").reshape(-1).astype(U64, copy=False)
-            left = np.clip(lengths - 8 * k, 0, 8).astype(U64)
-            keep = np.where(left >= 8, U64(0xFFFFFFFFFFFFFFFF), (U64(1) << (left * U64(8))) - U64(1))
-            contribution = mix((word & keep) ^ mix(np.full(1, k, dtype=U64)))
-            sums += np.where(has, contribution, U64(0))
-    return sums
+            m = int(having[k])
+            high = words[first[:m] + (k + 1)]
+            word = low[:m] >> shift[:m]
+            word |= (high << back[:m]) << U64(1)  # two shifts: a shift by 64 is not defined
+            low = high
+            last = np.flatnonzero(nwords[:m] == k + 1)
+            if len(last):
+                kept = (lengths[last] - 8 * k).astype(U64) * U64(8)
+                word[last] &= np.where(kept >= U64(64), ~U64(0), (U64(1) << (kept & U64(63))) - U64(1))
+            word ^= mix(np.full(1, k, dtype=U64))
+            sums[:m] += _mixed(word)
+    if order is None:
+        return sums
+    out = np.empty(n, dtype=U64)
+    out[order] = sums
+    return out
 
 
 def _word_sums_flat(
