@@ -175,38 +175,39 @@ def binary_copy_data(table: sa.Table, rows: pa.Table) -> bytes | None:
 
 
 def _joined(n: int, columns: list[tuple[str, Any, np.ndarray[Any, Any]]]) -> bytes:
-    """Rows of varying widths: the fields of each column (of each run of columns set in every row) as one Arrow
-    binary array of length words and values, joined row by row by Arrow; the joined array's data is the rows."""
+    """Rows of varying widths, joined row by row by Arrow from pieces that are each one binary array: a run of
+    fixed-width fields set in every row (with the field count before the first, and the length word of a
+    varying column after the last) as one numpy structured array; a varying column's values; a fixed-width
+    column with NULLs. The joined array's data is the rows."""
     pieces: list[pa.Array] = []
-    run: list[tuple[int, np.ndarray[Any, Any]]] = []
+    run: list[tuple[tuple[Any, ...], Any]] = [((">i2",), len(columns))]
 
     def end_run() -> None:
         if run:
-            pieces.append(_fields(n, run))
+            pieces.append(_words(_laid_out(n, run)))
             run.clear()
 
     for kind, payload, valid in columns:
         if kind == "fixed":
             width, values = payload
             if valid.all():
-                run.append((width, values))
+                run.extend([((">i4",), width), ((values.dtype,), values)])
                 continue
             end_run()
             pieces.append(pc.if_else(pa.array(valid), _fields(n, [(width, values)]), _NULL_FIELD))
             continue
-        end_run()
         _, _, lengths, array = payload
+        run.append(((">i4",), np.where(valid, lengths, -1)))
+        end_run()
         body = array.cast(pa.large_binary())
-        if array.null_count:
-            body = pc.fill_null(body, _NOTHING)
-        pieces.append(pc.binary_join_element_wise(_words(np.where(valid, lengths, -1).astype(">i4")), body, _NOTHING))
+        pieces.append(pc.fill_null(body, _NOTHING) if array.null_count else body)
     end_run()
-    count = pa.scalar(len(columns).to_bytes(2, "big"), pa.large_binary())
-    rows = pc.binary_join_element_wise(count, *pieces, _NOTHING) if n else pa.array([], pa.large_binary())
+    if not n:
+        return HEADER + TRAILER
+    rows = pc.binary_join_element_wise(*pieces, _NOTHING)
     _, offset_buffer, data = rows.buffers()
     offsets = np.frombuffer(offset_buffer, dtype=np.int64)[rows.offset : rows.offset + n + 1]
-    body = memoryview(data)[int(offsets[0]) : int(offsets[-1])] if n else b""
-    return HEADER + bytes(body) + TRAILER
+    return b"".join((HEADER, memoryview(data)[int(offsets[0]) : int(offsets[-1])], TRAILER))  # one copy
 
 
 _NOTHING = pa.scalar(b"", pa.large_binary())
