@@ -151,3 +151,28 @@ def test_decimal_texts_read_column_wise_as_value_by_value(texts: list[str | None
     got = arrow_values.exact_from_text(column, wanted)
     assert got.type == expected.type
     assert got.to_pylist() == expected.to_pylist()
+
+
+def _escaped(value: str | None) -> str:
+    """A ``LOAD DATA`` field value by value: ``\\N`` for NULL, backslash escapes for the four characters."""
+    if value is None:
+        return "\\N"
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\0", "\\0")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(
+        st.lists(st.one_of(st.none(), st.text(st.sampled_from("ab \\\t\n\0é")), st.text(max_size=5)), max_size=6),
+        min_size=1,
+        max_size=3,
+    ),
+    cut=st.integers(0, 2),
+)
+def test_load_data_lines_escape_text_as_value_by_value(chunks: list[list[str | None]], cut: int) -> None:
+    # Chunks and slices: a chunk holding a character to escape, beside chunks holding none.
+    column = pa.chunked_array([pa.array(c, pa.string()) for c in chunks], pa.string())
+    column = column.slice(min(cut, len(column)))
+    rows = pa.table({"id": pa.array(range(len(column)), pa.int64()), "text": column})
+    lines = arrow_values.delimited_lines(rows).to_pylist()
+    assert lines == [f"{i}\t{_escaped(v)}\n" for i, v in enumerate(column.to_pylist())]

@@ -92,7 +92,8 @@ def _delimited_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         raw = column.cast(pa.binary())
         for plain, escaped in _ESCAPES:
-            raw = pc.replace_substring(raw, plain.encode(), escaped.encode())
+            if _holds(raw, plain.encode()):
+                raw = pc.replace_substring(raw, plain.encode(), escaped.encode())
         return pc.fill_null(raw, pa.scalar(b"\\N", pa.binary()))
     if pa.types.is_boolean(kind):
         text = pc.cast(pc.cast(column, pa.int8()), pa.string())
@@ -101,10 +102,24 @@ def _delimited_field(column: pa.ChunkedArray) -> pa.ChunkedArray:
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = column.cast(pa.string())
         for plain, escaped in _ESCAPES:
-            text = pc.replace_substring(text, plain, escaped)
+            if _holds(text, plain.encode()):
+                text = pc.replace_substring(text, plain, escaped)
     else:
         text = pc.cast(column, pa.string())
     return pc.fill_null(text, pa.scalar("\\N", pa.string()))
+
+
+def _holds(column: pa.ChunkedArray, byte: bytes) -> bool:
+    """Whether a value of a string or binary column (32-bit offsets) holds ``byte``: one search of each
+    chunk's value bytes (most text holds no character to escape, and is then not copied by a replacement)."""
+    for chunk in column.chunks:
+        _, offset_buffer, data = chunk.buffers()
+        if data is None or not len(chunk):
+            continue
+        offsets = np.frombuffer(offset_buffer, dtype=np.int32, count=len(chunk) + 1, offset=chunk.offset * 4)
+        if byte in memoryview(data)[int(offsets[0]) : int(offsets[-1])].tobytes():
+            return True
+    return False
 
 
 _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
