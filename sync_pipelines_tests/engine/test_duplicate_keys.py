@@ -11,7 +11,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync_pipelines.engine.transform import _DuplicateTracker
+from sync_pipelines.engine.transform import _DuplicateTracker, _keys_unique
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -57,3 +57,22 @@ def test_an_incremental_read_is_left_to_the_hashes_of_its_keys() -> None:
     assert tracker.earlier_in_columns([pa.array([1, 2])]) is None
     assert tracker.earlier([(1,), (2,)]) == set()
     assert tracker.earlier([(2,), (3,)]) == {0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-3, 3)), max_size=12),
+    ascending=st.booleans(),
+    null=st.booleans(),
+)
+def test_a_batch_has_unique_keys_exactly_when_no_key_repeats_or_is_null(
+    values: list[int], ascending: bool, null: bool
+) -> None:
+    # Ascending integer keys (a full read) are told unique in one pass; any other order counts them.
+    keys: list[int | None] = [*sorted(values)] if ascending else [*values]
+    if null and keys:
+        keys[len(keys) // 2] = None
+    expected = None not in keys and len(set(keys)) == len(keys)
+    assert _keys_unique({"id": pa.array(keys, pa.int64())}, ["id"]) is expected
+    pair = {"id": pa.array(keys, pa.int64()), "part": pa.array([1] * len(keys), pa.int64())}
+    assert _keys_unique(pair, ["id", "part"]) is expected
