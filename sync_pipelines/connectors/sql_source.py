@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from sync_pipelines.config.models import FilterCondition, SqlSource, SyncConfig
 from sync_pipelines.config.urls import build_url, display_url
-from sync_pipelines.connectors import pg_copy
+from sync_pipelines.connectors import pg_reads
 from sync_pipelines.connectors.dialects import backend, driver_rows
 from sync_pipelines.connectors.sql import create_sql_engine, reflect_columns, translate_errors
 from sync_pipelines.connectors.values import decode, encode
@@ -290,7 +290,7 @@ class SqlSourceReader:
             )
             copy_types = _copy_types(conn, query)
             if copy_types is not None:
-                for table in pg_copy.read_csv_batches(conn, query, copy_types, cfg.batch_size):
+                for table in pg_reads.read_csv_batches(conn, query, copy_types, cfg.batch_size):
                     position = None
                     if incremental and cfg.cursor is not None:
                         position = {
@@ -333,7 +333,7 @@ class SqlSourceReader:
         """Yield the key columns of every row this sync reads (its filter applied, no cursor or watermark).
 
         One narrow ``SELECT key FROM source WHERE filter``: on PostgreSQL one ``array_agg`` per key column
-        (:func:`~sync_pipelines.connectors.pg_copy.aggregated_read`) or, for very large sources, ``COPY``; elsewhere
+        (:func:`~sync_pipelines.connectors.pg_reads.aggregated_read`) or, for very large sources, ``COPY``; elsewhere
         streamed in batches of ``batch_size`` rows (straight from the driver's cursor where it streams them, as
         SQLite's does: see :meth:`_row_batches`). An incremental sync with
         ``delete_missing`` compares these keys with the target's to find the rows the source no longer has.
@@ -346,11 +346,11 @@ class SqlSourceReader:
             copy_types = _copy_types(conn, query)
             if copy_types is not None:
                 compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-                found = pg_copy.aggregated_read(conn, str(compiled), compiled.params, copy_types)
+                found = pg_reads.aggregated_read(conn, str(compiled), compiled.params, copy_types)
                 if found is not None:
                     yield found
                 else:
-                    yield from pg_copy.read_csv_batches(conn, query, copy_types, batch_size)
+                    yield from pg_reads.read_csv_batches(conn, query, copy_types, batch_size)
                 return
             for table, _ in self._row_batches(conn, query, names, batch_size):
                 yield table

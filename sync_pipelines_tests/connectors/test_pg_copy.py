@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
-from sync_pipelines.connectors import pg_binary, pg_copy
+from sync_pipelines.connectors import pg_binary, pg_copy, pg_reads
 from sync_pipelines.connectors.baselines import baseline_schema, baselines_table
 from sync_pipelines.connectors.dialects.arrow_values import dense_range
 from sync_pipelines_tests.support.databases import Databases, make_databases
@@ -116,7 +116,7 @@ def test_csv_reads_give_the_values_row_reads_give(pg: Databases) -> None:
     }
     with engine.connect() as conn:
         query = sa.select(table).where(table.c.code.in_(["plain", "nulls", ROWS[0]["code"]])).order_by(table.c.code)
-        batches = list(pg_copy.read_csv_batches(conn, query, types, batch_size=2))
+        batches = list(pg_reads.read_csv_batches(conn, query, types, batch_size=2))
         expected = [dict(r) for r in conn.execute(query).mappings()]
     assert [b.num_rows for b in batches] == [2, 1]
     assert [row for b in batches for row in b.to_pylist()] == expected
@@ -339,7 +339,7 @@ def test_binary_copy_answers_none_for_columns_it_does_not_encode() -> None:
 
 
 def _varying(conn: sa.Connection, table: sa.Table) -> tuple[str, int, str, str]:
-    """How :data:`pg_copy._VARYING_LAYOUTS` names ``table`` on ``conn``'s server."""
+    """How :data:`pg_reads._VARYING_LAYOUTS` names ``table`` on ``conn``'s server."""
     info = conn.connection.driver_connection.info  # type: ignore[union-attr]
     return (info.host, info.port, info.dbname, table.fullname)
 
@@ -389,13 +389,13 @@ def test_range_reads_of_integers_and_bytes_in_binary_give_what_csv_gives(
     try:
         side = (table, schema.names, schema)
         with engine.connect() as conn:
-            pg_copy._VARYING_LAYOUTS.discard(varying)
-            binary = pg_copy.read_arrow_sides(conn, [side], keys)[0]
-            refused = varying in pg_copy._VARYING_LAYOUTS
-            pg_copy._VARYING_LAYOUTS.add(varying)  # the CSV path, for comparison
-            csv = pg_copy.read_arrow_sides(conn, [side], keys)[0]
+            pg_reads._VARYING_LAYOUTS.discard(varying)
+            binary = pg_reads.read_arrow_sides(conn, [side], keys)[0]
+            refused = varying in pg_reads._VARYING_LAYOUTS
+            pg_reads._VARYING_LAYOUTS.add(varying)  # the CSV path, for comparison
+            csv = pg_reads.read_arrow_sides(conn, [side], keys)[0]
     finally:
-        pg_copy._VARYING_LAYOUTS.discard(varying)
+        pg_reads._VARYING_LAYOUTS.discard(varying)
         engine.dispose()
     expected = sorted((r for r in rows if r["id"] in set(keys.column("id").to_pylist())), key=lambda r: r["id"])
     low, high = min(keys.column("id").to_pylist()), max(keys.column("id").to_pylist())

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from sync_pipelines.connectors import pg_copy
+from sync_pipelines.connectors import pg_copy, pg_reads
 from sync_pipelines.connectors.dialects.base import LockSession, SqlBackend, on_conflict_upsert
 
 # SQLSTATE classes and codes after which the same statement may succeed on a new attempt.
@@ -72,7 +72,7 @@ class PostgresBackend(SqlBackend):
     ) -> pa.Table:
         """``COPY (SELECT ... ) TO STDOUT (FORMAT csv)`` of a key range or the staged keys, parsed by Arrow."""
         if self.can_copy(conn):
-            return pg_copy.read_arrow(conn, table, columns, keys, schema)
+            return pg_reads.read_arrow(conn, table, columns, keys, schema)
         return super().read_arrow(conn, table, columns, keys, schema)
 
     def read_arrow_sides(
@@ -80,13 +80,13 @@ class PostgresBackend(SqlBackend):
     ) -> list[pa.Table]:
         """Every side joined on the key in one ``COPY``: one message per key from the server, not one per table."""
         if self.can_copy(conn):
-            return pg_copy.read_arrow_sides(conn, sides, keys)
+            return pg_reads.read_arrow_sides(conn, sides, keys)
         return super().read_arrow_sides(conn, sides, keys)
 
     def scan_arrow(self, conn: Connection, table: sa.Table, columns: Sequence[str], schema: pa.Schema) -> pa.Table:
         """``COPY (SELECT columns FROM table) TO STDOUT (FORMAT csv)``, parsed by Arrow."""
         if self.can_copy(conn):
-            return pg_copy.scan_arrow(conn, table, columns, schema)
+            return pg_reads.scan_arrow(conn, table, columns, schema)
         return super().scan_arrow(conn, table, columns, schema)
 
     def ids_inserted(self, conn: Connection, column: sa.Column[Any]) -> None:
