@@ -148,8 +148,9 @@ def _word_sums_by_column(
     aligned = np.zeros(end // 8 + longest + 2, dtype="<u8")
     aligned.view(np.uint8)[:end] = data[:end]
     words = aligned.astype(U64, copy=False)
-    # (longest - nwords fits a byte: numpy sorts bytes by radix, in linear time)
-    order = None if bool((nwords == longest).all()) else np.argsort((longest - nwords).astype(np.uint8), kind="stable")
+    # Sorted as bytes where the counts fit one (at most _COLUMN_WORDS words): numpy sorts bytes by radix.
+    shortfall = (longest - nwords).astype(np.uint8 if longest < 256 else np.int64)
+    order = None if bool((nwords == longest).all()) else np.argsort(shortfall, kind="stable")
     if order is not None:
         starts, lengths, nwords = starts[order], lengths[order], nwords[order]
     # Values with more than k words: the first ``having[k]`` of the order.
