@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sync_pipelines.config.models import SyncConfig
+from sync_pipelines.connectors.rowhash import row_hashes
 from sync_pipelines.connectors.values import arrow_type, display
 from sync_pipelines.engine.manifest import BatchFile, Manifest, RunOptions
 from sync_pipelines.engine.progress import Progress
@@ -48,14 +49,33 @@ def _type_of_value(value: Any) -> str:
 class _DuplicateTracker:
     """Finds keys seen earlier in the run.
 
-    A full read is ordered by key, so only the previous batch's last key matters (constant
-    memory). An incremental read is ordered by cursor; there 8 bytes per record (a key hash) are kept.
+    A full read is ordered by key, so only the previous batch's last key matters (constant memory). An
+    incremental read is ordered by cursor; there one 64-bit word per record is kept: the key itself for one
+    integer column, else the key's row hash (:func:`~sync_pipelines.connectors.rowhash.row_hashes` over the
+    key columns in their declared types). The words are kept in sorted runs, a new run merged into the one
+    before it while that one is at most twice its size: a batch is looked up with one binary search per run
+    (a few runs), and each word is merged about log2(records / batch) times, instead of every batch
+    re-sorting everything seen before it.
     """
 
     def __init__(self, ordered_by_key: bool):
         self.ordered_by_key = ordered_by_key
         self.last_key: tuple[Any, ...] | None = None
-        self.hashes = np.empty(0, dtype=np.int64)
+        self._runs: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+
+    def seen_before(self, keys: dict[str, pa.Array], types: dict[str, str]) -> list[int]:
+        """Positions of the batch's ``keys`` (its valid rows' key columns: none null, none repeated in the
+        batch) seen in an earlier batch; from now on they are seen."""
+        columns = list(keys.values())
+        if not columns or not len(columns[0]):
+            return []
+        if self.ordered_by_key:
+            hits = self.earlier_in_columns(columns)
+            if hits is None:
+                tuples = list(zip(*[c.to_pylist() for c in columns], strict=True))
+                hits = sorted(self.earlier(tuples))
+            return hits
+        return np.flatnonzero(self._seen(_key_words(keys, types))).tolist()
 
     def earlier_in_columns(self, key_columns: list[pa.Array]) -> list[int] | None:
         """Indexes of a key-ordered batch's keys (given as columns, none null) equal to the previous batch's
@@ -76,17 +96,42 @@ class _DuplicateTracker:
         return hits
 
     def earlier(self, keys: list[tuple[Any, ...]]) -> set[int]:
-        """Indexes of ``keys`` already seen in an earlier batch."""
+        """Indexes of a key-ordered batch's ``keys`` equal to the previous batch's last key."""
+        assert self.ordered_by_key, "an incremental read's keys are looked up by seen_before"
         if not keys:
             return set()
-        if self.ordered_by_key:
-            hits = {i for i, k in enumerate(keys) if k == self.last_key}
-            self.last_key = keys[-1]
-            return hits
-        batch = np.fromiter((hash(k) for k in keys), dtype=np.int64, count=len(keys))
-        hits = set(np.nonzero(np.isin(batch, self.hashes))[0].tolist())
-        self.hashes = np.union1d(self.hashes, batch)
+        hits = {i for i, k in enumerate(keys) if k == self.last_key}
+        self.last_key = keys[-1]
         return hits
+
+    def _seen(self, words: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Where ``words`` were kept before; then keeps the others."""
+        order = np.argsort(words)
+        ordered = words[order]  # sorted needles: the binary searches walk each run in one direction
+        found = np.zeros(len(words), dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, ordered), len(run) - 1)
+            found |= run[at] == ordered
+        new = ordered[~found]
+        if len(new):
+            self._runs.append(new)
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last, before = self._runs.pop(), self._runs.pop()
+            merged = np.concatenate([before, last])
+            merged.sort(kind="stable")  # two sorted runs: one merge pass
+            self._runs.append(merged)
+        out = np.empty(len(words), dtype=bool)
+        out[order] = found
+        return out
+
+
+def _key_words(keys: dict[str, pa.Array], types: dict[str, str]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """One 64-bit word per key: the value of a single 64-bit integer column, else the key's row hash."""
+    if len(keys) == 1:
+        (column,) = keys.values()
+        if pa.types.is_int64(column.type):
+            return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(row_hashes(pa.table(keys), types, list(keys)), dtype=np.int64)
 
 
 def cast_column(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, dict[int, Any]]:
@@ -155,18 +200,16 @@ def map_batch(
         columns[target] = cast
     key_names = list(config.target.key)
     raw_key_columns = [table.column(config.source_column(k) or k) for k in key_names]
-    hits: list[int] | None = None
+    valid_rows: list[int] | None = None
+    """The rows whose keys are looked up among earlier batches' (None: every row)."""
     if key_names and not errors and _keys_unique(columns, key_names):
         # No conversion failed, no key is null and none repeats within the batch: only earlier batches can clash.
-        valid_rows = list(range(n))
-        hits = duplicates.earlier_in_columns([columns[k] for k in key_names])
-        valid_keys = [] if hits is not None else list(zip(*[columns[k].to_pylist() for k in key_names], strict=True))
+        valid_keys = {k: columns[k] for k in key_names}
     else:
         key_lists = [columns[k].to_pylist() for k in key_names]
         keys = list(zip(*key_lists, strict=True)) if key_lists else [()] * n
         seen_in_batch: set[tuple[Any, ...]] = set()
         valid_rows = []
-        valid_keys = []
         for i, key in enumerate(keys):
             nulls = [k for k, v in zip(key_names, key, strict=True) if v is None]
             if nulls and i not in errors:
@@ -178,9 +221,10 @@ def map_batch(
                 continue
             seen_in_batch.add(key)
             valid_rows.append(i)
-            valid_keys.append(key)
-    for pos in hits if hits is not None else duplicates.earlier(valid_keys):
-        errors.setdefault(valid_rows[pos], []).append("duplicate key within the run")
+        taken = pa.array(valid_rows, pa.int64())
+        valid_keys = {k: columns[k].take(taken) for k in key_names} if key_names else {}
+    for pos in duplicates.seen_before(valid_keys, types):
+        errors.setdefault(pos if valid_rows is None else valid_rows[pos], []).append("duplicate key within the run")
     error_column = (
         pa.array(["; ".join(errors[i]) if i in errors else None for i in range(n)], pa.string())
         if errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
 
 import pyarrow as pa
 from hypothesis import given, settings
@@ -52,11 +51,56 @@ def test_a_batch_that_begins_with_the_last_key_of_the_one_before_is_flagged_ther
     assert tracker.earlier_in_columns([pa.array([6, 7]), pa.array(["b", "a"])]) == []  # another second part
 
 
-def test_an_incremental_read_is_left_to_the_hashes_of_its_keys() -> None:
-    tracker: Any = _DuplicateTracker(ordered_by_key=False)
-    assert tracker.earlier_in_columns([pa.array([1, 2])]) is None
-    assert tracker.earlier([(1,), (2,)]) == set()
-    assert tracker.earlier([(2,), (3,)]) == {0}
+INCREMENTAL_KEYS = {
+    "integer": (st.one_of(st.integers(-3, 3), st.integers(-(2**63), 2**63 - 1)), pa.int64(), "integer"),
+    "text": (st.sampled_from(["a", "A", "b", "é", "", "a "]), pa.string(), "string"),
+    "decimal": (
+        st.sampled_from([Decimal("1.50"), Decimal("-1.00"), Decimal("2.25")]),
+        pa.decimal128(6, 2),
+        "decimal(6,2)",
+    ),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(kinds=st.lists(st.sampled_from(sorted(INCREMENTAL_KEYS)), min_size=1, max_size=2), data=st.data())
+def test_keys_seen_in_earlier_batches_of_an_incremental_read_are_found_as_a_set_finds_them(
+    kinds: list[str], data: st.DataObject
+) -> None:
+    # An incremental read comes in cursor order: a key may come back in any later batch.
+    names = [f"k{i}" for i in range(len(kinds))]
+    types = {n: INCREMENTAL_KEYS[k][2] for n, k in zip(names, kinds, strict=True)}
+    key = st.tuples(*[INCREMENTAL_KEYS[k][0] for k in kinds])
+    tracker, seen = _DuplicateTracker(ordered_by_key=False), set()
+    for batch in data.draw(st.lists(st.lists(key, max_size=8, unique=True), max_size=8)):
+        columns = {
+            n: pa.array([row[i] for row in batch], INCREMENTAL_KEYS[k][1])
+            for i, (n, k) in enumerate(zip(names, kinds, strict=True))
+        }
+        assert tracker.seen_before(columns, types) == [i for i, row in enumerate(batch) if row in seen]
+        seen.update(batch)
+
+
+def test_integer_keys_whose_python_hashes_collide_are_told_apart() -> None:
+    # hash(-1) == hash(-2) in CPython, and so do the hashes of (-1,) and (-2,): the keys themselves are compared.
+    tracker = _DuplicateTracker(ordered_by_key=False)
+    assert tracker.seen_before({"id": pa.array([-1, 7], pa.int64())}, {"id": "integer"}) == []
+    assert tracker.seen_before({"id": pa.array([-2, 5], pa.int64())}, {"id": "integer"}) == []
+    assert tracker.seen_before({"id": pa.array([5, -1, 8], pa.int64())}, {"id": "integer"}) == [0, 1]
+    pair = {"id": pa.array([-1], pa.int64()), "part": pa.array(["x"])}
+    assert tracker.seen_before(pair, {"id": "integer", "part": "string"}) == []
+    pair = {"id": pa.array([-2], pa.int64()), "part": pa.array(["x"])}
+    assert tracker.seen_before(pair, {"id": "integer", "part": "string"}) == []
+
+
+def test_many_batches_keep_few_sorted_runs() -> None:
+    # 200 batches of 500 keys: each word merged about log2(batches) times, looked up in a few runs.
+    tracker = _DuplicateTracker(ordered_by_key=False)
+    for start in range(0, 100_000, 500):
+        assert tracker.seen_before({"id": pa.array(range(start, start + 500), pa.int64())}, {"id": "integer"}) == []
+    assert len(tracker._runs) <= 10
+    assert sum(len(run) for run in tracker._runs) == 100_000
+    assert tracker.seen_before({"id": pa.array([99_999, 100_000, 0], pa.int64())}, {"id": "integer"}) == [0, 2]
 
 
 @settings(max_examples=200, deadline=None)
