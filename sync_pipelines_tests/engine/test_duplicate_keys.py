@@ -7,10 +7,14 @@ import datetime as dt
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sync_pipelines.engine.transform import _DuplicateTracker, _keys_unique
+from sync_pipelines.types import RunStatus
+from sync_pipelines_tests.factories import ORDERS_T0, make_source, order, orders_config, run, target_rows
+from sync_pipelines_tests.support.databases import Databases
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -120,3 +124,16 @@ def test_a_batch_has_unique_keys_exactly_when_no_key_repeats_or_is_null(
     assert _keys_unique({"id": pa.array(keys, pa.int64())}, ["id"]) is expected
     pair = {"id": pa.array(keys, pa.int64()), "part": pa.array([1] * len(keys), pa.int64())}
     assert _keys_unique(pair, ["id", "part"]) is expected
+
+
+@pytest.mark.slow
+def test_an_incremental_run_keeps_keys_whose_python_hashes_collide(dbs: Databases) -> None:
+    # Keys -1 and -2 in different batches of one incremental run (batches of 7, in cursor order).
+    rows = [order(-1, updated_at=ORDERS_T0)]
+    rows += [order(i, updated_at=ORDERS_T0 + dt.timedelta(minutes=i)) for i in range(1, 11)]
+    rows += [order(-2, updated_at=ORDERS_T0 + dt.timedelta(minutes=30))]
+    make_source(dbs, rows)
+    result = run(orders_config(dbs), "run-1")
+    assert result.status is RunStatus.COMPLETED
+    assert (result.counts.created, result.counts.failed) == (12, 0)
+    assert {-1, -2} <= set(target_rows(dbs))
