@@ -290,6 +290,12 @@ class BatchLoader:
         """Whether the sync's baselines table exists (a dry run before the first run finds none)."""
         self.exact = False
         """Whether every written column stores its declared type exactly (no read-back of written rows)."""
+        self.empty_target = False
+        """Whether the target table and the baselines held no row when this run claimed the sync (under its
+        lease), and no insert of the run has found a row there since. Its batches then read nothing before
+        classifying: every record is new, as the run's keys are unique (a key repeated across batches fails
+        as a duplicate). A row someone else inserts meanwhile makes the batch's insert fail as a duplicate,
+        and the batch is planned again with a read, as are the batches after it."""
         self.on_wait: Callable[[str], None] | None = None
         """Told why the run waits for the lease, if it does."""
         self._ahead: ReadAhead | None = None
@@ -368,6 +374,9 @@ class BatchLoader:
                 )
             return done
         self.state = state
+        if self.mode.cursor is None:  # a run that locks its rows before reading them reads them
+            with translate_errors(writer.endpoint, "reading the target"), writer.engine.connect() as conn:
+                self.empty_target = self._empty_target(conn)
         if resuming_run(config, state, manifest, options.run_id):
             if not done and state.last_batch >= 0:
                 # Committed before batches had resume records: the state row names the last one.
@@ -386,6 +395,13 @@ class BatchLoader:
             writer.save_state(conn, state)
         return set()
 
+    def _empty_target(self, conn: Connection) -> bool:
+        """Whether the target table and the sync's baselines hold no row."""
+        tables = [self.writer.table, self.reconciler.store.table if self.has_baselines else None]
+        return all(
+            t is None or conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() is None for t in tables
+        )
+
     def committed_counts(self, batch: BatchFile) -> Counts:
         return _committed_counts(self.writer, self.run_id, batch)
 
@@ -400,6 +416,8 @@ class BatchLoader:
                 self._lock_rows(conn, keys)
             if ahead is not None:
                 current, baselines = ahead
+            elif self.empty_target:
+                current, baselines = _empty(self.schema, self.columns), None
             elif self.has_baselines:
                 current, baselines = reconciler.read_both(conn, keys)
             else:
@@ -463,6 +481,7 @@ class BatchLoader:
         return (
             self.sink.writes
             and self.has_baselines
+            and not self.empty_target
             and self.writer.table is not None
             and not self.mode.incremental
             and not self.mode.slots
@@ -523,6 +542,7 @@ class BatchLoader:
                 db.insert_arrow(conn, target, plan.inserts)
             except sa_exc.DBAPIError as exc:
                 if exc.orig is not None and db.is_unique_violation(exc.orig):
+                    self.empty_target = False
                     raise TransientConnectorError(
                         f"a record of batch {batch} was inserted by another writer since the batch was read; "
                         "planning the batch again",
