@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dagster import DagsterInstance, RunsFilter
+from dagster import DagsterInstance, RunRecord, RunsFilter
 
 from sync_pipelines.engine.progress import ProgressSnapshot, parse_progress
 from sync_pipelines.orchestration.names import Tag
@@ -45,10 +45,15 @@ def run_progress(instance: DagsterInstance, run_id: str) -> RunProgress:
     Raises:
         KeyError: when the instance has no such run.
     """
-    records = instance.get_run_records(RunsFilter(run_ids=[run_id]), limit=1)
-    if not records:
-        raise KeyError(run_id)
-    record = records[0]
+    record = _record(instance, run_id)
+    logs = instance.all_logs(run_id)
+    if not record.dagster_run.is_finished:
+        # The run went on while its logs were read. Its record read again after them is at least as recent
+        # (a step tags the run before it logs progress, and the run starts before its steps); if the run ended
+        # meanwhile, its logs are read again, complete.
+        record = _record(instance, run_id)
+        if record.dagster_run.is_finished:
+            logs = instance.all_logs(run_id)
     run = record.dagster_run
     progress = RunProgress(
         run_id=run.run_id,
@@ -58,7 +63,7 @@ def run_progress(instance: DagsterInstance, run_id: str) -> RunProgress:
         started=record.start_time,
         ended=record.end_time if run.is_finished else None,
     )
-    for entry in instance.all_logs(run_id):
+    for entry in logs:
         if entry.dagster_event is not None:
             continue
         snapshot = parse_progress(entry.user_message)
@@ -66,6 +71,13 @@ def run_progress(instance: DagsterInstance, run_id: str) -> RunProgress:
             progress.stages[snapshot.stage] = snapshot
             progress.sync = progress.sync or snapshot.sync
     return progress
+
+
+def _record(instance: DagsterInstance, run_id: str) -> RunRecord:
+    records = instance.get_run_records(RunsFilter(run_ids=[run_id]), limit=1)
+    if not records:
+        raise KeyError(run_id)
+    return records[0]
 
 
 __all__ = ["RunProgress", "latest_run_id", "run_progress"]
