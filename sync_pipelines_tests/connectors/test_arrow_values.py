@@ -176,3 +176,53 @@ def test_load_data_lines_escape_text_as_value_by_value(chunks: list[list[str | N
     rows = pa.table({"id": pa.array(range(len(column)), pa.int64()), "text": column})
     lines = arrow_values.delimited_lines(rows).to_pylist()
     assert lines == [f"{i}\t{_escaped(v)}\n" for i, v in enumerate(column.to_pylist())]
+
+
+# Server text of numbers, dates and times (MariaDB's, unquoted; an empty field is NULL), canonical or not.
+CANONICAL_TEXTS = {
+    "n": (
+        pa.int64(),
+        st.one_of(
+            st.integers(-(2**63), 2**63 - 1).map(str),
+            st.sampled_from(["9223372036854775808", "-9223372036854775809", "18446744073709551615"]),
+        ),
+    ),
+    "price": (
+        pa.decimal128(12, 2),
+        st.one_of(
+            st.decimals(-(10**10), 10**10, places=2, allow_nan=False, allow_infinity=False).map(str),
+            st.decimals(-(10**10), 10**10, places=4, allow_nan=False, allow_infinity=False).map(str),
+            st.sampled_from(["1000000000000000.00", "0.5", "-0.00"]),
+        ),
+    ),
+    "at": (
+        pa.timestamp("us"),
+        st.one_of(
+            st.datetimes().map(lambda d: d.isoformat(" ", "seconds")),
+            st.datetimes().map(lambda d: d.isoformat(" ", "microseconds")),
+            st.sampled_from(["0000-00-00 00:00:00", "2024-02-30 10:00:00"]),
+        ),
+    ),
+    "day": (pa.date32(), st.one_of(st.dates().map(str), st.sampled_from(["0000-00-00", "2023-02-29"]))),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@example(rows=[("1", "2.50", "2024-01-05 10:00:00.000001", "2024-01-05"), (None, None, None, None)])
+@example(rows=[("18446744073709551615", "1.00", "2024-01-05 10:00:00", "2024-01-05")])  # past int64: text
+@example(rows=[("1", "1.2345", "2024-01-05 10:00:00", "0000-00-00")])  # a lossy decimal, a zero date: text
+@given(
+    rows=st.lists(
+        st.tuples(*(st.one_of(st.none(), values) for _, values in CANONICAL_TEXTS.values())), min_size=1, max_size=8
+    )
+)
+def test_canonical_columns_parse_as_their_types_as_the_checked_path_does(rows: list[tuple[str | None, ...]]) -> None:
+    """Columns whose text is canonical, parsed at once as their types, give what the text path and its
+    exactness checks give: the same values, or the same text where a value does not convert."""
+    columns = list(CANONICAL_TEXTS)
+    schema = pa.schema([(c, kind) for c, (kind, _) in CANONICAL_TEXTS.items()])
+    data = "".join(",".join("" if v is None else v for v in row) + "\n" for row in rows).encode()
+    checked = arrow_values.parse_text_csv(data, columns, schema)
+    typed = arrow_values.parse_text_csv(data, columns, schema, canonical=columns)
+    assert typed.schema == checked.schema
+    assert typed.to_pylist() == checked.to_pylist()

@@ -234,35 +234,66 @@ def dense_range(keys: pa.Table) -> tuple[int, int] | None:
 
 
 def parse_text_csv(
-    data: bytes, columns: Sequence[str], schema: pa.Schema, *, float_columns: Collection[str] = ()
+    data: bytes,
+    columns: Sequence[str],
+    schema: pa.Schema,
+    *,
+    float_columns: Collection[str] = (),
+    canonical: Collection[str] = (),
 ) -> pa.Table:
     """CSV text of ``columns`` (texts quoted, numbers, dates and times unquoted, NULL an unquoted empty field,
     binary as quoted hex) as Arrow columns of their types in ``schema`` where every value converts exactly, else
-    as text. Values of ``float_columns`` (floating-point columns) are never taken as decimals."""
+    as text. Values of ``float_columns`` (floating-point columns) are never taken as decimals.
+
+    The text of a ``canonical`` column is the canonical form of its type's values (see
+    :func:`parses_canonical`): Arrow parses it as that type at once, with no round trip to check it; a value
+    that does not parse (out of range, a decimal with more digits than the scale, a zero date) sends the
+    whole text through the checks instead.
+    """
     if not data:
         return pa.table({c: pa.array([], schema.field(c).type) for c in columns})
-    text = pa_csv.read_csv(
-        io.BytesIO(data),
-        read_options=pa_csv.ReadOptions(column_names=list(columns), use_threads=False),
-        parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict.fromkeys(columns, pa.string()),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    typed = {c: schema.field(c).type for c in columns if c in canonical and parses_canonical(schema.field(c).type)}
+    try:
+        text = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=list(columns), use_threads=False),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={c: typed.get(c, pa.string()) for c in columns},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        if not typed:
+            raise
+        return parse_text_csv(data, columns, schema, float_columns=float_columns)
     arrays = []
     for name in columns:
         wanted = schema.field(name).type
         column = text.column(name)
-        if pa.types.is_binary(wanted):
+        if name in typed:
+            arrays.append(column)
+        elif pa.types.is_binary(wanted):
             arrays.append(from_hex_text(column))
         elif name in float_columns and pa.types.is_decimal(wanted):
             arrays.append(column)
         else:
             arrays.append(exact_from_text(column, wanted))
     return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def parses_canonical(kind: pa.DataType) -> bool:
+    """Whether Arrow's CSV reader parses the canonical text of a ``kind`` value into that value, and refuses any
+    text it cannot take exactly: integers, decimals (more digits than the scale are refused), dates and
+    timestamps without a time zone."""
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_date32(kind)
+        or (pa.types.is_timestamp(kind) and kind.tz is None)
+    )
 
 
 def only_keys(found: pa.Table, keys: pa.Table, span: tuple[int, int]) -> pa.Table:
@@ -438,4 +469,12 @@ def _from_text(text: pa.Array | pa.ChunkedArray, wanted: pa.DataType) -> pa.Arra
     return cast
 
 
-__all__ = ["delimited_lines", "exact_array", "exact_from_text", "python_columns", "text_array"]
+__all__ = [
+    "delimited_lines",
+    "exact_array",
+    "exact_from_text",
+    "parse_text_csv",
+    "parses_canonical",
+    "python_columns",
+    "text_array",
+]

@@ -198,7 +198,8 @@ class MySqlBackend(SqlBackend):
             for part in fetched(conn, sa.select(line).select_from(alias).where(condition), _LINES, _first_values):
                 parts += part
         floats = {c for c in columns if isinstance(table.c[c].type, sa.Float)}
-        read = parse_text_csv("\n".join(parts).encode(), columns, schema, float_columns=floats)
+        canonical = [c for c in columns if _writes_canonical(table.c[c].type, schema.field(c).type)]
+        read = parse_text_csv("\n".join(parts).encode(), columns, schema, float_columns=floats, canonical=canonical)
         return only_keys(read, keys, span) if span is not None else read
 
     def rename_table(self, conn: Connection, table: sa.Table, new_name: str) -> None:
@@ -235,6 +236,20 @@ class _NamedLocks:
 
     def unlock(self, name: str) -> None:
         self.conn.execute(sa.select(sa.func.release_lock(self._name(name))))
+
+
+def _writes_canonical(stored: sa.types.TypeEngine[Any], wanted: pa.DataType) -> bool:
+    """Whether the server writes a value of a column of type ``stored`` as the canonical text of a ``wanted``
+    value: an integer column for an integer, a (fixed-point) decimal column for a decimal, a date column for
+    a date, a datetime or timestamp column for a timestamp."""
+    if isinstance(stored, sa.Float):
+        return False
+    return (
+        (isinstance(stored, sa.Integer) and pa.types.is_integer(wanted))
+        or (isinstance(stored, sa.Numeric) and pa.types.is_decimal(wanted))
+        or (isinstance(stored, sa.DateTime) and pa.types.is_timestamp(wanted))
+        or (isinstance(stored, sa.Date) and pa.types.is_date32(wanted))
+    )
 
 
 def _first_values(rows: Sequence[Any]) -> list[Any]:
