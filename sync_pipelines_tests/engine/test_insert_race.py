@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from sync_pipelines.config import SyncConfig
 from sync_pipelines.engine.conflicts import Reconciler
 from sync_pipelines.engine.load import BatchLoader
 from sync_pipelines.engine.manifest import BatchFile
@@ -33,8 +34,7 @@ from sync_pipelines_tests.support.databases import Databases
 def test_a_row_inserted_by_someone_else_after_the_read_is_updated_on_the_replay(
     dbs: Databases, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_source(dbs, [order(i) for i in range(1, 21)])
-    cfg = orders_config(dbs) if mode == "incremental" else full_orders_config(dbs)
+    cfg = _twenty_orders(dbs, mode)
     plan = BatchLoader.plan
     planned: list[int] = []
     keys_of: dict[int, set[int]] = {}
@@ -73,6 +73,12 @@ def test_a_row_inserted_by_someone_else_after_the_read_is_updated_on_the_replay(
     assert keys_of[1] | keys_of[2] <= read
 
 
+def _twenty_orders(dbs: Databases, mode: str) -> SyncConfig:
+    """Orders 1 to 20 in the source, and their sync (batches of 7) in ``mode``."""
+    make_source(dbs, [order(i) for i in range(1, 21)])
+    return orders_config(dbs) if mode == "incremental" else full_orders_config(dbs)
+
+
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     """The keys whose target rows (and baselines) the run reads, collected as it reads them."""
     read: set[int] = set()
@@ -96,8 +102,7 @@ def _count_reads(monkeypatch: pytest.MonkeyPatch) -> set[int]:
 def test_a_run_reads_the_target_unless_it_found_it_empty(
     dbs: Databases, mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    make_source(dbs, [order(i) for i in range(1, 21)])
-    cfg = orders_config(dbs) if mode == "incremental" else full_orders_config(dbs)
+    cfg = _twenty_orders(dbs, mode)
     read = _count_reads(monkeypatch)
 
     first = run(cfg, "run-1")
