@@ -198,6 +198,7 @@ class SqlTargetWriter:
 
     def reset_seen(self, conn: Connection) -> None:
         assert self.seen_table is not None
+        bookkeeping.upgrade_seen(conn, self.seen_table)
         self.seen_table.create(conn, checkfirst=True)
         conn.execute(sa.delete(self.seen_table))
 
@@ -267,8 +268,9 @@ class SqlTargetWriter:
     def temp_seen_table(self, conn: Connection) -> sa.Table:
         """A session-scoped copy of the seen-keys table, for dry runs that must write nothing."""
         assert self.seen_table is not None
-        cols = [sa.Column(c.name, c.type, primary_key=True, autoincrement=False) for c in self.seen_table.columns]
-        temp = sa.Table("_sync_dry_seen", sa.MetaData(), *cols, prefixes=["TEMPORARY"])
+        cols = [sa.Column(c.name, c.type, nullable=False, autoincrement=False) for c in self.seen_table.columns]
+        index = sa.Index("ix_sync_dry_seen", *[c.name for c in cols])
+        temp = sa.Table("_sync_dry_seen", sa.MetaData(), *cols, index, prefixes=["TEMPORARY"])
         temp.create(conn, checkfirst=False)
         return temp
 

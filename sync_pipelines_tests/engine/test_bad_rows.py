@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from sync_pipelines.config import SyncConfig
+from sync_pipelines.connectors.bookkeeping import SEEN_PREFIX
 from sync_pipelines.engine import RunOptions, run_sync
 from sync_pipelines.errors import PermanentConnectorError
 from sync_pipelines.types import RecordAction, RunStatus
@@ -134,3 +135,40 @@ def test_non_utf8_text_in_sqlite_fails_the_run_naming_column_and_writes_nothing(
     with engine.connect() as conn:
         assert not sa.inspect(conn).has_table("wh_rows")
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_full_sync_with_deletes_keeps_going_past_repeated_keys(dbs: Databases) -> None:
+    """A key read twice in a full sync with ``delete_missing`` (a duplicate, or a bad row and a good one) is one
+    seen key: the duplicate fails alone, and the deletes at the end remove only what the source lost. A seen-keys
+    table of an earlier release (the key its primary key, which refused the second copy) is replaced."""
+    make_rows(dbs)
+    data = rows_config(dbs).model_dump(exclude_unset=True)
+    cfg = SyncConfig.model_validate({**data, "mode": "full", "delete_missing": True, "max_delete_ratio": 0.5})
+    engine = dbs.target()
+    earlier = sa.Table(f"{SEEN_PREFIX}rows", sa.MetaData(), sa.Column("id", sa.BigInteger, primary_key=True))
+    earlier.create(engine)
+    engine.dispose()
+
+    first = run_sync(cfg, RunOptions(run_id="deletes-1", sample_size=100))
+
+    assert first.status is RunStatus.PARTIAL
+    assert (first.counts.failed, first.counts.deleted) == (len(EXPECTED_FAILED), 0)
+    source = dbs.source()
+    with source.begin() as conn:
+        conn.execute(sa.text("DELETE FROM rows_in WHERE id = 10"))
+    source.dispose()
+    dry = run_sync(cfg, RunOptions(run_id="deletes-dry", dry_run=True))  # its own temporary seen keys
+    assert (dry.counts.failed, dry.counts.deleted) == (len(EXPECTED_FAILED), 1)
+
+    second = run_sync(cfg, RunOptions(run_id="deletes-2", sample_size=100))
+
+    assert second.status is RunStatus.PARTIAL
+    assert (second.counts.failed, second.counts.deleted) == (len(EXPECTED_FAILED), 1)
+    engine = dbs.target()
+    with engine.connect() as conn:
+        landed = {r[0] for r in conn.execute(sa.text("SELECT id FROM wh_rows"))}
+        primary = sa.inspect(conn).get_pk_constraint(f"{SEEN_PREFIX}rows").get("constrained_columns")
+    engine.dispose()
+    assert landed == {1, 4, 6, 7}
+    assert not primary
