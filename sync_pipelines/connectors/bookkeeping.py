@@ -221,25 +221,36 @@ def host_results_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def seen_table(metadata: sa.MetaData, name: str, key: Sequence[tuple[str, sa.types.TypeEngine[Any]]]) -> sa.Table:
-    """``_sync_seen_<sync>`` (``name``): the keys a full sync read, typed like the target's key columns.
+def seen_table(
+    metadata: sa.MetaData,
+    name: str,
+    key: Sequence[tuple[str, sa.types.TypeEngine[Any]]],
+    *,
+    temporary: bool = False,
+) -> sa.Table:
+    """``_sync_seen_<sync>`` (``name``): the keys a full sync read, typed like the target's key columns (a
+    ``temporary`` one: a dry run's, in its session).
 
     A key may be written twice in one run (a record failed for a bad value, then read again with the same key
     in a later row), so the index on the key is not unique: the table is only ever asked which target keys it
     lacks.
     """
     columns = [sa.Column(k, kind, nullable=False, autoincrement=False) for k, kind in key]
-    return sa.Table(name, metadata, *columns, sa.Index(f"ix{name}", *[c.name for c in columns]), extend_existing=True)
+    index = sa.Index(f"ix{name}", *[c.name for c in columns])
+    prefixes = ["TEMPORARY"] if temporary else []
+    return sa.Table(name, metadata, *columns, index, prefixes=prefixes, extend_existing=True)
 
 
-def upgrade_seen(conn: Connection, table: sa.Table) -> None:
-    """Drop a seen-keys table of an earlier release (its key a primary key, which refused a key seen twice in a
-    run), when a new run is about to empty it anyway: the run creates it again."""
+def upgrade_seen(conn: Connection, table: sa.Table) -> bool:
+    """Whether the seen-keys table exists in this release's form; one of an earlier release (its key a primary
+    key, which refused a key seen twice in a run) is dropped, as a new run is about to empty it anyway."""
     inspector = sa.inspect(conn)
     if not inspector.has_table(table.name, schema=table.schema):
-        return
+        return False
     if inspector.get_pk_constraint(table.name, schema=table.schema).get("constrained_columns"):
         table.drop(conn)
+        return False
+    return True
 
 
 def key_scans_table(metadata: sa.MetaData) -> sa.Table:

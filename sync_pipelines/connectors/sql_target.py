@@ -198,9 +198,10 @@ class SqlTargetWriter:
 
     def reset_seen(self, conn: Connection) -> None:
         assert self.seen_table is not None
-        bookkeeping.upgrade_seen(conn, self.seen_table)
-        self.seen_table.create(conn, checkfirst=True)
-        conn.execute(sa.delete(self.seen_table))
+        if bookkeeping.upgrade_seen(conn, self.seen_table):
+            conn.execute(sa.delete(self.seen_table))
+        else:
+            self.seen_table.create(conn)
 
     def _missing_condition(self, seen: sa.Table) -> sa.ColumnElement[bool]:
         assert self.table is not None
@@ -268,10 +269,9 @@ class SqlTargetWriter:
     def temp_seen_table(self, conn: Connection) -> sa.Table:
         """A session-scoped copy of the seen-keys table, for dry runs that must write nothing."""
         assert self.seen_table is not None
-        cols = [sa.Column(c.name, c.type, nullable=False, autoincrement=False) for c in self.seen_table.columns]
-        index = sa.Index("ix_sync_dry_seen", *[c.name for c in cols])
-        temp = sa.Table("_sync_dry_seen", sa.MetaData(), *cols, index, prefixes=["TEMPORARY"])
-        temp.create(conn, checkfirst=False)
+        key = [(c.name, c.type) for c in self.seen_table.columns]
+        temp = bookkeeping.seen_table(sa.MetaData(), "_sync_dry_seen", key, temporary=True)
+        temp.create(conn)
         return temp
 
     # -- lease

@@ -363,6 +363,8 @@ class BatchLoader:
         with translate_errors(writer.endpoint, "reading the sync state"), writer.engine.connect() as conn:
             state = writer.read_state(conn)
             done = self.resume.done(conn, options.run_id)
+            # A partition run shares the target with others; a run that locks its rows before reading reads them.
+            self.empty_target = not self.mode.slots and self.mode.cursor is None and self._empty_target(conn)
         if self.mode.slots:
             self.state = None
             if done:
@@ -374,9 +376,6 @@ class BatchLoader:
                 )
             return done
         self.state = state
-        if self.mode.cursor is None:  # a run that locks its rows before reading them reads them
-            with translate_errors(writer.endpoint, "reading the target"), writer.engine.connect() as conn:
-                self.empty_target = self._empty_target(conn)
         if resuming_run(config, state, manifest, options.run_id):
             if not done and state.last_batch >= 0:
                 # Committed before batches had resume records: the state row names the last one.
@@ -397,10 +396,10 @@ class BatchLoader:
 
     def _empty_target(self, conn: Connection) -> bool:
         """Whether the target table and the sync's baselines hold no row."""
-        tables = [self.writer.table, self.reconciler.store.table if self.has_baselines else None]
-        return all(
-            t is None or conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() is None for t in tables
-        )
+        target = self.writer.table
+        assert target is not None
+        tables = [target, *([self.reconciler.store.table] if self.has_baselines else [])]
+        return all(conn.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first() is None for t in tables)
 
     def committed_counts(self, batch: BatchFile) -> Counts:
         return _committed_counts(self.writer, self.run_id, batch)
